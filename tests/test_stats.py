@@ -1,0 +1,81 @@
+"""Student-t quantiles and confidence intervals against SciPy (float64 references)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from torchcross.stats import Summary, summarize_values, t_quantile
+
+scipy_stats = pytest.importorskip("scipy.stats")
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 29, 99, 1000])
+@pytest.mark.parametrize("p", [0.001, 0.025, 0.1, 0.6, 0.9, 0.975, 0.995, 0.9999])
+def test_t_quantile_matches_scipy(p: float, df: float) -> None:
+    expected = scipy_stats.t.ppf(p, df)
+    assert t_quantile(p, df) == pytest.approx(expected, rel=1e-9, abs=1e-9)
+
+
+@pytest.mark.parametrize(("p", "df"), [(0.0, 3), (1.0, 3), (-0.5, 3), (0.5, 0), (0.9, -1)])
+def test_t_quantile_rejects_bad_arguments(p: float, df: float) -> None:
+    with pytest.raises(ValueError, match=r"p must be|degrees of freedom"):
+        t_quantile(p, df)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.floats(0.0, 1.0, allow_nan=False), min_size=2, max_size=60),
+    st.sampled_from([0.8, 0.9, 0.95, 0.99]),
+)
+def test_summary_matches_scipy_interval(values: list[float], confidence: float) -> None:
+    s = summarize_values(values, confidence)
+    arr = np.asarray(values, dtype=np.float64)
+    assert s.n == len(values)
+    assert s.mean == pytest.approx(arr.mean(), abs=1e-12)
+    assert s.std == pytest.approx(arr.std(ddof=1), abs=1e-12)
+    sem = arr.std(ddof=1) / math.sqrt(len(arr))
+    if sem > 0:
+        lo, hi = scipy_stats.t.interval(confidence, len(arr) - 1, loc=arr.mean(), scale=sem)
+        assert s.ci_low == pytest.approx(lo, abs=1e-9)
+        assert s.ci_high == pytest.approx(hi, abs=1e-9)
+    else:
+        assert s.ci_low == pytest.approx(s.mean)
+        assert s.ci_high == pytest.approx(s.mean)
+    assert s.half_width == pytest.approx((s.ci_high - s.ci_low) / 2)
+
+
+def test_summary_of_100_episodes_uses_t_not_normal() -> None:
+    values = np.linspace(0.5, 1.0, 100)
+    s = summarize_values(values)
+    sem = values.std(ddof=1) / 10
+    assert s.half_width == pytest.approx(scipy_stats.t.ppf(0.975, 99) * sem, rel=1e-9)
+    assert s.half_width > 1.96 * sem
+
+
+def test_summary_leaves_out_nan_and_counts_it() -> None:
+    s = summarize_values([0.5, float("nan"), 0.7])
+    assert (s.n, s.n_missing) == (2, 1)
+    assert s.mean == pytest.approx(0.6)
+
+
+def test_summary_of_one_or_no_values_is_nan_where_undefined() -> None:
+    one = summarize_values([0.8])
+    assert one.mean == 0.8
+    assert math.isnan(one.std)
+    assert math.isnan(one.ci_low)
+    none = summarize_values([])
+    assert none.n == 0
+    assert math.isnan(none.mean)
+    assert "n=1" in str(one)
+    assert isinstance(one, Summary)
+
+
+@pytest.mark.parametrize("confidence", [0.0, 1.0, 95])
+def test_summary_rejects_bad_confidence(confidence: float) -> None:
+    with pytest.raises(ValueError, match="confidence must be in"):
+        summarize_values([0.1, 0.2], confidence)

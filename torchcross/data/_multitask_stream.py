@@ -1,0 +1,261 @@
+"""The machinery shared by the multi-task samplers: plans, sharding, epochs and state.
+
+See :mod:`torchcross.data.multitask` for the public classes and what they promise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from torch.utils.data import IterableDataset, get_worker_info
+
+from ._multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
+from ._sharding import shard_position
+from .task_weighting import resolve_weighting
+
+__all__ = ["MAX_PLAN", "MultiSourceStream", "check_int", "named"]
+
+_MODES = ("epoch", "infinite")
+MAX_PLAN = 200_000_000  # items a shuffled plan may hold in memory
+
+
+def check_int(value: Any, name: str, low: int) -> int:
+    """``value`` as an int, or a ``ValueError`` naming ``name`` if it is not an int >= ``low``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+    return int(value)
+
+
+def named(items: Any, what: str) -> tuple[list[str], list[Any]]:
+    """``(names, values)`` of a ``{name: value}`` dict, or of a list named by task identifiers."""
+    if isinstance(items, Mapping):
+        names, values = [str(k) for k in items], list(items.values())
+    elif isinstance(items, Sequence) and not isinstance(items, str):
+        values = list(items)
+        names = [_default_name(v, i) for i, v in enumerate(values)]
+    else:
+        raise TypeError(f"{what} must be a list or a {{name: {what[:-1]}}} dict, got {type(items).__name__}")
+    if not values:
+        raise ValueError(f"{what} is empty; give at least one")
+    return names, values
+
+
+def _default_name(obj: Any, i: int) -> str:
+    for holder in (obj, getattr(obj, "task_source", None)):
+        desc = getattr(holder, "task_description", None)
+        ident = getattr(desc, "task_identifier", "")
+        if isinstance(ident, str) and ident:
+            return ident
+    return str(i)
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts, as after a JSON round trip."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class MultiSourceStream(IterableDataset):
+    """Shared machinery: plans, sharding, epochs and state. Subclasses load the units."""
+
+    _draws_per_unit = 1
+
+    def __init__(
+        self,
+        names: list[str],
+        sizes: list[int],
+        *,
+        weighting: str | None,
+        temperature: float | None,
+        weights: Any,
+        mode: str,
+        length: int | None,
+        shuffle: bool,
+        drop_last: bool,
+        seed: int,
+        rank: int | None,
+        world_size: int | None,
+    ) -> None:
+        if mode not in _MODES:
+            raise ValueError(f"mode must be one of {list(_MODES)}, got {mode!r}")
+        if length is not None:
+            if mode != "infinite":
+                raise ValueError(
+                    "length only applies to mode='infinite' (an epoch of mode='epoch' is every item once)"
+                )
+            length = check_int(length, "length", 1)
+        self.names, self.sizes = names, [int(s) for s in sizes]
+        self.policy = resolve_weighting(
+            len(sizes), weighting, temperature=temperature, weights=weights, names=names
+        )
+        probs = self.policy.weights(self.sizes)
+        self.probabilities = probs / probs.sum()
+        self.mode, self.length, self.shuffle, self.drop_last = mode, length, bool(shuffle), bool(drop_last)
+        self.seed = check_int(seed, "seed", 0)
+        self.rank, self.world_size = rank, world_size
+        shard_position(rank, world_size)  # validate early
+        if mode == "epoch" and sum(self.sizes) > MAX_PLAN:
+            raise ValueError(f"an epoch of {sum(self.sizes)} items is too large to plan; use mode='infinite'")
+        self._epoch, self._start, self._consumed = 0, 0, 0
+        self._plans: dict[Any, Any] = {}
+
+    # -- configuration and state -----------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {
+            "type": type(self).__name__,
+            "names": list(self.names),
+            "sizes": list(self.sizes),
+            "weighting": self.policy.fingerprint(),
+            "mode": self.mode,
+            "length": self.length,
+            "shuffle": self.shuffle,
+            "drop_last": self.drop_last,
+            "seed": self.seed,
+        }
+
+    @property
+    def epoch(self) -> int:
+        """The epoch whose stream :meth:`__iter__` yields."""
+        return self._epoch
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate; a new epoch starts from its beginning.
+
+        Setting the current epoch again keeps a position restored by
+        :meth:`load_state_dict`, so a loop calling ``set_epoch(epoch)`` resumes correctly.
+        Sources or episode datasets with a ``set_epoch`` method are told the epoch too
+        (seeded episode datasets then draw that epoch's episodes).
+        """
+        epoch = check_int(epoch, "epoch", 0)
+        for member in self._members():
+            if callable(getattr(member, "set_epoch", None)):
+                member.set_epoch(epoch)
+        if epoch != self._epoch:
+            self._epoch, self._start, self._consumed = epoch, 0, 0
+            self._plans.clear()
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Where the stream stands: epoch, global position and the configuration.
+
+        Args:
+            consumed: items this rank took since the current iteration started. Default:
+                as counted by this object when iterated in this process (``num_workers=0``);
+                with DataLoader workers, pass the number of items the loop received.
+        """
+        if consumed is None:
+            consumed = self._consumed
+        consumed = check_int(consumed, "consumed", 0)
+        ranks = shard_position(self.rank, self.world_size).count  # no worker here: count == ranks
+        position = self._start + consumed * ranks
+        total = self._num_units()
+        if total is not None:
+            position = min(position, total)
+        return {"epoch": self._epoch, "position": position, "config": _plain(self._config())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from :meth:`state_dict`: the next iteration continues the saved stream.
+
+        Raises:
+            ValueError: if the state is malformed or was saved with another configuration
+                (the message names each differing setting).
+        """
+        if not isinstance(state, Mapping) or not {"epoch", "position", "config"} <= set(state):
+            raise ValueError(
+                f"not a {type(self).__name__} state dict (need epoch, position, config): {state!r}"
+            )
+        mine, theirs = _plain(self._config()), _plain(state["config"])
+        diffs = [f"{k}: saved {theirs.get(k)!r}, here {mine[k]!r}" for k in mine if theirs.get(k) != mine[k]]
+        if diffs:
+            raise ValueError("state dict comes from a different configuration; " + "; ".join(diffs))
+        epoch = check_int(state["epoch"], "state['epoch']", 0)
+        position = check_int(state["position"], "state['position']", 0)
+        self.set_epoch(epoch)
+        total = self._num_units()
+        if total is not None and position > total:
+            raise ValueError(f"state position {position} is beyond the epoch's {total} items")
+        self._start, self._consumed = position, 0
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_plans"] = {}  # recomputed cheaply where needed; keeps worker pickles small
+        return state
+
+    # -- the plan ----------------------------------------------------------------------------
+    def _num_draws(self) -> int | None:
+        if self.mode == "epoch":
+            return sum(self.sizes)
+        return None if self.length is None else self.length * self._draws_per_unit
+
+    def _num_units(self) -> int | None:
+        if self.mode == "infinite":
+            return self.length
+        total, per = sum(self.sizes), self._draws_per_unit
+        return total // per if self.drop_last and per > 1 else -(-total // per)
+
+    def draws(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(tasks, occurrences)`` of the global draws ``start..stop-1`` of the current epoch.
+
+        Draw ``g`` takes the ``occurrences[g]``-th item of task ``tasks[g]`` (a pure
+        function of ``(seed, epoch)``; useful to inspect or log the plan).
+        """
+        if self.mode == "infinite":
+            plan = self._plans.get("stream")
+            if plan is None:
+                plan = self._plans["stream"] = StreamPlan(self.probabilities, (self.seed, self._epoch, 1))
+            return plan.draws(start, stop)
+        plan = self._plans.get("epoch")
+        if plan is None:
+            rng = np.random.default_rng([self.seed, self._epoch, 0])
+            order = exhaustive_order(np.asarray(self.sizes), self.policy, rng)
+            plan = self._plans["epoch"] = (order, occurrences(order, len(self.sizes)))
+        return plan[0][start:stop], plan[1][start:stop]
+
+    def _permutation(self, task: int, cycle: int, size: int) -> np.ndarray:
+        """The seeded order of a task's ``size`` items in its ``cycle``-th pass (cached per task)."""
+        cached = self._plans.get(("perm", task))
+        if cached is None or cached[0] != cycle:
+            cached = (cycle, task_permutation((self.seed, self._epoch, 2, task, cycle), size, self.shuffle))
+            self._plans[("perm", task)] = cached
+        return cached[1]
+
+    def _members(self) -> list[Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _load_unit(self, tasks: np.ndarray, occ: np.ndarray) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- iteration ---------------------------------------------------------------------------
+    def __len__(self) -> int:
+        """Items this rank yields in a whole epoch (``TypeError`` for an endless stream)."""
+        total = self._num_units()
+        if total is None:
+            raise TypeError(f"an endless {type(self).__name__} (mode='infinite', length=None) has no len()")
+        pos = shard_position(self.rank, self.world_size)
+        info = get_worker_info()
+        ranks = pos.count // (info.num_workers if info is not None else 1)
+        rank = pos.index // (info.num_workers if info is not None else 1)
+        return len(range(rank, total, ranks))
+
+    def __iter__(self) -> Iterator[Any]:
+        pos = shard_position(self.rank, self.world_size)
+        info = get_worker_info()
+        workers = info.num_workers if info is not None else 1
+        rank, worker, ranks = pos.index // workers, pos.index % workers, pos.count // workers
+        total, per, total_draws = self._num_units(), self._draws_per_unit, self._num_draws()
+        in_process = info is None
+        if in_process:
+            self._consumed = 0
+        p, step = self._start + rank + ranks * worker, ranks * workers
+        while total is None or p < total:
+            stop = (p + 1) * per if total_draws is None else min((p + 1) * per, total_draws)
+            tasks, occ = self.draws(p * per, stop)
+            item = self._load_unit(tasks, occ)
+            if in_process:
+                self._consumed += 1
+            yield item
+            p += step

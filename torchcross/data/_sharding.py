@@ -1,0 +1,76 @@
+"""Splitting work across DataLoader workers and ``torch.distributed`` ranks.
+
+Every iterable dataset in torchcross calls :func:`shard_position` and takes its share of
+a global sequence of items with :func:`shard_indices` instead of repeating all items in
+every worker (a bug of torchcross 0.0.6).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.utils.data
+
+__all__ = ["ShardPosition", "shard_position", "shard_indices"]
+
+
+class ShardPosition(tuple):
+    """``(index, count)``: this process-and-worker's shard and the total number of shards."""
+
+    __slots__ = ()
+
+    def __new__(cls, index: int, count: int) -> ShardPosition:
+        return super().__new__(cls, (index, count))
+
+    @property
+    def index(self) -> int:
+        return self[0]
+
+    @property
+    def count(self) -> int:
+        return self[1]
+
+
+def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+    if (rank is None) != (world_size is None):
+        raise ValueError(
+            f"pass both rank and world_size, or neither; got rank={rank}, world_size={world_size}"
+        )
+    if rank is not None and world_size is not None:
+        return rank, world_size
+    dist = torch.distributed
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def shard_position(rank: int | None = None, world_size: int | None = None) -> ShardPosition:
+    """Return this process-and-worker's shard among ``world_size * num_workers`` shards.
+
+    ``rank`` and ``world_size`` default to ``torch.distributed``'s when it is
+    initialised (else a single process); pass both to simulate ranks in tests.
+
+    Examples:
+        >>> shard_position(rank=1, world_size=4)  # outside a DataLoader worker
+        (1, 4)
+    """
+    rank, world_size = _dist_rank_world(rank, world_size)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    info = torch.utils.data.get_worker_info()
+    worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
+    return ShardPosition(rank * num_workers + worker_id, world_size * num_workers)
+
+
+def shard_indices(n: int, position: ShardPosition) -> range:
+    """The items ``0..n-1`` of shard ``position``: strided, so shards differ in size by at most one.
+
+    Examples:
+        >>> list(shard_indices(7, ShardPosition(1, 3)))
+        [1, 4]
+    """
+    if n < 0:
+        raise ValueError(f"need n >= 0 items, got n={n}")
+    index, count = position
+    if count < 1 or not 0 <= index < count:
+        raise ValueError(f"need 0 <= index < count in the shard position, got {tuple(position)}")
+    return range(index, n, count)

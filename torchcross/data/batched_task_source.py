@@ -1,0 +1,192 @@
+"""Batches of one task source as an iterable dataset, split across workers and ranks.
+
+:class:`BatchedTaskSource` keeps the torchcross 0.0.6 parameters and import path
+(:mod:`torchcross.data.task_source`) and fixes its bugs: the batch order is a pure
+function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each
+produce their own share of the batches instead of all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+from torch.utils.data import IterableDataset
+
+from ._sharding import ShardPosition, shard_indices, shard_position
+from .collate import identity, stack
+from .labels import count_samples_per_class
+from .task_source import TaskSource, _check_source, canonical_labels
+
+__all__ = ["BatchedTaskSource"]
+
+_MEMO = "_tc_batch_memo"
+
+
+def _check_flag(value: Any, name: str) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
+    return bool(value)
+
+
+def _check_count(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
+    return int(value)
+
+
+class BatchedTaskSource(TaskSource, IterableDataset):
+    """An iterable dataset of batches drawn from one task source.
+
+    Each epoch splits the examples of ``task_source`` into batches of ``batch_size``
+    (shuffled or in order) and yields ``collate_fn([task_source[i] for i in batch])``,
+    as a ``(batch, task_description)`` pair when ``with_task_description`` is set.
+    The default ``collate_fn`` is :func:`~torchcross.data.collate.identity` (a list
+    of pairs, as in torchcross 0.0.6). With ``collate_fn=stack`` and a source that
+    has ``get_batch``, a batch is read in one ``get_batch`` call (same result).
+
+    Determinism and sharding: the batches of an epoch are a pure function of
+    ``(seed, epoch)``. Call :meth:`set_epoch` before each epoch for a new order (like
+    ``DistributedSampler``; with ``persistent_workers=True`` the workers keep the
+    epoch they started with). Iterating yields only this process-and-worker's share
+    (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with any
+    number of workers, on any number of ranks, produces every batch exactly once;
+    with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
+    number of batches; :meth:`num_batches_in_shard` gives one shard's.
+
+    For datasets that schedule batches themselves (e.g. ``RandomInterleaveDataset``),
+    :meth:`batch_indices` returns all batches of an epoch as index arrays (unsharded),
+    :meth:`load_batch` turns one into the element iteration would yield, and
+    :meth:`iter_batches` yields all elements of an epoch without sharding.
+
+    Args:
+        task_source: a map-style task source (also a 0.0.6-style one).
+        batch_size: examples per batch.
+        shuffle: shuffle the examples each epoch (else batches follow source order).
+        drop_last: drop the last batch if it is smaller than ``batch_size``.
+        collate_fn: turns a list of examples into a batch; ``None`` means ``identity``.
+        with_task_description: yield ``(batch, task_description)`` pairs.
+        seed: the shuffling seed. ``None`` draws one from numpy's OS entropy at
+            construction (``numpy.random.SeedSequence().entropy``); it is stored in
+            ``seed`` and travels with the object to workers, so they all agree.
+
+    Raises:
+        TypeError: for an argument of the wrong type (e.g. a non-task-source, a float batch size).
+        ValueError: for ``batch_size < 1``, a negative seed, or a source that gives no batch
+            (empty, or smaller than ``batch_size`` with ``drop_last``).
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"}, "toy")
+        >>> src = TensorTaskSource(torch.arange(5.0), [0, 1, 0, 1, 1], d)
+        >>> batched = BatchedTaskSource(src, batch_size=2, collate_fn=stack, seed=0)
+        >>> len(batched), [x.tolist() for x, y in batched]
+        (3, [[0.0, 3.0], [2.0, 1.0], [4.0]])
+        >>> batched.set_epoch(1)
+        >>> [x.tolist() for x, y in batched]
+        [[4.0, 3.0], [2.0, 0.0], [1.0]]
+    """
+
+    def __init__(
+        self,
+        task_source: Any,
+        batch_size: int,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        with_task_description: bool = False,
+        *,
+        seed: int | None = None,
+    ) -> None:
+        _check_source(task_source, "BatchedTaskSource")
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable or None, got {type(collate_fn).__name__}")
+        self.task_source = task_source
+        self.task_description = task_source.task_description
+        self.batch_size = _check_count(batch_size, "batch_size", 1)
+        self.shuffle = _check_flag(shuffle, "shuffle")
+        self.drop_last = _check_flag(drop_last, "drop_last")
+        self.collate_fn = identity if collate_fn is None else collate_fn
+        self.with_task_description = _check_flag(with_task_description, "with_task_description")
+        self.seed = int(np.random.SeedSequence().entropy) if seed is None else _check_count(seed, "seed", 0)
+        self.epoch = 0
+        self.num_examples = len(task_source)
+        if len(self) == 0:
+            raise ValueError(
+                f"task source {self.task_description.task_identifier!r} gives no batch: it has "
+                f"{self.num_examples} examples, batch_size={batch_size}, drop_last={drop_last}; "
+                "use a smaller batch_size or drop_last=False"
+            )
+
+    def __len__(self) -> int:
+        """The total number of batches per epoch (over all workers and ranks)."""
+        n, b = self.num_examples, self.batch_size
+        return n // b if self.drop_last else -(-n // b)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state.pop(_MEMO, None)
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Use the batch order of ``epoch`` from now on (no effect without ``shuffle``)."""
+        self.epoch = _check_count(epoch, "epoch", 0)
+
+    def get_num_samples_per_class(self, neg: bool = False) -> dict[int, int]:
+        """Examples per class key in the underlying source (see :class:`TaskSource`)."""
+        return count_samples_per_class(canonical_labels(self.task_source), self.task_description, neg=neg)
+
+    def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
+        """All batches of ``epoch`` (default: the current one) as arrays of source indices.
+
+        Unsharded and deterministic: the same ``(seed, epoch)`` always gives the same
+        list. The last epoch's list is memoised; treat the arrays as read-only.
+        """
+        epoch = self.epoch if epoch is None else _check_count(epoch, "epoch", 0)
+        key = (epoch if self.shuffle else None, self.seed, self.batch_size, self.drop_last, self.num_examples)
+        memo = self.__dict__.get(_MEMO)
+        if memo is not None and memo[0] == key:
+            return memo[1]
+        n = self.num_examples
+        if self.shuffle:
+            rng = np.random.default_rng(np.random.SeedSequence(self.seed, spawn_key=(epoch,)))
+            order = rng.permutation(n)
+        else:
+            order = np.arange(n)
+        batches = [
+            order[i : i + self.batch_size] for i in range(0, len(self) * self.batch_size, self.batch_size)
+        ]
+        self.__dict__[_MEMO] = (key, batches)
+        return batches
+
+    def load_batch(self, indices: Any) -> Any:
+        """Read and collate the examples at ``indices``: one element as iteration yields it."""
+        get_batch = getattr(self.task_source, "get_batch", None)
+        if self.collate_fn is stack and get_batch is not None:
+            batch = get_batch(np.asarray(indices, dtype=np.int64))
+        else:
+            batch = self.collate_fn([self.task_source[int(i)] for i in indices])
+        return (batch, self.task_description) if self.with_task_description else batch
+
+    def iter_batches(self, epoch: int | None = None) -> Iterator[Any]:
+        """Yield every batch of ``epoch`` (default: the current one), without sharding."""
+        for indices in self.batch_indices(epoch):
+            yield self.load_batch(indices)
+
+    def iter_shard(self, position: ShardPosition, epoch: int | None = None) -> Iterator[Any]:
+        """Yield the batches of shard ``position`` (see :mod:`torchcross.data._sharding`)."""
+        batches = self.batch_indices(epoch)
+        for k in shard_indices(len(batches), position):
+            yield self.load_batch(batches[k])
+
+    def num_batches_in_shard(self, position: ShardPosition | None = None) -> int:
+        """How many batches shard ``position`` (default: this process and worker) yields."""
+        return len(shard_indices(len(self), shard_position() if position is None else position))
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iter_shard(shard_position())

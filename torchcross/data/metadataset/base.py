@@ -1,0 +1,299 @@
+"""Bases of the episode datasets: a map-style :class:`MetaDataset` and seeded episode datasets.
+
+:class:`MetaDataset` is what torchcross 0.0.6 called it: a map-style dataset of
+:class:`~torchcross.data.task.Task` (``__getitem__`` and ``__len__``); the medimeta
+package subclasses it.
+
+:class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
+a pure function of ``(seed, epoch, i)``: ``dataset[i]`` draws it from
+``numpy.random.default_rng([seed, epoch, i])``. The class is also an
+:class:`~torch.utils.data.IterableDataset`: iterating yields episodes ``0..length-1``
+(forever with ``length=None``), split across DataLoader workers and
+``torch.distributed`` ranks with :func:`~torchcross.data._sharding.shard_position`, so
+no episode is produced twice. Shards are strided, so a ``DataLoader(batch_size=None)``
+yields the same episodes in the same order with 0, 1 or 4 workers.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+import os
+import sys
+import warnings
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, IterableDataset
+
+from .._sharding import shard_indices, shard_position
+from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
+from ..task import Task, TaskDescription, TaskTarget
+from ..task_source import canonical_labels
+
+__all__ = ["EpisodeMetaDataset", "MetaDataset", "load_episode"]
+
+
+class MetaDataset(Dataset[Task], abc.ABC):
+    """A map-style dataset of tasks: subclasses implement ``__getitem__`` and ``__len__``.
+
+    Examples:
+        >>> class Two(MetaDataset):
+        ...     def __getitem__(self, index):
+        ...         return index
+        ...
+        ...     def __len__(self):
+        ...         return 2
+        >>> len(Two())
+        2
+    """
+
+    @abc.abstractmethod
+    def __getitem__(self, index: int) -> Task: ...
+
+    @abc.abstractmethod
+    def __len__(self) -> int: ...
+
+
+class _NoLength(TypeError, ValueError):
+    """``len()`` of an endless episode dataset (a ValueError in torchcross 0.0.6)."""
+
+
+def _gather_inputs(source: Any, indices: np.ndarray) -> Any:
+    get_batch = getattr(source, "get_batch", None)
+    if callable(get_batch):
+        return get_batch(indices)[0]
+    items = [source[int(i)][0] for i in indices]
+    if items and isinstance(items[0], torch.Tensor):
+        return torch.stack(items)
+    return torch.utils.data.default_collate(items)
+
+
+def load_episode(
+    source: Any,
+    description: TaskDescription,
+    episode: EpisodeIndices,
+    support_labels: np.ndarray,
+    query_labels: np.ndarray,
+    collate_fn: Callable[[list[tuple[Any, torch.Tensor]]], Any] | None = None,
+    output_indices: bool = False,
+) -> Task:
+    """Build the :class:`Task` of one episode from its indices and (relabelled) labels.
+
+    * ``output_indices=True``: support and query are lists of ``(index, label)`` pairs
+      (passed through ``collate_fn`` when given), as in torchcross 0.0.6;
+    * no ``collate_fn``: ``(inputs, labels)`` tensors; inputs come from one
+      ``source.get_batch`` call when the source has it, else ``source[i]`` stacked;
+    * a ``collate_fn``: it receives the list of ``(input, label)`` pairs.
+
+    Labels are the episode's (``0..k-1``), never the source's raw labels. Exceptions
+    raised while reading the source (e.g. in a user transform) propagate.
+
+    Examples:
+        >>> import numpy as np, torch
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.data.sampling import EpisodeIndices
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
+        >>> src = TensorTaskSource(torch.arange(4.0)[:, None], [0, 1, 0, 1], d)
+        >>> ep = EpisodeIndices(np.array([0, 1]), np.array([2, 3]), (0, 1))
+        >>> task = load_episode(src, d, ep, np.array([0, 1]), np.array([0, 1]))
+        >>> task.support[0].flatten().tolist(), task.query[1].tolist()
+        ([0.0, 1.0], [0, 1])
+    """
+    if output_indices:
+        # unbind: one call for all labels; each label is a view of the episode's own small tensor
+        sup = list(zip(episode.support.tolist(), torch.from_numpy(np.ascontiguousarray(support_labels)).unbind(0)))
+        qry = list(zip(episode.query.tolist(), torch.from_numpy(np.ascontiguousarray(query_labels)).unbind(0)))
+        if collate_fn is not None:
+            sup, qry = collate_fn(sup), collate_fn(qry)
+        return Task(sup, qry, description)
+    n_sup = len(episode.support)
+    inputs = _gather_inputs(source, np.concatenate([episode.support, episode.query]))
+    sup_y, qry_y = torch.from_numpy(support_labels), torch.from_numpy(query_labels)
+    if collate_fn is None:
+        return Task((inputs[:n_sup], sup_y), (inputs[n_sup:], qry_y), description)
+    sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
+    qry = collate_fn([(inputs[n_sup + j], qry_y[j]) for j in range(len(episode.query))])
+    return Task(sup, qry, description)
+
+
+def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an int{' or None' if allow_none else ''}, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
+    return int(value)
+
+
+def _user_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside this package."""
+    package = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+def _usable_classes(
+    owner: str,
+    index: LabelIndex,
+    description: TaskDescription,
+    min_samples: int,
+    required: int,
+    required_why: str,
+) -> tuple[int, ...]:
+    """Class keys (multi-label: columns) with enough examples; warns about the dropped ones."""
+    threshold = max(min_samples, required)
+    why = f"filter_classes_min_samples={min_samples}" if min_samples >= required else required_why
+    tid = description.task_identifier
+    pos, neg = index.counts(), index.counts(negatives=True)
+    target = description.task_target
+    if target is TaskTarget.BINARY_CLASSIFICATION:
+        if pos[1] < threshold or neg[1] < threshold:
+            raise ValueError(
+                f"{owner}: binary task {tid!r} has {pos[1]} positives and {neg[1]} negatives; both need "
+                f">= {threshold} ({why}); lower the shots or filter_classes_min_samples"
+            )
+        return (0, 1)
+    if target is TaskTarget.MULTILABEL_CLASSIFICATION:
+        small = {
+            k: f"{pos[k]} positives, {neg[k]} negatives"
+            for k in index.keys
+            if min(pos[k], neg[k]) < threshold
+        }
+    else:
+        small = {k: f"{pos[k]} examples" for k in index.keys if pos[k] < threshold}
+    usable = tuple(k for k in index.keys if k not in small)
+    if small:
+        names = "; ".join(f"{description.classes[k]!r} (key {k}: {v})" for k, v in small.items())
+        kind = "labels" if target is TaskTarget.MULTILABEL_CLASSIFICATION else "classes"
+        if len(usable) >= 2:
+            warnings.warn(
+                f"{owner}: task {tid!r}: dropping {len(small)} of {len(index.keys)} {kind} with fewer than "
+                f"{threshold} examples ({why}): {names}",
+                UserWarning,
+                stacklevel=_user_stacklevel(),
+            )
+        else:
+            raise ValueError(
+                f"{owner}: task {tid!r} has {len(usable)} usable {kind} (needs >= 2): fewer than {threshold} "
+                f"examples ({why}) in {names}; lower the shots or filter_classes_min_samples"
+            )
+    return usable
+
+
+class EpisodeMetaDataset(MetaDataset, IterableDataset):
+    """Base of seeded episode datasets over one task source (see the module doc).
+
+    Subclasses implement :meth:`sample_indices`; everything else (labels, relabelling,
+    loading, iteration and sharding) is here.
+    """
+
+    def __init__(
+        self,
+        task_source: Any,
+        collate_fn: Callable | None = None,
+        length: int | None = None,
+        output_indices: bool = False,
+        seed: int | None = None,
+    ) -> None:
+        description = getattr(task_source, "task_description", None)
+        if not isinstance(description, TaskDescription):
+            raise TypeError(
+                "task_source must be a TaskSource (with task_description and labels), got "
+                f"{type(task_source).__name__}"
+            )
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable or None, got {collate_fn!r}")
+        if not isinstance(output_indices, bool):
+            raise TypeError(f"output_indices must be a bool, got {output_indices!r}")
+        self.task_source = task_source
+        self.task_description = description
+        self.collate_fn = collate_fn
+        self.length = _check_int("length", length, 1, allow_none=True)
+        self.output_indices = output_indices
+        if seed is None:
+            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
+        self.seed = _check_int("seed", seed, 0)
+        self.epoch = 0
+        self.label_index = index_labels(canonical_labels(task_source), description)
+
+    @property
+    def task_target(self) -> TaskTarget:
+        """The kind of the source task (and of every episode)."""
+        return self.task_description.task_target
+
+    @abc.abstractmethod
+    def sample_indices(self, index: int) -> EpisodeIndices:
+        """The indices of episode ``index`` (a pure function of ``(seed, epoch, index)``)."""
+
+    def sampling_parameters(self) -> dict[str, Any]:
+        """The parameters that determine the episodes (recorded in episode set files)."""
+        return {"rule": type(self).__name__, "seed": self.seed, "epoch": self.epoch, "length": self.length}
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch."""
+        self.epoch = _check_int("epoch", epoch, 0)
+
+    def generator(self, index: int) -> np.random.Generator:
+        """The generator of episode ``index``: ``numpy.random.default_rng([seed, epoch, index])``."""
+        return np.random.default_rng([self.seed, self.epoch, index])
+
+    def _check_index(self, index: Any) -> int:
+        if isinstance(index, bool) or not isinstance(index, (int, np.integer)):
+            raise TypeError(f"episode index must be an int, got {type(index).__name__}: {index!r}")
+        index = int(index)
+        if self.length is None:
+            if index < 0:
+                raise IndexError(f"episode index {index} must be >= 0 for an endless episode dataset")
+            return index
+        if not -self.length <= index < self.length:
+            raise IndexError(f"episode index {index} out of range for {self.length} episodes")
+        return index % self.length
+
+    def episode_description(self, episode: EpisodeIndices) -> TaskDescription:
+        """The description of an episode: the source's, with ``classes`` relabelled to ``0..k-1``."""
+        cache = self.__dict__.setdefault("_descriptions", {})
+        description = cache.get(episode.classes)
+        if description is None:
+            if len(cache) > 4096:
+                cache.clear()
+            description = cache[episode.classes] = relabel_description(self.task_description, episode.classes)
+        return description
+
+    def __getitem__(self, index: int) -> Task:
+        episode = self.sample_indices(self._check_index(index))
+        support_labels, query_labels = episode_labels(self.label_index, episode)
+        return load_episode(
+            self.task_source,
+            self.episode_description(episode),
+            episode,
+            support_labels,
+            query_labels,
+            self.collate_fn,
+            self.output_indices,
+        )
+
+    def __len__(self) -> int:
+        if self.length is None:
+            raise _NoLength(
+                f"{type(self).__name__} with length=None is endless; pass length=... for a length"
+            )
+        return self.length
+
+    def __iter__(self) -> Iterator[Task]:
+        position = shard_position()
+        if self.length is None:
+            indices: Any = itertools.count(position.index, position.count)
+        else:
+            indices = shard_indices(self.length, position)
+        for i in indices:
+            yield self[i]
+
+    def __repr__(self) -> str:
+        params = ", ".join(f"{k}={v!r}" for k, v in self.sampling_parameters().items() if k != "rule")
+        return f"{type(self).__name__}(task={self.task_description.task_identifier!r}, {params})"

@@ -1,0 +1,227 @@
+"""Fixed-shot and random sub-task few-shot episodes over one task source.
+
+Both keep torchcross 0.0.6's names, parameters and positional order; episodes are pure
+functions of ``(seed, epoch, index)`` (see :class:`~.base.EpisodeMetaDataset`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from ..sampling import EpisodeIndices, sample_episode, sample_multilabel_episode
+from ..task import TaskTarget
+from .base import EpisodeMetaDataset, _check_int, _usable_classes
+
+__all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
+
+
+class FewShotMetaDataset(EpisodeMetaDataset):
+    """Episodes with a fixed number of examples per class, over all usable classes.
+
+    Multi-class and ordinal: ``n_support_samples_per_class`` support and
+    ``n_query_samples_per_class`` query examples per class; binary: that many negatives
+    and positives; multi-label: at least that many positives and negatives per label.
+    Classes with fewer than ``max(filter_classes_min_samples, n_support + n_query)``
+    examples (binary and multi-label: positives or negatives) are dropped with a warning.
+
+    Each episode's description is the source's with ``classes`` relabelled to the
+    episode's ``0..k-1`` (identifiers kept); labels are relabelled the same way.
+
+    Args:
+        task_source: a :class:`~torchcross.data.task_source.TaskSource`.
+        collate_fn: applied to the list of ``(input, label)`` pairs of the support and of
+            the query set; ``None`` gives ``(inputs, labels)`` tensors (with
+            ``output_indices=True``: a list of ``(index, label)`` pairs, as in 0.0.6).
+        n_support_samples_per_class: shots ``k``.
+        n_query_samples_per_class: query examples per class ``q``.
+        filter_classes_min_samples: drop classes with fewer examples than this.
+        length: number of episodes; ``None``: endless (iteration never stops, ``len()``
+            raises).
+        output_indices: episodes hold ``(source index, label)`` pairs instead of inputs.
+        seed: episodes are a pure function of ``(seed, epoch, index)``; ``None`` draws a
+            random seed once (kept in ``self.seed``).
+        max_attempts: multi-label only: attempts before giving up (see
+            :func:`~torchcross.data.sampling.sample_multilabel_episode`).
+
+    Raises:
+        ValueError: fewer than two usable classes (binary: too few positives or negatives).
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
+        >>> src = TensorTaskSource(torch.randn(60, 4), torch.arange(60) % 3, d)
+        >>> episodes = FewShotMetaDataset(src, None, 2, 3, filter_classes_min_samples=0, length=10, seed=0)
+        >>> task = episodes[0]
+        >>> task.support[0].shape, task.support[1].tolist(), task.query[0].shape
+        (torch.Size([6, 4]), [0, 0, 1, 1, 2, 2], torch.Size([9, 4]))
+        >>> [t.support[1].tolist() for t in episodes][0] == task.support[1].tolist()
+        True
+    """
+
+    def __init__(
+        self,
+        task_source: Any,
+        collate_fn: Callable | None = None,
+        n_support_samples_per_class: int = 5,
+        n_query_samples_per_class: int = 20,
+        filter_classes_min_samples: int = 50,
+        length: int | None = None,
+        output_indices: bool = False,
+        *,
+        seed: int | None = None,
+        max_attempts: int = 10,
+    ) -> None:
+        super().__init__(task_source, collate_fn, length, output_indices, seed)
+        self.n_support_samples_per_class = _check_int(
+            "n_support_samples_per_class", n_support_samples_per_class, 1
+        )
+        self.n_query_samples_per_class = _check_int("n_query_samples_per_class", n_query_samples_per_class, 0)
+        self.filter_classes_min_samples = _check_int(
+            "filter_classes_min_samples", filter_classes_min_samples, 0
+        )
+        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.classes = self._select_classes(self.n_support_samples_per_class, "n_support_samples_per_class")
+
+    def _select_classes(self, max_shots: int, shots_name: str) -> tuple[int, ...]:
+        need = max_shots + self.n_query_samples_per_class
+        return _usable_classes(
+            type(self).__name__,
+            self.label_index,
+            self.task_description,
+            self.filter_classes_min_samples,
+            need,
+            f"an episode needs {shots_name} + n_query_samples_per_class = {need}",
+        )
+
+    @property
+    def used_classes(self) -> list[int]:
+        """The usable class keys (multi-label: columns), as torchcross 0.0.6 named them."""
+        return list(self.classes)
+
+    def _draw(self, n_support: int, rng: np.random.Generator, classes: tuple[int, ...]) -> EpisodeIndices:
+        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
+            return sample_multilabel_episode(
+                self.label_index, n_support, self.n_query_samples_per_class, rng, classes, self.max_attempts
+            )
+        return sample_episode(self.label_index, n_support, self.n_query_samples_per_class, rng, classes)
+
+    def sample_indices(self, index: int) -> EpisodeIndices:
+        """The indices of episode ``index``: all usable classes, in key order."""
+        return self._draw(self.n_support_samples_per_class, self.generator(index), self.classes)
+
+    def sampling_parameters(self) -> dict[str, Any]:
+        return {
+            **super().sampling_parameters(),
+            "n_support_samples_per_class": self.n_support_samples_per_class,
+            "n_query_samples_per_class": self.n_query_samples_per_class,
+            "filter_classes_min_samples": self.filter_classes_min_samples,
+            "classes": list(self.classes),
+        }
+
+
+class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
+    """Episodes over a random subset of the classes with a random number of shots.
+
+    Per episode: the number of classes is uniform in ``[n_classes_min, n_classes_max]``
+    (default: 2 to all usable classes; binary tasks always use both classes), the classes
+    are a uniform random subset, and the shots are uniform in
+    ``[n_support_samples_per_class_min, n_support_samples_per_class_max]``. Multi-class
+    sub-tasks list their classes in random order (a random label permutation, as in
+    0.0.6); ordinal and multi-label sub-tasks keep key order.
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> names = {i: f"c{i}" for i in range(5)}
+        >>> d = TaskDescription("ORDINAL_REGRESSION", names, "grades")
+        >>> src = TensorTaskSource(torch.randn(100, 2), torch.arange(100) % 5, d)
+        >>> ds = SubTaskRandomFewShotMetaDataset(
+        ...     src,
+        ...     n_support_samples_per_class_min=1,
+        ...     n_support_samples_per_class_max=3,
+        ...     n_query_samples_per_class=2,
+        ...     filter_classes_min_samples=0,
+        ...     length=4,
+        ...     seed=0,
+        ... )
+        >>> all(2 <= t.description.num_classes <= 5 for t in ds)
+        True
+    """
+
+    def __init__(
+        self,
+        task_source: Any,
+        collate_fn: Callable | None = None,
+        *,
+        n_support_samples_per_class_min: int = 1,
+        n_support_samples_per_class_max: int = 10,
+        n_query_samples_per_class: int = 10,
+        filter_classes_min_samples: int = 40,
+        length: int | None = None,
+        output_indices: bool = False,
+        seed: int | None = None,
+        n_classes_min: int = 2,
+        n_classes_max: int | None = None,
+        max_attempts: int = 10,
+    ) -> None:
+        EpisodeMetaDataset.__init__(self, task_source, collate_fn, length, output_indices, seed)
+        self.n_support_samples_per_class_min = _check_int(
+            "n_support_samples_per_class_min", n_support_samples_per_class_min, 1
+        )
+        self.n_support_samples_per_class_max = _check_int(
+            "n_support_samples_per_class_max",
+            n_support_samples_per_class_max,
+            self.n_support_samples_per_class_min,
+        )
+        self.n_support_samples_per_class = self.n_support_samples_per_class_min
+        self.n_query_samples_per_class = _check_int("n_query_samples_per_class", n_query_samples_per_class, 0)
+        self.filter_classes_min_samples = _check_int(
+            "filter_classes_min_samples", filter_classes_min_samples, 0
+        )
+        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.classes = self._select_classes(
+            self.n_support_samples_per_class_max, "n_support_samples_per_class_max"
+        )
+        n_usable = len(self.classes)
+        self.n_classes_min = _check_int("n_classes_min", n_classes_min, 2)
+        self.n_classes_max = _check_int(
+            "n_classes_max", n_usable if n_classes_max is None else n_classes_max, 2
+        )
+        if self.n_classes_min > min(self.n_classes_max, n_usable):
+            raise ValueError(
+                f"n_classes_min={self.n_classes_min} exceeds the classes available "
+                f"(n_classes_max={self.n_classes_max}, {n_usable} usable classes {list(self.classes)})"
+            )
+
+    def sample_indices(self, index: int) -> EpisodeIndices:
+        """The indices of episode ``index``: random classes and shots, then the fixed-shot rule."""
+        rng = self.generator(index)
+        classes = self.classes
+        if self.task_target is not TaskTarget.BINARY_CLASSIFICATION:
+            hi = min(self.n_classes_max, len(classes))
+            n_way = int(rng.integers(self.n_classes_min, hi + 1))
+            chosen = rng.choice(len(classes), size=n_way, replace=False)
+            if self.task_target is not TaskTarget.MULTICLASS_CLASSIFICATION:
+                chosen = np.sort(chosen)
+            classes = tuple(classes[j] for j in chosen)
+        shots = int(
+            rng.integers(self.n_support_samples_per_class_min, self.n_support_samples_per_class_max + 1)
+        )
+        return self._draw(shots, rng, classes)
+
+    def sampling_parameters(self) -> dict[str, Any]:
+        params = super().sampling_parameters()
+        del params["n_support_samples_per_class"]
+        return {
+            **params,
+            "n_support_samples_per_class_min": self.n_support_samples_per_class_min,
+            "n_support_samples_per_class_max": self.n_support_samples_per_class_max,
+            "n_classes_min": self.n_classes_min,
+            "n_classes_max": self.n_classes_max,
+        }

@@ -1,0 +1,250 @@
+"""Multi-task streams: batches or meta-batches of episodes drawn from many tasks.
+
+:class:`MultiTaskBatchSampler` yields ``(batch, TaskDescription)`` pairs, each batch
+from one task (multi-domain multi-task pre-training: one task per update, with that
+task's head). :class:`MultiTaskEpisodeSampler` yields meta-batches of episodes drawn
+from several episode datasets (meta-training over many tasks).
+
+Both are :class:`torch.utils.data.IterableDataset` objects whose stream is a pure
+function of ``(seed, epoch)``:
+
+- ``mode="epoch"``: every item of every task exactly once per epoch; each step draws a
+  task by the weighting policy applied to what remains.
+- ``mode="infinite"``: each draw picks a task independently with the policy's fixed
+  probabilities (see :mod:`torchcross.data.task_weighting`); within a task, items are
+  taken in seeded cycles through all its items. ``length=L`` makes epochs of ``L``
+  items, each epoch its own stream.
+
+Work is split across DataLoader workers and ``torch.distributed`` ranks with nothing
+repeated and nothing lost: global item ``p`` goes to rank ``p % world_size``, and a
+rank's items go round-robin to its workers, so the DataLoader hands a rank its items
+in stream order whatever the number of workers. :meth:`state_dict` records how far the
+stream was consumed; :meth:`load_state_dict` resumes exactly there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from ._multitask_stream import MAX_PLAN, MultiSourceStream, check_int, named
+from .collate import stack
+
+__all__ = ["MultiTaskBatchSampler", "MultiTaskEpisodeSampler"]
+
+
+class MultiTaskBatchSampler(MultiSourceStream):
+    """Batches from many task sources, one task per batch, yielded with the task's description.
+
+    Args:
+        sources: map-style task sources (with ``task_description``), as a list or a
+            ``{name: source}`` dict (names key explicit weights; a list is named by the
+            sources' task identifiers).
+        batch_size: examples per batch.
+        weighting: ``"proportional"`` (default), ``"uniform"``, ``"temperature"`` or
+            ``"explicit"``, applied to the tasks' numbers of batches.
+        temperature: ``T`` for ``weighting="temperature"``.
+        weights: per-task weights (list or ``{name: weight}``) for ``"explicit"``.
+        mode: ``"epoch"`` (every batch once) or ``"infinite"`` (independent draws).
+        length: batches per epoch in ``"infinite"`` mode; ``None`` for an endless stream.
+        shuffle: shuffle each task's examples (else batches take them in order).
+        drop_last: drop each task's last, smaller batch.
+        collate_fn: turns a list of ``source[i]`` into a batch; default
+            :func:`~torchcross.data.collate.stack` (``(inputs, labels)`` tensors), read in one
+            ``source.get_batch(indices)`` call when the source has one.
+        with_task_description: yield ``(batch, description)`` (default) or the batch alone.
+        seed: the stream is a pure function of ``(seed, epoch)``.
+        rank, world_size: this process's place among ``torch.distributed`` ranks
+            (default: read from ``torch.distributed``; pass them to simulate ranks).
+
+    Raises:
+        ValueError: no sources, a source without batches, bad sizes, weights or modes.
+        TypeError: a source without a ``task_description``.
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> def source(name, n):
+        ...     d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, name)
+        ...     return TensorTaskSource(torch.randn(n, 3), torch.arange(n) % 2, d)
+        >>> sampler = MultiTaskBatchSampler([source("a", 8), source("b", 4)], batch_size=4, seed=0)
+        >>> [desc.task_identifier for (x, y), desc in sampler]
+        ['b', 'a', 'a']
+        >>> (x, y), desc = next(iter(sampler))
+        >>> len(sampler), x.shape, desc.task_identifier
+        (3, torch.Size([4, 3]), 'b')
+    """
+
+    def __init__(
+        self,
+        sources: Sequence[Any] | Mapping[str, Any],
+        batch_size: int,
+        *,
+        weighting: str | None = None,
+        temperature: float | None = None,
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        mode: str = "epoch",
+        length: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        with_task_description: bool = True,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        names, self.sources = named(sources, "sources")
+        self.batch_size = check_int(batch_size, "batch_size", 1)
+        self.descriptions = []
+        for name, src in zip(names, self.sources):
+            desc = getattr(src, "task_description", None)
+            if desc is None:
+                raise TypeError(f"source {name!r} ({type(src).__name__}) has no task_description")
+            self.descriptions.append(desc)
+        self.num_examples = [len(s) for s in self.sources]
+        sizes = [n // batch_size if drop_last else -(-n // batch_size) for n in self.num_examples]
+        empty = [(nm, n) for nm, n, s in zip(names, self.num_examples, sizes) if s == 0]
+        if empty:
+            raise ValueError(
+                f"sources without a single batch (name, examples): {empty} with batch_size={batch_size}, "
+                f"drop_last={drop_last}; drop them or lower batch_size"
+            )
+        if collate_fn is not None and not callable(collate_fn):
+            raise TypeError(f"collate_fn must be callable or None, got {type(collate_fn).__name__}")
+        self.collate_fn = stack if collate_fn is None else collate_fn
+        self.with_task_description = bool(with_task_description)
+        super().__init__(
+            names,
+            sizes,
+            weighting=weighting,
+            temperature=temperature,
+            weights=weights,
+            mode=mode,
+            length=length,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "batch_size": self.batch_size, "num_examples": list(self.num_examples)}
+
+    def _members(self) -> list[Any]:
+        return self.sources
+
+    def batch_indices(self, task: int, occurrence: int) -> np.ndarray:
+        """Example indices of the ``occurrence``-th batch drawn from task ``task`` this epoch."""
+        n, b = self.num_examples[task], self.batch_size
+        cycle, j = divmod(int(occurrence), self.sizes[task])
+        return self._permutation(task, cycle, n)[j * b : min((j + 1) * b, n)]
+
+    def _load_unit(self, tasks: np.ndarray, occ: np.ndarray) -> Any:
+        task = int(tasks[0])
+        idx = self.batch_indices(task, int(occ[0]))
+        src = self.sources[task]
+        get_batch = getattr(src, "get_batch", None) if self.collate_fn is stack else None
+        if get_batch is not None:
+            batch = get_batch(idx)
+        else:
+            batch = self.collate_fn([src[int(i)] for i in idx])
+        return (batch, self.descriptions[task]) if self.with_task_description else batch
+
+
+class MultiTaskEpisodeSampler(MultiSourceStream):
+    """Meta-batches of episodes drawn from several episode datasets.
+
+    Each element of a meta-batch is drawn independently: a dataset by the weighting
+    policy, then an episode of it (``dataset[i]``, a :class:`~torchcross.data.task.Task`).
+
+    Args:
+        datasets: map-style datasets of tasks (``len`` and ``__getitem__``), as a list or
+            a ``{name: dataset}`` dict.
+        meta_batch_size: episodes per meta-batch.
+        weighting, temperature, weights, mode, length, seed, rank, world_size: as for
+            :class:`MultiTaskBatchSampler`; ``length`` counts meta-batches.
+        shuffle: visit each dataset's episode indices in a seeded random order (else in
+            index order, which is fine when episodes are already random by index).
+        drop_last: drop a last, smaller meta-batch (``mode="epoch"``).
+        collate_fn: turns the list of episodes into the yielded meta-batch (default: the list).
+
+    Examples:
+        >>> class Episodes:
+        ...     def __init__(self, name, n):
+        ...         self.name, self.n = name, n
+        ...
+        ...     def __len__(self):
+        ...         return self.n
+        ...
+        ...     def __getitem__(self, i):
+        ...         return f"{self.name}{i}"
+        >>> sampler = MultiTaskEpisodeSampler({"a": Episodes("a", 3), "b": Episodes("b", 3)}, 2, seed=1)
+        >>> sorted(e for meta_batch in sampler for e in meta_batch)
+        ['a0', 'a1', 'a2', 'b0', 'b1', 'b2']
+    """
+
+    def __init__(
+        self,
+        datasets: Sequence[Any] | Mapping[str, Any],
+        meta_batch_size: int,
+        *,
+        weighting: str | None = None,
+        temperature: float | None = None,
+        weights: Mapping[str, float] | Sequence[float] | None = None,
+        mode: str = "epoch",
+        length: int | None = None,
+        shuffle: bool = True,
+        drop_last: bool = False,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        seed: int = 0,
+        rank: int | None = None,
+        world_size: int | None = None,
+    ) -> None:
+        names, self.datasets = named(datasets, "datasets")
+        self.meta_batch_size = self._draws_per_unit = check_int(meta_batch_size, "meta_batch_size", 1)
+        sizes = []
+        for name, ds in zip(names, self.datasets):
+            if not (hasattr(ds, "__len__") and hasattr(ds, "__getitem__")):
+                raise TypeError(f"episode dataset {name!r} must be map-style (__len__ and __getitem__)")
+            n = len(ds)
+            if n < 1:
+                raise ValueError(f"episode dataset {name!r} is empty")
+            if shuffle and n > MAX_PLAN:
+                raise ValueError(
+                    f"episode dataset {name!r} has {n} episodes, too many to shuffle; pass shuffle=False"
+                )
+            sizes.append(n)
+        self.collate_fn = collate_fn
+        super().__init__(
+            names,
+            sizes,
+            weighting=weighting,
+            temperature=temperature,
+            weights=weights,
+            mode=mode,
+            length=length,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            seed=seed,
+            rank=rank,
+            world_size=world_size,
+        )
+
+    def _config(self) -> dict[str, Any]:
+        return {**super()._config(), "meta_batch_size": self.meta_batch_size}
+
+    def _members(self) -> list[Any]:
+        return self.datasets
+
+    def episode_index(self, dataset: int, occurrence: int) -> int:
+        """The episode index of the ``occurrence``-th draw from ``dataset`` this epoch."""
+        cycle, j = divmod(int(occurrence), self.sizes[dataset])
+        return int(self._permutation(dataset, cycle, self.sizes[dataset])[j]) if self.shuffle else j
+
+    def _load_unit(self, tasks: np.ndarray, occ: np.ndarray) -> Any:
+        episodes = [self.datasets[int(d)][self.episode_index(int(d), int(k))] for d, k in zip(tasks, occ)]
+        return self.collate_fn(episodes) if self.collate_fn is not None else episodes

@@ -1,0 +1,53 @@
+"""MedIMeta: reader, catalogue, writer and validator for the MedIMeta on-disk format.
+
+Examples:
+    >>> from torchcross.datasets.medimeta import list_datasets
+    >>> len(list_datasets())
+    19
+"""
+
+from __future__ import annotations
+
+from .._images import normalize_batch
+from ._hdf5 import HDF5Images, MedIMetaFileError
+from .catalogue import (
+    catalogue_from_infos,
+    leave_one_out_tasks,
+    list_datasets,
+    list_tasks,
+    medimeta_catalogue,
+)
+from .folder import (
+    DatasetInfo,
+    MedIMetaFolderWarning,
+    TaskInfo,
+    available_datasets,
+    available_tasks,
+    read_info,
+    read_split,
+    scan_datasets,
+)
+from .reader import MedIMeta
+from .writer import write_medimeta, write_synthetic_medimeta
+
+__all__ = [
+    "DatasetInfo",
+    "HDF5Images",
+    "MedIMeta",
+    "MedIMetaFileError",
+    "MedIMetaFolderWarning",
+    "TaskInfo",
+    "available_datasets",
+    "available_tasks",
+    "catalogue_from_infos",
+    "leave_one_out_tasks",
+    "list_datasets",
+    "list_tasks",
+    "medimeta_catalogue",
+    "normalize_batch",
+    "read_info",
+    "read_split",
+    "scan_datasets",
+    "write_medimeta",
+    "write_synthetic_medimeta",
+]

@@ -1,0 +1,249 @@
+"""Evaluate a few-shot learner over episodes: per-episode metrics and their summary.
+
+:func:`evaluate` asks a learner for query logits on every episode (a
+:class:`~torchcross.data.task.Task`), scores them with
+:func:`torchcross.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
+way the task's kind requires) and returns an :class:`EvaluationResult`: one record per
+episode plus mean, standard deviation and a Student-t confidence interval per metric.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+import torch
+
+from .data.task import Task
+from .results import ResultsTable
+from .stats import Summary, summarize_values
+
+__all__ = [
+    "METRICS",
+    "EvaluationResult",
+    "Predictor",
+    "evaluate",
+    "summarize",
+]
+
+METRICS: tuple[str, ...] = ("auroc", "accuracy", "loss")
+"""The metrics :func:`evaluate` records for every episode."""
+
+
+@runtime_checkable
+class Predictor(Protocol):
+    """Anything with ``predict(task) -> query logits`` (adapts on ``task.support`` first)."""
+
+    def predict(self, task: Task) -> torch.Tensor: ...
+
+
+@dataclass
+class EvaluationResult:
+    """Per-episode metrics of one learner, and their summary.
+
+    Attributes:
+        records: one dict per episode with ``method``, ``target``, ``episode``,
+            ``task_identifier``, ``domain``, ``task_target``, ``n_classes``,
+            ``n_support``, ``n_query`` and the :data:`METRICS`.
+        seconds: wall time of the evaluation.
+        confidence: level of the confidence intervals in :meth:`summary`.
+    """
+
+    records: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float = 0.0
+    confidence: float = 0.95
+
+    def summary(self) -> dict[str, Summary]:
+        """``{metric: Summary}`` over all episodes."""
+        return {m: summarize_values((r[m] for r in self.records), self.confidence) for m in METRICS}
+
+    def table(self) -> ResultsTable:
+        """The per-episode records as a :class:`~torchcross.results.ResultsTable`."""
+        return ResultsTable(self.records)
+
+    def summary_table(self, by: Sequence[str] = ("method", "target")) -> ResultsTable:
+        """One row per group of ``by`` with each metric's mean, std and interval (see :func:`summarize`)."""
+        return summarize(self.table(), by=by, confidence=self.confidence)
+
+    @property
+    def episodes_per_second(self) -> float:
+        """Throughput of the evaluation."""
+        return len(self.records) / self.seconds if self.seconds > 0 else math.inf
+
+
+def _to_device(obj: Any, device: torch.device | None) -> Any:
+    if device is None:
+        return obj
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device)
+    if isinstance(obj, tuple):
+        return tuple(_to_device(o, device) for o in obj)
+    if isinstance(obj, list):
+        return [_to_device(o, device) for o in obj]
+    return obj
+
+
+def _iter_tasks(episodes: Iterable[Any]) -> Iterable[Task]:
+    for item in episodes:
+        if isinstance(item, Task):
+            yield item
+        elif isinstance(item, (list, tuple)) and item and all(isinstance(t, Task) for t in item):
+            yield from item  # a batch of tasks, as a DataLoader with an identity collate yields
+        else:
+            raise TypeError(
+                f"episodes must yield Task objects (or lists of them), got {type(item).__name__}; "
+                "collate episodes into Task(support=(x, y), query=(x, y), description)"
+            )
+
+
+def _predict_fn(learner: Any) -> Callable[[Task], torch.Tensor]:
+    if isinstance(learner, Predictor):
+        return learner.predict
+    if callable(learner):
+        return learner
+    raise TypeError(
+        f"learner must have a predict(task) method returning query logits (or be such a callable), "
+        f"got {type(learner).__name__}"
+    )
+
+
+def _length(episodes: Any) -> int | None:
+    try:
+        return len(episodes)
+    except TypeError:
+        return None
+
+
+def evaluate(
+    learner: Predictor | Callable[[Task], torch.Tensor],
+    episodes: Iterable[Task],
+    *,
+    method: str = "",
+    target: str = "",
+    device: torch.device | str | None = None,
+    progress: bool | None = None,
+    confidence: float = 0.95,
+) -> EvaluationResult:
+    """Score ``learner`` on every episode and summarise the scores.
+
+    Args:
+        learner: has ``predict(task)`` returning query logits of shape
+            ``(n_query, C)`` (``(n_query, 1)`` for binary tasks), or is such a callable.
+            It adapts on the support set itself and must not change its meta-parameters.
+        episodes: collated tasks (a list, a fixed episode set, a DataLoader over a
+            meta-dataset); lists of tasks are flattened.
+        method: label stored in every record (e.g. ``"mm-PT"``).
+        target: label stored in every record; defaults to each task's identifier.
+        device: move every episode there first (``None`` leaves tensors where they are).
+        progress: show a tqdm progress bar; ``None`` shows it only on a terminal.
+        confidence: level of the confidence intervals.
+
+    Returns:
+        an :class:`EvaluationResult`.
+
+    Raises:
+        TypeError: if the learner cannot predict or an episode is not a ``Task``.
+        ValueError: if the logits do not fit the query set (reported with the episode number).
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.data.task import Task, TaskDescription
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
+        >>> y = torch.tensor([[0], [1], [0], [1]])
+        >>> tasks = [Task((torch.zeros(2, 1), y[:2]), (y.float() * 2 - 1, y), d) for _ in range(3)]
+        >>> oracle = lambda task: task.query[0] * 3  # logits from the inputs, which leak the label
+        >>> result = evaluate(oracle, tasks, method="oracle", progress=False)
+        >>> result.summary()["auroc"].mean, len(result.records)
+        (1.0, 3)
+    """
+    from tqdm.auto import tqdm
+
+    from .metrics import compute_metrics
+
+    predict = _predict_fn(learner)
+    if not 0.0 < confidence < 1.0:
+        raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence=}")
+    dev = torch.device(device) if device is not None else None
+    records: list[dict[str, Any]] = []
+    start = time.perf_counter()
+    bar = tqdm(
+        total=_length(episodes),
+        desc=f"evaluate {method or ''} {target or ''}".strip(),
+        unit="episode",
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
+    try:
+        for i, task in enumerate(_iter_tasks(episodes)):
+            task = Task(_to_device(task.support, dev), _to_device(task.query, dev), task.description)
+            logits = predict(task)
+            labels = task.query[1]
+            try:
+                scores: Mapping[str, Any] = compute_metrics(logits.detach(), labels, task.description)
+            except (ValueError, RuntimeError) as exc:
+                raise ValueError(
+                    f"episode {i} ({task.description.task_identifier!r}): cannot score logits of shape "
+                    f"{tuple(logits.shape)} against labels of shape {tuple(labels.shape)}: {exc}"
+                ) from exc
+            desc = task.description
+            record: dict[str, Any] = {
+                "method": method,
+                "target": target or desc.task_identifier,
+                "episode": i,
+                "task_identifier": desc.task_identifier,
+                "domain": desc.domain_identifier,
+                "task_target": desc.task_target.name,
+                "n_classes": desc.num_classes,
+                "n_support": len(task.support[1]),
+                "n_query": len(labels),
+            }
+            record.update({m: float(scores[m]) for m in METRICS})
+            records.append(record)
+            bar.update(1)
+    finally:
+        bar.close()
+    return EvaluationResult(records, time.perf_counter() - start, confidence)
+
+
+def summarize(
+    table: ResultsTable | Iterable[Mapping[str, Any]],
+    by: Sequence[str] = ("method", "target"),
+    metrics: Sequence[str] = METRICS,
+    confidence: float = 0.95,
+) -> ResultsTable:
+    """Group per-episode rows by ``by`` and summarise each metric.
+
+    The result has the ``by`` columns, ``n_episodes``, and for each metric
+    ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low`` and ``<metric>_ci_high``
+    (Student-t interval at ``confidence``). Groups keep their order of first appearance.
+
+    Raises:
+        KeyError: if a ``by`` or metric column is missing (naming the columns that exist).
+
+    Examples:
+        >>> rows = [{"method": "a", "auroc": v} for v in (0.6, 0.7, 0.8)] + [{"method": "b", "auroc": 0.5}]
+        >>> out = summarize(rows, by=["method"], metrics=["auroc"])
+        >>> [(r["method"], r["n_episodes"], round(r["auroc_mean"], 3)) for r in out]
+        [('a', 3, 0.7), ('b', 1, 0.5)]
+    """
+    table = table if isinstance(table, ResultsTable) else ResultsTable(table)
+    for name in (*by, *metrics):
+        if name not in table.columns:
+            raise KeyError(f"no column {name!r} to summarise; columns are {table.columns}")
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in table:
+        groups.setdefault(tuple(row[b] for b in by), []).append(row)
+    out = []
+    for key, rows in groups.items():
+        row_out: dict[str, Any] = dict(zip(by, key))
+        row_out["n_episodes"] = len(rows)
+        for m in metrics:
+            s = summarize_values((math.nan if r[m] is None else r[m] for r in rows), confidence)
+            row_out.update(
+                {f"{m}_mean": s.mean, f"{m}_std": s.std, f"{m}_ci_low": s.ci_low, f"{m}_ci_high": s.ci_high}
+            )
+        out.append(row_out)
+    return ResultsTable(out)

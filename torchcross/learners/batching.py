@@ -1,0 +1,138 @@
+"""Running a meta-batch task by task, or all tasks at once with ``torch.func.vmap``.
+
+The per-task loop is the exact default. The ``vmap`` path stacks tasks that share one
+description and identical tensor shapes and computes every task's meta-gradient in one
+batched call, ``vmap(grad_and_value(task_loss))``: the differentiation sits *inside*
+``vmap``. (Differentiating outside ``vmap`` -- ``loss.backward()`` on a vmapped loss --
+gives wrong second-order gradients through train-mode BatchNorm in torch 2.14, so that
+form is never used.) Tests check that both paths give the same meta-gradients.
+
+``batching="auto"`` picks:
+
+* the loop when the tasks differ in description or shape, or there is only one;
+* the loop on CPU, where every ``vmap`` variant measured slower than the loop and used
+  2-4x its memory (``benchmarks/maml.py`` re-measures it);
+* on other devices, whichever of the two ran faster on the first meta-batch of each
+  task signature (both are run once and timed; the faster one is kept).
+
+Examples:
+    >>> BatchingChooser().choose("auto", [], torch.device("cpu"))
+    'loop'
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchcross.data.task import Task
+from torchcross.nn import encode_labels
+
+from ._tasks import signature, stack_tensors
+
+__all__ = ["BATCHING_MODES", "BatchingChooser", "vmap_meta_gradients"]
+
+BATCHING_MODES = ("auto", "loop", "vmap")
+"""The accepted values of a learner's ``batching`` argument."""
+
+
+class BatchingChooser:
+    """Decides between the per-task loop and ``vmap`` for a meta-batch, remembering measurements."""
+
+    def __init__(self) -> None:
+        self.measured: dict[Any, dict[str, float]] = {}
+
+    def choose(self, mode: str, tasks: Sequence[Task], device: torch.device) -> str:
+        """``"loop"``, ``"vmap"`` or (``mode="auto"`` on an accelerator, first time) ``"calibrate"``.
+
+        Raises:
+            ValueError: ``mode="vmap"`` for tasks that cannot be stacked.
+        """
+        if mode not in BATCHING_MODES:
+            raise ValueError(f"batching must be one of {BATCHING_MODES}, got {mode!r}")
+        if mode == "loop" or not tasks:
+            return "loop"
+        key = signature(tasks)
+        if mode == "vmap":
+            if key is None:
+                raise ValueError(
+                    "batching='vmap' needs tasks with one description and identical support/query shapes; "
+                    "use batching='loop' or 'auto' for mixed meta-batches"
+                )
+            return "vmap"
+        if key is None or len(tasks) < 2 or device.type == "cpu":
+            return "loop"
+        times = self.measured.get((key, len(tasks)))
+        if times is None:
+            return "calibrate"
+        return min(times, key=times.__getitem__)
+
+    def calibrate(
+        self,
+        tasks: Sequence[Task],
+        params: Sequence[Tensor],
+        run: dict[str, Callable[[], float]],
+        device: torch.device,
+    ) -> float:
+        """Run every path in ``run`` once (each adds the meta-gradient to ``.grad``), time it,
+        remember the times for this task signature, and leave ``.grad`` as the fastest path left it.
+
+        Returns:
+            The meta-loss value.
+        """
+        before = [None if p.grad is None else p.grad.clone() for p in params]
+        results: dict[str, tuple[float, list[Tensor | None], float]] = {}
+        for name, fn in run.items():
+            for p, g in zip(params, before):
+                p.grad = None if g is None else g.clone()
+            _sync(device)
+            t0 = time.perf_counter()
+            value = fn()
+            _sync(device)
+            results[name] = (time.perf_counter() - t0, [p.grad for p in params], value)
+        best = min(results, key=lambda n: results[n][0])
+        self.measured[(signature(tasks), len(tasks))] = {n: r[0] for n, r in results.items()}
+        for p, g in zip(params, results[best][1]):
+            p.grad = g
+        return results[best][2]
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def vmap_meta_gradients(
+    task_loss: Callable[..., Tensor],
+    meta: dict[str, Tensor],
+    heads: Sequence[dict[str, Tensor]],
+    tasks: Sequence[Task],
+) -> tuple[dict[str, Tensor], float]:
+    """Mean meta-gradient and mean loss of equally shaped tasks of one description, in one ``vmap``.
+
+    ``task_loss(meta, head, xs, ys, xq, yq, description, use_func=True)`` is one task's
+    query loss after adaptation; ``meta`` holds detached meta-parameters and ``heads``
+    one fresh head per task.
+    """
+    key = signature(tasks)
+    if key is None:
+        raise ValueError("vmap needs tasks with one description and identical shapes")
+    desc = tasks[0].description
+    for t in tasks:  # validate labels outside the transform, where values can be read
+        encode_labels(t.support[1], desc)
+        encode_labels(t.query[1], desc)
+    xs, ys, xq, yq = stack_tensors(tasks)
+    head = {k: torch.stack([h[k] for h in heads]) for k in heads[0]}
+
+    def one(
+        meta: dict[str, Tensor], head: dict[str, Tensor], xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor
+    ) -> Tensor:
+        return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
+
+    per_task = torch.func.vmap(torch.func.grad_and_value(one), in_dims=(None, 0, 0, 0, 0, 0))
+    grads, losses = per_task(meta, head, xs, ys, xq, yq)
+    return {k: g.mean(0) for k, g in grads.items()}, float(losses.mean())

@@ -1,0 +1,279 @@
+"""Fine-tuning per episode: the IM-PT / mm-PT evaluation learner.
+
+:class:`FineTuner` gives every episode a new head sized from its description and
+trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam,
+either alone on frozen features (a linear probe) or together with a copy of the
+backbone; then it predicts the query set. Episodes are independent: the backbone
+module is never modified.
+
+With a frozen backbone, :meth:`FineTuner.predict_many` computes every distinct input's
+features once and fits the heads of all episodes in one batched run, giving the same
+logits as :meth:`FineTuner.predict` episode by episode.
+
+BatchNorm policy: ``batch_norm="frozen"`` (default here) runs normalisation layers with
+their stored running statistics, never updated (what pre-trained weights expect);
+``"batch"`` normalises every forward with the statistics of its batch.
+
+Examples:
+    >>> import torch
+    >>> from torchcross.data.task import Task, TaskDescription
+    >>> from torchcross.learners.backbones import mlp
+    >>> backbone = mlp(4, (8,))
+    >>> tuner = FineTuner(backbone, backbone.num_features, num_steps=5, lr=0.1)
+    >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
+    >>> task = Task((torch.randn(6, 4), torch.arange(3).repeat(2)), (torch.randn(3, 4), torch.arange(3)), d)
+    >>> tuner.predict(task).shape
+    torch.Size([3, 3])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from torchcross.data.task import Task, TaskDescription
+from torchcross.nn import get_task_kind, head_forward, init_head_params
+
+from ._tasks import check_task, task_tensors
+from .functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
+from .inner_optimizers import SGD, Adam, InnerOptimizer
+
+__all__ = ["FineTuner"]
+
+ParamDict = dict[str, Tensor]
+
+
+def _has_batch_statistics(module: nn.Module) -> bool:
+    return any(isinstance(m, nn.modules.batchnorm._NormBase) for m in module.modules())
+
+
+def _unique_rows(x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
+    """``(representatives, inverse)`` with ``x[representatives][inverse]`` equal to ``x`` row for row.
+
+    Rows are grouped by a random projection, then checked exactly; if the check fails
+    (a projection collision, NaNs) every row is its own representative.
+    """
+    n = x.shape[0]
+    identity = torch.arange(n, device=x.device)
+    if n == 0:
+        return identity, identity
+    flat = x.reshape(n, -1)
+    gen = torch.Generator(device=x.device).manual_seed(0)
+    proj = torch.randn(flat.shape[1], 2, generator=gen, device=x.device, dtype=torch.float64)
+    keys = flat.to(torch.float64) @ proj
+    _, inverse = torch.unique(keys, dim=0, return_inverse=True)
+    reps = torch.empty(int(inverse.max()) + 1, dtype=torch.long, device=x.device).scatter_(
+        0, inverse, identity
+    )
+    for start in range(0, n, chunk):
+        rows = slice(start, start + chunk)
+        if not torch.equal(flat[rows], flat[reps[inverse[rows]]]):
+            return identity, identity
+    return reps, inverse
+
+
+class FineTuner(nn.Module):
+    """Fine-tune a new head (and optionally the backbone) on each episode's support set.
+
+    Args:
+        backbone: maps inputs to features ``(N, num_backbone_features)``.
+        num_backbone_features: feature width.
+        num_steps: full-batch optimisation steps on the support set.
+        lr: learning rate.
+        optimizer: ``"adam"`` or ``"sgd"`` (as ``torch.optim``; ``momentum`` for SGD).
+        finetune_backbone: also train (a copy of) the backbone; ``False`` is a linear probe.
+        head_init: ``"zero"`` or ``"kaiming"`` (from a generator seeded with ``seed``).
+        batch_norm: ``"frozen"`` or ``"batch"`` (see module doc).
+        weight_decay: L2 penalty.
+        momentum: SGD momentum.
+        feature_batch_size: inputs per backbone call in :meth:`predict_many`.
+        seed: seed of the head generator.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_backbone_features: int,
+        *,
+        num_steps: int = 100,
+        lr: float = 1e-3,
+        optimizer: Literal["adam", "sgd"] = "adam",
+        finetune_backbone: bool = False,
+        head_init: Literal["zero", "kaiming"] = "zero",
+        batch_norm: Literal["frozen", "batch"] = "frozen",
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        feature_batch_size: int = 256,
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
+        if (
+            isinstance(num_backbone_features, bool)
+            or not isinstance(num_backbone_features, int)
+            or num_backbone_features < 1
+        ):
+            raise ValueError(f"num_backbone_features must be a positive int, got {num_backbone_features!r}")
+        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
+            raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
+        if optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+        if head_init not in ("zero", "kaiming"):
+            raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
+        if batch_norm not in BATCH_NORM_POLICIES:
+            raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
+        if feature_batch_size < 1:
+            raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
+        self.backbone, self.num_backbone_features = backbone, num_backbone_features
+        self.num_steps, self.finetune_backbone, self.head_init = num_steps, bool(finetune_backbone), head_init
+        self.batch_norm, self.feature_batch_size, self.seed = batch_norm, feature_batch_size, seed
+        self.inner_optimizer: InnerOptimizer = (
+            Adam(lr, weight_decay=weight_decay) if optimizer == "adam" else SGD(lr, momentum, weight_decay)
+        )
+        self._generators: dict[str, torch.Generator] = {}
+
+    def _new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
+        gen = None
+        if self.head_init == "kaiming":
+            key = str(like.device)
+            if key not in self._generators:
+                self._generators[key] = torch.Generator(device=like.device).manual_seed(self.seed)
+            gen = self._generators[key]
+        return init_head_params(
+            self.num_backbone_features,
+            description,
+            self.head_init,
+            generator=gen,
+            device=like.device,
+            dtype=like.dtype,
+        )
+
+    def _like(self) -> Tensor:
+        return next(self.backbone.parameters(), torch.zeros(()))
+
+    def _features(self, params: ParamDict, buffers: dict[str, Any], x: Tensor) -> Tensor:
+        return forward(self.backbone, params, buffers, x, self.batch_norm)
+
+    @torch.inference_mode(False)
+    def adapt(self, task: Task) -> ParamDict:
+        """Fine-tuned parameters for ``task``: ``"head.*"`` and (if fine-tuned) ``"backbone.*"``, detached."""
+        xs, ys, _, _, desc = task_tensors(check_task(task))
+        kind = get_task_kind(desc)
+        targets = kind.encode_labels(ys, desc)
+        buffers = task_buffers(self.backbone, self.batch_norm)
+        backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
+        head = self._new_head(desc, self._like())
+        if not self.finetune_backbone:
+            with torch.no_grad():
+                feats = self._features(backbone, buffers, xs)
+
+            def probe_loss(p: ParamDict) -> Tensor:
+                return kind.loss(head_forward(feats, p), targets, None, "mean")
+
+            fitted = finetune(probe_loss, head, self.inner_optimizer, self.num_steps)
+            return {"head.weight": fitted["weight"], "head.bias": fitted["bias"]}
+        params = {
+            **{"backbone." + k: v for k, v in backbone.items()},
+            "head.weight": head["weight"],
+            "head.bias": head["bias"],
+        }
+
+        def full_loss(p: ParamDict) -> Tensor:
+            f = self._features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, buffers, xs)
+            return kind.loss(
+                head_forward(f, {"weight": p["head.weight"], "bias": p["head.bias"]}), targets, None, "mean"
+            )
+
+        return finetune(full_loss, params, self.inner_optimizer, self.num_steps)
+
+    @torch.inference_mode(False)
+    def predict(self, task: Task) -> Tensor:
+        """Query logits ``(N_query, num_outputs)`` after fine-tuning on ``task``'s support set."""
+        params = self.adapt(task)
+        _, _, xq, _, _ = task_tensors(task)
+        backbone = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
+        if not backbone:
+            backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
+        with torch.no_grad():
+            feats = self._features(backbone, task_buffers(self.backbone, self.batch_norm), xq)
+            return head_forward(feats, {"weight": params["head.weight"], "bias": params["head.bias"]})
+
+    def _batched_ok(self) -> bool:
+        return not self.finetune_backbone and not (
+            self.batch_norm == "batch" and _has_batch_statistics(self.backbone)
+        )
+
+    @torch.inference_mode(False)
+    def predict_many(self, tasks: Sequence[Task]) -> list[Tensor]:
+        """``[predict(t) for t in tasks]``, batched when the backbone is frozen.
+
+        With a linear probe whose features do not depend on the batch (no BatchNorm, or
+        ``batch_norm="frozen"``), every distinct input goes through the backbone once and
+        the heads of equally shaped episodes of one description are fitted together.
+        Otherwise episodes run one by one.
+        """
+        tasks = [check_task(t) for t in tasks]
+        shapes = {tuple(t.support[0].shape[1:]) for t in tasks} | {tuple(t.query[0].shape[1:]) for t in tasks}
+        if not tasks or not self._batched_ok() or len(shapes) != 1:
+            return [self.predict(t) for t in tasks]
+        tensors = [task_tensors(t) for t in tasks]
+        inputs = torch.cat([x for xs, _, xq, _, _ in tensors for x in (xs, xq)])
+        reps, inverse = _unique_rows(inputs)
+        backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
+        buffers = task_buffers(self.backbone, self.batch_norm)
+        with torch.no_grad():
+            unique = inputs[reps]
+            feats = torch.cat(
+                [
+                    self._features(backbone, buffers, unique[i : i + self.feature_batch_size])
+                    for i in range(0, unique.shape[0], self.feature_batch_size)
+                ]
+            )[inverse]
+        per_task, offset = [], 0
+        for xs, _, xq, _, _ in tensors:
+            fs = feats[offset : offset + xs.shape[0]]
+            offset += xs.shape[0]
+            per_task.append((fs, feats[offset : offset + xq.shape[0]]))
+            offset += xq.shape[0]
+        heads = [self._new_head(t.description, self._like()) for t in tasks]
+        groups: dict[Any, list[int]] = {}
+        for i, t in enumerate(tasks):
+            key = (t.description, tuple(t.support[1].shape), tuple(t.query[0].shape))
+            groups.setdefault(key, []).append(i)
+        out: list[Tensor | None] = [None] * len(tasks)
+        for (desc, _, _), idx in groups.items():
+            logits = self._fit_group(
+                desc, [per_task[i] for i in idx], [tensors[i][1] for i in idx], [heads[i] for i in idx]
+            )
+            for i, lg in zip(idx, logits):
+                out[i] = lg
+        return out  # type: ignore[return-value]
+
+    def _fit_group(
+        self,
+        desc: TaskDescription,
+        feats: list[tuple[Tensor, Tensor]],
+        labels: list[Tensor],
+        heads: list[ParamDict],
+    ) -> Tensor:
+        kind = get_task_kind(desc)
+        fs = torch.stack([f for f, _ in feats])
+        fq = torch.stack([f for _, f in feats])
+        targets = torch.stack([kind.encode_labels(y, desc) for y in labels])
+        stacked = {k: torch.stack([h[k] for h in heads]) for k in heads[0]}
+
+        def episode_loss(p: ParamDict, f: Tensor, t: Tensor) -> Tensor:
+            return kind.loss(head_forward(f, p), t, None, "mean")
+
+        batched_loss = torch.func.vmap(episode_loss)
+
+        def total_loss(p: ParamDict) -> Tensor:
+            # a sum of per-episode losses: each head gets exactly its own episode's gradient
+            return batched_loss(p, fs, targets).sum()
+
+        fitted = finetune(total_loss, stacked, self.inner_optimizer, self.num_steps)
+        return torch.func.vmap(head_forward)(fq, fitted)

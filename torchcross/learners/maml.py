@@ -1,0 +1,415 @@
+"""MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh head per task.
+
+:class:`MAML` meta-learns a backbone. For every task it makes a new linear head sized
+from the task's description (zero-initialised by default, as in the MedIMeta paper's
+mm-MAML), adapts backbone and head on the support set with a few inner steps, and
+scores the query set with the loss of the task's kind. Tasks of different kinds and
+class counts mix freely in one meta-batch.
+
+BatchNorm policy (``batch_norm="batch"``, the default): every forward pass normalises
+with the statistics of the batch it sees (support batch during adaptation, query batch
+for the query predictions, as in MAML), in train and eval mode alike; running
+statistics are hidden from the backbone, so no learner method reads or writes them.
+``batch_norm="frozen"`` uses the stored running statistics as constants instead.
+
+Examples:
+    >>> import torch
+    >>> from torchcross.data.task import Task, TaskDescription
+    >>> from torchcross.learners.backbones import mlp
+    >>> backbone = mlp(4, (8,))
+    >>> maml = MAML(backbone, backbone.num_features, inner_lr=0.1, num_inner_steps=2)
+    >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+    >>> task = Task(
+    ...     (torch.randn(6, 4), torch.tensor([0, 1] * 3)), (torch.randn(4, 4), torch.tensor([0, 1] * 2)), d
+    ... )
+    >>> loss = maml.meta_loss([task])
+    >>> loss.backward()
+    >>> maml.predict(task).shape
+    torch.Size([4, 1])
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from torchcross.data.task import Task, TaskDescription
+from torchcross.nn import get_task_kind, head_forward, init_head_params, loss
+
+from . import batching as _batching
+from ._tasks import as_task_list, check_task, task_tensors
+from .functional import BATCH_NORM_POLICIES, forward, inner_loop, task_buffers
+from .inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
+
+__all__ = ["MAML", "CrossDomainMAML"]
+
+ParamDict = dict[str, Tensor]
+_HEAD = ("head.weight", "head.bias")
+_PREFIX = "backbone."
+_LR = "lr."
+
+
+def _lr_key(name: str) -> str:
+    return name.replace(".", "__")
+
+
+class _FeatureCache:
+    """``params -> features``, reusing the last result while the backbone tensors are the same objects."""
+
+    def __init__(self, fn: Callable[[ParamDict], Tensor], names: Sequence[str], enabled: bool) -> None:
+        self.fn, self.names, self.enabled = fn, list(names), enabled
+        self.key: list[Tensor] | None = None
+        self.value: Tensor | None = None
+
+    def __call__(self, params: ParamDict) -> Tensor:
+        tensors = [params[n] for n in self.names]
+        if self.enabled and self.key is not None and all(a is b for a, b in zip(self.key, tensors)):
+            return self.value  # type: ignore[return-value]
+        value = self.fn(params)
+        if self.enabled:
+            self.key, self.value = tensors, value
+        return value
+
+
+def _check_int(name: str, value: Any, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+    return value
+
+
+class MAML(nn.Module):
+    """Model-agnostic meta-learning with a new head per task, for tasks of any kind.
+
+    Args:
+        backbone: maps inputs to features ``(N, num_backbone_features)``.
+        num_backbone_features: feature width (sizes each task's head).
+        inner_lr: inner-loop learning rate (initial value of the learned ones with ``meta_sgd``).
+        num_inner_steps: inner steps during meta-training.
+        eval_num_inner_steps: inner steps in :meth:`predict` (default: ``num_inner_steps``).
+        first_order: detach inner gradients (FOMAML).
+        anil: adapt only the head in the inner loop (the backbone still gets meta-gradients).
+        head_init: ``"zero"`` (default) or ``"kaiming"`` (drawn from a generator seeded with ``seed``).
+        inner_optimizer: ``"sgd"``, ``"adam"``, or a callable ``lr -> InnerOptimizer``.
+        meta_sgd: learn per-element inner learning rates for the backbone and one per head
+            tensor (heads change size between tasks); they are parameters of this module.
+        batch_norm: ``"batch"`` or ``"frozen"`` (see module doc).
+        checkpoint: recompute inner steps in the backward pass (less memory, more time).
+        batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how :meth:`meta_backward` runs
+            equally shaped tasks of one description (see :mod:`torchcross.learners.batching`).
+        seed: seed of the generator for ``"kaiming"`` heads.
+
+    Raises:
+        ValueError: a bad argument, naming it.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_backbone_features: int,
+        *,
+        inner_lr: float,
+        num_inner_steps: int,
+        eval_num_inner_steps: int | None = None,
+        first_order: bool = False,
+        anil: bool = False,
+        head_init: Literal["zero", "kaiming"] = "zero",
+        inner_optimizer: str | Callable[[LearningRate], InnerOptimizer] = "sgd",
+        meta_sgd: bool = False,
+        batch_norm: Literal["batch", "frozen"] = "batch",
+        checkpoint: bool = False,
+        batching: Literal["auto", "loop", "vmap"] = "auto",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
+        self.backbone = backbone
+        self.num_backbone_features = _check_int("num_backbone_features", num_backbone_features, 1)
+        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or inner_lr < 0:
+            raise ValueError(f"inner_lr must be a non-negative float, got {inner_lr!r}")
+        self.inner_lr = float(inner_lr)
+        self.num_inner_steps = _check_int("num_inner_steps", num_inner_steps, 0)
+        self.eval_num_inner_steps = (
+            num_inner_steps
+            if eval_num_inner_steps is None
+            else _check_int("eval_num_inner_steps", eval_num_inner_steps, 0)
+        )
+        if head_init not in ("zero", "kaiming"):
+            raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
+        if batch_norm not in BATCH_NORM_POLICIES:
+            raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
+        if batching not in _batching.BATCHING_MODES:
+            raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
+        if isinstance(inner_optimizer, str):
+            if inner_optimizer not in ("sgd", "adam"):
+                raise ValueError(
+                    f"inner_optimizer must be 'sgd', 'adam' or callable(lr), got {inner_optimizer!r}"
+                )
+            inner_optimizer = SGD if inner_optimizer == "sgd" else Adam
+        elif not callable(inner_optimizer):
+            raise TypeError(
+                f"inner_optimizer must be 'sgd', 'adam' or a callable, got {type(inner_optimizer).__name__}"
+            )
+        self._make_optimizer = inner_optimizer
+        self.first_order, self.anil, self.head_init = bool(first_order), bool(anil), head_init
+        self.batch_norm, self.checkpoint, self.batching, self.seed = (
+            batch_norm,
+            bool(checkpoint),
+            batching,
+            seed,
+        )
+        self._generators: dict[str, torch.Generator] = {}
+        self._chooser = _batching.BatchingChooser()
+        self.inner_lrs: nn.ParameterDict | None = None
+        if meta_sgd:
+            lrs: dict[str, nn.Parameter] = {}
+            for name, p in self.backbone.named_parameters():
+                lrs[_lr_key(_PREFIX + name)] = nn.Parameter(torch.full_like(p.detach(), self.inner_lr))
+            ref = next(self.backbone.parameters(), torch.zeros(()))
+            for name in _HEAD:
+                lrs[_lr_key(name)] = nn.Parameter(
+                    torch.full((), self.inner_lr, dtype=ref.dtype, device=ref.device)
+                )
+            if len(lrs) != sum(1 for _ in self.backbone.parameters()) + 2:
+                raise ValueError("backbone parameter names collide once '.' is replaced by '__'; rename them")
+            self.inner_lrs = nn.ParameterDict(lrs)
+
+    # ------------------------------------------------------------------ parameters
+
+    def _meta(self, detach: bool = False) -> ParamDict:
+        meta = {_PREFIX + k: (v.detach() if detach else v) for k, v in self.backbone.named_parameters()}
+        if self.inner_lrs is not None:
+            for name in [*list(meta), *_HEAD]:
+                lr = self.inner_lrs[_lr_key(name)]
+                meta[_LR + name] = lr.detach() if detach else lr
+        return meta
+
+    def _generator(self, device: torch.device) -> torch.Generator:
+        key = str(device)
+        if key not in self._generators:
+            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
+        return self._generators[key]
+
+    def new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
+        """Fresh head parameters ``{"head.weight", "head.bias"}`` on ``like``'s device and dtype."""
+        gen = self._generator(like.device) if self.head_init == "kaiming" else None
+        head = init_head_params(
+            self.num_backbone_features,
+            description,
+            self.head_init,
+            generator=gen,
+            device=like.device,
+            dtype=like.dtype,
+        )
+        return {"head.weight": head["weight"], "head.bias": head["bias"]}
+
+    def _like(self) -> Tensor:
+        return next(self.backbone.parameters(), torch.zeros(()))
+
+    # ------------------------------------------------------------------ one task
+
+    def _adapt(
+        self,
+        meta: ParamDict,
+        head: ParamDict,
+        xs: Tensor,
+        ys: Tensor,
+        desc: TaskDescription,
+        *,
+        training: bool,
+        use_func: bool = False,
+    ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
+        """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
+        kind = get_task_kind(desc)
+        targets = kind.encode_labels(ys, desc)
+        buffers = task_buffers(self.backbone, self.batch_norm)
+        params = {k: v for k, v in meta.items() if not k.startswith(_LR)}
+        lrs: LearningRate = self.inner_lr
+        if self.inner_lrs is not None:
+            lrs = {k[len(_LR) :]: v for k, v in meta.items() if k.startswith(_LR)}
+        params.update(head)
+        backbone_names = [k for k in params if k.startswith(_PREFIX)]
+
+        def features(p: ParamDict, x: Tensor) -> Tensor:
+            return forward(
+                self.backbone, {k[len(_PREFIX) :]: p[k] for k in backbone_names}, buffers, x, self.batch_norm
+            )
+
+        support_features = _FeatureCache(
+            functools.partial(features, x=xs), backbone_names, not self.checkpoint
+        )
+
+        def support_loss(p: ParamDict) -> Tensor:
+            logits = head_forward(support_features(p), {"weight": p["head.weight"], "bias": p["head.bias"]})
+            return kind.loss(logits, targets, None, "mean")
+
+        optimizer = self._make_optimizer(lrs)
+        steps = self.num_inner_steps if training else self.eval_num_inner_steps
+        trainable = {_PREFIX + k for k, p in self.backbone.named_parameters() if p.requires_grad}
+        adapted_backbone = [] if self.anil else [k for k in backbone_names if k in trainable]
+        kwargs: dict[str, Any] = dict(
+            first_order=self.first_order,
+            checkpoint=self.checkpoint,
+            differentiable=training,
+            use_func=use_func,
+        )
+        state = None
+        if (
+            steps
+            and adapted_backbone
+            and self.head_init == "zero"
+            and getattr(optimizer, "weight_decay", None) == 0
+        ):
+            # Under a zero head the backbone's gradient is exactly zero, so the first step
+            # only moves the head; the backbone's support features are reused by the second.
+            params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=_HEAD, **kwargs)
+            steps -= 1
+        adapt = [*adapted_backbone, *_HEAD]
+        params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
+        if not training:
+            params = {k: v.detach() for k, v in params.items()}
+        return params, features
+
+    def _adapted_logits(
+        self,
+        meta: ParamDict,
+        head: ParamDict,
+        xs: Tensor,
+        ys: Tensor,
+        xq: Tensor,
+        desc: TaskDescription,
+        *,
+        training: bool,
+        use_func: bool = False,
+    ) -> Tensor:
+        params, features = self._adapt(meta, head, xs, ys, desc, training=training, use_func=use_func)
+        return head_forward(
+            features(params, xq), {"weight": params["head.weight"], "bias": params["head.bias"]}
+        )
+
+    def _task_loss(
+        self,
+        meta: ParamDict,
+        head: ParamDict,
+        xs: Tensor,
+        ys: Tensor,
+        xq: Tensor,
+        yq: Tensor,
+        desc: TaskDescription,
+        use_func: bool = False,
+    ) -> Tensor:
+        logits = self._adapted_logits(meta, head, xs, ys, xq, desc, training=True, use_func=use_func)
+        return loss(logits, yq, desc)
+
+    # ------------------------------------------------------------------ public API
+
+    def meta_loss(self, tasks: Sequence[Task] | Task) -> Tensor:
+        """Mean query loss over ``tasks`` after adaptation; call ``.backward()`` on it.
+
+        ``tasks`` is a list of tasks (of any kinds and class counts) or one collated batch.
+        The whole meta-batch's graph is kept until the backward pass; :meth:`meta_backward`
+        needs the memory of one task instead.
+        """
+        tasks = as_task_list(tasks)
+        meta = self._meta()
+        like = self._like()
+        losses = []
+        for task in tasks:
+            xs, ys, xq, yq, desc = task_tensors(task)
+            losses.append(self._task_loss(meta, self.new_head(desc, like), xs, ys, xq, yq, desc))
+        return torch.stack(losses).mean()
+
+    def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
+        """Same as :meth:`meta_loss`."""
+        return self.meta_loss(tasks)
+
+    def meta_backward(self, tasks: Sequence[Task] | Task) -> float:
+        """Accumulate the gradient of :meth:`meta_loss` into ``.grad``, one task at a time.
+
+        Each task's graph is freed after its backward pass, so memory is that of one
+        task. Gradients add to existing ``.grad`` (zero them first, as with ``backward``).
+        Equally shaped tasks of one description may run in one ``vmap`` instead
+        (``batching``; see :mod:`torchcross.learners.batching`).
+
+        Returns:
+            The meta-loss value.
+        """
+        tasks = as_task_list(tasks)
+        device = self._like().device
+        mode = self._chooser.choose(self.batching, tasks, device)
+        if mode == "calibrate":
+            run = {
+                "loop": functools.partial(self._loop_backward, tasks),
+                "vmap": functools.partial(self._vmap_backward, tasks),
+            }
+            return self._chooser.calibrate(tasks, list(self._named_meta().values()), run, device)
+        if mode == "vmap":
+            return self._vmap_backward(tasks)
+        return self._loop_backward(tasks)
+
+    def _loop_backward(self, tasks: list[Task]) -> float:
+        meta = self._meta()
+        like = self._like()
+        total = torch.zeros((), dtype=like.dtype, device=like.device)
+        for task in tasks:
+            xs, ys, xq, yq, desc = task_tensors(task)
+            task_loss = self._task_loss(meta, self.new_head(desc, like), xs, ys, xq, yq, desc) / len(tasks)
+            task_loss.backward()
+            total += task_loss.detach()
+        return float(total)
+
+    def _named_meta(self) -> dict[str, nn.Parameter]:
+        named = {_PREFIX + k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
+        if self.inner_lrs is not None:
+            named.update({_LR + n: self.inner_lrs[_lr_key(n)] for n in [*list(named), *_HEAD]})
+        return named
+
+    def _vmap_backward(self, tasks: list[Task]) -> float:
+        like = self._like()
+        heads = [self.new_head(t.description, like) for t in tasks]
+        grads, value = _batching.vmap_meta_gradients(self._task_loss, self._meta(detach=True), heads, tasks)
+        for k, p in self._named_meta().items():
+            p.grad = grads[k] if p.grad is None else p.grad + grads[k]
+        return value
+
+    @torch.inference_mode(False)
+    def adapt(self, task: Task) -> ParamDict:
+        """The adapted parameters for ``task`` (``"backbone.*"`` and ``"head.*"``), detached.
+
+        Uses ``eval_num_inner_steps`` plain inner steps and never changes this module.
+        """
+        task = check_task(task)
+        xs, ys, _, _, desc = task_tensors(task)
+        with torch.enable_grad():
+            params, _ = self._adapt(
+                self._meta(detach=True), self.new_head(desc, self._like()), xs, ys, desc, training=False
+            )
+        return params
+
+    @torch.inference_mode(False)
+    def predict(self, task: Task) -> Tensor:
+        """Query logits ``(N_query, num_outputs)`` after adapting on ``task``'s support set.
+
+        Runs ``eval_num_inner_steps`` plain (non-differentiable) inner steps on copies of
+        the meta-parameters: weights and buffers (BatchNorm running statistics included)
+        are left bit-identical. Works under ``torch.no_grad`` and ``torch.inference_mode``.
+        """
+        task = check_task(task)
+        xs, ys, xq, _, desc = task_tensors(task)
+        meta = self._meta(detach=True)
+        with torch.enable_grad():
+            logits = self._adapted_logits(
+                meta, self.new_head(desc, self._like()), xs, ys, xq, desc, training=False
+            )
+        return logits.detach()
+
+
+class CrossDomainMAML(MAML):
+    """:class:`MAML` under the name torchcross 0.0.6 used for mixed-kind meta-batches.
+
+    :class:`MAML` already gives every task its own head, so the two are the same.
+    """

@@ -1,0 +1,137 @@
+"""Multi-task pre-training (mm-PT): a shared backbone with one head per task description.
+
+Each update uses a batch of one source task and the loss of that task's kind, through
+the task's own head (the MedIMeta paper's mm-PT baseline). The pre-trained backbone is
+then evaluated with :class:`~torchcross.learners.FineTuner`.
+
+BatchNorm policy: this is ordinary supervised training of one network, so the backbone
+runs as a normal module: in train mode BatchNorm normalises with batch statistics and
+updates its running statistics, which therefore summarise all source tasks on purpose
+(a fine-tuner with ``batch_norm="frozen"`` then uses them).
+
+Examples:
+    >>> import torch
+    >>> from torchcross.data.task import TaskDescription
+    >>> from torchcross.learners.backbones import mlp
+    >>> d1 = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "t1")
+    >>> d2 = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "t2")
+    >>> backbone = mlp(4, (8,))
+    >>> model = MultiTaskPretrainer(backbone, backbone.num_features, [d1, d2])
+    >>> opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    >>> loss = model.training_step((torch.randn(5, 4), torch.tensor([0, 1, 2, 0, 1])), d2, opt)
+    >>> model(torch.randn(2, 4), d1).shape
+    torch.Size([2, 1])
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from torchcross.data.task import TaskDescription
+from torchcross.nn import loss, make_head
+
+__all__ = ["MultiTaskPretrainer"]
+
+
+class MultiTaskPretrainer(nn.Module):
+    """A shared backbone plus one linear head per task description.
+
+    Args:
+        backbone: maps inputs to features ``(N, num_backbone_features)``.
+        num_backbone_features: feature width.
+        descriptions: the source tasks (more can be added with :meth:`add_task`).
+        head_init: ``"kaiming"`` (default) or ``"zero"``.
+        seed: seed of the generator for kaiming heads (heads are drawn in the order added).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        num_backbone_features: int,
+        descriptions: Iterable[TaskDescription] = (),
+        *,
+        head_init: Literal["zero", "kaiming"] = "kaiming",
+        seed: int = 0,
+    ) -> None:
+        super().__init__()
+        if not isinstance(backbone, nn.Module):
+            raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
+        if (
+            isinstance(num_backbone_features, bool)
+            or not isinstance(num_backbone_features, int)
+            or num_backbone_features < 1
+        ):
+            raise ValueError(f"num_backbone_features must be a positive int, got {num_backbone_features!r}")
+        if head_init not in ("zero", "kaiming"):
+            raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
+        self.backbone, self.num_backbone_features, self.head_init = backbone, num_backbone_features, head_init
+        self.heads = nn.ModuleDict()
+        self._keys: dict[TaskDescription, str] = {}
+        self._generator = torch.Generator().manual_seed(seed)
+        for d in descriptions:
+            self.add_task(d)
+
+    @property
+    def descriptions(self) -> list[TaskDescription]:
+        """The task descriptions with a head, in the order added."""
+        return list(self._keys)
+
+    def add_task(self, description: TaskDescription) -> nn.Linear:
+        """Add (and return) a head for ``description``; add its parameters to your optimiser.
+
+        Raises:
+            ValueError: the description already has a head.
+        """
+        if not isinstance(description, TaskDescription):
+            raise TypeError(f"description must be a TaskDescription, got {type(description).__name__}")
+        if description in self._keys:
+            raise ValueError(f"task {description.task_identifier!r} already has a head")
+        ref = next(self.backbone.parameters(), torch.zeros(()))
+        head = make_head(
+            self.num_backbone_features,
+            description,
+            self.head_init,
+            generator=self._generator,
+            dtype=ref.dtype,
+        )
+        key = f"task_{len(self._keys)}"
+        self.heads[key] = head.to(ref.device)
+        self._keys[description] = key
+        return self.heads[key]  # type: ignore[return-value]
+
+    def head(self, description: TaskDescription) -> nn.Linear:
+        """The head of ``description``.
+
+        Raises:
+            KeyError: no head for it (add it with :meth:`add_task`).
+        """
+        try:
+            return self.heads[self._keys[description]]  # type: ignore[return-value]
+        except KeyError:
+            raise KeyError(
+                f"no head for task {description.task_identifier!r} ({description.task_target.name}); "
+                "pass it in descriptions or call add_task(description) and add the head to the optimiser"
+            ) from None
+
+    def forward(self, x: Tensor, description: TaskDescription) -> Tensor:
+        """Logits ``(N, num_outputs)`` of inputs ``x`` for task ``description``."""
+        return self.head(description)(self.backbone(x))
+
+    def loss(self, batch: tuple[Tensor, Tensor], description: TaskDescription) -> Tensor:
+        """The loss of ``description``'s kind on a batch ``(inputs, canonical labels)``."""
+        x, y = batch
+        return loss(self(x, description), y, description)
+
+    def training_step(
+        self, batch: tuple[Tensor, Tensor], description: TaskDescription, optimizer: torch.optim.Optimizer
+    ) -> float:
+        """One update on one task's batch (zero grads, loss, backward, optimiser step); returns the loss."""
+        optimizer.zero_grad(set_to_none=True)
+        value = self.loss(batch, description)
+        value.backward()
+        optimizer.step()
+        return float(value.detach())

@@ -1,0 +1,352 @@
+"""The cross-domain few-shot protocol of the MedIMeta paper, end to end, on any meta-dataset.
+
+For each target dataset: pick the source tasks (leave-one-out: every task of every
+dataset with no domain or subject overlap), train each method on them, and evaluate it
+on fixed episodes of each target task:
+
+* ``IM-PT``: no source training; fine-tune the initial backbone (a local weights file,
+  e.g. ImageNet weights, or a seeded random initialisation) with a new zero head per
+  episode;
+* ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one randomly
+  chosen source task, through that task's own head), then fine-tune as IM-PT;
+* ``mm-MAML``: MAML over source episodes of all kinds and class counts with a
+  zero-initialised head per task; adapt to each target episode with its inner loop.
+
+:func:`check_protocol` validates everything (paths, names, output folder, weights)
+before any training; :func:`run_protocol` runs it, writes episodes, checkpoints and
+results into ``run.out_dir`` and resumes from them when started again.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .evaluation import evaluate, summarize
+from .protocol_config import ProtocolConfig, config_to_dict
+from .protocol_data import TargetPlan, load_catalogue, open_task, plan_targets
+from .protocol_methods import evaluation_learner, method_fingerprint, train_method
+from .results import ResultsTable
+
+__all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
+
+Log = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class ProtocolPlan:
+    """What a run will do, resolved and checked: targets, sources, input shape, device."""
+
+    config: ProtocolConfig
+    targets: tuple[TargetPlan, ...]
+    in_channels: int
+    image_size: int
+    device: torch.device
+    problems: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A human-readable summary of the plan."""
+        lines = [
+            f"data root: {self.config.data.root}",
+            f"methods: {', '.join(self.config.evaluation.methods)}; backbone: {self.config.backbone.name} "
+            f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
+        ]
+        for t in self.targets:
+            lines.append(
+                f"target {t.dataset_id}: tasks {list(t.tasks)}; {len(t.sources)} source tasks from "
+                f"{sorted({s[0] for s in t.sources})}; left out: {list(t.excluded)}"
+            )
+        return "\n".join(lines)
+
+
+@dataclass
+class ProtocolResult:
+    """The outcome of a run: per-episode records, the summary, written files, wall time."""
+
+    episodes: ResultsTable
+    summary: ResultsTable
+    files: dict[str, Path]
+    seconds: float
+    plan: ProtocolPlan
+
+
+def _check_out_dir(out_dir: Path) -> None:
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        probe = out_dir / ".torchcross-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        raise PermissionError(
+            f"output folder {str(out_dir)!r} is not writable ({exc.strerror or exc}); choose another [run] out_dir"
+        ) from None
+
+
+def _check_device(name: str) -> torch.device:
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"[run] device {name!r} is not a torch device: {exc}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"[run] device {name!r} asked for CUDA, which is not available here; use 'cpu'")
+    return device
+
+
+def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
+    """Validate a config against the data and the machine before anything is trained.
+
+    Checks the data root, target and source names, that every needed task opens on its
+    split, the backbone (and its weights file), the plot dependency, the device and
+    that the output folder is writable.
+
+    Raises:
+        FileNotFoundError: a missing data root or weights file.
+        ValueError: unknown names (listing what exists), a missing split, mixed image
+            sizes without ``[data] image_size``, or an unusable device.
+        PermissionError: an unwritable output folder.
+        ImportError: a missing optional dependency (naming the extra).
+    """
+    if not isinstance(config, ProtocolConfig):
+        raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
+    catalogue, problems = load_catalogue(config.data.root)
+    targets = plan_targets(catalogue, config.data.targets, config.data.sources)
+    involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
+    sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
+    channels = {s[0] for s in sizes}
+    image_size = config.data.image_size
+    if image_size is None:
+        hw = {(s[1], s[2]) for s in sizes}
+        if len(hw) != 1 or len({*next(iter(hw))}) != 1:
+            raise ValueError(
+                f"the datasets involved have image sizes {sorted(hw)}; set [data] image_size to resize them all"
+            )
+        image_size = int(next(iter(hw))[0])
+    backbone = config.backbone
+    if backbone.name.startswith("resnet"):
+        from .protocol_backbone import build_backbone
+
+        build_backbone(backbone.name, 3, image_size, weights=backbone.weights)  # torchvision and weights
+        in_channels = 3
+    else:
+        in_channels = 3 if 3 in channels else 1
+        if backbone.weights is not None and not Path(backbone.weights).is_file():
+            raise FileNotFoundError(f"[backbone] weights file {str(backbone.weights)!r} does not exist")
+    if config.run.plot:
+        from .plotting import _require_matplotlib
+
+        _require_matplotlib()
+    device = _check_device(config.run.device)
+    for t in targets:  # open every task once: missing splits or files fail now, not after training
+        for task in t.tasks:
+            _open(config, t.dataset_id, task, config.data.target_split, in_channels, image_size)
+        for ds, task in t.sources:
+            _open(config, ds, task, config.data.source_split, in_channels, image_size)
+    _check_out_dir(Path(config.run.out_dir))
+    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems)
+
+
+def _open(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:
+    try:
+        return open_task(
+            config.data.root,
+            ds,
+            task,
+            split,
+            channels=channels,
+            image_size=size,
+            normalize=config.data.normalize,
+        )
+    except (ValueError, OSError) as exc:
+        raise ValueError(f"cannot open task {ds}/{task} (split {split!r}): {exc}") from exc
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
+    from .data.metadataset import EpisodeSet, sample_episode_set
+
+    ev, run = plan.config.evaluation, plan.config.run
+    path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
+    if path.is_file() and run.resume:
+        episodes = EpisodeSet.load(path, task_source=source)
+        wanted = {"seed": run.seed, "length": ev.n_episodes}
+        got = {k: episodes.sampling.get(k) for k in wanted}
+        shots = (
+            episodes.sampling.get("n_support_samples_per_class"),
+            episodes.sampling.get("n_query_samples_per_class"),
+        )
+        if got == wanted and shots == (ev.n_shot, ev.n_query):
+            return episodes
+        log(f"episodes in {path} were drawn with other settings; drawing them again")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        episodes = sample_episode_set(source, ev.n_episodes, ev.n_shot, ev.n_query, seed=run.seed)
+    for w in caught:
+        log(f"target {ds}/{task}: {w.message}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    episodes.save(path)
+    return episodes
+
+
+def _evaluate_method(
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    method: str,
+    sources: dict[str, Any],
+    episode_sets: dict[str, Any],
+    log: Log,
+    progress: bool | None,
+) -> list[dict[str, Any]]:
+    config = plan.config
+    out = Path(config.run.out_dir)
+    fingerprint = method_fingerprint(plan, target, method)
+    done_file = out / "evaluations" / _safe(target.dataset_id) / f"{_safe(method)}.json"
+    if config.run.resume and done_file.is_file():
+        saved = json.loads(done_file.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint:
+            log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
+            return saved["records"]
+    start = time.perf_counter()
+    trained = train_method(plan, target, method, log, progress)
+    learner = evaluation_learner(plan, method, trained)
+    train_seconds = time.perf_counter() - start
+    records: list[dict[str, Any]] = []
+    for task in target.tasks:
+        episodes = episode_sets[task].as_dataset(sources[task])
+        result = evaluate(
+            learner,
+            episodes,
+            method=method,
+            target=f"{target.dataset_id}/{task}",
+            device=plan.device,
+            progress=progress,
+            confidence=config.evaluation.confidence,
+        )
+        s = result.summary()["auroc"]
+        log(
+            f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} ({result.seconds:.1f} s)"
+        )
+        for r in result.records:
+            r["dataset"] = target.dataset_id
+            r["train_seconds"] = round(train_seconds, 3)
+        records += result.records
+    done_file.parent.mkdir(parents=True, exist_ok=True)
+    done_file.write_text(
+        json.dumps({"fingerprint": fingerprint, "records": records}, default=str), encoding="utf-8"
+    )
+    return records
+
+
+def run_protocol(
+    config: ProtocolConfig, *, progress: bool | None = None, log: Log | None = print
+) -> ProtocolResult:
+    """Run the protocol and write its results into ``config.run.out_dir``.
+
+    Writes ``episodes.csv`` (one row per method, target task and episode),
+    ``results.csv``/``results.md`` (mean, std and confidence interval per method and
+    target), ``results.json`` (both tables, the resolved config, the plan and the wall
+    time) and ``auroc.png`` (with ``[run] plot``), plus ``episodes/`` (the fixed episode
+    sets), ``checkpoints/`` and ``evaluations/`` used to resume.
+
+    Args:
+        config: see :mod:`torchcross.protocol_config`.
+        progress: tqdm progress bars; ``None`` shows them only on a terminal.
+        log: receives one line per step (``None``: silent).
+
+    Raises:
+        as :func:`check_protocol`, before any training.
+    """
+    say: Log = log if log is not None else (lambda _msg: None)
+    start = time.perf_counter()
+    plan = check_protocol(config)
+    say(plan.describe())
+    for folder, problem in plan.problems.items():
+        say(f"skipped unreadable dataset folder {folder}: {problem}")
+    out = Path(config.run.out_dir)
+    threads = torch.get_num_threads()
+    if config.run.num_threads is not None:
+        torch.set_num_threads(config.run.num_threads)
+    records: list[dict[str, Any]] = []
+    try:
+        for target in plan.targets:
+            sources = {
+                task: _open(
+                    config,
+                    target.dataset_id,
+                    task,
+                    config.data.target_split,
+                    plan.in_channels,
+                    plan.image_size,
+                )
+                for task in target.tasks
+            }
+            episode_sets = {
+                task: _episode_set(plan, sources[task], target.dataset_id, task, say) for task in target.tasks
+            }
+            for method in config.evaluation.methods:
+                records += _evaluate_method(plan, target, method, sources, episode_sets, say, progress)
+    finally:
+        torch.set_num_threads(threads)
+    episodes = ResultsTable(records)
+    summary = summarize(
+        episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
+    )
+    seconds = time.perf_counter() - start
+    files = _write_results(plan, episodes, summary, seconds)
+    say(f"results written to {out} ({seconds:.1f} s)")
+    return ProtocolResult(episodes, summary, files, seconds, plan)
+
+
+def _write_results(
+    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float
+) -> dict[str, Path]:
+    from . import __version__
+
+    out = Path(plan.config.run.out_dir)
+    files = {
+        "episodes_csv": out / "episodes.csv",
+        "results_csv": out / "results.csv",
+        "results_md": out / "results.md",
+        "results_json": out / "results.json",
+    }
+    episodes.to_csv(files["episodes_csv"])
+    summary.to_csv(files["results_csv"])
+    summary.to_markdown(files["results_md"])
+    doc = {
+        "format": "torchcross-protocol-results",
+        "torchcross_version": __version__,
+        "wall_time_s": round(seconds, 3),
+        "config": config_to_dict(plan.config),
+        "plan": [
+            {
+                "target": t.dataset_id,
+                "tasks": list(t.tasks),
+                "sources": [f"{d}/{n}" for d, n in t.sources],
+                "excluded": list(t.excluded),
+            }
+            for t in plan.targets
+        ],
+        "summary": summary.to_records(),
+        "episodes": episodes.to_records(),
+    }
+    files["results_json"].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    if plan.config.run.plot:
+        from .plotting import plot_metric
+
+        files["plot"] = out / "auroc.png"
+        plot_metric(
+            summary,
+            files["plot"],
+            "auroc",
+            title=f"{plan.config.evaluation.n_shot}-shot AUROC (mean, {plan.config.evaluation.confidence:.0%} CI)",
+        )
+    return files

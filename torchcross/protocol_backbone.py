@@ -1,0 +1,112 @@
+"""Backbones for the protocol: the library's Conv4 or a torchvision ResNet, from local weights only.
+
+Nothing is downloaded: a ResNet starts from a seeded random initialisation unless a
+local ``state_dict`` file is given (for the paper's IM-PT baseline, save ImageNet weights
+on a machine with internet access: ``torch.save(torchvision.models.resnet18(
+weights="IMAGENET1K_V1").state_dict(), "resnet18.pth")``). A ResNet's classifier
+(``fc``) is replaced by the identity, so the backbone outputs features; ``fc`` weights in
+the file are ignored.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["build_backbone", "input_channels"]
+
+_RESNETS = ("resnet18", "resnet34", "resnet50")
+
+
+def input_channels(name: str, stored_channels: int) -> int:
+    """Channels the backbone expects: ResNets take RGB (grey images are repeated), Conv4 takes what is stored.
+
+    Examples:
+        >>> input_channels("resnet18", 1), input_channels("conv4", 1)
+        (3, 1)
+    """
+    return 3 if name in _RESNETS else stored_channels
+
+
+def _load_weights(module: nn.Module, path: Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
+    if not path.is_file():
+        raise FileNotFoundError(f"backbone weights file {str(path)!r} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise ValueError(f"could not read backbone weights from {str(path)!r}: {exc}") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ValueError(
+            f"{str(path)!r} must hold a state_dict (a dict of tensors), got {type(state).__name__}"
+        )
+    state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
+    missing, unexpected = module.load_state_dict(state, strict=False)
+    missing = [k for k in missing if not k.startswith(ignore_prefixes)]
+    if missing or unexpected:
+        raise ValueError(
+            f"weights in {str(path)!r} do not fit the backbone: missing keys {missing[:5]}, "
+            f"unexpected keys {unexpected[:5]} (first five of each shown)"
+        )
+
+
+def build_backbone(
+    name: str,
+    in_channels: int,
+    image_size: int,
+    *,
+    seed: int = 0,
+    weights: str | Path | None = None,
+    hidden: int = 64,
+) -> tuple[nn.Module, int]:
+    """Build a feature extractor and return it with its feature width.
+
+    Args:
+        name: ``"conv4"`` or ``"resnet18"``/``"resnet34"``/``"resnet50"`` (needs torchvision).
+        in_channels: channels of the inputs it will see (ResNets need 3).
+        image_size: input height and width (Conv4 sizes its output from it).
+        seed: seeds the random initialisation, so every method starts from the same weights.
+        weights: a local ``state_dict`` file to load after initialisation.
+        hidden: Conv4 filters per layer.
+
+    Raises:
+        ValueError: an unknown name, a ResNet with ``in_channels != 3`` or unfitting weights.
+        ImportError: a ResNet without torchvision (naming ``torchcross[vision]``).
+
+    Examples:
+        >>> net, width = build_backbone("conv4", 1, 28, hidden=8)
+        >>> width, net(torch.zeros(2, 1, 28, 28)).shape
+        (8, torch.Size([2, 8]))
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if name == "conv4":
+            from .learners.backbones import conv4
+
+            net: nn.Module = conv4(in_channels, hidden=hidden, image_size=image_size)
+            width = int(net.num_features)
+            if weights is not None:
+                _load_weights(net, Path(weights))
+            return net, width
+        if name in _RESNETS:
+            if in_channels != 3:
+                raise ValueError(
+                    f"{name} takes 3-channel inputs, got in_channels={in_channels}; read images as RGB"
+                )
+            try:
+                import torchvision
+            except ImportError as exc:
+                raise ImportError(
+                    f"backbone {name!r} needs torchvision; install it with `pip install torchcross[vision]` "
+                    "or use backbone 'conv4'"
+                ) from exc
+            net = getattr(torchvision.models, name)(weights=None)
+            width = int(net.fc.in_features)
+            if weights is not None:
+                _load_weights(net, Path(weights), ignore_prefixes=("fc.",))
+            net.fc = nn.Identity()
+            return net, width
+    raise ValueError(f"unknown backbone {name!r}; known backbones: conv4, {', '.join(_RESNETS)}")

@@ -1,0 +1,420 @@
+"""Configuration of the cross-domain few-shot protocol, read from TOML or YAML.
+
+A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
+``[maml]``, ``[finetune]`` and ``[run]``; only ``data.root``, ``data.targets`` and
+``run.out_dir`` are required. Unknown sections and keys are errors that name them and
+list what is allowed, so a typo never silently falls back to a default. Relative paths
+are resolved against the config file's folder.
+
+Examples:
+    >>> cfg = config_from_dict(
+    ...     {"data": {"root": "/data/medimeta", "targets": ["glaucoma"]}, "run": {"out_dir": "out"}}
+    ... )
+    >>> cfg.evaluation.methods, cfg.evaluation.n_shot, cfg.backbone.name
+    (('IM-PT', 'mm-PT', 'mm-MAML'), 5, 'resnet18')
+    >>> config_from_dict({"data": {"root": "/d", "targets": ["x"], "target": "y"}, "run": {"out_dir": "o"}})
+    Traceback (most recent call last):
+    ...
+    ValueError: unknown key 'target' in section [data]; allowed keys: root, targets, sources, ...
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BACKBONES",
+    "METHODS",
+    "BackboneConfig",
+    "DataConfig",
+    "EvaluationConfig",
+    "FinetuneConfig",
+    "MAMLConfig",
+    "PretrainConfig",
+    "ProtocolConfig",
+    "RunConfig",
+    "config_from_dict",
+    "config_to_dict",
+    "load_config",
+    "normalize_method",
+]
+
+METHODS: tuple[str, ...] = ("IM-PT", "mm-PT", "mm-MAML")
+"""The protocol's methods: fine-tuning from the initial weights, from multi-task pre-training, and MAML."""
+
+BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
+"""Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
+
+_SPLITS = ("train", "val", "test")
+
+
+def normalize_method(name: str) -> str:
+    """The canonical spelling of a method name (case-insensitive).
+
+    Raises:
+        ValueError: for an unknown name, listing the known ones.
+
+    Examples:
+        >>> normalize_method("mm-maml")
+        'mm-MAML'
+    """
+    for m in METHODS:
+        if isinstance(name, str) and name.strip().casefold() == m.casefold():
+            return m
+    raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+
+
+def _opt(kind: Any, **checks: Any) -> dict[str, Any]:
+    return {"kind": kind, **checks}
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the meta-dataset is and which tasks to evaluate.
+
+    Attributes:
+        root: folder holding one sub-folder per dataset (MedIMeta format).
+        targets: dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
+        sources: ``None`` for leave-one-out selection, or explicit source task ids.
+        target_split: the split target episodes are drawn from.
+        source_split: the split source training reads.
+        image_size: resize images to ``image_size x image_size`` (``None`` keeps them).
+        normalize: after scaling to ``[0, 1]``: ``"none"``, ``"half"`` (to ``[-1, 1]``) or
+            ``"imagenet"`` (ImageNet mean and std, for ImageNet weights).
+    """
+
+    root: Path = field(metadata=_opt("path"))
+    targets: tuple[str, ...] = field(metadata=_opt("str_list"))
+    sources: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
+    target_split: str = field(default="test", metadata=_opt("str", choices=_SPLITS))
+    source_split: str = field(default="train", metadata=_opt("str", choices=_SPLITS))
+    image_size: int | None = field(default=None, metadata=_opt("int?", min=8))
+    normalize: str = field(default="none", metadata=_opt("str", choices=("none", "half", "imagenet")))
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    """The few-shot evaluation: methods, episode shape and count, confidence level.
+
+    Attributes:
+        methods: any of :data:`METHODS`.
+        n_shot: support examples per class.
+        n_query: query examples per class.
+        n_episodes: fixed episodes per target task.
+        confidence: level of the confidence intervals.
+    """
+
+    methods: tuple[str, ...] = field(default=METHODS, metadata=_opt("str_list"))
+    n_shot: int = field(default=5, metadata=_opt("int", min=1))
+    n_query: int = field(default=10, metadata=_opt("int", min=1))
+    n_episodes: int = field(default=100, metadata=_opt("int", min=1))
+    confidence: float = field(default=0.95, metadata=_opt("float", min=0.5, max=0.999999))
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """The feature extractor every method starts from.
+
+    Attributes:
+        name: one of :data:`BACKBONES`.
+        weights: a local ``state_dict`` file to start from (e.g. ImageNet ResNet-18
+            weights saved with ``torch.save(model.state_dict(), path)``); ``None`` starts
+            from a seeded random initialisation. Nothing is downloaded.
+        hidden: filters per layer of ``conv4``.
+    """
+
+    name: str = field(default="resnet18", metadata=_opt("str", choices=BACKBONES))
+    weights: Path | None = field(default=None, metadata=_opt("path?"))
+    hidden: int = field(default=64, metadata=_opt("int", min=1))
+
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """mm-PT: multi-task pre-training, one source task per update, a head per task.
+
+    Attributes:
+        steps: parameter updates (each: one batch of one source task).
+        batch_size: examples per batch.
+        lr, weight_decay: Adam settings.
+        weighting: how the task of each update is drawn: ``"uniform"`` over tasks, or
+            ``"proportional"`` to their sizes.
+    """
+
+    steps: int = field(default=2000, metadata=_opt("int", min=0))
+    batch_size: int = field(default=32, metadata=_opt("int", min=1))
+    lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
+    weight_decay: float = field(default=0.0, metadata=_opt("float", min=0.0))
+    weighting: str = field(default="uniform", metadata=_opt("str", choices=("uniform", "proportional")))
+
+
+@dataclass(frozen=True)
+class MAMLConfig:
+    """mm-MAML: MAML over source episodes of mixed kinds, zero-initialised per-task heads.
+
+    Attributes:
+        steps: meta-updates (each: ``meta_batch_size`` source episodes).
+        inner_lr, inner_steps: the inner loop (SGD); ``eval_inner_steps`` at evaluation
+            (default: ``inner_steps``).
+        outer_lr: Adam learning rate of the meta-update.
+        first_order: first-order MAML (cheaper; no second derivatives).
+        n_shot, n_query: shape of the training episodes (``n_shot`` defaults to the
+            evaluation's).
+    """
+
+    steps: int = field(default=1000, metadata=_opt("int", min=0))
+    meta_batch_size: int = field(default=4, metadata=_opt("int", min=1))
+    inner_lr: float = field(default=0.1, metadata=_opt("float", min=0.0))
+    inner_steps: int = field(default=5, metadata=_opt("int", min=1))
+    outer_lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
+    first_order: bool = field(default=False, metadata=_opt("bool"))
+    eval_inner_steps: int | None = field(default=None, metadata=_opt("int?", min=1))
+    n_shot: int | None = field(default=None, metadata=_opt("int?", min=1))
+    n_query: int = field(default=10, metadata=_opt("int", min=1))
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """How IM-PT and mm-PT adapt to a target episode: fine-tune backbone and a new zero head.
+
+    Attributes:
+        steps: optimisation steps on the support set per episode.
+        lr: Adam learning rate.
+        freeze_backbone: train only the head (a linear probe).
+        batch_norm: ``"frozen"`` (use the backbone's running statistics) or ``"batch"``
+            (normalise with each batch's statistics).
+    """
+
+    steps: int = field(default=50, metadata=_opt("int", min=0))
+    lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
+    freeze_backbone: bool = field(default=False, metadata=_opt("bool"))
+    batch_norm: str = field(default="frozen", metadata=_opt("str", choices=("frozen", "batch")))
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Where results go and how the run behaves.
+
+    Attributes:
+        out_dir: results, episodes, checkpoints and the plot are written here.
+        seed: seeds weights, episodes and samplers.
+        device: a torch device string (``"cpu"``, ``"cuda"``).
+        resume: reuse checkpoints and finished evaluations found in ``out_dir``.
+        checkpoint_every: save training state every this many steps (0: only at the end).
+        plot: draw the AUROC figure (needs ``torchcross[plot]``).
+        num_threads: ``torch.set_num_threads`` for the run (``None`` leaves it).
+    """
+
+    out_dir: Path = field(metadata=_opt("path"))
+    seed: int = field(default=0, metadata=_opt("int", min=0))
+    device: str = field(default="cpu", metadata=_opt("str"))
+    resume: bool = field(default=True, metadata=_opt("bool"))
+    checkpoint_every: int = field(default=200, metadata=_opt("int", min=0))
+    plot: bool = field(default=True, metadata=_opt("bool"))
+    num_threads: int | None = field(default=None, metadata=_opt("int?", min=1))
+
+
+@dataclass(frozen=True)
+class ProtocolConfig:
+    """The whole protocol configuration (see the module doc for the file layout)."""
+
+    data: DataConfig
+    run: RunConfig
+    evaluation: EvaluationConfig = EvaluationConfig()
+    backbone: BackboneConfig = BackboneConfig()
+    pretrain: PretrainConfig = PretrainConfig()
+    maml: MAMLConfig = MAMLConfig()
+    finetune: FinetuneConfig = FinetuneConfig()
+
+
+_SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "evaluation": EvaluationConfig,
+    "backbone": BackboneConfig,
+    "pretrain": PretrainConfig,
+    "maml": MAMLConfig,
+    "finetune": FinetuneConfig,
+    "run": RunConfig,
+}
+
+
+def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_dir: Path | None) -> Any:
+    kind: str = spec["kind"]
+    where = f"[{section}] {key}"
+    optional = kind.endswith("?")
+    kind = kind.rstrip("?")
+    if value is None:
+        if optional:
+            return None
+        raise ValueError(f"{where} must be set (got nothing)")
+    if kind == "path":
+        if not isinstance(value, (str, Path)) or str(value) == "":
+            raise TypeError(f"{where} must be a path string, got {value!r}")
+        path = Path(value).expanduser()
+        return path if path.is_absolute() or base_dir is None else (base_dir / path)
+    if kind == "str_list":
+        if isinstance(value, str):
+            value = [value]
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or not all(isinstance(v, str) and v for v in value)
+        ):
+            raise TypeError(f"{where} must be a non-empty list of strings, got {value!r}")
+        return tuple(value)
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise TypeError(f"{where} must be true or false, got {value!r}")
+        return value
+    if kind == "str":
+        if not isinstance(value, str):
+            raise TypeError(f"{where} must be a string, got {value!r}")
+        choices = spec.get("choices")
+        if choices is not None and value not in choices:
+            raise ValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
+        return value
+    if kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError(f"{where} must be an integer, got {value!r}")
+    elif kind == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"{where} must be a number, got {value!r}")
+        value = float(value)
+    if "min" in spec and value < spec["min"]:
+        raise ValueError(f"{where} must be >= {spec['min']}, got {value!r}")
+    if "max" in spec and value > spec["max"]:
+        raise ValueError(f"{where} must be <= {spec['max']}, got {value!r}")
+    return value
+
+
+def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
+    cls = _SECTIONS[name]
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"section [{name}] must be a table of key = value, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = [k for k in raw if k not in fields]
+    if unknown:
+        keys = (
+            "unknown keys " + ", ".join(repr(k) for k in unknown)
+            if len(unknown) > 1
+            else f"unknown key {unknown[0]!r}"
+        )
+        raise ValueError(f"{keys} in section [{name}]; allowed keys: {', '.join(fields)}")
+    kwargs = {}
+    for key, f in fields.items():
+        if key in raw:
+            kwargs[key] = _convert(name, key, raw[key], f.metadata, base_dir)
+        elif f.default is dataclasses.MISSING:
+            raise ValueError(f"section [{name}] needs the key {key!r} (see `torchcross run --help`)")
+    if name == "evaluation" and "methods" in kwargs:
+        methods = tuple(normalize_method(m) for m in kwargs["methods"])
+        if len(set(methods)) != len(methods):
+            raise ValueError(f"[evaluation] methods repeats a method: {list(kwargs['methods'])}")
+        kwargs["methods"] = methods
+    return cls(**kwargs)
+
+
+def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None) -> ProtocolConfig:
+    """Build a :class:`ProtocolConfig` from nested mappings (a parsed TOML/YAML file).
+
+    Args:
+        raw: ``{section: {key: value}}``.
+        base_dir: relative paths are resolved against it (``None`` leaves them relative).
+
+    Raises:
+        ValueError: for an unknown section or key (named, with the allowed ones), a
+            missing required key, or a value out of range.
+        TypeError: for a value of the wrong type.
+    """
+    if not isinstance(raw, Mapping):
+        raise TypeError(f"a protocol config must be a mapping of sections, got {type(raw).__name__}")
+    unknown = [k for k in raw if k not in _SECTIONS]
+    if unknown:
+        raise ValueError(
+            f"unknown config section(s) {', '.join(repr(k) for k in unknown)}; allowed sections: "
+            f"{', '.join(_SECTIONS)}"
+        )
+    base = Path(base_dir) if base_dir is not None else None
+    for required in ("data", "run"):
+        if required not in raw:
+            raise ValueError(
+                f"the config needs a [{required}] section "
+                + ("with root and targets" if required == "data" else "with out_dir")
+            )
+    parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw}
+    return ProtocolConfig(**parts)
+
+
+def _read_toml(path: Path) -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ImportError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ImportError as exc:
+            raise ImportError(
+                "reading TOML configs on Python 3.10 needs `pip install tomli` (or use a YAML config)"
+            ) from exc
+    with open(path, "rb") as fh:
+        try:
+            return tomllib.load(fh)
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path} is not valid YAML: {exc}") from exc
+
+
+def load_config(path: str | Path) -> ProtocolConfig:
+    """Read a protocol config from a ``.toml``, ``.yaml`` or ``.yml`` file.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: for another suffix, a parse error, or an invalid config.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()
+    if suffix == ".toml":
+        raw = _read_toml(path)
+    elif suffix in (".yaml", ".yml"):
+        raw = _read_yaml(path)
+    else:
+        raise ValueError(f"config file {str(path)!r} must end in .toml, .yaml or .yml")
+    if raw is None:
+        raise ValueError(f"config file {str(path)!r} is empty")
+    return config_from_dict(raw, base_dir=path.parent.resolve())
+
+
+def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
+    """The config as plain JSON-ready nested dicts (paths as strings, tuples as lists).
+
+    Examples:
+        >>> cfg = config_from_dict({"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}})
+        >>> config_to_dict(cfg)["data"]["targets"]
+        ['t']
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for name in _SECTIONS:
+        section = getattr(config, name)
+        values = {}
+        for f in dataclasses.fields(section):
+            v = getattr(section, f.name)
+            values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+        out[name] = values
+    return out

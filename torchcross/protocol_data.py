@@ -1,0 +1,218 @@
+"""The data side of the protocol: the catalogue on disk, target resolution and task sources.
+
+A folder of MedIMeta-format datasets (downloaded MedIMeta, the demo's digits, or a
+user's own) is read into a :class:`~torchcross.data.catalogue.Catalogue` from the
+``info.yaml`` files, including their declared domain and subject overlaps. Targets are
+dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data.catalogue import Catalogue, leave_one_out_sources
+from .data.task_source import TaskSource
+
+__all__ = [
+    "NORMALIZATIONS",
+    "ResizedTaskSource",
+    "TargetPlan",
+    "load_catalogue",
+    "open_task",
+    "plan_targets",
+]
+
+NORMALIZATIONS: dict[str, tuple[Any, Any]] = {
+    "none": (None, None),
+    "half": (0.5, 0.5),
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+"""Input normalisations after scaling to ``[0, 1]``: none, to ``[-1, 1]``, or ImageNet statistics."""
+
+
+@dataclass(frozen=True)
+class TargetPlan:
+    """One target dataset: the tasks evaluated on it and the source tasks trained for it.
+
+    Attributes:
+        dataset_id: the target dataset.
+        tasks: names of the target tasks evaluated.
+        sources: ``(dataset id, task name)`` of the source tasks (leave-one-out or given).
+        excluded: ids of datasets left out because they overlap the target.
+    """
+
+    dataset_id: str
+    tasks: tuple[str, ...]
+    sources: tuple[tuple[str, str], ...]
+    excluded: tuple[str, ...] = ()
+
+
+def load_catalogue(root: str | os.PathLike[str]) -> tuple[Catalogue, dict[str, str]]:
+    """The catalogue of the datasets under ``root`` and the problems of unreadable folders.
+
+    Raises:
+        FileNotFoundError: if ``root`` is not a directory.
+        ValueError: if no readable dataset is there (listing the problems found).
+    """
+    from .datasets.medimeta import catalogue_from_infos, scan_datasets
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(
+            f"data root {str(root)!r} is not a directory; point [data] root at the folder that holds "
+            "one sub-folder per dataset (e.g. the unzipped MedIMeta datasets)"
+        )
+    infos, problems = scan_datasets(root)
+    if not infos:
+        detail = "".join(f"\n  {k}: {v}" for k, v in problems.items()) or " (no folder with an info.yaml)"
+        raise ValueError(f"no readable dataset under {str(root)!r}{detail}")
+    return catalogue_from_infos(infos.values()), problems
+
+
+def _task_names(catalogue: Catalogue, dataset_id: str) -> list[str]:
+    return [t.task_name for t in catalogue.tasks(dataset_id)]
+
+
+def plan_targets(
+    catalogue: Catalogue,
+    targets: Sequence[str],
+    sources: Sequence[str] | None = None,
+) -> list[TargetPlan]:
+    """Resolve targets and pick each target dataset's source tasks.
+
+    Args:
+        catalogue: the datasets available.
+        targets: dataset ids or ``"dataset/task name"`` ids; tasks of one dataset are grouped.
+        sources: ``None`` for leave-one-out selection (no domain or subject overlap with
+            the target dataset), else explicit ``"dataset/task name"`` (or dataset) ids.
+
+    Raises:
+        ValueError: an unknown dataset or task (listing what exists), a target without
+            any source task, or an explicit source from the target's own dataset.
+    """
+    grouped: dict[str, list[str]] = {}
+    for target in targets:
+        ds, _, task = target.partition("/")
+        if ds not in catalogue:
+            raise ValueError(
+                f"unknown target dataset {ds!r}; datasets under the data root: {list(catalogue.ids)}"
+            )
+        names = _task_names(catalogue, ds)
+        if task and task not in names:
+            raise ValueError(f"dataset {ds!r} has no task {task!r}; its tasks are {names}")
+        chosen = grouped.setdefault(ds, [])
+        for name in [task] if task else names:
+            if name not in chosen:
+                chosen.append(name)
+    explicit: list[tuple[str, str]] | None = None
+    if sources is not None:
+        explicit = []
+        for s in sources:
+            ds, _, task = s.partition("/")
+            if ds not in catalogue:
+                raise ValueError(
+                    f"unknown source dataset {ds!r}; datasets under the data root: {list(catalogue.ids)}"
+                )
+            names = _task_names(catalogue, ds)
+            if task and task not in names:
+                raise ValueError(f"source dataset {ds!r} has no task {task!r}; its tasks are {names}")
+            explicit += [(ds, n) for n in ([task] if task else names) if (ds, n) not in explicit]
+    plans = []
+    for ds, tasks in grouped.items():
+        if explicit is None:
+            chosen_sources = tuple((t.dataset_id, t.task_name) for t in leave_one_out_sources(catalogue, ds))
+        else:
+            own = [s for s in explicit if s[0] == ds]
+            if own:
+                raise ValueError(f"source tasks {own} belong to the target dataset {ds!r}; leave them out")
+            chosen_sources = tuple(explicit)
+        used = {s[0] for s in chosen_sources}
+        excluded = tuple(d for d in catalogue.ids if d != ds and d not in used)
+        if not chosen_sources:
+            raise ValueError(
+                f"target {ds!r} has no source task: every other dataset ({list(excluded)}) overlaps it in "
+                "domain or subjects; add datasets from other domains or give [data] sources explicitly"
+            )
+        plans.append(TargetPlan(ds, tuple(tasks), chosen_sources, excluded))
+    return plans
+
+
+class ResizedTaskSource(TaskSource):
+    """A task source whose images are resized to ``size x size`` (bilinear, antialiased) in batches.
+
+    Args:
+        source: the wrapped source (its ``get_batch`` is used when present).
+        size: output height and width; ``None`` passes images through unchanged.
+
+    Examples:
+        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "y"})
+        >>> src = ResizedTaskSource(TensorTaskSource(torch.rand(4, 1, 8, 8), [0, 1, 0, 1], d), 16)
+        >>> src.get_batch([0, 1])[0].shape, src[2][0].shape
+        (torch.Size([2, 1, 16, 16]), torch.Size([1, 16, 16]))
+    """
+
+    def __init__(self, source: Any, size: int | None) -> None:
+        self.source = source
+        self.size = size
+        self.task_description = source.task_description
+        self.labels = source.labels
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        if self.size is None or tuple(x.shape[-2:]) == (self.size, self.size):
+            return x
+        dtype = x.dtype
+        out = F.interpolate(x.float(), size=(self.size, self.size), mode="bilinear", antialias=True)
+        return out.round().clamp(0, 255).to(dtype) if dtype == torch.uint8 else out.to(dtype)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        x, y = self.source[index]
+        return self._resize(x.unsqueeze(0))[0], y
+
+    def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Read ``indices`` in one batch and resize them together."""
+        get_batch = getattr(self.source, "get_batch", None)
+        if callable(get_batch):
+            x, y = get_batch(indices)
+        else:
+            items = [self.source[int(i)] for i in np.asarray(indices)]
+            x, y = torch.stack([it[0] for it in items]), torch.stack([torch.as_tensor(it[1]) for it in items])
+        return self._resize(x), y
+
+
+def open_task(
+    root: str | os.PathLike[str],
+    dataset_id: str,
+    task_name: str,
+    split: str,
+    *,
+    channels: int,
+    image_size: int | None,
+    normalize: str = "none",
+) -> ResizedTaskSource:
+    """Open one task of a MedIMeta-format dataset as a resized task source.
+
+    Raises:
+        ValueError: an unknown normalisation, dataset, task or split (the reader names it).
+    """
+    from .datasets.medimeta import MedIMeta
+
+    if normalize not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
+    mean, std = NORMALIZATIONS[normalize]
+    source = MedIMeta(
+        os.fspath(root), dataset_id, task_name, split=split, channels=channels, mean=mean, std=std
+    )
+    return ResizedTaskSource(source, image_size)
