@@ -26,7 +26,7 @@ persistent subprocess that reads the same label files, and its requests are inte
 with ours. Without it, the peer column says why it is missing.
 
 Usage:
-    python benchmarks/episodes.py --peer-python /work/peerenv/bin/python --json results/episodes.json
+    python benchmarks/episodes.py --peer-python /work/peerenv/bin/python [--json PATH]
 """
 
 from __future__ import annotations
@@ -53,11 +53,12 @@ from torchcross.data.task_source import TaskSource
 KINDS = ("multiclass", "binary", "multilabel", "ordinal")
 ORDINAL_KEYS = (1, 4, 6, 8, 10)
 
-PEER_SCRIPT = r'''
+PEER_SCRIPT = r"""
 import json, sys, time
 import numpy as np
 import torch
 from torchcross.data.metadataset import FewShotMetaDataset
+from torchcross.data.metadataset import few_shot as fs
 from torchcross.data.task import TaskDescription, TaskTarget
 from torchcross.data.task_source import TaskSource
 
@@ -81,24 +82,46 @@ for line in sys.stdin:
     labels = np.load(req["path"])
     if req["kind"] == "binary":
         labels = labels.reshape(-1)
-    src = LabelSource(labels, req["kind"], {int(k): v for k, v in req["classes"].items()})
+    kind, k, q = req["kind"], req["shot"], req["query"]
+    src = LabelSource(labels, kind, {int(c): v for c, v in req["classes"].items()})
     np.random.seed(req["seed"])
-    ds = FewShotMetaDataset(src, None, req["shot"], req["query"], 0, length=req["max_episodes"], output_indices=True)
+    if req["mode"] == "episode":
+        ds = FewShotMetaDataset(src, None, k, q, 0, length=req["max_episodes"], output_indices=True)
+        it = iter(ds)
+        def step():
+            task = next(it)
+            return len(task.support), len(task.query)
+    else:  # the index sampling of FewShotMetaDataset's iterators, step by step (torchcross 0.0.6 code)
+        pos, neg = fs.get_indices(labels, src.task_description.classes, TARGETS[kind])
+        used = [1] if kind == "binary" else list(src.task_description.classes)
+        def step():
+            if kind == "binary":
+                s = fs.binary_few_shot_sample(pos, neg, k)
+                new_pos, new_neg = fs.remove_indices(pos, neg, s)
+                qi = fs.binary_few_shot_sample(new_pos, new_neg, q)
+            elif kind == "multilabel":
+                s = fs.multilabel_few_shot_sample(labels, pos, neg, k, used)
+                new_pos, new_neg = fs.remove_indices(pos, neg, s)
+                qi = fs.multilabel_few_shot_sample(labels, new_pos, new_neg, q, used)
+            else:
+                s = fs.multiclass_few_shot_sample(pos, k, used)
+                new_pos, new_neg = fs.remove_indices(pos, neg, s)
+                qi = fs.multiclass_few_shot_sample(new_pos, q, used)
+            return len(s), len(qi)
     times, sizes = [], []
     t_start = time.perf_counter()
-    it = iter(ds)
     while len(times) < req["max_episodes"]:
         t0 = time.perf_counter()
         try:
-            task = next(it)
+            size = step()
         except StopIteration:
             break
         times.append(time.perf_counter() - t0)
-        sizes.append([len(task.support), len(task.query)])
+        sizes.append(size)
         if len(times) >= req["min_episodes"] and time.perf_counter() - t_start > req["budget_s"]:
             break
     print(json.dumps({"times": times, "sizes": sizes}), flush=True)
-'''
+"""
 
 
 def make_labels(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, TaskDescription]:
@@ -112,7 +135,9 @@ def make_labels(kind: str, n: int, seed: int = 0) -> tuple[np.ndarray, TaskDescr
         d = TaskDescription("BINARY_CLASSIFICATION", {0: "negative", 1: "positive"}, kind, "bench")
     elif kind == "multilabel":
         labels = (rng.random((n, 14)) < np.linspace(0.03, 0.4, 14)).astype(np.int64)
-        d = TaskDescription("MULTILABEL_CLASSIFICATION", {i: f"finding {i}" for i in range(14)}, kind, "bench")
+        d = TaskDescription(
+            "MULTILABEL_CLASSIFICATION", {i: f"finding {i}" for i in range(14)}, kind, "bench"
+        )
     else:
         labels = rng.choice(np.array(ORDINAL_KEYS), size=n, p=[0.4, 0.25, 0.15, 0.12, 0.08])
         d = TaskDescription("ORDINAL_REGRESSION", {k: f"grade {k}" for k in ORDINAL_KEYS}, kind, "bench")
@@ -154,6 +179,20 @@ def check_ours(ds: FewShotMetaDataset, labels: np.ndarray, shot: int, query: int
     return "ok"
 
 
+def peer_check(kind: str, desc: TaskDescription, sizes: list | None, shot: int, query: int) -> str | None:
+    """0.0.6's episodes must have the sizes the protocol asks for (multi-label: at least the quotas)."""
+    if sizes is None:
+        return None
+    n_classes = 2 if kind == "binary" else desc.num_classes
+    for n_support, n_query in sizes:
+        if kind == "multilabel":
+            if n_support < 2 * shot or n_query < 2 * query:
+                return f"too small: {n_support} / {n_query}"
+        elif (n_support, n_query) != (shot * n_classes, query * n_classes):
+            return f"sizes {n_support} / {n_query} != {shot * n_classes} / {query * n_classes}"
+    return "ok"
+
+
 class Peer:
     """torchcross 0.0.6 in another Python, answering one timing request per line."""
 
@@ -167,7 +206,9 @@ class Peer:
         probe = subprocess.run(cmd, capture_output=True, text=True, check=False, cwd=tempfile.gettempdir())
         version = probe.stdout.strip()
         if probe.returncode != 0 or not version.startswith("0.0."):
-            self.why = f"unavailable: {python} has no torchcross 0.0.x ({(probe.stderr or version).strip()[-200:]})"
+            self.why = (
+                f"unavailable: {python} has no torchcross 0.0.x ({(probe.stderr or version).strip()[-200:]})"
+            )
             return
         self.proc = subprocess.Popen(
             [python, "-P", "-c", PEER_SCRIPT],
@@ -185,7 +226,9 @@ class Peer:
         self.version = f"torchcross {version} ({hello['file']})"
 
     def request(self, **req: Any) -> dict:
-        assert self.proc is not None and self.proc.stdin is not None and self.proc.stdout is not None
+        assert self.proc is not None
+        assert self.proc.stdin is not None
+        assert self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(req) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
@@ -237,12 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--budget", type=float, default=0.25, help="seconds per measurement (>= 3 episodes)")
     p.add_argument("--peer-python", help="python of an environment with torchcross 0.0.6")
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--json", metavar="PATH", help="write all results as JSON")
+    p.add_argument(
+        "--json",
+        metavar="PATH",
+        default=os.path.join(os.path.dirname(os.path.abspath(__file__)), "results", "episodes.json"),
+        help="where to write all results as JSON (default: benchmarks/results/episodes.json)",
+    )
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
     sizes = [int(s) for s in args.sizes.split(",")]
     kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
-    pool = torch.randint(0, 256, (256, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    pool = torch.randint(
+        0, 256, (256, 3, 224, 224), dtype=torch.uint8, generator=torch.Generator().manual_seed(0)
+    )
     peer = Peer(args.peer_python)
     report: dict[str, Any] = {"environment": environment(), "protocol": vars(args), "results": {}}
     report["environment"]["peer"] = getattr(peer, "version", peer.why)
@@ -258,7 +308,14 @@ def main(argv: list[str] | None = None) -> int:
                 ds_idx = FewShotMetaDataset(src, None, args.shot, args.query, output_indices=True, **common)
                 ds_full = FewShotMetaDataset(src, None, args.shot, args.query, **common)
                 check = check_ours(ds_idx, labels, args.shot, args.query)
-                measures: dict[str, list[float]] = {"rule": [], "indices": [], "full": [], "load": [], "peer": []}
+                measures: dict[str, list[float]] = {
+                    "rule": [],
+                    "indices": [],
+                    "full": [],
+                    "load": [],
+                    "peer_rule": [],
+                    "peer_episode": [],
+                }
                 peer_sizes = None
                 for rep in range(args.reps):
                     start = rep * 10_000
@@ -269,20 +326,30 @@ def main(argv: list[str] | None = None) -> int:
                     }
                     eps = [ds_idx.sample_indices(start + j) for j in range(5)]
                     per["load"] = time_ours(
-                        lambda j, eps=eps: src.get_batch(np.concatenate([eps[j % 5].support, eps[j % 5].query])),
+                        lambda j, eps=eps, src=src: src.get_batch(
+                            np.concatenate([eps[j % 5].support, eps[j % 5].query])
+                        ),
                         0,
                         args.budget,
                         3,
                         200,
                     )
                     if peer.proc is not None:
-                        reply = peer.request(
-                            path=path, kind=kind, classes={str(k): v for k, v in desc.classes.items()},
-                            shot=args.shot, query=args.query, seed=rep, budget_s=args.budget * 2,
-                            min_episodes=3, max_episodes=2000,
-                        )
-                        per["peer"] = reply["times"]
-                        peer_sizes = reply["sizes"][:3]
+                        for mode in ("rule", "episode"):
+                            reply = peer.request(
+                                path=path,
+                                kind=kind,
+                                classes={str(k): v for k, v in desc.classes.items()},
+                                shot=args.shot,
+                                query=args.query,
+                                seed=rep,
+                                budget_s=args.budget,
+                                mode=mode,
+                                min_episodes=3,
+                                max_episodes=2000,
+                            )
+                            per[f"peer_{mode}"] = reply["times"]
+                            peer_sizes = reply["sizes"][:3]
                     for key, values in per.items():
                         if values:
                             measures[key].append(statistics.median(values))
@@ -293,16 +360,22 @@ def main(argv: list[str] | None = None) -> int:
                     "check": check,
                     "ms": med,
                     "ms_per_rep": {k: [x * 1e3 for x in v] for k, v in measures.items()},
-                    "support_query_sizes": [[len(e.support), len(e.query)] for e in map(ds_idx.sample_indices, range(3))],
+                    "support_query_sizes": [
+                        [len(e.support), len(e.query)] for e in map(ds_idx.sample_indices, range(3))
+                    ],
                     "peer_support_query_sizes": peer_sizes,
-                    "speedup_vs_0_0_6": (med["peer"] / med["indices"]) if med["peer"] else None,
+                    "peer_check": peer_check(kind, desc, peer_sizes, args.shot, args.query),
+                    "speedup_rule_vs_0_0_6": (med["peer_rule"] / med["rule"]) if med["peer_rule"] else None,
+                    "speedup_episode_vs_0_0_6": (med["peer_episode"] / med["indices"])
+                    if med["peer_episode"]
+                    else None,
                     "sampling_share_of_full": med["rule"] / med["full"],
                 }
                 report["results"][f"{kind}/{n}"] = result
                 rows.append(result)
                 print(
                     f"{kind:>10} {n:>7}: rule {med['rule']:.3f} ms, indices {med['indices']:.3f} ms, "
-                    f"full {med['full']:.2f} ms, peer {med['peer'] if med['peer'] is None else round(med['peer'], 2)} ms",
+                    f"full {med['full']:.2f} ms, 0.0.6 {med['peer_rule']} / {med['peer_episode']} ms",
                     file=sys.stderr,
                     flush=True,
                 )
@@ -317,21 +390,35 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def format_table(rows: list[dict], peer: str) -> str:
+    def ms(x: float | None, digits: int = 3) -> str:
+        return "n/a" if x is None else f"{x:.{digits}f}"
+
+    def ratio(x: float | None) -> str:
+        return "n/a" if x is None else f"{x:.0f}x"
+
     lines = [
-        "| kind | examples | rule ms | episode (indices) ms | episodes/s | torchcross 0.0.6 ms | speed-up | "
-        "full episode ms | data loading ms | sampling share | check |",
-        "|" + "---|" * 11,
+        "| kind | examples | indices ms | 0.0.6 indices ms | speed-up | episode (index, label) ms | episodes/s "
+        "| 0.0.6 episode ms | speed-up | full episode ms | data loading ms | sampling share | check |",
+        "|" + "---|" * 13,
     ]
     for r in rows:
-        ms = r["ms"]
-        peer_ms = "n/a" if ms["peer"] is None else f"{ms['peer']:.2f}"
-        speed = "n/a" if r["speedup_vs_0_0_6"] is None else f"{r['speedup_vs_0_0_6']:.0f}x"
+        m = r["ms"]
         lines.append(
-            f"| {r['kind']} | {r['n']:,} | {ms['rule']:.3f} | {ms['indices']:.3f} | {1e3 / ms['indices']:.0f} | "
-            f"{peer_ms} | {speed} | {ms['full']:.2f} | {ms['load']:.2f} | {100 * r['sampling_share_of_full']:.1f} % "
-            f"| {r['check']} |"
+            f"| {r['kind']} | {r['n']:,} | {ms(m['rule'])} | {ms(m['peer_rule'], 2)} | "
+            f"{ratio(r['speedup_rule_vs_0_0_6'])} | {ms(m['indices'])} | {1e3 / m['indices']:.0f} | "
+            f"{ms(m['peer_episode'], 2)} | {ratio(r['speedup_episode_vs_0_0_6'])} | {m['full']:.2f} | "
+            f"{m['load']:.2f} | {100 * r['sampling_share_of_full']:.1f} % | {r['check']}"
+            f"{'' if r['peer_check'] in (None, 'ok') else ' (0.0.6: ' + r['peer_check'] + ')'} |"
         )
-    lines += ["", f"torchcross 0.0.6 peer: {peer}. 5-shot, 10 query per class; medians of interleaved repetitions."]
+    lines += [
+        "",
+        f"torchcross 0.0.6 peer: {peer}.",
+        "5-shot, 10 query per class, all classes; medians of interleaved repetitions. indices: sampling the "
+        "support and query indices (ours: FewShotMetaDataset.sample_indices; 0.0.6: the sampling steps of its "
+        "FewShotMetaDataset iterator). episode: dataset item with output_indices=True. full: inputs from an "
+        "in-memory source of 3x224x224 uint8 images converted to float; data loading: that source's get_batch "
+        "alone; sampling share = indices / full.",
+    ]
     return "\n".join(lines)
 
 

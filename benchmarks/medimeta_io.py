@@ -308,22 +308,29 @@ def _interleave(configs: dict[str, Callable[[], dict]], reps: int) -> dict[str, 
     return runs
 
 
+def _ratio(runs: dict[str, list[dict]], name: str, ref: str) -> float | None:
+    """Median over repetitions of the per-repetition ratio (both ran close in time: less noise)."""
+    if ref not in runs:
+        return None
+    return statistics.median(a["images_per_s"] / b["images_per_s"] for a, b in zip(runs[name], runs[ref]))
+
+
 def _table(runs: dict[str, list[dict]], floor: str, peer: str, title: str) -> dict:
-    med = {n: statistics.median(r["images_per_s"] for r in rs) for n, rs in runs.items()}
-    print(f"\n### {title} ({len(next(iter(runs.values())))} interleaved repetitions, medians)\n")
+    reps = len(next(iter(runs.values())))
+    print(f"\n### {title} ({reps} interleaved repetitions; medians, ratios per repetition)\n")
     print("| config | images/s | / float floor | / medimeta 0.0.6 |")
     print("|---|---|---|---|")
     out = {}
-    for name, v in med.items():
-        to_floor = v / med[floor]
-        to_peer = v / med[peer] if peer in med else None
+    for name, rs in runs.items():
+        v = statistics.median(r["images_per_s"] for r in rs)
+        to_floor, to_peer = _ratio(runs, name, floor), _ratio(runs, name, peer)
         peer_s = "" if to_peer is None else f"{to_peer:.2f}"
         print(f"| {name} | {v:.0f} | {to_floor:.2f} | {peer_s} |")
         out[name] = {
             "images_per_s": v,
             "ratio_to_float_floor": to_floor,
             "ratio_to_medimeta_006": to_peer,
-            "runs": runs[name],
+            "runs": rs,
         }
     sys.stdout.flush()
     return out

@@ -2,7 +2,7 @@
 
 scikit-learn ships the UCI optical digits (1,797 greyscale 8x8 images of the digits
 0-9, written by 13 people) inside its wheel, so this needs no download. They are
-upsampled to ``size x size`` (bilinear) and split, stratified by digit, into four
+upsampled to ``size x size`` (16 by default, bilinear) and split, stratified by digit, into four
 disjoint groups of images. Each group becomes one MedIMeta-format dataset with its own
 imaging domain:
 
@@ -120,7 +120,7 @@ DEMO_DATASETS: tuple[DemoDataset, ...] = (
 SHIFTS: tuple[str, ...] = ("none", "negative", "defocus")
 
 
-def load_digit_images(size: int = 28) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def load_digit_images(size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Load scikit-learn's bundled digits, upsampled to ``size x size`` uint8 images.
 
     Returns:
@@ -265,7 +265,7 @@ def _split_names(labels: np.ndarray, fractions: dict[str, float], rng: np.random
     return names
 
 
-def build_demo_arrays(size: int = 28, seed: int = 0) -> list[dict[str, Any]]:
+def build_demo_arrays(size: int = 16, seed: int = 0) -> list[dict[str, Any]]:
     """Everything the demo datasets hold, as arrays (one dict per :data:`DEMO_DATASETS` entry).
 
     Each dict has ``spec`` (:class:`DemoDataset`), ``images`` ``(n, size, size)`` uint8,
@@ -293,7 +293,7 @@ def build_demo_arrays(size: int = 28, seed: int = 0) -> list[dict[str, Any]]:
     return out
 
 
-def write_demo_medimeta(root: str | Path, size: int = 28, seed: int = 0, overwrite: bool = False) -> Path:
+def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwrite: bool = False) -> Path:
     """Write the four demo datasets as MedIMeta folders under ``root`` and return ``root``.
 
     Uses :func:`torchcross.datasets.medimeta.write_medimeta`, so the result reads back

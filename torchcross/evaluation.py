@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, runtime_checkable
 
@@ -26,6 +26,7 @@ __all__ = [
     "EvaluationResult",
     "Predictor",
     "evaluate",
+    "format_summary",
     "summarize",
 ]
 
@@ -110,6 +111,34 @@ def _predict_fn(learner: Any) -> Callable[[Task], torch.Tensor]:
     )
 
 
+def _predictions(
+    predict: Callable[[Task], torch.Tensor],
+    predict_many: Callable[[list[Task]], list[torch.Tensor]] | None,
+    tasks: Iterable[Task],
+    device: torch.device | None,
+    batch_size: int,
+) -> Iterator[tuple[int, Task, torch.Tensor]]:
+    """``(episode number, task on device, query logits)``, predicting ``batch_size`` episodes at once."""
+    chunk: list[Task] = []
+    count = 0
+    for task in tasks:
+        task = Task(_to_device(task.support, device), _to_device(task.query, device), task.description)
+        if predict_many is None:
+            yield count, task, predict(task)
+            count += 1
+            continue
+        chunk.append(task)
+        if len(chunk) == batch_size:
+            for t, logits in zip(chunk, predict_many(chunk)):
+                yield count, t, logits
+                count += 1
+            chunk = []
+    if chunk and predict_many is not None:
+        for t, logits in zip(chunk, predict_many(chunk)):
+            yield count, t, logits
+            count += 1
+
+
 def _length(episodes: Any) -> int | None:
     try:
         return len(episodes)
@@ -126,6 +155,7 @@ def evaluate(
     device: torch.device | str | None = None,
     progress: bool | None = None,
     confidence: float = 0.95,
+    batch_size: int = 1,
 ) -> EvaluationResult:
     """Score ``learner`` on every episode and summarise the scores.
 
@@ -140,6 +170,10 @@ def evaluate(
         device: move every episode there first (``None`` leaves tensors where they are).
         progress: show a tqdm progress bar; ``None`` shows it only on a terminal.
         confidence: level of the confidence intervals.
+        batch_size: episodes handed to the learner at once when it has
+            ``predict_many(tasks)`` (e.g. a linear-probe
+            :class:`~torchcross.learners.FineTuner`, which then shares backbone passes
+            across episodes); 1 calls ``predict`` episode by episode.
 
     Returns:
         an :class:`EvaluationResult`.
@@ -166,6 +200,9 @@ def evaluate(
     predict = _predict_fn(learner)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence=}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive int, got {batch_size=}")
+    predict_many = getattr(learner, "predict_many", None) if batch_size > 1 else None
     dev = torch.device(device) if device is not None else None
     records: list[dict[str, Any]] = []
     start = time.perf_counter()
@@ -177,9 +214,7 @@ def evaluate(
         leave=False,
     )
     try:
-        for i, task in enumerate(_iter_tasks(episodes)):
-            task = Task(_to_device(task.support, dev), _to_device(task.query, dev), task.description)
-            logits = predict(task)
+        for i, task, logits in _predictions(predict, predict_many, _iter_tasks(episodes), dev, batch_size):
             labels = task.query[1]
             try:
                 scores: Mapping[str, Any] = compute_metrics(logits.detach(), labels, task.description)
@@ -246,4 +281,42 @@ def summarize(
                 {f"{m}_mean": s.mean, f"{m}_std": s.std, f"{m}_ci_low": s.ci_low, f"{m}_ci_high": s.ci_high}
             )
         out.append(row_out)
+    return ResultsTable(out)
+
+
+def format_summary(
+    summary: ResultsTable, metrics: Sequence[str] = ("auroc", "accuracy"), digits: int = 3
+) -> ResultsTable:
+    """A compact, human-readable view of a :func:`summarize` table: ``mean ± half-width`` per metric.
+
+    Keeps the grouping columns (everything before ``n_episodes``) and ``n_episodes``, and
+    adds per metric a ``<METRIC>`` column (``"0.812 ± 0.013"``) and a ``<METRIC> CI``
+    column (``"[0.799, 0.825]"``). Cells are strings, so Markdown shows them as they are.
+
+    Examples:
+        >>> rows = [{"method": "a", "auroc": v, "accuracy": v} for v in (0.6, 0.7, 0.8)]
+        >>> view = format_summary(summarize(rows, by=["method"], metrics=["auroc", "accuracy"]), ["auroc"])
+        >>> view[0]
+        {'method': 'a', 'episodes': 3, 'AUROC': '0.700 ± 0.248', 'AUROC CI': '[0.452, 0.948]'}
+    """
+    if "n_episodes" not in summary.columns:
+        raise KeyError(
+            f"format_summary needs a summarize() table with n_episodes; columns are {summary.columns}"
+        )
+    keys = summary.columns[: summary.columns.index("n_episodes")]
+
+    def cell(value: Any) -> str:
+        return "nan" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+    out = []
+    for row in summary:
+        view: dict[str, Any] = {k: row[k] for k in keys}
+        view["episodes"] = row["n_episodes"]
+        for m in metrics:
+            name = m.upper() if m == "auroc" else m
+            mean, lo, hi = row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"]
+            half = None if lo is None or hi is None or math.isnan(lo) else (hi - lo) / 2
+            view[name] = f"{cell(mean)} ± {cell(half)}"
+            view[f"{name} CI"] = f"[{cell(lo)}, {cell(hi)}]"
+        out.append(view)
     return ResultsTable(out)

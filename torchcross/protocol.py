@@ -29,7 +29,7 @@ from typing import Any
 
 import torch
 
-from .evaluation import evaluate, summarize
+from .evaluation import evaluate, format_summary, summarize
 from .protocol_config import ProtocolConfig, config_to_dict
 from .protocol_data import TargetPlan, load_catalogue, open_task, plan_targets
 from .protocol_methods import evaluation_learner, method_fingerprint, train_method
@@ -85,7 +85,8 @@ def _check_out_dir(out_dir: Path) -> None:
         probe.unlink()
     except OSError as exc:
         raise PermissionError(
-            f"output folder {str(out_dir)!r} is not writable ({exc.strerror or exc}); choose another [run] out_dir"
+            f"output folder {str(out_dir)!r} is not writable ({exc.strerror or exc}); "
+            "choose another [run] out_dir"
         ) from None
 
 
@@ -125,7 +126,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         hw = {(s[1], s[2]) for s in sizes}
         if len(hw) != 1 or len({*next(iter(hw))}) != 1:
             raise ValueError(
-                f"the datasets involved have image sizes {sorted(hw)}; set [data] image_size to resize them all"
+                f"the datasets involved have image sizes {sorted(hw)}; "
+                "set [data] image_size to resize them all"
             )
         image_size = int(next(iter(hw))[0])
     backbone = config.backbone
@@ -230,10 +232,12 @@ def _evaluate_method(
             device=plan.device,
             progress=progress,
             confidence=config.evaluation.confidence,
+            batch_size=config.evaluation.batch_size,
         )
         s = result.summary()["auroc"]
         log(
-            f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} ({result.seconds:.1f} s)"
+            f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
+            f"({result.seconds:.1f} s)"
         )
         for r in result.records:
             r["dataset"] = target.dataset_id
@@ -252,8 +256,8 @@ def run_protocol(
     """Run the protocol and write its results into ``config.run.out_dir``.
 
     Writes ``episodes.csv`` (one row per method, target task and episode),
-    ``results.csv``/``results.md`` (mean, std and confidence interval per method and
-    target), ``results.json`` (both tables, the resolved config, the plan and the wall
+    ``results.csv`` (mean, std and confidence interval of every metric per method and
+    target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json`` (both tables, the resolved config, the plan and the wall
     time) and ``auroc.png`` (with ``[run] plot``), plus ``episodes/`` (the fixed episode
     sets), ``checkpoints/`` and ``evaluations/`` used to resume.
 
@@ -320,7 +324,7 @@ def _write_results(
     }
     episodes.to_csv(files["episodes_csv"])
     summary.to_csv(files["results_csv"])
-    summary.to_markdown(files["results_md"])
+    format_summary(summary).to_markdown(files["results_md"])
     doc = {
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
@@ -342,11 +346,12 @@ def _write_results(
     if plan.config.run.plot:
         from .plotting import plot_metric
 
+        ev = plan.config.evaluation
         files["plot"] = out / "auroc.png"
         plot_metric(
             summary,
             files["plot"],
             "auroc",
-            title=f"{plan.config.evaluation.n_shot}-shot AUROC (mean, {plan.config.evaluation.confidence:.0%} CI)",
+            title=f"{ev.n_shot}-shot AUROC (mean, {ev.confidence:.0%} CI)",
         )
     return files

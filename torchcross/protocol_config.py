@@ -107,6 +107,8 @@ class EvaluationConfig:
         n_query: query examples per class.
         n_episodes: fixed episodes per target task.
         confidence: level of the confidence intervals.
+        batch_size: episodes per ``predict_many`` call of learners that batch episodes
+            (a linear-probe fine-tuner); results are the same as one at a time.
     """
 
     methods: tuple[str, ...] = field(default=METHODS, metadata=_opt("str_list"))
@@ -114,6 +116,7 @@ class EvaluationConfig:
     n_query: int = field(default=10, metadata=_opt("int", min=1))
     n_episodes: int = field(default=100, metadata=_opt("int", min=1))
     confidence: float = field(default=0.95, metadata=_opt("float", min=0.5, max=0.999999))
+    batch_size: int = field(default=20, metadata=_opt("int", min=1))
 
 
 @dataclass(frozen=True)

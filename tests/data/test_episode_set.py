@@ -41,7 +41,8 @@ def make_source(kind: str, n: int = 150, seed: int = 0) -> TensorTaskSource:
 def _same_tasks(a, b) -> None:
     assert a.description == b.description
     for x, y in ((a.support, b.support), (a.query, b.query)):
-        assert torch.equal(x[0], y[0]) and torch.equal(x[1], y[1])
+        assert torch.equal(x[0], y[0])
+        assert torch.equal(x[1], y[1])
 
 
 @pytest.mark.parametrize("kind", list(KINDS))
@@ -54,24 +55,28 @@ def test_round_trip_through_json(kind, tmp_path) -> None:
     episodes.save(path)
     text = path.read_text(encoding="utf-8")
     data = json.loads(text)  # plain, human-readable JSON: no pickle
-    assert data["format"] == "torchcross.episode_set" and data["version"] == 1
+    assert data["format"] == "torchcross.episode_set"
+    assert data["version"] == 1
     assert data["description"]["task_identifier"] == KINDS[kind].task_identifier
-    assert data["sampling"]["n_support_samples_per_class"] == 2 and data["sampling"]["seed"] == 5
-    assert data["labels"]["checksum"] == labels_checksum(src.labels) and len(text.splitlines()) == 7 + 10
+    assert data["sampling"]["n_support_samples_per_class"] == 2
+    assert data["sampling"]["seed"] == 5
+    assert data["labels"]["checksum"] == labels_checksum(src.labels)
+    assert len(text.splitlines()) == 7 + 10
     loaded = EpisodeSet.load(path, src)
-    assert loaded.description == episodes.description and dict(loaded.sampling) == dict(episodes.sampling)
-    assert loaded.labels_checksum == episodes.labels_checksum and len(loaded) == 7
+    assert loaded.description == episodes.description
+    assert dict(loaded.sampling) == dict(episodes.sampling)
+    assert loaded.labels_checksum == episodes.labels_checksum
+    assert len(loaded) == 7
     for a, b in zip(loaded.episodes, episodes.episodes):
         assert a.classes == b.classes
         for name in ("support", "support_labels", "query", "query_labels"):
-            assert (
-                np.array_equal(getattr(a, name), getattr(b, name))
-                and getattr(a, name).shape == getattr(b, name).shape
-            )
+            assert np.array_equal(getattr(a, name), getattr(b, name))
+            assert getattr(a, name).shape == getattr(b, name).shape
     # the stored episodes are the FewShotMetaDataset episodes with that seed
     reference = FewShotMetaDataset(src, None, 2, 3, 0, length=7, seed=5)
     fixed = loaded.as_dataset(src)
-    assert isinstance(fixed, FixedEpisodeMetaDataset) and len(fixed) == 7
+    assert isinstance(fixed, FixedEpisodeMetaDataset)
+    assert len(fixed) == 7
     for i in range(7):
         _same_tasks(fixed[i], reference[i])
     pairs = loaded.as_dataset(src, output_indices=True)[0]

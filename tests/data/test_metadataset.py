@@ -72,7 +72,8 @@ def check_task(task: Task, source, episode, k: int | None, q: int | None) -> Non
     assert list(desc.classes) == list(range(len(episode.classes)))
     for (x, y), idx in ((task.support, episode.support), (task.query, episode.query)):
         assert x[:, 0].long().tolist() == idx.tolist()
-        assert y.dtype == torch.int64 and len(y) == len(idx)
+        assert y.dtype == torch.int64
+        assert len(y) == len(idx)
         orig = labels[idx]
         if desc.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
             assert torch.equal(y, torch.from_numpy(orig[:, list(episode.classes)]))
@@ -80,7 +81,8 @@ def check_task(task: Task, source, episode, k: int | None, q: int | None) -> Non
                 src_desc.classes[c] for c in episode.classes
             ]
         elif desc.task_target is TaskTarget.BINARY_CLASSIFICATION:
-            assert y.shape == (len(idx), 1) and torch.equal(y, torch.from_numpy(orig))
+            assert y.shape == (len(idx), 1)
+            assert torch.equal(y, torch.from_numpy(orig))
         else:
             assert [desc.classes[int(i)] for i in y] == [src_desc.classes[int(c)] for c in orig]
     assert not set(episode.support.tolist()) & set(episode.query.tolist())
@@ -88,7 +90,8 @@ def check_task(task: Task, source, episode, k: int | None, q: int | None) -> Non
         return
     if desc.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
         for (_, y), quota in ((task.support, k), (task.query, q)):
-            assert (y.sum(0) >= quota).all() and ((1 - y).sum(0) >= quota).all()
+            assert (y.sum(0) >= quota).all()
+            assert ((1 - y).sum(0) >= quota).all()
     else:
         n_way = desc.num_classes
         assert task.support[1].flatten().tolist() == np.repeat(np.arange(n_way), k).tolist()
@@ -112,7 +115,8 @@ def test_episodes_are_pure_functions_of_seed_and_index(kind, seed, index, k, q) 
     a = FewShotMetaDataset(src, None, k, q, filter_classes_min_samples=0, seed=seed)
     b = FewShotMetaDataset(src, None, k, q, filter_classes_min_samples=0, seed=seed)
     ep_a, ep_b = a.sample_indices(index), b.sample_indices(index)
-    assert ep_a.support.tolist() == ep_b.support.tolist() and ep_a.query.tolist() == ep_b.query.tolist()
+    assert ep_a.support.tolist() == ep_b.support.tolist()
+    assert ep_a.query.tolist() == ep_b.query.tolist()
     check_task(a[index], src, ep_a, k, q)
     others = [
         a.sample_indices(index + 1),
@@ -150,7 +154,8 @@ def test_sub_task_episodes(kind, seed, data) -> None:
             assert list(ep.classes) == sorted(ep.classes)
         if kind != "multilabel":
             counts = np.bincount(task.support[1].flatten().numpy())
-            assert len(set(counts.tolist())) == 1 and kmin <= counts[0] <= kmax
+            assert len(set(counts.tolist())) == 1
+            assert kmin <= counts[0] <= kmax
             assert np.bincount(task.query[1].flatten().numpy()).tolist() == [3] * n_way
 
 
@@ -174,9 +179,11 @@ def test_variable_way_shot_episodes(kind, seed) -> None:
     for i in range(3):
         ep, task = ds.sample_indices(i), ds[i]
         check_task(task, src, ep, None, None)
-        assert 2 <= len(ep.classes) <= 3 and len(ep.support) <= 20
+        assert 2 <= len(ep.classes) <= 3
+        assert len(ep.support) <= 20
         q = np.bincount(task.query[1].flatten().numpy())
-        assert len(set(q.tolist())) == 1 and 1 <= q[0] <= 10
+        assert len(set(q.tolist())) == 1
+        assert 1 <= q[0] <= 10
         assert (np.bincount(task.support[1].flatten().numpy(), minlength=len(ep.classes)) >= 1).all()
 
 
@@ -195,7 +202,8 @@ def test_iteration_equals_random_access_and_endless_mode(kind) -> None:
     ds = FewShotMetaDataset(src, None, 2, 2, 0, length=6, output_indices=True, seed=3)
     assert [_key(t.support) for t in ds] == [_key(ds[i].support) for i in range(6)]
     assert [_key(t.query) for t in ds] == [_key(ds[i].query) for i in range(6)]
-    assert _key(ds[-1].support) == _key(ds[5].support) and len(ds) == 6
+    assert _key(ds[-1].support) == _key(ds[5].support)
+    assert len(ds) == 6
     with pytest.raises(IndexError, match="out of range"):
         ds[6]
     endless = FewShotMetaDataset(src, None, 2, 2, 0, output_indices=True, seed=3)
@@ -241,7 +249,7 @@ def test_ranks_get_disjoint_shares(kind, monkeypatch: pytest.MonkeyPatch) -> Non
     for rank in range(3):
         _fake_distributed(monkeypatch, rank, 3)
         shares.append([repr(t.support) for t in ds])
-    assert sorted(sum(shares, [])) == sorted(everything)
+    assert sorted(x for share in shares for x in share) == sorted(everything)
     assert shares[1] == everything[1::3]
 
 
@@ -257,7 +265,8 @@ def test_ranks_times_workers_shard_without_duplicates(monkeypatch: pytest.Monkey
 def test_seed_none_draws_and_keeps_a_seed() -> None:
     a = FewShotMetaDataset(_SOURCES["multiclass"], None, 2, 2, 0, length=3)
     b = FewShotMetaDataset(_SOURCES["multiclass"], None, 2, 2, 0, length=3, seed=a.seed)
-    assert isinstance(a.seed, int) and a.seed >= 0
+    assert isinstance(a.seed, int)
+    assert a.seed >= 0
     assert a.sample_indices(2).support.tolist() == b.sample_indices(2).support.tolist()
     assert "seed=" in repr(a)
 
@@ -267,7 +276,8 @@ def test_set_epoch_draws_new_reproducible_episodes() -> None:
     first = ds.sample_indices(0).support.tolist()
     ds.set_epoch(1)
     second = ds.sample_indices(0).support.tolist()
-    assert first != second and ds.sampling_parameters()["epoch"] == 1
+    assert first != second
+    assert ds.sampling_parameters()["epoch"] == 1
     ds.set_epoch(0)
     assert ds.sample_indices(0).support.tolist() == first
     with pytest.raises(ValueError, match="epoch"):
@@ -284,7 +294,8 @@ def test_output_indices_and_collate_fn_like_0_0_6(kind) -> None:
     tasks = [t for t in ds]
     ep = ds.sample_indices(0)
     support = tasks[0].support
-    assert isinstance(support, list) and [i for i, _ in support] == ep.support.tolist()
+    assert isinstance(support, list)
+    assert [i for i, _ in support] == ep.support.tolist()
     assert all(isinstance(i, int) and isinstance(y, torch.Tensor) for i, y in support)
     stacked = ds.__class__(src, None, 2, 3, length=2, filter_classes_min_samples=0, seed=1)[0]
     assert torch.equal(torch.stack([y for _, y in support]), stacked.support[1])
@@ -299,10 +310,13 @@ def test_output_indices_and_collate_fn_like_0_0_6(kind) -> None:
         return pairs
 
     t = FewShotMetaDataset(src, collate, 2, 3, filter_classes_min_samples=0, seed=1)[0]
-    assert isinstance(t.support, list) and torch.equal(t.support[0][0], stacked.support[0][0]) and seen
+    assert isinstance(t.support, list)
+    assert torch.equal(t.support[0][0], stacked.support[0][0])
+    assert seen
     # collate_fn with output_indices gets the (index, label) pairs
     t = FewShotMetaDataset(src, lambda p: ("collated", p), 2, 3, 0, output_indices=True, seed=1)[0]
-    assert t.support[0] == "collated" and t.support[1][0][0] == ep.support[0]
+    assert t.support[0] == "collated"
+    assert t.support[1][0][0] == ep.support[0]
 
 
 def test_datasets_pickle_for_spawn_workers() -> None:
@@ -319,7 +333,8 @@ def test_filter_warns_naming_task_and_classes() -> None:
         UserWarning, match=r"task 'skin': dropping 1 of 4 classes .* 'rare' \(key 3: 4 examples\)"
     ):
         ds = FewShotMetaDataset(src, None, 2, 2, filter_classes_min_samples=10, seed=0)
-    assert ds.used_classes == [0, 1, 2] and dict(ds[0].description.classes) == {0: "a", 1: "b", 2: "c"}
+    assert ds.used_classes == [0, 1, 2]
+    assert dict(ds[0].description.classes) == {0: "a", 1: "b", 2: "c"}
     with pytest.warns(UserWarning, match=r"n_support_samples_per_class \+ n_query_samples_per_class = 15"):
         FewShotMetaDataset(src, None, 5, 10, filter_classes_min_samples=0, seed=0)
     with pytest.raises(ValueError, match=r"task 'skin' has 0 usable classes .*filter_classes_min_samples=50"):
@@ -376,7 +391,9 @@ def test_metadataset_subclass_as_medimeta_writes_it() -> None:
 
     tasks = list(FewShotMetaDataset(_SOURCES["binary"], None, 1, 1, 0, length=2, output_indices=True, seed=0))
     ds = Pickled(tasks)
-    assert len(ds) == 2 and ds[1] is tasks[1] and len(DataLoader(ds, batch_size=None)) == 2
+    assert len(ds) == 2
+    assert ds[1] is tasks[1]
+    assert len(DataLoader(ds, batch_size=None)) == 2
     with pytest.raises(TypeError):
         MetaDataset()
 
@@ -420,6 +437,33 @@ def test_episode_dataset_is_abstract_and_reports_parameters() -> None:
         EpisodeMetaDataset(_SOURCES["binary"])
     ds = SubTaskRandomFewShotMetaDataset(_SOURCES["binary"], filter_classes_min_samples=0, seed=4, length=2)
     params = ds.sampling_parameters()
-    assert params["rule"] == "SubTaskRandomFewShotMetaDataset" and params["seed"] == 4
-    assert "n_support_samples_per_class" not in params and params["n_support_samples_per_class_max"] == 10
+    assert params["rule"] == "SubTaskRandomFewShotMetaDataset"
+    assert params["seed"] == 4
+    assert "n_support_samples_per_class" not in params
+    assert params["n_support_samples_per_class_max"] == 10
     assert ds.task_target is TaskTarget.BINARY_CLASSIFICATION
+
+
+class _IndexOnly(FewShotMetaDataset):
+    """Iteration yields the episode indices it visits (to check the sharding itself)."""
+
+    def __getitem__(self, index):
+        return self._check_index(index)
+
+
+@given(
+    length=st.integers(1, 40),
+    world_size=st.integers(1, 4),
+    num_workers=st.integers(1, 4),
+)
+def test_workers_times_ranks_cover_every_episode_once(length, world_size, num_workers) -> None:
+    ds = _IndexOnly(_SOURCES["binary"], None, 1, 1, 0, length=length, seed=0)
+    seen = []
+    with pytest.MonkeyPatch.context() as mp:
+        for rank in range(world_size):
+            _fake_distributed(mp, rank, world_size)
+            for worker in range(num_workers):
+                info = type("Info", (), {"id": worker, "num_workers": num_workers})()
+                mp.setattr(torch.utils.data, "get_worker_info", lambda info=info: info)
+                seen += list(ds)
+    assert sorted(seen) == list(range(length))

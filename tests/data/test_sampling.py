@@ -21,9 +21,9 @@ from torchcross.data.sampling import (
     sample_multilabel_episode,
     sample_ordinal_episode,
     sample_per_class,
-    sample_variable_episode,
 )
 from torchcross.data.sampling_multilabel import cover_quotas
+from torchcross.data.sampling_variable import sample_variable_episode
 from torchcross.data.task import TaskDescription, TaskTarget
 
 MC, BIN, ML, ORD = (
@@ -62,7 +62,8 @@ def _rule(target: TaskTarget):
 
 
 def _check_single_label_episode(labels, ep: EpisodeIndices, classes, k, q) -> None:
-    assert ep.support.dtype == np.int64 and ep.query.dtype == np.int64
+    assert ep.support.dtype == np.int64
+    assert ep.query.dtype == np.int64
     assert not set(ep.support.tolist()) & set(ep.query.tolist())
     assert len(set(ep.support.tolist())) == len(ep.support)
     assert len(set(ep.query.tolist())) == len(ep.query)
@@ -88,7 +89,8 @@ def test_single_label_rules_exact_disjoint_deterministic(target, data) -> None:
     assert ep.classes == classes
     _check_single_label_episode(labels, ep, classes, k, q)
     again = rule(labels, k, q, np.random.default_rng(seed), classes=chosen)
-    assert again.support.tolist() == ep.support.tolist() and again.query.tolist() == ep.query.tolist()
+    assert again.support.tolist() == ep.support.tolist()
+    assert again.query.tolist() == ep.query.tolist()
     # relabelled labels agree with the original keys
     index = index_labels(labels, target)
     sup_y, qry_y = episode_labels(index, ep)
@@ -101,7 +103,7 @@ def test_single_label_rules_exact_disjoint_deterministic(target, data) -> None:
 @pytest.mark.parametrize("target", [MC, ORD, BIN])
 @given(data=st.data())
 def test_single_label_rules_differ_between_seeds(target, data) -> None:
-    labels, keys, k, q, seed = data.draw(single_label_case(target))
+    labels, _keys, k, q, seed = data.draw(single_label_case(target))
     assume(np.bincount(labels).max() >= 2)  # else there is only one possible episode
     rule = _rule(target)
     episodes = set()
@@ -111,18 +113,22 @@ def test_single_label_rules_differ_between_seeds(target, data) -> None:
     assert len(episodes) > 1
 
 
+@pytest.mark.parametrize("ragged", [False, True])
 @pytest.mark.parametrize("size", [3, 5, 40, 20_000])
-def test_draws_are_uniform_within_a_class(size) -> None:
+def test_draws_are_uniform_within_a_class(size, ragged) -> None:
     """Every example of a class is equally likely, whatever the file order and pool size."""
     labels = np.zeros(size + 3, dtype=np.int64)
     labels[-3:] = 1  # a second class, last in the file
-    n_draws, k, q = 1500, 2, 1
+    n_draws, k, q = 1000, 2, 1
     rng = np.random.default_rng(0)
     index = index_labels(labels, MC)
     counts = np.zeros(size)
     first = np.zeros(size)
     for _ in range(n_draws):
-        ep = sample_multiclass_episode(index, k, q, rng, classes=[0])
+        if ragged:  # per-class counts as a list: the path of imbalanced (variable-shot) episodes
+            ep = sample_per_class(index, [k], [q], rng, classes=[0])
+        else:
+            ep = sample_multiclass_episode(index, k, q, rng, classes=[0])
         np.add.at(counts, np.concatenate([ep.support, ep.query]), 1)
         first[ep.support[0]] += 1
     if size <= 40:
@@ -177,9 +183,11 @@ def test_multilabel_rule_quotas_disjoint_irredundant_deterministic(case) -> None
     again = sample_multilabel_episode(
         labels, k, q, np.random.default_rng(seed), classes=usable, max_attempts=50
     )
-    assert again.support.tolist() == ep.support.tolist() and again.query.tolist() == ep.query.tolist()
+    assert again.support.tolist() == ep.support.tolist()
+    assert again.query.tolist() == ep.query.tolist()
     sup_y, qry_y = episode_labels(index_labels(labels, ML), ep)
-    assert np.array_equal(sup_y, cols[ep.support]) and np.array_equal(qry_y, cols[ep.query])
+    assert np.array_equal(sup_y, cols[ep.support])
+    assert np.array_equal(qry_y, cols[ep.query])
 
 
 @given(case=multilabel_case())
@@ -208,14 +216,14 @@ IMPOSSIBLE = np.array([[1, 1, 0], [0, 1, 1], [0, 0, 0], [1, 0, 1], [0, 0, 0], [0
 
 
 def test_multilabel_retries_a_bounded_number_of_times() -> None:
-    failures = 0
+    failures = []
     for seed in range(60):
         try:
             sample_multilabel_episode(OVERLAPPING, 1, 1, np.random.default_rng(seed), max_attempts=1)
         except ValueError as exc:
-            assert "could not meet the multi-label quotas" in str(exc)
-            failures += 1
-    assert 0 < failures < 60
+            failures.append(str(exc))
+    assert 0 < len(failures) < 60
+    assert all("could not meet the multi-label quotas" in message for message in failures)
     for seed in range(60):
         sample_multilabel_episode(OVERLAPPING, 1, 1, np.random.default_rng(seed), max_attempts=60)
 
@@ -241,7 +249,8 @@ def test_multilabel_100k_by_14_is_fast() -> None:
         t0 = time.perf_counter()
         ep = sample_multilabel_episode(index, 5, 10, np.random.default_rng([0, i]))
         times.append(time.perf_counter() - t0)
-        assert _quota_met(labels[ep.support], 5) and _quota_met(labels[ep.query], 10)
+        assert _quota_met(labels[ep.support], 5)
+        assert _quota_met(labels[ep.query], 10)
     assert np.median(times) < 0.05, f"median {np.median(times) * 1e3:.1f} ms per 5-shot episode"
     # a near-minimal support set: far below 2 * 14 * 5 examples
     assert len(ep.support) < 60
@@ -252,7 +261,8 @@ def test_cover_quotas_marks_taken_and_returns_empty_for_zero_quota() -> None:
     taken: set[int] = set()
     assert cover_quotas(index, [0, 1, 2], 0, taken, np.random.default_rng(0)).size == 0
     chosen = cover_quotas(index, [0, 1, 2], 1, taken, np.random.default_rng(0))
-    assert taken == set(chosen.tolist()) and chosen.dtype == np.int64
+    assert taken == set(chosen.tolist())
+    assert chosen.dtype == np.int64
     # when random candidates keep hitting taken examples, the untaken rest is searched
     taken = set(range(len(OVERLAPPING))) - {1, 4}
     chosen = cover_quotas(index, [2], 1, taken, np.random.default_rng(0), n_candidates=1)
@@ -361,12 +371,15 @@ def test_index_labels_uses_the_description_keys() -> None:
     d = TaskDescription(ORD, {1: "a", 4: "b", 6: "c"}, "grades")
     index = index_labels([6, 1, 6, 4], d)
     assert isinstance(index, LabelIndex)
-    assert index.keys == (1, 4, 6) and index.members(6).tolist() == [0, 2]
-    assert index.counts() == {1: 1, 4: 1, 6: 2} and index.counts(negatives=True) == {1: 3, 4: 3, 6: 2}
+    assert index.keys == (1, 4, 6)
+    assert index.members(6).tolist() == [0, 2]
+    assert index.counts() == {1: 1, 4: 1, 6: 2}
+    assert index.counts(negatives=True) == {1: 3, 4: 3, 6: 2}
     with pytest.raises(ValueError, match="not one of the task's class keys"):
         index.members(5)
     ml = index_labels(OVERLAPPING, ML)
-    assert ml.members(0).tolist() == [0, 2, 3] and len(ml) == 8
+    assert ml.members(0).tolist() == [0, 2, 3]
+    assert len(ml) == 8
 
 
 def test_sample_episode_dispatches_every_kind() -> None:
@@ -381,7 +394,8 @@ def test_sample_episode_dispatches_every_kind() -> None:
 def test_relabel_description_keeps_identifiers_and_order() -> None:
     d = TaskDescription(MC, {0: "a", 1: "b", 2: "c"}, "task", "domain")
     r = relabel_description(d, [2, 0])
-    assert dict(r.classes) == {0: "c", 1: "a"} and (r.task_identifier, r.domain_identifier) == (
+    assert dict(r.classes) == {0: "c", 1: "a"}
+    assert (r.task_identifier, r.domain_identifier) == (
         "task",
         "domain",
     )

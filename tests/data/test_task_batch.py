@@ -33,10 +33,13 @@ def test_stack_tasks_of_one_dataset() -> None:
     ds = FewShotMetaDataset(source("multiclass"), None, 2, 3, 0, seed=0)
     tasks = [ds[i] for i in range(4)]
     batch = stack_tasks(tasks)
-    assert batch.support[0].shape == (4, 10, 1, 4, 4) and batch.support[1].shape == (4, 10)
-    assert batch.query[0].shape == (4, 15, 1, 4, 4) and batch.description == tasks[0].description
+    assert batch.support[0].shape == (4, 10, 1, 4, 4)
+    assert batch.support[1].shape == (4, 10)
+    assert batch.query[0].shape == (4, 15, 1, 4, 4)
+    assert batch.description == tasks[0].description
     for i, t in enumerate(tasks):
-        assert torch.equal(batch.support[0][i], t.support[0]) and torch.equal(batch.query[1][i], t.query[1])
+        assert torch.equal(batch.support[0][i], t.support[0])
+        assert torch.equal(batch.query[1][i], t.query[1])
 
 
 def test_stack_tasks_names_mismatches() -> None:
@@ -78,11 +81,13 @@ def _mixed_tasks() -> list[Task]:
 def test_pad_tasks_mixed_kinds_round_trip() -> None:
     tasks = _mixed_tasks()
     batch = pad_tasks(tasks)
-    assert isinstance(batch, PaddedTaskBatch) and len(batch) == len(tasks)
+    assert isinstance(batch, PaddedTaskBatch)
+    assert len(batch) == len(tasks)
     n_sup = [len(t.support[0]) for t in tasks]
     n_qry = [len(t.query[0]) for t in tasks]
     assert batch.support_inputs.shape == (len(tasks), max(n_sup), 1, 4, 4)
-    assert batch.support_mask.sum(1).tolist() == n_sup and batch.query_mask.sum(1).tolist() == n_qry
+    assert batch.support_mask.sum(1).tolist() == n_sup
+    assert batch.query_mask.sum(1).tolist() == n_qry
     assert batch.num_classes.tolist() == [t.description.num_classes for t in tasks]
     assert batch.class_mask.shape == (len(tasks), max(t.description.num_classes for t in tasks))
     width = max(t.support[1].shape[1] if t.support[1].dim() == 2 else 1 for t in tasks)
@@ -91,7 +96,9 @@ def test_pad_tasks_mixed_kinds_round_trip() -> None:
         back = batch.unpad(i)
         assert back.description == t.description
         for x, y in ((back.support, t.support), (back.query, t.query)):
-            assert torch.equal(x[0], y[0]) and torch.equal(x[1], y[1]) and x[1].shape == y[1].shape
+            assert torch.equal(x[0], y[0])
+            assert torch.equal(x[1], y[1])
+            assert x[1].shape == y[1].shape
         # padding is zero for inputs and -100 for labels
         assert (batch.support_inputs[i, n_sup[i] :] == 0).all()
         assert (batch.support_labels[i, n_sup[i] :] == -100).all()
@@ -101,7 +108,8 @@ def test_pad_tasks_single_kind_keeps_label_rank() -> None:
     ds = SubTaskRandomFewShotMetaDataset(source("multiclass"), filter_classes_min_samples=0, seed=3)
     tasks = [ds[i] for i in range(3)]
     batch = pad_tasks(tasks, label_pad_value=-1)
-    assert batch.support_labels.dim() == 2 and batch.label_shapes == ((), (), ())
+    assert batch.support_labels.dim() == 2
+    assert batch.label_shapes == ((), (), ())
     assert (batch.support_labels[~batch.support_mask] == -1).all()
     assert all(torch.equal(batch.unpad(i).support[1], t.support[1]) for i, t in enumerate(tasks))
 

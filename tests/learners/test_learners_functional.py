@@ -43,7 +43,7 @@ def _quadratic_problem(seed: int = 0):
 
 
 @pytest.mark.parametrize(
-    "opt,torch_opt",
+    ("opt", "torch_opt"),
     [
         (SGD(0.1), lambda ps: torch.optim.SGD(ps, lr=0.1)),
         (
@@ -185,8 +185,11 @@ def test_inner_loop_never_touches_the_module():
     x = torch.randn(6, 5, dtype=D)
     for policy in ("batch", "frozen"):
         buffers = task_buffers(backbone, policy)
-        inner_loop(lambda p, b=buffers: forward(backbone, p, b, x, policy).pow(2).mean(), params, SGD(0.1), 2)
-    assert backbone.training and all(m.training for m in backbone.modules())
+        inner_loop(
+            lambda p, b=buffers, c=policy: forward(backbone, p, b, x, c).pow(2).mean(), params, SGD(0.1), 2
+        )
+    assert backbone.training
+    assert all(m.training for m in backbone.modules())
     for k, v in backbone.state_dict().items():
         assert torch.equal(v, before[k]), k
 
@@ -203,7 +206,9 @@ def test_batch_norm_policies():
     bn.train()
     frozen = forward(bn, params, task_buffers(bn, "frozen"), x, "frozen")  # running statistics, not updated
     torch.testing.assert_close(frozen, (x - 5.0) / torch.sqrt(torch.ones(3, dtype=D) + bn.eps))
-    assert bn.running_mean.eq(5.0).all() and int(bn.num_batches_tracked) == 0 and bn.training
+    assert bn.running_mean.eq(5.0).all()
+    assert int(bn.num_batches_tracked) == 0
+    assert bn.training
 
 
 def test_errors():

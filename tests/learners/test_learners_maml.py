@@ -55,7 +55,7 @@ def test_each_kind_alone_matches_reference(kind):
     assert_grads_close(backbone_grads(maml), expected)
 
 
-@pytest.mark.parametrize("net,batch_norm", [("mlp", True), ("conv", True), ("conv", False)])
+@pytest.mark.parametrize(("net", "batch_norm"), [("mlp", True), ("conv", True), ("conv", False)])
 def test_second_order_matches_higher(net, batch_norm):
     higher = pytest.importorskip("higher")
     backbone, shape = tiny_backbone(net, batch_norm)
@@ -237,7 +237,7 @@ def test_frozen_parameters_are_neither_adapted_nor_given_gradients():
 
 
 @pytest.mark.parametrize(
-    "kwargs,error",
+    ("kwargs", "error"),
     [
         ({"inner_lr": -1.0}, ValueError),
         ({"num_inner_steps": -1}, ValueError),

@@ -135,12 +135,14 @@ def test_multitask_pretrainer_trains_one_head_per_task():
     kaiming = [
         MultiTaskPretrainer(backbone, 4, [MULTICLASS], seed=1).head(MULTICLASS).weight for _ in range(2)
     ]
-    assert torch.equal(kaiming[0], kaiming[1]) and kaiming[0].abs().sum() > 0
+    assert torch.equal(kaiming[0], kaiming[1])
+    assert kaiming[0].abs().sum() > 0
 
 
 def test_backbones():
     net = conv4(3, hidden=4, image_size=32, batch_norm=False)
-    assert net.num_features == 16 and net(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
+    assert net.num_features == 16
+    assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert mlp(6, (5, 3), batch_norm=True)(torch.zeros(4, 2, 3)).shape == (4, 3)
     for bad in (

@@ -16,7 +16,7 @@ multi-label         at least ``k`` positives and ``k`` negatives per selected la
                     (support), ``q`` of each (query); see
                     :mod:`torchcross.data.sampling_multilabel`
 variable            Meta-Dataset's variable-way variable-shot rule
-                    (:func:`sample_variable_episode`)
+                    (:func:`torchcross.data.sampling_variable.sample_variable_episode`)
 ==================  ===========================================================
 
 Support and query never share an example. Within a class, examples come in random
@@ -27,7 +27,6 @@ of ``classes[0]`` first).
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,7 +48,6 @@ __all__ = [
     "sample_multilabel_episode",
     "sample_ordinal_episode",
     "sample_per_class",
-    "sample_variable_episode",
 ]
 
 _SINGLE_LABEL = (
@@ -69,8 +67,8 @@ class EpisodeIndices:
         classes: the original class keys (multi-label: label columns) the episode uses,
             in episode order: episode label ``i`` means ``classes[i]``.
         support_labels, query_labels: single-label rules fill in the episode labels
-            ``0..k-1`` they already know (``(n,)`` int64); ``None`` otherwise (see
-            :func:`episode_labels`).
+            ``0..k-1`` they already know (``(n,)`` int64, read-only: episodes of one
+            dataset may share them); ``None`` otherwise (see :func:`episode_labels`).
     """
 
     support: np.ndarray
@@ -280,21 +278,33 @@ def _draw_without_replacement(
 
 
 def _draw_uniform(starts: np.ndarray, sizes: np.ndarray, need: int, rng: np.random.Generator) -> np.ndarray:
-    """As :func:`_draw_without_replacement` with ``need`` draws from every block: ``(blocks, need)``.
+    """``need`` distinct positions from every block, ``(blocks, need)``, in random order.
 
-    Rows drawn without a repeat are kept; rows with one are redrawn exactly, so every row
-    is a uniformly random ordered tuple of distinct positions.
+    Sequential rejection, vectorised: each row draws ``2 * need`` positions with replacement
+    and keeps the first ``need`` distinct ones in draw order (usually simply the first
+    ``need``), which is sampling without replacement. A row with fewer distinct draws (a
+    block barely larger than ``need``) gets an exact permutation draw instead. Both branches
+    are uniform over ordered tuples of distinct positions.
     """
-    width = sizes[:, None]
-    flat = starts[:, None] + np.minimum((rng.random((len(sizes), need)) * width).astype(np.int64), width - 1)
-    if need > 1:
-        ordered = np.sort(flat, axis=1)
-        bad = (ordered[:, 1:] == ordered[:, :-1]).any(axis=1)
-        if bad.any():
-            rows = np.flatnonzero(bad)
-            redrawn = _draw_without_replacement(starts[rows], sizes[rows], np.full(len(rows), need), rng)
-            flat[rows] = redrawn.reshape(len(rows), need)
-    return flat
+    n_rows, n_draws = len(sizes), 2 * need
+    # floor(u * size) < size for u in [0, 1) and any size below 2**52
+    flat = (rng.random((n_rows, n_draws)) * sizes[:, None]).astype(np.int64)
+    flat += starts[:, None]
+    head = flat[:, :need]
+    if need < 2:
+        return head
+    ordered = head.copy()
+    ordered.sort(axis=1)
+    repeated = ordered[:, 1:] == ordered[:, :-1]
+    if not repeated.any():
+        return head
+    for row in repeated.any(axis=1).nonzero()[0].tolist():  # few rows: a plain loop is cheapest
+        distinct = list(dict.fromkeys(flat[row].tolist()))  # first draws of each position, in order
+        if len(distinct) >= need:
+            head[row] = distinct[:need]
+        else:
+            head[row] = starts[row] + rng.permutation(int(sizes[row]))[:need]
+    return head
 
 
 def sample_per_class(
@@ -326,25 +336,15 @@ def sample_per_class(
         raise ValueError(f"sample_per_class needs a single-label task, got {index.task_target.name}")
     classes = _check_classes(index, classes)
     k = len(classes)
-    positions = index._positions
-    pos = np.array([positions[c] for c in classes], dtype=np.int64)
     uniform = isinstance(shots, (int, np.integer)) and isinstance(queries, (int, np.integer))
     if uniform and shots >= 0 and queries >= 0:
-        n_shot, n_query = int(shots), int(queries)
-        sizes = index.sizes[pos]
-        if (sizes < n_shot + n_query).any():
-            _raise_short(classes, sizes, np.full(k, n_shot + n_query))
-        picked = index.order[_draw_uniform(index.starts[pos], sizes, n_shot + n_query, rng)]
-        ids = np.arange(k, dtype=np.int64)
-        return EpisodeIndices(
-            picked[:, :n_shot].ravel(),
-            picked[:, n_shot:].ravel(),
-            classes,
-            np.repeat(ids, n_shot),
-            np.repeat(ids, n_query),
-        )
+        return _sample_fixed(index, classes, int(shots), int(queries), rng)
+    positions = index._positions
+    pos = np.array([positions[c] for c in classes], dtype=np.int64)
     shot = np.full(k, shots, dtype=np.int64) if isinstance(shots, (int, np.integer)) else np.asarray(shots)
-    query = np.full(k, queries, dtype=np.int64) if isinstance(queries, (int, np.integer)) else np.asarray(queries)
+    query = (
+        np.full(k, queries, dtype=np.int64) if isinstance(queries, (int, np.integer)) else np.asarray(queries)
+    )
     shot, query = shot.astype(np.int64, copy=False), query.astype(np.int64, copy=False)
     if shot.shape != (k,) or query.shape != (k,):
         raise ValueError(
@@ -362,6 +362,49 @@ def sample_per_class(
     is_support = rank < shot[block]
     is_query = ~is_support
     return EpisodeIndices(picked[is_support], picked[is_query], classes, block[is_support], block[is_query])
+
+
+@dataclass(frozen=True, eq=False)
+class _FixedShotPlan:
+    """What every fixed-shot episode over the same classes shares (computed once)."""
+
+    classes: tuple[int, ...]
+    starts: np.ndarray
+    sizes: np.ndarray
+    n_shot: int
+    n_query: int
+    support_labels: np.ndarray
+    query_labels: np.ndarray
+
+
+def _fixed_plan(index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int) -> _FixedShotPlan:
+    positions = index._positions
+    pos = np.fromiter((positions[c] for c in classes), dtype=np.int64, count=len(classes))
+    sizes = index.sizes[pos]
+    if (sizes < n_shot + n_query).any():
+        _raise_short(classes, sizes, np.full(len(classes), n_shot + n_query))
+    ids = np.arange(len(classes), dtype=np.int64)
+    support_labels, query_labels = np.repeat(ids, n_shot), np.repeat(ids, n_query)
+    support_labels.flags.writeable = query_labels.flags.writeable = False  # shared by all episodes
+    return _FixedShotPlan(classes, index.starts[pos], sizes, n_shot, n_query, support_labels, query_labels)
+
+
+def _sample_planned(index: LabelIndex, plan: _FixedShotPlan, rng: np.random.Generator) -> EpisodeIndices:
+    picked = index.order[_draw_uniform(plan.starts, plan.sizes, plan.n_shot + plan.n_query, rng)]
+    return EpisodeIndices(
+        picked[:, : plan.n_shot].ravel(),
+        picked[:, plan.n_shot :].ravel(),
+        plan.classes,
+        plan.support_labels,
+        plan.query_labels,
+    )
+
+
+def _sample_fixed(
+    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, rng: np.random.Generator
+) -> EpisodeIndices:
+    """``n_shot`` + ``n_query`` examples of each of ``classes`` (already validated)."""
+    return _sample_planned(index, _fixed_plan(index, classes, n_shot, n_query), rng)
 
 
 def _raise_short(classes: tuple[int, ...], sizes: np.ndarray, need: np.ndarray) -> None:
@@ -480,83 +523,6 @@ def sample_episode(
     if target is TaskTarget.BINARY_CLASSIFICATION:
         return sample_binary_episode(index, n_support, n_query, rng)
     return sample_multilabel_episode(index, n_support, n_query, rng, classes)
-
-
-def sample_variable_episode(
-    index: LabelIndex,
-    rng: np.random.Generator,
-    *,
-    classes: Sequence[int] | None = None,
-    min_ways: int = 5,
-    max_ways: int = 50,
-    max_query_per_class: int = 10,
-    max_support_size: int = 500,
-    max_support_per_class: int = 100,
-) -> EpisodeIndices:
-    """Meta-Dataset's variable-way variable-shot rule (Triantafillou et al., 2020, section 3.2).
-
-    1. ways ``n`` uniform in ``[min(min_ways, C), min(max_ways, C)]`` over the ``C``
-       candidate classes (binary: always both classes); ordinal classes in key order;
-    2. balanced query: ``q = min(max_query_per_class, floor(min_c |c| / 2))`` per class;
-    3. support size ``|S| = min(max_support_size, sum_c ceil(beta * min(max_support_per_class,
-       |c| - q)))`` with ``beta ~ U(0, 1]``;
-    4. imbalanced support: ``k_c = min(floor(R_c * (|S| - n)) + 1, |c| - q)`` with
-       ``R_c`` proportional to ``exp(alpha_c) * |c|``, ``alpha_c ~ U[log 0.5, log 2]``.
-
-    Raises:
-        ValueError: for multi-label tasks (the rule is defined for single-label classes),
-            or a candidate class with fewer than two examples.
-
-    Examples:
-        >>> import numpy as np
-        >>> index = index_labels(np.repeat(np.arange(8), 20), "MULTICLASS_CLASSIFICATION")
-        >>> ep = sample_variable_episode(index, np.random.default_rng(0), min_ways=3, max_ways=6)
-        >>> 3 <= len(ep.classes) <= 6 and len(ep.query) % len(ep.classes) == 0
-        True
-    """
-    _check_generator(rng)
-    if not isinstance(index, LabelIndex):
-        raise TypeError(f"index must be a LabelIndex (see index_labels), got {type(index).__name__}")
-    if index.task_target not in _SINGLE_LABEL:
-        raise ValueError(
-            "the variable-way variable-shot rule is defined for single-label tasks, got "
-            f"{index.task_target.name}; use SubTaskRandomFewShotMetaDataset for multi-label tasks"
-        )
-    min_ways = _check_count("min_ways", min_ways, 2)
-    max_ways = _check_count("max_ways", max_ways, min_ways)
-    max_query_per_class = _check_count("max_query_per_class", max_query_per_class, 1)
-    max_support_per_class = _check_count("max_support_per_class", max_support_per_class, 1)
-    max_support_size = _check_count("max_support_size", max_support_size, max_ways)
-    candidates = _check_classes(
-        index, (0, 1) if index.task_target is TaskTarget.BINARY_CLASSIFICATION else classes
-    )
-    sizes_all = np.array([index.sizes[index.position(c)] for c in candidates], dtype=np.int64)
-    if len(candidates) < 2 or (sizes_all < 2).any():
-        raise ValueError(
-            f"the variable rule needs >= 2 candidate classes with >= 2 examples each, got counts "
-            f"{dict(zip(candidates, sizes_all.tolist()))}"
-        )
-    n_cand = len(candidates)
-    if index.task_target is TaskTarget.BINARY_CLASSIFICATION:
-        chosen = np.arange(2)
-    else:
-        n_way = int(rng.integers(min(min_ways, n_cand), min(max_ways, n_cand) + 1))
-        chosen = rng.choice(n_cand, size=n_way, replace=False)
-        if index.task_target is TaskTarget.ORDINAL_REGRESSION:
-            chosen = np.sort(chosen)
-    n_way = len(chosen)
-    sizes = sizes_all[chosen]
-    q = min(max_query_per_class, int(sizes.min()) // 2)
-    beta = 1.0 - rng.random()  # (0, 1]
-    support_size = min(
-        max_support_size, sum(math.ceil(beta * min(max_support_per_class, s - q)) for s in sizes)
-    )
-    alpha = rng.uniform(math.log(0.5), math.log(2.0), size=n_way)
-    weight = np.exp(alpha) * sizes
-    shots = np.minimum(
-        np.floor(weight / weight.sum() * (support_size - n_way)).astype(np.int64) + 1, sizes - q
-    )
-    return sample_per_class(index, shots, q, rng, [candidates[j] for j in chosen], index.task_target)
 
 
 def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarray, np.ndarray]:

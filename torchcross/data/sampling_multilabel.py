@@ -158,7 +158,13 @@ def cover_quotas(
 
 
 def _prune(
-    chosen: list[int], bits: list[int], cols: list[int], all_cols: int, quota: int, taken: set[int], rand: random.Random
+    chosen: list[int],
+    bits: list[int],
+    cols: list[int],
+    all_cols: int,
+    quota: int,
+    taken: set[int],
+    rand: random.Random,
 ) -> list[int]:
     """Drop examples in random order while every quota stays met; return the rest shuffled."""
     n = len(chosen)

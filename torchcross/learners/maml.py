@@ -268,11 +268,49 @@ class MAML(nn.Module):
             # only moves the head; the backbone's support features are reused by the second.
             params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=_HEAD, **kwargs)
             steps -= 1
+            if steps and training and not use_func and not self.checkpoint:
+                params, state = self._step_on_cached_features(
+                    support_features(params), params, adapted_backbone, targets, desc, optimizer, state
+                )
+                steps -= 1
         adapt = [*adapted_backbone, *_HEAD]
         params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
         if not training:
             params = {k: v.detach() for k, v in params.items()}
         return params, features
+
+    def _step_on_cached_features(
+        self,
+        features: Tensor,
+        params: ParamDict,
+        backbone_names: list[str],
+        targets: Tensor,
+        desc: TaskDescription,
+        optimizer: InnerOptimizer,
+        state: Any,
+    ) -> tuple[ParamDict, Any]:
+        """The second inner step after a head-only first step, without a new backbone forward pass.
+
+        The backbone has not moved, so its support features are those of the first step. The
+        gradient of the loss with respect to the features is taken at a fresh alias of them (a
+        partial derivative: the head also depends on the features, through the first step),
+        then pulled back through the backbone (a vector-Jacobian product).
+        """
+        create_graph = not self.first_order
+        with torch.enable_grad():
+            alias = features.view_as(features)
+            head = {"weight": params["head.weight"], "bias": params["head.bias"]}
+            task_loss = get_task_kind(desc).loss(head_forward(alias, head), targets, None, "mean")
+            g_features, g_weight, g_bias = torch.autograd.grad(
+                task_loss, [alias, head["weight"], head["bias"]], create_graph=create_graph
+            )
+            backbone = [params[k] for k in backbone_names]
+            pulled = torch.autograd.grad(
+                features, backbone, grad_outputs=g_features, create_graph=create_graph, allow_unused=True
+            )
+        grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
+        grads.update({"head.weight": g_weight, "head.bias": g_bias})
+        return optimizer.update(params, grads, state)  # type: ignore[return-value]
 
     def _adapted_logits(
         self,

@@ -5,9 +5,9 @@
 package subclasses it.
 
 :class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
-a pure function of ``(seed, epoch, i)``: ``dataset[i]`` draws it from
-``numpy.random.default_rng([seed, epoch, i])``. The class is also an
-:class:`~torch.utils.data.IterableDataset`: iterating yields episodes ``0..length-1``
+a pure function of ``(seed, epoch, i)``: ``dataset[i]`` draws it from a counter-based
+Philox generator keyed by ``(seed, epoch)`` with counter ``i`` (:func:`episode_generator`).
+The class is also an :class:`~torch.utils.data.IterableDataset`: iterating yields episodes ``0..length-1``
 (forever with ``length=None``), split across DataLoader workers and
 ``torch.distributed`` ranks with :func:`~torchcross.data._sharding.shard_position`, so
 no episode is produced twice. Shards are strided, so a ``DataLoader(batch_size=None)``
@@ -20,6 +20,7 @@ import abc
 import itertools
 import os
 import sys
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -33,7 +34,7 @@ from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels,
 from ..task import Task, TaskDescription, TaskTarget
 from ..task_source import canonical_labels
 
-__all__ = ["EpisodeMetaDataset", "MetaDataset", "load_episode"]
+__all__ = ["EpisodeMetaDataset", "MetaDataset", "episode_generator", "episode_key", "load_episode"]
 
 
 class MetaDataset(Dataset[Task], abc.ABC):
@@ -103,20 +104,69 @@ def load_episode(
         ([0.0, 1.0], [0, 1])
     """
     if output_indices:
-        # unbind: one call for all labels; each label is a view of the episode's own small tensor
-        sup = list(zip(episode.support.tolist(), torch.from_numpy(np.ascontiguousarray(support_labels)).unbind(0)))
-        qry = list(zip(episode.query.tolist(), torch.from_numpy(np.ascontiguousarray(query_labels)).unbind(0)))
+        # one unbind for all labels: each label is a view of the episode's own small tensor
+        labels = torch.from_numpy(np.concatenate([support_labels, query_labels])).unbind(0)
+        n_sup = len(episode.support)
+        sup = list(zip(episode.support.tolist(), labels[:n_sup]))
+        qry = list(zip(episode.query.tolist(), labels[n_sup:]))
         if collate_fn is not None:
             sup, qry = collate_fn(sup), collate_fn(qry)
         return Task(sup, qry, description)
     n_sup = len(episode.support)
     inputs = _gather_inputs(source, np.concatenate([episode.support, episode.query]))
-    sup_y, qry_y = torch.from_numpy(support_labels), torch.from_numpy(query_labels)
+    sup_y, qry_y = torch.from_numpy(np.array(support_labels)), torch.from_numpy(np.array(query_labels))
     if collate_fn is None:
         return Task((inputs[:n_sup], sup_y), (inputs[n_sup:], qry_y), description)
     sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
     qry = collate_fn([(inputs[n_sup + j], qry_y[j]) for j in range(len(episode.query))])
     return Task(sup, qry, description)
+
+
+_THREAD = threading.local()
+_WORD = (1 << 64) - 1
+
+
+def episode_key(seed: int, epoch: int = 0) -> np.ndarray:
+    """The 128-bit Philox key of ``(seed, epoch)``.
+
+    That is ``numpy.random.SeedSequence([seed, epoch]).generate_state(2, numpy.uint64)``.
+    """
+    return np.random.SeedSequence([seed, epoch]).generate_state(2, np.uint64)
+
+
+def episode_generator(key: np.ndarray, index: int, reuse: bool = False) -> np.random.Generator:
+    """The generator of episode ``index``: Philox with ``key`` and counter ``[0, index, 0, 0]``.
+
+    Counter-based, so episode streams never overlap (each may draw ``2**66`` numbers).
+    ``reuse=True`` resets this thread's bit generator instead of building one (8x
+    cheaper); the returned generator is then only valid until the next such call.
+
+    Examples:
+        >>> key = episode_key(seed=0)
+        >>> a = episode_generator(key, 3).random()
+        >>> a == episode_generator(key, 3, reuse=True).random() != episode_generator(key, 4).random()
+        True
+    """
+    if not reuse:
+        counter = np.array([0, index & _WORD, (index >> 64) & _WORD, 0], dtype=np.uint64)
+        return np.random.Generator(np.random.Philox(key=key, counter=counter))
+    cached = getattr(_THREAD, "philox", None)
+    if cached is None:
+        counter = np.zeros(4, dtype=np.uint64)
+        state = {
+            "bit_generator": "Philox",
+            "state": {"counter": counter, "key": key},
+            "buffer": np.zeros(4, dtype=np.uint64),
+            "buffer_pos": 4,
+            "has_uint32": 0,
+            "uinteger": 0,
+        }
+        cached = _THREAD.philox = (np.random.Philox(key=key), state, counter)
+    bitgen, state, counter = cached
+    counter[1], counter[2] = index & _WORD, (index >> 64) & _WORD
+    state["state"]["key"] = key
+    bitgen.state = state  # copied into the bit generator
+    return np.random.Generator(bitgen)
 
 
 def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
@@ -240,8 +290,19 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         self.epoch = _check_int("epoch", epoch, 0)
 
     def generator(self, index: int) -> np.random.Generator:
-        """The generator of episode ``index``: ``numpy.random.default_rng([seed, epoch, index])``."""
-        return np.random.default_rng([self.seed, self.epoch, index])
+        """The generator of episode ``index`` (see :func:`episode_generator`)."""
+        return episode_generator(self._episode_key(), index)
+
+    def _episode_rng(self, index: int) -> np.random.Generator:
+        # the same stream as generator(index), on this thread's reused bit generator
+        return episode_generator(self._episode_key(), index, reuse=True)
+
+    def _episode_key(self) -> np.ndarray:
+        cached = self.__dict__.get("_key")
+        if cached is None or cached[0] != (self.seed, self.epoch):
+            cached = ((self.seed, self.epoch), episode_key(self.seed, self.epoch))
+            self.__dict__["_key"] = cached
+        return cached[1]
 
     def _check_index(self, index: Any) -> int:
         if isinstance(index, bool) or not isinstance(index, (int, np.integer)):

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..sampling import EpisodeIndices, sample_episode, sample_multilabel_episode
+from ..sampling import EpisodeIndices, _fixed_plan, _sample_fixed, _sample_planned, sample_multilabel_episode
 from ..task import TaskTarget
 from .base import EpisodeMetaDataset, _check_int, _usable_classes
 
@@ -104,15 +104,29 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         return list(self.classes)
 
     def _draw(self, n_support: int, rng: np.random.Generator, classes: tuple[int, ...]) -> EpisodeIndices:
+        # classes were validated at construction (ordinal ones are in key order)
+        index = self.label_index
         if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
             return sample_multilabel_episode(
-                self.label_index, n_support, self.n_query_samples_per_class, rng, classes, self.max_attempts
+                index, n_support, self.n_query_samples_per_class, rng, classes, self.max_attempts
             )
-        return sample_episode(self.label_index, n_support, self.n_query_samples_per_class, rng, classes)
+        return _sample_fixed(index, classes, n_support, self.n_query_samples_per_class, rng)
 
     def sample_indices(self, index: int) -> EpisodeIndices:
         """The indices of episode ``index``: all usable classes, in key order."""
-        return self._draw(self.n_support_samples_per_class, self.generator(index), self.classes)
+        rng = self._episode_rng(index)
+        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
+            return self._draw(self.n_support_samples_per_class, rng, self.classes)
+        plan = self.__dict__.get("_plan")
+        if plan is None:  # the same classes and shots in every episode: prepare once
+            plan = _fixed_plan(
+                self.label_index,
+                self.classes,
+                self.n_support_samples_per_class,
+                self.n_query_samples_per_class,
+            )
+            self.__dict__["_plan"] = plan
+        return _sample_planned(self.label_index, plan, rng)
 
     def sampling_parameters(self) -> dict[str, Any]:
         return {
@@ -201,7 +215,7 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
 
     def sample_indices(self, index: int) -> EpisodeIndices:
         """The indices of episode ``index``: random classes and shots, then the fixed-shot rule."""
-        rng = self.generator(index)
+        rng = self._episode_rng(index)
         classes = self.classes
         if self.task_target is not TaskTarget.BINARY_CLASSIFICATION:
             hi = min(self.n_classes_max, len(classes))

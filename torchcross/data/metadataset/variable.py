@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..sampling import EpisodeIndices, sample_variable_episode
+from ..sampling import EpisodeIndices
+from ..sampling_variable import sample_variable_episode
 from ..task import TaskTarget
 from .base import EpisodeMetaDataset, _check_int, _usable_classes
 
@@ -16,7 +17,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     """Episodes with a random number of classes and an imbalanced support set.
 
     The rule of Triantafillou et al., "Meta-Dataset" (ICLR 2020), section 3.2, as
-    implemented by :func:`~torchcross.data.sampling.sample_variable_episode`: ways
+    implemented by :func:`~torchcross.data.sampling_variable.sample_variable_episode`: ways
     uniform in ``[min_ways, max_ways]`` (capped by the usable classes), a balanced query
     of at most ``max_query_per_class`` per class, and a support set of at most
     ``max_support_size`` examples spread over the classes roughly in proportion to their
@@ -88,7 +89,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
         """The indices of episode ``index`` under the Meta-Dataset rule."""
         return sample_variable_episode(
             self.label_index,
-            self.generator(index),
+            self._episode_rng(index),
             classes=self.classes,
             min_ways=self.min_ways,
             max_ways=self.max_ways,
