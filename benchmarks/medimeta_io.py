@@ -46,7 +46,8 @@ from torch.utils.data import DataLoader
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.task import TaskDescription
 from torchcross.datasets._images import normalize_batch
-from torchcross.datasets.medimeta._hdf5 import HDF5Images
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta.folder import read_info
 from torchcross.datasets.medimeta.reader import MedIMeta
 from torchcross.datasets.medimeta.writer import write_medimeta
 from torchcross.utils.collate_fn import identity
@@ -73,6 +74,18 @@ class NoiseImages:
 
 
 def synthesize(root: str, n: int, size: int, seed: int) -> str:
+    """Write the dataset, or reuse an identical one already in ``root`` (``--data-dir``)."""
+    path = os.path.join(root, DATASET)
+    try:
+        info = read_info(path)
+        if (
+            info.total_num_samples == n
+            and info.input_size == (3, size, size)
+            and info.summary == f"seed {seed}"
+        ):
+            return path
+    except (MedIMetaFileError, OSError):
+        pass
     rng = np.random.default_rng(seed)
     tasks = {
         "disease": (
@@ -92,7 +105,14 @@ def synthesize(root: str, n: int, size: int, seed: int) -> str:
         "test": order[n_train + n_val :],
     }
     return write_medimeta(
-        root, DATASET, NoiseImages(n, size, seed), tasks, splits, domain="Synthetic", overwrite=True
+        root,
+        DATASET,
+        NoiseImages(n, size, seed),
+        tasks,
+        splits,
+        domain="Synthetic",
+        summary=f"seed {seed}",
+        overwrite=True,
     )
 
 
@@ -179,6 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-images", type=int, default=5000)
     p.add_argument("--image-size", type=int, default=224)
     p.add_argument("--episodes", type=int, default=8, help="episodes per repetition and configuration")
+    p.add_argument("--images-per-config", type=int, default=600, help="more episodes for small episodes")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--single-reads", type=int, default=200, help="random single reads per repetition")
     p.add_argument("--workers", default="0,2")
@@ -215,12 +236,13 @@ def _run(args: argparse.Namespace, root: str) -> int:
         ours = MedIMeta(root, DATASET, task, split="train", mean=0.5, std=0.5)
         ours_u8 = MedIMeta(root, DATASET, task, split="train", output="uint8")
         theirs = mm06.MedIMeta(root, DATASET, task, split="train") if mm06 else None
-        index_sets = episode_positions(ours, args.episodes, args.seed)
+        n_episodes = max(args.episodes, -(-args.images_per_config // per_episode))
+        index_sets = episode_positions(ours, n_episodes, args.seed)
         assert all(len(i) == per_episode for i in index_sets)
         print(
             f"\n## task {task!r}: {per_episode} images per episode; {check_same_output(ours, theirs, raw, index_sets[0])}"
         )
-        configs = _episode_configs(ours, ours_u8, theirs, raw, index_sets, args.episodes, workers, args.seed)
+        configs = _episode_configs(ours, ours_u8, theirs, raw, index_sets, n_episodes, workers, args.seed)
         results = _interleave(configs, args.reps)
         report["tasks"][task] = _table(
             results,
@@ -318,12 +340,15 @@ def _ratio(runs: dict[str, list[dict]], name: str, ref: str) -> float | None:
 def _table(runs: dict[str, list[dict]], floor: str, peer: str, title: str) -> dict:
     reps = len(next(iter(runs.values())))
     print(f"\n### {title} ({reps} interleaved repetitions; medians, ratios per repetition)\n")
-    print("| config | images/s | / float floor | / medimeta 0.0.6 |")
+    print("| config | images/s | / float floor | / medimeta 0.0.6 (same workers) |")
     print("|---|---|---|---|")
     out = {}
     for name, rs in runs.items():
         v = statistics.median(r["images_per_s"] for r in rs)
-        to_floor, to_peer = _ratio(runs, name, floor), _ratio(runs, name, peer)
+        # episodes through a DataLoader compare with medimeta 0.0.6 at the same number of workers
+        workers = name.rsplit(", ", 1)[-1] if name.startswith("episodes:") else None
+        row_peer = f"episodes: medimeta 0.0.6, {workers}" if workers else peer
+        to_floor, to_peer = _ratio(runs, name, floor), _ratio(runs, name, row_peer)
         peer_s = "" if to_peer is None else f"{to_peer:.2f}"
         print(f"| {name} | {v:.0f} | {to_floor:.2f} | {peer_s} |")
         out[name] = {

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats
 import torch
 
 from torchcross.data.task import Task, TaskDescription
@@ -91,7 +92,6 @@ def test_summary_matches_independent_computation() -> None:
     assert s.n == 30
     assert s.mean == pytest.approx(aurocs.mean(), abs=1e-12)
     assert s.std == pytest.approx(aurocs.std(ddof=1), abs=1e-12)
-    scipy_stats = pytest.importorskip("scipy.stats")
     half = scipy_stats.t.ppf(0.975, 29) * aurocs.std(ddof=1) / math.sqrt(30)
     assert s.half_width == pytest.approx(half, rel=1e-9)
     table = result.summary_table()

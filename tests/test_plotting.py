@@ -10,8 +10,6 @@ import pytest
 from torchcross.plotting import plot_metric
 from torchcross.results import ResultsTable
 
-pytest.importorskip("matplotlib")
-
 ROWS = [
     {"method": m, "target": t, "auroc_mean": v, "auroc_ci_low": v - 0.05, "auroc_ci_high": v + 0.05}
     for m, base in (("IM-PT", 0.6), ("mm-PT", 0.7), ("mm-MAML", 0.65))

@@ -6,12 +6,11 @@ import math
 
 import numpy as np
 import pytest
+import scipy.stats as scipy_stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from torchcross.stats import Summary, summarize_values, t_quantile
-
-scipy_stats = pytest.importorskip("scipy.stats")
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 29, 99, 1000])

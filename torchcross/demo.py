@@ -13,7 +13,8 @@ seeded random initialisation (no ImageNet weights can be downloaded here); IM-PT
 mm-PT are evaluated with a linear probe (50 Adam steps on a new zero head, batch
 statistics in BatchNorm); mm-MAML is first-order with 3 inner steps.
 
-Run ``python -m torchcross.demo --out docs/assets/demo`` to regenerate the documented output.
+Run ``python -m torchcross.demo --docs docs`` to regenerate the documented output
+(:func:`publish_docs`).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from typing import Any
 
 from .protocol_config import METHODS, ProtocolConfig, config_from_dict
 
-__all__ = ["DEMO_TARGET", "demo_config", "main", "run_demo"]
+__all__ = ["DEMO_TARGET", "demo_config", "main", "publish_docs", "run_demo"]
 
 DEMO_TARGET = "digits_scan_a"
 """The demo's target dataset (all four of its tasks are evaluated)."""
@@ -63,7 +64,7 @@ def demo_config(
     targets: Sequence[str] | None = None,
     seed: int = 0,
     plot: bool = True,
-    num_threads: int | None = None,
+    num_threads: int | None = 1,
 ) -> ProtocolConfig:
     """The demo's protocol configuration.
 
@@ -76,7 +77,8 @@ def demo_config(
         targets: dataset or ``"dataset/task"`` ids (default: every task of ``digits_scan_a``).
         seed: seeds data, weights, episodes and samplers.
         plot: write ``auroc.png``.
-        num_threads: torch threads for the run.
+        num_threads: torch threads for the run (default 1: these small convolutions gain
+            little from more, and one thread cannot be slowed down by oversubscription).
 
     Examples:
         >>> cfg = demo_config("out", quick=True)
@@ -108,7 +110,7 @@ def run_demo(
     targets: Sequence[str] | None = None,
     seed: int = 0,
     plot: bool = True,
-    num_threads: int | None = None,
+    num_threads: int | None = 1,
     progress: bool | None = None,
     log: Any = print,
 ) -> Any:
@@ -137,6 +139,66 @@ def run_demo(
     return run_protocol(config, progress=progress, log=log)
 
 
+_START, _END = "<!-- demo-output:start -->", "<!-- demo-output:end -->"
+
+
+def publish_docs(result: Any, docs_dir: str | Path, seconds: float, command: str) -> Path:
+    """Copy a demo run's table and plot into ``docs_dir`` and rewrite the output block of ``demo.md``.
+
+    Writes ``assets/demo/results.csv``, ``results.md`` and ``auroc.png`` and
+    replaces the text between ``<!-- demo-output:start -->`` and ``<!-- demo-output:end -->``
+    in ``docs_dir/demo.md`` with the printed table, the command and its wall time.
+
+    Raises:
+        FileNotFoundError: if ``docs_dir/demo.md`` does not exist.
+        ValueError: if it lacks the two markers.
+    """
+    import os
+    import platform
+    import shutil
+
+    import torch
+
+    from . import __version__
+    from .evaluation import format_summary
+
+    docs = Path(docs_dir)
+    page = docs / "demo.md"
+    if not page.is_file():
+        raise FileNotFoundError(f"{page} does not exist")
+    text = page.read_text(encoding="utf-8")
+    if _START not in text or _END not in text:
+        raise ValueError(f"{page} must contain the markers {_START} and {_END}")
+    assets = docs / "assets" / "demo"
+    assets.mkdir(parents=True, exist_ok=True)
+    for key, name in (("results_csv", "results.csv"), ("results_md", "results.md"), ("plot", "auroc.png")):
+        if key in result.files:
+            shutil.copyfile(result.files[key], assets / name)
+    threads = result.plan.config.run.num_threads
+    block = "\n".join(
+        [
+            _START,
+            "",
+            f"Output of `{command}` (torchcross {__version__}, torch {torch.__version__}, Python "
+            f"{platform.python_version()}, {threads or torch.get_num_threads()} torch thread(s), "
+            f"{os.cpu_count()} CPU cores visible):",
+            "",
+            format_summary(result.summary).to_markdown(),
+            "",
+            f"Wall time: **{seconds:.1f} s** (data, training of mm-PT and mm-MAML, and "
+            f"{len(result.episodes)} evaluated episodes).",
+            "",
+            "![5-shot AUROC per method and target task, 95% confidence intervals](assets/demo/auroc.png)",
+            "",
+            _END,
+        ]
+    )
+    head, rest = text.split(_START, 1)
+    tail = rest.split(_END, 1)[1]
+    page.write_text(head + block + tail, encoding="utf-8")
+    return page
+
+
 def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
@@ -163,9 +225,10 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
         help=f"target dataset or 'dataset/task' ids (default: {DEMO_TARGET})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and episodes (default: 0)")
-    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
     p.add_argument("--no-plot", action="store_true", help="do not draw auroc.png (no matplotlib needed)")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
+    p.add_argument("--docs", default=None, help=argparse.SUPPRESS)  # maintainers: regenerate docs/demo.md
     return p
 
 
@@ -198,6 +261,14 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
     for name, path in result.files.items():
         print(f"{name}: {path}")
     print(f"wall time: {seconds:.1f} s")
+    if args.docs is not None:
+        shown, skip = ["torchcross demo"], False
+        for arg in argv if argv is not None else sys.argv[1:]:
+            if skip or arg.startswith("--docs"):
+                skip = arg == "--docs"
+                continue
+            shown.append(arg)
+        print(f"updated {publish_docs(result, args.docs, seconds, ' '.join(shown))}")
     return 0
 
 

@@ -89,7 +89,7 @@ def plot_metric(
     methods: list[str] = list(dict.fromkeys(str(m) for m in table.column("method")))
     targets: list[str] = list(dict.fromkeys(str(t) for t in table.column("target")))
     width = 0.8 / len(methods)
-    fig = figure_cls(figsize=(max(4.5, 1.2 + 1.1 * len(targets) * max(1, len(methods)) * 0.45), 3.6), dpi=dpi)
+    fig = figure_cls(figsize=(max(5.5, 2.2 + 0.5 * len(targets) * max(1, len(methods))), 3.8), dpi=dpi)
     ax = fig.add_subplot(1, 1, 1)
     for k, method in enumerate(methods):
         xs, ys, lo, hi = [], [], [], []
@@ -117,7 +117,7 @@ def plot_metric(
         title if title is not None else f"{metric.upper() if metric == 'auroc' else metric} per target"
     )
     ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize="small", loc="best")
+    ax.legend(fontsize="small", loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     fig.tight_layout()
     if path is not None:
         fig.savefig(Path(path), dpi=dpi)

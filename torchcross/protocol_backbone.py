@@ -44,7 +44,10 @@ def _load_weights(module: nn.Module, path: Path, ignore_prefixes: tuple[str, ...
             f"{str(path)!r} must hold a state_dict (a dict of tensors), got {type(state).__name__}"
         )
     state = {k: v for k, v in state.items() if not k.startswith(ignore_prefixes)}
-    missing, unexpected = module.load_state_dict(state, strict=False)
+    try:
+        missing, unexpected = module.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # shape mismatches
+        raise ValueError(f"weights in {str(path)!r} do not fit the backbone: {exc}") from None
     missing = [k for k in missing if not k.startswith(ignore_prefixes)]
     if missing or unexpected:
         raise ValueError(

@@ -57,7 +57,9 @@ def _settings(plan: ProtocolPlan, target: TargetPlan, method: str, evaluation: b
         out["sources"] = [list(s) for s in target.sources]
         out["source_split"] = cfg.data.source_split
         section = cfg.pretrain if method == "mm-PT" else cfg.maml
-        out["training"] = {k: getattr(section, k) for k in section.__dataclass_fields__}
+        out["training"] = {k: getattr(section, k) for k in section.__dataclass_fields__ if k != "steps"}
+        if evaluation:
+            out["steps"] = section.steps
         if method == "mm-MAML":
             out["n_shot"] = cfg.maml.n_shot or cfg.evaluation.n_shot
     if evaluation:

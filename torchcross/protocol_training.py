@@ -90,7 +90,8 @@ def train_steps(
             multi-task samplers), checkpointed so a resumed run continues its stream.
         checkpoint: file to save to and resume from (``None``: no checkpoints).
         checkpoint_every: save every this many steps (0: only at the end).
-        fingerprint: settings the checkpoint must match (see :func:`config_fingerprint`).
+        fingerprint: settings the checkpoint must match (see :func:`config_fingerprint`);
+            leave the step count out of it, so a finished run can be extended.
         resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
         description: progress bar label.
@@ -120,6 +121,11 @@ def train_steps(
     start = 0
     state = _load(path, fingerprint) if (path is not None and resume) else None
     if state is not None:
+        if int(state["step"]) > steps:
+            raise CheckpointMismatchError(
+                f"checkpoint {path} is at step {state['step']}, beyond the {steps} steps asked for; "
+                "ask for at least as many steps, use a new out_dir, or set [run] resume = false"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         if sampler is not None and state.get("sampler") is not None:

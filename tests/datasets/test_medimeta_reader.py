@@ -162,6 +162,8 @@ def test_splits_original_splits_and_lists(medimeta_root: Path) -> None:
         MedIMeta(medimeta_root, "toy", "class", split="train", original_split="train")
     with pytest.raises(ValueError, match=r"split 'trian' does not exist.*\['test', 'train', 'val'\]"):
         MedIMeta(medimeta_root, "toy", "class", split="trian")
+    with pytest.raises(ValueError, match="at least one split"):
+        MedIMeta(medimeta_root, "toy", "class", split=[])
     with pytest.raises(ValueError, match="repeat"):
         MedIMeta(medimeta_root, "toy", "class", split=["train", "train"])
 

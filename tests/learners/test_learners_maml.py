@@ -275,3 +275,15 @@ def test_bad_inputs_raise():
         maml.predict(Task((bad.support[0], bad.support[1][:2]), bad.query, MULTICLASS))
     with pytest.raises(ValueError, match="one description"):
         _maml(backbone, batching="vmap").meta_backward(mixed_tasks(shape))
+
+
+@pytest.mark.parametrize("options", [{"meta_sgd": True}, {"anil": True}, {"inner_optimizer": "adam"}])
+def test_vmap_path_equals_loop_with_options(options):
+    backbone, shape = tiny_backbone("mlp", True)
+    tasks = [make_task(KINDS["ordinal"], shape, 8, 6, seed) for seed in range(3)]
+    loop = _maml(copy.deepcopy(backbone), batching="loop", **options)
+    vmapped = _maml(copy.deepcopy(backbone), batching="vmap", **options)
+    loop.meta_backward(tasks)
+    vmapped.meta_backward(tasks)
+    expected = {k: p.grad for k, p in loop.named_parameters()}
+    assert_grads_close({k: p.grad for k, p in vmapped.named_parameters()}, expected, rtol=1e-10)

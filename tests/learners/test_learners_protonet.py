@@ -192,18 +192,15 @@ def test_batching_chooser():
     assert chooser.choose("auto", same, accel) == "vmap"
 
 
-def test_meta_batch_with_padding_masks():
+def test_stacked_and_padded_meta_batches():
+    from torchcross.data.task_batch import pad_tasks, stack_tasks
+
     backbone, shape = tiny_backbone("mlp", False)
     net = ProtoNet(backbone)
     tasks = [make_task(MULTICLASS, shape, 6, 6, s) for s in range(2)]
-    mask = torch.ones(2, 6, dtype=torch.bool)
-    mask[1, 3:] = False  # task 1 has 3 support examples (one per class)
-    padded = Task(
-        (torch.stack([t.support[0] for t in tasks]), torch.stack([t.support[1] for t in tasks]), mask),
-        (torch.stack([t.query[0] for t in tasks]), torch.stack([t.query[1] for t in tasks])),
-        MULTICLASS,
-    )
     short = Task((tasks[1].support[0][:3], tasks[1].support[1][:3]), tasks[1].query, MULTICLASS)
-    assert float(net.meta_loss(padded).detach()) == pytest.approx(
-        float(net.meta_loss([tasks[0], short]).detach()), rel=1e-12
-    )
+    mixed = [tasks[0], short, mixed_tasks(shape)[2]]
+    expected = float(net.meta_loss(mixed).detach())
+    assert float(net.meta_loss(pad_tasks(mixed)).detach()) == pytest.approx(expected, rel=1e-12)
+    stacked = float(net.meta_loss(stack_tasks(tasks)).detach())
+    assert stacked == pytest.approx(float(net.meta_loss(tasks).detach()), rel=1e-12)

@@ -86,6 +86,8 @@ def normalize_labels(labels: Any, description: TaskDescription) -> np.ndarray:
     arr = _integral(arr, description)
     keys = np.asarray(description.class_keys, dtype=np.int64)
     if target is TaskTarget.MULTILABEL_CLASSIFICATION:
+        if arr.size == 0 and arr.ndim == 1:  # an empty list carries no column count
+            arr = arr.reshape(0, len(keys))
         if arr.ndim != 2 or arr.shape[1] != len(keys):
             raise ValueError(
                 f"multi-label labels of task {tid!r} must have shape (N, {len(keys)}) "

@@ -29,6 +29,7 @@ _EXPORTS: dict[str, str] = {
     "write_synthetic_medimeta": "medimeta.writer",
     "validate_medimeta": "medimeta.validate",
     "ValidationReport": "medimeta.validate",
+    "validate_all": "medimeta.validate",
     "normalize_batch": "_images",
     "images_to_tensor": "_images",
     "MedMNIST": "medmnist",

@@ -9,24 +9,22 @@ import torch
 from torch import Tensor
 
 from torchcross.data.task import Task, TaskDescription
+from torchcross.data.task_batch import PaddedTaskBatch
 
 __all__ = ["as_task_list", "check_task", "signature", "stack_tensors", "task_tensors"]
 
 
-def _split(pair: Any, where: str) -> tuple[Tensor, Tensor, Tensor | None]:
-    if not isinstance(pair, (tuple, list)) or len(pair) not in (2, 3):
+def _split(pair: Any, where: str) -> tuple[Tensor, Tensor]:
+    if not isinstance(pair, (tuple, list)) or len(pair) != 2:
         raise TypeError(
-            f"task.{where} must be an (inputs, labels) pair of tensors (or (inputs, labels, mask) for a "
-            f"padded batch), got {type(pair).__name__}; collate the task first"
+            f"task.{where} must be an (inputs, labels) pair of tensors, got {type(pair).__name__}; "
+            "collate the task first"
         )
-    x, y = pair[0], pair[1]
-    mask = pair[2] if len(pair) == 3 else None
+    x, y = pair
     for name, t in (("inputs", x), ("labels", y)):
         if not isinstance(t, Tensor):
-            raise TypeError(
-                f"task.{where} {name} must be a torch.Tensor, got {type(t).__name__}; collate the task"
-            )
-    return x, y, mask
+            raise TypeError(f"task.{where} {name} must be a tensor, got {type(t).__name__}; collate the task")
+    return x, y
 
 
 def check_task(task: Any) -> Task:
@@ -34,9 +32,7 @@ def check_task(task: Any) -> Task:
     if not isinstance(task, Task):
         raise TypeError(f"expected a torchcross Task, got {type(task).__name__}")
     for where in ("support", "query"):
-        x, y, mask = _split(getattr(task, where), where)
-        if mask is not None:
-            raise TypeError(f"task.{where} carries a mask: pass padded batches of tasks whole, not one task")
+        x, y = _split(getattr(task, where), where)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"task {task.description.task_identifier!r}: {where} has {x.shape[0]} inputs but "
@@ -48,34 +44,27 @@ def check_task(task: Any) -> Task:
 
 
 def _unstack(batch: Task) -> list[Task]:
-    xs, ys, ms = _split(batch.support, "support")
-    xq, yq, mq = _split(batch.query, "query")
+    xs, ys = _split(batch.support, "support")
+    xq, yq = _split(batch.query, "query")
     n = xs.shape[0]
     if any(t.shape[0] != n for t in (ys, xq, yq)):
         raise ValueError(
             "a collated batch of tasks must have the same leading (task) dimension in support and query "
             f"inputs and labels, got {[tuple(t.shape) for t in (xs, ys, xq, yq)]}"
         )
-    descriptions = batch.description
-    tasks = []
-    for i in range(n):
-        sx, sy, qx, qy = xs[i], ys[i], xq[i], yq[i]
-        if ms is not None:
-            sx, sy = sx[ms[i].bool()], sy[ms[i].bool()]
-        if mq is not None:
-            qx, qy = qx[mq[i].bool()], qy[mq[i].bool()]
-        tasks.append(Task((sx, sy), (qx, qy), descriptions))
-    return tasks
+    return [Task((xs[i], ys[i]), (xq[i], yq[i]), batch.description) for i in range(n)]
 
 
-def as_task_list(tasks: Sequence[Task] | Task) -> list[Task]:
-    """A list of checked tasks from a list of tasks, or from one collated batch.
+def as_task_list(tasks: Sequence[Task] | Task | PaddedTaskBatch) -> list[Task]:
+    """A list of checked tasks from a list of tasks or from one collated batch.
 
     A collated batch is a :class:`Task` whose tensors have a leading task dimension
-    ``(T, N, ...)`` (optionally with ``(T, N)`` boolean masks as a third element of
-    ``support`` / ``query`` for padded tasks); all its tasks share its description.
+    ``(T, N, ...)`` sharing its description (:func:`torchcross.data.task_batch.stack_tasks`),
+    or a :class:`~torchcross.data.task_batch.PaddedTaskBatch` (``pad_tasks``), unpadded here.
     """
-    if isinstance(tasks, Task):
+    if isinstance(tasks, PaddedTaskBatch):
+        out = [tasks.unpad(i) for i in range(len(tasks))]
+    elif isinstance(tasks, Task):
         out = _unstack(tasks)
     elif isinstance(tasks, Sequence) and not isinstance(tasks, (str, bytes, Tensor)):
         out = list(tasks)

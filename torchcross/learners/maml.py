@@ -308,7 +308,9 @@ class MAML(nn.Module):
             pulled = torch.autograd.grad(
                 features, backbone, grad_outputs=g_features, create_graph=create_graph, allow_unused=True
             )
-        grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
+        grads = {
+            k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)
+        }
         grads.update({"head.weight": g_weight, "head.bias": g_bias})
         return optimizer.update(params, grads, state)  # type: ignore[return-value]
 

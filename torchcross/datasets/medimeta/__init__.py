@@ -28,6 +28,7 @@ from .folder import (
     scan_datasets,
 )
 from .reader import MedIMeta
+from .validate import Problem, ValidationReport, validate_all, validate_medimeta
 from .writer import write_medimeta, write_synthetic_medimeta
 
 __all__ = [
@@ -36,7 +37,9 @@ __all__ = [
     "MedIMeta",
     "MedIMetaFileError",
     "MedIMetaFolderWarning",
+    "Problem",
     "TaskInfo",
+    "ValidationReport",
     "available_datasets",
     "available_tasks",
     "catalogue_from_infos",
@@ -48,6 +51,8 @@ __all__ = [
     "read_info",
     "read_split",
     "scan_datasets",
+    "validate_all",
+    "validate_medimeta",
     "write_medimeta",
     "write_synthetic_medimeta",
 ]

@@ -14,6 +14,7 @@ from ...data.task_source import TaskSource
 from .._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels, rgb_to_gray
 from .._optional import require
 from ._hdf5 import HDF5Images, MedIMetaFileError
+from .catalogue import medimeta_catalogue
 from .folder import DatasetInfo, available_datasets, available_tasks, read_info, read_split, scan_datasets
 
 __all__ = ["MedIMeta"]
@@ -26,8 +27,6 @@ def _unknown_dataset(data_path: str, dataset_id: str) -> ValueError:
     msg = f"no MedIMeta dataset {dataset_id!r} under {data_path!r}; available: {sorted(infos)}"
     if problems:
         msg += f" (broken folders skipped: {sorted(problems)})"
-    from .catalogue import medimeta_catalogue
-
     if dataset_id in medimeta_catalogue():
         msg += (
             f". {dataset_id!r} is a MedIMeta dataset: download it (see docs/medimeta.md) into {data_path!r}"
@@ -41,6 +40,8 @@ def _split_rows(dataset_dir: str, folder: str, names: Sequence[str], n_images: i
         if os.path.isdir(os.path.join(dataset_dir, folder))
         else []
     )
+    if not names:
+        raise ValueError(f"give at least one {folder[:-1]} name (or None for all images), got {list(names)}")
     if len(set(names)) != len(names):
         raise ValueError(f"{folder[:-1]} names repeat in {list(names)}")
     parts = []

@@ -1,0 +1,192 @@
+"""The demo: its real meta-dataset, and the whole protocol end to end at reduced size."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from torchcross.datasets.medimeta import MedIMeta, read_info
+from torchcross.datasets.medimeta.validate import validate_all
+from torchcross.demo import DEMO_TARGET, demo_config, run_demo
+from torchcross.demo_data import (
+    DEMO_DATASETS,
+    apply_shift,
+    build_demo_arrays,
+    derive_tasks,
+    load_digit_images,
+    split_groups,
+    write_demo_medimeta,
+)
+from torchcross.protocol_config import METHODS
+from torchcross.results import ResultsTable
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+# -- the data --------------------------------------------------------------------------------------------
+def test_digit_images_are_the_bundled_dataset() -> None:
+    images, digits, ink = load_digit_images(16)
+    assert images.shape == (1797, 16, 16)
+    assert np.bincount(digits).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
+    assert images.max() == 255
+    assert ink.min() > 0
+    with pytest.raises(ValueError, match="size must be an int >= 8"):
+        load_digit_images(4)
+
+
+def test_derived_tasks_follow_their_definitions() -> None:
+    digits = np.arange(10)
+    tasks = {t.name: t for t in derive_tasks(digits, np.arange(10.0))}
+    assert [t.task_target for t in tasks.values()] == [
+        "MULTICLASS_CLASSIFICATION",
+        "BINARY_CLASSIFICATION",
+        "MULTILABEL_CLASSIFICATION",
+        "ORDINAL_REGRESSION",
+    ]
+    assert tasks["even digit"].labels.tolist() == [1, 0, 1, 0, 1, 0, 1, 0, 1, 0]
+    props = tasks["digit properties"].labels  # odd, prime, five or more, closed loop
+    assert props[:, 0].tolist() == [0, 1, 0, 1, 0, 1, 0, 1, 0, 1]
+    assert np.flatnonzero(props[:, 1]).tolist() == [2, 3, 5, 7]
+    assert np.flatnonzero(props[:, 2]).tolist() == [5, 6, 7, 8, 9]
+    assert np.flatnonzero(props[:, 3]).tolist() == [0, 6, 8, 9]
+    # ink quintiles with gapped keys, increasing with ink
+    assert tasks["ink level"].labels.tolist() == [1, 1, 4, 4, 6, 6, 8, 8, 10, 10]
+    assert sorted(tasks["ink level"].classes) == [1, 4, 6, 8, 10]
+
+
+def test_imaging_shifts() -> None:
+    rng = np.random.default_rng(0)
+    img = np.zeros((2, 16, 16), np.uint8)
+    img[:, 6:10, 6:10] = 255
+    assert np.array_equal(apply_shift(img, "none", rng), img)
+    neg = apply_shift(img, "negative", rng)
+    assert neg[:, 0, 0].mean() > 200
+    assert neg[:, 8, 8].mean() < 60
+    blur = apply_shift(img, "defocus", rng)
+    assert blur.min() >= 64
+    assert blur.max() <= 192  # contrast halved around mid-grey
+    assert 64 < blur[0, 5, 5] < blur[0, 8, 8]  # edges spread out
+    with pytest.raises(
+        ValueError, match="unknown imaging shift 'rotate'; known shifts: none, negative, defocus"
+    ):
+        apply_shift(img, "rotate", rng)
+
+
+def test_groups_are_disjoint_and_stratified() -> None:
+    labels = np.repeat(np.arange(10), 40)
+    groups = split_groups(labels, 4, np.random.default_rng(1))
+    assert sorted(np.concatenate(groups).tolist()) == list(range(400))
+    for g in groups:
+        assert np.bincount(labels[g]).tolist() == [10] * 10
+
+
+def test_demo_arrays_have_enough_test_examples_for_5_shot_10_query() -> None:
+    for arrays in build_demo_arrays(16, seed=0):
+        test = arrays["splits"]["test"]
+        digit = arrays["tasks"][0].labels[test]
+        assert np.bincount(digit).min() >= 15
+
+
+@pytest.fixture(scope="module")
+def demo_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_demo_medimeta(tmp_path_factory.mktemp("demo") / "data")
+
+
+def test_written_datasets_read_back_through_the_medimeta_reader(demo_data: Path) -> None:
+    reports = validate_all(demo_data)
+    assert sorted(reports) == sorted(d.id for d in DEMO_DATASETS)
+    assert all(r.ok for r in reports.values()), [str(r) for r in reports.values()]
+    info = read_info(demo_data / "digits_scan_a")
+    assert info.domain_overlaps == ("digits_scan_b",)
+    assert info.raw["imaging_shift"] == "none"
+    assert {t.task_target.name for t in info.tasks} == {
+        "MULTICLASS_CLASSIFICATION",
+        "BINARY_CLASSIFICATION",
+        "MULTILABEL_CLASSIFICATION",
+        "ORDINAL_REGRESSION",
+    }
+    src = MedIMeta(demo_data, "digits_negative", "digit properties", split="test")
+    x, y = src.get_batch([0, 1])
+    assert tuple(x.shape) == (2, 1, 16, 16)
+    assert tuple(y.shape) == (2, 4)
+    domains = {read_info(demo_data / d.id).domain for d in DEMO_DATASETS}
+    assert len(domains) == 3
+
+
+def test_existing_demo_data_is_reused_or_refused(demo_data: Path) -> None:
+    stamp = (demo_data / "digits_scan_a" / "info.yaml").stat().st_mtime_ns
+    write_demo_medimeta(demo_data)
+    assert (demo_data / "digits_scan_a" / "info.yaml").stat().st_mtime_ns == stamp
+    with pytest.raises(FileExistsError, match="other settings"):
+        write_demo_medimeta(demo_data, seed=1)
+
+
+# -- the protocol end to end -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_data: Path):
+    out = tmp_path_factory.mktemp("demo-run")
+    config_kwargs = {"quick": True, "n_episodes": 6}
+    result = run_demo(out, demo_data, progress=False, log=None, **config_kwargs)
+    return out, result
+
+
+@pytest.mark.slow
+def test_demo_writes_results_with_the_documented_structure(demo_run) -> None:
+    out, result = demo_run
+    for name in ("results.csv", "results.json", "results.md", "episodes.csv", "auroc.png"):
+        assert (out / name).is_file(), name
+    doc = json.loads((out / "results.json").read_text())
+    assert doc["format"] == "torchcross-protocol-results"
+    assert set(doc) >= {"config", "plan", "summary", "episodes", "wall_time_s", "torchcross_version"}
+    assert doc["plan"][0]["target"] == DEMO_TARGET
+    assert doc["plan"][0]["excluded"] == ["digits_scan_b"]
+    summary = ResultsTable(doc["summary"])
+    tasks = ["digit", "even digit", "digit properties", "ink level"]
+    assert len(summary) == len(METHODS) * len(tasks)
+    assert set(summary.column("method")) == set(METHODS)
+    assert set(summary.column("target")) == {f"{DEMO_TARGET}/{t}" for t in tasks}
+    assert set(summary.column("n_episodes")) == {6}
+    for row in summary:
+        assert row["auroc_ci_low"] <= row["auroc_mean"] <= row["auroc_ci_high"]
+    episodes = ResultsTable.read_csv(out / "episodes.csv")
+    assert len(episodes) == len(METHODS) * len(tasks) * 6
+    assert ResultsTable.read_csv(out / "results.csv").columns == summary.columns
+    assert (out / "auroc.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_every_method_beats_chance_with_a_real_signal(demo_run) -> None:
+    _, result = demo_run
+    for method in METHODS:
+        rows = result.summary.where(method=method)
+        above = [r for r in rows if r["auroc_ci_low"] > 0.55]
+        assert above, f"{method} is not above chance on any task: {rows.column('auroc_mean')}"
+        episodes = result.episodes.where(method=method)
+        assert np.std(episodes.column("auroc")) > 0  # varies across episodes: not a constant
+
+
+def test_demo_rejects_bad_names_before_training(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="unknown method 'protonet'; known methods"):
+        demo_config(tmp_path, methods=["protonet"])
+    with pytest.raises(ValueError, match=r"unknown target dataset 'digits_c'; datasets under the data root"):
+        run_demo(tmp_path / "out", methods=["IM-PT"], targets=["digits_c"], log=None)
+    assert not (tmp_path / "out" / "checkpoints").exists()
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(PermissionError, match="not writable"):
+        run_demo(blocker / "out", log=None)
+
+
+def test_docs_show_the_generated_demo_output() -> None:
+    page = (DOCS / "demo.md").read_text(encoding="utf-8")
+    block = re.search(r"<!-- demo-output:start -->(.*)<!-- demo-output:end -->", page, re.S)
+    assert block, "docs/demo.md lacks the generated output block"
+    generated = ResultsTable.read_csv(DOCS / "assets" / "demo" / "results.csv")
+    assert len(generated) == len(METHODS) * 4
+    for row in generated:
+        assert f"{row['auroc_mean']:.3f} ± " in block.group(1)
+    assert (DOCS / "assets" / "demo" / "auroc.png").is_file()

@@ -1,0 +1,216 @@
+"""The work behind ``torchcross medimeta ...``, ``torchcross episodes sample`` and ``torchcross run``.
+
+:mod:`torchcross.cli` parses arguments (importing nothing heavy); the functions here do
+the work and return an exit status. User errors raise ``ValueError`` (or ``OSError``),
+which the CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "convert_command",
+    "episodes_sample_command",
+    "info_command",
+    "list_command",
+    "run_command",
+    "verify_command",
+]
+
+
+def _kinds(tasks: Any) -> str:
+    short = {
+        "MULTICLASS_CLASSIFICATION": "MC",
+        "BINARY_CLASSIFICATION": "BIN",
+        "MULTILABEL_CLASSIFICATION": "ML",
+        "ORDINAL_REGRESSION": "ORD",
+        "REGRESSION": "REG",
+    }
+    return "; ".join(f"{t.task_name} ({short[t.task_target.name]} {len(t.classes)})" for t in tasks)
+
+
+def _catalogue(data_path: str | None) -> Any:
+    if data_path is None:
+        from .datasets.medimeta import medimeta_catalogue
+
+        return medimeta_catalogue()
+    from .protocol_data import load_catalogue
+
+    return load_catalogue(data_path)[0]
+
+
+def list_command(args: argparse.Namespace) -> int:
+    """Print the catalogue (or the datasets under ``--data-path``) as a Markdown table."""
+    from .results import ResultsTable
+
+    cat = _catalogue(args.data_path)
+    rows = []
+    for d in cat:
+        tasks = [t for t in d.tasks if args.kind is None or t.task_target.name == args.kind.upper()]
+        if args.kind is not None and not tasks:
+            continue
+        rows.append({"id": d.id, "name": d.name, "domain": d.domain, "tasks": _kinds(tasks)})
+    print(ResultsTable(rows, columns=["id", "name", "domain", "tasks"]).to_markdown())
+    where = "MedIMeta v1.0 catalogue" if args.data_path is None else f"datasets under {args.data_path}"
+    print(f"\n{len(rows)} datasets, {sum(len(r['tasks'].split('; ')) for r in rows)} tasks ({where})")
+    return 0
+
+
+def info_command(args: argparse.Namespace) -> int:
+    """Print one dataset's metadata, tasks, overlaps and leave-one-out sources."""
+    from .data.catalogue import leave_one_out_sources
+
+    cat = _catalogue(args.data_path)
+    if args.dataset not in cat:
+        raise ValueError(f"unknown dataset {args.dataset!r}; known datasets: {', '.join(cat.ids)}")
+    d = cat.dataset(args.dataset)
+    print(f"{d.id}: {d.name}")
+    print(f"  domain: {d.domain}")
+    for key in ("input_size", "splits_num_samples", "original_splits_num_samples", "license", "DOI"):
+        if key in d.info:
+            print(f"  {key}: {d.info[key]}")
+    print("  tasks:")
+    for t in d.tasks:
+        classes = ", ".join(f"{k}: {v}" for k, v in t.classes.items())
+        print(f"    {t.task_name} [{t.task_target.name}, {len(t.classes)}]: {classes}")
+    print(f"  domain overlaps: {sorted(cat.overlapping(d.id, ['domain'])) or 'none'}")
+    print(f"  subject overlaps: {sorted(cat.overlapping(d.id, ['subject'])) or 'none'}")
+    sources = leave_one_out_sources(cat, d.id)
+    print(f"  leave-one-out sources: {len(sources)} tasks from {sorted({s.dataset_id for s in sources})}")
+    return 0
+
+
+def verify_command(args: argparse.Namespace) -> int:
+    """Validate one dataset folder, or every dataset under a data path; 1 if any has errors."""
+    from .datasets.medimeta.validate import validate_all, validate_medimeta
+
+    path = Path(args.path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"{str(path)!r} is not a directory (give a dataset folder or a data path)")
+    if (path / "info.yaml").is_file():
+        reports = {path.name: validate_medimeta(path)}
+    else:
+        reports = validate_all(path)
+        if not reports:
+            raise ValueError(f"no dataset folder (with an info.yaml) under {str(path)!r}")
+    for report in reports.values():
+        print(report)
+    bad = [k for k, r in reports.items() if not r.ok]
+    print(
+        f"\n{len(reports) - len(bad)} of {len(reports)} datasets valid" + (f"; invalid: {bad}" if bad else "")
+    )
+    return 1 if bad else 0
+
+
+def convert_command(args: argparse.Namespace) -> int:
+    """Convert a MedMNIST ``.npz`` file or a class-per-folder image tree into a MedIMeta folder."""
+    import numpy as np
+
+    from .datasets.medimeta import write_medimeta
+
+    source = Path(args.source)
+    if args.format == "medmnist":
+        from .datasets.medmnist import MedMNIST
+
+        if not source.is_file():
+            raise FileNotFoundError(f"MedMNIST file {str(source)!r} does not exist")
+        parts = {s: MedMNIST(source, s) for s in ("train", "val", "test")}
+        desc = parts["train"].task_description
+        images = np.concatenate([p.images for p in parts.values()])
+        labels = np.concatenate([p.labels for p in parts.values()])
+        sizes = [len(p) for p in parts.values()]
+        splits = {
+            s: np.arange(sum(sizes[:i]), sum(sizes[: i + 1])) for i, s in enumerate(("train", "val", "test"))
+        }
+        dataset_id = args.id or parts["train"].flag
+        task_name = args.task or desc.task_identifier.split("/")[-1]
+        domain = args.domain or desc.domain_identifier
+    else:
+        from .datasets.generic import ImageFolderTaskSource
+
+        if not source.is_dir():
+            raise FileNotFoundError(f"image folder {str(source)!r} is not a directory")
+        folder = ImageFolderTaskSource(source, image_size=args.image_size, channels=args.channels)
+        desc, labels = folder.task_description, folder.labels
+        images = np.stack(list(folder.images))
+        rng = np.random.default_rng(args.seed)
+        order = rng.permutation(len(labels))
+        n_val, n_test = round(0.1 * len(order)), round(0.2 * len(order))
+        splits = {
+            "val": order[:n_val],
+            "test": order[n_val : n_val + n_test],
+            "train": order[n_val + n_test :],
+        }
+        dataset_id = args.id or source.name
+        task_name = args.task or "class"
+        domain = args.domain or ""
+    path = write_medimeta(
+        args.out,
+        dataset_id,
+        images,
+        {task_name: (desc, labels)},
+        splits,
+        domain=domain,
+        write_tiffs=args.tiffs,
+        overwrite=args.overwrite,
+    )
+    print(f"wrote {path} ({len(labels)} images, task {task_name!r}, {desc.task_target.name})")
+    return 0
+
+
+def episodes_sample_command(args: argparse.Namespace) -> int:
+    """Draw a fixed evaluation episode set of one task and save it as JSON."""
+    from .data.metadataset import sample_episode_set
+    from .protocol_data import load_catalogue, open_task
+
+    ds, sep, task = args.task.partition("/")
+    if not sep or not task:
+        raise ValueError(f"--task must be 'dataset/task name', got {args.task!r}")
+    cat, _ = load_catalogue(args.data_path)
+    if ds not in cat:
+        raise ValueError(f"unknown dataset {ds!r}; datasets under {args.data_path}: {', '.join(cat.ids)}")
+    names = [t.task_name for t in cat.tasks(ds)]
+    if task not in names:
+        raise ValueError(f"dataset {ds!r} has no task {task!r}; its tasks are {names}")
+    out = Path(args.out)
+    if out.parent and not out.parent.exists():
+        raise FileNotFoundError(f"folder {str(out.parent)!r} of --out does not exist")
+    if not os.access(out.parent if str(out.parent) else ".", os.W_OK):
+        raise PermissionError(f"cannot write {str(out)!r}: the folder is not writable")
+    source = open_task(args.data_path, ds, task, args.split, channels=1, image_size=None)
+    episodes = sample_episode_set(source, args.n_episodes, args.n_shot, args.n_query, seed=args.seed)
+    episodes.save(out)
+    print(f"wrote {len(episodes)} episodes of {args.task} ({args.split} split, seed {args.seed}) to {out}")
+    return 0
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run (or with ``--check`` only validate) the protocol of a config file."""
+    import dataclasses
+
+    from .evaluation import format_summary
+    from .protocol import check_protocol, run_protocol
+    from .protocol_config import load_config
+
+    config = load_config(args.config)
+    run = config.run
+    if args.out is not None:
+        run = dataclasses.replace(run, out_dir=Path(args.out))
+    if args.no_resume:
+        run = dataclasses.replace(run, resume=False)
+    config = dataclasses.replace(config, run=run)
+    if args.check:
+        plan = check_protocol(config)
+        print(plan.describe())
+        print("config ok")
+        return 0
+    result = run_protocol(config, progress=True if args.progress else None)
+    print()
+    print(format_summary(result.summary).to_markdown())
+    for name, path in result.files.items():
+        print(f"{name}: {path}")
+    return 0
