@@ -172,6 +172,7 @@ class Impl:
 
     first_order_ok = True
     mixed_ok = False
+    only: frozenset[str] | None = None  # workloads to run on (None: all)
 
     def __init__(self, backbone: nn.Module, wl: Workload) -> None:
         self.backbone, self.wl = backbone, wl
@@ -222,6 +223,16 @@ class OursVmap(Ours):
     mixed_ok = False
 
 
+class OursCheckpoint(Ours):
+    """Gradient checkpointing of the inner loop: less memory for one more forward pass per step."""
+
+    only = frozenset({"A"})
+
+    def __init__(self, backbone, wl):
+        super().__init__(backbone, wl)
+        self.maml.checkpoint = True
+
+
 class Plain(Impl):
     """torch.autograd.grad(create_graph=True) + functional_call, loop over tasks, one backward."""
 
@@ -249,7 +260,12 @@ class Plain(Impl):
 
 
 class _WithHead(Impl):
-    """Peers on single-kind workloads: Sequential(backbone, head), the head zeroed before each task."""
+    """Peers on single-kind workloads: Sequential(backbone, head) with a meta-learned head that starts at zero.
+
+    At the checked (first) meta-step every task starts from the zero head, as in torchcross; zeroing the
+    head in place before each task would break torchopt's and torchcross 0.0.6's graphs, and letting it
+    be meta-learned afterwards costs the same.
+    """
 
     def __init__(self, backbone, wl):
         super().__init__(backbone, wl)
@@ -257,16 +273,18 @@ class _WithHead(Impl):
             next(backbone.parameters()).dtype
         )
 
-    def zero_head(self):
-        with torch.no_grad():
-            self.model[1].weight.zero_()
-            self.model[1].bias.zero_()
+        nn.init.zeros_(self.model[1].weight)
+        nn.init.zeros_(self.model[1].bias)
 
     def params(self):
         return list(self.model.parameters())
 
 
 class Higher(_WithHead):
+    """higher.innerloop_ctx(copy_initial_weights=False); query losses stacked, one backward."""
+
+    per_task_backward = False
+
     def __init__(self, backbone, wl):
         super().__init__(backbone, wl)
         import higher
@@ -276,8 +294,8 @@ class Higher(_WithHead):
 
     def backward(self, batch):
         fo = self.wl.first_order
+        losses = []
         for kind, classes, xs, ys, xq, yq in batch:
-            self.zero_head()
             with self.higher.innerloop_ctx(
                 self.model, self.inner, copy_initial_weights=False, track_higher_grads=not fo
             ) as (fmodel, diffopt):
@@ -287,8 +305,19 @@ class Higher(_WithHead):
                 if fo:  # fast weights are detached leaves: their gradient is the first-order meta-gradient
                     for p, g in zip(self.model.parameters(), torch.autograd.grad(loss, fmodel.fast_params)):
                         p.grad = g if p.grad is None else p.grad + g
-                else:
+                elif self.per_task_backward:
                     loss.backward()
+                else:
+                    losses.append(loss)
+        if losses:
+            torch.stack(losses).sum().backward()
+
+
+class HigherPerTask(Higher):
+    """higher as in its MAML example: backward inside the task loop (frees each task's graph)."""
+
+    per_task_backward = True
+    only = frozenset({"A"})
 
 
 class Learn2Learn(_WithHead):
@@ -301,7 +330,6 @@ class Learn2Learn(_WithHead):
     def backward(self, batch):
         losses = []
         for kind, classes, xs, ys, xq, yq in batch:
-            self.zero_head()
             learner = self.maml.clone()
             for _ in range(self.wl.steps):
                 learner.adapt(torch_loss(learner(xs), ys, kind, classes))
@@ -322,7 +350,6 @@ class TorchOpt(_WithHead):
     def backward(self, batch):
         losses = []
         for kind, classes, xs, ys, xq, yq in batch:
-            self.zero_head()
             fast = tuple(self.model.parameters())
             state = self.inner.init(fast)
             for _ in range(self.wl.steps):
@@ -347,7 +374,7 @@ class TorchOpt(_WithHead):
 
 
 class TorchCross006(Impl):
-    """torchcross 0.0.6: MAML(reset_head="zero") on single-kind workloads, CrossDomainMAML on X."""
+    """torchcross 0.0.6: MAML on single-kind workloads (head starting at zero), CrossDomainMAML on X."""
 
     first_order_ok = False  # its inner loop is torchopt.MetaSGD, always second order
     mixed_ok = True
@@ -373,7 +400,11 @@ class TorchCross006(Impl):
             desc = TaskDescription(
                 TaskTarget.MULTICLASS_CLASSIFICATION, {i: f"c{i}" for i in range(wl.n_way)}
             )
-            self.maml = MAML(backbone, num_features(wl), desc, inner, evaluate, wl.steps, reset_head="zero")
+            # reset_head="zero" zeroes the head in place between tasks, which breaks 0.0.6's own graph
+            # in meta-batches of several tasks; start the (meta-learned) head at zero instead.
+            self.maml = MAML(backbone, num_features(wl), desc, inner, evaluate, wl.steps)
+            nn.init.zeros_(self.maml.head.weight)
+            nn.init.zeros_(self.maml.head.bias)
         self.maml.train()
 
     def params(self):
@@ -389,13 +420,15 @@ class TorchCross006(Impl):
 IMPLS = {
     "torchcross": Ours,
     "torchcross-vmap": OursVmap,
+    "torchcross-checkpoint": OursCheckpoint,
     "plain": Plain,
     "higher": Higher,
+    "higher-per-task": HigherPerTask,
     "learn2learn": Learn2Learn,
     "torchopt": TorchOpt,
     "torchcross-0.0.6": TorchCross006,
 }
-OURS = {"torchcross", "torchcross-vmap"}
+OURS = {"torchcross", "torchcross-vmap", "torchcross-checkpoint"}
 
 # ------------------------------------------------------------------------------------ the worker
 
@@ -514,6 +547,8 @@ def run_workload(wl: Workload, names: list[str], args) -> dict:
         workers = {}
         for name in names:
             cls = IMPLS[name]
+            if cls.only is not None and wl.name not in cls.only:
+                continue
             if wl.first_order and not cls.first_order_ok:
                 results[name] = {"skipped": "no first-order mode"}
             elif wl.mixed and not cls.mixed_ok:

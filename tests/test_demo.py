@@ -136,7 +136,7 @@ def demo_run(tmp_path_factory: pytest.TempPathFactory, demo_data: Path):
 
 @pytest.mark.slow
 def test_demo_writes_results_with_the_documented_structure(demo_run) -> None:
-    out, result = demo_run
+    out, _ = demo_run
     for name in ("results.csv", "results.json", "results.md", "episodes.csv", "auroc.png"):
         assert (out / name).is_file(), name
     doc = json.loads((out / "results.json").read_text())

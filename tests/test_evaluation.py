@@ -164,3 +164,39 @@ def test_empty_episode_list_gives_empty_result() -> None:
     result = evaluate(NoisyOracle(0.0), [], progress=False)
     assert result.records == []
     assert result.summary()["auroc"].n == 0
+    table = result.summary_table()
+    assert len(table) == 0
+    assert table.columns[:3] == ["method", "target", "n_episodes"]
+
+
+def test_batched_prediction_matches_episode_by_episode() -> None:
+    class Batched(NoisyOracle):
+        def __init__(self) -> None:
+            super().__init__(0.0)
+            self.batches: list[int] = []
+
+        def predict_many(self, tasks: list[Task]) -> list[torch.Tensor]:
+            self.batches.append(len(tasks))
+            return [self.predict(t) for t in tasks]
+
+    episodes = [_episode(d, i) for i, d in enumerate([BIN, MC, ML, ORD, BIN])]
+    learner = Batched()
+    batched = evaluate(learner, episodes, progress=False, batch_size=2)
+    assert learner.batches == [2, 2, 1]
+    single = evaluate(NoisyOracle(0.0), episodes, progress=False)
+    assert batched.records == single.records
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        evaluate(learner, episodes, batch_size=0, progress=False)
+
+
+def test_format_summary_shows_mean_and_interval() -> None:
+    from torchcross.evaluation import format_summary
+
+    rows = [{"method": "m", "target": "t", "auroc": v, "accuracy": 0.5, "loss": 1.0} for v in (0.7, 0.9)]
+    view = format_summary(summarize(rows))
+    assert view.columns == ["method", "target", "episodes", "AUROC", "AUROC CI", "accuracy", "accuracy CI"]
+    assert view[0]["AUROC"].startswith("0.800 ± ")
+    single = format_summary(summarize(rows[:1]))
+    assert single[0]["AUROC"] == "0.700 ± nan"
+    with pytest.raises(KeyError, match="n_episodes"):
+        format_summary(ResultsTable(rows))

@@ -399,3 +399,14 @@ def test_run_resumes_finished_work_and_reruns_changed_settings(demo_root: Path, 
     ckpt = torch.load(tmp_path / "out" / "checkpoints" / "digits_scan_a" / "mm-PT.pt", weights_only=False)
     assert ckpt["step"] == 6
     assert len(ckpt["losses"]) == 6
+
+
+def test_missing_matplotlib_is_reported_before_training(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    with pytest.raises(ImportError, match=r"torchcross\[plot\].*plot = false"):
+        check_protocol(_config(demo_root, tmp_path / "out", run={"plot": True}))

@@ -265,6 +265,9 @@ def summarize(
         [('a', 3, 0.7), ('b', 1, 0.5)]
     """
     table = table if isinstance(table, ResultsTable) else ResultsTable(table)
+    stats = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
+    if len(table) == 0:
+        return ResultsTable([], columns=[*by, "n_episodes", *stats])
     for name in (*by, *metrics):
         if name not in table.columns:
             raise KeyError(f"no column {name!r} to summarise; columns are {table.columns}")

@@ -143,7 +143,10 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     if config.run.plot:
         from .plotting import _require_matplotlib
 
-        _require_matplotlib()
+        try:
+            _require_matplotlib()
+        except ImportError as exc:
+            raise ImportError(f"{exc}; or set [run] plot = false (torchcross demo --no-plot)") from exc
     device = _check_device(config.run.device)
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
@@ -257,9 +260,10 @@ def run_protocol(
 
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
-    target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json`` (both tables, the resolved config, the plan and the wall
-    time) and ``auroc.png`` (with ``[run] plot``), plus ``episodes/`` (the fixed episode
-    sets), ``checkpoints/`` and ``evaluations/`` used to resume.
+    target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
+    (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
+    (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
+    and ``evaluations/`` used to resume.
 
     Args:
         config: see :mod:`torchcross.protocol_config`.

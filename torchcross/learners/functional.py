@@ -243,9 +243,10 @@ def inner_loop(
         first_order: detach the inner gradients (first-order MAML).
         differentiable: ``False`` runs on detached copies without building a graph
             across steps (fine-tuning); the result does not require gradients.
-        checkpoint: recompute each second-order step during the backward pass
-            instead of storing it (``torch.utils.checkpoint``, non-reentrant): memory
-            that grows with the step count for one extra forward per step.
+        checkpoint: do not store each second-order step's intermediate results;
+            recompute them during the backward pass (``torch.utils.checkpoint``,
+            non-reentrant). Saves memory in long inner loops for one more forward
+            pass per step.
         state: optimiser state to continue from (default: ``optimizer.init``).
         use_func: take gradients with ``torch.func.grad`` instead of
             ``torch.autograd.grad`` (needed inside ``torch.func.vmap``).
