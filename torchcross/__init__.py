@@ -17,7 +17,21 @@ from typing import Any
 __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
-    {"data", "datasets", "nn", "learners", "metrics", "evaluation", "protocol", "utils", "cli", "demo"}
+    {
+        "data",
+        "datasets",
+        "nn",
+        "learners",
+        "metrics",
+        "evaluation",
+        "results",
+        "stats",
+        "plotting",
+        "protocol",
+        "utils",
+        "cli",
+        "demo",
+    }
 )
 
 __all__ = ["__version__"]
