@@ -164,6 +164,22 @@ def test_checkpointed_inner_loop_equals_plain():
             torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-14)
 
 
+def test_checkpointed_step_handles_learned_rates_momentum_and_fixed_parameters():
+    loss = _quadratic_problem()
+    w = torch.randn(3, dtype=D, requires_grad=True)
+    b = torch.randn(2, dtype=D, requires_grad=True)
+    lr_w = torch.full((3,), 0.2, dtype=D, requires_grad=True)
+    lr_b = torch.tensor(0.1, dtype=D, requires_grad=True)
+    for opt in (SGD({"w": lr_w, "b": lr_b}, momentum=0.5), Adam({"w": lr_w, "b": lr_b})):
+        results = []
+        for ckpt in (False, True):
+            first = inner_loop(loss, {"w": w, "b": b}, opt, 1, adapt=["w"], checkpoint=ckpt)
+            out = inner_loop(loss, first.params, opt, 3, state=first.state, checkpoint=ckpt).params
+            results.append(torch.autograd.grad(loss(out), (w, b, lr_w, lr_b)))
+        for a, r in zip(*results):
+            torch.testing.assert_close(a, r, rtol=1e-12, atol=1e-14)
+
+
 def test_func_gradients_equal_autograd():
     loss = _quadratic_problem()
     w = torch.randn(3, dtype=D, requires_grad=True)

@@ -55,7 +55,9 @@ def test_each_kind_alone_matches_reference(kind):
     assert_grads_close(backbone_grads(maml), expected)
 
 
-@pytest.mark.parametrize(("net", "batch_norm"), [("mlp", True), ("conv", True), ("conv", False)])
+@pytest.mark.parametrize(
+    ("net", "batch_norm"), [("mlp", False), ("mlp", True), ("conv", True), ("conv", False)]
+)
 def test_second_order_matches_higher(net, batch_norm):
     higher = pytest.importorskip("higher")
     backbone, shape = tiny_backbone(net, batch_norm)
@@ -103,6 +105,18 @@ def test_checkpointed_inner_loop_gives_the_same_gradients():
     maml = _maml(backbone, checkpoint=True)
     maml.meta_backward(tasks)
     assert_grads_close(backbone_grads(maml), expected)
+
+
+@pytest.mark.parametrize("options", [{"meta_sgd": True}, {"inner_optimizer": "adam", "first_order": True}])
+def test_checkpointing_with_options_gives_the_same_gradients(options):
+    backbone, shape = tiny_backbone("mlp", True)
+    tasks = mixed_tasks(shape, seed=10)
+    plain = _maml(copy.deepcopy(backbone), **options)
+    ckpt = _maml(copy.deepcopy(backbone), checkpoint=True, **options)
+    plain.meta_backward(tasks)
+    ckpt.meta_backward(tasks)
+    expected = {k: p.grad for k, p in plain.named_parameters()}
+    assert_grads_close({k: p.grad for k, p in ckpt.named_parameters()}, expected, rtol=1e-10)
 
 
 def test_kaiming_head_and_adam_inner_loop_match_plain_loss_and_backward():

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from ._checkpoint import checkpointed_step, supports_checkpoint
 from ._prototypes import DISTANCES, prototype_logits, prototypes
 from .inner_optimizers import SGD, Adam, AdamState, InnerOptimizer, SGDState
 
@@ -286,7 +287,9 @@ def inner_loop(
                     t = current[n]
                     current[n] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
                 create_graph = not first_order
-                if checkpoint and create_graph:
+                if checkpoint and create_graph and supports_checkpoint(optimizer, state):
+                    current, state, loss = checkpointed_step(loss_fn, optimizer, names, current, state)
+                elif checkpoint and create_graph:
                     current, state, loss = _checkpoint(
                         _autograd_step, loss_fn, optimizer, names, True, current, state, use_reentrant=False
                     )

@@ -41,6 +41,7 @@ from torchcross.data.task import Task, TaskDescription
 from torchcross.nn import get_task_kind, head_forward, init_head_params, loss
 
 from . import batching as _batching
+from ._maml_steps import FeatureCache, step_on_cached_features
 from ._tasks import as_task_list, check_task, task_tensors
 from .functional import BATCH_NORM_POLICIES, forward, inner_loop, task_buffers
 from .inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
@@ -55,24 +56,6 @@ _LR = "lr."
 
 def _lr_key(name: str) -> str:
     return name.replace(".", "__")
-
-
-class _FeatureCache:
-    """``params -> features``, reusing the last result while the backbone tensors are the same objects."""
-
-    def __init__(self, fn: Callable[[ParamDict], Tensor], names: Sequence[str], enabled: bool) -> None:
-        self.fn, self.names, self.enabled = fn, list(names), enabled
-        self.key: list[Tensor] | None = None
-        self.value: Tensor | None = None
-
-    def __call__(self, params: ParamDict) -> Tensor:
-        tensors = [params[n] for n in self.names]
-        if self.enabled and self.key is not None and all(a is b for a, b in zip(self.key, tensors)):
-            return self.value  # type: ignore[return-value]
-        value = self.fn(params)
-        if self.enabled:
-            self.key, self.value = tensors, value
-        return value
 
 
 def _check_int(name: str, value: Any, minimum: int) -> int:
@@ -239,7 +222,7 @@ class MAML(nn.Module):
                 self.backbone, {k[len(_PREFIX) :]: p[k] for k in backbone_names}, buffers, x, self.batch_norm
             )
 
-        support_features = _FeatureCache(
+        support_features = FeatureCache(
             functools.partial(features, x=xs), backbone_names, not self.checkpoint
         )
 
@@ -269,8 +252,15 @@ class MAML(nn.Module):
             params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=_HEAD, **kwargs)
             steps -= 1
             if steps and training and not use_func and not self.checkpoint:
-                params, state = self._step_on_cached_features(
-                    support_features(params), params, adapted_backbone, targets, desc, optimizer, state
+                params, state = step_on_cached_features(
+                    support_features(params),
+                    params,
+                    adapted_backbone,
+                    targets,
+                    desc,
+                    optimizer,
+                    state,
+                    first_order=self.first_order,
                 )
                 steps -= 1
         adapt = [*adapted_backbone, *_HEAD]
@@ -278,41 +268,6 @@ class MAML(nn.Module):
         if not training:
             params = {k: v.detach() for k, v in params.items()}
         return params, features
-
-    def _step_on_cached_features(
-        self,
-        features: Tensor,
-        params: ParamDict,
-        backbone_names: list[str],
-        targets: Tensor,
-        desc: TaskDescription,
-        optimizer: InnerOptimizer,
-        state: Any,
-    ) -> tuple[ParamDict, Any]:
-        """The second inner step after a head-only first step, without a new backbone forward pass.
-
-        The backbone has not moved, so its support features are those of the first step. The
-        gradient of the loss with respect to the features is taken at a fresh alias of them (a
-        partial derivative: the head also depends on the features, through the first step),
-        then pulled back through the backbone (a vector-Jacobian product).
-        """
-        create_graph = not self.first_order
-        with torch.enable_grad():
-            alias = features.view_as(features)
-            head = {"weight": params["head.weight"], "bias": params["head.bias"]}
-            task_loss = get_task_kind(desc).loss(head_forward(alias, head), targets, None, "mean")
-            g_features, g_weight, g_bias = torch.autograd.grad(
-                task_loss, [alias, head["weight"], head["bias"]], create_graph=create_graph
-            )
-            backbone = [params[k] for k in backbone_names]
-            pulled = torch.autograd.grad(
-                features, backbone, grad_outputs=g_features, create_graph=create_graph, allow_unused=True
-            )
-        grads = {
-            k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)
-        }
-        grads.update({"head.weight": g_weight, "head.bias": g_bias})
-        return optimizer.update(params, grads, state)  # type: ignore[return-value]
 
     def _adapted_logits(
         self,
