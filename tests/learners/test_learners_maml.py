@@ -59,7 +59,8 @@ def test_each_kind_alone_matches_reference(kind):
     ("net", "batch_norm"), [("mlp", False), ("mlp", True), ("conv", True), ("conv", False)]
 )
 def test_second_order_matches_higher(net, batch_norm):
-    higher = pytest.importorskip("higher")
+    import higher
+
     backbone, shape = tiny_backbone(net, batch_norm)
     tasks = mixed_tasks(shape, seed=3)
     model = torch.nn.ModuleDict({"backbone": copy.deepcopy(backbone)}).train()
