@@ -233,6 +233,24 @@ def test_dataloader_workers_give_the_same_episodes(num_workers) -> None:
     assert _sequence(loader) == expected
 
 
+def _one_storage(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.untyped_storage().data_ptr() == b.untyped_storage().data_ptr()
+
+
+@pytest.mark.parametrize("get_batch", [True, False])
+@pytest.mark.parametrize("num_workers", [0, 1])
+def test_support_and_query_share_one_storage(get_batch, num_workers) -> None:
+    # one storage for both inputs and one for both labels: a Task crosses a DataLoader
+    # worker boundary with two shared-memory segments (one per storage), not three or four
+    ds = FewShotMetaDataset(make_source("binary", get_batch=get_batch), None, 3, 4, 0, length=2, seed=5)
+    loader = DataLoader(ds, batch_size=None, num_workers=num_workers)
+    for i, task in enumerate(loader):
+        assert _one_storage(task.support[0], task.query[0])
+        assert _one_storage(task.support[1], task.query[1])
+        assert not _one_storage(task.support[0], task.support[1])
+        check_task(task, ds.task_source, ds.sample_indices(i), 3, 4)
+
+
 def _fake_distributed(monkeypatch: pytest.MonkeyPatch, rank: int, world_size: int) -> None:
     dist = torch.distributed
     monkeypatch.setattr(dist, "is_available", lambda: True)

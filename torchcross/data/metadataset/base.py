@@ -72,6 +72,19 @@ def _gather_inputs(source: Any, indices: np.ndarray) -> Any:
     return torch.utils.data.default_collate(items)
 
 
+def _episode_labels(support_labels: Any, query_labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """Support and query labels as views of ONE tensor (like the inputs, which are one batch).
+
+    Out of a DataLoader worker, each storage costs its own shared-memory segment and file
+    descriptor hand-off; views of one storage share one.
+    """
+    sup, qry = np.asarray(support_labels), np.asarray(query_labels)
+    if sup.dtype != qry.dtype or sup.shape[1:] != qry.shape[1:]:
+        return torch.from_numpy(np.array(sup)), torch.from_numpy(np.array(qry))
+    both = torch.from_numpy(np.concatenate([sup, qry]))
+    return both[: len(sup)], both[len(sup) :]
+
+
 def load_episode(
     source: Any,
     description: TaskDescription,
@@ -88,6 +101,9 @@ def load_episode(
     * no ``collate_fn``: ``(inputs, labels)`` tensors; inputs come from one
       ``source.get_batch`` call when the source has it, else ``source[i]`` stacked;
     * a ``collate_fn``: it receives the list of ``(input, label)`` pairs.
+
+    Without a ``collate_fn``, support and query inputs are views of one tensor, and so are
+    their labels: a Task leaves a DataLoader worker in two shared-memory segments.
 
     Labels are the episode's (``0..k-1``), never the source's raw labels. Exceptions
     raised while reading the source (e.g. in a user transform) propagate.
@@ -114,7 +130,7 @@ def load_episode(
         return Task(sup, qry, description)
     n_sup = len(episode.support)
     inputs = _gather_inputs(source, np.concatenate([episode.support, episode.query]))
-    sup_y, qry_y = torch.from_numpy(np.array(support_labels)), torch.from_numpy(np.array(query_labels))
+    sup_y, qry_y = _episode_labels(support_labels, query_labels)
     if collate_fn is None:
         return Task((inputs[:n_sup], sup_y), (inputs[n_sup:], qry_y), description)
     sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
