@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import normalize_labels
+from .labels import keys_to_indices, normalize_labels
 from .task import TaskDescription, TaskTarget
 
 __all__ = [
@@ -195,7 +195,8 @@ def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> Label
             target, keys, canon, sizes=sizes, matrix=matrix, positives=positives, negatives=negatives
         )
     flat = canon.reshape(len(canon))
-    codes = np.searchsorted(np.asarray(keys, dtype=np.int64), flat).astype(np.int64)
+    # class codes 0..C-1 (binary labels already are their codes)
+    codes = np.asarray(keys_to_indices(flat, description), dtype=np.int64)
     order = np.argsort(codes, kind="stable")
     sizes = np.bincount(codes, minlength=len(keys)).astype(np.int64)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
