@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from torchcross.data.labels import normalize_labels
 from torchcross.data.task import TaskTarget
-from torchcross.datasets._images import normalize_batch
+from torchcross.datasets._images import normalize_batch, rgb_to_gray
 from torchcross.datasets.medimeta.folder import read_split
 from torchcross.datasets.medimeta.reader import MedIMeta
 
@@ -197,6 +197,8 @@ def test_chunked_compressed_hdf5_falls_back_to_row_reads(fresh_root: Path) -> No
     src = MedIMeta(fresh_root, "toy", "class")
     assert not src._store.contiguous
     assert torch.equal(src.get_batch([4, 1, 9])[0], contiguous)
+    as_uint8 = MedIMeta(fresh_root, "toy", "class", output="uint8").get_batch([4, 1, 9])[0]
+    assert torch.equal(as_uint8, torch.from_numpy(data[src.split_indices[[4, 1, 9]]]).permute(0, 3, 1, 2))
 
 
 def test_fork_workers_return_the_right_images(medimeta_root: Path) -> None:
@@ -227,3 +229,44 @@ def test_repr_and_compat_attributes(medimeta_root: Path) -> None:
     assert src.dataset_name == "Breast Ultrasound"
     assert MedIMeta.get_available_datasets(medimeta_root) == ["bus", "gray", "toy"]
     assert sum(src.get_num_samples_per_class().values()) == len(src)
+
+
+def test_uint8_rgb_is_a_channels_last_view_of_the_stored_rows(medimeta_root: Path) -> None:
+    src = MedIMeta(medimeta_root, "toy", "class", output="uint8")
+    raw = raw_images(medimeta_root, "toy")
+    idx = [7, 3, 3, 0]
+    xb, _ = src.get_batch(idx)
+    assert xb.shape == (4, 3, 8, 8)
+    assert xb.dtype == torch.uint8
+    assert xb.is_contiguous(memory_format=torch.channels_last)  # rows gathered, never transposed
+    assert torch.equal(xb, torch.from_numpy(raw[src.split_indices[idx]]).permute(0, 3, 1, 2))
+    normalized = normalize_batch(xb, mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4))
+    assert normalized.is_contiguous()  # what models expect, whatever the input layout
+    reference = MedIMeta(medimeta_root, "toy", "class", mean=(0.5, 0.4, 0.3), std=(0.2, 0.3, 0.4))
+    torch.testing.assert_close(normalized, reference.get_batch(idx)[0], rtol=0, atol=1e-6)
+
+
+@pytest.mark.parametrize("use_hdf5", [True, False])
+def test_uint8_gray_and_converted_channels(medimeta_root: Path, use_hdf5: bool) -> None:
+    gray = MedIMeta(medimeta_root, "gray", "class", output="uint8", use_hdf5=use_hdf5)
+    xb, _ = gray.get_batch([2, 0])
+    assert xb.shape[:2] == (2, 1)
+    assert xb.is_contiguous()
+    as_rgb = MedIMeta(medimeta_root, "gray", "class", output="uint8", channels=3, use_hdf5=use_hdf5)
+    assert torch.equal(as_rgb.get_batch([2, 0])[0], xb.expand(-1, 3, -1, -1))
+    rgb = MedIMeta(medimeta_root, "toy", "class", output="uint8")
+    as_gray = MedIMeta(medimeta_root, "toy", "class", output="uint8", channels=1)
+    expected = torch.from_numpy(rgb_to_gray(raw_images(medimeta_root, "toy")[rgb.split_indices[[1]]]))
+    assert torch.equal(as_gray.get_batch([1])[0], expected.unsqueeze(1))
+
+
+def test_hdf5_read_into_out(medimeta_root: Path) -> None:
+    src = MedIMeta(medimeta_root, "toy", "class")
+    store = src._store
+    out = np.empty((2, *store.shape[1:]), np.uint8)
+    assert store.read([3, 1], out=out) is out
+    assert np.array_equal(out, raw_images(medimeta_root, "toy")[[3, 1]])
+    with pytest.raises(ValueError, match="out must be a C-contiguous uint8 array of shape"):
+        store.read([3, 1], out=np.empty((3, *store.shape[1:]), np.uint8))
+    with pytest.raises(ValueError, match="got float32"):
+        store.read([3, 1], out=np.empty((2, *store.shape[1:]), np.float32))

@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import torch.utils.data
 
+from ..data._shm_pool import worker_empty
+
 __all__ = ["ChannelPolicy", "images_to_tensor", "normalize_batch", "resolve_channels", "rgb_to_gray"]
 
 ChannelPolicy = Literal["keep"] | int
@@ -51,21 +53,6 @@ def rgb_to_gray(images: np.ndarray) -> np.ndarray:
     x = images.astype(np.uint32)
     gray = x[..., 0] * 19595 + x[..., 1] * 38470 + x[..., 2] * 7471 + 0x8000
     return (gray >> 16).astype(np.uint8)
-
-
-def _empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-    """An uninitialised tensor; in a DataLoader worker, in shared memory.
-
-    A worker's result travels to the main process through shared memory; allocating it
-    there directly saves a copy of the whole batch (as ``default_collate`` does).
-    """
-    if torch.utils.data.get_worker_info() is None:
-        return torch.empty(shape, dtype=dtype)
-    numel = 1
-    for s in shape:
-        numel *= s
-    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 
 def _stats_tensor(value: Stats, channels: int, name: str) -> torch.Tensor | float | None:
@@ -135,11 +122,11 @@ def images_to_tensor(
             raise ValueError(
                 "mean/std apply to output='float'; with output='uint8' pass them to normalize_batch"
             )
-        out = _empty(tuple(t.shape), torch.uint8)
+        out = worker_empty(tuple(t.shape), torch.uint8)
         return out.copy_(t)
     if output != "float":
         raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
-    out = _empty(tuple(t.shape), torch.float32)
+    out = worker_empty(tuple(t.shape), torch.float32)
     out.copy_(t)
     return _scale_(out, mean, std)
 
@@ -156,7 +143,8 @@ def normalize_batch(
 
     Moves the uint8 tensor first (4x less to transfer than float32), then converts and
     scales in one batched pass there: ``x / 255``, then ``(x - mean) / std`` if given.
-    Float input is returned converted but not rescaled.
+    Float input is returned converted but not rescaled. The result is contiguous, also
+    for channels-last input (what ``MedIMeta(..., output="uint8")`` returns for RGB).
 
     Examples:
         >>> x = torch.tensor([[[[0, 255]]]], dtype=torch.uint8)
@@ -168,6 +156,8 @@ def normalize_batch(
     if images.dim() < 3:
         raise ValueError(f"images must be (..., C, H, W), got shape {tuple(images.shape)}")
     x = images.to(device, non_blocking=non_blocking) if device is not None else images
+    # contiguous output whatever the input layout (uint8 RGB from a reader is channels-last)
+    y = x.to(dtype, memory_format=torch.contiguous_format)
     if x.dtype != torch.uint8:
-        return x.to(dtype)
-    return _scale_(x.to(dtype), mean, std)
+        return y
+    return _scale_(y, mean, std)

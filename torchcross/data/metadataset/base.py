@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from .._sharding import shard_indices, shard_position
+from .._shm_pool import worker_empty
 from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
 from ..task import Task, TaskDescription, TaskTarget
 from ..task_source import canonical_labels
@@ -75,14 +76,17 @@ def _gather_inputs(source: Any, indices: np.ndarray) -> Any:
 def _episode_labels(support_labels: Any, query_labels: Any) -> tuple[torch.Tensor, torch.Tensor]:
     """Support and query labels as views of ONE tensor (like the inputs, which are one batch).
 
-    Out of a DataLoader worker, each storage costs its own shared-memory segment and file
-    descriptor hand-off; views of one storage share one.
+    Out of a DataLoader worker, each storage costs its own shared-memory hand-off; views of
+    one storage share one. In a worker the labels live in a pooled shared-memory block
+    (:mod:`torchcross.data._shm_pool`), like the images a MedIMeta reader returns.
     """
     sup, qry = np.asarray(support_labels), np.asarray(query_labels)
     if sup.dtype != qry.dtype or sup.shape[1:] != qry.shape[1:]:
         return torch.from_numpy(np.array(sup)), torch.from_numpy(np.array(qry))
-    both = torch.from_numpy(np.concatenate([sup, qry]))
-    return both[: len(sup)], both[len(sup) :]
+    both = np.concatenate([sup, qry])
+    out = worker_empty(both.shape, torch.from_numpy(both[:0]).dtype)
+    out.numpy()[...] = both
+    return out[: len(sup)], out[len(sup) :]
 
 
 def load_episode(
@@ -103,7 +107,8 @@ def load_episode(
     * a ``collate_fn``: it receives the list of ``(input, label)`` pairs.
 
     Without a ``collate_fn``, support and query inputs are views of one tensor, and so are
-    their labels: a Task leaves a DataLoader worker in two shared-memory segments.
+    their labels: a Task leaves a DataLoader worker in two shared-memory blocks, which the
+    worker reuses once the receiving process has dropped the episode.
 
     Labels are the episode's (``0..k-1``), never the source's raw labels. Exceptions
     raised while reading the source (e.g. in a user transform) propagate.

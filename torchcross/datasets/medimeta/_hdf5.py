@@ -121,11 +121,13 @@ class HDF5Images:
             self._h5 = require("h5py").File(self.path, "r")
         self._pid = os.getpid()
 
-    def read(self, indices: Any) -> np.ndarray:
-        """Return a new writable array with the rows ``indices`` (in the order given).
+    def read(self, indices: Any, out: np.ndarray | None = None) -> np.ndarray:
+        """Return the rows ``indices`` (in the order given), in a new array or in ``out``.
 
         A contiguous dataset is gathered from the memory map in one numpy operation; a
-        chunked or compressed one is read row by row in ascending file order.
+        chunked or compressed one is read row by row in ascending file order. ``out``
+        (C-contiguous, ``(len(indices), *shape[1:])``, this dtype) receives the rows
+        without an intermediate copy.
         """
         idx = np.asarray(indices, dtype=np.int64).reshape(-1)
         n = self.shape[0]
@@ -133,13 +135,23 @@ class HDF5Images:
             bad = idx[(idx < -n) | (idx >= n)][:5].tolist()
             raise IndexError(f"{self.path}: row indices {bad} out of range for {n} images")
         idx = np.where(idx < 0, idx + n, idx)
+        if out is not None:
+            want = (idx.size, *self.shape[1:])
+            if out.shape != want or out.dtype != self.dtype or not out.flags.c_contiguous:
+                raise ValueError(
+                    f"out must be a C-contiguous {self.dtype} array of shape {want}, "
+                    f"got {out.dtype} {out.shape}"
+                )
         self._open()
         if self._array is not None:
             # one gather from the page cache, in the order asked for
-            return self._array[idx]
+            if out is None:
+                return self._array[idx]
+            # mode='clip' (indices are checked above): 'raise' would gather into a temporary first
+            return np.take(self._array, idx, axis=0, out=out, mode="clip")
         # chunked/compressed: one h5py read per row, in file order, then back in order asked for
         ds = self._h5[self.dataset]
-        rows = np.empty((idx.size, *self.shape[1:]), self.dtype)
+        rows = np.empty((idx.size, *self.shape[1:]), self.dtype) if out is None else out
         for k in np.argsort(idx, kind="stable").tolist():
             rows[k] = ds[int(idx[k])]
         return rows

@@ -9,6 +9,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from ...data._shm_pool import worker_empty
 from ...data.labels import normalize_labels
 from ...data.task_source import TaskSource
 from .._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels, rgb_to_gray
@@ -229,10 +230,26 @@ class MedIMeta(TaskSource):
                 raise MedIMetaFileError(f"{path}: cannot read image ({exc})") from None
         return np.stack(arrays)
 
-    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+    def _read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
         if self._store is not None:
-            return self._store.read(rows)
-        return self._read_tiffs(rows.tolist())
+            return self._store.read(rows, out)
+        images = self._read_tiffs(rows.tolist())
+        if out is None:
+            return images
+        out[...] = images.reshape(out.shape)
+        return out
+
+    def _read_uint8(self, rows: np.ndarray) -> torch.Tensor:
+        """Stored channels, uint8: the rows gathered straight into the output, no transpose.
+
+        RGB comes back as an ``(N, 3, H, W)`` view of channels-last memory (the layout on
+        disk); :func:`normalize_batch` returns contiguous float on the training device.
+        """
+        h, w = self.input_size[1:]
+        row = (h, w) if self._stored_channels == 1 else (h, w, self._stored_channels)
+        buf = worker_empty((len(rows), *row), torch.uint8)
+        self._read_rows(rows, buf.numpy())
+        return buf.unsqueeze(1) if buf.dim() == 3 else buf.permute(0, 3, 1, 2)
 
     def _positions(self, indices: Any) -> np.ndarray:
         pos = np.asarray(indices, dtype=np.int64).reshape(-1)
@@ -268,8 +285,11 @@ class MedIMeta(TaskSource):
             return torch.stack(list(images)), labels
         out = output or self.output
         mean, std = (self.mean, self.std) if out == "float" else (None, None)
-        raw = self._read_rows(self.split_indices[pos])
-        images = images_to_tensor(raw, self.num_channels, out, mean, std)
+        rows = self.split_indices[pos]
+        if out == "uint8" and self.num_channels == self._stored_channels:
+            images = self._read_uint8(rows)
+        else:
+            images = images_to_tensor(self._read_rows(rows), self.num_channels, out, mean, std)
         return images, self._label_tensor[torch.from_numpy(pos)]
 
     def _transformed(self, pos: np.ndarray) -> tuple[list[Any], torch.Tensor]:
