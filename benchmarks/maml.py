@@ -156,7 +156,7 @@ def torch_loss(logits: Tensor, y: Tensor, kind: str, classes: dict) -> Tensor:
     if kind in ("BINARY_CLASSIFICATION", "MULTILABEL_CLASSIFICATION"):
         return F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype))
     if kind == "ORDINAL_REGRESSION":
-        y = torch.searchsorted(torch.tensor(sorted(classes)), y)
+        y = torch.searchsorted(torch.tensor(sorted(classes), device=y.device), y)
     return F.cross_entropy(logits, y)
 
 
@@ -242,8 +242,14 @@ class Plain(Impl):
         params = dict(self.backbone.named_parameters())
         losses = []
         for kind, classes, xs, ys, xq, yq in batch:
-            w = torch.zeros(n_out(kind, classes), num_features(self.wl), dtype=xs.dtype, requires_grad=True)
-            b = torch.zeros(n_out(kind, classes), dtype=xs.dtype, requires_grad=True)
+            w = torch.zeros(
+                n_out(kind, classes),
+                num_features(self.wl),
+                dtype=xs.dtype,
+                device=xs.device,
+                requires_grad=True,
+            )
+            b = torch.zeros(n_out(kind, classes), dtype=xs.dtype, device=xs.device, requires_grad=True)
             fast = dict(params)
             for _ in range(self.wl.steps):
                 loss = torch_loss(
@@ -270,7 +276,7 @@ class _WithHead(Impl):
     def __init__(self, backbone, wl):
         super().__init__(backbone, wl)
         self.model = nn.Sequential(backbone, nn.Linear(num_features(wl), wl.n_way)).to(
-            next(backbone.parameters()).dtype
+            next(backbone.parameters())  # its dtype and device
         )
 
         nn.init.zeros_(self.model[1].weight)

@@ -192,6 +192,27 @@ def test_batching_chooser():
     assert chooser.choose("auto", same, accel) == "vmap"
 
 
+def test_batching_chooser_keeps_the_loop_when_vmap_runs_out_of_memory():
+    chooser = BatchingChooser()
+    same = [make_task(MULTICLASS, (5,), 6, 6, s) for s in range(3)]
+    accel = torch.device("meta")
+    p = torch.nn.Parameter(torch.zeros(2))
+
+    def loop() -> float:
+        p.grad = torch.full((2,), 3.0)
+        return 1.5
+
+    def too_big() -> float:
+        p.grad = torch.full((2,), 99.0)  # partial work of the failed path is discarded
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+
+    assert chooser.calibrate(same, [p], {"loop": loop, "vmap": too_big}, accel) == 1.5
+    assert p.grad.tolist() == [3.0, 3.0]
+    assert chooser.choose("auto", same, accel) == "loop"
+    with pytest.raises(torch.cuda.OutOfMemoryError):  # the loop itself failing is not hidden
+        chooser.calibrate(same, [p], {"loop": too_big, "vmap": loop}, accel)
+
+
 def test_stacked_and_padded_meta_batches():
     from torchcross.data.task_batch import pad_tasks, stack_tasks
 
