@@ -34,7 +34,7 @@ def test_digit_images_are_the_bundled_dataset() -> None:
     assert np.bincount(digits).tolist() == [178, 182, 177, 183, 181, 182, 181, 179, 174, 180]
     assert images.max() == 255
     assert ink.min() > 0
-    with pytest.raises(ValueError, match="size must be an int >= 8"):
+    with pytest.raises(ValueError, match=r"size must be >= 8 \(the digits are 8x8\), got size=4"):
         load_digit_images(4)
 
 

@@ -185,7 +185,7 @@ def test_batched_prediction_matches_episode_by_episode() -> None:
     assert learner.batches == [2, 2, 1]
     single = evaluate(NoisyOracle(0.0), episodes, progress=False)
     assert batched.records == single.records
-    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
         evaluate(learner, episodes, batch_size=0, progress=False)
 
 

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ._checks import check_int
+
 __all__ = [
     "DEMO_DATASETS",
     "DemoDataset",
@@ -137,8 +139,7 @@ def load_digit_images(size: int = 16) -> tuple[np.ndarray, np.ndarray, np.ndarra
         >>> images.shape, images.dtype.name, digits[:5].tolist()
         ((1797, 16, 16), 'uint8', [0, 1, 2, 3, 4])
     """
-    if not isinstance(size, int) or size < 8:
-        raise ValueError(f"size must be an int >= 8 (the digits are 8x8), got {size=}")
+    size = check_int(size, "size", 8, why=" (the digits are 8x8)")
     try:
         from sklearn.datasets import load_digits
     except ImportError as exc:  # pragma: no cover - depends on the environment

@@ -17,6 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from ._checks import check_int
 from .data.task import Task
 from .results import ResultsTable
 from .stats import Summary, summarize_values
@@ -200,8 +201,7 @@ def evaluate(
     predict = _predict_fn(learner)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence=}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size=}")
+    batch_size = check_int(batch_size, "batch_size", 1)
     predict_many = getattr(learner, "predict_many", None) if batch_size > 1 else None
     dev = torch.device(device) if device is not None else None
     records: list[dict[str, Any]] = []

@@ -157,8 +157,10 @@ def test_not_json_and_bad_arguments(tmp_path) -> None:
     with pytest.raises(ValueError, match=r"broken\.json' is not valid JSON"):
         EpisodeSet.load(path)
     endless = FewShotMetaDataset(make_source("binary"), None, 1, 1, 0)
-    with pytest.raises(ValueError, match="n_episodes must be a positive int"):
+    with pytest.raises(ValueError, match="n_episodes is required: the dataset is endless"):
         EpisodeSet.from_dataset(endless)
+    with pytest.raises(ValueError, match="n_episodes must be >= 1, got n_episodes=0"):
+        EpisodeSet.from_dataset(endless, 0)
     assert len(EpisodeSet.from_dataset(endless, 2)) == 2
     with pytest.raises(TypeError, match="EpisodeMetaDataset"):
         EpisodeSet.from_dataset([1, 2])

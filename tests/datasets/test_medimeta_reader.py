@@ -44,7 +44,7 @@ def test_each_task_kind_reads_canonical_labels(medimeta_root: Path, task: str) -
     src = MedIMeta(medimeta_root, "toy", task, split="train")
     desc = src.task_description
     assert desc.task_target is KINDS[task]
-    assert desc.task_identifier == f"toy: {task}"
+    assert desc.task_identifier == f"toy/{task}"
     assert desc.domain_identifier == "Synthetic"
     stored = np.load(medimeta_root / "toy" / "task_labels" / f"{task}.npy")
     rows = read_split(medimeta_root / "toy" / "splits" / "train.txt", 30)

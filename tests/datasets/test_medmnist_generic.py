@@ -145,8 +145,8 @@ def test_medmnist_and_any_dataset_mix_with_medimeta_in_one_stream(
     seen = {}
     for (x, y), desc in sampler:
         seen.setdefault(desc.task_identifier, []).append((x.shape[1:], y.shape[0], x.dtype))
-    assert set(seen) == {"toy: class", "medmnist/pneumoniamnist", "plain"}
-    assert {s[0] for s in seen["toy: class"]} == {(3, 8, 8)}
+    assert set(seen) == {"toy/class", "medmnist/pneumoniamnist", "plain"}
+    assert {s[0] for s in seen["toy/class"]} == {(3, 8, 8)}
     assert {s[0] for s in seen["medmnist/pneumoniamnist"]} == {(3, 28, 28)}
     assert sum(n for _, n, _ in seen["medmnist/pneumoniamnist"]) == 12
     assert all(dt == torch.uint8 for v in seen.values() for *_, dt in v)

@@ -89,9 +89,11 @@ def test_error_paths() -> None:
         init_head_params(4, MC, "xavier")
     with pytest.raises(ValueError, match=r"init must be one of .* got 'Zero'"):
         make_head(4, MC, "Zero")
-    with pytest.raises(ValueError, match="num_features must be a positive int"):
+    with pytest.raises(
+        ValueError, match=r"num_features must be >= 1 \(the feature width\), got num_features=0"
+    ):
         init_head_params(0, MC)
-    with pytest.raises(ValueError, match="num_features must be a positive int"):
+    with pytest.raises(TypeError, match=r"num_features must be an int, got float: 2\.5"):
         init_head_params(2.5, MC)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="REGRESSION has no head"):
         init_head_params(4, TaskDescription("REGRESSION", {0: "y", 1: "z"}))

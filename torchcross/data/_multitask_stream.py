@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
+from .._checks import check_int
 from ._multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
 from ._sharding import shard_position
 from .task_weighting import resolve_weighting
@@ -19,13 +20,6 @@ __all__ = ["MAX_PLAN", "MultiSourceStream", "check_int", "named"]
 
 _MODES = ("epoch", "infinite")
 MAX_PLAN = 200_000_000  # items a shuffled plan may hold in memory
-
-
-def check_int(value: Any, name: str, low: int) -> int:
-    """``value`` as an int, or a ``ValueError`` naming ``name`` if it is not an int >= ``low``."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
 
 
 def named(items: Any, what: str) -> tuple[list[str], list[Any]]:

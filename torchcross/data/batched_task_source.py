@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset
 
+from .._checks import check_int
 from ._sharding import ShardPosition, shard_indices, shard_position
 from .collate import identity, stack
 from .labels import count_samples_per_class
@@ -28,14 +29,6 @@ def _check_flag(value: Any, name: str) -> bool:
     if not isinstance(value, (bool, np.bool_)):
         raise TypeError(f"{name} must be True or False, got {type(value).__name__}: {value!r}")
     return bool(value)
-
-
-def _check_count(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
-    return int(value)
 
 
 class BatchedTaskSource(TaskSource, IterableDataset):
@@ -108,12 +101,12 @@ class BatchedTaskSource(TaskSource, IterableDataset):
             raise TypeError(f"collate_fn must be callable or None, got {type(collate_fn).__name__}")
         self.task_source = task_source
         self.task_description = task_source.task_description
-        self.batch_size = _check_count(batch_size, "batch_size", 1)
+        self.batch_size = check_int(batch_size, "batch_size", 1)
         self.shuffle = _check_flag(shuffle, "shuffle")
         self.drop_last = _check_flag(drop_last, "drop_last")
         self.collate_fn = identity if collate_fn is None else collate_fn
         self.with_task_description = _check_flag(with_task_description, "with_task_description")
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else _check_count(seed, "seed", 0)
+        self.seed = int(np.random.SeedSequence().entropy) if seed is None else check_int(seed, "seed", 0)
         self.epoch = 0
         self.num_examples = len(task_source)
         if len(self) == 0:
@@ -135,7 +128,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use the batch order of ``epoch`` from now on (no effect without ``shuffle``)."""
-        self.epoch = _check_count(epoch, "epoch", 0)
+        self.epoch = check_int(epoch, "epoch", 0)
 
     def get_num_samples_per_class(self, neg: bool = False) -> dict[int, int]:
         """Examples per class key in the underlying source (see :class:`TaskSource`)."""
@@ -147,7 +140,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         Unsharded and deterministic: the same ``(seed, epoch)`` always gives the same
         list. The last epoch's list is memoised; treat the arrays as read-only.
         """
-        epoch = self.epoch if epoch is None else _check_count(epoch, "epoch", 0)
+        epoch = self.epoch if epoch is None else check_int(epoch, "epoch", 0)
         key = (epoch if self.shuffle else None, self.seed, self.batch_size, self.drop_last, self.num_examples)
         memo = self.__dict__.get(_MEMO)
         if memo is not None and memo[0] == key:

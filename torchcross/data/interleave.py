@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset
 
+from .._checks import check_int
 from ._multitask_plan import exhaustive_order, occurrences
 from ._sharding import ShardPosition, shard_indices, shard_position
 from .task_weighting import TaskWeighting
@@ -85,9 +86,7 @@ class InterleaveDataset(IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s order from now on, and pass it on to sources with ``set_epoch``."""
-        if isinstance(epoch, bool) or not isinstance(epoch, (int, np.integer)) or epoch < 0:
-            raise ValueError(f"epoch must be an int >= 0, got {epoch!r}")
-        self.epoch = int(epoch)
+        self.epoch = check_int(epoch, "epoch", 0)
         for d in self.datasets:
             if callable(getattr(d, "set_epoch", None)):
                 d.set_epoch(self.epoch)
@@ -176,9 +175,7 @@ class RandomInterleaveDataset(InterleaveDataset):
         super().__init__(datasets, rank=rank, world_size=world_size)
         if seed is None:
             seed = int(np.random.SeedSequence().entropy)
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed must be an int >= 0 or None, got {seed!r}")
-        self.seed = int(seed)
+        self.seed = check_int(seed, "seed", 0)
 
     def _plan_order(self, counts: np.ndarray) -> np.ndarray:
         rng = np.random.default_rng([self.seed, self.epoch])

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from ._multitask_stream import MAX_PLAN, MultiSourceStream, check_int, named
+from .._checks import check_int
+from ._multitask_stream import MAX_PLAN, MultiSourceStream, named
 from .collate import stack
 
 __all__ = ["MultiTaskBatchSampler", "MultiTaskEpisodeSampler"]

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_int
 from .labels import keys_to_indices, normalize_labels
 from .task import TaskDescription, TaskTarget
 
@@ -222,14 +223,6 @@ def _check_generator(rng: Any) -> None:
             f"rng must be a numpy.random.Generator, got {type(rng).__name__}; "
             "use numpy.random.default_rng(seed)"
         )
-
-
-def _check_count(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}: {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
-    return int(value)
 
 
 def _check_classes(index: LabelIndex, classes: Sequence[int] | None) -> tuple[int, ...]:
@@ -428,8 +421,8 @@ def sample_multiclass_episode(
         >>> labels[ep.support].tolist(), ep.classes
         ([2, 2, 0, 0], (2, 0))
     """
-    _check_count("n_support", n_support, 1)
-    _check_count("n_query", n_query, 0)
+    check_int(n_support, "n_support", 1)
+    check_int(n_query, "n_query", 0)
     return sample_per_class(labels, n_support, n_query, rng, classes, TaskTarget.MULTICLASS_CLASSIFICATION)
 
 
@@ -444,8 +437,8 @@ def sample_ordinal_episode(
         >>> sample_ordinal_episode(labels, 1, 1, np.random.default_rng(0), classes=[6, 1]).classes
         (1, 6)
     """
-    _check_count("n_support", n_support, 1)
-    _check_count("n_query", n_query, 0)
+    check_int(n_support, "n_support", 1)
+    check_int(n_query, "n_query", 0)
     index = _as_index(labels, TaskTarget.ORDINAL_REGRESSION)
     ordered = None if classes is None else sorted(_check_classes(index, classes))
     return sample_per_class(index, n_support, n_query, rng, ordered, TaskTarget.ORDINAL_REGRESSION)
@@ -463,8 +456,8 @@ def sample_binary_episode(
         >>> labels[ep.support].tolist(), labels[ep.query].tolist()
         ([0, 0, 1, 1], [0, 1])
     """
-    _check_count("n_support", n_support, 1)
-    _check_count("n_query", n_query, 0)
+    check_int(n_support, "n_support", 1)
+    check_int(n_query, "n_query", 0)
     return sample_per_class(labels, n_support, n_query, rng, (0, 1), TaskTarget.BINARY_CLASSIFICATION)
 
 
@@ -490,9 +483,9 @@ def sample_multilabel_episode(
     from .sampling_multilabel import sample_multilabel_indices
 
     _check_generator(rng)
-    _check_count("n_support", n_support, 1)
-    _check_count("n_query", n_query, 0)
-    _check_count("max_attempts", max_attempts, 1)
+    check_int(n_support, "n_support", 1)
+    check_int(n_query, "n_query", 0)
+    check_int(max_attempts, "max_attempts", 1)
     index = _as_index(labels, TaskTarget.MULTILABEL_CLASSIFICATION)
     classes = _check_classes(index, classes)
     support, query = sample_multilabel_indices(index, classes, n_support, n_query, rng, max_attempts)

@@ -7,12 +7,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .._checks import check_int
 from .sampling import (
     _SINGLE_LABEL,
     EpisodeIndices,
     LabelIndex,
     _check_classes,
-    _check_count,
     _check_generator,
     sample_per_class,
 )
@@ -62,11 +62,11 @@ def sample_variable_episode(
             "the variable-way variable-shot rule is defined for single-label tasks, got "
             f"{index.task_target.name}; use SubTaskRandomFewShotMetaDataset for multi-label tasks"
         )
-    min_ways = _check_count("min_ways", min_ways, 2)
-    max_ways = _check_count("max_ways", max_ways, min_ways)
-    max_query_per_class = _check_count("max_query_per_class", max_query_per_class, 1)
-    max_support_per_class = _check_count("max_support_per_class", max_support_per_class, 1)
-    max_support_size = _check_count("max_support_size", max_support_size, max_ways)
+    min_ways = check_int(min_ways, "min_ways", 2)
+    max_ways = check_int(max_ways, "max_ways", min_ways)
+    max_query_per_class = check_int(max_query_per_class, "max_query_per_class", 1)
+    max_support_per_class = check_int(max_support_per_class, "max_support_per_class", 1)
+    max_support_size = check_int(max_support_size, "max_support_size", max_ways)
     candidates = _check_classes(
         index, (0, 1) if index.task_target is TaskTarget.BINARY_CLASSIFICATION else classes
     )

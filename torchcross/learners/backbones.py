@@ -17,13 +17,9 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
+from .._checks import check_int
+
 __all__ = ["MLP", "Conv4", "conv4", "mlp"]
-
-
-def _positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be a positive int, got {value!r}")
-    return value
 
 
 class Conv4(nn.Module):
@@ -49,9 +45,9 @@ class Conv4(nn.Module):
         self, in_channels: int, hidden: int = 64, batch_norm: bool = True, image_size: int = 28
     ) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("hidden", hidden)
-        _positive_int("image_size", image_size)
+        check_int(in_channels, "in_channels", 1)
+        check_int(hidden, "hidden", 1)
+        check_int(image_size, "image_size", 1)
         if image_size < 16:
             raise ValueError(f"image_size must be at least 16 (four 2x poolings), got {image_size}")
         blocks: list[nn.Module] = []
@@ -86,14 +82,14 @@ class MLP(nn.Module):
 
     def __init__(self, in_features: int, hidden: Sequence[int] = (64,), batch_norm: bool = False) -> None:
         super().__init__()
-        _positive_int("in_features", in_features)
+        check_int(in_features, "in_features", 1)
         hidden = tuple(hidden)
         if not hidden:
             raise ValueError("hidden must name at least one layer width, e.g. hidden=(64,)")
         layers: list[nn.Module] = []
         width = in_features
         for h in hidden:
-            _positive_int("hidden width", h)
+            check_int(h, "hidden width", 1)
             layers.append(nn.Linear(width, h))
             if batch_norm:
                 layers.append(nn.BatchNorm1d(h))

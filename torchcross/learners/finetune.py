@@ -37,6 +37,7 @@ from torch import Tensor, nn
 from torchcross.data.task import Task, TaskDescription
 from torchcross.nn import get_task_kind, head_forward, init_head_params
 
+from .._checks import check_int
 from ._tasks import check_task, task_tensors
 from .functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
 from .inner_optimizers import SGD, Adam, InnerOptimizer
@@ -112,14 +113,8 @@ class FineTuner(nn.Module):
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
-        if (
-            isinstance(num_backbone_features, bool)
-            or not isinstance(num_backbone_features, int)
-            or num_backbone_features < 1
-        ):
-            raise ValueError(f"num_backbone_features must be a positive int, got {num_backbone_features!r}")
-        if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-            raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
+        num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
+        num_steps = check_int(num_steps, "num_steps", 0)
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
         if head_init not in ("zero", "kaiming"):

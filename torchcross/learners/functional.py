@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
+from .._checks import check_int
 from ._checkpoint import checkpointed_step, supports_checkpoint
 from ._prototypes import DISTANCES, prototype_logits, prototypes
 from .inner_optimizers import SGD, Adam, AdamState, InnerOptimizer, SGDState
@@ -153,8 +154,7 @@ class InnerLoopResult(NamedTuple):
 
 
 def _check_steps(num_steps: int) -> None:
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or num_steps < 0:
-        raise ValueError(f"num_steps must be a non-negative int, got {num_steps!r}")
+    check_int(num_steps, "num_steps", 0)
 
 
 def _adapt_names(params: Mapping[str, Tensor], adapt: Collection[str] | None) -> list[str]:

@@ -40,6 +40,7 @@ from torch import Tensor, nn
 from torchcross.data.task import Task, TaskDescription
 from torchcross.nn import get_task_kind, head_forward, init_head_params, loss
 
+from .._checks import check_int
 from . import batching as _batching
 from ._maml_steps import FeatureCache, step_on_cached_features
 from ._tasks import as_task_list, check_task, task_tensors
@@ -56,12 +57,6 @@ _LR = "lr."
 
 def _lr_key(name: str) -> str:
     return name.replace(".", "__")
-
-
-def _check_int(name: str, value: Any, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
-    return value
 
 
 class MAML(nn.Module):
@@ -111,15 +106,15 @@ class MAML(nn.Module):
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         self.backbone = backbone
-        self.num_backbone_features = _check_int("num_backbone_features", num_backbone_features, 1)
+        self.num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
         if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or inner_lr < 0:
             raise ValueError(f"inner_lr must be a non-negative float, got {inner_lr!r}")
         self.inner_lr = float(inner_lr)
-        self.num_inner_steps = _check_int("num_inner_steps", num_inner_steps, 0)
+        self.num_inner_steps = check_int(num_inner_steps, "num_inner_steps", 0)
         self.eval_num_inner_steps = (
             num_inner_steps
             if eval_num_inner_steps is None
-            else _check_int("eval_num_inner_steps", eval_num_inner_steps, 0)
+            else check_int(eval_num_inner_steps, "eval_num_inner_steps", 0)
         )
         if head_init not in ("zero", "kaiming"):
             raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")

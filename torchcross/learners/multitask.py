@@ -34,6 +34,8 @@ from torch import Tensor, nn
 from torchcross.data.task import TaskDescription
 from torchcross.nn import loss, make_head
 
+from .._checks import check_int
+
 __all__ = ["MultiTaskPretrainer"]
 
 
@@ -60,12 +62,7 @@ class MultiTaskPretrainer(nn.Module):
         super().__init__()
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
-        if (
-            isinstance(num_backbone_features, bool)
-            or not isinstance(num_backbone_features, int)
-            or num_backbone_features < 1
-        ):
-            raise ValueError(f"num_backbone_features must be a positive int, got {num_backbone_features!r}")
+        num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
         if head_init not in ("zero", "kaiming"):
             raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
         self.backbone, self.num_backbone_features, self.head_init = backbone, num_backbone_features, head_init

@@ -24,6 +24,7 @@ from torch import Tensor
 
 from torchcross.data.task import TaskDescription
 
+from .._checks import check_int
 from .kinds import num_outputs
 
 __all__ = ["HEAD_INITS", "head_forward", "init_head_params", "make_head"]
@@ -38,8 +39,7 @@ def _check_init(init: str) -> None:
 
 
 def _check_features(num_features: int) -> None:
-    if isinstance(num_features, bool) or not isinstance(num_features, int) or num_features < 1:
-        raise ValueError(f"num_features must be a positive int (the feature width), got {num_features!r}")
+    check_int(num_features, "num_features", 1, why=" (the feature width)")
 
 
 def init_head_params(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from ..._checks import check_int
 from .._sharding import shard_indices, shard_position
 from .._shm_pool import worker_empty
 from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
@@ -190,16 +191,6 @@ def episode_generator(key: np.ndarray, index: int, reuse: bool = False) -> np.ra
     return np.random.Generator(bitgen)
 
 
-def _check_int(name: str, value: Any, minimum: int, allow_none: bool = False) -> int | None:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name} must be an int{' or None' if allow_none else ''}, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {name}={value}")
-    return int(value)
-
-
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside this package."""
     package = os.path.dirname(os.path.abspath(__file__))
@@ -285,11 +276,11 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         self.task_source = task_source
         self.task_description = description
         self.collate_fn = collate_fn
-        self.length = _check_int("length", length, 1, allow_none=True)
+        self.length = check_int(length, "length", 1, allow_none=True)
         self.output_indices = output_indices
         if seed is None:
             seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-        self.seed = _check_int("seed", seed, 0)
+        self.seed = check_int(seed, "seed", 0)
         self.epoch = 0
         self.label_index = index_labels(canonical_labels(task_source), description)
 
@@ -308,7 +299,7 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
 
     def set_epoch(self, epoch: int) -> None:
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch."""
-        self.epoch = _check_int("epoch", epoch, 0)
+        self.epoch = check_int(epoch, "epoch", 0)
 
     def generator(self, index: int) -> np.random.Generator:
         """The generator of episode ``index`` (see :func:`episode_generator`)."""

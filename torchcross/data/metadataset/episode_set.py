@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int
 from ..sampling import EpisodeIndices, episode_labels, relabel_description
 from ..task import Task, TaskDescription, TaskTarget
 from ..task_source import canonical_labels
@@ -109,10 +110,9 @@ class EpisodeSet:
         if not isinstance(dataset, EpisodeMetaDataset):
             raise TypeError(f"dataset must be an EpisodeMetaDataset, got {type(dataset).__name__}")
         n = dataset.length if n_episodes is None else n_episodes
-        if n is None or isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ValueError(
-                f"n_episodes must be a positive int (the dataset is endless), got {n_episodes!r}"
-            )
+        if n is None:
+            raise ValueError("n_episodes is required: the dataset is endless (length=None)")
+        n = check_int(n, "n_episodes", 1)
         records = []
         for i in range(n):
             ep = dataset.sample_indices(i)

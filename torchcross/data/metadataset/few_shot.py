@@ -11,9 +11,10 @@ from typing import Any
 
 import numpy as np
 
+from ..._checks import check_int
 from ..sampling import EpisodeIndices, _fixed_plan, _sample_fixed, _sample_planned, sample_multilabel_episode
 from ..task import TaskTarget
-from .base import EpisodeMetaDataset, _check_int, _usable_classes
+from .base import EpisodeMetaDataset, _usable_classes
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
@@ -77,14 +78,14 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         max_attempts: int = 10,
     ) -> None:
         super().__init__(task_source, collate_fn, length, output_indices, seed)
-        self.n_support_samples_per_class = _check_int(
-            "n_support_samples_per_class", n_support_samples_per_class, 1
+        self.n_support_samples_per_class = check_int(
+            n_support_samples_per_class, "n_support_samples_per_class", 1
         )
-        self.n_query_samples_per_class = _check_int("n_query_samples_per_class", n_query_samples_per_class, 0)
-        self.filter_classes_min_samples = _check_int(
-            "filter_classes_min_samples", filter_classes_min_samples, 0
+        self.n_query_samples_per_class = check_int(n_query_samples_per_class, "n_query_samples_per_class", 0)
+        self.filter_classes_min_samples = check_int(
+            filter_classes_min_samples, "filter_classes_min_samples", 0
         )
-        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.max_attempts = check_int(max_attempts, "max_attempts", 1)
         self.classes = self._select_classes(self.n_support_samples_per_class, "n_support_samples_per_class")
 
     def _select_classes(self, max_shots: int, shots_name: str) -> tuple[int, ...]:
@@ -185,27 +186,27 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         max_attempts: int = 10,
     ) -> None:
         EpisodeMetaDataset.__init__(self, task_source, collate_fn, length, output_indices, seed)
-        self.n_support_samples_per_class_min = _check_int(
-            "n_support_samples_per_class_min", n_support_samples_per_class_min, 1
+        self.n_support_samples_per_class_min = check_int(
+            n_support_samples_per_class_min, "n_support_samples_per_class_min", 1
         )
-        self.n_support_samples_per_class_max = _check_int(
-            "n_support_samples_per_class_max",
+        self.n_support_samples_per_class_max = check_int(
             n_support_samples_per_class_max,
+            "n_support_samples_per_class_max",
             self.n_support_samples_per_class_min,
         )
         self.n_support_samples_per_class = self.n_support_samples_per_class_min
-        self.n_query_samples_per_class = _check_int("n_query_samples_per_class", n_query_samples_per_class, 0)
-        self.filter_classes_min_samples = _check_int(
-            "filter_classes_min_samples", filter_classes_min_samples, 0
+        self.n_query_samples_per_class = check_int(n_query_samples_per_class, "n_query_samples_per_class", 0)
+        self.filter_classes_min_samples = check_int(
+            filter_classes_min_samples, "filter_classes_min_samples", 0
         )
-        self.max_attempts = _check_int("max_attempts", max_attempts, 1)
+        self.max_attempts = check_int(max_attempts, "max_attempts", 1)
         self.classes = self._select_classes(
             self.n_support_samples_per_class_max, "n_support_samples_per_class_max"
         )
         n_usable = len(self.classes)
-        self.n_classes_min = _check_int("n_classes_min", n_classes_min, 2)
-        self.n_classes_max = _check_int(
-            "n_classes_max", n_usable if n_classes_max is None else n_classes_max, 2
+        self.n_classes_min = check_int(n_classes_min, "n_classes_min", 2)
+        self.n_classes_max = check_int(
+            n_usable if n_classes_max is None else n_classes_max, "n_classes_max", 2
         )
         if self.n_classes_min > min(self.n_classes_max, n_usable):
             raise ValueError(

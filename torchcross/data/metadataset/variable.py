@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..._checks import check_int
 from ..sampling import EpisodeIndices
 from ..sampling_variable import sample_variable_episode
 from ..task import TaskTarget
-from .base import EpisodeMetaDataset, _check_int, _usable_classes
+from .base import EpisodeMetaDataset, _usable_classes
 
 __all__ = ["VariableWayShotMetaDataset"]
 
@@ -68,13 +69,13 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
                 "the variable-way variable-shot rule is defined for single-label tasks "
                 "(use SubTaskRandomFewShotMetaDataset for random multi-label sub-tasks)"
             )
-        self.min_ways = _check_int("min_ways", min_ways, 2)
-        self.max_ways = _check_int("max_ways", max_ways, self.min_ways)
-        self.max_query_per_class = _check_int("max_query_per_class", max_query_per_class, 1)
-        self.max_support_size = _check_int("max_support_size", max_support_size, self.max_ways)
-        self.max_support_per_class = _check_int("max_support_per_class", max_support_per_class, 1)
-        self.filter_classes_min_samples = _check_int(
-            "filter_classes_min_samples", filter_classes_min_samples, 0
+        self.min_ways = check_int(min_ways, "min_ways", 2)
+        self.max_ways = check_int(max_ways, "max_ways", self.min_ways)
+        self.max_query_per_class = check_int(max_query_per_class, "max_query_per_class", 1)
+        self.max_support_size = check_int(max_support_size, "max_support_size", self.max_ways)
+        self.max_support_per_class = check_int(max_support_per_class, "max_support_per_class", 1)
+        self.filter_classes_min_samples = check_int(
+            filter_classes_min_samples, "filter_classes_min_samples", 0
         )
         self.classes = _usable_classes(
             type(self).__name__,

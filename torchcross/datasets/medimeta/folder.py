@@ -50,8 +50,8 @@ class TaskInfo:
     labels: Mapping[int, str]
 
     def description(self, dataset_id: str, domain: str) -> TaskDescription:
-        """The :class:`TaskDescription` of this task (identifier ``"<dataset id>: <task name>"``)."""
-        return TaskDescription(self.task_target, self.labels, f"{dataset_id}: {self.name}", domain)
+        """The :class:`TaskDescription` of this task, identified as ``"<dataset id>/<task name>"``."""
+        return TaskDescription(self.task_target, self.labels, f"{dataset_id}/{self.name}", domain)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,60 @@
+"""Argument checks shared across torchcross: one wording for every integer argument."""
+
+from __future__ import annotations
+
+from typing import Any, overload
+
+import numpy as np
+
+__all__ = ["IntTypeError", "check_int"]
+
+
+class IntTypeError(TypeError, ValueError):
+    """A value that is not an integer where one is needed.
+
+    A ``TypeError``; also a ``ValueError``, which some torchcross 0.1.0 checks raised,
+    so ``except ValueError`` written against those keeps working.
+    """
+
+
+@overload
+def check_int(value: Any, name: str, minimum: int | None = None) -> int: ...
+@overload
+def check_int(
+    value: Any, name: str, minimum: int | None = None, *, allow_none: bool, why: str = ""
+) -> int | None: ...
+@overload
+def check_int(value: Any, name: str, minimum: int | None = None, *, why: str) -> int: ...
+
+
+def check_int(
+    value: Any, name: str, minimum: int | None = None, *, allow_none: bool = False, why: str = ""
+) -> int | None:
+    """``value`` as a Python ``int``; a clear error naming ``name`` otherwise.
+
+    Python and NumPy integers are accepted, ``bool`` is not. ``why`` explains the minimum.
+
+    Raises:
+        IntTypeError: ``value`` is not an integer (nor ``None`` with ``allow_none``).
+        ValueError: ``value < minimum``.
+
+    Examples:
+        >>> check_int(np.int64(3), "n_way", 2)
+        3
+        >>> check_int(1, "n_way", 2, why=" (a task needs two classes)")
+        Traceback (most recent call last):
+        ...
+        ValueError: n_way must be >= 2 (a task needs two classes), got n_way=1
+        >>> check_int(2.0, "batch_size", 1)
+        Traceback (most recent call last):
+        ...
+        torchcross._checks.IntTypeError: batch_size must be an int, got float: 2.0
+    """
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        kind = "an int or None" if allow_none else "an int"
+        raise IntTypeError(f"{name} must be {kind}, got {type(value).__name__}: {value!r}")
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}{why}, got {name}={value}")
+    return int(value)
