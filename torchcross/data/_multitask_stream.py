@@ -14,9 +14,10 @@ from torch.utils.data import IterableDataset, get_worker_info
 from .._checks import check_int
 from ._multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
 from ._sharding import shard_position
+from ._shared_ints import SharedInt
 from .task_weighting import resolve_weighting
 
-__all__ = ["MAX_PLAN", "MultiSourceStream", "check_int", "named"]
+__all__ = ["MAX_PLAN", "MultiSourceStream", "named"]
 
 _MODES = ("epoch", "infinite")
 MAX_PLAN = 200_000_000  # items a shuffled plan may hold in memory
@@ -59,6 +60,11 @@ class MultiSourceStream(IterableDataset):
 
     _draws_per_unit = 1
 
+    # in shared memory: DataLoader workers (persistent ones too) follow set_epoch and
+    # load_state_dict calls made in the main process
+    _epoch = SharedInt()
+    _start = SharedInt()
+
     def __init__(
         self,
         names: list[str],
@@ -97,6 +103,7 @@ class MultiSourceStream(IterableDataset):
             raise ValueError(f"an epoch of {sum(self.sizes)} items is too large to plan; use mode='infinite'")
         self._epoch, self._start, self._consumed = 0, 0, 0
         self._plans: dict[Any, Any] = {}
+        self._plans_epoch = 0
 
     # -- configuration and state -----------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -131,7 +138,6 @@ class MultiSourceStream(IterableDataset):
                 member.set_epoch(epoch)
         if epoch != self._epoch:
             self._epoch, self._start, self._consumed = epoch, 0, 0
-            self._plans.clear()
 
     def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
         """Where the stream stands: epoch, global position and the configuration.
@@ -191,30 +197,40 @@ class MultiSourceStream(IterableDataset):
         total, per = sum(self.sizes), self._draws_per_unit
         return total // per if self.drop_last and per > 1 else -(-total // per)
 
+    def _cache(self) -> dict[Any, Any]:
+        """The plans of the current epoch (a worker notices an epoch set in the main process)."""
+        epoch = self._epoch
+        if self._plans_epoch != epoch:
+            self._plans.clear()
+            self._plans_epoch = epoch
+        return self._plans
+
     def draws(self, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """``(tasks, occurrences)`` of the global draws ``start..stop-1`` of the current epoch.
 
         Draw ``g`` takes the ``occurrences[g]``-th item of task ``tasks[g]`` (a pure
         function of ``(seed, epoch)``; useful to inspect or log the plan).
         """
+        plans = self._cache()
         if self.mode == "infinite":
-            plan = self._plans.get("stream")
+            plan = plans.get("stream")
             if plan is None:
-                plan = self._plans["stream"] = StreamPlan(self.probabilities, (self.seed, self._epoch, 1))
+                plan = plans["stream"] = StreamPlan(self.probabilities, (self.seed, self._epoch, 1))
             return plan.draws(start, stop)
-        plan = self._plans.get("epoch")
+        plan = plans.get("epoch")
         if plan is None:
             rng = np.random.default_rng([self.seed, self._epoch, 0])
             order = exhaustive_order(np.asarray(self.sizes), self.policy, rng)
-            plan = self._plans["epoch"] = (order, occurrences(order, len(self.sizes)))
+            plan = plans["epoch"] = (order, occurrences(order, len(self.sizes)))
         return plan[0][start:stop], plan[1][start:stop]
 
     def _permutation(self, task: int, cycle: int, size: int) -> np.ndarray:
         """The seeded order of a task's ``size`` items in its ``cycle``-th pass (cached per task)."""
-        cached = self._plans.get(("perm", task))
+        plans = self._cache()
+        cached = plans.get(("perm", task))
         if cached is None or cached[0] != cycle:
             cached = (cycle, task_permutation((self.seed, self._epoch, 2, task, cycle), size, self.shuffle))
-            self._plans[("perm", task)] = cached
+            plans[("perm", task)] = cached
         return cached[1]
 
     def _members(self) -> list[Any]:  # pragma: no cover - abstract

@@ -16,6 +16,7 @@ from torch.utils.data import IterableDataset
 
 from .._checks import check_int
 from ._sharding import ShardPosition, shard_indices, shard_position
+from ._shared_ints import SharedInt
 from .collate import identity, stack
 from .labels import count_samples_per_class
 from .task_source import TaskSource, _check_source, canonical_labels
@@ -43,8 +44,8 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     Determinism and sharding: the batches of an epoch are a pure function of
     ``(seed, epoch)``. Call :meth:`set_epoch` before each epoch for a new order (like
-    ``DistributedSampler``; with ``persistent_workers=True`` the workers keep the
-    epoch they started with). Iterating yields only this process-and-worker's share
+    ``DistributedSampler``; the epoch lives in shared memory, so DataLoader workers,
+    persistent ones too, follow it). Iterating yields only this process-and-worker's share
     (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with any
     number of workers, on any number of ranks, produces every batch exactly once;
     with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
@@ -84,6 +85,10 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         >>> [x.tolist() for x, y in batched]
         [[4.0, 3.0], [2.0, 0.0], [1.0]]
     """
+
+    epoch = SharedInt()
+    """The epoch whose batch orders are drawn; in shared memory, so DataLoader workers (persistent ones
+    too) follow :meth:`set_epoch` calls made in the main process."""
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ from torch.utils.data import IterableDataset
 from .._checks import check_int
 from ._multitask_plan import exhaustive_order, occurrences
 from ._sharding import ShardPosition, shard_indices, shard_position
+from ._shared_ints import SharedInt
 from .task_weighting import TaskWeighting
 
 __all__ = ["InterleaveDataset", "RandomInterleaveDataset"]
@@ -68,6 +69,10 @@ class InterleaveDataset(IterableDataset):
         >>> list(InterleaveDataset([[1, 2, 3], ["a"], [10, 20]]))
         [1, 'a', 10, 2, 20, 3]
     """
+
+    epoch = SharedInt()
+    """The epoch whose orders are drawn; in shared memory, so DataLoader workers (persistent ones
+    too) follow :meth:`set_epoch` calls made in the main process."""
 
     def __init__(
         self, datasets: Iterable[Iterable[Any]], *, rank: int | None = None, world_size: int | None = None

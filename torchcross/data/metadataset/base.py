@@ -31,6 +31,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from ..._checks import check_int
 from .._sharding import shard_indices, shard_position
+from .._shared_ints import SharedInt
 from .._shm_pool import worker_empty
 from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
 from ..task import Task, TaskDescription, TaskTarget
@@ -254,6 +255,10 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
     Subclasses implement :meth:`sample_indices`; everything else (labels, relabelling,
     loading, iteration and sharding) is here.
     """
+
+    epoch = SharedInt()
+    """The epoch whose episodes are drawn; in shared memory, so DataLoader workers (persistent ones
+    too) follow :meth:`set_epoch` calls made in the main process."""
 
     def __init__(
         self,
