@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from .._checks import check_int
 from ._multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
-from ._sharding import shard_position
+from ._sharding import remember_ranks, shard_position
 from ._shared_ints import SharedInt
 from .task_weighting import resolve_weighting
 
@@ -150,7 +150,7 @@ class MultiSourceStream(IterableDataset):
         if consumed is None:
             consumed = self._consumed
         consumed = check_int(consumed, "consumed", 0)
-        ranks = shard_position(self.rank, self.world_size).count  # no worker here: count == ranks
+        ranks = shard_position(self.rank, self.world_size, self).count  # no worker here: count == ranks
         position = self._start + consumed * ranks
         total = self._num_units()
         if total is not None:
@@ -183,7 +183,7 @@ class MultiSourceStream(IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_plans"] = {}  # recomputed cheaply where needed; keeps worker pickles small
-        return state
+        return remember_ranks(state)
 
     # -- the plan ----------------------------------------------------------------------------
     def _num_draws(self) -> int | None:
@@ -245,14 +245,14 @@ class MultiSourceStream(IterableDataset):
         total = self._num_units()
         if total is None:
             raise TypeError(f"an endless {type(self).__name__} (mode='infinite', length=None) has no len()")
-        pos = shard_position(self.rank, self.world_size)
+        pos = shard_position(self.rank, self.world_size, self)
         info = get_worker_info()
         ranks = pos.count // (info.num_workers if info is not None else 1)
         rank = pos.index // (info.num_workers if info is not None else 1)
         return len(range(rank, total, ranks))
 
     def __iter__(self) -> Iterator[Any]:
-        pos = shard_position(self.rank, self.world_size)
+        pos = shard_position(self.rank, self.world_size, self)
         info = get_worker_info()
         workers = info.num_workers if info is not None else 1
         rank, worker, ranks = pos.index // workers, pos.index % workers, pos.count // workers

@@ -3,14 +3,23 @@
 Every iterable dataset in torchcross calls :func:`shard_position` and takes its share of
 a global sequence of items with :func:`shard_indices` instead of repeating all items in
 every worker (a bug of torchcross 0.0.6).
+
+A DataLoader worker started with ``spawn`` or ``forkserver`` has no process group of its
+own, so ``torch.distributed`` cannot tell it its rank. Datasets therefore pickle the rank
+and world size of the process that sends them (:func:`remember_ranks` in their
+``__getstate__``), and a worker without a process group uses those.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.utils.data
 
-__all__ = ["ShardPosition", "shard_position", "shard_indices"]
+__all__ = ["ShardPosition", "remember_ranks", "shard_indices", "shard_position"]
+
+_REMEMBERED = "_torchcross_rank_world"
 
 
 class ShardPosition(tuple):
@@ -30,30 +39,55 @@ class ShardPosition(tuple):
         return self[1]
 
 
-def _dist_rank_world(rank: int | None, world_size: int | None) -> tuple[int, int]:
+def _initialised() -> bool:
+    dist = torch.distributed
+    return dist.is_available() and dist.is_initialized()
+
+
+def remember_ranks(state: dict[str, Any]) -> dict[str, Any]:
+    """``state`` (a ``__getstate__`` dict) with this process's rank and world size, if distributed.
+
+    Examples:
+        >>> remember_ranks({"seed": 0})  # no process group here: unchanged
+        {'seed': 0}
+    """
+    if _initialised():
+        dist = torch.distributed
+        return {**state, _REMEMBERED: (dist.get_rank(), dist.get_world_size())}
+    return state
+
+
+def _dist_rank_world(rank: int | None, world_size: int | None, owner: object) -> tuple[int, int]:
     if (rank is None) != (world_size is None):
         raise ValueError(
             f"pass both rank and world_size, or neither; got rank={rank}, world_size={world_size}"
         )
     if rank is not None and world_size is not None:
         return rank, world_size
-    dist = torch.distributed
-    if dist.is_available() and dist.is_initialized():
+    if _initialised():
+        dist = torch.distributed
         return dist.get_rank(), dist.get_world_size()
+    remembered = getattr(owner, "__dict__", {}).get(_REMEMBERED)
+    if remembered is not None and torch.utils.data.get_worker_info() is not None:
+        return remembered  # a spawned worker of a distributed process
     return 0, 1
 
 
-def shard_position(rank: int | None = None, world_size: int | None = None) -> ShardPosition:
+def shard_position(
+    rank: int | None = None, world_size: int | None = None, owner: object = None
+) -> ShardPosition:
     """Return this process-and-worker's shard among ``world_size * num_workers`` shards.
 
     ``rank`` and ``world_size`` default to ``torch.distributed``'s when it is
-    initialised (else a single process); pass both to simulate ranks in tests.
+    initialised (else a single process); pass both to simulate ranks in tests. In a
+    DataLoader worker without a process group, the ranks that ``owner`` (the dataset)
+    remembered when it was pickled for the worker are used (:func:`remember_ranks`).
 
     Examples:
         >>> shard_position(rank=1, world_size=4)  # outside a DataLoader worker
         (1, 4)
     """
-    rank, world_size = _dist_rank_world(rank, world_size)
+    rank, world_size = _dist_rank_world(rank, world_size, owner)
     if world_size < 1 or not 0 <= rank < world_size:
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     info = torch.utils.data.get_worker_info()

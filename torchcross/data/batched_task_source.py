@@ -15,7 +15,7 @@ import numpy as np
 from torch.utils.data import IterableDataset
 
 from .._checks import check_int
-from ._sharding import ShardPosition, shard_indices, shard_position
+from ._sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from ._shared_ints import SharedInt
 from .collate import identity, stack
 from .labels import count_samples_per_class
@@ -129,7 +129,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state.pop(_MEMO, None)
-        return state
+        return remember_ranks(state)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the batch order of ``epoch`` from now on (no effect without ``shuffle``)."""
@@ -184,7 +184,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     def num_batches_in_shard(self, position: ShardPosition | None = None) -> int:
         """How many batches shard ``position`` (default: this process and worker) yields."""
-        return len(shard_indices(len(self), shard_position() if position is None else position))
+        return len(shard_indices(len(self), shard_position(owner=self) if position is None else position))
 
     def __iter__(self) -> Iterator[Any]:
-        return self.iter_shard(shard_position())
+        return self.iter_shard(shard_position(owner=self))

@@ -34,7 +34,7 @@ from torch.utils.data import IterableDataset
 
 from .._checks import check_int
 from ._multitask_plan import exhaustive_order, occurrences
-from ._sharding import ShardPosition, shard_indices, shard_position
+from ._sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from ._shared_ints import SharedInt
 from .task_weighting import TaskWeighting
 
@@ -89,6 +89,9 @@ class InterleaveDataset(IterableDataset):
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
 
+    def __getstate__(self) -> dict[str, Any]:
+        return remember_ranks(self.__dict__.copy())
+
     def set_epoch(self, epoch: int) -> None:
         """Use ``epoch``'s order from now on, and pass it on to sources with ``set_epoch``."""
         self.epoch = check_int(epoch, "epoch", 0)
@@ -142,7 +145,7 @@ class InterleaveDataset(IterableDataset):
             iterators = alive
 
     def __iter__(self) -> Iterator[Any]:
-        position = shard_position(self.rank, self.world_size)
+        position = shard_position(self.rank, self.world_size, self)
         if all(_is_planned(d) for d in self.datasets):
             return self._iter_planned(position)
         return self._iter_generic(position)

@@ -30,7 +30,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from ..._checks import check_int
-from .._sharding import shard_indices, shard_position
+from .._sharding import remember_ranks, shard_indices, shard_position
 from .._shared_ints import SharedInt
 from .._shm_pool import worker_empty
 from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
@@ -302,6 +302,9 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         """The parameters that determine the episodes (recorded in episode set files)."""
         return {"rule": type(self).__name__, "seed": self.seed, "epoch": self.epoch, "length": self.length}
 
+    def __getstate__(self) -> dict[str, Any]:
+        return remember_ranks(self.__dict__.copy())
+
     def set_epoch(self, epoch: int) -> None:
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch."""
         self.epoch = check_int(epoch, "epoch", 0)
@@ -364,7 +367,7 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator[Task]:
-        position = shard_position()
+        position = shard_position(owner=self)
         if self.length is None:
             indices: Any = itertools.count(position.index, position.count)
         else:
