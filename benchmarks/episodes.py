@@ -45,6 +45,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _report import write_json
 
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.task import TaskDescription
@@ -381,11 +382,7 @@ def main(argv: list[str] | None = None) -> int:
                 )
     peer.close()
     print(format_table(rows, report["environment"]["peer"]))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"# wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -41,7 +41,6 @@ import ctypes
 import functools
 import gc
 import io
-import json
 import os
 import statistics
 import subprocess
@@ -53,6 +52,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from _report import write_json
 from torch import Tensor, nn
 
 REPO = Path(__file__).resolve().parents[1]
@@ -745,9 +745,7 @@ def main(argv: list[str] | None = None) -> int:
         "\ngrad diff: max |g - g_plain| / max |g_plain| of the meta-gradient of one task (X: the four tasks); "
         "torchcross 0.0.6 builds float32 heads, so it is checked in float32 only."
     )
-    if args.json:
-        Path(args.json).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -23,8 +23,6 @@ Usage (on a machine with a GPU; higher is optional):
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import platform
 import statistics
 import sys
@@ -34,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from _report import write_json
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -267,11 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print("\n## one 3x224x224 episode to the device (ms)")
         for n, row in report["transfer"].items():
             print(f"{n}: " + ", ".join(f"{k} {v:.2f}" for k, v in row.items()))
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"# wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

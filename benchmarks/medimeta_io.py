@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.metadata
-import json
 import os
 import platform
 import shutil
@@ -41,6 +40,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from _report import write_json
 from torch.utils.data import DataLoader
 
 from torchcross.data.metadataset import FewShotMetaDataset
@@ -272,11 +272,7 @@ def _run(args: argparse.Namespace, root: str) -> int:
         "medimeta 0.0.6 source[i]",
         "random single reads",
     )
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, "w") as f:
-            json.dump(report, f, indent=1)
-        print(f"# wrote {args.json}")
+    write_json(args.json, report)
     return 0
 
 

@@ -29,7 +29,6 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
@@ -38,6 +37,7 @@ import time
 
 import numpy as np
 import torch
+from _report import write_json
 
 from torchcross.data.batched_task_source import BatchedTaskSource
 from torchcross.data.collate import stack
@@ -203,10 +203,7 @@ def main() -> None:
         "seconds_per_batch_all": times,
         "max_overhead_fraction_of_loading": overhead / load,
     }
-    os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-    with open(args.json, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {args.json}")
+    write_json(args.json, result)
 
 
 if __name__ == "__main__":
