@@ -12,6 +12,7 @@ import pytest
 from torchcross.datasets.medimeta import MedIMeta, read_info
 from torchcross.datasets.medimeta.validate import validate_all
 from torchcross.demo import DEMO_TARGET, demo_config, run_demo
+from torchcross.demo import main as demo_main
 from torchcross.demo_data import (
     DEMO_DATASETS,
     apply_shift,
@@ -190,3 +191,9 @@ def test_docs_show_the_generated_demo_output() -> None:
     for row in generated:
         assert f"{row['auroc_mean']:.3f} ± " in block.group(1)
     assert (DOCS / "assets" / "demo" / "auroc.png").is_file()
+
+
+def test_demo_device_reaches_the_protocol_and_is_checked(tmp_path: Path, capsys) -> None:
+    assert demo_config(tmp_path, device="cuda:1").run.device == "cuda:1"
+    assert demo_main(["--out", str(tmp_path / "o"), "--device", "gpu", "--quick"]) == 2
+    assert "[run] device 'gpu' is not a torch device" in capsys.readouterr().err

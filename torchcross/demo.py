@@ -65,6 +65,7 @@ def demo_config(
     seed: int = 0,
     plot: bool = True,
     num_threads: int | None = 1,
+    device: str = "cpu",
 ) -> ProtocolConfig:
     """The demo's protocol configuration.
 
@@ -79,6 +80,7 @@ def demo_config(
         plot: write ``auroc.png``.
         num_threads: torch threads for the run (default 1: these small convolutions gain
             little from more, and one thread cannot be slowed down by oversubscription).
+        device: where training and evaluation run (``"cpu"``, ``"cuda"``).
 
     Examples:
         >>> cfg = demo_config("out", quick=True)
@@ -96,7 +98,13 @@ def demo_config(
         "root": str(data_dir) if data_dir is not None else str(Path(out_dir) / "data"),
         "targets": list(targets) if targets is not None else [DEMO_TARGET],
     }
-    raw["run"] = {"out_dir": str(out_dir), "seed": seed, "plot": plot, "num_threads": num_threads}
+    raw["run"] = {
+        "out_dir": str(out_dir),
+        "seed": seed,
+        "plot": plot,
+        "num_threads": num_threads,
+        "device": device,
+    }
     return config_from_dict(raw)
 
 
@@ -111,6 +119,7 @@ def run_demo(
     seed: int = 0,
     plot: bool = True,
     num_threads: int | None = 1,
+    device: str = "cpu",
     progress: bool | None = None,
     log: Any = print,
 ) -> Any:
@@ -132,6 +141,7 @@ def run_demo(
         seed=seed,
         plot=plot,
         num_threads=num_threads,
+        device=device,
     )
     _check_out_dir(Path(out_dir))
     write_demo_medimeta(config.data.root, size=16, seed=seed)
@@ -226,6 +236,7 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and episodes (default: 0)")
     p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument("--device", default="cpu", help="torch device to train and evaluate on (default: cpu)")
     p.add_argument("--no-plot", action="store_true", help="do not draw auroc.png (no matplotlib needed)")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     p.add_argument("--docs", default=None, help=argparse.SUPPRESS)  # maintainers: regenerate docs/demo.md
@@ -249,6 +260,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
             seed=args.seed,
             plot=not args.no_plot,
             num_threads=args.threads,
+            device=args.device,
             progress=True if args.progress else None,
         )
     except (ValueError, TypeError, OSError, ImportError) as exc:
