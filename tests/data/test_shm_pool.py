@@ -10,6 +10,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 import torch.utils.data
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 import torchcross.data._shm_pool as shm_pool
@@ -188,3 +190,38 @@ def test_spawn_workers_pool_too() -> None:
     out = [(int(x[0]), n) for x, n in loader]
     assert [i for i, _ in out] == list(range(60))
     assert 0 < max(n for _, n in out) <= 8
+
+
+ops = st.lists(
+    st.tuples(st.sampled_from(["make", "send", "drop"]), st.integers(0, 5), st.integers(1, 3)),
+    max_size=30,
+)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(ops)
+def test_reuse_never_overwrites_a_live_tensor(fake_worker: None, steps: list[tuple[str, int, int]]) -> None:
+    """Any sequence of leases, hand-offs and drops: every live tensor keeps what was written to it.
+
+    Three blocks at most, so sequences also run into eviction and the fallback allocation.
+    """
+    shm_pool._POOL, max_blocks, shm_pool._MAX_BLOCKS = None, shm_pool._MAX_BLOCKS, 3
+    try:
+        worker: dict[int, tuple[torch.Tensor, float]] = {}  # made, not yet sent
+        received: dict[int, tuple[torch.Tensor, float]] = {}
+        value = 0.0
+        for op, slot, pages in steps:
+            if op == "make" and slot not in worker:
+                value += 1
+                x = worker_empty((pages * 1024,), torch.float32)
+                worker[slot] = (x.fill_(value), value)
+            elif op == "send" and slot in worker and slot not in received:
+                x, v = worker.pop(slot)
+                received[slot] = (roundtrip(x), v)
+                del x  # as a DataLoader worker drops what it sent
+            elif op == "drop" and slot in received:
+                del received[slot]
+            for x, v in [*worker.values(), *received.values()]:
+                assert bool((x == v).all()), f"a live tensor holding {v} was overwritten"
+    finally:
+        shm_pool._MAX_BLOCKS = max_blocks
