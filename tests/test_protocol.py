@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from torchcross import protocol
 from torchcross.data.multitask import MultiTaskBatchSampler
 from torchcross.data.task import TaskDescription
 from torchcross.data.task_source import TensorTaskSource
@@ -410,3 +411,36 @@ def test_missing_matplotlib_is_reported_before_training(
     monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
     with pytest.raises(ImportError, match=r"torchcross\[plot\].*plot = false"):
         check_protocol(_config(demo_root, tmp_path / "out", run={"plot": True}))
+
+
+def test_an_evaluation_stopped_part_way_continues_with_the_next_task(
+    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = _config(demo_root, tmp_path / "out", data={"targets": ["digits_scan_a"]})
+    reference = run_protocol(
+        _config(demo_root, tmp_path / "ref", data={"targets": ["digits_scan_a"]}), progress=False, log=None
+    )
+    real_evaluate = protocol.evaluate
+    calls: list[str] = []
+
+    def stop_at_the_third_task(learner, episodes, **kwargs):
+        calls.append(kwargs["target"])
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # the user stops the run
+        return real_evaluate(learner, episodes, **kwargs)
+
+    monkeypatch.setattr(protocol, "evaluate", stop_at_the_third_task)
+    with pytest.raises(KeyboardInterrupt):
+        run_protocol(config, progress=False, log=None)
+    partial = tmp_path / "out" / "evaluations" / "digits_scan_a" / "IM-PT.partial.json"
+    assert len(json.loads(partial.read_text())["tasks"]) == 2
+    monkeypatch.setattr(protocol, "evaluate", real_evaluate)
+    lines: list[str] = []
+    resumed = run_protocol(config, progress=False, log=lines.append)
+    assert sum("reusing its evaluation" in line for line in lines) == 2
+    assert not partial.exists()
+
+    def scores(result) -> list[dict]:
+        return [{k: v for k, v in r.items() if k != "train_seconds"} for r in result.episodes.to_records()]
+
+    assert scores(resumed) == scores(reference)

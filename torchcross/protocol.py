@@ -20,6 +20,7 @@ results into ``run.out_dir`` and resumes from them when started again.
 from __future__ import annotations
 
 import json
+import os
 import time
 import warnings
 from collections.abc import Callable
@@ -220,12 +221,23 @@ def _evaluate_method(
         if saved.get("fingerprint") == fingerprint:
             log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
             return saved["records"]
+    # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
+    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
+    finished: dict[str, list[dict[str, Any]]] = {}
+    if config.run.resume and partial_file.is_file():
+        saved = json.loads(partial_file.read_text(encoding="utf-8"))
+        if saved.get("fingerprint") == fingerprint:
+            finished = saved["tasks"]
     start = time.perf_counter()
     trained = train_method(plan, target, method, log, progress)
     learner = evaluation_learner(plan, method, trained)
     train_seconds = time.perf_counter() - start
     records: list[dict[str, Any]] = []
     for task in target.tasks:
+        if task in finished:
+            log(f"[{target.dataset_id}] {method} on {task!r}: reusing its evaluation from {partial_file}")
+            records += finished[task]
+            continue
         episodes = episode_sets[task].as_dataset(sources[task])
         result = evaluate(
             learner,
@@ -246,11 +258,19 @@ def _evaluate_method(
             r["dataset"] = target.dataset_id
             r["train_seconds"] = round(train_seconds, 3)
         records += result.records
-    done_file.parent.mkdir(parents=True, exist_ok=True)
-    done_file.write_text(
-        json.dumps({"fingerprint": fingerprint, "records": records}, default=str), encoding="utf-8"
-    )
+        finished[task] = result.records
+        _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
+    _write_json(done_file, {"fingerprint": fingerprint, "records": records})
+    partial_file.unlink(missing_ok=True)
     return records
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    """Write ``obj`` as JSON in one rename, so an interrupted run never leaves half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, default=str), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def run_protocol(
@@ -263,7 +283,8 @@ def run_protocol(
     target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
     (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
-    and ``evaluations/`` used to resume.
+    and ``evaluations/`` used to resume (per method, and per target task while a
+    method's evaluation is under way).
 
     Args:
         config: see :mod:`torchcross.protocol_config`.
