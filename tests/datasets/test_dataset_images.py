@@ -26,7 +26,10 @@ def test_conversion_in_float64_reference(rng: np.random.Generator) -> None:
     assert x.dtype == torch.float32
     u = images_to_tensor(raw, output="uint8")
     assert torch.equal(u, torch.from_numpy(raw).permute(0, 3, 1, 2))
+    assert u.is_contiguous(memory_format=torch.channels_last)  # RGB copied as stored, no transpose
+    assert u.untyped_storage().data_ptr() != torch.from_numpy(raw).untyped_storage().data_ptr()  # a copy
     assert torch.equal(normalize_batch(u, mean, std), x)
+    assert normalize_batch(u, mean, std).is_contiguous()
     gray = images_to_tensor(raw[..., :1], channels=3, output="uint8")  # (N, H, W, 1) -> 3 channels
     assert gray.shape == (4, 3, 5, 6)
     assert torch.equal(gray[:, 1], torch.from_numpy(raw[..., 0]))

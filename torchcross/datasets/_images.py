@@ -94,7 +94,9 @@ def images_to_tensor(
     """Convert a writable uint8 stack ``(N, H, W)`` or ``(N, H, W, C)`` to ``(N, C', H, W)``.
 
     ``output="float"`` gives float32 in ``[0, 1]`` (then ``(x - mean) / std`` if given);
-    ``output="uint8"`` keeps the raw values (normalise later with :func:`normalize_batch`).
+    ``output="uint8"`` keeps the raw values (normalise later with :func:`normalize_batch`);
+    RGB stored and wanted is then returned as a view of channels-last memory (no
+    transpose on the CPU).
 
     Examples:
         >>> x = images_to_tensor(np.full((2, 4, 4), 255, np.uint8), channels=3)
@@ -122,6 +124,11 @@ def images_to_tensor(
             raise ValueError(
                 "mean/std apply to output='float'; with output='uint8' pass them to normalize_batch"
             )
+        if images.ndim == 4 and want == 3:
+            # RGB stays channels-last in memory: a plain copy, no transpose (see normalize_batch)
+            rows = worker_empty(images.shape, torch.uint8)
+            rows.numpy()[...] = images
+            return rows.permute(0, 3, 1, 2)
         out = worker_empty(tuple(t.shape), torch.uint8)
         return out.copy_(t)
     if output != "float":
