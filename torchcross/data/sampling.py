@@ -26,7 +26,6 @@ of ``classes[0]`` first).
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,8 +33,16 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_int
-from .labels import keys_to_indices, normalize_labels
-from .task import TaskDescription, TaskTarget
+from ._episode_index import (
+    _SINGLE_LABEL,
+    EpisodeIndices,
+    LabelIndex,
+    _as_index,
+    episode_labels,
+    index_labels,
+    relabel_description,
+)
+from .task import TaskTarget
 
 __all__ = [
     "EpisodeIndices",
@@ -50,171 +57,6 @@ __all__ = [
     "sample_ordinal_episode",
     "sample_per_class",
 ]
-
-_SINGLE_LABEL = (
-    TaskTarget.MULTICLASS_CLASSIFICATION,
-    TaskTarget.ORDINAL_REGRESSION,
-    TaskTarget.BINARY_CLASSIFICATION,
-)
-
-
-@dataclass(frozen=True, eq=False)
-class EpisodeIndices:
-    """The indices of one episode.
-
-    Attributes:
-        support: ``(n_support,)`` int64 indices into the source.
-        query: ``(n_query,)`` int64 indices into the source, disjoint from ``support``.
-        classes: the original class keys (multi-label: label columns) the episode uses,
-            in episode order: episode label ``i`` means ``classes[i]``.
-        support_labels, query_labels: single-label rules fill in the episode labels
-            ``0..k-1`` they already know (``(n,)`` int64, read-only: episodes of one
-            dataset may share them); ``None`` otherwise (see :func:`episode_labels`).
-    """
-
-    support: np.ndarray
-    query: np.ndarray
-    classes: tuple[int, ...]
-    support_labels: np.ndarray | None = None
-    query_labels: np.ndarray | None = None
-
-
-@dataclass(frozen=True, eq=False)
-class LabelIndex:
-    """Labels of one task, indexed once for fast episode sampling (see :func:`index_labels`).
-
-    Attributes:
-        task_target: the kind of task.
-        keys: class keys in ascending order (multi-label: label columns ``0..L-1``).
-        labels: the canonical labels.
-        order: single-label kinds: example indices grouped by class (key order), file order
-            within a class; ``members(key)`` slices it.
-        starts: ``(C,)`` where each class's block starts in ``order``.
-        sizes: ``(C,)`` examples per class (multi-label: positives per label).
-        codes: single-label kinds: ``(N,)`` position of each example's key in ``keys``.
-        matrix: multi-label: ``(N, L)`` int8 copy of the labels.
-        positives, negatives: multi-label: per label, the indices of its positive and
-            negative examples (file order).
-    """
-
-    task_target: TaskTarget
-    keys: tuple[int, ...]
-    labels: np.ndarray
-    order: np.ndarray | None = None
-    starts: np.ndarray | None = None
-    sizes: np.ndarray | None = None
-    codes: np.ndarray | None = None
-    matrix: np.ndarray | None = None
-    positives: tuple[np.ndarray, ...] = ()
-    negatives: tuple[np.ndarray, ...] = ()
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def position(self, key: int) -> int:
-        """Position of class ``key`` in :attr:`keys` (ValueError if unknown)."""
-        try:
-            return self._positions[key]
-        except (KeyError, TypeError):
-            raise ValueError(f"class {key!r} is not one of the task's class keys {list(self.keys)}") from None
-
-    def members(self, key: int) -> np.ndarray:
-        """Indices of the examples of class ``key`` (multi-label: positives of label ``key``)."""
-        pos = self.position(key)
-        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-            return self.positives[pos]
-        start = int(self.starts[pos])
-        return self.order[start : start + int(self.sizes[pos])]
-
-    def counts(self, negatives: bool = False) -> dict[int, int]:
-        """Examples per class key (multi-label: positives, or negatives with ``negatives=True``)."""
-        n = len(self.labels)
-        if negatives:
-            return {k: n - int(s) for k, s in zip(self.keys, self.sizes)}
-        return {k: int(s) for k, s in zip(self.keys, self.sizes)}
-
-    @functools.cached_property
-    def row_bits(self) -> list[int]:
-        """Multi-label: each example's labels as a bit mask (bit ``j``: positive for label ``j``)."""
-        from .sampling_multilabel import row_bits
-
-        if self.matrix is None:
-            raise ValueError(f"row_bits is defined for multi-label indexes, not {self.task_target.name}")
-        return row_bits(self.matrix)
-
-    @functools.cached_property
-    def _positions(self) -> dict[int, int]:
-        return {k: i for i, k in enumerate(self.keys)}
-
-
-def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> LabelIndex:
-    """Index canonical labels once (``O(N log N)``), so every episode costs ``O(shots)``.
-
-    Args:
-        labels: labels in a form :func:`~torchcross.data.labels.normalize_labels` accepts.
-        kind: the task's description (its class keys are used), or just its kind (class
-            keys are then the values present; multi-label: the columns).
-
-    Examples:
-        >>> index = index_labels([2, 0, 2, 1], "MULTICLASS_CLASSIFICATION")
-        >>> index.keys, index.members(2).tolist()
-        ((0, 1, 2), [0, 2])
-    """
-    if isinstance(kind, TaskDescription):
-        description = kind
-        target = kind.task_target
-    else:
-        target = TaskTarget.parse(kind)
-        description = None
-    if target is TaskTarget.REGRESSION:
-        raise ValueError("few-shot episodes need classes; REGRESSION tasks have none")
-    if description is None:
-        arr = np.asarray(labels)
-        if target is TaskTarget.MULTILABEL_CLASSIFICATION:
-            width = arr.shape[1] if arr.ndim == 2 else 0
-            classes = {i: str(i) for i in range(max(width, 2))}
-        elif target is TaskTarget.BINARY_CLASSIFICATION:
-            classes = {0: "0", 1: "1"}
-        else:
-            present = np.unique(arr) if arr.size else np.zeros(0, dtype=np.int64)
-            classes = {int(k): str(int(k)) for k in present}
-            if len(classes) < 2:
-                raise ValueError(f"labels hold fewer than two classes ({sorted(classes)}); nothing to sample")
-            if target is TaskTarget.MULTICLASS_CLASSIFICATION and sorted(classes) != list(
-                range(len(classes))
-            ):
-                classes = {i: str(i) for i in range(int(present.max()) + 1)}
-        description = TaskDescription(target, classes)
-    canon = normalize_labels(labels, description)
-    keys = description.class_keys
-    if target is TaskTarget.MULTILABEL_CLASSIFICATION:
-        matrix = np.ascontiguousarray(canon, dtype=np.int8)
-        positives = tuple(np.flatnonzero(matrix[:, j]) for j in range(matrix.shape[1]))
-        negatives = tuple(np.flatnonzero(matrix[:, j] == 0) for j in range(matrix.shape[1]))
-        sizes = np.array([len(p) for p in positives], dtype=np.int64)
-        return LabelIndex(
-            target, keys, canon, sizes=sizes, matrix=matrix, positives=positives, negatives=negatives
-        )
-    flat = canon.reshape(len(canon))
-    # class codes 0..C-1 (binary labels already are their codes)
-    codes = np.asarray(keys_to_indices(flat, description), dtype=np.int64)
-    order = np.argsort(codes, kind="stable")
-    sizes = np.bincount(codes, minlength=len(keys)).astype(np.int64)
-    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    return LabelIndex(target, keys, canon, order=order, starts=starts, sizes=sizes, codes=codes)
-
-
-def _as_index(labels: Any, target: TaskTarget) -> LabelIndex:
-    if isinstance(labels, LabelIndex):
-        if labels.task_target is not target and not (
-            {labels.task_target, target}
-            <= {TaskTarget.MULTICLASS_CLASSIFICATION, TaskTarget.ORDINAL_REGRESSION}
-        ):
-            raise ValueError(
-                f"this rule samples {target.name} episodes, got a {labels.task_target.name} index"
-            )
-        return labels
-    return index_labels(labels, target)
 
 
 def _check_generator(rng: Any) -> None:
@@ -517,55 +359,3 @@ def sample_episode(
     if target is TaskTarget.BINARY_CLASSIFICATION:
         return sample_binary_episode(index, n_support, n_query, rng)
     return sample_multilabel_episode(index, n_support, n_query, rng, classes)
-
-
-def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarray, np.ndarray]:
-    """The episode's support and query labels, relabelled to ``0..k-1`` (``classes[i]`` -> ``i``).
-
-    Shapes: multi-class and ordinal ``(n,)``; binary ``(n, 1)``; multi-label ``(n, k)``
-    (the selected label columns, in episode order). int64.
-
-    Examples:
-        >>> import numpy as np
-        >>> index = index_labels(np.repeat([1, 4, 6], 3), "ORDINAL_REGRESSION")
-        >>> ep = sample_ordinal_episode(index, 1, 1, np.random.default_rng(0), classes=[4, 6])
-        >>> [x.tolist() for x in episode_labels(index, ep)]
-        [[0, 1], [0, 1]]
-    """
-    if index.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-        cols = list(episode.classes)
-        return (
-            index.matrix[episode.support][:, cols].astype(np.int64),
-            index.matrix[episode.query][:, cols].astype(np.int64),
-        )
-    if episode.support_labels is not None and episode.query_labels is not None:
-        support, query = episode.support_labels, episode.query_labels
-        if index.task_target is TaskTarget.BINARY_CLASSIFICATION:
-            return support[:, None], query[:, None]
-        return support, query
-    lut = np.full(len(index.keys), -1, dtype=np.int64)
-    lut[[index.position(c) for c in episode.classes]] = np.arange(len(episode.classes))
-    support, query = lut[index.codes[episode.support]], lut[index.codes[episode.query]]
-    if (support < 0).any() or (query < 0).any():
-        raise ValueError(f"the episode holds examples of classes outside its classes {list(episode.classes)}")
-    if index.task_target is TaskTarget.BINARY_CLASSIFICATION:
-        return support[:, None], query[:, None]
-    return support, query
-
-
-def relabel_description(description: TaskDescription, classes: Sequence[int]) -> TaskDescription:
-    """The description of an episode over ``classes``: ``{i: name of classes[i]}``, identifiers kept.
-
-    Binary descriptions are returned unchanged (their keys already are ``0, 1``).
-
-    Examples:
-        >>> d = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "severe"}, "dr")
-        >>> relabel_description(d, [4, 6]).classes
-        {0: 'mild', 1: 'severe'}
-    """
-    if description.task_target is TaskTarget.BINARY_CLASSIFICATION:
-        return description
-    missing = [c for c in classes if c not in description.classes]
-    if missing:
-        raise ValueError(f"classes {missing} are not in task {description.task_identifier!r}'s classes")
-    return description.with_classes({i: description.classes[c] for i, c in enumerate(classes)})
