@@ -225,3 +225,18 @@ def test_reuse_never_overwrites_a_live_tensor(fake_worker: None, steps: list[tup
                 assert bool((x == v).all()), f"a live tensor holding {v} was overwritten"
     finally:
         shm_pool._MAX_BLOCKS = max_blocks
+
+
+def test_the_file_system_sharing_strategy_pools_too() -> None:
+    before = torch.multiprocessing.get_sharing_strategy()
+    torch.multiprocessing.set_sharing_strategy("file_system")
+    try:
+        kept = []
+        for i, (x, n_blocks) in enumerate(DataLoader(Filled(), batch_size=None, num_workers=2)):
+            assert torch.equal(x, torch.full((1000,), float(i)))
+            if i % 5 == 0:
+                kept.append((i, x))
+        assert all(torch.equal(x, torch.full((1000,), float(i))) for i, x in kept)
+        assert 0 < n_blocks <= 8
+    finally:
+        torch.multiprocessing.set_sharing_strategy(before)
