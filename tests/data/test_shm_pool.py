@@ -167,7 +167,7 @@ def test_dataloader_workers_reuse_blocks_without_corrupting_held_items() -> None
     for i, x in kept:
         assert torch.equal(x, torch.full((1000,), float(i)))
     # 60 items through two workers, yet each keeps a handful of blocks: they are reused
-    assert 0 < max(blocks) <= 8
+    assert 0 < max(blocks) <= 12  # held items + those in flight; without reuse: 16, then fresh segments
 
 
 def test_holding_every_item_is_correct() -> None:
@@ -189,7 +189,7 @@ def test_spawn_workers_pool_too() -> None:
     loader = DataLoader(Filled(), batch_size=None, num_workers=1, multiprocessing_context="spawn")
     out = [(int(x[0]), n) for x, n in loader]
     assert [i for i, _ in out] == list(range(60))
-    assert 0 < max(n for _, n in out) <= 8
+    assert 0 < max(n for _, n in out) <= 12
 
 
 ops = st.lists(
@@ -238,6 +238,6 @@ def test_the_file_system_sharing_strategy_pools_too() -> None:
             if i % 5 == 0:
                 kept.append((i, x))
         assert all(torch.equal(x, torch.full((1000,), float(i))) for i, x in kept)
-        assert 0 < max(blocks) <= 8
+        assert 0 < max(blocks) <= 12  # held items + those in flight; without reuse: 16, then fresh segments
     finally:
         torch.multiprocessing.set_sharing_strategy(before)
