@@ -99,7 +99,7 @@ class _Pool:
         self.lock = threading.Lock()
 
     def lease(self, nbytes: int) -> np.ndarray | None:
-        """A uint8 array of ``nbytes`` (rounded up to 64) in a free block, or ``None``."""
+        """The data of a free block of at least ``nbytes`` as a new uint8 array (a lease), or ``None``."""
         with self.lock:
             block = self._find(nbytes)
             if block is None:
