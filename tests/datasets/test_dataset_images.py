@@ -35,6 +35,14 @@ def test_conversion_in_float64_reference(rng: np.random.Generator) -> None:
     assert torch.equal(gray[:, 1], torch.from_numpy(raw[..., 0]))
 
 
+def test_normalisation_ends_exactly_at_minus_one_and_one() -> None:
+    x = images_to_tensor(np.array([[[0, 255, 128]]], np.uint8), mean=0.5, std=0.5)
+    assert x.flatten().tolist()[:2] == [-1.0, 1.0]
+    wide = normalize_batch(torch.tensor([[[[0, 255]]]], dtype=torch.uint8), 0.5, 0.5, dtype=torch.float64)
+    assert wide.dtype == torch.float64
+    assert wide.flatten().tolist() == [-1.0, 1.0]
+
+
 def test_normalize_batch_keeps_float_and_moves_devices() -> None:
     x = torch.full((2, 1, 2, 2), 255, dtype=torch.uint8)
     assert torch.equal(
@@ -65,6 +73,11 @@ def test_normalize_batch_keeps_float_and_moves_devices() -> None:
             lambda: images_to_tensor(np.zeros((2, 3, 3), np.uint8), "keep", "uint8", 0.5, 0.5),
             ValueError,
             "normalize_batch",
+        ),
+        (
+            lambda: images_to_tensor(np.zeros((2, 3, 3, 3), np.uint8), mean=0.5, std=(0.2, 0.0, 0.2)),
+            ValueError,
+            r"std must be non-zero, got std=\(0\.2, 0\.0, 0\.2\)",
         ),
         (lambda: normalize_batch(np.zeros((2, 3, 3))), TypeError, "torch.Tensor"),
         (lambda: normalize_batch(torch.zeros(3, 3, dtype=torch.uint8)), ValueError, r"\(\.\.\., C, H, W\)"),

@@ -68,20 +68,31 @@ def _stats_tensor(value: Stats, channels: int, name: str) -> torch.Tensor | floa
     return torch.tensor(vals, dtype=torch.float32).view(1, channels, 1, 1)
 
 
-def _scale_(out: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
-    """In place: ``x / 255`` then ``(x - mean) / std`` (as ToTensor + Normalize)."""
-    out.div_(255.0)
-    c = out.shape[-3]
+def _convert(src: torch.Tensor, out: torch.Tensor, mean: Stats, std: Stats) -> torch.Tensor:
+    """``out = (src / 255 - mean) / std`` (ToTensor, then Normalize), computed in ``out``.
+
+    ``src`` is uint8 in any layout; ``out`` a floating tensor of its shape. Without mean
+    and std this is exactly ``src.to(out.dtype) / 255``; with them it is
+    ``(src - 255 mean) / (255 std)``: one pass fewer than the two-step formula, two
+    roundings instead of three, and the ends of the range exact for ``mean = std = 0.5``.
+    (``copy_`` then in-place arithmetic measured faster than any out-of-place form with
+    a strided uint8 input.)
+    """
+    c = src.shape[-3]
     if (mean is None) != (std is None):
         raise ValueError(f"give both mean and std or neither, got mean={mean!r}, std={std!r}")
     m, s = _stats_tensor(mean, c, "mean"), _stats_tensor(std, c, "std")
+    like = {"dtype": out.dtype, "device": out.device}
+    out.copy_(src)
     if m is None:
-        return out
-    if isinstance(m, torch.Tensor):
-        m = m.to(out.device, out.dtype).view(*([1] * (out.dim() - 3)), c, 1, 1)
-    if isinstance(s, torch.Tensor):
-        s = s.to(out.device, out.dtype).view(*([1] * (out.dim() - 3)), c, 1, 1)
-    return out.sub_(m).div_(s)
+        return out.div_(255.0)
+    m64, s64 = torch.as_tensor(m, dtype=torch.float64), torch.as_tensor(s, dtype=torch.float64)
+    if bool((s64 == 0).any()):
+        raise ValueError(f"std must be non-zero, got std={std!r}")
+    shape = (*([1] * (src.dim() - 3)), c, 1, 1) if m64.dim() or s64.dim() else ()
+    shift = (255.0 * m64).expand(shape).reshape(shape).to(**like)
+    scale = (255.0 * s64).expand(shape).reshape(shape).to(**like)
+    return out.sub_(shift).div_(scale)
 
 
 def images_to_tensor(
@@ -133,9 +144,7 @@ def images_to_tensor(
         return out.copy_(t)
     if output != "float":
         raise ValueError(f"output must be 'float' or 'uint8', got {output!r}")
-    out = worker_empty(tuple(t.shape), torch.float32)
-    out.copy_(t)
-    return _scale_(out, mean, std)
+    return _convert(t, worker_empty(tuple(t.shape), torch.float32), mean, std)
 
 
 def normalize_batch(
@@ -163,8 +172,7 @@ def normalize_batch(
     if images.dim() < 3:
         raise ValueError(f"images must be (..., C, H, W), got shape {tuple(images.shape)}")
     x = images.to(device, non_blocking=non_blocking) if device is not None else images
-    # contiguous output whatever the input layout (uint8 RGB from a reader is channels-last)
-    y = x.to(dtype, memory_format=torch.contiguous_format)
     if x.dtype != torch.uint8:
-        return y
-    return _scale_(y, mean, std)
+        return x.to(dtype, memory_format=torch.contiguous_format)
+    # contiguous output whatever the input layout (uint8 RGB from a reader is channels-last)
+    return _convert(x, torch.empty(x.shape, dtype=dtype, device=x.device), mean, std)
