@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 import torchcross.data._shm_pool as shm_pool
-from torchcross.data._shm_pool import empty, worker_empty
+from torchcross.data._shm_pool import empty, shared_lease, worker_empty
 
 
 @pytest.fixture
@@ -93,6 +93,45 @@ def test_a_lease_never_sent_is_free_once_the_worker_drops_it(fake_worker: None) 
     assert y is not None
     assert only_block() is block
     assert block.lease == 2
+
+
+def test_tensors_made_in_a_shared_lease_travel_and_release_together(fake_worker: None) -> None:
+    with shared_lease():
+        images = empty((4, 3, 8, 8), torch.float32)
+        labels = empty((4,), torch.int64)
+        flags = empty((5,), torch.bool)
+    assert images.untyped_storage().data_ptr() == labels.untyped_storage().data_ptr()  # one lease
+    assert labels.data_ptr() % 64 == 0
+    block = only_block()
+    images.copy_(torch.arange(4 * 3 * 64.0).view(4, 3, 8, 8))
+    labels.copy_(torch.tensor([3, 1, 4, 1]))
+    flags.copy_(torch.tensor([True, False, True, True, False]))
+    want = images.clone(), labels.clone(), flags.clone()
+    got_images, got_labels, got_flags = roundtrip((images, labels, flags))
+    del images, labels, flags
+    assert torch.equal(got_images, want[0])
+    assert torch.equal(got_labels, want[1])
+    assert torch.equal(got_flags, want[2])
+    del got_images, got_flags
+    gc.collect()
+    assert not block.is_free()  # the labels still hold the lease
+    assert torch.equal(got_labels, want[1])
+    del got_labels
+    gc.collect()
+    assert block.is_free()
+
+
+def test_a_shared_lease_moves_on_when_full(fake_worker: None) -> None:
+    with shared_lease():
+        first = empty((1024,), torch.float32)  # the block has 1/8 more than this, rounded to 4 KiB
+        big = empty((4096,), torch.float32)  # does not fit in what is left: a new lease
+        small = empty((2,), torch.int64)  # fits in the new lease
+    assert first.untyped_storage().data_ptr() != big.untyped_storage().data_ptr()
+    assert small.untyped_storage().data_ptr() == big.untyped_storage().data_ptr()
+    assert empty((2,), torch.int64).untyped_storage().data_ptr() not in {
+        first.untyped_storage().data_ptr(),
+        big.untyped_storage().data_ptr(),
+    }  # outside the block: leases of its own
 
 
 def test_other_tensors_pickle_as_before(fake_worker: None) -> None:
@@ -193,7 +232,7 @@ def test_spawn_workers_pool_too() -> None:
 
 
 ops = st.lists(
-    st.tuples(st.sampled_from(["make", "send", "drop"]), st.integers(0, 5), st.integers(1, 3)),
+    st.tuples(st.sampled_from(["make", "pair", "send", "drop"]), st.integers(0, 5), st.integers(1, 3)),
     max_size=30,
 )
 
@@ -203,25 +242,33 @@ ops = st.lists(
 def test_reuse_never_overwrites_a_live_tensor(fake_worker: None, steps: list[tuple[str, int, int]]) -> None:
     """Any sequence of leases, hand-offs and drops: every live tensor keeps what was written to it.
 
-    Three blocks at most, so sequences also run into eviction and the fallback allocation.
+    ``pair`` makes two tensors in one shared lease (an episode's images and labels), sent in
+    one message and dropped one at a time. Three blocks at most, so sequences also run into
+    eviction and the fallback allocation.
     """
     shm_pool._POOL, max_blocks, shm_pool._MAX_BLOCKS = None, shm_pool._MAX_BLOCKS, 3
     try:
-        worker: dict[int, tuple[torch.Tensor, float]] = {}  # made, not yet sent
-        received: dict[int, tuple[torch.Tensor, float]] = {}
+        worker: dict[int, list[tuple[torch.Tensor, float]]] = {}  # made, not yet sent
+        received: dict[int, list[tuple[torch.Tensor, float]]] = {}
         value = 0.0
         for op, slot, pages in steps:
-            if op == "make" and slot not in worker:
-                value += 1
-                x = worker_empty((pages * 1024,), torch.float32)
-                worker[slot] = (x.fill_(value), value)
+            if op in ("make", "pair") and slot not in worker:
+                with shared_lease():
+                    made = []
+                    for k in range(2 if op == "pair" else 1):
+                        value += 1
+                        made.append((worker_empty((pages * 1024 >> k,), torch.float32).fill_(value), value))
+                worker[slot] = made
             elif op == "send" and slot in worker and slot not in received:
-                x, v = worker.pop(slot)
-                received[slot] = (roundtrip(x), v)
-                del x  # as a DataLoader worker drops what it sent
+                made = worker.pop(slot)
+                back = roundtrip([x for x, _ in made])  # one message, as a DataLoader worker sends
+                received[slot] = [(x, v) for x, (_, v) in zip(back, made)]
+                del made  # as a DataLoader worker drops what it sent
             elif op == "drop" and slot in received:
-                del received[slot]
-            for x, v in [*worker.values(), *received.values()]:
+                received[slot].pop(0)
+                if not received[slot]:
+                    del received[slot]
+            for x, v in [pair for group in (*worker.values(), *received.values()) for pair in group]:
                 assert bool((x == v).all()), f"a live tensor holding {v} was overwritten"
     finally:
         shm_pool._MAX_BLOCKS = max_blocks

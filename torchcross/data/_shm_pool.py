@@ -29,10 +29,12 @@ Outside a DataLoader worker :func:`empty` returns ``None`` (nothing is pooled).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import threading
 import weakref
+from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
@@ -41,7 +43,7 @@ import torch
 import torch.utils.data
 from torch.multiprocessing.reductions import reduce_tensor
 
-__all__ = ["empty", "worker_empty"]
+__all__ = ["empty", "shared_lease", "worker_empty"]
 
 _HEADER = 64  # bytes before the data: the released lease (int64), padded to keep data aligned
 _ALIGN = 4096
@@ -158,10 +160,37 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
     nbytes = numel * dtype.itemsize
     if nbytes == 0:
         return None
-    lease = _pool().lease(-(-nbytes // 64) * 64)
+    size = -(-nbytes // 64) * 64  # the next tensor of a shared lease starts 64-byte aligned
+    shared = getattr(_SHARED, "lease", None)
+    if shared is not None and shared[0] is not None and shared[1] + size <= shared[0].numel():
+        base, used = shared
+        shared[1] = used + size
+        return base[used : used + nbytes].view(dtype).view(shape)
+    lease = _pool().lease(size)
     if lease is None:
         return None
-    return torch.from_numpy(lease)[:nbytes].view(dtype).view(shape)
+    base = torch.from_numpy(lease)
+    if shared is not None:
+        shared[0], shared[1] = base, size
+    return base[:nbytes].view(dtype).view(shape)
+
+
+_SHARED = threading.local()
+
+
+@contextlib.contextmanager
+def shared_lease() -> Iterator[None]:
+    """Within the block, this thread's pooled tensors share one lease while they fit in it.
+
+    An episode's images and labels then leave the worker in one shared-memory hand-off
+    instead of two (a block has room to spare: it is made 1/8 larger than asked for).
+    """
+    previous = getattr(_SHARED, "lease", None)
+    _SHARED.lease = [None, 0]  # [uint8 tensor over the current lease, bytes handed out]
+    try:
+        yield
+    finally:
+        _SHARED.lease = previous
 
 
 def worker_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:

@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, IterableDataset
 from ..._checks import check_int
 from .._sharding import remember_ranks, shard_indices, shard_position
 from .._shared_ints import SharedInt
-from .._shm_pool import worker_empty
+from .._shm_pool import shared_lease, worker_empty
 from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
 from ..task import Task, TaskDescription, TaskTarget
 from ..task_source import canonical_labels
@@ -109,8 +109,8 @@ def load_episode(
     * a ``collate_fn``: it receives the list of ``(input, label)`` pairs.
 
     Without a ``collate_fn``, support and query inputs are views of one tensor, and so are
-    their labels: a Task leaves a DataLoader worker in two shared-memory blocks, which the
-    worker reuses once the receiving process has dropped the episode.
+    their labels; in a DataLoader worker both usually share one pooled shared-memory block,
+    which the worker reuses once the receiving process has dropped the episode.
 
     Labels are the episode's (``0..k-1``), never the source's raw labels. Exceptions
     raised while reading the source (e.g. in a user transform) propagate.
@@ -136,8 +136,9 @@ def load_episode(
             sup, qry = collate_fn(sup), collate_fn(qry)
         return Task(sup, qry, description)
     n_sup = len(episode.support)
-    inputs = _gather_inputs(source, np.concatenate([episode.support, episode.query]))
-    sup_y, qry_y = _episode_labels(support_labels, query_labels)
+    with shared_lease():  # in a worker: images and labels in one shared-memory block
+        inputs = _gather_inputs(source, np.concatenate([episode.support, episode.query]))
+        sup_y, qry_y = _episode_labels(support_labels, query_labels)
     if collate_fn is None:
         return Task((inputs[:n_sup], sup_y), (inputs[n_sup:], qry_y), description)
     sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
