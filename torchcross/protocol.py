@@ -20,7 +20,6 @@ results into ``run.out_dir`` and resumes from them when started again.
 from __future__ import annotations
 
 import json
-import os
 import time
 import warnings
 from collections.abc import Callable
@@ -34,6 +33,7 @@ from .evaluation import evaluate, format_summary, summarize
 from .protocol_config import ProtocolConfig, config_to_dict
 from .protocol_data import TargetPlan, load_catalogue, open_task, plan_targets
 from .protocol_methods import evaluation_learner, method_fingerprint, train_method
+from .protocol_training import atomic_write
 from .results import ResultsTable
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
@@ -266,11 +266,8 @@ def _evaluate_method(
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON in one rename, so an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, default=str), encoding="utf-8")
-    os.replace(tmp, path)
+    """Write ``obj`` as JSON in one rename (see :func:`atomic_write`)."""
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, default=str), encoding="utf-8"))
 
 
 def run_protocol(

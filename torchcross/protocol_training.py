@@ -40,11 +40,16 @@ def config_fingerprint(settings: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
+def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
+    """``write(tmp)`` next to ``path``, then rename: an interrupted run never leaves half a file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def _save(path: Path, state: dict[str, Any]) -> None:
+    atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
 def _load(path: Path, fingerprint: str) -> dict[str, Any] | None:
