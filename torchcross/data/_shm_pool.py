@@ -30,6 +30,7 @@ Outside a DataLoader worker :func:`empty` returns ``None`` (nothing is pooled).
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import secrets
 import threading
@@ -154,10 +155,7 @@ def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor | None:
     """
     if torch.utils.data.get_worker_info() is None:
         return None
-    numel = 1
-    for s in shape:
-        numel *= int(s)
-    nbytes = numel * dtype.itemsize
+    nbytes = math.prod(int(s) for s in shape) * dtype.itemsize
     if nbytes == 0:
         return None
     size = -(-nbytes // 64) * 64  # the next tensor of a shared lease starts 64-byte aligned
@@ -209,10 +207,7 @@ def worker_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     out = empty(shape, dtype)
     if out is not None:
         return out
-    numel = 1
-    for s in shape:
-        numel *= int(s)
-    storage = torch.UntypedStorage._new_shared(numel * dtype.itemsize)
+    storage = torch.UntypedStorage._new_shared(math.prod(int(s) for s in shape) * dtype.itemsize)
     return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
 
 

@@ -90,8 +90,8 @@ def _convert(src: torch.Tensor, out: torch.Tensor, mean: Stats, std: Stats) -> t
     if bool((s64 == 0).any()):
         raise ValueError(f"std must be non-zero, got std={std!r}")
     shape = (*([1] * (src.dim() - 3)), c, 1, 1) if m64.dim() or s64.dim() else ()
-    shift = (255.0 * m64).expand(shape).reshape(shape).to(**like)
-    scale = (255.0 * s64).expand(shape).reshape(shape).to(**like)
+    shift = (255.0 * m64).expand(shape).to(**like)
+    scale = (255.0 * s64).expand(shape).to(**like)
     return out.sub_(shift).div_(scale)
 
 
