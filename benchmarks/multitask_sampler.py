@@ -39,12 +39,12 @@ import numpy as np
 import torch
 from _report import write_json
 
-from torchcross.data.batched_task_source import BatchedTaskSource
+from torchcross.data import TaskSource
+from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.collate import stack
 from torchcross.data.interleave import RandomInterleaveDataset
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TaskSource
+from torchcross.tasks.task import TaskDescription
 
 
 class ImageSource(TaskSource):

@@ -39,12 +39,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torchcross.cli.demo_data import write_demo_medimeta
 from torchcross.data.metadataset import sample_episode_set
-from torchcross.demo_data import write_demo_medimeta
 from torchcross.evaluation import evaluate
 from torchcross.learners import MAML, FineTuner
-from torchcross.protocol_backbone import build_backbone
-from torchcross.protocol_data import open_task
+from torchcross.protocol.backbone import build_backbone
+from torchcross.protocol.data import open_task
 
 
 def _learners() -> dict[str, tuple[object, int]]:
@@ -108,7 +108,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             start = time.perf_counter()
             subprocess.run(
-                [sys.executable, "-m", "torchcross.demo", "--out", tmp, "--threads", str(args.threads)],
+                [sys.executable, "-m", "torchcross.cli.demo", "--out", tmp, "--threads", str(args.threads)],
                 check=True,
                 capture_output=True,
             )

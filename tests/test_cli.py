@@ -13,8 +13,8 @@ import pytest
 from PIL import Image
 
 from torchcross.cli import main
+from torchcross.cli.demo_data import write_demo_medimeta
 from torchcross.datasets.medimeta import MedIMeta
-from torchcross.demo_data import write_demo_medimeta
 
 
 @pytest.fixture(scope="module")

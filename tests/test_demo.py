@@ -9,11 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from torchcross.datasets.medimeta import MedIMeta, read_info
-from torchcross.datasets.medimeta.validate import validate_all
-from torchcross.demo import DEMO_TARGET, demo_config, run_demo
-from torchcross.demo import main as demo_main
-from torchcross.demo_data import (
+from torchcross.cli.demo import DEMO_TARGET, demo_config, run_demo
+from torchcross.cli.demo import main as demo_main
+from torchcross.cli.demo_data import (
     DEMO_DATASETS,
     apply_shift,
     build_demo_arrays,
@@ -22,8 +20,10 @@ from torchcross.demo_data import (
     split_groups,
     write_demo_medimeta,
 )
-from torchcross.protocol_config import METHODS
-from torchcross.results import ResultsTable
+from torchcross.datasets.medimeta import MedIMeta, read_info
+from torchcross.datasets.medimeta.validate import validate_all
+from torchcross.evaluation.results import ResultsTable
+from torchcross.protocol.config import METHODS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 

@@ -10,9 +10,9 @@ import pytest
 import scipy.stats as scipy_stats
 import torch
 
-from torchcross.data.task import Task, TaskDescription
 from torchcross.evaluation import METRICS, EvaluationResult, evaluate, summarize
-from torchcross.results import ResultsTable
+from torchcross.evaluation.results import ResultsTable
+from torchcross.tasks.task import Task, TaskDescription
 
 BIN = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "ds/bin", "Fundus")
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "ds/mc", "Fundus")

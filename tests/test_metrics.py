@@ -14,9 +14,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, roc_auc_score
 
-from torchcross.data.task import TaskDescription
-from torchcross.metrics import METRIC_NAMES, accuracy, auroc, compute_metrics
+from torchcross.evaluation.metrics import METRIC_NAMES, accuracy, auroc, compute_metrics
 from torchcross.nn.kinds import loss
+from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c", 3: "d"}, "mc")
 ORD = TaskDescription(
@@ -208,6 +208,6 @@ def test_error_paths() -> None:
 
 @pytest.mark.slow
 def test_import_is_lazy_about_torchmetrics() -> None:
-    code = "import sys, torchcross.metrics, torchcross.nn; print('torchmetrics' in sys.modules)"
+    code = "import sys, torchcross.evaluation.metrics, torchcross.nn; print('torchmetrics' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

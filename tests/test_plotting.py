@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from torchcross.plotting import plot_metric
-from torchcross.results import ResultsTable
+from torchcross.evaluation.plotting import plot_metric
+from torchcross.evaluation.results import ResultsTable
 
 ROWS = [
     {"method": m, "target": t, "auroc_mean": v, "auroc_ci_low": v - 0.05, "auroc_ci_high": v + 0.05}

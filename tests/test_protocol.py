@@ -11,15 +11,14 @@ import pytest
 import torch
 from torch import nn
 
-from torchcross import protocol
+from torchcross.cli.demo_data import write_demo_medimeta
+from torchcross.data import TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TensorTaskSource
 from torchcross.datasets.medimeta import write_medimeta
-from torchcross.demo_data import write_demo_medimeta
 from torchcross.protocol import check_protocol, run_protocol
-from torchcross.protocol_backbone import build_backbone
-from torchcross.protocol_config import (
+from torchcross.protocol import run as protocol
+from torchcross.protocol.backbone import build_backbone
+from torchcross.protocol.config import (
     METHODS,
     ProtocolConfig,
     config_from_dict,
@@ -27,8 +26,9 @@ from torchcross.protocol_config import (
     load_config,
     normalize_method,
 )
-from torchcross.protocol_data import load_catalogue, plan_targets
-from torchcross.protocol_training import CheckpointMismatchError, config_fingerprint, train_steps
+from torchcross.protocol.data import load_catalogue, plan_targets
+from torchcross.protocol.training import CheckpointMismatchError, config_fingerprint, train_steps
+from torchcross.tasks.task import TaskDescription
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from torchcross.results import ResultsTable
+from torchcross.evaluation.results import ResultsTable
 
 ROWS = [
     {"method": "IM-PT", "target": "glaucoma", "auroc": 0.55, "n": 100},

@@ -10,7 +10,7 @@ import scipy.stats as scipy_stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchcross.stats import Summary, summarize_values, t_quantile
+from torchcross.evaluation.stats import Summary, summarize_values, t_quantile
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 29, 99, 1000])

@@ -4,7 +4,7 @@ Subpackages follow the pipeline: :mod:`torchcross.data` (tasks, task sources,
 episodes, interleaving, collation), :mod:`torchcross.datasets` (MedIMeta and other
 meta-datasets), :mod:`torchcross.nn` (what depends on the task kind: heads, losses),
 :mod:`torchcross.learners` (MAML, fine-tuning, ProtoNets, multi-task pre-training),
-:mod:`torchcross.metrics` and :mod:`torchcross.evaluation`.
+:mod:`torchcross.evaluation.metrics` and :mod:`torchcross.evaluation.episodic`.
 
 Subpackages are imported lazily, so ``import torchcross`` stays cheap.
 """
@@ -18,19 +18,16 @@ __version__ = "0.1.0"
 
 _SUBMODULES = frozenset(
     {
+        "tasks",
+        "sampling",
         "data",
         "datasets",
         "nn",
         "learners",
-        "metrics",
         "evaluation",
-        "results",
-        "stats",
-        "plotting",
         "protocol",
         "utils",
         "cli",
-        "demo",
     }
 )
 

@@ -17,7 +17,8 @@ def lazy_exports(
     Args:
         package: the package's ``__name__``.
         namespace: the package's ``globals()``; resolved names are cached there.
-        exports: ``{public name: submodule (relative to package) that defines it}``.
+        exports: ``{public name: module that defines it}``, relative to ``package``
+            or absolute (starting with ``torchcross.``).
 
     Examples:
         >>> getattr_, dir_ = lazy_exports("torchcross.data", {}, {"Task": "task"})
@@ -29,7 +30,8 @@ def lazy_exports(
         module = exports.get(name)
         if module is None:
             raise AttributeError(f"module {package!r} has no attribute {name!r}")
-        value = getattr(importlib.import_module(f"{package}.{module}"), name)
+        path = module if module.startswith("torchcross.") else f"{package}.{module}"
+        value = getattr(importlib.import_module(path), name)
         namespace[name] = value
         return value
 

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from torchcross.data._sharding import ShardPosition
+from torchcross.data import BatchedTaskSource, TaskSource, TensorTaskSource
 from torchcross.data.collate import identity, stack
-from torchcross.data.task import TaskDescription, TaskTarget
-from torchcross.data.task_source import BatchedTaskSource, TaskSource, TensorTaskSource
+from torchcross.data.workers.sharding import ShardPosition
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc")
 

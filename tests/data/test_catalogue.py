@@ -6,8 +6,8 @@ import pickle
 
 import pytest
 
-from torchcross.data.catalogue import Catalogue, DatasetEntry, TaskEntry, leave_one_out_sources
-from torchcross.data.task import TaskDescription, TaskTarget
+from torchcross.tasks.catalogue import Catalogue, DatasetEntry, TaskEntry, leave_one_out_sources
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 BIN = {0: "no", 1: "yes"}
 ABC = {0: "a", 1: "b", 2: "c"}

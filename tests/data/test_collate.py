@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from torchcross.data.collate import collate_task, identity, stack
-from torchcross.data.task import Task, TaskDescription
+from torchcross.tasks.task import Task, TaskDescription
 
 BIN = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")
 ML = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "x", 1: "y", 2: "z"}, "ml")

@@ -1,7 +1,7 @@
 """Real ``torch.distributed`` ranks (gloo, two processes): every episode and batch exactly once.
 
 A DataLoader worker started with ``spawn`` has no process group; the dataset remembers the
-rank of the process that pickled it for the worker (``torchcross.data._sharding``).
+rank of the process that pickled it for the worker (``torchcross.data.workers.sharding``).
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ import torch.distributed as dist
 import torch.utils.data
 from torch.utils.data import DataLoader
 
-from torchcross.data._sharding import remember_ranks, shard_position
-from torchcross.data.batched_task_source import BatchedTaskSource
+from torchcross.data import TensorTaskSource
+from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.metadataset import FewShotMetaDataset
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TensorTaskSource
+from torchcross.data.workers.sharding import remember_ranks, shard_position
+from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(4)}, "mc")
 WORLD = 2

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from torchcross.data import TensorTaskSource
 from torchcross.data.metadataset.episode_set import (
     EpisodeSet,
     FixedEpisodeMetaDataset,
@@ -16,8 +17,7 @@ from torchcross.data.metadataset.episode_set import (
 )
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 from torchcross.data.metadataset.variable import VariableWayShotMetaDataset
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TensorTaskSource
+from torchcross.tasks.task import TaskDescription
 
 KINDS = {
     "multiclass": TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc", "dom"),

@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from torchcross.data.batched_task_source import BatchedTaskSource
+from torchcross.data import TensorTaskSource
+from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.collate import stack
 from torchcross.data.interleave import InterleaveDataset, RandomInterleaveDataset
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TensorTaskSource
+from torchcross.tasks.task import TaskDescription
 
 
 def make_source(name: str, n: int, offset: int) -> TensorTaskSource:

@@ -8,8 +8,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from torchcross.data.labels import count_samples_per_class, keys_to_indices, normalize_labels
-from torchcross.data.task import TaskDescription, TaskTarget
+from torchcross.tasks.labels import count_samples_per_class, keys_to_indices, normalize_labels
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc")
 BIN = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")

@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import ChainDataset, DataLoader
 
+from torchcross.data import TaskSource, TensorTaskSource, canonical_labels
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 from torchcross.data.metadataset.variable import VariableWayShotMetaDataset
-from torchcross.data.task import Task, TaskDescription, TaskTarget
-from torchcross.data.task_source import TaskSource, TensorTaskSource, canonical_labels
+from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 KINDS = ["multiclass", "binary", "multilabel", "ordinal"]
 

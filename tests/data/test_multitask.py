@@ -12,11 +12,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader
 
-from torchcross.data._multitask_plan import StreamPlan, exhaustive_order, occurrences
+from torchcross.data import TaskSource, TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler, MultiTaskEpisodeSampler
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TaskSource, TensorTaskSource
-from torchcross.data.task_weighting import TaskWeighting, resolve_weighting, sampling_probabilities
+from torchcross.sampling.multitask_plan import StreamPlan, exhaustive_order, occurrences
+from torchcross.sampling.weighting import TaskWeighting, resolve_weighting, sampling_probabilities
+from torchcross.tasks.task import TaskDescription
 
 SIZES = {"a": 13, "b": 7, "c": 20}
 SQRT = np.sqrt([10, 40, 50])

@@ -1,4 +1,4 @@
-"""Property-based tests of the pure episode sampling rules (torchcross.data.sampling)."""
+"""Property-based tests of the pure episode sampling rules (torchcross.sampling.episodes)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from torchcross.data.sampling import (
+from torchcross.sampling.episodes import (
     EpisodeIndices,
     LabelIndex,
     episode_labels,
@@ -22,9 +22,9 @@ from torchcross.data.sampling import (
     sample_ordinal_episode,
     sample_per_class,
 )
-from torchcross.data.sampling_multilabel import cover_quotas
-from torchcross.data.sampling_variable import sample_variable_episode
-from torchcross.data.task import TaskDescription, TaskTarget
+from torchcross.sampling.multilabel import cover_quotas
+from torchcross.sampling.variable import sample_variable_episode
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 MC, BIN, ML, ORD = (
     TaskTarget.MULTICLASS_CLASSIFICATION,

@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, IterableDataset
 
-from torchcross.data._sharding import ShardPosition, shard_indices, shard_position
+from torchcross.data.workers.sharding import ShardPosition, shard_indices, shard_position
 
 
 def test_shard_position_is_index_and_count() -> None:

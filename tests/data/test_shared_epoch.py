@@ -10,14 +10,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import torchcross.data._shared_ints as shared_ints
-from torchcross.data._shared_ints import SharedInts
-from torchcross.data.batched_task_source import BatchedTaskSource
+import torchcross.data.workers.shared_ints as shared_ints
+from torchcross.data import TensorTaskSource
+from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.interleave import RandomInterleaveDataset
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.data.task import TaskDescription
-from torchcross.data.task_source import TensorTaskSource
+from torchcross.data.workers.shared_ints import SharedInts
+from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(4)}, "mc")
 

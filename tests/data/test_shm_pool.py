@@ -14,8 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
-import torchcross.data._shm_pool as shm_pool
-from torchcross.data._shm_pool import empty, shared_lease, worker_empty
+import torchcross.data.workers.shm_pool as shm_pool
+from torchcross.data.workers.shm_pool import empty, shared_lease, worker_empty
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from torchcross.data.task import FrozenClasses, Task, TaskDescription, TaskTarget
+from torchcross.tasks.task import FrozenClasses, Task, TaskDescription, TaskTarget
 
 BIN = {0: "no", 1: "yes"}
 
@@ -124,7 +124,7 @@ def _old_dict(items: dict[str, bytes]) -> bytes:
 
 
 def _old_instance(name: str, state: bytes) -> bytes:
-    # 0.0.6's TaskDescription and Task were plain (unfrozen) dataclasses in torchcross.data.task:
+    # 0.0.6's TaskDescription and Task were plain (unfrozen) dataclasses in torchcross.tasks.task:
     # default pickling writes GLOBAL cls, NEWOBJ (cls.__new__(cls)), then BUILD with the __dict__.
     return f"ctorchcross.data.task\n{name}\n".encode() + b")\x81" + state + b"b"
 

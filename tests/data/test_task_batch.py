@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from torchcross.data import TensorTaskSource
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
-from torchcross.data.task import Task, TaskDescription
 from torchcross.data.task_batch import PaddedTaskBatch, pad_tasks, stack_tasks
-from torchcross.data.task_source import TensorTaskSource
+from torchcross.tasks.task import Task, TaskDescription
 
 DESCRIPTIONS = {
     "multiclass": TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(5)}, "mc"),

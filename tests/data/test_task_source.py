@@ -10,16 +10,16 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, Subset
 
-from torchcross.data.labels import normalize_labels
-from torchcross.data.task import TaskDescription, TaskTarget
-from torchcross.data.task_source import (
+from torchcross.data import (
     ConcatTaskSource,
     SubsetTaskSource,
     TaskSource,
     TensorTaskSource,
     canonical_labels,
 )
-from torchcross.data.wrap_task_source import WrapTaskSource
+from torchcross.data.wrap_source import WrapTaskSource
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc", "dom")
 BIN = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")
@@ -525,7 +525,7 @@ def test_concat_of_only_empty_sources_is_an_error() -> None:
 
 def test_0_0_6_import_path_serves_classes_defined_in_their_own_modules() -> None:
     import torchcross.data.task_source as module
-    from torchcross.data.batched_task_source import BatchedTaskSource
+    from torchcross.data.batched_source import BatchedTaskSource
 
     assert module.WrapTaskSource is WrapTaskSource
     assert module.BatchedTaskSource is BatchedTaskSource

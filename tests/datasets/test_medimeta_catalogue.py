@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from torchcross.data.catalogue import Catalogue
-from torchcross.data.task import TaskTarget
 from torchcross.datasets.medimeta.catalogue import (
     leave_one_out_tasks,
     list_datasets,
@@ -16,6 +14,8 @@ from torchcross.datasets.medimeta.catalogue import (
     medimeta_catalogue,
 )
 from torchcross.datasets.medimeta.writer import write_synthetic_medimeta
+from torchcross.tasks.catalogue import Catalogue
+from torchcross.tasks.task import TaskTarget
 
 OVERLAP_GROUPS = [
     {"aml", "pbc"},

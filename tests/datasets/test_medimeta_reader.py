@@ -13,11 +13,11 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from torchcross.data.labels import normalize_labels
-from torchcross.data.task import TaskTarget
 from torchcross.datasets._images import normalize_batch, rgb_to_gray
 from torchcross.datasets.medimeta.folder import read_split
 from torchcross.datasets.medimeta.reader import MedIMeta
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskTarget
 
 TASKS = ("class", "abnormal", "Finding labels", "severity grade")  # as written by the conftest fixture
 KINDS = {

@@ -12,11 +12,11 @@ import torch
 import yaml
 from PIL import Image
 
-from torchcross.data.task import TaskDescription
 from torchcross.datasets.generic import ImageFolderTaskSource
 from torchcross.datasets.medimeta.reader import MedIMeta
 from torchcross.datasets.medimeta.validate import validate_medimeta
 from torchcross.datasets.medimeta.writer import write_medimeta
+from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
 BIN = TaskDescription("BINARY_CLASSIFICATION", {0: "neg", 1: "pos"})

@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.data.task import TaskDescription, TaskTarget
-from torchcross.data.wrap_task_source import WrapTaskSource
+from torchcross.data.wrap_source import WrapTaskSource
 from torchcross.datasets.generic import ImageArrayTaskSource, ImageFolderTaskSource, read_image_folder
 from torchcross.datasets.medimeta.reader import MedIMeta
 from torchcross.datasets.medmnist import MEDMNIST_INFO, MedMNIST, medmnist_description
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 SIZES = {"train": 12, "val": 4, "test": 6}
 

@@ -7,8 +7,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from torchcross.data.task import Task, TaskDescription
 from torchcross.learners.backbones import conv4, mlp
+from torchcross.tasks.task import Task, TaskDescription
 
 MULTICLASS = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc")
 BINARY = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")

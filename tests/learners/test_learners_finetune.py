@@ -8,8 +8,8 @@ import pytest
 import torch
 from learners_helpers import KINDS, MULTICLASS, make_task, mixed_tasks, num_out, reference_loss, tiny_backbone
 
-from torchcross.data.task import Task
-from torchcross.learners.finetune import FineTuner, _unique_rows
+from torchcross.learners.finetuner import FineTuner, _unique_rows
+from torchcross.tasks.task import Task
 
 
 def _reference(backbone, task, *, steps, lr, optimizer, finetune_backbone, batch_norm, momentum=0.0):

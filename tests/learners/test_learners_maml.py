@@ -19,8 +19,8 @@ from learners_helpers import (
     tiny_backbone,
 )
 
-from torchcross.data.task import Task
 from torchcross.learners.maml import MAML, CrossDomainMAML
+from torchcross.tasks.task import Task
 
 LR, STEPS = 0.3, 3
 

@@ -17,12 +17,12 @@ from learners_helpers import (
     tiny_backbone,
 )
 
-from torchcross.data.task import Task
 from torchcross.learners.backbones import conv4, mlp
 from torchcross.learners.batching import BatchingChooser
 from torchcross.learners.functional import prototype_logits, prototypes
 from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.learners.protonet import ProtoNet
+from torchcross.tasks.task import Task
 
 D = torch.float64
 

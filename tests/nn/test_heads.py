@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
-from torchcross.data.task import TaskDescription
 from torchcross.nn.heads import HEAD_INITS, head_forward, init_head_params, make_head
 from torchcross.nn.kinds import num_outputs, probabilities
+from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c", 3: "d"}, "mc")
 ORD = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "moderate"}, "ord")

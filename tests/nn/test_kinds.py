@@ -9,7 +9,6 @@ import torch
 import torch.nn.functional as F
 from torch.func import functional_call, grad, vmap
 
-from torchcross.data.task import TaskDescription, TaskTarget
 from torchcross.nn.heads import head_forward, init_head_params
 from torchcross.nn.kinds import (
     TASK_KINDS,
@@ -21,6 +20,7 @@ from torchcross.nn.kinds import (
     predictions,
     probabilities,
 )
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c", 3: "d"}, "mc")
 ORD = TaskDescription(
@@ -254,7 +254,7 @@ def test_zero_logits_give_log_c_and_log_2() -> None:
 
 
 def test_tensor_keys_to_indices_matches_the_numpy_rule() -> None:
-    from torchcross.data.labels import keys_to_indices
+    from torchcross.tasks.labels import keys_to_indices
 
     _, keys = make_batch(ORD, 12, seed=4)
     as_tensor = keys_to_indices(keys, ORD)

@@ -3,7 +3,7 @@
 * :func:`identity` keeps a batch as the list of examples it is (torchcross 0.0.6's default).
 * :func:`stack` stacks ``(input, label)`` pairs field by field into ``(inputs, labels)``
   tensors, recursing into tuples, lists and dicts.
-* :func:`collate_task` builds a :class:`~torchcross.data.task.Task` with tensors from
+* :func:`collate_task` builds a :class:`~torchcross.tasks.task.Task` with tensors from
   support and query lists of ``(input, label)`` pairs, labels in canonical form.
 
 ``torchcross.utils.collate_fn`` re-exports :func:`identity` and :func:`stack` under their
@@ -19,8 +19,8 @@ from typing import Any, TypeVar
 import numpy as np
 import torch
 
-from .labels import normalize_labels
-from .task import Task, TaskDescription
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["collate_task", "identity", "stack"]
 
@@ -133,7 +133,7 @@ def _collate_pairs(pairs: Sequence[Any], name: str, description: TaskDescription
 def collate_task(
     support: Sequence[Any], query: Sequence[Any], description: TaskDescription
 ) -> Task[tuple[Any, torch.Tensor]]:
-    """Build a :class:`~torchcross.data.task.Task` with tensors from lists of ``(input, label)`` pairs.
+    """Build a :class:`~torchcross.tasks.task.Task` with tensors from lists of ``(input, label)`` pairs.
 
     Inputs are stacked with :func:`stack`; labels are stacked and put into the canonical
     form of ``description``'s kind (e.g. binary labels become ``(N, 1)`` int64).
@@ -144,7 +144,7 @@ def collate_task(
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
+        >>> from torchcross.tasks.task import TaskDescription
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
         >>> t = collate_task([(torch.zeros(3), 0), (torch.ones(3), 1)], [(torch.ones(3), 1)], d)
         >>> t.support[0].shape, t.support[1].tolist(), t.query[1].shape

@@ -9,7 +9,7 @@ The sources are iterables. A source with ``__len__`` reports its number of items
 one with ``set_epoch`` is told the epoch. How the stream is split across DataLoader
 workers and ``torch.distributed`` ranks depends on the sources:
 
-- *planned* sources (such as :class:`~torchcross.data.batched_task_source.BatchedTaskSource`),
+- *planned* sources (such as :class:`~torchcross.data.batched_source.BatchedTaskSource`),
   which have ``batch_indices()`` and ``load_batch(indices)``: the combined order is
   planned up front as a pure function of ``(seed, epoch)`` and split between shards,
   each loading only its own items. The stream is then the same with any number of
@@ -32,11 +32,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from .._checks import check_int
-from ._multitask_plan import exhaustive_order, occurrences
-from ._sharding import ShardPosition, remember_ranks, shard_indices, shard_position
-from ._shared_ints import SharedInt
-from .task_weighting import TaskWeighting
+from torchcross._checks import check_int
+from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.sampling.multitask_plan import exhaustive_order, occurrences
+from torchcross.sampling.weighting import TaskWeighting
 
 __all__ = ["InterleaveDataset", "RandomInterleaveDataset"]
 

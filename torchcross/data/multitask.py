@@ -11,7 +11,7 @@ function of ``(seed, epoch)``:
 - ``mode="epoch"``: every item of every task exactly once per epoch; each step draws a
   task by the weighting policy applied to what remains.
 - ``mode="infinite"``: each draw picks a task independently with the policy's fixed
-  probabilities (see :mod:`torchcross.data.task_weighting`); within a task, items are
+  probabilities (see :mod:`torchcross.sampling.weighting`); within a task, items are
   taken in seeded cycles through all its items. ``length=L`` makes epochs of ``L``
   items, each epoch its own stream.
 
@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int
-from ._multitask_stream import MAX_PLAN, MultiSourceStream, named
-from .collate import stack
+from torchcross._checks import check_int
+from torchcross.data.collate import stack
+from torchcross.data.multitask_stream import MAX_PLAN, MultiSourceStream, named
 
 __all__ = ["MultiTaskBatchSampler", "MultiTaskEpisodeSampler"]
 
@@ -66,8 +66,8 @@ class MultiTaskBatchSampler(MultiSourceStream):
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> def source(name, n):
         ...     d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, name)
         ...     return TensorTaskSource(torch.randn(n, 3), torch.arange(n) % 2, d)
@@ -160,7 +160,7 @@ class MultiTaskEpisodeSampler(MultiSourceStream):
     """Meta-batches of episodes drawn from several episode datasets.
 
     Each element of a meta-batch is drawn independently: a dataset by the weighting
-    policy, then an episode of it (``dataset[i]``, a :class:`~torchcross.data.task.Task`).
+    policy, then an episode of it (``dataset[i]``, a :class:`~torchcross.tasks.task.Task`).
 
     Args:
         datasets: map-style datasets of tasks (``len`` and ``__getitem__``), as a list or

@@ -1,7 +1,7 @@
 """Meta-batches: several collated tasks as one set of tensors.
 
 * :func:`stack_tasks`: tasks of the same task with equal shapes (e.g. fixed-shot episodes
-  of one source) become one :class:`~torchcross.data.task.Task` of ``(T, N, ...)`` tensors;
+  of one source) become one :class:`~torchcross.tasks.task.Task` of ``(T, N, ...)`` tensors;
 * :func:`pad_tasks`: tasks of different sizes, class counts or kinds become a
   :class:`PaddedTaskBatch` with zero-padded tensors and masks, for learners that batch
   tasks (``vmap`` over the task dimension, or one padded forward pass).
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from .task import Task, TaskDescription
+from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["PaddedTaskBatch", "pad_tasks", "stack_tasks"]
 

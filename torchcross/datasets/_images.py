@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-from ..data._shm_pool import worker_empty
+from torchcross.data.workers.shm_pool import worker_empty
 
 __all__ = ["ChannelPolicy", "images_to_tensor", "normalize_batch", "resolve_channels", "rgb_to_gray"]
 

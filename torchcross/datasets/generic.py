@@ -1,7 +1,7 @@
 """Task sources over your own images: uint8 arrays and ImageFolder-style trees.
 
 Any map-style dataset with labels becomes a task source with
-:class:`torchcross.data.wrap_task_source.WrapTaskSource`; the two classes here add what
+:class:`torchcross.data.wrap_source.WrapTaskSource`; the two classes here add what
 images need: :class:`ImageArrayTaskSource` holds uint8 images (channels last, as
 MedIMeta and MedMNIST store them) and converts whole batches at once with the same
 channel policy and output options as :class:`~torchcross.datasets.MedIMeta`;
@@ -19,11 +19,11 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..data.labels import normalize_labels
-from ..data.task import TaskDescription
-from ..data.task_source import TaskSource
-from ._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels
-from ._optional import require
+from torchcross.data.sources import TaskSource
+from torchcross.datasets._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels
+from torchcross.datasets._optional import require
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["IMAGE_EXTENSIONS", "ImageArrayTaskSource", "ImageFolderTaskSource", "read_image_folder"]
 

@@ -18,9 +18,9 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ..data.task import TaskDescription
-from ._images import ChannelPolicy, Stats
-from .generic import ImageArrayTaskSource
+from torchcross.datasets._images import ChannelPolicy, Stats
+from torchcross.datasets.generic import ImageArrayTaskSource
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["MEDMNIST_INFO", "MedMNIST", "medmnist_description"]
 

@@ -19,7 +19,7 @@ from torchcross._lazy import lazy_exports
 _EXPORTS: dict[str, str] = {
     "MAML": "maml",
     "CrossDomainMAML": "maml",
-    "FineTuner": "finetune",
+    "FineTuner": "finetuner",
     "ProtoNet": "protonet",
     "MultiTaskPretrainer": "multitask",
     "SGD": "inner_optimizers",

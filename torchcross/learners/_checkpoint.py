@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .inner_optimizers import SGD, Adam, AdamState, SGDState
+from torchcross.learners.inner_optimizers import SGD, Adam, AdamState, SGDState
 
 __all__ = ["checkpointed_step", "supports_checkpoint"]
 

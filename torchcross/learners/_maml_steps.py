@@ -13,10 +13,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.data.task import TaskDescription
+from torchcross.learners.inner_optimizers import InnerOptimizer
 from torchcross.nn import get_task_kind, head_forward
-
-from .inner_optimizers import InnerOptimizer
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["FeatureCache", "step_on_cached_features"]
 

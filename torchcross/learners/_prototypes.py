@@ -16,8 +16,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from torchcross.data.task import TaskDescription
 from torchcross.nn import encode_labels, get_task_kind
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["DISTANCES", "prototype_logits", "prototypes"]
 

@@ -8,8 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.data.task import Task, TaskDescription
 from torchcross.data.task_batch import PaddedTaskBatch
+from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["as_task_list", "check_task", "signature", "stack_tensors", "task_tensors"]
 

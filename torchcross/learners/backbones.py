@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-from .._checks import check_int
+from torchcross._checks import check_int
 
 __all__ = ["MLP", "Conv4", "conv4", "mlp"]
 

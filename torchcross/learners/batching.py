@@ -32,10 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.data.task import Task
+from torchcross.learners._tasks import signature, stack_tensors
 from torchcross.nn import encode_labels
-
-from ._tasks import signature, stack_tensors
+from torchcross.tasks.task import Task
 
 __all__ = ["BATCHING_MODES", "BatchingChooser", "vmap_meta_gradients"]
 

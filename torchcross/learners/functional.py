@@ -40,10 +40,10 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
-from .._checks import check_int
-from ._checkpoint import checkpointed_step, supports_checkpoint
-from ._prototypes import DISTANCES, prototype_logits, prototypes
-from .inner_optimizers import SGD, Adam, AdamState, InnerOptimizer, SGDState
+from torchcross._checks import check_int
+from torchcross.learners._checkpoint import checkpointed_step, supports_checkpoint
+from torchcross.learners._prototypes import DISTANCES, prototype_logits, prototypes
+from torchcross.learners.inner_optimizers import SGD, Adam, AdamState, InnerOptimizer, SGDState
 
 __all__ = [
     "BATCH_NORM_POLICIES",

@@ -14,7 +14,7 @@ statistics are hidden from the backbone, so no learner method reads or writes th
 
 Examples:
     >>> import torch
-    >>> from torchcross.data.task import Task, TaskDescription
+    >>> from torchcross.tasks.task import Task, TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> backbone = mlp(4, (8,))
     >>> maml = MAML(backbone, backbone.num_features, inner_lr=0.1, num_inner_steps=2)
@@ -37,15 +37,14 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from torchcross.data.task import Task, TaskDescription
+from torchcross._checks import check_int
+from torchcross.learners import batching as _batching
+from torchcross.learners._maml_steps import FeatureCache, step_on_cached_features
+from torchcross.learners._tasks import as_task_list, check_task, task_tensors
+from torchcross.learners.functional import BATCH_NORM_POLICIES, forward, inner_loop, task_buffers
+from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
 from torchcross.nn import get_task_kind, head_forward, init_head_params, loss
-
-from .._checks import check_int
-from . import batching as _batching
-from ._maml_steps import FeatureCache, step_on_cached_features
-from ._tasks import as_task_list, check_task, task_tensors
-from .functional import BATCH_NORM_POLICIES, forward, inner_loop, task_buffers
-from .inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
+from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
 

@@ -11,7 +11,7 @@ updates its running statistics, which therefore summarise all source tasks on pu
 
 Examples:
     >>> import torch
-    >>> from torchcross.data.task import TaskDescription
+    >>> from torchcross.tasks.task import TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> d1 = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "t1")
     >>> d2 = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "t2")
@@ -31,10 +31,9 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from torchcross.data.task import TaskDescription
+from torchcross._checks import check_int
 from torchcross.nn import loss, make_head
-
-from .._checks import check_int
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["MultiTaskPretrainer"]
 

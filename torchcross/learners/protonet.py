@@ -13,7 +13,7 @@ or written).
 
 Examples:
     >>> import torch
-    >>> from torchcross.data.task import Task, TaskDescription
+    >>> from torchcross.tasks.task import Task, TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> net = ProtoNet(mlp(4, (8,)))
     >>> d = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "a", 1: "b"})
@@ -31,12 +31,11 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from torchcross.data.task import Task
+from torchcross.learners._prototypes import DISTANCES, prototype_logits, prototypes
+from torchcross.learners._tasks import as_task_list, check_task, task_tensors
+from torchcross.learners.functional import BATCH_NORM_POLICIES, forward, task_buffers
 from torchcross.nn import loss
-
-from ._prototypes import DISTANCES, prototype_logits, prototypes
-from ._tasks import as_task_list, check_task, task_tensors
-from .functional import BATCH_NORM_POLICIES, forward, task_buffers
+from torchcross.tasks.task import Task
 
 __all__ = ["ProtoNet"]
 

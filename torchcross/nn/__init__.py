@@ -1,10 +1,10 @@
 """What depends on the task kind: head width and initialisation, loss, probabilities,
 label encoding and predictions, dispatched through one table keyed by
-:class:`~torchcross.data.task.TaskTarget` (:data:`TASK_KINDS`).
+:class:`~torchcross.tasks.task.TaskTarget` (:data:`TASK_KINDS`).
 
 Examples:
     >>> import torch
-    >>> from torchcross.data.task import TaskDescription
+    >>> from torchcross.tasks.task import TaskDescription
     >>> from torchcross.nn import head_forward, init_head_params, loss, probabilities
     >>> d = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "severe"})
     >>> params = init_head_params(16, d)  # zero head: uniform probabilities
@@ -17,8 +17,8 @@ Examples:
 
 from __future__ import annotations
 
-from .heads import HEAD_INITS, head_forward, init_head_params, make_head
-from .kinds import (
+from torchcross.nn.heads import HEAD_INITS, head_forward, init_head_params, make_head
+from torchcross.nn.kinds import (
     TASK_KINDS,
     TaskKind,
     encode_labels,

@@ -22,10 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchcross.data.task import TaskDescription
-
-from .._checks import check_int
-from .kinds import num_outputs
+from torchcross._checks import check_int
+from torchcross.nn.kinds import num_outputs
+from torchcross.tasks.task import TaskDescription
 
 __all__ = ["HEAD_INITS", "head_forward", "init_head_params", "make_head"]
 

@@ -14,7 +14,7 @@ multi-label            ``L``        BCE with logits     sigmoid    ``logit > 0``
 =====================  ===========  ==================  =========  ===================
 
 Ordinal labels hold the task's class keys (which may have gaps); they become
-indices through :func:`torchcross.data.labels.keys_to_indices`, the one place that
+indices through :func:`torchcross.tasks.labels.keys_to_indices`, the one place that
 mapping is written. ``REGRESSION`` has no row: asking for it raises ``ValueError``.
 
 Everything here is built from differentiable tensor operations without reading
@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from torchcross.data.labels import keys_to_indices
-from torchcross.data.task import TaskDescription, TaskTarget
+from torchcross.tasks.labels import keys_to_indices
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
     "TASK_KINDS",
@@ -285,7 +285,7 @@ def loss(
     Labels are checked for shape; ordinal and multi-class keys are also checked for
     membership (except inside ``torch.func`` transforms). Binary and multi-label values
     are not re-checked here (that needs a device sync on every call):
-    :func:`torchcross.data.labels.normalize_labels` checks them at the source boundary.
+    :func:`torchcross.tasks.labels.normalize_labels` checks them at the source boundary.
 
     Raises:
         ValueError: a bad ``reduction``, logits or labels of the wrong shape, a label that

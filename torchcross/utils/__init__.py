@@ -7,6 +7,6 @@ such as the ``medimeta`` package.
 
 from __future__ import annotations
 
-from . import collate_fn
+from torchcross.utils import collate_fn
 
 __all__ = ["collate_fn"]

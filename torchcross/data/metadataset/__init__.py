@@ -9,16 +9,16 @@
   pre-sampled evaluation episodes saved as JSON with a checksum of the source labels.
 """
 
-from .base import EpisodeMetaDataset, MetaDataset, load_episode
-from .episode_set import (
+from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
+from torchcross.data.metadataset.episode_set import (
     EpisodeRecord,
     EpisodeSet,
     FixedEpisodeMetaDataset,
     labels_checksum,
     sample_episode_set,
 )
-from .few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
-from .variable import VariableWayShotMetaDataset
+from torchcross.data.metadataset.few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
+from torchcross.data.metadataset.variable import VariableWayShotMetaDataset
 
 __all__ = [
     "EpisodeMetaDataset",

@@ -1,7 +1,7 @@
 """Bases of the episode datasets: a map-style :class:`MetaDataset` and seeded episode datasets.
 
 :class:`MetaDataset` is what torchcross 0.0.6 called it: a map-style dataset of
-:class:`~torchcross.data.task.Task` (``__getitem__`` and ``__len__``); the medimeta
+:class:`~torchcross.tasks.task.Task` (``__getitem__`` and ``__len__``); the medimeta
 package subclasses it.
 
 :class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
@@ -9,7 +9,7 @@ a pure function of ``(seed, epoch, i)``: ``dataset[i]`` draws it from a counter-
 Philox generator keyed by ``(seed, epoch)`` with counter ``i`` (:func:`episode_generator`).
 The class is also an :class:`~torch.utils.data.IterableDataset`: iterating yields episodes ``0..length-1``
 (forever with ``length=None``), split across DataLoader workers and
-``torch.distributed`` ranks with :func:`~torchcross.data._sharding.shard_position`, so
+``torch.distributed`` ranks with :func:`~torchcross.data.workers.sharding.shard_position`, so
 no episode is produced twice. Shards are strided, so a ``DataLoader(batch_size=None)``
 yields the same episodes in the same order with 0, 1 or 4 workers.
 """
@@ -29,13 +29,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
-from ..._checks import check_int
-from .._sharding import remember_ranks, shard_indices, shard_position
-from .._shared_ints import SharedInt
-from .._shm_pool import shared_lease, worker_empty
-from ..sampling import EpisodeIndices, LabelIndex, episode_labels, index_labels, relabel_description
-from ..task import Task, TaskDescription, TaskTarget
-from ..task_source import canonical_labels
+from torchcross._checks import check_int
+from torchcross.data.sources import canonical_labels
+from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.data.workers.shm_pool import shared_lease, worker_empty
+from torchcross.sampling.episodes import (
+    EpisodeIndices,
+    LabelIndex,
+    episode_labels,
+    index_labels,
+    relabel_description,
+)
+from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 __all__ = ["EpisodeMetaDataset", "MetaDataset", "episode_generator", "episode_key", "load_episode"]
 
@@ -80,7 +86,7 @@ def _episode_labels(support_labels: Any, query_labels: Any) -> tuple[torch.Tenso
 
     Out of a DataLoader worker, each storage costs its own shared-memory hand-off; views of
     one storage share one. In a worker the labels live in a pooled shared-memory block
-    (:mod:`torchcross.data._shm_pool`), like the images a MedIMeta reader returns.
+    (:mod:`torchcross.data.workers.shm_pool`), like the images a MedIMeta reader returns.
     """
     sup, qry = np.asarray(support_labels), np.asarray(query_labels)
     if sup.dtype != qry.dtype or sup.shape[1:] != qry.shape[1:]:
@@ -117,8 +123,8 @@ def load_episode(
 
     Examples:
         >>> import numpy as np, torch
-        >>> from torchcross.data.task_source import TensorTaskSource
-        >>> from torchcross.data.sampling import EpisodeIndices
+        >>> from torchcross.data.sources import TensorTaskSource
+        >>> from torchcross.sampling.episodes import EpisodeIndices
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
         >>> src = TensorTaskSource(torch.arange(4.0)[:, None], [0, 1, 0, 1], d)
         >>> ep = EpisodeIndices(np.array([0, 1]), np.array([2, 3]), (0, 1))

@@ -19,12 +19,12 @@ from typing import Any
 
 import numpy as np
 
-from ..._checks import check_int
-from ..sampling import EpisodeIndices, episode_labels, relabel_description
-from ..task import Task, TaskDescription, TaskTarget
-from ..task_source import canonical_labels
-from .base import EpisodeMetaDataset, MetaDataset, load_episode
-from .few_shot import FewShotMetaDataset
+from torchcross._checks import check_int
+from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
+from torchcross.data.metadataset.few_shot import FewShotMetaDataset
+from torchcross.data.sources import canonical_labels
+from torchcross.sampling.episodes import EpisodeIndices, episode_labels, relabel_description
+from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 __all__ = [
     "EpisodeRecord",
@@ -70,7 +70,7 @@ class EpisodeRecord:
     query_labels: np.ndarray
 
     def indices(self) -> EpisodeIndices:
-        """The episode as :class:`~torchcross.data.sampling.EpisodeIndices`."""
+        """The episode as :class:`~torchcross.sampling.episodes.EpisodeIndices`."""
         return EpisodeIndices(self.support, self.query, self.classes)
 
 
@@ -253,7 +253,7 @@ def sample_episode_set(
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "healthy", 1: "sick"}, "toy")
         >>> src = TensorTaskSource(torch.randn(40, 2), torch.arange(40) % 2, d)
         >>> episodes = sample_episode_set(

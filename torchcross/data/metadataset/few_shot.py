@@ -11,10 +11,16 @@ from typing import Any
 
 import numpy as np
 
-from ..._checks import check_int
-from ..sampling import EpisodeIndices, _fixed_plan, _sample_fixed, _sample_planned, sample_multilabel_episode
-from ..task import TaskTarget
-from .base import EpisodeMetaDataset, _usable_classes
+from torchcross._checks import check_int
+from torchcross.data.metadataset.base import EpisodeMetaDataset, _usable_classes
+from torchcross.sampling.episodes import (
+    EpisodeIndices,
+    _fixed_plan,
+    _sample_fixed,
+    _sample_planned,
+    sample_multilabel_episode,
+)
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
@@ -32,7 +38,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
     episode's ``0..k-1`` (identifiers kept); labels are relabelled the same way.
 
     Args:
-        task_source: a :class:`~torchcross.data.task_source.TaskSource`.
+        task_source: a :class:`~torchcross.data.sources.TaskSource`.
         collate_fn: applied to the list of ``(input, label)`` pairs of the support and of
             the query set; ``None`` gives ``(inputs, labels)`` tensors (with
             ``output_indices=True``: a list of ``(index, label)`` pairs, as in 0.0.6).
@@ -45,15 +51,15 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         seed: episodes are a pure function of ``(seed, epoch, index)``; ``None`` draws a
             random seed once (kept in ``self.seed``).
         max_attempts: multi-label only: attempts before giving up (see
-            :func:`~torchcross.data.sampling.sample_multilabel_episode`).
+            :func:`~torchcross.sampling.episodes.sample_multilabel_episode`).
 
     Raises:
         ValueError: fewer than two usable classes (binary: too few positives or negatives).
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
         >>> src = TensorTaskSource(torch.randn(60, 4), torch.arange(60) % 3, d)
         >>> episodes = FewShotMetaDataset(src, None, 2, 3, filter_classes_min_samples=0, length=10, seed=0)
@@ -151,8 +157,8 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> names = {i: f"c{i}" for i in range(5)}
         >>> d = TaskDescription("ORDINAL_REGRESSION", names, "grades")
         >>> src = TensorTaskSource(torch.randn(100, 2), torch.arange(100) % 5, d)

@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..._checks import check_int
-from ..sampling import EpisodeIndices
-from ..sampling_variable import sample_variable_episode
-from ..task import TaskTarget
-from .base import EpisodeMetaDataset, _usable_classes
+from torchcross._checks import check_int
+from torchcross.data.metadataset.base import EpisodeMetaDataset, _usable_classes
+from torchcross.sampling.episodes import EpisodeIndices
+from torchcross.sampling.variable import sample_variable_episode
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["VariableWayShotMetaDataset"]
 
@@ -18,7 +18,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     """Episodes with a random number of classes and an imbalanced support set.
 
     The rule of Triantafillou et al., "Meta-Dataset" (ICLR 2020), section 3.2, as
-    implemented by :func:`~torchcross.data.sampling_variable.sample_variable_episode`: ways
+    implemented by :func:`~torchcross.sampling.variable.sample_variable_episode`: ways
     uniform in ``[min_ways, max_ways]`` (capped by the usable classes), a balanced query
     of at most ``max_query_per_class`` per class, and a support set of at most
     ``max_support_size`` examples spread over the classes roughly in proportion to their
@@ -26,7 +26,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     Multi-class, ordinal (classes in key order) and binary tasks (always both classes).
 
     Args:
-        task_source: a :class:`~torchcross.data.task_source.TaskSource`.
+        task_source: a :class:`~torchcross.data.sources.TaskSource`.
         collate_fn, length, output_indices, seed: as for
             :class:`~torchcross.data.metadataset.FewShotMetaDataset`.
         filter_classes_min_samples: drop classes with fewer examples (classes with fewer
@@ -37,8 +37,8 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(10)}, "digits")
         >>> src = TensorTaskSource(torch.randn(500, 3), torch.arange(500) % 10, d)
         >>> ds = VariableWayShotMetaDataset(src, min_ways=3, max_ways=8, length=5, seed=0)

@@ -8,16 +8,16 @@ Examples:
 
 from __future__ import annotations
 
-from .._images import normalize_batch
-from ._hdf5 import HDF5Images, MedIMetaFileError
-from .catalogue import (
+from torchcross.datasets._images import normalize_batch
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta.catalogue import (
     catalogue_from_infos,
     leave_one_out_tasks,
     list_datasets,
     list_tasks,
     medimeta_catalogue,
 )
-from .folder import (
+from torchcross.datasets.medimeta.folder import (
     DatasetInfo,
     MedIMetaFolderWarning,
     TaskInfo,
@@ -27,9 +27,9 @@ from .folder import (
     read_split,
     scan_datasets,
 )
-from .reader import MedIMeta
-from .validate import Problem, ValidationReport, validate_all, validate_medimeta
-from .writer import write_medimeta, write_synthetic_medimeta
+from torchcross.datasets.medimeta.reader import MedIMeta
+from torchcross.datasets.medimeta.validate import Problem, ValidationReport, validate_all, validate_medimeta
+from torchcross.datasets.medimeta.writer import write_medimeta, write_synthetic_medimeta
 
 __all__ = [
     "DatasetInfo",

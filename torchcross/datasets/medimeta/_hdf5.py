@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from .._optional import require
+from torchcross.datasets._optional import require
 
 __all__ = ["HDF5Images", "MedIMetaFileError"]
 

@@ -1,7 +1,7 @@
 """The MedIMeta v1.0 catalogue (19 datasets, 54 tasks), shipped as data, and what is on disk.
 
 The catalogue is read from ``catalogue.json`` next to this module (no PyYAML needed) and
-built as a :class:`torchcross.data.catalogue.Catalogue`, so the generic leave-one-out
+built as a :class:`torchcross.tasks.catalogue.Catalogue`, so the generic leave-one-out
 helper applies: :func:`leave_one_out_tasks` picks the source tasks for a target dataset,
 excluding every dataset with a domain or subject overlap.
 
@@ -24,9 +24,9 @@ from collections.abc import Iterable
 from importlib import resources
 from typing import Any, Literal
 
-from ...data.catalogue import Catalogue, DatasetEntry, TaskEntry, leave_one_out_sources
-from ...data.task import TaskTarget
-from .folder import DatasetInfo, available_tasks, scan_datasets
+from torchcross.datasets.medimeta.folder import DatasetInfo, available_tasks, scan_datasets
+from torchcross.tasks.catalogue import Catalogue, DatasetEntry, TaskEntry, leave_one_out_sources
+from torchcross.tasks.task import TaskTarget
 
 __all__ = [
     "catalogue_from_infos",
@@ -59,7 +59,7 @@ def _entry(raw: dict[str, Any]) -> DatasetEntry:
 def medimeta_catalogue() -> Catalogue:
     """The MedIMeta v1.0 catalogue.
 
-    Each :class:`~torchcross.data.catalogue.DatasetEntry` keeps the rest of its
+    Each :class:`~torchcross.tasks.catalogue.DatasetEntry` keeps the rest of its
     ``info.yaml`` in ``info`` (``input_size``, ``splits_num_samples``,
     ``original_splits_num_samples``, ``total_num_samples``, ``summary``, ``license``,
     ``download_url``, ``DOI``).
@@ -108,7 +108,7 @@ def list_datasets(
     """
     if data_path is None:
         return list(medimeta_catalogue().ids)
-    from .folder import available_datasets
+    from torchcross.datasets.medimeta.folder import available_datasets
 
     return available_datasets(data_path, errors=errors)
 

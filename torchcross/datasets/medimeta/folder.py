@@ -16,9 +16,9 @@ from typing import Any, Literal
 
 import numpy as np
 
-from ...data.task import TaskDescription, TaskTarget
-from .._optional import require
-from ._hdf5 import MedIMetaFileError
+from torchcross.datasets._optional import require
+from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
     "SPLITS",

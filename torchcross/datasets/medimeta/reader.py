@@ -9,14 +9,21 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from ...data._shm_pool import worker_empty
-from ...data.labels import normalize_labels
-from ...data.task_source import TaskSource
-from .._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels, rgb_to_gray
-from .._optional import require
-from ._hdf5 import HDF5Images, MedIMetaFileError
-from .catalogue import medimeta_catalogue
-from .folder import DatasetInfo, available_datasets, available_tasks, read_info, read_split, scan_datasets
+from torchcross.data.sources import TaskSource
+from torchcross.data.workers.shm_pool import worker_empty
+from torchcross.datasets._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels, rgb_to_gray
+from torchcross.datasets._optional import require
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
+from torchcross.datasets.medimeta.folder import (
+    DatasetInfo,
+    available_datasets,
+    available_tasks,
+    read_info,
+    read_split,
+    scan_datasets,
+)
+from torchcross.tasks.labels import normalize_labels
 
 __all__ = ["MedIMeta"]
 

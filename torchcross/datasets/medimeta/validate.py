@@ -16,11 +16,11 @@ from typing import Literal
 
 import numpy as np
 
-from ...data.labels import normalize_labels
-from ...data.task import TaskTarget
-from ._hdf5 import HDF5Images, MedIMetaFileError
-from .catalogue import medimeta_catalogue
-from .folder import SPLITS, DatasetInfo, read_info, read_split
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
+from torchcross.datasets.medimeta.folder import SPLITS, DatasetInfo, read_info, read_split
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["Problem", "ValidationReport", "validate_all", "validate_medimeta"]
 

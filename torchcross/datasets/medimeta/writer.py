@@ -20,10 +20,10 @@ from typing import Any
 
 import numpy as np
 
-from ...data.labels import normalize_labels
-from ...data.task import TaskDescription, TaskTarget
-from .._optional import require
-from .folder import SPLITS
+from torchcross.datasets._optional import require
+from torchcross.datasets.medimeta.folder import SPLITS
+from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["write_medimeta", "write_synthetic_medimeta"]
 
@@ -173,7 +173,7 @@ def write_medimeta(
         images: uint8 ``(N, H, W)`` / ``(N, H, W, 3)`` array, ``(N, C, H, W)`` tensor, or a
             sequence of same-sized images (arrays, tensors or PIL images).
         tasks: ``{task name: (TaskDescription, labels)}``; labels in any form
-            :func:`~torchcross.data.labels.normalize_labels` accepts (class keys).
+            :func:`~torchcross.tasks.labels.normalize_labels` accepts (class keys).
         splits: ``{"train": indices, ...}`` or one split name (or ``None``) per image.
         original_splits: the same for the source's own splits (default: ``splits``).
         name, domain, summary: ``info.yaml`` metadata (``name`` defaults to the id).
@@ -346,7 +346,7 @@ def write_synthetic_medimeta(
         >>> sorted(os.listdir(os.path.join(path, "task_labels")))
         ['case category.npy', 'malignancy.npy']
     """
-    from .catalogue import medimeta_catalogue
+    from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
 
     if num_images < 5:
         raise ValueError(f"num_images must be at least 5 (one per split and class), got {num_images}")

@@ -2,7 +2,7 @@
 
 Every method starts from the same backbone weights (built with the run's seed, or read
 from ``[backbone] weights``). Source training is checkpointed (see
-:func:`torchcross.protocol_training.train_steps`) under
+:func:`torchcross.protocol.training.train_steps`) under
 ``<out_dir>/checkpoints/<target dataset>/<method>.pt``.
 """
 
@@ -17,13 +17,13 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from .data.task import Task
-from .protocol_backbone import build_backbone
-from .protocol_data import TargetPlan, open_task
-from .protocol_training import config_fingerprint, train_steps
+from torchcross.protocol.backbone import build_backbone
+from torchcross.protocol.data import TargetPlan, open_task
+from torchcross.protocol.training import config_fingerprint, train_steps
+from torchcross.tasks.task import Task
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .protocol import ProtocolPlan
+    from torchcross.protocol.run import ProtocolPlan
 
 __all__ = ["TrainedMethod", "evaluation_learner", "method_fingerprint", "train_method"]
 
@@ -103,8 +103,8 @@ def _source_sources(plan: ProtocolPlan, target: TargetPlan) -> dict[str, Any]:
 def _train_pt(
     plan: ProtocolPlan, target: TargetPlan, tm: TrainedMethod, ckpt: Path, log: Log, progress: bool | None
 ) -> None:
-    from .data.multitask import MultiTaskBatchSampler
-    from .learners.multitask import MultiTaskPretrainer
+    from torchcross.data.multitask import MultiTaskBatchSampler
+    from torchcross.learners.multitask import MultiTaskPretrainer
 
     cfg, pt = plan.config, plan.config.pretrain
     sources = _source_sources(plan, target)
@@ -150,9 +150,9 @@ def _train_pt(
 def _train_maml(
     plan: ProtocolPlan, target: TargetPlan, tm: TrainedMethod, ckpt: Path, log: Log, progress: bool | None
 ) -> None:
-    from .data.metadataset import FewShotMetaDataset
-    from .data.multitask import MultiTaskEpisodeSampler
-    from .learners.maml import MAML
+    from torchcross.data.metadataset import FewShotMetaDataset
+    from torchcross.data.multitask import MultiTaskEpisodeSampler
+    from torchcross.learners.maml import MAML
 
     cfg, mc = plan.config, plan.config.maml
     n_shot = mc.n_shot or cfg.evaluation.n_shot
@@ -242,7 +242,7 @@ def evaluation_learner(plan: ProtocolPlan, method: str, trained: TrainedMethod) 
     """What :func:`~torchcross.evaluation.evaluate` calls: MAML itself, or a fine-tuner of the backbone."""
     if method == "mm-MAML":
         return trained.learner
-    from .learners.finetune import FineTuner
+    from torchcross.learners.finetuner import FineTuner
 
     ft = plan.config.finetune
     return FineTuner(

@@ -21,7 +21,7 @@ over the classes where AUROC is defined; with ``undefined="nan"`` any such class
 the result NaN. When no class is defined (e.g. a binary query set of one class) the
 result is NaN either way. No warning is emitted.
 
-torchmetrics is imported on first use, so ``import torchcross.metrics`` stays cheap.
+torchmetrics is imported on first use, so ``import torchcross.evaluation.metrics`` stays cheap.
 """
 
 from __future__ import annotations
@@ -32,9 +32,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.data.task import TaskDescription, TaskTarget
 from torchcross.nn.kinds import encode_labels, get_task_kind
 from torchcross.nn.kinds import loss as _kind_loss
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["METRIC_NAMES", "accuracy", "auroc", "compute_metrics"]
 

@@ -87,7 +87,7 @@ def build_backbone(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "conv4":
-            from .learners.backbones import conv4
+            from torchcross.learners.backbones import conv4
 
             net: nn.Module = conv4(in_channels, hidden=hidden, image_size=image_size)
             width = int(net.num_features)

@@ -2,7 +2,7 @@
 
 :class:`WrapTaskSource` finds the labels once, without decoding inputs when it can,
 and normalises them to the canonical form of the task's kind. It is importable from
-:mod:`torchcross.data.task_source` too (its torchcross 0.0.6 path).
+:mod:`torchcross.data.sources` too (its torchcross 0.0.6 path).
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, Subset
 
-from .labels import _as_numpy, normalize_labels
-from .task import TaskDescription, TaskTarget
-from .task_source import TaskSource, _check_description, _label_tensor, _set_labels
+from torchcross.data.sources import TaskSource, _check_description, _label_tensor, _set_labels
+from torchcross.tasks.labels import _as_numpy, normalize_labels
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["WrapTaskSource"]
 
@@ -105,7 +105,7 @@ class WrapTaskSource(TaskSource):
         task_description: the task; optional when ``dataset`` is itself a task source.
             For torchcross 0.0.6 code, ``WrapTaskSource(dataset, task_target, classes)``
             also works.
-        labels: all labels, in any form :func:`~torchcross.data.labels.normalize_labels` accepts.
+        labels: all labels, in any form :func:`~torchcross.tasks.labels.normalize_labels` accepts.
         task_target, classes, task_identifier, domain_identifier: the 0.0.6 way to
             describe the task, instead of ``task_description``.
         label_fn: ``label_fn(dataset) -> labels``, used when ``labels`` is not given.

@@ -12,7 +12,7 @@ many quotas at once. :func:`cover_quotas` builds a set greedily:
 Each pick costs ``O(candidates)`` operations on bit masks (one Python int per example, bit
 ``j`` set when label ``j`` is positive), never ``O(N)``: the masks and the per-label
 positive and negative index lists are built once per task
-(:func:`~torchcross.data.sampling.index_labels`). Random choices come from a
+(:func:`~torchcross.sampling.episodes.index_labels`). Random choices come from a
 :class:`random.Random` seeded by the episode's generator, so results stay a pure
 function of that generator.
 :func:`sample_multilabel_indices` draws the support set, then the query set from the
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    from .sampling import LabelIndex
+    from torchcross.sampling.episodes import LabelIndex
 
 __all__ = ["cover_quotas", "row_bits", "sample_multilabel_indices"]
 
@@ -87,7 +87,7 @@ def cover_quotas(
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.data.sampling import index_labels
+        >>> from torchcross.sampling.episodes import index_labels
         >>> labels = np.random.default_rng(0).integers(0, 2, (50, 4))
         >>> index = index_labels(labels, "MULTILABEL_CLASSIFICATION")
         >>> taken = set()
@@ -223,7 +223,7 @@ def sample_multilabel_indices(
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.data.sampling import index_labels
+        >>> from torchcross.sampling.episodes import index_labels
         >>> index = index_labels(
         ...     np.random.default_rng(0).integers(0, 2, (80, 3)), "MULTILABEL_CLASSIFICATION"
         ... )

@@ -14,9 +14,9 @@ ordinal             as multi-class; selected classes always in key order
 binary              ``k`` negatives and ``k`` positives (support), ``q`` of each (query)
 multi-label         at least ``k`` positives and ``k`` negatives per selected label
                     (support), ``q`` of each (query); see
-                    :mod:`torchcross.data.sampling_multilabel`
+                    :mod:`torchcross.sampling.multilabel`
 variable            Meta-Dataset's variable-way variable-shot rule
-                    (:func:`torchcross.data.sampling_variable.sample_variable_episode`)
+                    (:func:`torchcross.sampling.variable.sample_variable_episode`)
 ==================  ===========================================================
 
 Support and query never share an example. Within a class, examples come in random
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from .._checks import check_int
-from ._episode_index import (
+from torchcross._checks import check_int
+from torchcross.sampling.episode_index import (
     _SINGLE_LABEL,
     EpisodeIndices,
     LabelIndex,
@@ -42,7 +42,7 @@ from ._episode_index import (
     index_labels,
     relabel_description,
 )
-from .task import TaskTarget
+from torchcross.tasks.task import TaskTarget
 
 __all__ = [
     "EpisodeIndices",
@@ -313,7 +313,7 @@ def sample_multilabel_episode(
 ) -> EpisodeIndices:
     """At least ``n_support`` positives and negatives per label (support), ``n_query`` (query).
 
-    See :func:`torchcross.data.sampling_multilabel.cover_quotas` for the algorithm.
+    See :func:`torchcross.sampling.multilabel.cover_quotas` for the algorithm.
 
     Examples:
         >>> import numpy as np
@@ -322,7 +322,7 @@ def sample_multilabel_episode(
         >>> bool((labels[ep.support].sum(0) >= 2).all()), ep.classes
         (True, (0, 1, 2))
     """
-    from .sampling_multilabel import sample_multilabel_indices
+    from torchcross.sampling.multilabel import sample_multilabel_indices
 
     _check_generator(rng)
     check_int(n_support, "n_support", 1)

@@ -1,7 +1,7 @@
 """Batches of one task source as an iterable dataset, split across workers and ranks.
 
 :class:`BatchedTaskSource` keeps the torchcross 0.0.6 parameters and import path
-(:mod:`torchcross.data.task_source`) and fixes its bugs: the batch order is a pure
+(:mod:`torchcross.data.sources`) and fixes its bugs: the batch order is a pure
 function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each
 produce their own share of the batches instead of all of them.
 """
@@ -14,12 +14,12 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset
 
-from .._checks import check_int
-from ._sharding import ShardPosition, remember_ranks, shard_indices, shard_position
-from ._shared_ints import SharedInt
-from .collate import identity, stack
-from .labels import count_samples_per_class
-from .task_source import TaskSource, _check_source, canonical_labels
+from torchcross._checks import check_int
+from torchcross.data.collate import identity, stack
+from torchcross.data.sources import TaskSource, _check_source, canonical_labels
+from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.tasks.labels import count_samples_per_class
 
 __all__ = ["BatchedTaskSource"]
 
@@ -74,8 +74,8 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"}, "toy")
         >>> src = TensorTaskSource(torch.arange(5.0), [0, 1, 0, 1, 1], d)
         >>> batched = BatchedTaskSource(src, batch_size=2, collate_fn=stack, seed=0)
@@ -177,7 +177,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
             yield self.load_batch(indices)
 
     def iter_shard(self, position: ShardPosition, epoch: int | None = None) -> Iterator[Any]:
-        """Yield the batches of shard ``position`` (see :mod:`torchcross.data._sharding`)."""
+        """Yield the batches of shard ``position`` (see :mod:`torchcross.data.workers.sharding`)."""
         batches = self.batch_indices(epoch)
         for k in shard_indices(len(batches), position):
             yield self.load_batch(batches[k])

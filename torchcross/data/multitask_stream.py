@@ -11,11 +11,11 @@ from typing import Any
 import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .._checks import check_int
-from ._multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
-from ._sharding import remember_ranks, shard_position
-from ._shared_ints import SharedInt
-from .task_weighting import resolve_weighting
+from torchcross._checks import check_int
+from torchcross.data.workers.sharding import remember_ranks, shard_position
+from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.sampling.multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
+from torchcross.sampling.weighting import resolve_weighting
 
 __all__ = ["MAX_PLAN", "MultiSourceStream", "named"]
 

@@ -7,8 +7,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from .._checks import check_int
-from .sampling import (
+from torchcross._checks import check_int
+from torchcross.sampling.episodes import (
     _SINGLE_LABEL,
     EpisodeIndices,
     LabelIndex,
@@ -16,7 +16,7 @@ from .sampling import (
     _check_generator,
     sample_per_class,
 )
-from .task import TaskTarget
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["sample_variable_episode"]
 
@@ -48,7 +48,7 @@ def sample_variable_episode(
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.data.sampling import index_labels
+        >>> from torchcross.sampling.episodes import index_labels
         >>> index = index_labels(np.repeat(np.arange(8), 20), "MULTICLASS_CLASSIFICATION")
         >>> ep = sample_variable_episode(index, np.random.default_rng(0), min_ways=3, max_ways=6)
         >>> 3 <= len(ep.classes) <= 6 and len(ep.query) % len(ep.classes) == 0

@@ -1,8 +1,8 @@
 """``torchcross demo``: the whole cross-domain few-shot protocol on real bundled data, no download.
 
-The demo writes the handwritten-digits meta-dataset of :mod:`torchcross.demo_data` (four
+The demo writes the handwritten-digits meta-dataset of :mod:`torchcross.cli.demo_data` (four
 MedIMeta-format datasets, three imaging domains, tasks of all four kinds) and runs
-:func:`torchcross.protocol.run_protocol` on it with target dataset ``digits_scan_a``:
+:func:`torchcross.protocol.run.run_protocol` on it with target dataset ``digits_scan_a``:
 leave-one-out selection drops ``digits_scan_b`` (same domain) and trains on the
 negative-film and defocused datasets; IM-PT, mm-PT and mm-MAML are evaluated on 100
 fixed 5-shot episodes of each of the target's four tasks.
@@ -13,7 +13,7 @@ seeded random initialisation (no ImageNet weights can be downloaded here); IM-PT
 mm-PT are evaluated with a linear probe (50 Adam steps on a new zero head, batch
 statistics in BatchNorm); mm-MAML is first-order with 3 inner steps.
 
-Run ``python -m torchcross.demo --docs docs`` to regenerate the documented output
+Run ``python -m torchcross.cli.demo --docs docs`` to regenerate the documented output
 (:func:`publish_docs`).
 """
 
@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .protocol_config import METHODS, ProtocolConfig, config_from_dict
+from torchcross.protocol.config import METHODS, ProtocolConfig, config_from_dict
 
 __all__ = ["DEMO_TARGET", "demo_config", "main", "publish_docs", "run_demo"]
 
@@ -74,7 +74,7 @@ def demo_config(
         data_dir: where the demo datasets are (default ``<out_dir>/data``).
         quick: a reduced run (10 episodes, short training) for tests and a first look.
         n_episodes: episodes per target task (overrides the default 100, or 10 with ``quick``).
-        methods: a subset of :data:`~torchcross.protocol_config.METHODS`.
+        methods: a subset of :data:`~torchcross.protocol.config.METHODS`.
         targets: dataset or ``"dataset/task"`` ids (default: every task of ``digits_scan_a``).
         seed: seeds data, weights, episodes and samplers.
         plot: write ``auroc.png``.
@@ -126,10 +126,10 @@ def run_demo(
     """Write the demo data (unless present) and run the protocol on it; see :func:`demo_config`.
 
     Returns:
-        the :class:`~torchcross.protocol.ProtocolResult`.
+        the :class:`~torchcross.protocol.run.ProtocolResult`.
     """
-    from .demo_data import write_demo_medimeta
-    from .protocol import _check_out_dir, check_protocol, run_protocol
+    from torchcross.cli.demo_data import write_demo_medimeta
+    from torchcross.protocol.run import _check_out_dir, check_protocol, run_protocol
 
     config = demo_config(
         out_dir,
@@ -169,8 +169,8 @@ def publish_docs(result: Any, docs_dir: str | Path, seconds: float, command: str
 
     import torch
 
-    from . import __version__
-    from .evaluation import format_summary
+    from torchcross import __version__
+    from torchcross.evaluation.episodic import format_summary
 
     docs = Path(docs_dir)
     page = docs / "demo.md"
@@ -244,8 +244,8 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> int:
-    """Command-line entry point (``torchcross demo`` and ``python -m torchcross.demo``)."""
-    from .evaluation import format_summary
+    """Command-line entry point (``torchcross demo`` and ``python -m torchcross.cli.demo``)."""
+    from torchcross.evaluation.episodic import format_summary
 
     args = _parser(prog).parse_args(argv)
     start = time.perf_counter()
@@ -285,4 +285,4 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main(prog="python -m torchcross.demo"))
+    sys.exit(main(prog="python -m torchcross.cli.demo"))

@@ -31,7 +31,7 @@ _EPILOG = """examples:
 
 
 def _version() -> str:
-    from . import __version__
+    from torchcross import __version__
 
     return __version__
 
@@ -127,11 +127,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``torchcross`` command; returns the exit status (2 for usage and input errors)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "demo":
-        from .demo import main as demo_main
+        from torchcross.cli.demo import main as demo_main
 
         return demo_main(argv[1:], prog="torchcross demo")
     args = build_parser().parse_args(argv)
-    from . import cli_commands as commands
+    from torchcross.cli import commands
 
     handlers = {
         ("run", None): commands.run_command,
@@ -149,6 +149,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"torchcross {args.command}: error: {message}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())

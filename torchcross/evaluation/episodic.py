@@ -1,8 +1,8 @@
 """Evaluate a few-shot learner over episodes: per-episode metrics and their summary.
 
 :func:`evaluate` asks a learner for query logits on every episode (a
-:class:`~torchcross.data.task.Task`), scores them with
-:func:`torchcross.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
+:class:`~torchcross.tasks.task.Task`), scores them with
+:func:`torchcross.evaluation.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
 way the task's kind requires) and returns an :class:`EvaluationResult`: one record per
 episode plus mean, standard deviation and a Student-t confidence interval per metric.
 """
@@ -17,10 +17,10 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
-from ._checks import check_int
-from .data.task import Task
-from .results import ResultsTable
-from .stats import Summary, summarize_values
+from torchcross._checks import check_int
+from torchcross.evaluation.results import ResultsTable
+from torchcross.evaluation.stats import Summary, summarize_values
+from torchcross.tasks.task import Task
 
 __all__ = [
     "METRICS",
@@ -63,7 +63,7 @@ class EvaluationResult:
         return {m: summarize_values((r[m] for r in self.records), self.confidence) for m in METRICS}
 
     def table(self) -> ResultsTable:
-        """The per-episode records as a :class:`~torchcross.results.ResultsTable`."""
+        """The per-episode records as a :class:`~torchcross.evaluation.results.ResultsTable`."""
         return ResultsTable(self.records)
 
     def summary_table(self, by: Sequence[str] = ("method", "target")) -> ResultsTable:
@@ -185,7 +185,7 @@ def evaluate(
 
     Examples:
         >>> import torch
-        >>> from torchcross.data.task import Task, TaskDescription
+        >>> from torchcross.tasks.task import Task, TaskDescription
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
         >>> y = torch.tensor([[0], [1], [0], [1]])
         >>> tasks = [Task((torch.zeros(2, 1), y[:2]), (y.float() * 2 - 1, y), d) for _ in range(3)]
@@ -196,7 +196,7 @@ def evaluate(
     """
     from tqdm.auto import tqdm
 
-    from .metrics import compute_metrics
+    from torchcross.evaluation.metrics import compute_metrics
 
     predict = _predict_fn(learner)
     if not 0.0 < confidence < 1.0:

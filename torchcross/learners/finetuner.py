@@ -16,7 +16,7 @@ their stored running statistics, never updated (what pre-trained weights expect)
 
 Examples:
     >>> import torch
-    >>> from torchcross.data.task import Task, TaskDescription
+    >>> from torchcross.tasks.task import Task, TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> backbone = mlp(4, (8,))
     >>> tuner = FineTuner(backbone, backbone.num_features, num_steps=5, lr=0.1)
@@ -34,13 +34,12 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
-from torchcross.data.task import Task, TaskDescription
+from torchcross._checks import check_int
+from torchcross.learners._tasks import check_task, task_tensors
+from torchcross.learners.functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
+from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
 from torchcross.nn import get_task_kind, head_forward, init_head_params
-
-from .._checks import check_int
-from ._tasks import check_task, task_tensors
-from .functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
-from .inner_optimizers import SGD, Adam, InnerOptimizer
+from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["FineTuner"]
 

@@ -40,7 +40,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._checks import check_int
+from torchcross._checks import check_int
 
 __all__ = [
     "DEMO_DATASETS",
@@ -312,8 +312,8 @@ def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwri
         >>> src.task_description.class_keys, src[0][0].shape
         ((1, 4, 6, 8, 10), torch.Size([1, 16, 16]))
     """
-    from .data.task import TaskDescription
-    from .datasets.medimeta import read_info, write_medimeta
+    from torchcross.datasets.medimeta import read_info, write_medimeta
+    from torchcross.tasks.task import TaskDescription
 
     root = Path(root)
     stamp = {"demo_size": size, "demo_seed": seed}

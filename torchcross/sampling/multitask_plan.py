@@ -18,7 +18,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .task_weighting import TaskWeighting
+from torchcross.sampling.weighting import TaskWeighting
 
 __all__ = ["StreamPlan", "exhaustive_order", "occurrences", "task_permutation"]
 
@@ -54,7 +54,7 @@ def exhaustive_order(counts: np.ndarray, policy: TaskWeighting, rng: np.random.G
     ``"temperature"`` by ``remaining ** (1 / T)``.
 
     Examples:
-        >>> from torchcross.data.task_weighting import TaskWeighting
+        >>> from torchcross.sampling.weighting import TaskWeighting
         >>> order = exhaustive_order(np.array([2, 3]), TaskWeighting("uniform"), np.random.default_rng(0))
         >>> np.bincount(order).tolist()
         [2, 3]

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from .task import TaskDescription, TaskTarget
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
     "count_samples_per_class",

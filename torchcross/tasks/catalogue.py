@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .task import TaskDescription, TaskTarget
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["Catalogue", "DatasetEntry", "TaskEntry", "leave_one_out_sources"]
 

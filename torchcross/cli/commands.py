@@ -1,6 +1,6 @@
 """The work behind ``torchcross medimeta ...``, ``torchcross episodes sample`` and ``torchcross run``.
 
-:mod:`torchcross.cli` parses arguments (importing nothing heavy); the functions here do
+:mod:`torchcross.cli.app` parses arguments (importing nothing heavy); the functions here do
 the work and return an exit status. User errors raise ``ValueError`` (or ``OSError``),
 which the CLI prints as one line.
 """
@@ -35,17 +35,17 @@ def _kinds(tasks: Any) -> str:
 
 def _catalogue(data_path: str | None) -> Any:
     if data_path is None:
-        from .datasets.medimeta import medimeta_catalogue
+        from torchcross.datasets.medimeta import medimeta_catalogue
 
         return medimeta_catalogue()
-    from .protocol_data import load_catalogue
+    from torchcross.protocol.data import load_catalogue
 
     return load_catalogue(data_path)[0]
 
 
 def list_command(args: argparse.Namespace) -> int:
     """Print the catalogue (or the datasets under ``--data-path``) as a Markdown table."""
-    from .results import ResultsTable
+    from torchcross.evaluation.results import ResultsTable
 
     cat = _catalogue(args.data_path)
     rows = []
@@ -62,7 +62,7 @@ def list_command(args: argparse.Namespace) -> int:
 
 def info_command(args: argparse.Namespace) -> int:
     """Print one dataset's metadata, tasks, overlaps and leave-one-out sources."""
-    from .data.catalogue import leave_one_out_sources
+    from torchcross.tasks.catalogue import leave_one_out_sources
 
     cat = _catalogue(args.data_path)
     if args.dataset not in cat:
@@ -86,7 +86,7 @@ def info_command(args: argparse.Namespace) -> int:
 
 def verify_command(args: argparse.Namespace) -> int:
     """Validate one dataset folder, or every dataset under a data path; 1 if any has errors."""
-    from .datasets.medimeta.validate import validate_all, validate_medimeta
+    from torchcross.datasets.medimeta.validate import validate_all, validate_medimeta
 
     path = Path(args.path)
     if not path.is_dir():
@@ -110,11 +110,11 @@ def convert_command(args: argparse.Namespace) -> int:
     """Convert a MedMNIST ``.npz`` file or a class-per-folder image tree into a MedIMeta folder."""
     import numpy as np
 
-    from .datasets.medimeta import write_medimeta
+    from torchcross.datasets.medimeta import write_medimeta
 
     source = Path(args.source)
     if args.format == "medmnist":
-        from .datasets.medmnist import MedMNIST
+        from torchcross.datasets.medmnist import MedMNIST
 
         if not source.is_file():
             raise FileNotFoundError(f"MedMNIST file {str(source)!r} does not exist")
@@ -130,7 +130,7 @@ def convert_command(args: argparse.Namespace) -> int:
         task_name = args.task or desc.task_identifier.split("/")[-1]
         domain = args.domain or desc.domain_identifier
     else:
-        from .datasets.generic import ImageFolderTaskSource
+        from torchcross.datasets.generic import ImageFolderTaskSource
 
         if not source.is_dir():
             raise FileNotFoundError(f"image folder {str(source)!r} is not a directory")
@@ -164,8 +164,8 @@ def convert_command(args: argparse.Namespace) -> int:
 
 def episodes_sample_command(args: argparse.Namespace) -> int:
     """Draw a fixed evaluation episode set of one task and save it as JSON."""
-    from .data.metadataset import sample_episode_set
-    from .protocol_data import load_catalogue, open_task
+    from torchcross.data.metadataset import sample_episode_set
+    from torchcross.protocol.data import load_catalogue, open_task
 
     ds, sep, task = args.task.partition("/")
     if not sep or not task:
@@ -192,9 +192,9 @@ def run_command(args: argparse.Namespace) -> int:
     """Run (or with ``--check`` only validate) the protocol of a config file."""
     import dataclasses
 
-    from .evaluation import format_summary
-    from .protocol import check_protocol, run_protocol
-    from .protocol_config import load_config
+    from torchcross.evaluation.episodic import format_summary
+    from torchcross.protocol.config import load_config
+    from torchcross.protocol.run import check_protocol, run_protocol
 
     config = load_config(args.config)
     run = config.run

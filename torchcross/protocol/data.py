@@ -1,7 +1,7 @@
 """The data side of the protocol: the catalogue on disk, target resolution and task sources.
 
 A folder of MedIMeta-format datasets (downloaded MedIMeta, the demo's digits, or a
-user's own) is read into a :class:`~torchcross.data.catalogue.Catalogue` from the
+user's own) is read into a :class:`~torchcross.tasks.catalogue.Catalogue` from the
 ``info.yaml`` files, including their declared domain and subject overlaps. Targets are
 dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
 """
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .data.catalogue import Catalogue, leave_one_out_sources
-from .data.task_source import TaskSource
+from torchcross.data.sources import TaskSource
+from torchcross.tasks.catalogue import Catalogue, leave_one_out_sources
 
 __all__ = [
     "NORMALIZATIONS",
@@ -62,7 +62,7 @@ def load_catalogue(root: str | os.PathLike[str]) -> tuple[Catalogue, dict[str, s
         FileNotFoundError: if ``root`` is not a directory.
         ValueError: if no readable dataset is there (listing the problems found).
     """
-    from .datasets.medimeta import catalogue_from_infos, scan_datasets
+    from torchcross.datasets.medimeta import catalogue_from_infos, scan_datasets
 
     root = Path(root)
     if not root.is_dir():
@@ -153,8 +153,8 @@ class ResizedTaskSource(TaskSource):
         size: output height and width; ``None`` passes images through unchanged.
 
     Examples:
-        >>> from torchcross.data.task import TaskDescription
-        >>> from torchcross.data.task_source import TensorTaskSource
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "y"})
         >>> src = ResizedTaskSource(TensorTaskSource(torch.rand(4, 1, 8, 8), [0, 1, 0, 1], d), 16)
         >>> src.get_batch([0, 1])[0].shape, src[2][0].shape
@@ -207,7 +207,7 @@ def open_task(
     Raises:
         ValueError: an unknown normalisation, dataset, task or split (the reader names it).
     """
-    from .datasets.medimeta import MedIMeta
+    from torchcross.datasets.medimeta import MedIMeta
 
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from .results import ResultsTable
+from torchcross.evaluation.results import ResultsTable
 
 __all__ = ["plot_metric"]
 
@@ -41,7 +41,7 @@ def plot_metric(
 
     Args:
         summary: rows with ``method``, ``target``, ``<metric>_mean``, ``<metric>_ci_low``
-            and ``<metric>_ci_high`` (as :func:`torchcross.evaluation.summarize` writes).
+            and ``<metric>_ci_high`` (as :func:`torchcross.evaluation.episodic.summarize` writes).
         path: where to save the figure (format from the suffix, e.g. ``.png``, ``.svg``);
             ``None`` only returns it.
         metric: the metric to plot.

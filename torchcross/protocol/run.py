@@ -29,12 +29,12 @@ from typing import Any
 
 import torch
 
-from .evaluation import evaluate, format_summary, summarize
-from .protocol_config import ProtocolConfig, config_to_dict
-from .protocol_data import TargetPlan, load_catalogue, open_task, plan_targets
-from .protocol_methods import evaluation_learner, method_fingerprint, train_method
-from .protocol_training import atomic_write
-from .results import ResultsTable
+from torchcross.evaluation.episodic import evaluate, format_summary, summarize
+from torchcross.evaluation.results import ResultsTable
+from torchcross.protocol.config import ProtocolConfig, config_to_dict
+from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
+from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
+from torchcross.protocol.training import atomic_write
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -133,7 +133,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         image_size = int(next(iter(hw))[0])
     backbone = config.backbone
     if backbone.name.startswith("resnet"):
-        from .protocol_backbone import build_backbone
+        from torchcross.protocol.backbone import build_backbone
 
         build_backbone(backbone.name, 3, image_size, weights=backbone.weights)  # torchvision and weights
         in_channels = 3
@@ -142,7 +142,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         if backbone.weights is not None and not Path(backbone.weights).is_file():
             raise FileNotFoundError(f"[backbone] weights file {str(backbone.weights)!r} does not exist")
     if config.run.plot:
-        from .plotting import _require_matplotlib
+        from torchcross.evaluation.plotting import _require_matplotlib
 
         try:
             _require_matplotlib()
@@ -178,7 +178,7 @@ def _safe(name: str) -> str:
 
 
 def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
-    from .data.metadataset import EpisodeSet, sample_episode_set
+    from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
     ev, run = plan.config.evaluation, plan.config.run
     path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
@@ -284,7 +284,7 @@ def run_protocol(
     method's evaluation is under way).
 
     Args:
-        config: see :mod:`torchcross.protocol_config`.
+        config: see :mod:`torchcross.protocol.config`.
         progress: tqdm progress bars; ``None`` shows them only on a terminal.
         log: receives one line per step (``None``: silent).
 
@@ -335,7 +335,7 @@ def run_protocol(
 def _write_results(
     plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float
 ) -> dict[str, Path]:
-    from . import __version__
+    from torchcross import __version__
 
     out = Path(plan.config.run.out_dir)
     files = {
@@ -366,7 +366,7 @@ def _write_results(
     }
     files["results_json"].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
     if plan.config.run.plot:
-        from .plotting import plot_metric
+        from torchcross.evaluation.plotting import plot_metric
 
         ev = plan.config.evaluation
         files["plot"] = out / "auroc.png"

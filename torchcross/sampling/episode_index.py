@@ -3,7 +3,7 @@
 :func:`index_labels` groups the examples of each class once (multi-label: each label's
 positives and negatives), so that each episode costs a few slices instead of a pass over
 all labels; :func:`episode_labels` turns an episode's indices into its labels ``0..k-1``.
-The public names are those of :mod:`torchcross.data.sampling`, which re-exports them.
+The public names are those of :mod:`torchcross.sampling.episodes`, which re-exports them.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 
-from .labels import keys_to_indices, normalize_labels
-from .task import TaskDescription, TaskTarget
+from torchcross.tasks.labels import keys_to_indices, normalize_labels
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["EpisodeIndices", "LabelIndex", "episode_labels", "index_labels", "relabel_description"]
 
@@ -105,7 +105,7 @@ class LabelIndex:
     @functools.cached_property
     def row_bits(self) -> list[int]:
         """Multi-label: each example's labels as a bit mask (bit ``j``: positive for label ``j``)."""
-        from .sampling_multilabel import row_bits
+        from torchcross.sampling.multilabel import row_bits
 
         if self.matrix is None:
             raise ValueError(f"row_bits is defined for multi-label indexes, not {self.task_target.name}")
@@ -120,7 +120,7 @@ def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> Label
     """Index canonical labels once (``O(N log N)``), so every episode costs ``O(shots)``.
 
     Args:
-        labels: labels in a form :func:`~torchcross.data.labels.normalize_labels` accepts.
+        labels: labels in a form :func:`~torchcross.tasks.labels.normalize_labels` accepts.
         kind: the task's description (its class keys are used), or just its kind (class
             keys are then the values present; multi-label: the columns).
 
@@ -194,7 +194,7 @@ def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarr
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.data.sampling import sample_ordinal_episode
+        >>> from torchcross.sampling.episodes import sample_ordinal_episode
         >>> index = index_labels(np.repeat([1, 4, 6], 3), "ORDINAL_REGRESSION")
         >>> ep = sample_ordinal_episode(index, 1, 1, np.random.default_rng(0), classes=[4, 6])
         >>> [x.tolist() for x in episode_labels(index, ep)]

@@ -1,0 +1,7 @@
+"""``python -m torchcross.cli``: the ``torchcross`` command."""
+
+import sys
+
+from torchcross.cli.app import main
+
+sys.exit(main())

@@ -1,0 +1,9 @@
+"""Plumbing for DataLoader workers and distributed ranks.
+
+* :mod:`~torchcross.data.workers.sharding`: which share of the work this worker and
+  rank do;
+* :mod:`~torchcross.data.workers.shared_ints`: epochs and resume positions that
+  persistent workers see change;
+* :mod:`~torchcross.data.workers.shm_pool`: reused shared-memory blocks for the
+  episodes workers send.
+"""

@@ -1,0 +1,36 @@
+"""Scoring learners: metrics, episodic evaluation, statistics, results tables and plots.
+
+Examples:
+    >>> from torchcross.evaluation import summarize_values
+    >>> s = summarize_values([0.7, 0.8, 0.9])
+    >>> round(s.mean, 3), s.n
+    (0.8, 3)
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "METRICS": "episodic",
+    "EvaluationResult": "episodic",
+    "Predictor": "episodic",
+    "evaluate": "episodic",
+    "format_summary": "episodic",
+    "summarize": "episodic",
+    "METRIC_NAMES": "metrics",
+    "accuracy": "metrics",
+    "auroc": "metrics",
+    "compute_metrics": "metrics",
+    "Summary": "stats",
+    "summarize_values": "stats",
+    "t_quantile": "stats",
+    "ResultsTable": "results",
+    "plot_metric": "plotting",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,0 +1,26 @@
+"""The cross-domain few-shot protocol: config, plan, data, backbones, methods, training, run.
+
+``torchcross run experiment.toml`` drives it from the command line; :func:`run_protocol`
+from Python.
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "ProtocolPlan": "run",
+    "ProtocolResult": "run",
+    "check_protocol": "run",
+    "run_protocol": "run",
+    "ProtocolConfig": "config",
+    "load_config": "config",
+    "config_from_dict": "config",
+    "config_to_dict": "config",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

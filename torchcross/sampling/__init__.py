@@ -1,0 +1,54 @@
+"""Episode sampling rules: pure functions of (labels, rule, generator), NumPy only.
+
+* :mod:`~torchcross.sampling.episode_index`: the label index an episode is drawn from,
+  episode labels and relabelled descriptions;
+* :mod:`~torchcross.sampling.episodes`: fixed-shot episodes for every task kind;
+* :mod:`~torchcross.sampling.multilabel`: the greedy cover for multi-label episodes;
+* :mod:`~torchcross.sampling.variable`: Meta-Dataset's variable-way, variable-shot rule;
+* :mod:`~torchcross.sampling.weighting` and :mod:`~torchcross.sampling.multitask_plan`:
+  which source task a multi-task stream draws next.
+
+Examples:
+    >>> import numpy as np
+    >>> from torchcross.sampling import index_labels, sample_episode
+    >>> index = index_labels(np.repeat(np.arange(3), 10), "MULTICLASS_CLASSIFICATION")
+    >>> episode = sample_episode(index, 2, 3, np.random.default_rng(0))
+    >>> len(episode.support), len(episode.query)
+    (6, 9)
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "EpisodeIndices": "episode_index",
+    "LabelIndex": "episode_index",
+    "episode_labels": "episode_index",
+    "index_labels": "episode_index",
+    "relabel_description": "episode_index",
+    "sample_binary_episode": "episodes",
+    "sample_episode": "episodes",
+    "sample_multiclass_episode": "episodes",
+    "sample_multilabel_episode": "episodes",
+    "sample_ordinal_episode": "episodes",
+    "sample_per_class": "episodes",
+    "cover_quotas": "multilabel",
+    "row_bits": "multilabel",
+    "sample_multilabel_indices": "multilabel",
+    "sample_variable_episode": "variable",
+    "TaskWeighting": "weighting",
+    "WEIGHTINGS": "weighting",
+    "resolve_weighting": "weighting",
+    "sampling_probabilities": "weighting",
+    "StreamPlan": "multitask_plan",
+    "exhaustive_order": "multitask_plan",
+    "occurrences": "multitask_plan",
+    "task_permutation": "multitask_plan",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

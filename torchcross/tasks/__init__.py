@@ -1,0 +1,34 @@
+"""The task vocabulary: task kinds, task descriptions, tasks, canonical labels and catalogues.
+
+The bottom layer of the library: plain values and NumPy, no torch datasets. Everything
+else (sampling, data, learners, metrics) speaks in these terms.
+
+Examples:
+    >>> from torchcross.tasks import TaskDescription, TaskTarget
+    >>> d = TaskDescription(TaskTarget.BINARY_CLASSIFICATION, {0: "healthy", 1: "glaucoma"}, "glaucoma")
+    >>> d.task_target.name, len(d.classes)
+    ('BINARY_CLASSIFICATION', 2)
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+# public name -> module that defines it
+_EXPORTS: dict[str, str] = {
+    "Task": "task",
+    "TaskDescription": "task",
+    "TaskTarget": "task",
+    "count_samples_per_class": "labels",
+    "keys_to_indices": "labels",
+    "normalize_labels": "labels",
+    "Catalogue": "catalogue",
+    "DatasetEntry": "catalogue",
+    "TaskEntry": "catalogue",
+    "leave_one_out_sources": "catalogue",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -1,0 +1,245 @@
+"""The task vocabulary: what kind of prediction a task asks for, and what a task is.
+
+These are pure values. :class:`TaskDescription` is frozen and hashable, so it can key
+per-task heads and metrics; :class:`Task` bundles a support set, a query set and the
+description of the task they belong to.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+__all__ = ["Task", "TaskDescription", "TaskTarget"]
+
+
+class TaskTarget(enum.Enum):
+    """The kind of prediction a task asks for.
+
+    Member names are the strings MedIMeta's ``info.yaml`` files store, so
+    ``TaskTarget["BINARY_CLASSIFICATION"]`` parses them. The values match torchcross
+    0.0.6, so task pickles written by it load.
+
+    Examples:
+        >>> TaskTarget["ORDINAL_REGRESSION"]
+        <TaskTarget.ORDINAL_REGRESSION: 4>
+    """
+
+    MULTICLASS_CLASSIFICATION = 1
+    BINARY_CLASSIFICATION = 2
+    MULTILABEL_CLASSIFICATION = 3
+    ORDINAL_REGRESSION = 4
+    REGRESSION = 5
+
+    @classmethod
+    def parse(cls, value: TaskTarget | str) -> TaskTarget:
+        """Return ``value`` as a member, accepting a member or its name (any case).
+
+        Raises:
+            ValueError: if ``value`` names no member.
+            TypeError: if ``value`` is neither a member nor a string.
+        """
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, str):
+            try:
+                return cls[value.strip().upper()]
+            except KeyError:
+                names = ", ".join(m.name for m in cls)
+                raise ValueError(f"unknown task target {value!r}; expected one of: {names}") from None
+        raise TypeError(
+            f"task_target must be a TaskTarget or its name, got {type(value).__name__}: {value!r}"
+        )
+
+
+class FrozenClasses(Mapping[int, str]):
+    """An immutable, hashable, picklable ``{class key: class name}`` mapping."""
+
+    __slots__ = ("_data", "_hash")
+
+    def __init__(self, data: Mapping[int, str] | None = None) -> None:
+        self._data: dict[int, str] = dict(data or {})
+        self._hash: int | None = None
+
+    def __getitem__(self, key: int) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(tuple(self._data.items()))
+        return self._hash
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, FrozenClasses):
+            return self._data == other._data
+        if isinstance(other, Mapping):
+            return self._data == dict(other)
+        return NotImplemented
+
+    def __repr__(self) -> str:
+        return repr(self._data)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (FrozenClasses, (self._data,))
+
+    def to_dict(self) -> dict[int, str]:
+        """Return a plain, mutable copy."""
+        return dict(self._data)
+
+
+def _validate_classes(task_target: TaskTarget, classes: Any) -> FrozenClasses:
+    if not isinstance(classes, Mapping):
+        raise TypeError(
+            f"classes must be a mapping {{int key: str name}}, got {type(classes).__name__}: {classes!r}"
+        )
+    out: dict[int, str] = {}
+    for key, name in classes.items():
+        if isinstance(key, bool) or not isinstance(key, int):
+            # numpy integers are accepted and converted; everything else is an error
+            try:
+                import numpy as np
+
+                is_np_int = isinstance(key, np.integer)
+            except ImportError:  # pragma: no cover - numpy is a core dependency
+                is_np_int = False
+            if not is_np_int:
+                raise TypeError(
+                    f"class keys must be ints, got {key!r} ({type(key).__name__}) in {dict(classes)!r}; "
+                    "use e.g. {0: 'negative', 1: 'positive'}"
+                )
+        out[int(key)] = str(name)
+    if len(out) < 2 and task_target is not TaskTarget.REGRESSION:
+        raise ValueError(
+            f"a {task_target.name} task needs at least two classes (or labels), got {len(out)}: {out!r}"
+        )
+    if task_target is TaskTarget.BINARY_CLASSIFICATION and set(out) != {0, 1}:
+        raise ValueError(
+            f"a binary task must have class keys {{0, 1}} (0 = negative, 1 = positive), got keys "
+            f"{sorted(out)}; map your labels to 0/1"
+        )
+    contiguous = (TaskTarget.MULTICLASS_CLASSIFICATION, TaskTarget.MULTILABEL_CLASSIFICATION)
+    if task_target in contiguous and sorted(out) != list(range(len(out))):
+        raise ValueError(
+            f"{task_target.name} class keys must be 0..{len(out) - 1}, got {sorted(out)}; "
+            "only ORDINAL_REGRESSION tasks may have gapped keys"
+        )
+    return FrozenClasses(out)
+
+
+@dataclass(frozen=True, eq=True)
+class TaskDescription:
+    """What a task is: its kind, its classes and where it comes from.
+
+    Args:
+        task_target: the kind of task (a :class:`TaskTarget` or its name).
+        classes: ``{class key: class name}``. Multi-class and multi-label keys are
+            ``0..C-1``; binary keys are exactly ``{0, 1}``; ordinal keys are the
+            task's ordered levels and may have gaps (``{1: .., 4: .., 6: ..}``);
+            REGRESSION tasks may have none (``{}`` or ``None``).
+        task_identifier: a name unique among the tasks of an experiment.
+        domain_identifier: the imaging domain (used for cross-domain source selection).
+
+    Raises:
+        TypeError: if a class key is not an int.
+        ValueError: if a classification task has fewer than two classes, or binary keys are not
+            ``{0, 1}``, or multi-class/multi-label keys are not ``0..C-1``.
+
+    Examples:
+        >>> d = TaskDescription(TaskTarget.BINARY_CLASSIFICATION, {0: "healthy", 1: "sick"}, "demo")
+        >>> d.num_classes, d.task_target.name
+        (2, 'BINARY_CLASSIFICATION')
+        >>> {d: "usable as a dict key"}[d]
+        'usable as a dict key'
+    """
+
+    task_target: TaskTarget
+    classes: Mapping[int, str] = field(default_factory=dict)
+    task_identifier: str = ""
+    domain_identifier: str = ""
+
+    def __post_init__(self) -> None:
+        target = TaskTarget.parse(self.task_target)
+        object.__setattr__(self, "task_target", target)
+        classes = {} if self.classes is None else self.classes  # 0.0.6 defaulted classes to None
+        object.__setattr__(self, "classes", _validate_classes(target, classes))
+        for name in ("task_identifier", "domain_identifier"):
+            value = getattr(self, name)
+            if value is None:
+                object.__setattr__(self, name, "")
+            elif not isinstance(value, str):
+                raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+
+    def __hash__(self) -> int:
+        return hash((self.task_target, self.classes, self.task_identifier, self.domain_identifier))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        # Pickles written by torchcross 0.0.6 hold a plain dict (and may lack the domain).
+        state = dict(state)
+        state.setdefault("domain_identifier", "")
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+        self.__post_init__()
+
+    @property
+    def num_classes(self) -> int:
+        """Number of classes (multi-label: number of labels; binary: 2)."""
+        return len(self.classes)
+
+    @property
+    def class_keys(self) -> tuple[int, ...]:
+        """The class keys in ascending order."""
+        return tuple(sorted(self.classes))
+
+    def with_classes(self, classes: Mapping[int, str]) -> TaskDescription:
+        """Return a copy with other classes (same kind and identifiers)."""
+        return TaskDescription(self.task_target, classes, self.task_identifier, self.domain_identifier)
+
+
+_S = TypeVar("_S")
+
+
+@dataclass(frozen=True)
+class Task(Generic[_S]):
+    """A few-shot task: a support set to adapt on, a query set to predict.
+
+    After collation ``support`` and ``query`` are ``(inputs, labels)`` tensor pairs
+    with labels in the canonical form of the task's kind.
+
+    Examples:
+        >>> import torch
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
+        >>> t = Task(
+        ...     (torch.zeros(2, 3), torch.tensor([0, 1])), (torch.zeros(4, 3), torch.tensor([0, 1, 1, 0])), d
+        ... )
+        >>> t.support[0].shape, t.description.num_classes
+        (torch.Size([2, 3]), 2)
+    """
+
+    support: _S
+    query: _S
+    description: TaskDescription
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.description, TaskDescription):
+            raise TypeError(
+                f"Task.description must be a TaskDescription, got {type(self.description).__name__}"
+            )
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            object.__setattr__(self, key, value)
+
+
+# Pickles name a class by its module. These three keep the torchcross 0.0.6 path
+# (a re-export of this module), so episodes pickled by either version load in the other.
+for _cls in (TaskTarget, TaskDescription, Task):
+    _cls.__module__ = "torchcross.data.task"
+del _cls
