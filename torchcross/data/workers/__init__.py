@@ -7,3 +7,5 @@
 * :mod:`~torchcross.data.workers.shm_pool`: reused shared-memory blocks for the
   episodes workers send.
 """
+
+__all__: list[str] = []
