@@ -21,12 +21,12 @@ Measured, interleaved over repetitions (medians reported):
   source's ``get_batch`` on the same indices alone (the data-loading floor).
 
 torchcross 0.0.6 cannot be installed next to this package; pass the Python of an
-environment that has it (``--peer-python /work/peerenv/bin/python``). It runs as a
+environment that has it (``--peer-python PEERENV/bin/python``). It runs as a
 persistent subprocess that reads the same label files, and its requests are interleaved
 with ours. Without it, the peer column says why it is missing.
 
 Usage:
-    python benchmarks/episodes.py --peer-python /work/peerenv/bin/python [--json PATH]
+    python benchmarks/episodes.py --peer-python PEERENV/bin/python [--json PATH]
 """
 
 from __future__ import annotations

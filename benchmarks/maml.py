@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """MAML meta-steps per second and peak memory: torchcross against its peers, same run, same machine.
 
-Workloads (``/work/shared/benchmarks.md``): A (Conv4-64 + BatchNorm, 1x28x28, 5-way 5-shot 15 query,
+Workloads (the standard MAML workloads, see benchmarks/README.md): A (Conv4-64 + BatchNorm, 1x28x28, 5-way 5-shot 15 query,
 5 SGD steps lr 0.4, 4 tasks, second order), A-fo (first order), A-nobn (no BatchNorm), B (Conv4-32,
 3x84x84, 5-way 1-shot, 2 tasks) and X (A-nobn with a meta-batch of four task kinds: 5-way multi-class,
 binary, 3-label multi-label and 4-level ordinal, each with its own zero head). One meta-step = inner
@@ -17,7 +17,7 @@ library supports it, and float32).
 How the peers are run: torchcross 0.0.6 and this torchcross are both called ``torchcross``, so each
 implementation lives in its own worker process, driven over a pipe by this script: workers of the
 peers run with ``--peer-python`` (an environment where higher, learn2learn, torchopt and torchcross
-0.0.6 are installed, e.g. made with ``/work/shared/bench/install_peers.sh``); the torchcross worker runs
+0.0.6 are installed, see benchmarks/README.md for how to build it); the torchcross worker runs
 with ``--ours-python`` and this repository first on ``sys.path``. Only one worker computes at a time;
 repetitions are interleaved across implementations (rotating order) and medians reported. Peak
 memory is the peak RSS of the worker process during one meta-step minus its RSS just before (Linux
@@ -28,7 +28,7 @@ probe (100 Adam steps per head), ``FineTuner.predict_many`` (features once per i
 in one batch) against fine-tuning each episode's head through the backbone with ``torch.optim``.
 
 Usage:
-    python benchmarks/maml.py --peer-python /work/peerenv/bin/python --reps 5 --json maml.json
+    python benchmarks/maml.py --peer-python PEERENV/bin/python --reps 5 --json maml.json
     python benchmarks/maml.py --workloads A,X --impls torchcross,plain,torchcross-0.0.6
 """
 
