@@ -412,7 +412,7 @@ def test_metadataset_subclass_as_medimeta_writes_it() -> None:
     assert len(ds) == 2
     assert ds[1] is tasks[1]
     assert len(DataLoader(ds, batch_size=None)) == 2
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Can't instantiate abstract class MetaDataset"):
         MetaDataset()
 
 
@@ -451,7 +451,7 @@ def test_other_argument_errors() -> None:
 
 
 def test_episode_dataset_is_abstract_and_reports_parameters() -> None:
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="Can't instantiate abstract class EpisodeMetaDataset"):
         EpisodeMetaDataset(_SOURCES["binary"])
     ds = SubTaskRandomFewShotMetaDataset(_SOURCES["binary"], filter_classes_min_samples=0, seed=4, length=2)
     params = ds.sampling_parameters()
