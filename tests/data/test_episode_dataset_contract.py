@@ -437,6 +437,13 @@ def test_ranks_share_the_episodes_without_repeats(name: str) -> None:
     assert sorted(x for share in shares for x in share) == sorted(everything)
 
 
+def _same(got: list[tuple], expected: list[tuple], case: Case) -> None:
+    if case.worker_order:
+        assert got == expected
+    else:  # sources that shard themselves: each worker interleaves its own share
+        assert sorted(got) == sorted(expected)
+
+
 @pytest.mark.parametrize("name", list(CASES))
 def test_dataloader_with_two_workers_gives_the_same_episodes(name: str) -> None:
     case = CASES[name]
@@ -447,14 +454,22 @@ def test_dataloader_with_two_workers_gives_the_same_episodes(name: str) -> None:
         dataset,
         batch_size=None,
         num_workers=2,
+        persistent_workers=True,
         multiprocessing_context=multiprocessing.get_context("fork"),
     )
     got = stream(loader, case)
-    if case.worker_order:
-        assert got == expected
-    else:  # sources that shard themselves: each worker interleaves its own share
-        assert sorted(got) == sorted(expected)
+    _same(got, expected, case)
     assert len(got) == len(dataset)
+    if case.epochs:  # the persistent workers follow set_epoch calls made here
+        dataset.set_epoch(1)
+        expected = stream(dataset, case)
+        _same(stream(loader, case), expected, case)
+    if case.state_dict:  # a state saved while workers load resumes where the loop stopped
+        dataset.set_epoch(0)
+        head = [signature(item, case) for item in itertools.islice(loader, 3)]
+        resumed = case.build(kind, 0)
+        resumed.load_state_dict(dataset.state_dict(consumed=3))
+        assert head + stream(resumed, case) == stream(case.build(kind, 0), case)
 
 
 def test_the_contract_rejects_broken_episodes() -> None:
