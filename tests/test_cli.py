@@ -42,18 +42,18 @@ def _run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]
 def test_help_explains_each_command(
     capsys: pytest.CaptureFixture[str], argv: list[str], expected: str
 ) -> None:
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^0$") as exc:
         main([*argv, "--help"])
     assert exc.value.code == 0
     assert expected in " ".join(capsys.readouterr().out.split())
 
 
 def test_version_and_missing_command(capsys: pytest.CaptureFixture[str]) -> None:
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^0$") as exc:
         main(["--version"])
     assert exc.value.code == 0
     assert capsys.readouterr().out.startswith("torchcross ")
-    with pytest.raises(SystemExit) as exc:
+    with pytest.raises(SystemExit, match=r"^2$") as exc:
         main([])
     assert exc.value.code == 2
 

@@ -289,10 +289,10 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
     def crashing_units():
         for i, unit in enumerate(sampler):
             if i == 7:
-                raise KeyboardInterrupt  # the run is stopped after 7 steps; the checkpoint is at 6
+                raise KeyboardInterrupt("stopped after 7 steps")  # the checkpoint is at 6
             yield unit
 
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="stopped after 7 steps"):
         train_steps(
             model,
             opt,
@@ -426,11 +426,11 @@ def test_an_evaluation_stopped_part_way_continues_with_the_next_task(
     def stop_at_the_third_task(learner, episodes, **kwargs):
         calls.append(kwargs["target"])
         if len(calls) == 3:
-            raise KeyboardInterrupt  # the user stops the run
+            raise KeyboardInterrupt("the user stops the run")
         return real_evaluate(learner, episodes, **kwargs)
 
     monkeypatch.setattr(protocol, "evaluate", stop_at_the_third_task)
-    with pytest.raises(KeyboardInterrupt):
+    with pytest.raises(KeyboardInterrupt, match="the user stops the run"):
         run_protocol(config, progress=False, log=None)
     partial = tmp_path / "out" / "evaluations" / "digits_scan_a" / "IM-PT.partial.json"
     assert len(json.loads(partial.read_text())["tasks"]) == 2

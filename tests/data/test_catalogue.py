@@ -53,7 +53,7 @@ def test_entries_are_frozen_hashable_and_validated():
     assert t.num_classes == 3
     assert t.task_id == "oct/grade"
     assert hash(t) == hash(task("oct", "grade", "ORDINAL_REGRESSION", LMH))
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'task_name'"):
         t.task_name = "x"
     d = t.task_description("OCT")
     assert d == TaskDescription("ORDINAL_REGRESSION", LMH, "oct/grade", "OCT")

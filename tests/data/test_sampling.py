@@ -167,8 +167,7 @@ def _quota_met(rows: np.ndarray, quota: int) -> bool:
 @given(case=multilabel_case())
 def test_multilabel_rule_quotas_disjoint_irredundant_deterministic(case) -> None:
     labels, usable, k, q, seed = case
-    if len(usable) < 2:
-        return
+    assume(len(usable) >= 2)
     ep = sample_multilabel_episode(labels, k, q, np.random.default_rng(seed), classes=usable, max_attempts=50)
     cols = labels[:, usable]
     assert ep.classes == tuple(usable)
@@ -193,8 +192,7 @@ def test_multilabel_rule_quotas_disjoint_irredundant_deterministic(case) -> None
 @given(case=multilabel_case())
 def test_multilabel_rule_differs_between_seeds(case) -> None:
     labels, usable, k, q, seed = case
-    if len(usable) < 2:
-        return
+    assume(len(usable) >= 2)
     index = index_labels(labels, ML)
     supports = {
         tuple(

@@ -60,7 +60,7 @@ def test_description_is_frozen_hashable_and_compares_by_value() -> None:
     assert hash(a) == hash(b)
     assert len({a, b}) == 1
     assert a != a.with_classes({0: "neg", 1: "pos"})
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'task_identifier'"):
         a.task_identifier = "other"  # type: ignore[misc]
 
 
@@ -191,7 +191,7 @@ def test_task_holds_support_query_and_description() -> None:
     back = pickle.loads(pickle.dumps(t))
     assert torch.equal(back.query[0], t.query[0])
     assert back.description == d
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'support'"):
         t.support = None  # type: ignore[misc]
 
 

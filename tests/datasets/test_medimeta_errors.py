@@ -159,7 +159,7 @@ def test_out_of_range_indices(fresh_root: Path) -> None:
     src = MedIMeta(fresh_root, "toy", "class", split="train")
     with pytest.raises(IndexError, match=r"indices \[12\] out of range for 12 items"):
         src[12]
-    with pytest.raises(IndexError):
+    with pytest.raises(IndexError, match=r"indices \[-13\] out of range for 12 items"):
         src.get_batch([0, -13])
 
 
@@ -181,7 +181,7 @@ def test_broken_folder_never_hides_the_good_ones(fresh_root: Path) -> None:
     (fresh_root / "not_a_dataset").mkdir()  # no info.yaml: silently ignored
     with pytest.warns(MedIMetaFolderWarning, match=r"broken/info.yaml: key 'input_size': missing"):
         assert available_datasets(fresh_root) == ["second", "toy"]
-    with pytest.warns(MedIMetaFolderWarning):
+    with pytest.warns(MedIMetaFolderWarning, match=r"broken/info.yaml: key 'input_size': missing"):
         assert list(available_tasks(fresh_root)) == ["second", "toy"]
     assert available_datasets(fresh_root, errors="ignore") == ["second", "toy"]
     with pytest.raises(MedIMetaFileError, match="broken"):

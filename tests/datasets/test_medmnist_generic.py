@@ -84,7 +84,7 @@ def test_medmnist_errors_and_custom_files(tmp_path: Path) -> None:
     assert len(MedMNIST(path, "test", task_description=d)) == 6
     with pytest.raises(ValueError, match="split must be one of"):
         MedMNIST(path, "dev", task_description=d)
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(FileNotFoundError, match=r"MedMNIST file '.*absent\.npz' does not exist"):
         MedMNIST(tmp_path / "absent.npz")
     np.savez(tmp_path / "octmnist.npz", train_images=np.zeros((3, 28, 28), np.uint8))
     with pytest.raises(ValueError, match=r"octmnist.npz: has no arrays \['train_labels'\]"):

@@ -54,7 +54,7 @@ def test_table_covers_the_four_classification_kinds() -> None:
         TaskTarget.MULTILABEL_CLASSIFICATION,
     }
     assert all(isinstance(kind, TaskKind) and kind.target is target for target, kind in TASK_KINDS.items())
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="does not support item assignment"):
         TASK_KINDS[TaskTarget.REGRESSION] = TASK_KINDS[TaskTarget.ORDINAL_REGRESSION]  # type: ignore[index]
 
 
