@@ -7,15 +7,14 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from torchcross._checks import check_int
-from torchcross.sampling.episodes import (
-    _SINGLE_LABEL,
+from torchcross._checks import check_generator, check_int
+from torchcross.sampling.episode_index import (
+    SINGLE_LABEL_TARGETS,
     EpisodeIndices,
     LabelIndex,
-    _check_classes,
-    _check_generator,
-    sample_per_class,
+    check_classes,
 )
+from torchcross.sampling.per_class import sample_per_class
 from torchcross.tasks.task import TaskTarget
 
 __all__ = ["sample_variable_episode"]
@@ -54,10 +53,10 @@ def sample_variable_episode(
         >>> 3 <= len(ep.classes) <= 6 and len(ep.query) % len(ep.classes) == 0
         True
     """
-    _check_generator(rng)
+    check_generator(rng)
     if not isinstance(index, LabelIndex):
         raise TypeError(f"index must be a LabelIndex (see index_labels), got {type(index).__name__}")
-    if index.task_target not in _SINGLE_LABEL:
+    if index.task_target not in SINGLE_LABEL_TARGETS:
         raise ValueError(
             "the variable-way variable-shot rule is defined for single-label tasks, got "
             f"{index.task_target.name}; use SubTaskRandomFewShotMetaDataset for multi-label tasks"
@@ -67,7 +66,7 @@ def sample_variable_episode(
     max_query_per_class = check_int(max_query_per_class, "max_query_per_class", 1)
     max_support_per_class = check_int(max_support_per_class, "max_support_per_class", 1)
     max_support_size = check_int(max_support_size, "max_support_size", max_ways)
-    candidates = _check_classes(
+    candidates = check_classes(
         index, (0, 1) if index.task_target is TaskTarget.BINARY_CLASSIFICATION else classes
     )
     sizes_all = np.array([index.sizes[index.position(c)] for c in candidates], dtype=np.int64)
