@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import BatchReadable
 from torchcross.data.sources import canonical_labels
 from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
@@ -80,9 +81,8 @@ class _NoLength(TypeError, ValueError):
 
 
 def _gather_inputs(source: Any, indices: np.ndarray) -> Any:
-    get_batch = getattr(source, "get_batch", None)
-    if callable(get_batch):
-        return get_batch(indices)[0]
+    if isinstance(source, BatchReadable):
+        return source.get_batch(indices)[0]
     items = [source[int(i)][0] for i in indices]
     if items and isinstance(items[0], torch.Tensor):
         return torch.stack(items)
