@@ -14,8 +14,8 @@ from torchcross.sampling.episode_index import (
     LabelIndex,
     check_classes,
 )
+from torchcross.sampling.episodes import get_episode_kind
 from torchcross.sampling.per_class import sample_per_class
-from torchcross.tasks.task import TaskTarget
 
 __all__ = ["sample_variable_episode"]
 
@@ -66,9 +66,8 @@ def sample_variable_episode(
     max_query_per_class = check_int(max_query_per_class, "max_query_per_class", 1)
     max_support_per_class = check_int(max_support_per_class, "max_support_per_class", 1)
     max_support_size = check_int(max_support_size, "max_support_size", max_ways)
-    candidates = check_classes(
-        index, (0, 1) if index.task_target is TaskTarget.BINARY_CLASSIFICATION else classes
-    )
+    kind = get_episode_kind(index.task_target)
+    candidates = check_classes(index, kind.fixed_classes or classes)
     sizes_all = np.array([index.sizes[index.position(c)] for c in candidates], dtype=np.int64)
     if len(candidates) < 2 or (sizes_all < 2).any():
         raise ValueError(
@@ -76,12 +75,12 @@ def sample_variable_episode(
             f"{dict(zip(candidates, sizes_all.tolist()))}"
         )
     n_cand = len(candidates)
-    if index.task_target is TaskTarget.BINARY_CLASSIFICATION:
-        chosen = np.arange(2)
+    if kind.fixed_classes is not None:  # binary: both classes
+        chosen = np.arange(n_cand)
     else:
         n_way = int(rng.integers(min(min_ways, n_cand), min(max_ways, n_cand) + 1))
         chosen = rng.choice(n_cand, size=n_way, replace=False)
-        if index.task_target is TaskTarget.ORDINAL_REGRESSION:
+        if kind.key_order:  # ordinal
             chosen = np.sort(chosen)
     n_way = len(chosen)
     sizes = sizes_all[chosen]
