@@ -1,4 +1,4 @@
-"""Argument checks shared across torchcross: one wording for every integer argument."""
+"""Argument checks shared across torchcross: one wording for every integer argument and generator."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any, overload
 
 import numpy as np
 
-__all__ = ["IntTypeError", "check_int"]
+__all__ = ["IntTypeError", "check_generator", "check_int"]
 
 
 class IntTypeError(TypeError, ValueError):
@@ -58,3 +58,22 @@ def check_int(
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}{why}, got {name}={value}")
     return int(value)
+
+
+def check_generator(rng: Any) -> np.random.Generator:
+    """``rng`` itself if it is a :class:`numpy.random.Generator`; a ``TypeError`` naming the fix otherwise.
+
+    Examples:
+        >>> check_generator(np.random.default_rng(0)).random() < 1
+        True
+        >>> check_generator(0)
+        Traceback (most recent call last):
+        ...
+        TypeError: rng must be a numpy.random.Generator, got int; use numpy.random.default_rng(seed)
+    """
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(
+            f"rng must be a numpy.random.Generator, got {type(rng).__name__}; "
+            "use numpy.random.default_rng(seed)"
+        )
+    return rng

@@ -17,6 +17,7 @@ from torchcross.data import (
     TensorTaskSource,
     canonical_labels,
 )
+from torchcross.data.capabilities import BatchReadable
 from torchcross.data.wrap_source import WrapTaskSource
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskDescription, TaskTarget
@@ -418,6 +419,26 @@ def test_subset_of_a_0_0_6_source_has_canonical_labels_and_no_get_batch() -> Non
     assert sub.task_identifier == "Old: task"
     assert not hasattr(sub, "get_batch")
     assert sub[0][0].tolist() == [2.0, 2.0]
+
+
+def test_a_missing_get_batch_says_that_the_wrapped_source_has_none() -> None:
+    sub = SubsetTaskSource(OldStyleSource(np.array([0, 1, 1])), [2, 0])
+    wrap = WrapTaskSource(CountingDataset([0, 1]), MC)
+    assert not isinstance(sub, BatchReadable)
+    assert not isinstance(wrap, BatchReadable)
+    with pytest.raises(AttributeError, match="the wrapped OldStyleSource has no get_batch"):
+        _ = sub.get_batch
+    with pytest.raises(AttributeError, match="the wrapped CountingDataset has no get_batch"):
+        _ = wrap.get_batch
+
+
+def test_subset_and_wrap_of_a_batch_readable_source_keep_get_batch_through_pickle() -> None:
+    for source in (SubsetTaskSource(_tensor_source(), [4, 1]), WrapTaskSource(_tensor_source())):
+        assert isinstance(source, BatchReadable)
+        assert isinstance(source, (SubsetTaskSource, WrapTaskSource))
+        copy = pickle.loads(pickle.dumps(source))
+        assert type(copy) is type(source)
+        assert copy.get_batch([1])[0].tolist() == source.get_batch([1])[0].tolist()
 
 
 @pytest.mark.parametrize(

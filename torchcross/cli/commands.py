@@ -194,7 +194,8 @@ def run_command(args: argparse.Namespace) -> int:
 
     from torchcross.evaluation.episodic import format_summary
     from torchcross.protocol.config import load_config
-    from torchcross.protocol.run import check_protocol, run_protocol
+    from torchcross.protocol.plan import check_protocol
+    from torchcross.protocol.run import run_protocol
 
     config = load_config(args.config)
     run = config.run

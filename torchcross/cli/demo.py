@@ -129,7 +129,8 @@ def run_demo(
         the :class:`~torchcross.protocol.run.ProtocolResult`.
     """
     from torchcross.cli.demo_data import write_demo_medimeta
-    from torchcross.protocol.run import _check_out_dir, check_protocol, run_protocol
+    from torchcross.protocol.plan import check_out_dir, check_protocol
+    from torchcross.protocol.run import run_protocol
 
     config = demo_config(
         out_dir,
@@ -143,7 +144,7 @@ def run_demo(
         num_threads=num_threads,
         device=device,
     )
-    _check_out_dir(Path(out_dir))
+    check_out_dir(Path(out_dir))
     write_demo_medimeta(config.data.root, size=16, seed=seed)
     check_protocol(config)  # names and paths are checked before any training
     return run_protocol(config, progress=progress, log=log)

@@ -16,6 +16,8 @@ _EXPORTS: dict[str, str] = {
     "normalize_labels": "torchcross.tasks.labels",
     "keys_to_indices": "torchcross.tasks.labels",
     "count_samples_per_class": "torchcross.tasks.labels",
+    "BatchReadable": "capabilities",
+    "SupportsSetEpoch": "capabilities",
     "TaskSource": "sources",
     "TensorTaskSource": "sources",
     "SubsetTaskSource": "sources",

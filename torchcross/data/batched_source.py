@@ -15,8 +15,9 @@ import numpy as np
 from torch.utils.data import IterableDataset
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import BatchReadable
 from torchcross.data.collate import identity, stack
-from torchcross.data.sources import TaskSource, _check_source, canonical_labels
+from torchcross.data.sources import TaskSource, canonical_labels, check_task_source
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.tasks.labels import count_samples_per_class
@@ -101,7 +102,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         *,
         seed: int | None = None,
     ) -> None:
-        _check_source(task_source, "BatchedTaskSource")
+        check_task_source(task_source, "BatchedTaskSource")
         if collate_fn is not None and not callable(collate_fn):
             raise TypeError(f"collate_fn must be callable or None, got {type(collate_fn).__name__}")
         self.task_source = task_source
@@ -164,9 +165,8 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     def load_batch(self, indices: Any) -> Any:
         """Read and collate the examples at ``indices``: one element as iteration yields it."""
-        get_batch = getattr(self.task_source, "get_batch", None)
-        if self.collate_fn is stack and get_batch is not None:
-            batch = get_batch(np.asarray(indices, dtype=np.int64))
+        if self.collate_fn is stack and isinstance(self.task_source, BatchReadable):
+            batch = self.task_source.get_batch(np.asarray(indices, dtype=np.int64))
         else:
             batch = self.collate_fn([self.task_source[int(i)] for i in indices])
         return (batch, self.task_description) if self.with_task_description else batch

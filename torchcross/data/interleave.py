@@ -26,13 +26,14 @@ For exact resumption mid-epoch, and other weighting policies, use
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sized
 from typing import Any
 
 import numpy as np
 from torch.utils.data import IterableDataset
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import PlannedBatches, ShardSized, SupportsSetEpoch
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.sampling.multitask_plan import exhaustive_order, occurrences
@@ -42,15 +43,14 @@ __all__ = ["InterleaveDataset", "RandomInterleaveDataset"]
 
 
 def _is_planned(source: Any) -> bool:
-    return callable(getattr(source, "batch_indices", None)) and callable(getattr(source, "load_batch", None))
+    return isinstance(source, PlannedBatches)
 
 
 def _shard_length(source: Any, n: int, position: ShardPosition) -> int:
     """How many of a source's ``n`` items shard ``position`` gets (best knowledge)."""
     if not isinstance(source, IterableDataset):
         return len(range(position.index, n, position.count))
-    per_shard = getattr(source, "num_batches_in_shard", None)
-    return int(per_shard(position)) if callable(per_shard) else n
+    return int(source.num_batches_in_shard(position)) if isinstance(source, ShardSized) else n
 
 
 class InterleaveDataset(IterableDataset):
@@ -96,12 +96,12 @@ class InterleaveDataset(IterableDataset):
         """Use ``epoch``'s order from now on, and pass it on to sources with ``set_epoch``."""
         self.epoch = check_int(epoch, "epoch", 0)
         for d in self.datasets:
-            if callable(getattr(d, "set_epoch", None)):
+            if isinstance(d, SupportsSetEpoch):
                 d.set_epoch(self.epoch)
 
     def __len__(self) -> int:
         """Items in a whole epoch, over all shards (``TypeError`` if a source has no length)."""
-        missing = [i for i, d in enumerate(self.datasets) if not hasattr(d, "__len__")]
+        missing = [i for i, d in enumerate(self.datasets) if not isinstance(d, Sized)]
         if missing:
             raise TypeError(f"sources {missing} of {type(self).__name__} have no len()")
         return sum(len(d) for d in self.datasets)
@@ -191,7 +191,7 @@ class RandomInterleaveDataset(InterleaveDataset):
 
     def _iter_generic(self, position: ShardPosition) -> Iterator[Any]:
         iterators = self._shard_iterators(position)
-        lengths = [len(d) if hasattr(d, "__len__") else None for d in self.datasets]
+        lengths = [len(d) if isinstance(d, Sized) else None for d in self.datasets]
         known = all(n is not None for n in lengths)
         remaining = np.array([n if n is not None else 1 for n in lengths], dtype=np.float64)
         if known and position.count > 1:  # position-split sources hold about 1/count of their items

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import BatchReadable, MapStyle
 from torchcross.data.collate import stack
 from torchcross.data.multitask_stream import MAX_PLAN, MultiSourceStream, named
 
@@ -148,9 +149,8 @@ class MultiTaskBatchSampler(MultiSourceStream):
         task = int(tasks[0])
         idx = self.batch_indices(task, int(occ[0]))
         src = self.sources[task]
-        get_batch = getattr(src, "get_batch", None) if self.collate_fn is stack else None
-        if get_batch is not None:
-            batch = get_batch(idx)
+        if self.collate_fn is stack and isinstance(src, BatchReadable):
+            batch = src.get_batch(idx)
         else:
             batch = self.collate_fn([src[int(i)] for i in idx])
         return (batch, self.descriptions[task]) if self.with_task_description else batch
@@ -209,7 +209,7 @@ class MultiTaskEpisodeSampler(MultiSourceStream):
         self.meta_batch_size = self._draws_per_unit = check_int(meta_batch_size, "meta_batch_size", 1)
         sizes = []
         for name, ds in zip(names, self.datasets):
-            if not (hasattr(ds, "__len__") and hasattr(ds, "__getitem__")):
+            if not isinstance(ds, MapStyle):
                 raise TypeError(f"episode dataset {name!r} must be map-style (__len__ and __getitem__)")
             n = len(ds)
             if n < 1:

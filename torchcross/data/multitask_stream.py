@@ -12,6 +12,7 @@ import numpy as np
 from torch.utils.data import IterableDataset, get_worker_info
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import SupportsSetEpoch
 from torchcross.data.workers.sharding import remember_ranks, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.sampling.multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
@@ -134,7 +135,7 @@ class MultiSourceStream(IterableDataset):
         """
         epoch = check_int(epoch, "epoch", 0)
         for member in self._members():
-            if callable(getattr(member, "set_epoch", None)):
+            if isinstance(member, SupportsSetEpoch):
                 member.set_epoch(epoch)
         if epoch != self._epoch:
             self._epoch, self._start, self._consumed = epoch, 0, 0

@@ -7,7 +7,8 @@ and ``labels`` (all labels, in the canonical form of the task's kind, see
 inputs.
 
 Sources may offer an optional fast path, ``get_batch(indices) -> (inputs, labels)``,
-that reads many examples in one operation; ``hasattr(source, "get_batch")`` tells.
+that reads many examples in one operation;
+``isinstance(source, BatchReadable)`` tells (:mod:`torchcross.data.capabilities`).
 
 * :class:`TensorTaskSource`: in-memory inputs and labels.
 * :class:`~torchcross.data.wrap_source.WrapTaskSource`: any dataset of
@@ -22,13 +23,14 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset, IterableDataset
 
+from torchcross.data.capabilities import BatchReadable, MapStyle
 from torchcross.tasks.labels import count_samples_per_class, normalize_labels
 from torchcross.tasks.task import TaskDescription, TaskTarget  # noqa: F401  (TaskTarget: doctest)
 
@@ -38,6 +40,10 @@ __all__ = [
     "TaskSource",
     "TensorTaskSource",
     "canonical_labels",
+    "check_description",
+    "check_task_source",
+    "label_tensor",
+    "store_canonical_labels",
 ]
 
 _COMPAT_ATTRS = ("task_target", "classes", "task_identifier", "domain_identifier")
@@ -157,18 +163,42 @@ def _remember_canonical(source: Any, labels: Any, desc: TaskDescription, canonic
         source.__dict__[_CACHE] = (labels, desc, canonical)
 
 
-def _set_labels(source: Any, labels: np.ndarray) -> None:
-    """Store canonical ``labels`` on one of our sources so :func:`canonical_labels` is free."""
+def store_canonical_labels(source: Any, labels: np.ndarray) -> None:
+    """Set ``source.labels`` to ``labels``, already canonical, so :func:`canonical_labels` is free.
+
+    For task source classes: call it in ``__init__`` after setting ``task_description``.
+
+    Examples:
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
+        >>> src = TensorTaskSource(torch.zeros(2, 1), [0, 1], d)
+        >>> store_canonical_labels(src, np.array([1, 0]))
+        >>> canonical_labels(src).tolist()
+        [1, 0]
+    """
     source.labels = labels
     _remember_canonical(source, labels, source.task_description, labels)
 
 
-def _label_tensor(labels: np.ndarray) -> torch.Tensor:
+def label_tensor(labels: np.ndarray) -> torch.Tensor:
+    """``labels`` as a tensor sharing their memory (a copy when they are read-only, e.g. memory-mapped).
+
+    Examples:
+        >>> label_tensor(np.array([0, 1])).tolist()
+        [0, 1]
+    """
     # torch.from_numpy warns on read-only arrays (e.g. memory-mapped labels): copy those.
     return torch.from_numpy(labels if labels.flags.writeable else labels.copy())
 
 
-def _check_description(task_description: Any, what: str = "task_description") -> TaskDescription:
+def check_description(task_description: Any, what: str = "task_description") -> TaskDescription:
+    """``task_description`` itself if it is a :class:`TaskDescription`; else a ``TypeError`` naming ``what``.
+
+    Examples:
+        >>> check_description({0: "a"}, "description")
+        Traceback (most recent call last):
+        ...
+        TypeError: description must be a TaskDescription, got dict: {0: 'a'}
+    """
     if not isinstance(task_description, TaskDescription):
         raise TypeError(
             f"{what} must be a TaskDescription, got {type(task_description).__name__}: "
@@ -177,8 +207,19 @@ def _check_description(task_description: Any, what: str = "task_description") ->
     return task_description
 
 
-def _check_source(task_source: Any, owner: str) -> None:
-    if isinstance(task_source, IterableDataset) or not hasattr(type(task_source), "__getitem__"):
+def check_task_source(task_source: Any, owner: str) -> None:
+    """Check that ``task_source`` is a map-style task source; ``owner`` (who needs it) names the error.
+
+    Raises:
+        TypeError: an iterable-style dataset, or one without ``task_description`` and ``labels``.
+
+    Examples:
+        >>> check_task_source([(0, 1)], "MyDataset")
+        Traceback (most recent call last):
+        ...
+        TypeError: MyDataset needs a task source with task_description and labels, got list; ...
+    """
+    if isinstance(task_source, IterableDataset) or not isinstance(task_source, MapStyle):
         raise TypeError(
             f"{owner} needs a map-style task source (with __getitem__ and __len__), got "
             f"{type(task_source).__name__}"
@@ -215,12 +256,12 @@ class TensorTaskSource(TaskSource):
     """
 
     def __init__(self, inputs: Any, labels: Any, task_description: TaskDescription) -> None:
-        self.task_description = _check_description(task_description)
+        self.task_description = check_description(task_description)
         self.inputs = inputs if isinstance(inputs, torch.Tensor) else torch.as_tensor(np.asarray(inputs))
         if self.inputs.ndim == 0:
             raise ValueError("inputs must have a leading example dimension, got a scalar")
         tid = task_description.task_identifier
-        _set_labels(self, normalize_labels(labels, task_description))
+        store_canonical_labels(self, normalize_labels(labels, task_description))
         if len(self.inputs) != len(self.labels):
             raise ValueError(
                 f"inputs and labels of task {tid!r} differ in length: "
@@ -228,7 +269,7 @@ class TensorTaskSource(TaskSource):
             )
         if len(self.labels) == 0:
             raise ValueError(f"task source {tid!r} is empty; give it at least one example")
-        self._label_tensor = _label_tensor(self.labels)
+        self._label_tensor = label_tensor(self.labels)
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         return self.inputs[index], self._label_tensor[index]
@@ -308,11 +349,11 @@ class SubsetTaskSource(TaskSource):
     """
 
     def __init__(self, task_source: Any, indices: Any) -> None:
-        _check_source(task_source, "SubsetTaskSource")
+        check_task_source(task_source, "SubsetTaskSource")
         self.task_source = task_source
         self.task_description = task_source.task_description
         self.indices = _check_indices(indices, len(task_source))
-        _set_labels(self, canonical_labels(task_source)[self.indices])
+        store_canonical_labels(self, canonical_labels(task_source)[self.indices])
 
     def __getitem__(self, index: int) -> Any:
         return self.task_source[int(self.indices[index])]
@@ -320,14 +361,27 @@ class SubsetTaskSource(TaskSource):
     def __len__(self) -> int:
         return len(self.indices)
 
-    @property
-    def get_batch(self) -> Callable[[Any], Any]:
-        """``get_batch(indices) -> (inputs, labels)``, when the wrapped source has one."""
-        if getattr(self.task_source, "get_batch", None) is None:
-            raise AttributeError(f"the wrapped {type(self.task_source).__name__} has no get_batch")
-        return self._get_batch_from_inner
+    def __new__(cls, *args: Any, **kwargs: Any) -> SubsetTaskSource:
+        inner = args[0] if args else kwargs.get("task_source")
+        if cls is SubsetTaskSource and isinstance(inner, BatchReadable):
+            cls = _BatchReadableSubset  # get_batch exactly when the wrapped source has it
+        return super().__new__(cls)
 
-    def _get_batch_from_inner(self, indices: Any) -> Any:
+    def __getattr__(self, name: str) -> Any:
+        if name == "get_batch":
+            inner = self.__dict__.get("task_source")
+            raise AttributeError(
+                f"the wrapped {type(inner).__name__} has no get_batch (it is not BatchReadable), so neither "
+                "has this SubsetTaskSource; read examples with source[i]"
+            )
+        return super().__getattr__(name)
+
+
+class _BatchReadableSubset(SubsetTaskSource):
+    """A :class:`SubsetTaskSource` of a :class:`BatchReadable` source; ``SubsetTaskSource(...)`` picks it."""
+
+    def get_batch(self, indices: Any) -> Any:
+        """``(inputs, labels)`` of the subset's examples at ``indices``, in one call to the wrapped source."""
         return self.task_source.get_batch(self.indices[np.asarray(indices, dtype=np.int64)])
 
 
@@ -364,14 +418,14 @@ class ConcatTaskSource(TaskSource):
         if not self.datasets:
             raise ValueError("ConcatTaskSource needs at least one task source, got an empty list")
         for i, ds in enumerate(self.datasets):
-            _check_source(ds, f"ConcatTaskSource (datasets[{i}])")
+            check_task_source(ds, f"ConcatTaskSource (datasets[{i}])")
         self.task_descriptions = [ds.task_description for ds in self.datasets]
         self.cumulative_sizes = np.cumsum([len(ds) for ds in self.datasets]).tolist()
         if self.cumulative_sizes[-1] == 0:
             raise ValueError("ConcatTaskSource of only empty task sources is empty")
         if all(d == self.task_descriptions[0] for d in self.task_descriptions):
             self.task_description = self.task_descriptions[0]
-            _set_labels(self, np.concatenate([canonical_labels(ds) for ds in self.datasets]))
+            store_canonical_labels(self, np.concatenate([canonical_labels(ds) for ds in self.datasets]))
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__

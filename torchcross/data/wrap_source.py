@@ -14,8 +14,9 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, Subset
 
-from torchcross.data.sources import TaskSource, _check_description, _label_tensor, _set_labels
-from torchcross.tasks.labels import _as_numpy, normalize_labels
+from torchcross.data.capabilities import BatchReadable, MapStyle
+from torchcross.data.sources import TaskSource, check_description, label_tensor, store_canonical_labels
+from torchcross.tasks.labels import as_label_array, normalize_labels
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["WrapTaskSource"]
@@ -38,7 +39,7 @@ def _labels_from_attributes(dataset: Any, path: str = "dataset") -> tuple[Any, s
     if isinstance(dataset, Subset):
         found = _labels_from_attributes(dataset.dataset, f"{path}.dataset")
         if found is not None:
-            return _as_numpy(found[0])[np.asarray(dataset.indices, dtype=np.int64)], found[1]
+            return as_label_array(found[0])[np.asarray(dataset.indices, dtype=np.int64)], found[1]
     return None
 
 
@@ -52,7 +53,7 @@ def _labels_from_items(dataset: Any) -> np.ndarray:
                 f"cannot read labels from item {i} of {type(dataset).__name__}: it is a "
                 f"{type(item).__name__}, not an (input, label) pair; pass labels= or label_fn="
             )
-        rows.append(_as_numpy(item[1]))
+        rows.append(as_label_array(item[1]))
     return np.stack(rows) if rows else np.zeros(0, dtype=np.int64)
 
 
@@ -74,7 +75,7 @@ def _parse_wrap_description(
                 "give either task_description or task_target, classes, task_identifier and "
                 "domain_identifier, not both"
             )
-        return _check_description(task_description), labels
+        return check_description(task_description), labels
     if task_target is not None:
         return TaskDescription(task_target, classes, tid, did), labels
     inner = getattr(dataset, "task_description", None)
@@ -136,7 +137,7 @@ class WrapTaskSource(TaskSource):
         domain_identifier: str = "",
         label_fn: Callable[[Any], Any] | None = None,
     ) -> None:
-        if isinstance(dataset, IterableDataset) or not hasattr(type(dataset), "__getitem__"):
+        if isinstance(dataset, IterableDataset) or not isinstance(dataset, MapStyle):
             raise TypeError(f"WrapTaskSource needs a map-style dataset, got {type(dataset).__name__}")
         if label_fn is not None and not callable(label_fn):
             raise TypeError(f"label_fn must be callable, got {type(label_fn).__name__}")
@@ -162,8 +163,8 @@ class WrapTaskSource(TaskSource):
             raise ValueError(
                 f"{where} has {len(canonical)} labels but the dataset has {n} items; give one label per item"
             )
-        _set_labels(self, canonical)
-        self._label_tensor = _label_tensor(canonical)
+        store_canonical_labels(self, canonical)
+        self._label_tensor = label_tensor(canonical)
 
     def __getitem__(self, index: int) -> tuple[Any, torch.Tensor]:
         item = self.dataset[index]
@@ -173,15 +174,27 @@ class WrapTaskSource(TaskSource):
     def __len__(self) -> int:
         return len(self.labels)
 
-    @property
-    def get_batch(self) -> Callable[[Any], tuple[Any, torch.Tensor]]:
-        """``get_batch(indices) -> (inputs, labels)``, when the wrapped dataset is a task source with one."""
-        inner = getattr(self.dataset, "get_batch", None) if isinstance(self.dataset, TaskSource) else None
-        if inner is None:
-            raise AttributeError(f"the wrapped {type(self.dataset).__name__} has no get_batch")
-        return self._get_batch_from_inner
+    def __new__(cls, *args: Any, **kwargs: Any) -> WrapTaskSource:
+        inner = args[0] if args else kwargs.get("dataset")
+        if cls is WrapTaskSource and isinstance(inner, TaskSource) and isinstance(inner, BatchReadable):
+            cls = _BatchReadableWrap  # get_batch exactly when the wrapped task source has it
+        return super().__new__(cls)
 
-    def _get_batch_from_inner(self, indices: Any) -> tuple[Any, torch.Tensor]:
+    def __getattr__(self, name: str) -> Any:
+        if name == "get_batch":
+            inner = self.__dict__.get("dataset")
+            raise AttributeError(
+                f"the wrapped {type(inner).__name__} has no get_batch (it is not a BatchReadable task "
+                "source), so neither has this WrapTaskSource; read examples with source[i]"
+            )
+        return super().__getattr__(name)
+
+
+class _BatchReadableWrap(WrapTaskSource):
+    """A :class:`WrapTaskSource` of a :class:`BatchReadable` task source; ``WrapTaskSource(...)`` picks it."""
+
+    def get_batch(self, indices: Any) -> tuple[Any, torch.Tensor]:
+        """``(inputs, labels)`` at ``indices``: inputs in one call to the wrapped source, labels from here."""
         idx = np.asarray(indices, dtype=np.int64)
         inputs, _ = self.dataset.get_batch(idx)
         return inputs, self._label_tensor[torch.from_numpy(idx)]

@@ -14,10 +14,11 @@ from typing import Any
 
 from torchcross.evaluation.results import ResultsTable
 
-__all__ = ["plot_metric"]
+__all__ = ["plot_metric", "require_matplotlib"]
 
 
-def _require_matplotlib() -> Any:
+def require_matplotlib() -> Any:
+    """Return matplotlib's ``Figure`` class; an ``ImportError`` naming the ``plot`` extra if it is missing."""
     try:
         from matplotlib.figure import Figure
     except ImportError as exc:
@@ -78,7 +79,7 @@ def plot_metric(
         >>> [t.get_text() for t in fig.axes[0].get_xticklabels()]
         ['t1']
     """
-    figure_cls = _require_matplotlib()
+    figure_cls = require_matplotlib()
     table = summary if isinstance(summary, ResultsTable) else ResultsTable(summary)
     needed = ["method", "target", f"{metric}_mean", f"{metric}_ci_low", f"{metric}_ci_high"]
     for name in needed:

@@ -10,9 +10,9 @@ from torchcross._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
-    "ProtocolPlan": "run",
+    "ProtocolPlan": "plan",
     "ProtocolResult": "run",
-    "check_protocol": "run",
+    "check_protocol": "plan",
     "run_protocol": "run",
     "ProtocolConfig": "config",
     "load_config": "config",

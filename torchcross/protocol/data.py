@@ -18,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from torchcross.data.capabilities import BatchReadable
 from torchcross.data.sources import TaskSource
 from torchcross.tasks.catalogue import Catalogue, leave_one_out_sources
 
@@ -183,9 +184,8 @@ class ResizedTaskSource(TaskSource):
 
     def get_batch(self, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
         """Read ``indices`` in one batch and resize them together."""
-        get_batch = getattr(self.source, "get_batch", None)
-        if callable(get_batch):
-            x, y = get_batch(indices)
+        if isinstance(self.source, BatchReadable):
+            x, y = self.source.get_batch(indices)
         else:
             items = [self.source[int(i)] for i in np.asarray(indices)]
             x, y = torch.stack([it[0] for it in items]), torch.stack([torch.as_tensor(it[1]) for it in items])

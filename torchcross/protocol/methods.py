@@ -12,18 +12,16 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import nn
 
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
+from torchcross.protocol.plan import ProtocolPlan
 from torchcross.protocol.training import config_fingerprint, train_steps
 from torchcross.tasks.task import Task
-
-if TYPE_CHECKING:  # pragma: no cover
-    from torchcross.protocol.run import ProtocolPlan
 
 __all__ = ["TrainedMethod", "evaluation_learner", "method_fingerprint", "train_method"]
 

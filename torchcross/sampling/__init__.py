@@ -2,8 +2,11 @@
 
 * :mod:`~torchcross.sampling.episode_index`: the label index an episode is drawn from,
   episode labels and relabelled descriptions;
-* :mod:`~torchcross.sampling.episodes`: fixed-shot episodes for every task kind;
-* :mod:`~torchcross.sampling.multilabel`: the greedy cover for multi-label episodes;
+* :mod:`~torchcross.sampling.per_class`: drawing given numbers of examples per class;
+* :mod:`~torchcross.sampling.episodes`: fixed-shot episodes for every task kind, and the
+  dispatch table of the rules (:data:`~torchcross.sampling.episodes.EPISODE_KINDS`);
+* :mod:`~torchcross.sampling.multilabel`: the greedy cover for multi-label episodes
+  (label rows as bit masks: :mod:`~torchcross.sampling.bits`);
 * :mod:`~torchcross.sampling.variable`: Meta-Dataset's variable-way, variable-shot rule;
 * :mod:`~torchcross.sampling.weighting` and :mod:`~torchcross.sampling.multitask_plan`:
   which source task a multi-task stream draws next.
@@ -23,6 +26,9 @@ from torchcross._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "EPISODE_KINDS": "episodes",
+    "EpisodeKind": "episodes",
+    "get_episode_kind": "episodes",
     "EpisodeIndices": "episode_index",
     "LabelIndex": "episode_index",
     "episode_labels": "episode_index",
@@ -33,9 +39,9 @@ _EXPORTS: dict[str, str] = {
     "sample_multiclass_episode": "episodes",
     "sample_multilabel_episode": "episodes",
     "sample_ordinal_episode": "episodes",
-    "sample_per_class": "episodes",
+    "sample_per_class": "per_class",
     "cover_quotas": "multilabel",
-    "row_bits": "multilabel",
+    "row_bits": "bits",
     "sample_multilabel_indices": "multilabel",
     "sample_variable_episode": "variable",
     "TaskWeighting": "weighting",

@@ -3,7 +3,8 @@
 :func:`index_labels` groups the examples of each class once (multi-label: each label's
 positives and negatives), so that each episode costs a few slices instead of a pass over
 all labels; :func:`episode_labels` turns an episode's indices into its labels ``0..k-1``.
-The public names are those of :mod:`torchcross.sampling.episodes`, which re-exports them.
+:mod:`torchcross.sampling.episodes` re-exports the index, the episode and its labels;
+:func:`as_label_index` and :func:`check_classes` are the argument checks the rules share.
 """
 
 from __future__ import annotations
@@ -15,16 +16,27 @@ from typing import Any
 
 import numpy as np
 
+from torchcross.sampling.bits import row_bits
 from torchcross.tasks.labels import keys_to_indices, normalize_labels
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
-__all__ = ["EpisodeIndices", "LabelIndex", "episode_labels", "index_labels", "relabel_description"]
+__all__ = [
+    "SINGLE_LABEL_TARGETS",
+    "EpisodeIndices",
+    "LabelIndex",
+    "as_label_index",
+    "check_classes",
+    "episode_labels",
+    "index_labels",
+    "relabel_description",
+]
 
-_SINGLE_LABEL = (
+SINGLE_LABEL_TARGETS: tuple[TaskTarget, ...] = (
     TaskTarget.MULTICLASS_CLASSIFICATION,
     TaskTarget.ORDINAL_REGRESSION,
     TaskTarget.BINARY_CLASSIFICATION,
 )
+"""The kinds whose examples have one class each (episodes draw examples per class)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -83,7 +95,7 @@ class LabelIndex:
     def position(self, key: int) -> int:
         """Position of class ``key`` in :attr:`keys` (ValueError if unknown)."""
         try:
-            return self._positions[key]
+            return self.key_positions[key]
         except (KeyError, TypeError):
             raise ValueError(f"class {key!r} is not one of the task's class keys {list(self.keys)}") from None
 
@@ -105,14 +117,13 @@ class LabelIndex:
     @functools.cached_property
     def row_bits(self) -> list[int]:
         """Multi-label: each example's labels as a bit mask (bit ``j``: positive for label ``j``)."""
-        from torchcross.sampling.multilabel import row_bits
-
         if self.matrix is None:
             raise ValueError(f"row_bits is defined for multi-label indexes, not {self.task_target.name}")
         return row_bits(self.matrix)
 
     @functools.cached_property
-    def _positions(self) -> dict[int, int]:
+    def key_positions(self) -> dict[int, int]:
+        """``{class key: its position in keys}`` (computed once; do not modify)."""
         return {k: i for i, k in enumerate(self.keys)}
 
 
@@ -173,7 +184,18 @@ def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> Label
     return LabelIndex(target, keys, canon, order=order, starts=starts, sizes=sizes, codes=codes)
 
 
-def _as_index(labels: Any, target: TaskTarget) -> LabelIndex:
+def as_label_index(labels: Any, target: TaskTarget) -> LabelIndex:
+    """``labels`` as a :class:`LabelIndex` for a rule of kind ``target`` (indexed if need be).
+
+    Multi-class and ordinal indexes serve each other's rules; other kinds must match.
+
+    Raises:
+        ValueError: an index of another kind.
+
+    Examples:
+        >>> as_label_index([0, 1, 1], TaskTarget.BINARY_CLASSIFICATION).keys
+        (0, 1)
+    """
     if isinstance(labels, LabelIndex):
         if labels.task_target is not target and not (
             {labels.task_target, target}
@@ -184,6 +206,27 @@ def _as_index(labels: Any, target: TaskTarget) -> LabelIndex:
             )
         return labels
     return index_labels(labels, target)
+
+
+def check_classes(index: LabelIndex, classes: Sequence[int] | None) -> tuple[int, ...]:
+    """``classes`` as a tuple of ints, all class keys of ``index`` (``None``: all keys, in key order).
+
+    Raises:
+        ValueError: a repeated class or one that is not a key of ``index``.
+
+    Examples:
+        >>> index = index_labels([0, 1, 2, 2], "MULTICLASS_CLASSIFICATION")
+        >>> check_classes(index, [2, 0]), check_classes(index, None)
+        ((2, 0), (0, 1, 2))
+    """
+    if classes is None:
+        return index.keys
+    out = tuple(int(c) for c in classes)
+    if len(set(out)) != len(out):
+        raise ValueError(f"classes must not repeat, got {list(out)}")
+    for c in out:
+        index.position(c)
+    return out
 
 
 def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarray, np.ndarray]:

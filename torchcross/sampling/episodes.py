@@ -22,33 +22,45 @@ variable            Meta-Dataset's variable-way variable-shot rule
 Support and query never share an example. Within a class, examples come in random
 order (independent of file order); support and query are class-major (all examples
 of ``classes[0]`` first).
+
+:data:`EPISODE_KINDS` is the dispatch table of the rules: one :class:`EpisodeKind` per
+kind, read by :func:`sample_episode` and the episode datasets. A new task kind gets
+episodes by adding a row.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Protocol
 
 import numpy as np
 
-from torchcross._checks import check_int
+from torchcross._checks import check_generator, check_int
 from torchcross.sampling.episode_index import (
-    _SINGLE_LABEL,
     EpisodeIndices,
     LabelIndex,
-    _as_index,
+    as_label_index,
+    check_classes,
     episode_labels,
     index_labels,
     relabel_description,
 )
+from torchcross.sampling.multilabel import sample_multilabel_indices
+from torchcross.sampling.per_class import fixed_shot_plan, sample_per_class
 from torchcross.tasks.task import TaskTarget
 
 __all__ = [
+    "EPISODE_KINDS",
     "EpisodeIndices",
+    "EpisodeKind",
+    "EpisodePlan",
     "LabelIndex",
+    "MultilabelPlan",
     "episode_labels",
     "index_labels",
+    "get_episode_kind",
     "relabel_description",
     "sample_binary_episode",
     "sample_episode",
@@ -57,198 +69,6 @@ __all__ = [
     "sample_ordinal_episode",
     "sample_per_class",
 ]
-
-
-def _check_generator(rng: Any) -> None:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(
-            f"rng must be a numpy.random.Generator, got {type(rng).__name__}; "
-            "use numpy.random.default_rng(seed)"
-        )
-
-
-def _check_classes(index: LabelIndex, classes: Sequence[int] | None) -> tuple[int, ...]:
-    if classes is None:
-        return index.keys
-    out = tuple(int(c) for c in classes)
-    if len(set(out)) != len(out):
-        raise ValueError(f"classes must not repeat, got {list(out)}")
-    for c in out:
-        index.position(c)
-    return out
-
-
-def _draw_without_replacement(
-    starts: np.ndarray, sizes: np.ndarray, need: np.ndarray, rng: np.random.Generator, max_rounds: int = 8
-) -> np.ndarray:
-    """Uniform draws without replacement from several disjoint blocks, vectorised.
-
-    Block ``j`` is ``[starts[j], starts[j] + sizes[j])``; returns ``need[j]`` distinct
-    positions from each, block-major, in random order. Draws with replacement, then
-    redraws later duplicates; the procedure is invariant under permutations of each
-    block, so every ordered tuple of distinct positions is equally likely.
-    """
-    owner = np.repeat(np.arange(len(need)), need)
-    block_size = sizes[owner]
-    flat = starts[owner] + np.minimum((rng.random(len(owner)) * block_size).astype(np.int64), block_size - 1)
-    for _ in range(max_rounds):
-        ordered = np.sort(flat)
-        if (ordered[1:] != ordered[:-1]).all():
-            return flat
-        _, first = np.unique(flat, return_index=True)
-        dup = np.ones(len(flat), dtype=bool)
-        dup[first] = False
-        where = np.flatnonzero(dup)
-        redraw = np.minimum(
-            (rng.random(len(where)) * block_size[where]).astype(np.int64), block_size[where] - 1
-        )
-        flat[where] = starts[owner[where]] + redraw
-    _, first = np.unique(flat, return_index=True)
-    if len(first) != len(flat):  # rare: small blocks; finish those exactly with a permutation
-        dup = np.ones(len(flat), dtype=bool)
-        dup[first] = False
-        for j in np.unique(owner[dup]):
-            sel = owner == j
-            flat[sel] = starts[j] + rng.permutation(int(sizes[j]))[: int(need[j])]
-    return flat
-
-
-def _draw_uniform(starts: np.ndarray, sizes: np.ndarray, need: int, rng: np.random.Generator) -> np.ndarray:
-    """``need`` distinct positions from every block, ``(blocks, need)``, in random order.
-
-    Sequential rejection, vectorised: each row draws ``2 * need`` positions with replacement
-    and keeps the first ``need`` distinct ones in draw order (usually simply the first
-    ``need``), which is sampling without replacement. A row with fewer distinct draws (a
-    block barely larger than ``need``) gets an exact permutation draw instead. Both branches
-    are uniform over ordered tuples of distinct positions.
-    """
-    n_rows, n_draws = len(sizes), 2 * need
-    # floor(u * size) < size for u in [0, 1) and any size below 2**52
-    flat = (rng.random((n_rows, n_draws)) * sizes[:, None]).astype(np.int64)
-    flat += starts[:, None]
-    head = flat[:, :need]
-    if need < 2:
-        return head
-    ordered = head.copy()
-    ordered.sort(axis=1)
-    repeated = ordered[:, 1:] == ordered[:, :-1]
-    if not repeated.any():
-        return head
-    for row in repeated.any(axis=1).nonzero()[0].tolist():  # few rows: a plain loop is cheapest
-        distinct = list(dict.fromkeys(flat[row].tolist()))  # first draws of each position, in order
-        if len(distinct) >= need:
-            head[row] = distinct[:need]
-        else:
-            head[row] = starts[row] + rng.permutation(int(sizes[row]))[:need]
-    return head
-
-
-def sample_per_class(
-    labels: Any,
-    shots: Sequence[int] | int,
-    queries: Sequence[int] | int,
-    rng: np.random.Generator,
-    classes: Sequence[int] | None = None,
-    task_target: TaskTarget | str = TaskTarget.MULTICLASS_CLASSIFICATION,
-) -> EpisodeIndices:
-    """Draw ``shots[j]`` support and ``queries[j]`` query examples of each class ``classes[j]``.
-
-    The building block of the single-label rules (multi-class, ordinal, binary): per-class
-    counts may differ (imbalanced support). ``classes`` default to all keys, in key order.
-
-    Raises:
-        ValueError: if a class has fewer examples than it needs.
-
-    Examples:
-        >>> import numpy as np
-        >>> ep = sample_per_class([0, 0, 0, 1, 1, 1], [2, 1], 1, np.random.default_rng(0))
-        >>> len(ep.support), len(ep.query), ep.classes
-        (3, 2, (0, 1))
-    """
-    _check_generator(rng)
-    target = TaskTarget.parse(task_target)
-    index = _as_index(labels, target)
-    if index.task_target not in _SINGLE_LABEL:
-        raise ValueError(f"sample_per_class needs a single-label task, got {index.task_target.name}")
-    classes = _check_classes(index, classes)
-    k = len(classes)
-    uniform = isinstance(shots, (int, np.integer)) and isinstance(queries, (int, np.integer))
-    if uniform and shots >= 0 and queries >= 0:
-        return _sample_fixed(index, classes, int(shots), int(queries), rng)
-    positions = index._positions
-    pos = np.array([positions[c] for c in classes], dtype=np.int64)
-    shot = np.full(k, shots, dtype=np.int64) if isinstance(shots, (int, np.integer)) else np.asarray(shots)
-    query = (
-        np.full(k, queries, dtype=np.int64) if isinstance(queries, (int, np.integer)) else np.asarray(queries)
-    )
-    shot, query = shot.astype(np.int64, copy=False), query.astype(np.int64, copy=False)
-    if shot.shape != (k,) or query.shape != (k,):
-        raise ValueError(
-            f"need one shot and one query count per class ({k} classes), got {shots!r} / {queries!r}"
-        )
-    if (shot < 0).any() or (query < 0).any():
-        raise ValueError(f"shot and query counts must be >= 0, got {shot.tolist()} / {query.tolist()}")
-    sizes, need = index.sizes[pos], shot + query
-    if (sizes < need).any():
-        _raise_short(classes, sizes, need)
-    flat = _draw_without_replacement(index.starts[pos], sizes, need, rng)
-    picked = index.order[flat]
-    block = np.repeat(np.arange(k), need)
-    rank = np.arange(len(picked)) - np.repeat(np.cumsum(need) - need, need)
-    is_support = rank < shot[block]
-    is_query = ~is_support
-    return EpisodeIndices(picked[is_support], picked[is_query], classes, block[is_support], block[is_query])
-
-
-@dataclass(frozen=True, eq=False)
-class _FixedShotPlan:
-    """What every fixed-shot episode over the same classes shares (computed once)."""
-
-    classes: tuple[int, ...]
-    starts: np.ndarray
-    sizes: np.ndarray
-    n_shot: int
-    n_query: int
-    support_labels: np.ndarray
-    query_labels: np.ndarray
-
-
-def _fixed_plan(index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int) -> _FixedShotPlan:
-    positions = index._positions
-    pos = np.fromiter((positions[c] for c in classes), dtype=np.int64, count=len(classes))
-    sizes = index.sizes[pos]
-    if (sizes < n_shot + n_query).any():
-        _raise_short(classes, sizes, np.full(len(classes), n_shot + n_query))
-    ids = np.arange(len(classes), dtype=np.int64)
-    support_labels, query_labels = np.repeat(ids, n_shot), np.repeat(ids, n_query)
-    support_labels.flags.writeable = query_labels.flags.writeable = False  # shared by all episodes
-    return _FixedShotPlan(classes, index.starts[pos], sizes, n_shot, n_query, support_labels, query_labels)
-
-
-def _sample_planned(index: LabelIndex, plan: _FixedShotPlan, rng: np.random.Generator) -> EpisodeIndices:
-    picked = index.order[_draw_uniform(plan.starts, plan.sizes, plan.n_shot + plan.n_query, rng)]
-    return EpisodeIndices(
-        picked[:, : plan.n_shot].ravel(),
-        picked[:, plan.n_shot :].ravel(),
-        plan.classes,
-        plan.support_labels,
-        plan.query_labels,
-    )
-
-
-def _sample_fixed(
-    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, rng: np.random.Generator
-) -> EpisodeIndices:
-    """``n_shot`` + ``n_query`` examples of each of ``classes`` (already validated)."""
-    return _sample_planned(index, _fixed_plan(index, classes, n_shot, n_query), rng)
-
-
-def _raise_short(classes: tuple[int, ...], sizes: np.ndarray, need: np.ndarray) -> None:
-    detail = ", ".join(f"class {classes[j]}: {sizes[j]} < {need[j]}" for j in np.flatnonzero(sizes < need))
-    raise ValueError(
-        f"not enough examples for the episode ({detail} = support + query); lower the shots or "
-        "drop small classes (filter_classes_min_samples)"
-    )
 
 
 def sample_multiclass_episode(
@@ -281,8 +101,8 @@ def sample_ordinal_episode(
     """
     check_int(n_support, "n_support", 1)
     check_int(n_query, "n_query", 0)
-    index = _as_index(labels, TaskTarget.ORDINAL_REGRESSION)
-    ordered = None if classes is None else sorted(_check_classes(index, classes))
+    index = as_label_index(labels, TaskTarget.ORDINAL_REGRESSION)
+    ordered = None if classes is None else sorted(check_classes(index, classes))
     return sample_per_class(index, n_support, n_query, rng, ordered, TaskTarget.ORDINAL_REGRESSION)
 
 
@@ -322,16 +142,138 @@ def sample_multilabel_episode(
         >>> bool((labels[ep.support].sum(0) >= 2).all()), ep.classes
         (True, (0, 1, 2))
     """
-    from torchcross.sampling.multilabel import sample_multilabel_indices
-
-    _check_generator(rng)
+    check_generator(rng)
     check_int(n_support, "n_support", 1)
     check_int(n_query, "n_query", 0)
     check_int(max_attempts, "max_attempts", 1)
-    index = _as_index(labels, TaskTarget.MULTILABEL_CLASSIFICATION)
-    classes = _check_classes(index, classes)
+    index = as_label_index(labels, TaskTarget.MULTILABEL_CLASSIFICATION)
+    classes = check_classes(index, classes)
     support, query = sample_multilabel_indices(index, classes, n_support, n_query, rng, max_attempts)
     return EpisodeIndices(support, query, classes)
+
+
+class EpisodePlan(Protocol):
+    """Fixed-shot draws over given classes, prepared once (see :attr:`EpisodeKind.plan`)."""
+
+    classes: tuple[int, ...]
+
+    def draw(self, index: LabelIndex, rng: np.random.Generator) -> EpisodeIndices:
+        """One episode from ``index`` (the index the plan was prepared for)."""
+        ...
+
+
+@dataclass(frozen=True)
+class MultilabelPlan:
+    """Multi-label draws over given label columns: :func:`sample_multilabel_episode` per episode.
+
+    Examples:
+        >>> import numpy as np
+        >>> index = index_labels(
+        ...     np.random.default_rng(0).integers(0, 2, (60, 3)), "MULTILABEL_CLASSIFICATION"
+        ... )
+        >>> MultilabelPlan((0, 2), 1, 1).draw(index, np.random.default_rng(0)).classes
+        (0, 2)
+    """
+
+    classes: tuple[int, ...]
+    n_support: int
+    n_query: int
+    max_attempts: int = 10
+
+    def draw(self, index: LabelIndex, rng: np.random.Generator) -> EpisodeIndices:
+        """One episode with at least ``n_support`` / ``n_query`` positives and negatives per label."""
+        return sample_multilabel_episode(
+            index, self.n_support, self.n_query, rng, self.classes, self.max_attempts
+        )
+
+
+def _multilabel_plan(
+    index: LabelIndex, classes: tuple[int, ...], n_support: int, n_query: int, max_attempts: int
+) -> MultilabelPlan:
+    return MultilabelPlan(classes, n_support, n_query, max_attempts)
+
+
+def _fixed_shot_plan(
+    index: LabelIndex, classes: tuple[int, ...], n_support: int, n_query: int, max_attempts: int
+) -> EpisodePlan:
+    return fixed_shot_plan(index, classes, n_support, n_query)
+
+
+def _binary_rule(
+    index: LabelIndex, n_support: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None
+) -> EpisodeIndices:
+    return sample_binary_episode(index, n_support, n_query, rng)
+
+
+@dataclass(frozen=True)
+class EpisodeKind:
+    """How episodes of one task kind are drawn: one row of :data:`EPISODE_KINDS`.
+
+    Attributes:
+        target: the task kind.
+        sample: the kind's rule, ``(index, n_support, n_query, rng, classes) -> EpisodeIndices``
+            (``classes=None``: all classes).
+        plan: ``(index, classes, n_support, n_query, max_attempts) -> EpisodePlan``:
+            prepares draws over ``classes`` that are already checked (and, with
+            :attr:`key_order`, in key order).
+        fixed_classes: the classes every episode uses (binary: ``(0, 1)``); ``None`` when
+            an episode may use any subset of the classes.
+        key_order: a subset of classes is listed in key order (ordinal, multi-label);
+            ``False``: in the order drawn (multi-class: a random label permutation).
+        two_sided: each class needs positives and negatives (binary, multi-label), not
+            just examples.
+    """
+
+    target: TaskTarget
+    sample: Callable[..., EpisodeIndices]
+    plan: Callable[..., EpisodePlan]
+    fixed_classes: tuple[int, ...] | None = None
+    key_order: bool = True
+    two_sided: bool = False
+
+
+EPISODE_KINDS: Mapping[TaskTarget, EpisodeKind] = MappingProxyType(
+    {
+        TaskTarget.MULTICLASS_CLASSIFICATION: EpisodeKind(
+            TaskTarget.MULTICLASS_CLASSIFICATION, sample_multiclass_episode, _fixed_shot_plan, key_order=False
+        ),
+        TaskTarget.ORDINAL_REGRESSION: EpisodeKind(
+            TaskTarget.ORDINAL_REGRESSION, sample_ordinal_episode, _fixed_shot_plan
+        ),
+        TaskTarget.BINARY_CLASSIFICATION: EpisodeKind(
+            TaskTarget.BINARY_CLASSIFICATION,
+            _binary_rule,
+            _fixed_shot_plan,
+            fixed_classes=(0, 1),
+            two_sided=True,
+        ),
+        TaskTarget.MULTILABEL_CLASSIFICATION: EpisodeKind(
+            TaskTarget.MULTILABEL_CLASSIFICATION, sample_multilabel_episode, _multilabel_plan, two_sided=True
+        ),
+    }
+)
+"""The dispatch table of the episode rules: one :class:`EpisodeKind` per kind with classes."""
+
+
+def get_episode_kind(target: TaskTarget | str) -> EpisodeKind:
+    """Return the :data:`EPISODE_KINDS` row of ``target`` (a member or its name).
+
+    Raises:
+        ValueError: an unknown name, or ``REGRESSION`` (episodes need classes); the
+            message lists the supported kinds.
+
+    Examples:
+        >>> get_episode_kind("BINARY_CLASSIFICATION").fixed_classes
+        (0, 1)
+    """
+    member = TaskTarget.parse(target)
+    try:
+        return EPISODE_KINDS[member]
+    except KeyError:
+        supported = ", ".join(t.name for t in EPISODE_KINDS)
+        raise ValueError(
+            f"task kind {member.name} has no episode rule (episodes need classes); supported: {supported}"
+        ) from None
 
 
 def sample_episode(
@@ -351,11 +293,4 @@ def sample_episode(
     """
     if not isinstance(index, LabelIndex):
         raise TypeError(f"index must be a LabelIndex (see index_labels), got {type(index).__name__}")
-    target = index.task_target
-    if target is TaskTarget.MULTICLASS_CLASSIFICATION:
-        return sample_multiclass_episode(index, n_support, n_query, rng, classes)
-    if target is TaskTarget.ORDINAL_REGRESSION:
-        return sample_ordinal_episode(index, n_support, n_query, rng, classes)
-    if target is TaskTarget.BINARY_CLASSIFICATION:
-        return sample_binary_episode(index, n_support, n_query, rng)
-    return sample_multilabel_episode(index, n_support, n_query, rng, classes)
+    return get_episode_kind(index.task_target).sample(index, n_support, n_query, rng, classes)

@@ -12,7 +12,8 @@ many quotas at once. :func:`cover_quotas` builds a set greedily:
 Each pick costs ``O(candidates)`` operations on bit masks (one Python int per example, bit
 ``j`` set when label ``j`` is positive), never ``O(N)``: the masks and the per-label
 positive and negative index lists are built once per task
-(:func:`~torchcross.sampling.episodes.index_labels`). Random choices come from a
+(:func:`~torchcross.sampling.episode_index.index_labels`, with
+:func:`~torchcross.sampling.bits.row_bits`). Random choices come from a
 :class:`random.Random` seeded by the episode's generator, so results stay a pure
 function of that generator.
 :func:`sample_multilabel_indices` draws the support set, then the query set from the
@@ -24,14 +25,13 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from torchcross.sampling.episodes import LabelIndex
+from torchcross.sampling.bits import column_mask
+from torchcross.sampling.episode_index import LabelIndex
 
-__all__ = ["cover_quotas", "row_bits", "sample_multilabel_indices"]
+__all__ = ["cover_quotas", "sample_multilabel_indices"]
 
 _CANDIDATES = 16
 
@@ -41,31 +41,6 @@ class _QuotaExhausted(Exception):
         super().__init__(column, positive)
         self.column = column
         self.positive = positive
-
-
-def row_bits(matrix: np.ndarray) -> list[int]:
-    """Each row of a 0/1 matrix as a Python int with bit ``j`` set where column ``j`` is 1.
-
-    Examples:
-        >>> import numpy as np
-        >>> row_bits(np.array([[1, 0, 1], [0, 1, 0]]))
-        [5, 2]
-    """
-    n, width = matrix.shape
-    out = [0] * n
-    for start in range(0, width, 62):
-        block = matrix[:, start : start + 62].astype(np.uint64)
-        weights = np.left_shift(np.uint64(1), np.arange(block.shape[1], dtype=np.uint64))
-        part = (block * weights).sum(axis=1, dtype=np.uint64).tolist()
-        out = part if start == 0 else [o | (p << start) for o, p in zip(out, part)]
-    return out
-
-
-def _mask(columns: Sequence[int]) -> int:
-    m = 0
-    for c in columns:
-        m |= 1 << c
-    return m
 
 
 def cover_quotas(
@@ -87,7 +62,7 @@ def cover_quotas(
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.sampling.episodes import index_labels
+        >>> from torchcross.sampling.episode_index import index_labels
         >>> labels = np.random.default_rng(0).integers(0, 2, (50, 4))
         >>> index = index_labels(labels, "MULTILABEL_CLASSIFICATION")
         >>> taken = set()
@@ -100,7 +75,7 @@ def cover_quotas(
         return np.zeros(0, dtype=np.int64)
     bits = index.row_bits
     cols = [int(c) for c in columns]
-    all_cols = _mask(cols)
+    all_cols = column_mask(cols)
     rand = random.Random(int(rng.integers(2**63)))
     need_pos = dict.fromkeys(cols, quota)
     need_neg = dict.fromkeys(cols, quota)
@@ -176,8 +151,8 @@ def _prune(
             pos[low.bit_length() - 1] += 1
             hit ^= low
     neg = {c: n - pos[c] for c in cols}
-    tight_pos = _mask([c for c in cols if pos[c] <= quota])
-    tight_neg = _mask([c for c in cols if neg[c] <= quota])
+    tight_pos = column_mask([c for c in cols if pos[c] <= quota])
+    tight_neg = column_mask([c for c in cols if neg[c] <= quota])
     order = list(chosen)
     rand.shuffle(order)
     kept = []
@@ -223,7 +198,7 @@ def sample_multilabel_indices(
 
     Examples:
         >>> import numpy as np
-        >>> from torchcross.sampling.episodes import index_labels
+        >>> from torchcross.sampling.episode_index import index_labels
         >>> index = index_labels(
         ...     np.random.default_rng(0).integers(0, 2, (80, 3)), "MULTILABEL_CLASSIFICATION"
         ... )

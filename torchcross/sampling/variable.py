@@ -7,16 +7,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from torchcross._checks import check_int
-from torchcross.sampling.episodes import (
-    _SINGLE_LABEL,
+from torchcross._checks import check_generator, check_int
+from torchcross.sampling.episode_index import (
+    SINGLE_LABEL_TARGETS,
     EpisodeIndices,
     LabelIndex,
-    _check_classes,
-    _check_generator,
-    sample_per_class,
+    check_classes,
 )
-from torchcross.tasks.task import TaskTarget
+from torchcross.sampling.episodes import get_episode_kind
+from torchcross.sampling.per_class import sample_per_class
 
 __all__ = ["sample_variable_episode"]
 
@@ -54,10 +53,10 @@ def sample_variable_episode(
         >>> 3 <= len(ep.classes) <= 6 and len(ep.query) % len(ep.classes) == 0
         True
     """
-    _check_generator(rng)
+    check_generator(rng)
     if not isinstance(index, LabelIndex):
         raise TypeError(f"index must be a LabelIndex (see index_labels), got {type(index).__name__}")
-    if index.task_target not in _SINGLE_LABEL:
+    if index.task_target not in SINGLE_LABEL_TARGETS:
         raise ValueError(
             "the variable-way variable-shot rule is defined for single-label tasks, got "
             f"{index.task_target.name}; use SubTaskRandomFewShotMetaDataset for multi-label tasks"
@@ -67,9 +66,8 @@ def sample_variable_episode(
     max_query_per_class = check_int(max_query_per_class, "max_query_per_class", 1)
     max_support_per_class = check_int(max_support_per_class, "max_support_per_class", 1)
     max_support_size = check_int(max_support_size, "max_support_size", max_ways)
-    candidates = _check_classes(
-        index, (0, 1) if index.task_target is TaskTarget.BINARY_CLASSIFICATION else classes
-    )
+    kind = get_episode_kind(index.task_target)
+    candidates = check_classes(index, kind.fixed_classes or classes)
     sizes_all = np.array([index.sizes[index.position(c)] for c in candidates], dtype=np.int64)
     if len(candidates) < 2 or (sizes_all < 2).any():
         raise ValueError(
@@ -77,12 +75,12 @@ def sample_variable_episode(
             f"{dict(zip(candidates, sizes_all.tolist()))}"
         )
     n_cand = len(candidates)
-    if index.task_target is TaskTarget.BINARY_CLASSIFICATION:
-        chosen = np.arange(2)
+    if kind.fixed_classes is not None:  # binary: both classes
+        chosen = np.arange(n_cand)
     else:
         n_way = int(rng.integers(min(min_ways, n_cand), min(max_ways, n_cand) + 1))
         chosen = rng.choice(n_cand, size=n_way, replace=False)
-        if index.task_target is TaskTarget.ORDINAL_REGRESSION:
+        if kind.key_order:  # ordinal
             chosen = np.sort(chosen)
     n_way = len(chosen)
     sizes = sizes_all[chosen]

@@ -24,13 +24,24 @@ import numpy as np
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
+    "as_label_array",
     "count_samples_per_class",
     "keys_to_indices",
     "normalize_labels",
 ]
 
 
-def _as_numpy(labels: Any) -> np.ndarray:
+def as_label_array(labels: Any) -> np.ndarray:
+    """Labels (a tensor, an array, or a sequence of labels or label rows) as a NumPy array, unnormalised.
+
+    Raises:
+        ValueError: ragged rows.
+        TypeError: rows that cannot be read as numbers.
+
+    Examples:
+        >>> as_label_array([[0, 1], np.array([1, 1])]).tolist()
+        [[0, 1], [1, 1]]
+    """
     if hasattr(labels, "detach") and hasattr(labels, "cpu"):  # torch.Tensor without importing torch here
         return labels.detach().cpu().numpy()
     try:
@@ -41,7 +52,7 @@ def _as_numpy(labels: Any) -> np.ndarray:
         ) from exc
     if arr.dtype == object:
         try:
-            arr = np.stack([np.asarray(_as_numpy(x)) for x in labels])
+            arr = np.stack([np.asarray(as_label_array(x)) for x in labels])
         except (TypeError, ValueError) as exc:
             raise TypeError(f"labels could not be read as a numeric array: {exc}") from exc
     return arr
@@ -74,7 +85,7 @@ def normalize_labels(labels: Any, description: TaskDescription) -> np.ndarray:
         >>> normalize_labels([0, 1, 1], d).tolist()
         [[0], [1], [1]]
     """
-    arr = _as_numpy(labels)
+    arr = as_label_array(labels)
     target = description.task_target
     tid = description.task_identifier
     if target is TaskTarget.REGRESSION:
@@ -137,10 +148,10 @@ def keys_to_indices(labels: Any, description: TaskDescription) -> Any:
         tensor([1, 2])
     """
     if description.task_target not in (TaskTarget.MULTICLASS_CLASSIFICATION, TaskTarget.ORDINAL_REGRESSION):
-        return labels if _is_tensor(labels) else _as_numpy(labels)
+        return labels if _is_tensor(labels) else as_label_array(labels)
     if _is_tensor(labels):
         return _keys_to_indices_torch(labels, description)
-    arr = _as_numpy(labels)
+    arr = as_label_array(labels)
     keys = np.asarray(description.class_keys, dtype=np.int64)
     idx = np.searchsorted(keys, arr)
     idx_clipped = np.clip(idx, 0, len(keys) - 1)

@@ -30,6 +30,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from torchcross._checks import check_int
+from torchcross.data.capabilities import BatchReadable
 from torchcross.data.sources import canonical_labels
 from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
@@ -38,12 +39,20 @@ from torchcross.sampling.episodes import (
     EpisodeIndices,
     LabelIndex,
     episode_labels,
+    get_episode_kind,
     index_labels,
     relabel_description,
 )
 from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
-__all__ = ["EpisodeMetaDataset", "MetaDataset", "episode_generator", "episode_key", "load_episode"]
+__all__ = [
+    "EpisodeMetaDataset",
+    "MetaDataset",
+    "episode_generator",
+    "episode_key",
+    "load_episode",
+    "usable_classes",
+]
 
 
 class MetaDataset(Dataset[Task], abc.ABC):
@@ -72,9 +81,8 @@ class _NoLength(TypeError, ValueError):
 
 
 def _gather_inputs(source: Any, indices: np.ndarray) -> Any:
-    get_batch = getattr(source, "get_batch", None)
-    if callable(get_batch):
-        return get_batch(indices)[0]
+    if isinstance(source, BatchReadable):
+        return source.get_batch(indices)[0]
     items = [source[int(i)][0] for i in indices]
     if items and isinstance(items[0], torch.Tensor):
         return torch.stack(items)
@@ -208,7 +216,7 @@ def _user_stacklevel() -> int:
     return level
 
 
-def _usable_classes(
+def usable_classes(
     owner: str,
     index: LabelIndex,
     description: TaskDescription,
@@ -216,20 +224,46 @@ def _usable_classes(
     required: int,
     required_why: str,
 ) -> tuple[int, ...]:
-    """Class keys (multi-label: columns) with enough examples; warns about the dropped ones."""
+    """Class keys (multi-label: columns) with ``>= max(min_samples, required)`` examples.
+
+    Counts examples per class; for kinds whose classes need positives and negatives
+    (binary, multi-label; see :class:`~torchcross.sampling.episodes.EpisodeKind`), the
+    smaller of the two. Warns about the classes it drops.
+
+    Args:
+        owner: who asks (named in the messages).
+        index: the task's label index.
+        description: the task (identifier and class names for the messages).
+        min_samples: the user's ``filter_classes_min_samples``.
+        required: what one episode needs of a class; ``required_why`` says why.
+
+    Raises:
+        ValueError: fewer than two usable classes (binary: too few positives or negatives).
+
+    Examples:
+        >>> from torchcross.sampling.episode_index import index_labels
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
+        >>> index = index_labels([0, 0, 1, 1, 2], d)
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     usable_classes("demo", index, d, 2, 1, "")
+        (0, 1)
+        >>> len(caught)
+        1
+    """
     threshold = max(min_samples, required)
     why = f"filter_classes_min_samples={min_samples}" if min_samples >= required else required_why
     tid = description.task_identifier
     pos, neg = index.counts(), index.counts(negatives=True)
-    target = description.task_target
-    if target is TaskTarget.BINARY_CLASSIFICATION:
+    kind = get_episode_kind(description.task_target)
+    if kind.fixed_classes is not None:  # binary: the positives and negatives of its one label
         if pos[1] < threshold or neg[1] < threshold:
             raise ValueError(
                 f"{owner}: binary task {tid!r} has {pos[1]} positives and {neg[1]} negatives; both need "
                 f">= {threshold} ({why}); lower the shots or filter_classes_min_samples"
             )
-        return (0, 1)
-    if target is TaskTarget.MULTILABEL_CLASSIFICATION:
+        return kind.fixed_classes
+    if kind.two_sided:
         small = {
             k: f"{pos[k]} positives, {neg[k]} negatives"
             for k in index.keys
@@ -240,17 +274,17 @@ def _usable_classes(
     usable = tuple(k for k in index.keys if k not in small)
     if small:
         names = "; ".join(f"{description.classes[k]!r} (key {k}: {v})" for k, v in small.items())
-        kind = "labels" if target is TaskTarget.MULTILABEL_CLASSIFICATION else "classes"
+        what = "labels" if kind.two_sided else "classes"
         if len(usable) >= 2:
             warnings.warn(
-                f"{owner}: task {tid!r}: dropping {len(small)} of {len(index.keys)} {kind} with fewer than "
+                f"{owner}: task {tid!r}: dropping {len(small)} of {len(index.keys)} {what} with fewer than "
                 f"{threshold} examples ({why}): {names}",
                 UserWarning,
                 stacklevel=_user_stacklevel(),
             )
         else:
             raise ValueError(
-                f"{owner}: task {tid!r} has {len(usable)} usable {kind} (needs >= 2): fewer than {threshold} "
+                f"{owner}: task {tid!r} has {len(usable)} usable {what} (needs >= 2): fewer than {threshold} "
                 f"examples ({why}) in {names}; lower the shots or filter_classes_min_samples"
             )
     return usable

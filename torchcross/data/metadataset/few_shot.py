@@ -12,15 +12,8 @@ from typing import Any
 import numpy as np
 
 from torchcross._checks import check_int
-from torchcross.data.metadataset.base import EpisodeMetaDataset, _usable_classes
-from torchcross.sampling.episodes import (
-    EpisodeIndices,
-    _fixed_plan,
-    _sample_fixed,
-    _sample_planned,
-    sample_multilabel_episode,
-)
-from torchcross.tasks.task import TaskTarget
+from torchcross.data.metadataset.base import EpisodeMetaDataset, usable_classes
+from torchcross.sampling.episodes import EpisodeIndices, EpisodePlan, get_episode_kind
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
@@ -96,7 +89,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
 
     def _select_classes(self, max_shots: int, shots_name: str) -> tuple[int, ...]:
         need = max_shots + self.n_query_samples_per_class
-        return _usable_classes(
+        return usable_classes(
             type(self).__name__,
             self.label_index,
             self.task_description,
@@ -110,30 +103,19 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         """The usable class keys (multi-label: columns), as torchcross 0.0.6 named them."""
         return list(self.classes)
 
-    def _draw(self, n_support: int, rng: np.random.Generator, classes: tuple[int, ...]) -> EpisodeIndices:
+    def _episode_plan(self, n_support: int, classes: tuple[int, ...]) -> EpisodePlan:
         # classes were validated at construction (ordinal ones are in key order)
-        index = self.label_index
-        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-            return sample_multilabel_episode(
-                index, n_support, self.n_query_samples_per_class, rng, classes, self.max_attempts
-            )
-        return _sample_fixed(index, classes, n_support, self.n_query_samples_per_class, rng)
+        return get_episode_kind(self.task_target).plan(
+            self.label_index, classes, n_support, self.n_query_samples_per_class, self.max_attempts
+        )
 
     def sample_indices(self, index: int) -> EpisodeIndices:
         """The indices of episode ``index``: all usable classes, in key order."""
         rng = self._episode_rng(index)
-        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-            return self._draw(self.n_support_samples_per_class, rng, self.classes)
         plan = self.__dict__.get("_plan")
         if plan is None:  # the same classes and shots in every episode: prepare once
-            plan = _fixed_plan(
-                self.label_index,
-                self.classes,
-                self.n_support_samples_per_class,
-                self.n_query_samples_per_class,
-            )
-            self.__dict__["_plan"] = plan
-        return _sample_planned(self.label_index, plan, rng)
+            plan = self.__dict__["_plan"] = self._episode_plan(self.n_support_samples_per_class, self.classes)
+        return plan.draw(self.label_index, rng)
 
     def sampling_parameters(self) -> dict[str, Any]:
         return {
@@ -224,17 +206,18 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         """The indices of episode ``index``: random classes and shots, then the fixed-shot rule."""
         rng = self._episode_rng(index)
         classes = self.classes
-        if self.task_target is not TaskTarget.BINARY_CLASSIFICATION:
+        kind = get_episode_kind(self.task_target)
+        if kind.fixed_classes is None:
             hi = min(self.n_classes_max, len(classes))
             n_way = int(rng.integers(self.n_classes_min, hi + 1))
             chosen = rng.choice(len(classes), size=n_way, replace=False)
-            if self.task_target is not TaskTarget.MULTICLASS_CLASSIFICATION:
+            if kind.key_order:
                 chosen = np.sort(chosen)
             classes = tuple(classes[j] for j in chosen)
         shots = int(
             rng.integers(self.n_support_samples_per_class_min, self.n_support_samples_per_class_max + 1)
         )
-        return self._draw(shots, rng, classes)
+        return self._episode_plan(shots, classes).draw(self.label_index, rng)
 
     def sampling_parameters(self) -> dict[str, Any]:
         params = super().sampling_parameters()

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from torchcross._checks import check_int
-from torchcross.data.metadataset.base import EpisodeMetaDataset, _usable_classes
+from torchcross.data.metadataset.base import EpisodeMetaDataset, usable_classes
 from torchcross.sampling.episodes import EpisodeIndices
 from torchcross.sampling.variable import sample_variable_episode
 from torchcross.tasks.task import TaskTarget
@@ -77,7 +77,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
         self.filter_classes_min_samples = check_int(
             filter_classes_min_samples, "filter_classes_min_samples", 0
         )
-        self.classes = _usable_classes(
+        self.classes = usable_classes(
             type(self).__name__,
             self.label_index,
             self.task_description,

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from torchcross.data.capabilities import MapStyle
 from torchcross.datasets._optional import require
 from torchcross.datasets.medimeta.folder import SPLITS
 from torchcross.tasks.labels import normalize_labels
@@ -61,7 +62,7 @@ def _image_batches(images: Any) -> tuple[int, Iterable[np.ndarray]]:
         if arr.dtype != np.uint8:
             raise TypeError(f"images must be uint8, got {arr.dtype}")
         return len(arr), (arr[i : i + _BATCH] for i in range(0, len(arr), _BATCH))
-    if not (hasattr(images, "__len__") and hasattr(images, "__getitem__")):
+    if not isinstance(images, MapStyle):
         raise TypeError(
             f"images must be an array (N, H, W[, 3]) or a sequence of images, got {type(images).__name__}"
         )
