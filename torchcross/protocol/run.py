@@ -346,7 +346,9 @@ def _write_results(
     }
     episodes.to_csv(files["episodes_csv"])
     summary.to_csv(files["results_csv"])
-    format_summary(summary).to_markdown(files["results_md"])
+    ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
+    shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
+    format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown(files["results_md"])
     doc = {
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
