@@ -1,4 +1,4 @@
-"""Scoring learners: metrics, episodic evaluation, statistics, results tables and plots.
+"""Scoring learners: metrics, episodic evaluation, statistics, results tables, plots and training curves.
 
 Examples:
     >>> from torchcross.evaluation import summarize_values
@@ -31,6 +31,9 @@ _EXPORTS: dict[str, str] = {
     "t_quantile": "stats",
     "ResultsTable": "results",
     "plot_metric": "plotting",
+    "CSVLogger": "loggers",
+    "MetricsLogger": "loggers",
+    "TensorBoardLogger": "loggers",
 }
 
 __all__ = sorted(_EXPORTS)
