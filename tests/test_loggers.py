@@ -92,6 +92,20 @@ def test_tensorboard_logger_writes_readable_events(tmp_path: Path) -> None:
     assert [e.value for e in loss] == pytest.approx([1.0, 0.5, 1 / 3])
     with pytest.raises(ValueError, match="closed TensorBoardLogger"):
         logger.log_metrics(4, {"loss": 0.1})
+    # resumed from step 2: steps 2 and 3 are logged again and shown once
+    with TensorBoardLogger(tmp_path / "tb", prefix="train/") as logger:
+        for step in range(2, 5):
+            logger.log_metrics(step, {"loss": 10.0 * step})
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert [(e.step, e.value) for e in events.Scalars("train/loss")] == [
+        (1, 1.0),
+        (2, 20.0),
+        (3, 30.0),
+        (4, 40.0),
+    ]
+    TensorBoardLogger(tmp_path / "empty").close()
+    assert not (tmp_path / "empty").exists()  # nothing logged, nothing written
 
 
 def test_tensorboard_logger_names_the_extra_when_missing(

@@ -172,6 +172,10 @@ def _summary_writer() -> Any:
 class TensorBoardLogger(_Closing):
     """Scalars for TensorBoard (``tensorboard --logdir LOG_DIR``), one tag per metric.
 
+    The event file is opened at the first :meth:`log_metrics`; earlier events of the
+    same folder at that step or later are marked as superseded (TensorBoard's
+    ``purge_step``), so a resumed run shows each step once.
+
     Args:
         log_dir: folder of the event files.
         prefix: put in front of every tag (e.g. ``"train/"``).
@@ -181,10 +185,10 @@ class TensorBoardLogger(_Closing):
     """
 
     def __init__(self, log_dir: str | os.PathLike[str], *, prefix: str = "") -> None:
-        writer_cls = _summary_writer()
+        self._writer_cls = _summary_writer()
         self.log_dir = Path(log_dir)
         self.prefix = prefix
-        self._writer = writer_cls(log_dir=str(self.log_dir))
+        self._writer: Any = None
         self._closed = False
 
     def log_metrics(self, step: int, metrics: Mapping[str, float]) -> None:
@@ -192,12 +196,16 @@ class TensorBoardLogger(_Closing):
         if self._closed:
             raise ValueError(f"log_metrics on a closed TensorBoardLogger ({self.log_dir})")
         step = check_int(step, "step", 0)
-        for name, value in _check_metrics(metrics).items():
+        values = _check_metrics(metrics)
+        if self._writer is None:
+            self._writer = self._writer_cls(log_dir=str(self.log_dir), purge_step=step)
+        for name, value in values.items():
             self._writer.add_scalar(self.prefix + name, value, step)
         self._writer.flush()
 
     def close(self) -> None:
         """Flush and close the event file."""
-        if not self._closed:
+        if self._writer is not None:
             self._writer.close()
+            self._writer = None
         self._closed = True

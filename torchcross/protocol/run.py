@@ -20,6 +20,7 @@ results into ``run.out_dir`` and resumes from them when started again.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from typing import Any
 
 import torch
 
+from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
@@ -55,7 +57,7 @@ class ProtocolPlan:
     def describe(self) -> str:
         """A human-readable summary of the plan."""
         lines = [
-            f"data root: {self.config.data.root}",
+            f"data root: {Path(self.config.data.root).resolve()}",
             f"methods: {', '.join(self.config.evaluation.methods)}; backbone: {self.config.backbone.name} "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
@@ -149,6 +151,14 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         except ImportError as exc:
             raise ImportError(f"{exc}; or set [run] plot = false (torchcross demo --no-plot)") from exc
     device = _check_device(config.run.device)
+    if config.run.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                '[run] logger = "tensorboard" needs tensorboard: pip install "torchcross[tensorboard]"; '
+                'or set [run] logger = "csv"'
+            ) from exc
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             _open(config, t.dataset_id, task, config.data.target_split, in_channels, image_size)
@@ -229,7 +239,12 @@ def _evaluate_method(
         if saved.get("fingerprint") == fingerprint:
             finished = saved["tasks"]
     start = time.perf_counter()
-    trained = train_method(plan, target, method, log, progress)
+    logger = _curve_logger(config, target.dataset_id, method)
+    try:
+        trained = train_method(plan, target, method, log, progress, logger)
+    finally:
+        if logger is not None:
+            logger.close()
     learner = evaluation_learner(plan, method, trained)
     train_seconds = time.perf_counter() - start
     records: list[dict[str, Any]] = []
@@ -265,9 +280,44 @@ def _evaluate_method(
     return records
 
 
+def _set_threads(config: ProtocolConfig, say: Log) -> None:
+    """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OversubscriptionWarning)
+        chosen = configure_threads(config.run.num_threads)
+    for w in caught:
+        say(f"warning: {w.message}")
+    setting = config.run.num_threads
+    say(f"torch threads: {chosen} ([run] num_threads = {setting!r}; {available_cpus()} CPUs available)")
+
+
+def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> Any:
+    """The training-curve logger of ``[run] logger`` for a method that trains (``None`` for IM-PT)."""
+    if method == "IM-PT" or config.run.logger == "none":
+        return None
+    from torchcross.evaluation.loggers import CSVLogger, TensorBoardLogger
+
+    folder = Path(config.run.out_dir) / "curves" / _safe(dataset_id)
+    if config.run.logger == "tensorboard":
+        return TensorBoardLogger(folder / _safe(method))
+    return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
+
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats as ``None`` (strict JSON, as ``ResultsTable.to_records``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON in one rename (see :func:`atomic_write`)."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, default=str), encoding="utf-8"))
+    """Write ``obj`` as strict JSON (NaN as null) in one rename (see :func:`atomic_write`)."""
+    text = json.dumps(_strict(obj), default=str, allow_nan=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def run_protocol(
@@ -281,7 +331,9 @@ def run_protocol(
     (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
-    method's evaluation is under way).
+    method's evaluation is under way), and ``curves/`` (the training loss of every step,
+    see ``[run] logger``). Torch's thread count is set by ``[run] num_threads`` for the
+    run and restored afterwards.
 
     Args:
         config: see :mod:`torchcross.protocol.config`.
@@ -299,10 +351,9 @@ def run_protocol(
         say(f"skipped unreadable dataset folder {folder}: {problem}")
     out = Path(config.run.out_dir)
     threads = torch.get_num_threads()
-    if config.run.num_threads is not None:
-        torch.set_num_threads(config.run.num_threads)
     records: list[dict[str, Any]] = []
     try:
+        _set_threads(config, say)
         for target in plan.targets:
             sources = {
                 task: _open(
@@ -328,7 +379,7 @@ def run_protocol(
     )
     seconds = time.perf_counter() - start
     files = _write_results(plan, episodes, summary, seconds)
-    say(f"results written to {out} ({seconds:.1f} s)")
+    say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan)
 
 
