@@ -14,7 +14,7 @@ MAML meta-step can take ten times longer than with one thread. The policy here:
 * **recommended threads**: ``max(1, min(available, idle) - num_workers)``, leaving one
   CPU to each DataLoader worker (workers run one torch thread each).
 
-:func:`configure_threads` applies it (or an explicit count, warning when that
+``configure_threads`` applies it (or an explicit count, warning when that
 oversubscribes the CPUs). ``torchcross run`` and ``torchcross demo`` call it at start.
 The choice depends on the machine's load when it is made; set an explicit count where
 runs must use the same number of threads (float results can differ in the last bits
@@ -176,7 +176,7 @@ def configure_threads(
     """Set torch's intra-op thread count by the policy (``"auto"``) or to a number; return it.
 
     Args:
-        num_threads: ``"auto"`` for :func:`recommended_num_threads`, a count, or ``None``
+        num_threads: ``"auto"`` for ``recommended_num_threads``, a count, or ``None``
             to keep torch's current setting (only checked).
         num_workers: DataLoader worker processes beside each process.
         processes: processes on this machine using this many threads each (e.g. one per
@@ -190,7 +190,7 @@ def configure_threads(
 
     Warns:
         OversubscriptionWarning: when ``threads * processes + num_workers`` exceeds
-            :func:`available_cpus`.
+            ``available_cpus``.
 
     Examples:
         >>> import torch

@@ -18,7 +18,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-__all__ = ["build_parser", "main"]
+__all__ = ["build_parser", "main", "stopped_message"]
 
 _EPILOG = """examples:
   torchcross demo                              # the protocol on bundled digits, about a minute
@@ -73,6 +73,25 @@ def _add_medimeta(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="folder: seed of the split")
     p.add_argument("--tiffs", action="store_true", help="also write images/NNNNNN.tiff")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.add_argument(
+        "--kind",
+        help="medmnist: the task kind of a file that is not one of the twelve 2D MedMNIST datasets: "
+        "binary, multiclass, multilabel or ordinal (or a full name such as ORDINAL_REGRESSION); "
+        "with --classes",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="NAME",
+        help="medmnist: the class (or label) names, in label order 0, 1, ...; with --kind",
+    )
+    p.add_argument(
+        "--description",
+        metavar="FILE",
+        help="medmnist: instead of --kind/--classes, a .json or .yaml file "
+        '{"kind": ..., "classes": [names] or {key: name}, "task": ..., "domain": ...} '
+        "(task and domain optional)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,7 +163,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = getattr(args, f"{args.command}_command", None)
     try:
         return handlers[(args.command, sub)](args)
+    except KeyboardInterrupt as exc:
+        rerun = None
+        if args.command == "run":
+            rerun = "without --no-resume" if args.no_resume else "the same command"
+        print(stopped_message(f"torchcross {args.command}", exc, rerun), file=sys.stderr)
+        return 130
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"torchcross {args.command}: error: {message}", file=sys.stderr)
         return 2
+
+
+def stopped_message(prog: str, exc: KeyboardInterrupt, rerun: str | None = "the same command") -> str:
+    """The one line printed on Ctrl-C (exit status 130), saying how to resume (``rerun=None``: not resumable).
+
+    A ``TrainingInterrupted`` adds what was training
+    and the step its last checkpoint holds.
+
+    Examples:
+        >>> stopped_message("torchcross run", KeyboardInterrupt())
+        'torchcross run: stopped; rerun the same command to resume'
+    """
+    if rerun is None:
+        return f"{prog}: stopped"
+    step = getattr(exc, "resume_step", None)
+    if step is None:
+        return f"{prog}: stopped; rerun {rerun} to resume"
+    what = getattr(exc, "description", "training")
+    return f"{prog}: stopped; rerun {rerun} to resume {what} from step {step}"

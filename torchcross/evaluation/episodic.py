@@ -4,7 +4,7 @@
 :class:`~torchcross.tasks.task.Task`), scores them with
 :func:`torchcross.evaluation.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
 way the task's kind requires; ordinal tasks also MAE and quadratic weighted kappa) and
-returns an :class:`EvaluationResult`: one record per episode plus mean, standard deviation
+returns an ``EvaluationResult``: one record per episode plus mean, standard deviation
 and a Student-t confidence interval per metric.
 """
 
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 METRICS: tuple[str, ...] = ("auroc", "accuracy", "loss", "mae", "qwk")
-"""The metrics :func:`evaluate` records for every episode (``mae``, ``qwk``: NaN except on ordinal tasks)."""
+"""The metrics ``evaluate`` records for every episode (``mae``, ``qwk``: NaN except on ordinal tasks)."""
 
 
 @runtime_checkable
@@ -257,7 +257,7 @@ def summarize(
     The result has the ``by`` columns, ``n_episodes``, and for each metric
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low`` and ``<metric>_ci_high``
     (Student-t interval at ``confidence``). Groups keep their order of first appearance.
-    ``metrics=None`` summarises those of :data:`METRICS` that are columns of the table
+    ``metrics=None`` summarises those of ``METRICS`` that are columns of the table
     (all of them for an empty table).
 
     Raises:

@@ -1,14 +1,14 @@
 """Training curves: a two-method logger interface with CSV and TensorBoard back-ends.
 
-Anything with ``log_metrics(step, metrics)`` and ``close()`` is a :class:`MetricsLogger`;
-:func:`torchcross.protocol.training.train_steps` (and so ``torchcross run``) logs each
+Anything with ``log_metrics(step, metrics)`` and ``close()`` is a ``MetricsLogger``;
+``torchcross.protocol.training.train_steps`` (and so ``torchcross run``) logs each
 step's loss to one, and a hand-written training loop can use the same loggers.
 
-* :class:`CSVLogger` appends one row per step to a CSV file (``step`` then the metrics
+* ``CSVLogger`` appends one row per step to a CSV file (``step`` then the metrics
   of the first row). Each row is one write, flushed at once; opened again (a resumed
   run), it keeps the rows before the first step logged anew and drops the others, so
   no step appears twice.
-* :class:`TensorBoardLogger` writes scalars with ``torch.utils.tensorboard``; it needs
+* ``TensorBoardLogger`` writes scalars with ``torch.utils.tensorboard``; it needs
   ``tensorboard`` (``pip install "torchcross[tensorboard]"``), imported on first use.
 
 Examples:
@@ -172,7 +172,7 @@ def _summary_writer() -> Any:
 class TensorBoardLogger(_Closing):
     """Scalars for TensorBoard (``tensorboard --logdir LOG_DIR``), one tag per metric.
 
-    The event file is opened at the first :meth:`log_metrics`; earlier events of the
+    The event file is opened at the first ``log_metrics``; earlier events of the
     same folder at that step or later are marked as superseded (TensorBoard's
     ``purge_step``), so a resumed run shows each step once.
 

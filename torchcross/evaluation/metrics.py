@@ -10,13 +10,13 @@ multi-label    macro over labels of each label's ROC AUC       fraction of corre
                                                                label) entries at p > 0.5
 =============  ==============================================  ===============================
 
-**Ordinal tasks** also get two order-aware metrics (:data:`ORDINAL_METRIC_NAMES`), on the
+**Ordinal tasks** also get two order-aware metrics (``ORDINAL_METRIC_NAMES``), on the
 class indices ``0..K-1`` of the task's ordered classes (its class keys in increasing order):
 
 * ``mae``: mean absolute error of the *expected level* ``sum_k p_k * k`` (``p`` the
-  softmax probabilities) against the true index (:func:`ordinal_mae`);
+  softmax probabilities) against the true index (``ordinal_mae``);
 * ``qwk``: quadratic weighted kappa (Cohen's kappa with weights ``(i - j)^2``) between the
-  argmax prediction and the true index, over all ``K`` classes (:func:`quadratic_weighted_kappa`);
+  argmax prediction and the true index, over all ``K`` classes (``quadratic_weighted_kappa``);
   NaN when chance agreement leaves nothing to improve on (e.g. one class in labels and predictions).
 
 Other kinds have no such keys; both are NaN when a score is not finite. They match
@@ -60,10 +60,10 @@ __all__ = [
 ]
 
 METRIC_NAMES: tuple[str, ...] = ("auroc", "accuracy", "loss")
-"""The keys of :func:`compute_metrics`' result for every task kind."""
+"""The keys of ``compute_metrics``' result for every task kind."""
 
 ORDINAL_METRIC_NAMES: tuple[str, ...] = ("mae", "qwk")
-"""The extra keys of :func:`compute_metrics`' result for ordinal tasks."""
+"""The extra keys of ``compute_metrics``' result for ordinal tasks."""
 
 _UNDEFINED = ("ignore", "nan")
 
@@ -320,8 +320,8 @@ def compute_metrics(
 
     Returns:
         ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be NaN);
-        for ordinal tasks also ``"mae"`` (:func:`ordinal_mae`) and ``"qwk"``
-        (:func:`quadratic_weighted_kappa`).
+        for ordinal tasks also ``"mae"`` (``ordinal_mae``) and ``"qwk"``
+        (``quadratic_weighted_kappa``).
 
     Examples:
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})

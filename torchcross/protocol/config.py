@@ -210,7 +210,7 @@ class RunConfig:
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
         num_threads: torch threads for the run: ``"auto"`` (the CPUs available to the
-            process and idle, see :func:`torchcross.utils.recommended_num_threads`), a
+            process and idle, see ``torchcross.utils.recommended_num_threads``), a
             count, or ``None`` to leave torch's setting.
         logger: training curves (the loss of every step of mm-PT and mm-MAML):
             ``"csv"`` (``out_dir/curves/<target>/<method>.csv``), ``"tensorboard"``

@@ -234,7 +234,7 @@ def train_method(
 ) -> TrainedMethod:
     """Build the initial backbone and, for mm-PT and mm-MAML, train it on ``target``'s sources.
 
-    ``logger`` (a :class:`~torchcross.evaluation.loggers.MetricsLogger`) receives the
+    ``logger`` (a ``MetricsLogger``) receives the
     loss of every training step.
 
     Training runs under a forked torch RNG seeded with the run's seed, so it does not

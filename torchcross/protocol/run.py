@@ -280,7 +280,7 @@ def _evaluate_method(
     return records
 
 
-def _set_threads(config: ProtocolConfig, say: Log) -> None:
+def _set_threads(config: ProtocolConfig, say: Log) -> int:
     """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", OversubscriptionWarning)
@@ -289,6 +289,7 @@ def _set_threads(config: ProtocolConfig, say: Log) -> None:
         say(f"warning: {w.message}")
     setting = config.run.num_threads
     say(f"torch threads: {chosen} ([run] num_threads = {setting!r}; {available_cpus()} CPUs available)")
+    return chosen
 
 
 def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> Any:
@@ -315,7 +316,7 @@ def _strict(obj: Any) -> Any:
 
 
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as strict JSON (NaN as null) in one rename (see :func:`atomic_write`)."""
+    """Write ``obj`` as strict JSON (NaN as null) in one rename (see ``atomic_write``)."""
     text = json.dumps(_strict(obj), default=str, allow_nan=False)
     atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
@@ -328,7 +329,7 @@ def run_protocol(
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
     target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
-    (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
+    (both tables, the resolved config, the plan, the torch thread count and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
     method's evaluation is under way), and ``curves/`` (the training loss of every step,
@@ -353,7 +354,7 @@ def run_protocol(
     threads = torch.get_num_threads()
     records: list[dict[str, Any]] = []
     try:
-        _set_threads(config, say)
+        torch_threads = _set_threads(config, say)
         for target in plan.targets:
             sources = {
                 task: _open(
@@ -378,13 +379,13 @@ def run_protocol(
         episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
     )
     seconds = time.perf_counter() - start
-    files = _write_results(plan, episodes, summary, seconds)
+    files = _write_results(plan, episodes, summary, seconds, torch_threads)
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan)
 
 
 def _write_results(
-    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float
+    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float, torch_threads: int
 ) -> dict[str, Path]:
     from torchcross import __version__
 
@@ -404,6 +405,7 @@ def _write_results(
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
         "wall_time_s": round(seconds, 3),
+        "torch_threads": torch_threads,
         "config": config_to_dict(plan.config),
         "plan": [
             {

@@ -30,7 +30,7 @@ class CheckpointMismatchError(ValueError):
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C during :func:`train_steps`, with where a rerun resumes.
+    """Ctrl-C during ``train_steps``, with where a rerun resumes.
 
     Attributes:
         description: what was training (e.g. ``"mm-PT on glaucoma"``).
@@ -118,7 +118,7 @@ def train_steps(
         resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
         description: progress bar label (and the name in ``log`` messages).
-        logger: a :class:`~torchcross.evaluation.loggers.MetricsLogger` receiving
+        logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
 

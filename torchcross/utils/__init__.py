@@ -1,7 +1,7 @@
 """Small helpers: the thread policy, and collate functions kept at their torchcross 0.0.6 import paths.
 
-:func:`recommended_num_threads` and :func:`configure_threads` choose torch's thread
-count from the CPUs the process may actually use (see :mod:`torchcross._threads`).
+``recommended_num_threads`` and ``configure_threads`` choose torch's thread
+count from the CPUs the process may actually use (see ``torchcross._threads``).
 :mod:`torchcross.utils.collate_fn` re-exports the collate functions of
 :mod:`torchcross.data.collate` (``identity``, ``stack``) for code written for 0.0.6,
 such as the ``medimeta`` package.
