@@ -180,7 +180,7 @@ def configure_threads(
             to keep torch's current setting (only checked).
         num_workers: DataLoader worker processes beside each process.
         processes: processes on this machine using this many threads each (e.g. one per
-            experiment run side by side).
+            experiment run side by side); ``"auto"`` shares the recommendation among them.
 
     Returns:
         the thread count now in effect.

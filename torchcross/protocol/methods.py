@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
+from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
 from torchcross.protocol.training import config_fingerprint, train_steps
@@ -107,7 +108,7 @@ def _train_pt(
     ckpt: Path,
     log: Log,
     progress: bool | None,
-    logger: Any,
+    logger: MetricsLogger | None,
 ) -> None:
     from torchcross.data.multitask import MultiTaskBatchSampler
     from torchcross.learners.multitask import MultiTaskPretrainer
@@ -162,7 +163,7 @@ def _train_maml(
     ckpt: Path,
     log: Log,
     progress: bool | None,
-    logger: Any,
+    logger: MetricsLogger | None,
 ) -> None:
     from torchcross.data.metadataset import FewShotMetaDataset
     from torchcross.data.multitask import MultiTaskEpisodeSampler
@@ -230,7 +231,7 @@ def train_method(
     method: str,
     log: Log,
     progress: bool | None = None,
-    logger: Any = None,
+    logger: MetricsLogger | None = None,
 ) -> TrainedMethod:
     """Build the initial backbone and, for mm-PT and mm-MAML, train it on ``target``'s sources.
 

@@ -32,6 +32,7 @@ import torch
 
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
+from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
@@ -292,7 +293,7 @@ def _set_threads(config: ProtocolConfig, say: Log) -> int:
     return chosen
 
 
-def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> Any:
+def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> MetricsLogger | None:
     """The training-curve logger of ``[run] logger`` for a method that trains (``None`` for IM-PT)."""
     if method == "IM-PT" or config.run.logger == "none":
         return None

@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchcross.evaluation.loggers import MetricsLogger
+
 __all__ = ["CheckpointMismatchError", "TrainingInterrupted", "config_fingerprint", "train_steps"]
 
 _FORMAT = "torchcross-protocol-checkpoint"
@@ -98,7 +100,7 @@ def train_steps(
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
-    logger: Any = None,
+    logger: MetricsLogger | None = None,
     log: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
