@@ -281,3 +281,210 @@ def test_module_entry_point_runs() -> None:
     result = subprocess.run(cmd, capture_output=True, text=True, check=False)
     assert result.returncode == 0, result.stderr
     assert "malignancy [BINARY_CLASSIFICATION, 2]" in result.stdout
+
+
+# -- Ctrl-C, resume messages, resolved paths, convert descriptions, demo help --------------------------------
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _cli_process(*argv: str, cwd: Path) -> subprocess.Popen[str]:
+    import os
+    import signal
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    env["PYTHONUNBUFFERED"] = "1"
+    return subprocess.Popen(
+        [sys.executable, "-m", "torchcross.cli", *argv],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # a shell running this suite in the background may ignore SIGINT; the command must not
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+
+
+def test_ctrl_c_stops_a_run_with_one_line_and_the_rerun_resumes(
+    capsys: pytest.CaptureFixture[str], data: Path, tmp_path: Path
+) -> None:
+    import signal
+    import time
+
+    extra = "checkpoint_every = 2\n[pretrain]\nsteps = 1000000\nbatch_size = 4\n"
+    config = _write_config(tmp_path, data, extra)
+    text = config.read_text().replace('methods = ["IM-PT"]', 'methods = ["mm-PT"]')
+    config.write_text(text)
+    ckpt = tmp_path / "out" / "checkpoints" / "digits_negative" / "mm-PT.pt"
+    proc = _cli_process("run", str(config), cwd=tmp_path)
+    try:
+        deadline = time.monotonic() + 240
+        while not ckpt.is_file() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert ckpt.is_file(), "training did not start"
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    match = re.fullmatch(
+        r"torchcross run: stopped; rerun the same command to resume mm-PT on digits_negative from step (\d+)",
+        lines[0],
+    )
+    assert match, lines[0]
+    step = int(match.group(1))
+    assert step >= 2
+    assert step % 2 == 0
+    assert f"data root: {data.resolve()}" in out
+    # the rerun (with just two more steps, which the checkpoint allows) says where it resumes
+    config.write_text(text.replace("steps = 1000000", f"steps = {step + 2}"))
+    code, out, _ = _run(capsys, "run", str(config))
+    assert code == 0
+    assert f"resuming mm-PT on digits_negative from step {step} of {step + 2}" in out
+    curve = (tmp_path / "out" / "curves" / "digits_negative" / "mm-PT.csv").read_text().splitlines()
+    assert [int(r.split(",")[0]) for r in curve[1:]] == list(range(1, step + 3))  # each step once
+    assert f"results_csv: {(tmp_path / 'out' / 'results.csv').resolve()}" in out
+
+
+def test_paths_are_printed_resolved(capsys: pytest.CaptureFixture[str], data: Path, tmp_path: Path) -> None:
+    (data.parent / "run4").mkdir(exist_ok=True)
+    config = _write_config(tmp_path, data.parent / "run4" / ".." / data.name)
+    code, out, _ = _run(capsys, "run", str(config), "--check")
+    assert code == 0
+    assert f"data root: {data.resolve()}" in out
+    assert "/../" not in out
+
+
+def test_stopped_message() -> None:
+    from torchcross.cli.stop import stopped_message
+    from torchcross.protocol.training import TrainingInterrupted
+
+    exc = TrainingInterrupted("mm-MAML on oct", 40)
+    assert stopped_message("torchcross run", exc) == (
+        "torchcross run: stopped; rerun the same command to resume mm-MAML on oct from step 40"
+    )
+    assert stopped_message("torchcross run", exc, "without --no-resume").startswith(
+        "torchcross run: stopped; rerun without --no-resume to resume mm-MAML"
+    )
+    assert stopped_message("torchcross medimeta", KeyboardInterrupt(), None) == "torchcross medimeta: stopped"
+
+
+def test_demo_help_shows_a_plain_percent(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit, match=r"^0$"):
+        main(["demo", "--help"])
+    out = capsys.readouterr().out
+    assert "95% confidence" in out
+    assert "%%" not in out
+    assert "(default: auto)" in " ".join(out.split())
+
+
+def _unknown_npz(tmp_path: Path, levels: int = 3) -> Path:
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for split, n in (("train", 9), ("val", 3), ("test", 6)):
+        arrays[f"{split}_images"] = rng.integers(0, 255, (n, 8, 8), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % levels)[:, None].astype(np.uint8)
+    path = tmp_path / "myscans.npz"
+    np.savez(path, **arrays)
+    return path
+
+
+def test_convert_an_unknown_npz_with_kind_and_classes(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    npz, out = _unknown_npz(tmp_path), tmp_path / "mm"
+    code, _, err = _run(capsys, "medimeta", "convert", "medmnist", str(npz), "--out", str(out))
+    assert code == 2
+    assert "'myscans.npz' is not one of the twelve 2D MedMNIST files (its name gives 'myscans'" in err
+    assert "describe its task with --kind KIND --classes NAME [NAME ...] or --description FILE.json" in err
+    assert "task_description=" not in err
+    code, stdout, err = _run(
+        capsys, "medimeta", "convert", "medmnist", str(npz), "--out", str(out),
+        "--kind", "ordinal", "--classes", "none", "mild", "severe", "--task", "grade", "--domain", "Scans",
+    )  # fmt: skip
+    assert code == 0, err
+    assert f"wrote {(out / 'myscans').resolve()} (18 images, task 'grade', ORDINAL_REGRESSION)" in stdout
+    source = MedIMeta(out, "myscans", "grade", split="test")
+    assert source.task_description.classes.to_dict() == {0: "none", 1: "mild", 2: "severe"}
+    assert source.task_description.domain_identifier == "Scans"
+
+
+@pytest.mark.parametrize("suffix", [".json", ".yaml"])
+def test_convert_an_unknown_npz_with_a_description_file(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, suffix: str
+) -> None:
+    npz = _unknown_npz(tmp_path, levels=2)
+    desc = {
+        "kind": "BINARY_CLASSIFICATION",
+        "classes": {"0": "benign", "1": "malignant"},
+        "task": "malignancy",
+    }
+    path = tmp_path / f"task{suffix}"
+    if suffix == ".json":
+        path.write_text(json.dumps(desc))
+    else:
+        path.write_text("kind: binary\nclasses: {0: benign, 1: malignant}\ntask: malignancy\ndomain: US\n")
+    code, stdout, err = _run(
+        capsys,
+        "medimeta",
+        "convert",
+        "medmnist",
+        str(npz),
+        "--out",
+        str(tmp_path / "mm"),
+        "--description",
+        str(path),
+    )
+    assert code == 0, err
+    assert "task 'malignancy', BINARY_CLASSIFICATION" in stdout
+    task = MedIMeta(tmp_path / "mm", "myscans", "malignancy", split="train").task_description
+    assert task.classes.to_dict() == {0: "benign", 1: "malignant"}
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--kind", "ordinal"], "--kind and --classes go together"),
+        (["--classes", "a", "b"], "--kind and --classes go together"),
+        (
+            ["--kind", "regressive", "--classes", "a", "b"],
+            "unknown task kind 'regressive'; use binary, multiclass",
+        ),
+        (
+            ["--kind", "binary", "--classes", "a", "b", "c"],
+            r"--kind/--classes: a binary task must have class keys",
+        ),
+        (
+            ["--kind", "binary", "--classes", "a", "b", "--description", "d.json"],
+            "give either --description or",
+        ),
+        (["--description", "missing.json"], "description file 'missing.json' does not exist"),
+        (["--description", "bad.json"], r"bad.json must hold an object with 'kind' and 'classes'"),
+        (
+            ["--description", "extra.json"],
+            r"unknown keys \['labels'\]; allowed keys: kind, classes, task, domain",
+        ),
+        (["--description", "task.txt"], "must end in .json, .yaml or .yml"),
+    ],
+)
+def test_convert_description_errors(
+    capsys: pytest.CaptureFixture[str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    options: list[str],
+    message: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bad.json").write_text('["kind"]')
+    (tmp_path / "extra.json").write_text('{"kind": "binary", "classes": ["a", "b"], "labels": 2}')
+    (tmp_path / "task.txt").write_text("kind: binary")
+    npz = _unknown_npz(tmp_path, levels=2)
+    code, _, err = _run(capsys, "medimeta", "convert", "medmnist", str(npz), "--out", "mm", *options)
+    assert code == 2
+    assert re.search(message, err), err
+    folder = ["medimeta", "convert", "folder", str(tmp_path), "--out", "mm"]
+    code, _, err = _run(capsys, *folder, "--kind", "binary", "--classes", "a", "b")
+    assert code == 2
+    assert "apply to medmnist files" in err

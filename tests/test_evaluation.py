@@ -200,3 +200,32 @@ def test_format_summary_shows_mean_and_interval() -> None:
     assert single[0]["AUROC"] == "0.700 ± nan"
     with pytest.raises(KeyError, match="n_episodes"):
         format_summary(ResultsTable(rows))
+
+
+def test_ordinal_metrics_are_recorded_for_ordinal_tasks_only() -> None:
+    from torchcross.evaluation import format_summary
+    from torchcross.evaluation.metrics import ordinal_mae, quadratic_weighted_kappa
+
+    episodes = [_episode(d, i) for i, d in enumerate([BIN, ORD, MC, ORD])]
+    result = evaluate(NoisyOracle(0.5), episodes, method="m", progress=False)
+    learner = NoisyOracle(0.5)
+    for record, task in zip(result.records, episodes):
+        if task.description is ORD:
+            logits = learner.predict(task)
+            assert record["mae"] == ordinal_mae(logits, task.query[1], ORD)
+            assert record["qwk"] == quadratic_weighted_kappa(logits, task.query[1], ORD)
+        else:
+            learner.calls += 1
+            assert math.isnan(record["mae"])  # never 0
+            assert math.isnan(record["qwk"])
+    table = result.summary_table(by=("target",))
+    assert {"mae_mean", "qwk_mean", "auroc_mean"} <= set(table.columns)
+    by_target = {r["target"]: r for r in table}
+    assert by_target["ds/ord"]["mae_mean"] > 0
+    assert math.isnan(by_target["ds/bin"]["mae_mean"])
+    view = format_summary(table, ["auroc", "mae", "qwk"])
+    assert [r["MAE"] for r in view if r["target"] == "ds/mc"] == ["n/a"]
+    assert view.columns[-2:] == ["QWK", "QWK CI"]
+    # tables of older evaluations without MAE/QWK columns still summarise
+    old = [{"method": "m", "target": "t", "auroc": 0.5, "accuracy": 0.5, "loss": 1.0}]
+    assert "mae_mean" not in summarize(old).columns

@@ -19,7 +19,9 @@ PACKAGE = Path(torchcross.__file__).parent
 
 # layer order: a module imports only from its own layer or layers to the left
 LAYERS = ("tasks", "sampling", "data", "datasets", "nn", "learners", "evaluation", "protocol", "cli")
-BASE = frozenset({"torchcross", "torchcross._checks", "torchcross._lazy"})  # left of every layer
+BASE = frozenset(
+    {"torchcross", "torchcross._checks", "torchcross._lazy", "torchcross._threads"}
+)  # left of every layer
 # torchcross 0.0.6 import paths, kept as re-export modules: nothing in the package imports them
 SHIMS = frozenset(
     {"torchcross.data.task", "torchcross.data.task_source", "torchcross.utils", "torchcross.utils.collate_fn"}

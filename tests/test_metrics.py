@@ -12,9 +12,17 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
-from sklearn.metrics import accuracy_score, roc_auc_score
+from sklearn.metrics import accuracy_score, cohen_kappa_score, mean_absolute_error, roc_auc_score
 
-from torchcross.evaluation.metrics import METRIC_NAMES, accuracy, auroc, compute_metrics
+from torchcross.evaluation.metrics import (
+    METRIC_NAMES,
+    ORDINAL_METRIC_NAMES,
+    accuracy,
+    auroc,
+    compute_metrics,
+    ordinal_mae,
+    quadratic_weighted_kappa,
+)
 from torchcross.nn.kinds import loss
 from torchcross.tasks.task import TaskDescription
 
@@ -71,6 +79,46 @@ def test_ordinal_against_sklearn_with_gapped_keys(ties: bool) -> None:
     assert auroc(t_logits, t_y, ORD) == pytest.approx(expected, abs=TOL)
     predicted_keys = np.asarray(keys)[logits.argmax(1)]
     assert accuracy(t_logits, t_y, ORD) == pytest.approx(accuracy_score(y, predicted_keys), abs=TOL)
+
+
+@pytest.mark.parametrize("ties", [False, True])
+def test_ordinal_mae_and_qwk_against_sklearn(ties: bool) -> None:
+    keys = ORD.class_keys  # gapped keys 1, 4, 6, 8, 10: the metrics work on the indices 0..4
+    y = _balanced_keys(keys, 8, 19)
+    logits = _fixed(20, len(y), len(keys), ties=ties)
+    t_logits, t_y = torch.from_numpy(logits), torch.from_numpy(y)
+    index = np.searchsorted(np.asarray(keys), y)
+    expected_level = _softmax(logits) @ np.arange(len(keys))
+    assert ordinal_mae(t_logits, t_y, ORD) == pytest.approx(
+        mean_absolute_error(index, expected_level), abs=1e-12
+    )
+    qwk = cohen_kappa_score(index, logits.argmax(1), weights="quadratic", labels=list(range(len(keys))))
+    assert quadratic_weighted_kappa(t_logits, t_y, ORD) == pytest.approx(qwk, abs=1e-12)
+    probs = torch.softmax(t_logits, -1)
+    assert ordinal_mae(probs, t_y, ORD, from_logits=False) == pytest.approx(ordinal_mae(t_logits, t_y, ORD))
+
+
+def test_qwk_counts_absent_classes_and_is_nan_without_spread() -> None:
+    # class index 4 ("max") is neither a label nor a prediction: it still counts in the weights
+    y = np.array([1, 4, 6, 8, 1, 4, 6, 8])
+    logits = np.eye(5)[[0, 1, 3, 3, 1, 1, 2, 0]] * 3.0
+    qwk = cohen_kappa_score(
+        np.searchsorted(np.asarray(ORD.class_keys), y), logits.argmax(1), weights="quadratic", labels=range(5)
+    )
+    assert quadratic_weighted_kappa(torch.from_numpy(logits), torch.from_numpy(y), ORD) == pytest.approx(qwk)
+    perfect = torch.eye(5) * 3
+    assert quadratic_weighted_kappa(perfect, torch.tensor(ORD.class_keys), ORD) == 1.0
+    one_class = torch.zeros(4, 5)
+    one_class[:, 2] = 1.0
+    assert math.isnan(quadratic_weighted_kappa(one_class, torch.full((4,), 6), ORD))
+    assert ordinal_mae(one_class * 50, torch.full((4,), 6), ORD) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_ordinal_metrics_of_non_finite_scores_are_nan() -> None:
+    logits = torch.zeros(2, 5)
+    logits[1, 3] = math.nan
+    assert math.isnan(ordinal_mae(logits, torch.tensor([1, 4]), ORD))
+    assert math.isnan(quadratic_weighted_kappa(logits, torch.tensor([1, 4]), ORD))
 
 
 @pytest.mark.parametrize("ties", [False, True])
@@ -177,7 +225,11 @@ def test_compute_metrics(desc: TaskDescription) -> None:
         labels = torch.from_numpy(_balanced_keys(desc.class_keys, n // desc.num_classes, 17))
     logits.requires_grad_(True)
     out = compute_metrics(logits, labels, desc)
-    assert tuple(out) == METRIC_NAMES
+    ordinal = desc is ORD
+    assert tuple(out) == METRIC_NAMES + (ORDINAL_METRIC_NAMES if ordinal else ())
+    if ordinal:
+        assert out["mae"] == ordinal_mae(logits, labels, desc)
+        assert out["qwk"] == quadratic_weighted_kappa(logits, labels, desc)
     assert all(isinstance(v, float) for v in out.values())
     assert out["auroc"] == auroc(logits, labels, desc)
     assert out["accuracy"] == accuracy(logits, labels, desc)
@@ -204,6 +256,14 @@ def test_error_paths() -> None:
         accuracy(torch.zeros(2, 5), torch.tensor([1, 2]), ORD)
     with pytest.raises(TypeError, match="floating-point"):
         auroc(torch.zeros(4, 4, dtype=torch.long), labels, MC)
+    with pytest.raises(ValueError, match="need an ORDINAL_REGRESSION task; task 'mc' is MULTICLASS"):
+        ordinal_mae(logits, labels, MC)
+    with pytest.raises(ValueError, match="need an ORDINAL_REGRESSION task; task 'bin' is BINARY"):
+        quadratic_weighted_kappa(torch.zeros(2, 1), torch.tensor([[0], [1]]), BIN)
+    with pytest.raises(ValueError, match=r"probabilities in \[0, 1\]"):
+        ordinal_mae(torch.full((2, 5), 2.0), torch.tensor([1, 4]), ORD, from_logits=False)
+    with pytest.raises(ValueError, match="outside class keys"):
+        quadratic_weighted_kappa(torch.zeros(2, 5), torch.tensor([1, 2]), ORD)
 
 
 @pytest.mark.slow

@@ -292,7 +292,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
                 raise KeyboardInterrupt("stopped after 7 steps")  # the checkpoint is at 6
             yield unit
 
-    with pytest.raises(KeyboardInterrupt, match="stopped after 7 steps"):
+    with pytest.raises(KeyboardInterrupt, match="a rerun resumes from step 6"):
         train_steps(
             model,
             opt,
@@ -444,3 +444,83 @@ def test_an_evaluation_stopped_part_way_continues_with_the_next_task(
         return [{k: v for k, v in r.items() if k != "train_seconds"} for r in result.episodes.to_records()]
 
     assert scores(resumed) == scores(reference)
+
+
+# -- training curves, resume messages, threads --------------------------------------------------------------
+def test_training_curves_and_the_resume_point_survive_an_interruption(tmp_path: Path) -> None:
+    from torchcross.evaluation.loggers import CSVLogger
+    from torchcross.evaluation.results import ResultsTable
+    from torchcross.protocol.training import TrainingInterrupted
+
+    model, opt, sampler = _stream()
+    reference = train_steps(model, opt, _step(model), lambda: iter(sampler), 10, progress=False)
+    model, opt, sampler = _stream()
+    ckpt, curve = tmp_path / "ckpt.pt", tmp_path / "curves" / "toy.csv"
+
+    def crashing_units():
+        for i, unit in enumerate(sampler):
+            if i == 7:
+                raise KeyboardInterrupt  # stopped after 7 steps; the last checkpoint is at step 6
+            yield unit
+
+    kwargs = {"sampler": sampler, "checkpoint": ckpt, "checkpoint_every": 3, "progress": False}
+    with (
+        CSVLogger(curve) as logger,
+        pytest.raises(TrainingInterrupted, match="toy on a stopped; a rerun resumes from step") as stopped,
+    ):
+        train_steps(
+            model, opt, _step(model), crashing_units, 10, description="toy on a", logger=logger, **kwargs
+        )
+    assert isinstance(stopped.value, KeyboardInterrupt)
+    assert (stopped.value.description, stopped.value.resume_step) == ("toy on a", 6)
+    assert ResultsTable.read_csv(curve)["step"] == [1, 2, 3, 4, 5, 6, 7]
+    model, opt, sampler = _stream(seed=99)
+    kwargs["sampler"] = sampler
+    lines: list[str] = []
+    with CSVLogger(curve) as logger:
+        losses = train_steps(
+            model, opt, _step(model), lambda: iter(sampler), 10, description="toy on a", logger=logger,
+            log=lines.append, **kwargs,
+        )  # fmt: skip
+    assert lines == [f"resuming toy on a from step 6 of 10 ({ckpt})"]
+    table = ResultsTable.read_csv(curve)
+    assert table["step"] == list(range(1, 11))  # steps 7 logged once, by the resumed run
+    assert table["loss"] == pytest.approx(losses)
+    assert losses == pytest.approx(reference)
+    with pytest.raises(
+        TrainingInterrupted, match=r"stopped; a rerun resumes$"
+    ) as stopped:  # no checkpoint: no step
+        train_steps(model, opt, _step(model), crashing_units, 10, progress=False)
+    assert stopped.value.resume_step is None
+
+
+def test_run_writes_training_curves_and_sets_threads(demo_root: Path, tmp_path: Path) -> None:
+    threads = torch.get_num_threads()
+    config = _config(
+        demo_root, tmp_path / "out", evaluation={"methods": ["IM-PT", "mm-PT"]}, run={"num_threads": "auto"}
+    )
+    assert config.run.logger == "csv"
+    lines: list[str] = []
+    run_protocol(config, progress=False, log=lines.append)
+    assert torch.get_num_threads() == threads  # restored
+    assert any(line.startswith("torch threads: ") and "num_threads = 'auto'" in line for line in lines)
+    curves = tmp_path / "out" / "curves" / "digits_scan_a"
+    assert sorted(p.name for p in curves.iterdir()) == ["mm-PT.csv"]  # IM-PT does not train
+    rows = (curves / "mm-PT.csv").read_text().splitlines()
+    assert rows[0] == "step,loss"
+    assert [r.split(",")[0] for r in rows[1:]] == ["1", "2", "3", "4"]
+    tb = _config(demo_root, tmp_path / "tb", evaluation={"methods": ["mm-PT"]}, run={"logger": "tensorboard"})
+    run_protocol(tb, progress=False, log=None)
+    assert any((tmp_path / "tb" / "curves" / "digits_scan_a" / "mm-PT").glob("events.out.tfevents.*"))
+
+
+def test_run_section_thread_and_logger_settings_are_checked() -> None:
+    base = {"data": {"root": "d", "targets": ["t"]}}
+    assert config_from_dict({**base, "run": {"out_dir": "o"}}).run.num_threads == "auto"
+    assert config_from_dict({**base, "run": {"out_dir": "o", "num_threads": 3}}).run.num_threads == 3
+    with pytest.raises(TypeError, match=r'\[run\] num_threads must be "auto" or an integer, got \'max\''):
+        config_from_dict({**base, "run": {"out_dir": "o", "num_threads": "max"}})
+    with pytest.raises(ValueError, match=r"\[run\] num_threads must be >= 1"):
+        config_from_dict({**base, "run": {"out_dir": "o", "num_threads": 0}})
+    with pytest.raises(ValueError, match=r"\[run\] logger = 'wandb' is not one of csv, tensorboard, none"):
+        config_from_dict({**base, "run": {"out_dir": "o", "logger": "wandb"}})

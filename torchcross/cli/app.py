@@ -18,6 +18,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from torchcross.cli.stop import stopped_message
+
 __all__ = ["build_parser", "main"]
 
 _EPILOG = """examples:
@@ -73,6 +75,25 @@ def _add_medimeta(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0, help="folder: seed of the split")
     p.add_argument("--tiffs", action="store_true", help="also write images/NNNNNN.tiff")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
+    p.add_argument(
+        "--kind",
+        help="medmnist: the task kind of a file that is not one of the twelve 2D MedMNIST datasets: "
+        "binary, multiclass, multilabel or ordinal (or a full name such as ORDINAL_REGRESSION); "
+        "with --classes",
+    )
+    p.add_argument(
+        "--classes",
+        nargs="+",
+        metavar="NAME",
+        help="medmnist: the class (or label) names, in label order 0, 1, ...; with --kind",
+    )
+    p.add_argument(
+        "--description",
+        metavar="FILE",
+        help="medmnist: instead of --kind/--classes, a .json or .yaml file "
+        '{"kind": ..., "classes": [names] or {key: name}, "task": ..., "domain": ...} '
+        "(task and domain optional)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -144,6 +165,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub = getattr(args, f"{args.command}_command", None)
     try:
         return handlers[(args.command, sub)](args)
+    except KeyboardInterrupt as exc:
+        rerun = None
+        if args.command == "run":
+            rerun = "without --no-resume" if args.no_resume else "the same command"
+        print(stopped_message(f"torchcross {args.command}", exc, rerun), file=sys.stderr)
+        return 130
     except (ValueError, TypeError, KeyError, OSError, ImportError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"torchcross {args.command}: error: {message}", file=sys.stderr)

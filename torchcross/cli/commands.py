@@ -110,15 +110,27 @@ def convert_command(args: argparse.Namespace) -> int:
     """Convert a MedMNIST ``.npz`` file or a class-per-folder image tree into a MedIMeta folder."""
     import numpy as np
 
+    from torchcross.cli.convert_description import given_description
     from torchcross.datasets.medimeta import write_medimeta
 
     source = Path(args.source)
+    given = given_description(args)
     if args.format == "medmnist":
-        from torchcross.datasets.medmnist import MedMNIST
+        from torchcross.datasets.medmnist import MEDMNIST_INFO, MedMNIST, medmnist_flag
 
         if not source.is_file():
             raise FileNotFoundError(f"MedMNIST file {str(source)!r} does not exist")
-        parts = {s: MedMNIST(source, s) for s in ("train", "val", "test")}
+        flag = medmnist_flag(source)
+        if given is None and flag not in MEDMNIST_INFO:
+            raise ValueError(
+                f"{source.name!r} is not one of the twelve 2D MedMNIST files (its name gives {flag!r}; "
+                f"known: {', '.join(sorted(MEDMNIST_INFO))}); describe its task with --kind KIND "
+                "--classes NAME [NAME ...] or --description FILE.json"
+            )
+        task_desc = None
+        if given is not None:
+            task_desc = given.description(f"{args.id or flag}/{args.task or given.task or flag}")
+        parts = {s: MedMNIST(source, s, task_description=task_desc) for s in ("train", "val", "test")}
         desc = parts["train"].task_description
         images = np.concatenate([p.images for p in parts.values()])
         labels = np.concatenate([p.labels for p in parts.values()])
@@ -129,6 +141,11 @@ def convert_command(args: argparse.Namespace) -> int:
         dataset_id = args.id or parts["train"].flag
         task_name = args.task or desc.task_identifier.split("/")[-1]
         domain = args.domain or desc.domain_identifier
+    elif given is not None:
+        raise ValueError(
+            "--kind, --classes and --description apply to medmnist files; "
+            "a folder's classes are its sub-folders"
+        )
     else:
         from torchcross.datasets.generic import ImageFolderTaskSource
 
@@ -158,7 +175,7 @@ def convert_command(args: argparse.Namespace) -> int:
         write_tiffs=args.tiffs,
         overwrite=args.overwrite,
     )
-    print(f"wrote {path} ({len(labels)} images, task {task_name!r}, {desc.task_target.name})")
+    print(f"wrote {Path(path).resolve()} ({len(labels)} images, task {task_name!r}, {desc.task_target.name})")
     return 0
 
 
@@ -184,7 +201,10 @@ def episodes_sample_command(args: argparse.Namespace) -> int:
     source = open_task(args.data_path, ds, task, args.split, channels=1, image_size=None)
     episodes = sample_episode_set(source, args.n_episodes, args.n_shot, args.n_query, seed=args.seed)
     episodes.save(out)
-    print(f"wrote {len(episodes)} episodes of {args.task} ({args.split} split, seed {args.seed}) to {out}")
+    print(
+        f"wrote {len(episodes)} episodes of {args.task} ({args.split} split, seed {args.seed}) "
+        f"to {out.resolve()}"
+    )
     return 0
 
 
@@ -213,5 +233,5 @@ def run_command(args: argparse.Namespace) -> int:
     print()
     print(format_summary(result.summary).to_markdown())
     for name, path in result.files.items():
-        print(f"{name}: {path}")
+        print(f"{name}: {Path(path).resolve()}")
     return 0

@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from torchcross.cli.stop import stopped_message
 from torchcross.protocol.config import METHODS, ProtocolConfig, config_from_dict
 
 __all__ = ["DEMO_TARGET", "demo_config", "main", "publish_docs", "run_demo"]
@@ -64,7 +65,7 @@ def demo_config(
     targets: Sequence[str] | None = None,
     seed: int = 0,
     plot: bool = True,
-    num_threads: int | None = 1,
+    num_threads: int | str | None = "auto",
     device: str = "cpu",
 ) -> ProtocolConfig:
     """The demo's protocol configuration.
@@ -78,8 +79,9 @@ def demo_config(
         targets: dataset or ``"dataset/task"`` ids (default: every task of ``digits_scan_a``).
         seed: seeds data, weights, episodes and samplers.
         plot: write ``auroc.png``.
-        num_threads: torch threads for the run (default 1: these small convolutions gain
-            little from more, and one thread cannot be slowed down by oversubscription).
+        num_threads: torch threads for the run: ``"auto"`` (the CPUs available to the
+            process and idle, see ``torchcross.utils.recommended_num_threads``), a count,
+            or ``None`` to leave torch's setting.
         device: where training and evaluation run (``"cpu"``, ``"cuda"``).
 
     Examples:
@@ -118,7 +120,7 @@ def run_demo(
     targets: Sequence[str] | None = None,
     seed: int = 0,
     plot: bool = True,
-    num_threads: int | None = 1,
+    num_threads: int | str | None = "auto",
     device: str = "cpu",
     progress: bool | None = None,
     log: Any = print,
@@ -186,12 +188,13 @@ def publish_docs(result: Any, docs_dir: str | Path, seconds: float, command: str
         if key in result.files:
             shutil.copyfile(result.files[key], assets / name)
     threads = result.plan.config.run.num_threads
+    threads = f"{threads} torch thread(s)" if isinstance(threads, int) else f"torch threads {threads!r}"
     block = "\n".join(
         [
             _START,
             "",
             f"Output of `{command}` (torchcross {__version__}, torch {torch.__version__}, Python "
-            f"{platform.python_version()}, {threads or torch.get_num_threads()} torch thread(s), "
+            f"{platform.python_version()}, {threads}, "
             f"{os.cpu_count()} CPU cores visible):",
             "",
             format_summary(result.summary).to_markdown(),
@@ -210,12 +213,24 @@ def publish_docs(result: Any, docs_dir: str | Path, seconds: float, command: str
     return page
 
 
+def _threads_arg(text: str) -> int | str:
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'auto' or a number of threads, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"the number of threads must be >= 1, got {value}")
+    return value
+
+
 def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=prog,
         description=(
             "Run the MedIMeta cross-domain few-shot protocol (IM-PT, mm-PT, mm-MAML; 5-shot AUROC over "
-            "fixed episodes with 95%% confidence intervals) on a real image meta-dataset built from "
+            "fixed episodes with 95% confidence intervals) on a real image meta-dataset built from "
             "scikit-learn's bundled handwritten digits: four datasets, three imaging domains, tasks of all "
             "four kinds. Nothing is downloaded. Writes results.csv, results.json, results.md, episodes.csv "
             "and auroc.png into --out."
@@ -236,7 +251,12 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
         help=f"target dataset or 'dataset/task' ids (default: {DEMO_TARGET})",
     )
     p.add_argument("--seed", type=int, default=0, help="seed of data, weights and episodes (default: 0)")
-    p.add_argument("--threads", type=int, default=1, help="torch threads (default: %(default)s)")
+    p.add_argument(
+        "--threads",
+        type=_threads_arg,
+        default="auto",
+        help="torch threads, or 'auto': the CPUs available to the process and idle (default: %(default)s)",
+    )
     p.add_argument("--device", default="cpu", help="torch device to train and evaluate on (default: cpu)")
     p.add_argument("--no-plot", action="store_true", help="do not draw auroc.png (no matplotlib needed)")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
@@ -264,6 +284,9 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
             device=args.device,
             progress=True if args.progress else None,
         )
+    except KeyboardInterrupt as exc:
+        print(stopped_message(prog, exc), file=sys.stderr)
+        return 130
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"torchcross demo: error: {exc}", file=sys.stderr)
         return 2
@@ -272,7 +295,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
     print(format_summary(result.summary).to_markdown())
     print()
     for name, path in result.files.items():
-        print(f"{name}: {path}")
+        print(f"{name}: {Path(path).resolve()}")
     print(f"wall time: {seconds:.1f} s")
     if args.docs is not None:
         shown, skip = ["torchcross demo"], False

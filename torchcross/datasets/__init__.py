@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "ImageFolderTaskSource": "generic",
     "read_image_folder": "generic",
     "medmnist_description": "medmnist",
+    "medmnist_flag": "medmnist",
 }
 
 __all__ = sorted(_EXPORTS)

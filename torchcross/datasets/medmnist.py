@@ -22,7 +22,7 @@ from torchcross.datasets._images import ChannelPolicy, Stats
 from torchcross.datasets.generic import ImageArrayTaskSource
 from torchcross.tasks.task import TaskDescription
 
-__all__ = ["MEDMNIST_INFO", "MedMNIST", "medmnist_description"]
+__all__ = ["MEDMNIST_INFO", "MedMNIST", "medmnist_description", "medmnist_flag"]
 
 _ORGANS = (
     "bladder",
@@ -152,8 +152,14 @@ def medmnist_description(flag: str) -> TaskDescription:
     return TaskDescription(kind, dict(enumerate(names)), f"medmnist/{flag}", domain)
 
 
-def _flag_from_path(path: str) -> str:
-    stem = os.path.splitext(os.path.basename(path))[0].lower()
+def medmnist_flag(path: str | os.PathLike[str]) -> str:
+    """The MedMNIST flag a file name gives (lower case, without a ``_28``/``_64``/``_128``/``_224`` size).
+
+    Examples:
+        >>> medmnist_flag("data/PathMNIST_64.npz")
+        'pathmnist'
+    """
+    stem = os.path.splitext(os.path.basename(os.fspath(path)))[0].lower()
     return re.sub(r"_(28|64|128|224)$", "", stem)
 
 
@@ -202,7 +208,7 @@ class MedMNIST(ImageArrayTaskSource):
         self.path = os.fspath(path)
         if not os.path.isfile(self.path):
             raise FileNotFoundError(f"MedMNIST file {self.path!r} does not exist")
-        self.flag = flag or _flag_from_path(self.path)
+        self.flag = flag or medmnist_flag(self.path)
         desc = task_description if task_description is not None else medmnist_description(self.flag)
         self.splits = [split] if isinstance(split, str) else list(split)
         bad = [s for s in self.splits if s not in _SPLITS]

@@ -1,4 +1,4 @@
-"""Scoring learners: metrics, episodic evaluation, statistics, results tables and plots.
+"""Scoring learners: metrics, episodic evaluation, statistics, results tables, plots and training curves.
 
 Examples:
     >>> from torchcross.evaluation import summarize_values
@@ -20,14 +20,20 @@ _EXPORTS: dict[str, str] = {
     "format_summary": "episodic",
     "summarize": "episodic",
     "METRIC_NAMES": "metrics",
+    "ORDINAL_METRIC_NAMES": "metrics",
     "accuracy": "metrics",
     "auroc": "metrics",
     "compute_metrics": "metrics",
+    "ordinal_mae": "metrics",
+    "quadratic_weighted_kappa": "metrics",
     "Summary": "stats",
     "summarize_values": "stats",
     "t_quantile": "stats",
     "ResultsTable": "results",
     "plot_metric": "plotting",
+    "CSVLogger": "loggers",
+    "MetricsLogger": "loggers",
+    "TensorBoardLogger": "loggers",
 }
 
 __all__ = sorted(_EXPORTS)

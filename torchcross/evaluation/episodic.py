@@ -3,8 +3,9 @@
 :func:`evaluate` asks a learner for query logits on every episode (a
 :class:`~torchcross.tasks.task.Task`), scores them with
 :func:`torchcross.evaluation.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
-way the task's kind requires) and returns an :class:`EvaluationResult`: one record per
-episode plus mean, standard deviation and a Student-t confidence interval per metric.
+way the task's kind requires; ordinal tasks also MAE and quadratic weighted kappa) and
+returns an ``EvaluationResult``: one record per episode plus mean, standard deviation
+and a Student-t confidence interval per metric.
 """
 
 from __future__ import annotations
@@ -31,8 +32,8 @@ __all__ = [
     "summarize",
 ]
 
-METRICS: tuple[str, ...] = ("auroc", "accuracy", "loss")
-"""The metrics :func:`evaluate` records for every episode."""
+METRICS: tuple[str, ...] = ("auroc", "accuracy", "loss", "mae", "qwk")
+"""The metrics ``evaluate`` records for every episode (``mae``, ``qwk``: NaN except on ordinal tasks)."""
 
 
 @runtime_checkable
@@ -60,7 +61,9 @@ class EvaluationResult:
 
     def summary(self) -> dict[str, Summary]:
         """``{metric: Summary}`` over all episodes."""
-        return {m: summarize_values((r[m] for r in self.records), self.confidence) for m in METRICS}
+        return {
+            m: summarize_values((r.get(m, math.nan) for r in self.records), self.confidence) for m in METRICS
+        }
 
     def table(self) -> ResultsTable:
         """The per-episode records as a :class:`~torchcross.evaluation.results.ResultsTable`."""
@@ -235,7 +238,7 @@ def evaluate(
                 "n_support": len(task.support[1]),
                 "n_query": len(labels),
             }
-            record.update({m: float(scores[m]) for m in METRICS})
+            record.update({m: float(scores.get(m, math.nan)) for m in METRICS})
             records.append(record)
             bar.update(1)
     finally:
@@ -246,7 +249,7 @@ def evaluate(
 def summarize(
     table: ResultsTable | Iterable[Mapping[str, Any]],
     by: Sequence[str] = ("method", "target"),
-    metrics: Sequence[str] = METRICS,
+    metrics: Sequence[str] | None = None,
     confidence: float = 0.95,
 ) -> ResultsTable:
     """Group per-episode rows by ``by`` and summarise each metric.
@@ -254,6 +257,8 @@ def summarize(
     The result has the ``by`` columns, ``n_episodes``, and for each metric
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low`` and ``<metric>_ci_high``
     (Student-t interval at ``confidence``). Groups keep their order of first appearance.
+    ``metrics=None`` summarises those of ``METRICS`` that are columns of the table
+    (all of them for an empty table).
 
     Raises:
         KeyError: if a ``by`` or metric column is missing (naming the columns that exist).
@@ -265,6 +270,8 @@ def summarize(
         [('a', 3, 0.7), ('b', 1, 0.5)]
     """
     table = table if isinstance(table, ResultsTable) else ResultsTable(table)
+    if metrics is None:
+        metrics = [m for m in METRICS if m in table.columns] if len(table) else list(METRICS)
     stats = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
     if len(table) == 0:
         return ResultsTable([], columns=[*by, "n_episodes", *stats])
@@ -295,6 +302,7 @@ def format_summary(
     Keeps the grouping columns (everything before ``n_episodes``) and ``n_episodes``, and
     adds per metric a ``<METRIC>`` column (``"0.812 ± 0.013"``) and a ``<METRIC> CI``
     column (``"[0.799, 0.825]"``). Cells are strings, so Markdown shows them as they are.
+    A metric with no value in a group (MAE and QWK of a non-ordinal task) shows ``"n/a"``.
 
     Examples:
         >>> rows = [{"method": "a", "auroc": v, "accuracy": v} for v in (0.6, 0.7, 0.8)]
@@ -316,8 +324,11 @@ def format_summary(
         view: dict[str, Any] = {k: row[k] for k in keys}
         view["episodes"] = row["n_episodes"]
         for m in metrics:
-            name = m.upper() if m == "auroc" else m
+            name = m.upper() if m in ("auroc", "mae", "qwk") else m
             mean, lo, hi = row[f"{m}_mean"], row[f"{m}_ci_low"], row[f"{m}_ci_high"]
+            if mean is None or math.isnan(mean):
+                view[name], view[f"{name} CI"] = "n/a", "n/a"
+                continue
             half = None if lo is None or hi is None or math.isnan(lo) else (hi - lo) / 2
             view[name] = f"{cell(mean)} ± {cell(half)}"
             view[f"{name} CI"] = f"[{cell(lo)}, {cell(hi)}]"

@@ -10,6 +10,19 @@ multi-label    macro over labels of each label's ROC AUC       fraction of corre
                                                                label) entries at p > 0.5
 =============  ==============================================  ===============================
 
+**Ordinal tasks** also get two order-aware metrics (``ORDINAL_METRIC_NAMES``), on the
+class indices ``0..K-1`` of the task's ordered classes (its class keys in increasing order):
+
+* ``mae``: mean absolute error of the *expected level* ``sum_k p_k * k`` (``p`` the
+  softmax probabilities) against the true index (``ordinal_mae``);
+* ``qwk``: quadratic weighted kappa (Cohen's kappa with weights ``(i - j)^2``) between the
+  argmax prediction and the true index, over all ``K`` classes (``quadratic_weighted_kappa``);
+  NaN when chance agreement leaves nothing to improve on (e.g. one class in labels and predictions).
+
+Other kinds have no such keys; both are NaN when a score is not finite. They match
+scikit-learn's ``mean_absolute_error`` and ``cohen_kappa_score(weights="quadratic",
+labels=range(K))``.
+
 These match scikit-learn's ``roc_auc_score(..., multi_class="ovr", average="macro")``
 and ``accuracy_score`` (multi-label: ``accuracy_score`` on the flattened matrices, not
 exact match). Accuracy is torchmetrics' ``average="micro"``. torchmetrics computes in
@@ -36,10 +49,21 @@ from torchcross.nn.kinds import encode_labels, get_task_kind
 from torchcross.nn.kinds import loss as _kind_loss
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
-__all__ = ["METRIC_NAMES", "accuracy", "auroc", "compute_metrics"]
+__all__ = [
+    "METRIC_NAMES",
+    "ORDINAL_METRIC_NAMES",
+    "accuracy",
+    "auroc",
+    "compute_metrics",
+    "ordinal_mae",
+    "quadratic_weighted_kappa",
+]
 
 METRIC_NAMES: tuple[str, ...] = ("auroc", "accuracy", "loss")
-"""The keys of :func:`compute_metrics`' result."""
+"""The keys of ``compute_metrics``' result for every task kind."""
+
+ORDINAL_METRIC_NAMES: tuple[str, ...] = ("mae", "qwk")
+"""The extra keys of ``compute_metrics``' result for ordinal tasks."""
 
 _UNDEFINED = ("ignore", "nan")
 
@@ -182,6 +206,101 @@ def accuracy(
     return float(value)
 
 
+def _ordinal_inputs(scores: Tensor, labels: Tensor, description: TaskDescription) -> tuple[Tensor, Tensor]:
+    if description.task_target is not TaskTarget.ORDINAL_REGRESSION:
+        raise ValueError(
+            f"ordinal metrics need an ORDINAL_REGRESSION task; task {description.task_identifier!r} is "
+            f"{description.task_target.name} (use auroc/accuracy)"
+        )
+    return _check_inputs(scores, labels, description)
+
+
+def ordinal_mae(
+    logits: Tensor, labels: Tensor, description: TaskDescription, *, from_logits: bool = True
+) -> float:
+    """Mean absolute error of the expected level of an ordinal task.
+
+    The expected level of an example is ``sum_k p_k * k`` over the class indices
+    ``k = 0..K-1`` (the task's class keys in increasing order), with ``p`` the softmax of
+    the logits; the error is its distance to the true index. Computed in float64.
+
+    Args:
+        logits: ``(N, K)`` logits, or probabilities (rows summing to 1) with ``from_logits=False``.
+        labels: class keys.
+        description: an ``ORDINAL_REGRESSION`` task.
+        from_logits: whether the first argument holds logits or probabilities.
+
+    Returns:
+        the MAE in index units (NaN if a score is not finite).
+
+    Raises:
+        ValueError: for another task kind, shapes that do not fit, or labels outside the keys.
+
+    Examples:
+        >>> d = TaskDescription("ORDINAL_REGRESSION", {1: "a", 4: "b", 6: "c"})
+        >>> ordinal_mae(
+        ...     torch.tensor([[0.5, 0.5, 0.0], [0.0, 0.0, 1.0]]), torch.tensor([1, 4]), d, from_logits=False
+        ... )
+        0.75
+    """
+    scores, targets = _ordinal_inputs(logits, labels, description)
+    if not bool(torch.isfinite(scores).all()):
+        return math.nan
+    probs = scores.double()
+    if from_logits:
+        probs = torch.softmax(probs, dim=-1)
+    elif bool(((probs < 0) | (probs > 1)).any()):
+        raise ValueError(
+            "with from_logits=False the scores must be probabilities in [0, 1]; pass logits with "
+            "from_logits=True instead"
+        )
+    levels = torch.arange(probs.shape[1], dtype=torch.float64, device=probs.device)
+    expected = probs @ levels
+    return float((expected - targets.double()).abs().mean())
+
+
+def quadratic_weighted_kappa(logits: Tensor, labels: Tensor, description: TaskDescription) -> float:
+    """Quadratic weighted kappa between the argmax prediction and the true level of an ordinal task.
+
+    ``1 - sum(W * O) / sum(W * E)`` with ``O`` the ``K x K`` confusion matrix over the class
+    indices ``0..K-1`` (all ``K`` classes, present or not), ``E`` the outer product of its
+    row and column sums divided by ``N`` (chance agreement) and ``W[i, j] = (i - j)^2``.
+    1 is perfect agreement, 0 chance level, negative worse than chance.
+
+    Args:
+        logits: ``(N, K)`` logits or probabilities (only their argmax is used).
+        labels: class keys.
+        description: an ``ORDINAL_REGRESSION`` task.
+
+    Returns:
+        the kappa; NaN if ``sum(W * E)`` is 0 (e.g. labels and predictions all of one
+        class) or a score is not finite.
+
+    Raises:
+        ValueError: for another task kind, shapes that do not fit, or labels outside the keys.
+
+    Examples:
+        >>> d = TaskDescription("ORDINAL_REGRESSION", {1: "a", 4: "b", 6: "c"})
+        >>> logits = torch.tensor([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [0.0, 0.0, 3.0]])
+        >>> round(quadratic_weighted_kappa(logits, torch.tensor([1, 4, 4, 6]), d), 4)
+        0.8
+    """
+    scores, targets = _ordinal_inputs(logits, labels, description)
+    if not bool(torch.isfinite(scores).all()):
+        return math.nan
+    k = scores.shape[1]
+    preds = scores.argmax(dim=-1).cpu()
+    observed = torch.bincount(targets.cpu() * k + preds, minlength=k * k).reshape(k, k).double()
+    n = observed.sum()
+    chance = torch.outer(observed.sum(dim=1), observed.sum(dim=0)) / n
+    index = torch.arange(k, dtype=torch.float64)
+    weights = (index[:, None] - index[None, :]) ** 2
+    denominator = float((weights * chance).sum())
+    if denominator == 0.0:
+        return math.nan
+    return 1.0 - float((weights * observed).sum()) / denominator
+
+
 def compute_metrics(
     logits: Tensor,
     labels: Tensor,
@@ -190,7 +309,7 @@ def compute_metrics(
     class_weights: Tensor | None = None,
     undefined: str = "ignore",
 ) -> dict[str, float]:
-    """AUROC, accuracy and mean loss of one task's query predictions.
+    """AUROC, accuracy and mean loss of one task's query predictions (ordinal tasks: also MAE and QWK).
 
     Args:
         logits: ``(N, num_outputs(description))``.
@@ -200,7 +319,9 @@ def compute_metrics(
         undefined: passed to :func:`auroc`.
 
     Returns:
-        ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be NaN).
+        ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be NaN);
+        for ordinal tasks also ``"mae"`` (``ordinal_mae``) and ``"qwk"``
+        (``quadratic_weighted_kappa``).
 
     Examples:
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
@@ -212,8 +333,20 @@ def compute_metrics(
         value = _kind_loss(
             torch.as_tensor(logits).detach(), torch.as_tensor(labels), description, class_weights
         )
-    return {
+    out = {
         "auroc": auroc(logits, labels, description, undefined=undefined),
         "accuracy": accuracy(logits, labels, description),
         "loss": float(value),
+    }
+    out.update(_ordinal_metrics(logits, labels, description))
+    return out
+
+
+def _ordinal_metrics(logits: Tensor, labels: Tensor, description: TaskDescription) -> dict[str, float]:
+    """``{"mae": ..., "qwk": ...}`` for ordinal tasks, ``{}`` for the other kinds."""
+    if description.task_target is not TaskTarget.ORDINAL_REGRESSION:
+        return {}
+    return {
+        "mae": ordinal_mae(logits, labels, description),
+        "qwk": quadratic_weighted_kappa(logits, labels, description),
     }

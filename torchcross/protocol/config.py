@@ -209,7 +209,13 @@ class RunConfig:
         resume: reuse checkpoints and finished evaluations found in ``out_dir``.
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
-        num_threads: ``torch.set_num_threads`` for the run (``None`` leaves it).
+        num_threads: torch threads for the run: ``"auto"`` (the CPUs available to the
+            process and idle, see ``torchcross.utils.recommended_num_threads``), a
+            count, or ``None`` to leave torch's setting.
+        logger: training curves (the loss of every step of mm-PT and mm-MAML):
+            ``"csv"`` (``out_dir/curves/<target>/<method>.csv``), ``"tensorboard"``
+            (event files in ``out_dir/curves/<target>/<method>/``, needs
+            ``torchcross[tensorboard]``) or ``"none"``.
     """
 
     out_dir: Path = field(metadata=_opt("path"))
@@ -218,7 +224,8 @@ class RunConfig:
     resume: bool = field(default=True, metadata=_opt("bool"))
     checkpoint_every: int = field(default=200, metadata=_opt("int", min=0))
     plot: bool = field(default=True, metadata=_opt("bool"))
-    num_threads: int | None = field(default=None, metadata=_opt("int?", min=1))
+    num_threads: int | str | None = field(default="auto", metadata=_opt("threads?", min=1))
+    logger: str = field(default="csv", metadata=_opt("str", choices=("csv", "tensorboard", "none")))
 
 
 @dataclass(frozen=True)
@@ -280,6 +287,11 @@ def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_d
         if choices is not None and value not in choices:
             raise ValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
         return value
+    if kind == "threads":
+        if value == "auto":
+            return value
+        if isinstance(value, (str, bool)) or not isinstance(value, int):
+            raise TypeError(f'{where} must be "auto" or an integer, got {value!r}')
     if kind == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise TypeError(f"{where} must be an integer, got {value!r}")

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
 from torchcross.protocol.plan import ProtocolPlan
@@ -99,7 +100,13 @@ def _source_sources(plan: ProtocolPlan, target: TargetPlan) -> dict[str, Any]:
 
 
 def _train_pt(
-    plan: ProtocolPlan, target: TargetPlan, tm: TrainedMethod, ckpt: Path, log: Log, progress: bool | None
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    tm: TrainedMethod,
+    ckpt: Path,
+    log: Log,
+    progress: bool | None,
+    logger: MetricsLogger | None,
 ) -> None:
     from torchcross.data.multitask import MultiTaskBatchSampler
     from torchcross.learners.multitask import MultiTaskPretrainer
@@ -140,13 +147,21 @@ def _train_pt(
         fingerprint=config_fingerprint(_settings(plan, target, "mm-PT", evaluation=False)),
         resume=cfg.run.resume,
         progress=progress,
-        description=f"mm-PT {target.dataset_id}",
+        description=f"mm-PT on {target.dataset_id}",
+        logger=logger,
+        log=log,
     )
     tm.learner = model
 
 
 def _train_maml(
-    plan: ProtocolPlan, target: TargetPlan, tm: TrainedMethod, ckpt: Path, log: Log, progress: bool | None
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    tm: TrainedMethod,
+    ckpt: Path,
+    log: Log,
+    progress: bool | None,
+    logger: MetricsLogger | None,
 ) -> None:
     from torchcross.data.metadataset import FewShotMetaDataset
     from torchcross.data.multitask import MultiTaskEpisodeSampler
@@ -201,15 +216,25 @@ def _train_maml(
         fingerprint=config_fingerprint(_settings(plan, target, "mm-MAML", evaluation=False)),
         resume=cfg.run.resume,
         progress=progress,
-        description=f"mm-MAML {target.dataset_id}",
+        description=f"mm-MAML on {target.dataset_id}",
+        logger=logger,
+        log=log,
     )
     tm.learner = maml
 
 
 def train_method(
-    plan: ProtocolPlan, target: TargetPlan, method: str, log: Log, progress: bool | None = None
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    method: str,
+    log: Log,
+    progress: bool | None = None,
+    logger: MetricsLogger | None = None,
 ) -> TrainedMethod:
     """Build the initial backbone and, for mm-PT and mm-MAML, train it on ``target``'s sources.
+
+    ``logger`` (a ``MetricsLogger``) receives the
+    loss of every training step.
 
     Training runs under a forked torch RNG seeded with the run's seed, so it does not
     disturb the caller's random state.
@@ -228,9 +253,9 @@ def train_method(
         tm = TrainedMethod(method, backbone.to(plan.device), width)
         ckpt = Path(cfg.run.out_dir) / "checkpoints" / target.dataset_id / f"{method}.pt"
         if method == "mm-PT":
-            _train_pt(plan, target, tm, ckpt, log, progress)
+            _train_pt(plan, target, tm, ckpt, log, progress, logger)
         elif method == "mm-MAML":
-            _train_maml(plan, target, tm, ckpt, log, progress)
+            _train_maml(plan, target, tm, ckpt, log, progress, logger)
         elif method != "IM-PT":
             raise ValueError(f"unknown method {method!r}; known methods: IM-PT, mm-PT, mm-MAML")
     return tm

@@ -33,7 +33,7 @@ class ProtocolPlan:
     def describe(self) -> str:
         """A human-readable summary of the plan."""
         lines = [
-            f"data root: {self.config.data.root}",
+            f"data root: {Path(self.config.data.root).resolve()}",
             f"methods: {', '.join(self.config.evaluation.methods)}; backbone: {self.config.backbone.name} "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
@@ -128,6 +128,14 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         except ImportError as exc:
             raise ImportError(f"{exc}; or set [run] plot = false (torchcross demo --no-plot)") from exc
     device = _check_device(config.run.device)
+    if config.run.logger == "tensorboard":
+        try:
+            import tensorboard  # noqa: F401
+        except ImportError as exc:
+            raise ImportError(
+                '[run] logger = "tensorboard" needs tensorboard: pip install "torchcross[tensorboard]"; '
+                'or set [run] logger = "csv"'
+            ) from exc
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             open_split(config, t.dataset_id, task, config.data.target_split, in_channels, image_size)

@@ -20,6 +20,7 @@ results into ``run.out_dir`` and resumes from them when started again.
 from __future__ import annotations
 
 import json
+import math
 import time
 import warnings
 from collections.abc import Callable
@@ -29,7 +30,9 @@ from typing import Any
 
 import torch
 
+from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
+from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan
@@ -109,7 +112,12 @@ def _evaluate_method(
         if saved.get("fingerprint") == fingerprint:
             finished = saved["tasks"]
     start = time.perf_counter()
-    trained = train_method(plan, target, method, log, progress)
+    logger = _curve_logger(config, target.dataset_id, method)
+    try:
+        trained = train_method(plan, target, method, log, progress, logger)
+    finally:
+        if logger is not None:
+            logger.close()
     learner = evaluation_learner(plan, method, trained)
     train_seconds = time.perf_counter() - start
     records: list[dict[str, Any]] = []
@@ -145,9 +153,45 @@ def _evaluate_method(
     return records
 
 
+def _set_threads(config: ProtocolConfig, say: Log) -> int:
+    """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OversubscriptionWarning)
+        chosen = configure_threads(config.run.num_threads)
+    for w in caught:
+        say(f"warning: {w.message}")
+    setting = config.run.num_threads
+    say(f"torch threads: {chosen} ([run] num_threads = {setting!r}; {available_cpus()} CPUs available)")
+    return chosen
+
+
+def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> MetricsLogger | None:
+    """The training-curve logger of ``[run] logger`` for a method that trains (``None`` for IM-PT)."""
+    if method == "IM-PT" or config.run.logger == "none":
+        return None
+    from torchcross.evaluation.loggers import CSVLogger, TensorBoardLogger
+
+    folder = Path(config.run.out_dir) / "curves" / _safe(dataset_id)
+    if config.run.logger == "tensorboard":
+        return TensorBoardLogger(folder / _safe(method))
+    return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
+
+
+def _strict(obj: Any) -> Any:
+    """``obj`` with NaN and infinite floats as ``None`` (strict JSON, as ``ResultsTable.to_records``)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_strict(v) for v in obj]
+    return obj
+
+
 def _write_json(path: Path, obj: Any) -> None:
-    """Write ``obj`` as JSON in one rename (see :func:`atomic_write`)."""
-    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(obj, default=str), encoding="utf-8"))
+    """Write ``obj`` as strict JSON (NaN as null) in one rename (see ``atomic_write``)."""
+    text = json.dumps(_strict(obj), default=str, allow_nan=False)
+    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
 def run_protocol(
@@ -158,10 +202,12 @@ def run_protocol(
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
     target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
-    (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
+    (both tables, the resolved config, the plan, the torch thread count and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
-    method's evaluation is under way).
+    method's evaluation is under way), and ``curves/`` (the training loss of every step,
+    see ``[run] logger``). Torch's thread count is set by ``[run] num_threads`` for the
+    run and restored afterwards.
 
     Args:
         config: see :mod:`torchcross.protocol.config`.
@@ -179,10 +225,9 @@ def run_protocol(
         say(f"skipped unreadable dataset folder {folder}: {problem}")
     out = Path(config.run.out_dir)
     threads = torch.get_num_threads()
-    if config.run.num_threads is not None:
-        torch.set_num_threads(config.run.num_threads)
     records: list[dict[str, Any]] = []
     try:
+        torch_threads = _set_threads(config, say)
         for target in plan.targets:
             sources = {
                 task: open_split(
@@ -207,13 +252,13 @@ def run_protocol(
         episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
     )
     seconds = time.perf_counter() - start
-    files = _write_results(plan, episodes, summary, seconds)
-    say(f"results written to {out} ({seconds:.1f} s)")
+    files = _write_results(plan, episodes, summary, seconds, torch_threads)
+    say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan)
 
 
 def _write_results(
-    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float
+    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float, torch_threads: int
 ) -> dict[str, Path]:
     from torchcross import __version__
 
@@ -226,11 +271,14 @@ def _write_results(
     }
     episodes.to_csv(files["episodes_csv"])
     summary.to_csv(files["results_csv"])
-    format_summary(summary).to_markdown(files["results_md"])
+    ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
+    shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
+    format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown(files["results_md"])
     doc = {
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
         "wall_time_s": round(seconds, 3),
+        "torch_threads": torch_threads,
         "config": config_to_dict(plan.config),
         "plan": [
             {

@@ -20,13 +20,31 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["CheckpointMismatchError", "config_fingerprint", "train_steps"]
+from torchcross.evaluation.loggers import MetricsLogger
+
+__all__ = ["CheckpointMismatchError", "TrainingInterrupted", "config_fingerprint", "train_steps"]
 
 _FORMAT = "torchcross-protocol-checkpoint"
 
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was written by a run with other settings."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during ``train_steps``, with where a rerun resumes.
+
+    Attributes:
+        description: what was training (e.g. ``"mm-PT on glaucoma"``).
+        resume_step: the step of the last checkpoint saved, where a rerun continues
+            (0: no checkpoint yet), or ``None`` without a checkpoint file.
+    """
+
+    def __init__(self, description: str, resume_step: int | None) -> None:
+        where = f" from step {resume_step}" if resume_step is not None else ""
+        super().__init__(f"{description} stopped; a rerun resumes{where}")
+        self.description = description
+        self.resume_step = resume_step
 
 
 def config_fingerprint(settings: Any) -> str:
@@ -82,6 +100,8 @@ def train_steps(
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
+    logger: MetricsLogger | None = None,
+    log: Callable[[str], None] | None = None,
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
@@ -99,7 +119,10 @@ def train_steps(
             leave the step count out of it, so a finished run can be extended.
         resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
-        description: progress bar label.
+        description: progress bar label (and the name in ``log`` messages).
+        logger: a ``MetricsLogger`` receiving
+            ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
+        log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
 
     Returns:
         the loss of every step (including those of a resumed earlier run).
@@ -107,6 +130,8 @@ def train_steps(
     Raises:
         CheckpointMismatchError: the checkpoint was written with other settings.
         ValueError: the units ran out before ``steps`` updates.
+        TrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt`` naming the step a rerun
+            resumes from).
 
     Examples:
         >>> model = nn.Linear(1, 1, bias=False)
@@ -137,6 +162,9 @@ def train_steps(
             sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         start, losses = int(state["step"]), list(state["losses"])
+        if log is not None and start < steps:
+            log(f"resuming {description} from step {start} of {steps} ({path})")
+    saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
 
     def save(step: int) -> None:
         if path is None:
@@ -186,9 +214,14 @@ def train_steps(
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             done = step + 1
+            if logger is not None:
+                logger.log_metrics(done, {"loss": loss})
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 save(done)
+                saved_step = done
         save(steps)
+    except KeyboardInterrupt as exc:
+        raise TrainingInterrupted(description, saved_step if path is not None else None) from exc
     finally:
         bar.close()
     return losses
