@@ -115,12 +115,16 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Pa
         elif callable(data):
             data(tmp)
         else:
-            raise TypeError(f"data must be str, bytes or a function writing a path, got {type(data).__name__}")
+            raise TypeError(
+                f"data must be str, bytes or a function writing a path, got {type(data).__name__}"
+            )
         _fsync_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
         tmp.unlink(missing_ok=True)
-        hint = "free some space and run again" if exc.errno == errno.ENOSPC else "check the folder and run again"
+        hint = (
+            "free some space and run again" if exc.errno == errno.ENOSPC else "check the folder and run again"
+        )
         raise OSError(
             exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}; it was left as it was; {hint}"
         ) from exc

@@ -31,12 +31,12 @@ from typing import Any
 
 import torch
 
+from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
-from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 

@@ -115,8 +115,19 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
     except pickle.UnpicklingError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise _damaged(path, f"holds objects other than tensors and plain values ({first[:200]})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
-        raise _damaged(path, f"is damaged or not a torch file ({type(exc).__name__}: {str(exc)[:200]})") from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise _damaged(
+            path, f"is damaged or not a torch file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a torchcross protocol checkpoint; {_WHAT_TO_DO}")
     if state.get("version") != _VERSION:
@@ -293,7 +304,8 @@ def train_steps(
             loss = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
-                    f"{description}: the loss is {loss} at step {step + 1} of {steps} (task {_unit_name(unit)}); "
+                    f"{description}: the loss is {loss} at step {step + 1} of {steps} "
+                    f"(task {_unit_name(unit)}); "
                     "training diverged or the data hold NaN/inf: lower the learning rate or check the data "
                     "(the last checkpoint is kept)"
                 )
