@@ -34,7 +34,7 @@ import torch
 from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
 from torchcross.evaluation.results import ResultsTable
-from torchcross.protocol.config import ProtocolConfig, config_to_dict
+from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
 
@@ -119,6 +119,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """
     if not isinstance(config, ProtocolConfig):
         raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
+    config_from_dict(config_to_dict(config))  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
     targets = plan_targets(catalogue, config.data.targets, config.data.sources)
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
