@@ -15,6 +15,8 @@ import json
 import math
 import os
 import pickle
+import re
+import warnings
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -111,10 +113,17 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
     if not path.is_file():
         raise _damaged(path, "is not a regular file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error below says more
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise _damaged(path, f"holds objects other than tensors and plain values ({first[:200]})") from None
+        detail = re.search(
+            r"WeightsUnpickler error:\s*(\S[^\n]*?)(?: was not an allowed global|\.?\n|$)", str(exc)
+        )
+        found = f": {detail.group(1)[:120]}" if detail else ""
+        raise _damaged(
+            path, f"holds objects other than tensors and plain values{found}, so it is not loaded"
+        ) from None
     except (
         RuntimeError,
         EOFError,
