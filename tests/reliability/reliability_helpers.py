@@ -10,15 +10,24 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from torchcross.datasets.medimeta import write_synthetic_medimeta
 from torchcross.protocol.config import ProtocolConfig, config_from_dict
 from torchcross.protocol.run import ProtocolResult
 
 
+def small_root(root: Path) -> Path:
+    """A data root with two small grey datasets: ``src`` (source tasks) and ``tgt`` (the target)."""
+    for i, name in enumerate(("src", "tgt")):
+        write_synthetic_medimeta(root, name, num_images=100, image_size=16, channels=1, seed=i)
+    return root
+
+
 def tiny_config(root: Path, out: Path, **sections: dict[str, Any]) -> ProtocolConfig:
-    """A protocol run of a few seconds: one target task, IM-PT and mm-PT, checkpoints every 2 steps."""
+    """A protocol run of a second or two on :func:`small_root`: target ``tgt/abnormal``, source
+    ``src/class``, IM-PT and mm-PT, checkpoints every 2 steps."""
     raw: dict[str, dict[str, Any]] = {
-        "data": {"root": str(root), "targets": ["digits_scan_a/even digit"]},
-        "evaluation": {"n_episodes": 3, "methods": ["IM-PT", "mm-PT"], "n_query": 4},
+        "data": {"root": str(root), "targets": ["tgt/abnormal"], "sources": ["src/class"]},
+        "evaluation": {"n_episodes": 3, "methods": ["IM-PT", "mm-PT"], "n_shot": 2, "n_query": 3},
         "backbone": {"name": "conv4", "hidden": 4},
         "pretrain": {"steps": 4, "batch_size": 8},
         "maml": {"steps": 2, "meta_batch_size": 2, "inner_steps": 1, "first_order": True, "n_query": 2},

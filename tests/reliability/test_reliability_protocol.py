@@ -11,12 +11,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from reliability_helpers import scores, temp_files, tiny_config
+from reliability_helpers import scores, small_root, temp_files, tiny_config
 
 from torchcross import _io
 from torchcross._io import FolderInUseError, lock_folder
 from torchcross.cli import main
-from torchcross.cli.demo_data import write_demo_medimeta
 from torchcross.data import TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler
 from torchcross.protocol import check_protocol, run_protocol
@@ -31,14 +30,14 @@ from torchcross.tasks.task import TaskDescription
 
 
 @pytest.fixture(scope="module")
-def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_demo_medimeta(tmp_path_factory.mktemp("demo") / "data", size=16)
+def data_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return small_root(tmp_path_factory.mktemp("data"))
 
 
 @pytest.fixture(scope="module")
-def reference(demo_root: Path, tmp_path_factory: pytest.TempPathFactory):
+def reference(data_root: Path, tmp_path_factory: pytest.TempPathFactory):
     return run_protocol(
-        tiny_config(demo_root, tmp_path_factory.mktemp("ref") / "out"), progress=False, log=None
+        tiny_config(data_root, tmp_path_factory.mktemp("ref") / "out"), progress=False, log=None
     )
 
 
@@ -103,13 +102,13 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path, container: str) -> No
     assert not marker.exists()
 
 
-def test_a_crafted_checkpoint_in_an_out_dir_runs_no_code(demo_root: Path, tmp_path: Path) -> None:
+def test_a_crafted_checkpoint_in_an_out_dir_runs_no_code(data_root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
-    ckpt = tmp_path / "out" / "checkpoints" / "digits_scan_a" / "mm-PT.pt"
+    ckpt = tmp_path / "out" / "checkpoints" / "tgt" / "mm-PT.pt"
     ckpt.parent.mkdir(parents=True)
     torch.save({"x": _Payload(marker)}, ckpt)
     with pytest.raises(CheckpointError, match=r"mm-PT\.pt.*resume = false"):
-        run_protocol(tiny_config(demo_root, tmp_path / "out"), progress=False, log=None)
+        run_protocol(tiny_config(data_root, tmp_path / "out"), progress=False, log=None)
     assert not marker.exists()
 
 
@@ -149,11 +148,11 @@ def test_a_refused_resume_names_the_setting_that_changed(tmp_path: Path) -> None
         _train(ckpt, settings={"training": {"lr": 0.01, "batch_size": 8}, "seed": 0})
 
 
-def test_a_changed_protocol_setting_is_named_at_resume(demo_root: Path, tmp_path: Path) -> None:
-    config = tiny_config(demo_root, tmp_path / "out", evaluation={"methods": ["mm-PT"]})
+def test_a_changed_protocol_setting_is_named_at_resume(data_root: Path, tmp_path: Path) -> None:
+    config = tiny_config(data_root, tmp_path / "out", evaluation={"methods": ["mm-PT"]})
     run_protocol(config, progress=False, log=None)
     changed = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, batch_size=4))
-    (tmp_path / "out" / "evaluations" / "digits_scan_a" / "mm-PT.json").unlink()
+    (tmp_path / "out" / "evaluations" / "tgt" / "mm-PT.json").unlink()
     with pytest.raises(CheckpointMismatchError, match=r"changed: training\.batch_size \(saved 8, now 4\)"):
         run_protocol(changed, progress=False, log=None)
 
@@ -191,41 +190,41 @@ def test_nan_in_the_data_stops_training_naming_the_task(tmp_path: Path) -> None:
         train_steps(model, opt, step, lambda: iter(sampler), 3, progress=False)
 
 
-def test_diverged_maml_is_an_error_not_a_perfect_score(demo_root: Path, tmp_path: Path) -> None:
+def test_diverged_maml_is_an_error_not_a_perfect_score(data_root: Path, tmp_path: Path) -> None:
     config = tiny_config(
-        demo_root,
+        data_root,
         tmp_path / "out",
         evaluation={"methods": ["mm-MAML"]},
         maml={"inner_lr": 1e30, "inner_steps": 2},
     )
     with pytest.raises(
-        NonFiniteLossError, match=r"mm-MAML digits_scan_a: the loss is .* at step 1 of 2 \(task digits"
+        NonFiniteLossError, match=r"mm-MAML tgt: the loss is .* at step \d of 2 \(task src/class"
     ):
         run_protocol(config, progress=False, log=None)
     assert not (tmp_path / "out" / "results.json").exists()
 
 
-def test_a_second_run_on_a_locked_out_dir_is_refused(demo_root: Path, tmp_path: Path) -> None:
+def test_a_second_run_on_a_locked_out_dir_is_refused(data_root: Path, tmp_path: Path) -> None:
     locked = pytest.raises(FolderInUseError, match=rf"out_dir .*out' is in use .*process {os.getpid()}")
     with lock_folder(tmp_path / "out"), locked:
-        run_protocol(tiny_config(demo_root, tmp_path / "out"), progress=False, log=None)
-    code = main(["run", "--check", str(_write_config(tmp_path, demo_root, "out"))])  # --check does not lock
+        run_protocol(tiny_config(data_root, tmp_path / "out"), progress=False, log=None)
+    code = main(["run", "--check", str(_write_config(tmp_path, data_root, "out"))])  # --check does not lock
     assert code == 0
 
 
 def _write_config(tmp_path: Path, root: Path, out: str, extra: str = "") -> Path:
     path = tmp_path / "exp.toml"
     path.write_text(
-        f'[data]\nroot = "{root}"\ntargets = ["digits_scan_a/even digit"]\n'
+        f'[data]\nroot = "{root}"\ntargets = ["tgt/abnormal"]\nsources = ["src/class"]\n'
         f'[backbone]\nname = "conv4"\n[run]\nout_dir = "{out}"\nplot = false\n{extra}'
     )
     return path
 
 
 def test_a_full_disk_keeps_the_previous_results_and_names_the_file(
-    demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, reference
 ) -> None:
-    config = tiny_config(demo_root, tmp_path / "out")
+    config = tiny_config(data_root, tmp_path / "out")
     run_protocol(config, progress=False, log=None)
     before = (tmp_path / "out" / "results.json").read_text()
     real = _io._fsync_file
@@ -246,30 +245,30 @@ def test_a_full_disk_keeps_the_previous_results_and_names_the_file(
 
 
 def test_damaged_resume_files_are_redone_to_the_same_results(
-    demo_root: Path, tmp_path: Path, reference
+    data_root: Path, tmp_path: Path, reference
 ) -> None:
-    config = tiny_config(demo_root, tmp_path / "out")
+    config = tiny_config(data_root, tmp_path / "out")
     run_protocol(config, progress=False, log=None)
     out = tmp_path / "out"
-    (out / "episodes" / "digits_scan_a" / "even_digit.json").write_bytes(b"")
-    (out / "evaluations" / "digits_scan_a" / "IM-PT.json").write_bytes(b"\xff\xfe")
-    (out / "evaluations" / "digits_scan_a" / "mm-PT.json").write_text("[1, 2]")
+    (out / "episodes" / "tgt" / "abnormal.json").write_bytes(b"")
+    (out / "evaluations" / "tgt" / "IM-PT.json").write_bytes(b"\xff\xfe")
+    (out / "evaluations" / "tgt" / "mm-PT.json").write_text("[1, 2]")
     lines: list[str] = []
     result = run_protocol(config, progress=False, log=lines.append)
-    assert any("even_digit.json" in line and "drawing the episodes again" in line for line in lines)
+    assert any("abnormal.json" in line and "drawing the episodes again" in line for line in lines)
     assert any("IM-PT.json is damaged" in line for line in lines)
     assert any("mm-PT.json is not a torchcross evaluation file" in line for line in lines)
     assert scores(result) == scores(reference)
-    assert json.loads((out / "episodes" / "digits_scan_a" / "even_digit.json").read_text())["n_episodes"] == 3
+    assert json.loads((out / "episodes" / "tgt" / "abnormal.json").read_text())["n_episodes"] == 3
 
 
-def test_stale_temporary_files_are_removed_and_reported(demo_root: Path, tmp_path: Path) -> None:
+def test_stale_temporary_files_are_removed_and_reported(data_root: Path, tmp_path: Path) -> None:
     stale = tmp_path / "out" / "evaluations" / ".IM-PT.json.tmp-999999999-0123abcd.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{")
     lines: list[str] = []
     run_protocol(
-        tiny_config(demo_root, tmp_path / "out", evaluation={"methods": ["IM-PT"]}),
+        tiny_config(data_root, tmp_path / "out", evaluation={"methods": ["IM-PT"]}),
         progress=False,
         log=lines.append,
     )
@@ -277,16 +276,16 @@ def test_stale_temporary_files_are_removed_and_reported(demo_root: Path, tmp_pat
     assert any("temporary file left by an interrupted run" in line for line in lines)
 
 
-def test_thread_bounds_are_checked_by_check_and_at_run_time(demo_root: Path, tmp_path: Path, capsys) -> None:
-    path = _write_config(tmp_path, demo_root, "out", "num_threads = 100000000\n")
+def test_thread_bounds_are_checked_by_check_and_at_run_time(data_root: Path, tmp_path: Path, capsys) -> None:
+    path = _write_config(tmp_path, data_root, "out", "num_threads = 100000000\n")
     assert main(["run", "--check", str(path)]) == 2
     assert "[run] num_threads must be <= 1024, got 100000000" in capsys.readouterr().err
-    config = tiny_config(demo_root, tmp_path / "out")
+    config = tiny_config(data_root, tmp_path / "out")
     bad = dataclasses.replace(config, run=dataclasses.replace(config.run, num_threads=10**8))
     with pytest.raises(ValueError, match=r"\[run\] num_threads must be <= 1024"):
         check_protocol(bad)
     with pytest.raises(ValueError, match=r"\[pretrain\] steps must be <= 100000000"):
-        load_config(_write_config(tmp_path, demo_root, "out", "[pretrain]\nsteps = 1000000000000\n"))
+        load_config(_write_config(tmp_path, data_root, "out", "[pretrain]\nsteps = 1000000000000\n"))
 
 
 @pytest.mark.parametrize("suffix", [".toml", ".yaml"])
