@@ -20,7 +20,7 @@ PACKAGE = Path(torchcross.__file__).parent
 # layer order: a module imports only from its own layer or layers to the left
 LAYERS = ("tasks", "sampling", "data", "datasets", "nn", "learners", "evaluation", "protocol", "cli")
 BASE = frozenset(
-    {"torchcross", "torchcross._checks", "torchcross._lazy", "torchcross._threads"}
+    {"torchcross", "torchcross._checks", "torchcross._io", "torchcross._lazy", "torchcross._threads"}
 )  # left of every layer
 # torchcross 0.0.6 import paths, kept as re-export modules: nothing in the package imports them
 SHIMS = frozenset(

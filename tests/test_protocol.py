@@ -27,7 +27,12 @@ from torchcross.protocol.config import (
     normalize_method,
 )
 from torchcross.protocol.data import load_catalogue, plan_targets
-from torchcross.protocol.training import CheckpointMismatchError, config_fingerprint, train_steps
+from torchcross.protocol.training import (
+    CheckpointError,
+    CheckpointMismatchError,
+    config_fingerprint,
+    train_steps,
+)
 from torchcross.tasks.task import TaskDescription
 
 
@@ -304,7 +309,7 @@ def test_interrupted_training_resumes_to_the_same_weights(tmp_path: Path) -> Non
             checkpoint_every=3,
             progress=False,
         )
-    assert torch.load(ckpt, weights_only=False)["step"] == 6
+    assert torch.load(ckpt, weights_only=True)["step"] == 6
 
     model, opt, sampler = _stream(
         seed=99
@@ -374,7 +379,7 @@ def test_checkpoint_from_other_settings_is_refused(tmp_path: Path) -> None:
     )
     (tmp_path / "bad.pt").write_bytes(b"")
     torch.save({"something": 1}, tmp_path / "bad.pt")
-    with pytest.raises(CheckpointMismatchError, match="not a torchcross protocol checkpoint"):
+    with pytest.raises(CheckpointError, match="not a torchcross protocol checkpoint"):
         train_steps(
             model, opt, _step(model), lambda: iter(sampler), 2, checkpoint=tmp_path / "bad.pt", progress=False
         )
@@ -397,7 +402,7 @@ def test_run_resumes_finished_work_and_reruns_changed_settings(demo_root: Path, 
     lines.clear()
     run_protocol(longer, progress=False, log=lines.append)
     assert not any("reusing finished evaluation from" in line and "mm-PT" in line for line in lines)
-    ckpt = torch.load(tmp_path / "out" / "checkpoints" / "digits_scan_a" / "mm-PT.pt", weights_only=False)
+    ckpt = torch.load(tmp_path / "out" / "checkpoints" / "digits_scan_a" / "mm-PT.pt", weights_only=True)
     assert ckpt["step"] == 6
     assert len(ckpt["losses"]) == 6
 

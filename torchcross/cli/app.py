@@ -136,6 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-path", required=True, help="folder of MedIMeta-format datasets")
     p.add_argument("--task", required=True, help="'dataset/task name', e.g. 'glaucoma/Glaucoma suspect'")
     p.add_argument("--out", required=True, help="the JSON file to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists")
     p.add_argument("--split", default="test", choices=["train", "val", "test"], help="(default: %(default)s)")
     p.add_argument("--n-episodes", type=int, default=100, help="(default: %(default)s)")
     p.add_argument("--n-shot", type=int, default=5, help="support examples per class (default: %(default)s)")

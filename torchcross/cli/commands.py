@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,10 @@ def _catalogue(data_path: str | None) -> Any:
         return medimeta_catalogue()
     from torchcross.protocol.data import load_catalogue
 
-    return load_catalogue(data_path)[0]
+    catalogue, problems = load_catalogue(data_path)
+    for folder, problem in problems.items():
+        print(f"skipped broken dataset folder {folder}: {problem}", file=sys.stderr)
+    return catalogue
 
 
 def list_command(args: argparse.Namespace) -> int:
@@ -91,7 +95,7 @@ def verify_command(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if not path.is_dir():
         raise FileNotFoundError(f"{str(path)!r} is not a directory (give a dataset folder or a data path)")
-    if (path / "info.yaml").is_file():
+    if os.path.lexists(path / "info.yaml"):
         reports = {path.name: validate_medimeta(path)}
     else:
         reports = validate_all(path)
@@ -194,6 +198,10 @@ def episodes_sample_command(args: argparse.Namespace) -> int:
     if task not in names:
         raise ValueError(f"dataset {ds!r} has no task {task!r}; its tasks are {names}")
     out = Path(args.out)
+    if os.path.lexists(out) and not getattr(args, "force", False):
+        raise FileExistsError(f"{str(out)!r} exists; pass --force to replace it, or choose another --out")
+    if os.path.lexists(out) and not out.is_file():
+        raise FileExistsError(f"{str(out)!r} exists and is not a file; choose another --out")
     if out.parent and not out.parent.exists():
         raise FileNotFoundError(f"folder {str(out.parent)!r} of --out does not exist")
     if not os.access(out.parent if str(out.parent) else ".", os.W_OK):

@@ -219,6 +219,14 @@ class MedMNIST(ImageArrayTaskSource):
             if missing:
                 raise ValueError(f"{self.path}: has no arrays {missing} (found {sorted(npz.files)})")
             labels = np.concatenate([npz[f"{s}_labels"] for s in self.splits])
+        if labels.dtype.kind == "f" and not np.array_equal(labels, np.round(labels)):
+            bad = labels[~np.isclose(labels, np.round(labels), rtol=0, atol=0) | ~np.isfinite(labels)]
+            raise ValueError(
+                f"{self.path}: labels must be whole class numbers, got float values such as "
+                f"{np.unique(bad)[:5].tolist()}; fix the file (nothing is rounded or truncated)"
+            )
+        if labels.dtype.kind not in "biuf":
+            raise ValueError(f"{self.path}: labels must be integers, got dtype {labels.dtype}")
         try:
             super().__init__(None, labels.astype(np.int64), desc, channels, output, mean, std, transform)
         except (ValueError, TypeError) as exc:

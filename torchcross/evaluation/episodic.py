@@ -24,6 +24,7 @@ from torchcross.evaluation.stats import Summary, summarize_values
 from torchcross.tasks.task import Task
 
 __all__ = [
+    "LEFT_OUT",
     "METRICS",
     "EvaluationResult",
     "Predictor",
@@ -34,6 +35,12 @@ __all__ = [
 
 METRICS: tuple[str, ...] = ("auroc", "accuracy", "loss", "mae", "qwk")
 """The metrics ``evaluate`` records for every episode (``mae``, ``qwk``: NaN except on ordinal tasks)."""
+
+LEFT_OUT: dict[str, str] = {
+    "non-finite": "the logits hold NaN or inf (no metric is defined)",
+    "auroc-undefined": "AUROC undefined: a class has no positive or no negative query example",
+}
+"""Why an episode's metrics are NaN (the ``left_out`` record field), and what it means."""
 
 
 @runtime_checkable
@@ -50,7 +57,8 @@ class EvaluationResult:
     Attributes:
         records: one dict per episode with ``method``, ``target``, ``episode``,
             ``task_identifier``, ``domain``, ``task_target``, ``n_classes``,
-            ``n_support``, ``n_query`` and the :data:`METRICS`.
+            ``n_support``, ``n_query``, the :data:`METRICS` and ``left_out`` (empty, or
+            a key of :data:`LEFT_OUT`: why the episode's metrics are NaN).
         seconds: wall time of the evaluation.
         confidence: level of the confidence intervals in :meth:`summary`.
     """
@@ -60,10 +68,14 @@ class EvaluationResult:
     confidence: float = 0.95
 
     def summary(self) -> dict[str, Summary]:
-        """``{metric: Summary}`` over all episodes."""
+        """``{metric: Summary}`` over all episodes (``Summary.n_missing``: episodes left out)."""
         return {
             m: summarize_values((r.get(m, math.nan) for r in self.records), self.confidence) for m in METRICS
         }
+
+    def left_out(self) -> dict[str, int]:
+        """``{reason: number of episodes}`` of the episodes whose metrics are NaN (see :data:`LEFT_OUT`)."""
+        return _left_out(self.records, METRICS)
 
     def table(self) -> ResultsTable:
         """The per-episode records as a :class:`~torchcross.evaluation.results.ResultsTable`."""
@@ -143,6 +155,29 @@ def _predictions(
             count += 1
 
 
+def _check_finite(episodes: Any) -> None:
+    from torchcross.data.metadataset.base import EpisodeMetaDataset
+
+    dataset = getattr(episodes, "dataset", episodes)  # a DataLoader's dataset
+    if isinstance(dataset, EpisodeMetaDataset) and dataset.length is None:
+        raise ValueError(
+            f"the episodes come from an endless {type(dataset).__name__} (length=None), so evaluate would "
+            "never finish; create it with length=N (e.g. length=100) or evaluate a fixed EpisodeSet"
+        )
+
+
+def _left_out(rows: Iterable[Mapping[str, Any]], metrics: Sequence[str]) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for row in rows:
+        # mae and qwk are NaN by definition for non-ordinal tasks: not a reason to leave a row out
+        values = [row.get(m) for m in metrics if m not in ("mae", "qwk")]
+        if not any(v is None or (isinstance(v, float) and math.isnan(v)) for v in values):
+            continue
+        reason = row.get("left_out") or "metric is NaN"
+        counts[reason] = counts.get(reason, 0) + 1
+    return counts
+
+
 def _length(episodes: Any) -> int | None:
     try:
         return len(episodes)
@@ -202,6 +237,7 @@ def evaluate(
     from torchcross.evaluation.metrics import compute_metrics
 
     predict = _predict_fn(learner)
+    _check_finite(episodes)
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence=}")
     batch_size = check_int(batch_size, "batch_size", 1)
@@ -227,6 +263,11 @@ def evaluate(
                     f"{tuple(logits.shape)} against labels of shape {tuple(labels.shape)}: {exc}"
                 ) from exc
             desc = task.description
+            reason = ""
+            if not bool(torch.isfinite(logits.detach()).all()):
+                reason = "non-finite"
+            elif math.isnan(scores["auroc"]):
+                reason = "auroc-undefined"
             record: dict[str, Any] = {
                 "method": method,
                 "target": target or desc.task_identifier,
@@ -239,6 +280,7 @@ def evaluate(
                 "n_query": len(labels),
             }
             record.update({m: float(scores.get(m, math.nan)) for m in METRICS})
+            record["left_out"] = reason
             records.append(record)
             bar.update(1)
     finally:
@@ -254,11 +296,13 @@ def summarize(
 ) -> ResultsTable:
     """Group per-episode rows by ``by`` and summarise each metric.
 
-    The result has the ``by`` columns, ``n_episodes``, and for each metric
+    The result has the ``by`` columns, ``n_episodes``, for each metric
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low`` and ``<metric>_ci_high``
-    (Student-t interval at ``confidence``). Groups keep their order of first appearance.
-    ``metrics=None`` summarises those of ``METRICS`` that are columns of the table
-    (all of them for an empty table).
+    (Student-t interval at ``confidence``; NaN values are left out), then
+    ``n_left_out`` (episodes with a NaN metric) and ``left_out`` (how many for each
+    reason, from the rows' ``left_out`` field, see ``LEFT_OUT``). Groups keep their
+    order of first appearance. ``metrics=None`` summarises those of ``METRICS`` that
+    are columns of the table (all of them for an empty table).
 
     Raises:
         KeyError: if a ``by`` or metric column is missing (naming the columns that exist).
@@ -268,13 +312,18 @@ def summarize(
         >>> out = summarize(rows, by=["method"], metrics=["auroc"])
         >>> [(r["method"], r["n_episodes"], round(r["auroc_mean"], 3)) for r in out]
         [('a', 3, 0.7), ('b', 1, 0.5)]
+        >>> nan = float("nan")
+        >>> summarize([{"method": "a", "auroc": nan, "left_out": "non-finite"}], ["method"], ["auroc"])[0][
+        ...     "left_out"
+        ... ]
+        '1 non-finite'
     """
     table = table if isinstance(table, ResultsTable) else ResultsTable(table)
     if metrics is None:
         metrics = [m for m in METRICS if m in table.columns] if len(table) else list(METRICS)
     stats = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
     if len(table) == 0:
-        return ResultsTable([], columns=[*by, "n_episodes", *stats])
+        return ResultsTable([], columns=[*by, "n_episodes", *stats, "n_left_out", "left_out"])
     for name in (*by, *metrics):
         if name not in table.columns:
             raise KeyError(f"no column {name!r} to summarise; columns are {table.columns}")
@@ -290,6 +339,9 @@ def summarize(
             row_out.update(
                 {f"{m}_mean": s.mean, f"{m}_std": s.std, f"{m}_ci_low": s.ci_low, f"{m}_ci_high": s.ci_high}
             )
+        reasons = _left_out(rows, metrics)
+        row_out["n_left_out"] = sum(reasons.values())
+        row_out["left_out"] = ", ".join(f"{n} {why}" for why, n in reasons.items())
         out.append(row_out)
     return ResultsTable(out)
 
@@ -303,6 +355,7 @@ def format_summary(
     adds per metric a ``<METRIC>`` column (``"0.812 ± 0.013"``) and a ``<METRIC> CI``
     column (``"[0.799, 0.825]"``). Cells are strings, so Markdown shows them as they are.
     A metric with no value in a group (MAE and QWK of a non-ordinal task) shows ``"n/a"``.
+    If any episode was left out of a mean, a ``left out`` column says how many and why.
 
     Examples:
         >>> rows = [{"method": "a", "auroc": v, "accuracy": v} for v in (0.6, 0.7, 0.8)]
@@ -333,4 +386,7 @@ def format_summary(
             view[name] = f"{cell(mean)} ± {cell(half)}"
             view[f"{name} CI"] = f"[{cell(lo)}, {cell(hi)}]"
         out.append(view)
+    if any(row.get("n_left_out") for row in summary):
+        for view, row in zip(out, summary):
+            view["left out"] = row.get("left_out") or ""
     return ResultsTable(out)

@@ -34,6 +34,10 @@ over the classes where AUROC is defined; with ``undefined="nan"`` any such class
 the result NaN. When no class is defined (e.g. a binary query set of one class) the
 result is NaN either way. No warning is emitted.
 
+**Non-finite scores.** If any score is NaN or infinite (e.g. a diverged model), no
+metric is defined: :func:`auroc`, :func:`accuracy` and :func:`compute_metrics` return
+NaN, never a value that looks like a result.
+
 torchmetrics is imported on first use, so ``import torchcross.evaluation.metrics`` stays cheap.
 """
 
@@ -138,6 +142,8 @@ def auroc(
         raise ValueError(f"undefined must be one of {_UNDEFINED}, got {undefined!r}")
     kind = get_task_kind(description.task_target)
     scores, targets = _check_inputs(logits_or_scores, labels, description)
+    if not bool(torch.isfinite(scores).all()):
+        return math.nan
     if from_logits:
         scores = kind.probabilities(scores)
     elif bool(((scores < 0) | (scores > 1)).any()):
@@ -192,6 +198,8 @@ def accuracy(
     """
     kind = get_task_kind(description.task_target)
     scores, targets = _check_inputs(logits, labels, description)
+    if not bool(torch.isfinite(scores).all()):
+        return math.nan
     tm = _classification()
     if kind.softmax:
         preds = scores.argmax(dim=-1)
@@ -319,9 +327,9 @@ def compute_metrics(
         undefined: passed to :func:`auroc`.
 
     Returns:
-        ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be NaN);
-        for ordinal tasks also ``"mae"`` (``ordinal_mae``) and ``"qwk"``
-        (``quadratic_weighted_kappa``).
+        ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be
+        NaN; all are NaN if any logit is NaN or infinite); for ordinal tasks also ``"mae"``
+        (``ordinal_mae``) and ``"qwk"`` (``quadratic_weighted_kappa``).
 
     Examples:
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
@@ -333,6 +341,10 @@ def compute_metrics(
         value = _kind_loss(
             torch.as_tensor(logits).detach(), torch.as_tensor(labels), description, class_weights
         )
+    if not bool(torch.isfinite(torch.as_tensor(logits)).all()):
+        _check_inputs(logits, labels, description)
+        names = ("auroc", "accuracy", "loss", *_ordinal_metrics_names(description))
+        return dict.fromkeys(names, math.nan)
     out = {
         "auroc": auroc(logits, labels, description, undefined=undefined),
         "accuracy": accuracy(logits, labels, description),
@@ -340,6 +352,10 @@ def compute_metrics(
     }
     out.update(_ordinal_metrics(logits, labels, description))
     return out
+
+
+def _ordinal_metrics_names(description: TaskDescription) -> tuple[str, ...]:
+    return ("mae", "qwk") if description.task_target is TaskTarget.ORDINAL_REGRESSION else ()
 
 
 def _ordinal_metrics(logits: Tensor, labels: Tensor, description: TaskDescription) -> dict[str, float]:

@@ -15,6 +15,8 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from torchcross._io import atomic_write
+
 __all__ = ["ResultsTable"]
 
 
@@ -52,7 +54,7 @@ def _parse_csv_cell(text: str) -> Any:
 
 def _write(text: str, path: str | Path | None) -> str:
     if path is not None:
-        Path(path).write_text(text, encoding="utf-8")
+        atomic_write(path, text)
     return text
 
 

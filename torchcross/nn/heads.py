@@ -118,9 +118,25 @@ def make_head(
 def head_forward(features: Tensor, params: Mapping[str, Tensor]) -> Tensor:
     """Logits ``(N, out)`` from features ``(N, num_features)`` and a head parameter dict.
 
+    Raises:
+        ValueError: if the features' width is not the head's ``num_features`` (the
+            backbone returns features of another width than the learner was told).
+
     Examples:
         >>> d = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "a", 1: "b"})
         >>> head_forward(torch.ones(3, 5), init_head_params(5, d)).shape
         torch.Size([3, 2])
+        >>> head_forward(torch.ones(3, 4), init_head_params(5, d))
+        Traceback (most recent call last):
+        ...
+        ValueError: the backbone returns features of shape (3, 4) (width 4), but the head reads ...
     """
-    return F.linear(features, params["weight"], params.get("bias"))
+    weight = params["weight"]
+    if features.dim() < 1 or features.shape[-1] != weight.shape[-1]:
+        raise ValueError(
+            f"the backbone returns features of shape {tuple(features.shape)} (width "
+            f"{features.shape[-1] if features.dim() else 'none'}), but the head reads {weight.shape[-1]} "
+            "features: give the learner num_features equal to the backbone's output width (flatten "
+            "the backbone's output to (N, width))"
+        )
+    return F.linear(features, weight, params.get("bias"))

@@ -51,6 +51,11 @@ BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
 """Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
 
 _SPLITS = ("train", "val", "test")
+# upper bounds: beyond them a value is a typo that would exhaust memory or never finish
+_MAX_THREADS = 1024
+_MAX_SIZE = 4096
+_MAX_COUNT = 100_000
+_MAX_STEPS = 100_000_000
 
 
 def normalize_method(name: str) -> str:
@@ -93,7 +98,7 @@ class DataConfig:
     sources: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
     target_split: str = field(default="test", metadata=_opt("str", choices=_SPLITS))
     source_split: str = field(default="train", metadata=_opt("str", choices=_SPLITS))
-    image_size: int | None = field(default=None, metadata=_opt("int?", min=8))
+    image_size: int | None = field(default=None, metadata=_opt("int?", min=8, max=_MAX_SIZE))
     normalize: str = field(default="none", metadata=_opt("str", choices=("none", "half", "imagenet")))
 
 
@@ -112,11 +117,11 @@ class EvaluationConfig:
     """
 
     methods: tuple[str, ...] = field(default=METHODS, metadata=_opt("str_list"))
-    n_shot: int = field(default=5, metadata=_opt("int", min=1))
-    n_query: int = field(default=10, metadata=_opt("int", min=1))
-    n_episodes: int = field(default=100, metadata=_opt("int", min=1))
+    n_shot: int = field(default=5, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    n_query: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    n_episodes: int = field(default=100, metadata=_opt("int", min=1, max=_MAX_COUNT))
     confidence: float = field(default=0.95, metadata=_opt("float", min=0.5, max=0.999999))
-    batch_size: int = field(default=20, metadata=_opt("int", min=1))
+    batch_size: int = field(default=20, metadata=_opt("int", min=1, max=_MAX_COUNT))
 
 
 @dataclass(frozen=True)
@@ -133,7 +138,7 @@ class BackboneConfig:
 
     name: str = field(default="resnet18", metadata=_opt("str", choices=BACKBONES))
     weights: Path | None = field(default=None, metadata=_opt("path?"))
-    hidden: int = field(default=64, metadata=_opt("int", min=1))
+    hidden: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_SIZE))
 
 
 @dataclass(frozen=True)
@@ -148,8 +153,8 @@ class PretrainConfig:
             ``"proportional"`` to their sizes.
     """
 
-    steps: int = field(default=2000, metadata=_opt("int", min=0))
-    batch_size: int = field(default=32, metadata=_opt("int", min=1))
+    steps: int = field(default=2000, metadata=_opt("int", min=0, max=_MAX_STEPS))
+    batch_size: int = field(default=32, metadata=_opt("int", min=1, max=_MAX_COUNT))
     lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
     weight_decay: float = field(default=0.0, metadata=_opt("float", min=0.0))
     weighting: str = field(default="uniform", metadata=_opt("str", choices=("uniform", "proportional")))
@@ -169,15 +174,15 @@ class MAMLConfig:
             evaluation's).
     """
 
-    steps: int = field(default=1000, metadata=_opt("int", min=0))
-    meta_batch_size: int = field(default=4, metadata=_opt("int", min=1))
+    steps: int = field(default=1000, metadata=_opt("int", min=0, max=_MAX_STEPS))
+    meta_batch_size: int = field(default=4, metadata=_opt("int", min=1, max=_MAX_COUNT))
     inner_lr: float = field(default=0.1, metadata=_opt("float", min=0.0))
-    inner_steps: int = field(default=5, metadata=_opt("int", min=1))
+    inner_steps: int = field(default=5, metadata=_opt("int", min=1, max=_MAX_COUNT))
     outer_lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
     first_order: bool = field(default=False, metadata=_opt("bool"))
-    eval_inner_steps: int | None = field(default=None, metadata=_opt("int?", min=1))
-    n_shot: int | None = field(default=None, metadata=_opt("int?", min=1))
-    n_query: int = field(default=10, metadata=_opt("int", min=1))
+    eval_inner_steps: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
+    n_shot: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
+    n_query: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
 
 
 @dataclass(frozen=True)
@@ -192,7 +197,7 @@ class FinetuneConfig:
             (normalise with each batch's statistics).
     """
 
-    steps: int = field(default=50, metadata=_opt("int", min=0))
+    steps: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_STEPS))
     lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
     freeze_backbone: bool = field(default=False, metadata=_opt("bool"))
     batch_norm: str = field(default="frozen", metadata=_opt("str", choices=("frozen", "batch")))
@@ -219,12 +224,12 @@ class RunConfig:
     """
 
     out_dir: Path = field(metadata=_opt("path"))
-    seed: int = field(default=0, metadata=_opt("int", min=0))
+    seed: int = field(default=0, metadata=_opt("int", min=0, max=2**63 - 1))
     device: str = field(default="cpu", metadata=_opt("str"))
     resume: bool = field(default=True, metadata=_opt("bool"))
-    checkpoint_every: int = field(default=200, metadata=_opt("int", min=0))
+    checkpoint_every: int = field(default=200, metadata=_opt("int", min=0, max=_MAX_STEPS))
     plot: bool = field(default=True, metadata=_opt("bool"))
-    num_threads: int | str | None = field(default="auto", metadata=_opt("threads?", min=1))
+    num_threads: int | str | None = field(default="auto", metadata=_opt("threads?", min=1, max=_MAX_THREADS))
     logger: str = field(default="csv", metadata=_opt("str", choices=("csv", "tensorboard", "none")))
 
 
@@ -381,6 +386,10 @@ def _read_toml(path: Path) -> Any:
             return tomllib.load(fh)
         except tomllib.TOMLDecodeError as exc:
             raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+            ) from None
 
 
 def _read_yaml(path: Path) -> Any:
@@ -390,6 +399,10 @@ def _read_yaml(path: Path) -> Any:
         raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
 

@@ -7,13 +7,15 @@ and device.
 
 from __future__ import annotations
 
+import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from torchcross.protocol.config import ProtocolConfig
+from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 
 __all__ = ["ProtocolPlan", "check_out_dir", "check_protocol", "open_split"]
@@ -60,9 +62,9 @@ def check_out_dir(out_dir: Path) -> None:
     """
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-        probe = out_dir / ".torchcross-write-test"
-        probe.write_text("ok")
-        probe.unlink()
+        fd, probe = tempfile.mkstemp(prefix=".torchcross-write-test-", dir=out_dir)
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise PermissionError(
             f"output folder {str(out_dir)!r} is not writable ({exc.strerror or exc}); "
@@ -96,6 +98,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """
     if not isinstance(config, ProtocolConfig):
         raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
+    config_from_dict(config_to_dict(config))  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
     targets = plan_targets(catalogue, config.data.targets, config.data.sources)
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}

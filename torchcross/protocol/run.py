@@ -30,6 +30,7 @@ from typing import Any
 
 import torch
 
+from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
 from torchcross.evaluation.loggers import MetricsLogger
@@ -38,7 +39,6 @@ from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan
 from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
 from torchcross.protocol.plan import ProtocolPlan, check_protocol, open_split
-from torchcross.protocol.training import atomic_write
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -66,16 +66,21 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     ev, run = plan.config.evaluation, plan.config.run
     path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
     if path.is_file() and run.resume:
-        episodes = EpisodeSet.load(path, task_source=source)
-        wanted = {"seed": run.seed, "length": ev.n_episodes}
-        got = {k: episodes.sampling.get(k) for k in wanted}
-        shots = (
-            episodes.sampling.get("n_support_samples_per_class"),
-            episodes.sampling.get("n_query_samples_per_class"),
-        )
-        if got == wanted and shots == (ev.n_shot, ev.n_query):
-            return episodes
-        log(f"episodes in {path} were drawn with other settings; drawing them again")
+        try:
+            episodes = EpisodeSet.load(path)
+        except (ValueError, OSError) as exc:
+            log(f"{exc}; drawing the episodes again (same seed, same episodes)")
+        else:
+            wanted = {"seed": run.seed, "length": ev.n_episodes}
+            got = {k: episodes.sampling.get(k) for k in wanted}
+            shots = (
+                episodes.sampling.get("n_support_samples_per_class"),
+                episodes.sampling.get("n_query_samples_per_class"),
+            )
+            if got == wanted and shots == (ev.n_shot, ev.n_query):
+                episodes.verify(source, f"episode set file {str(path)!r}")
+                return episodes
+            log(f"episodes in {path} were drawn with other settings; drawing them again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(source, ev.n_episodes, ev.n_shot, ev.n_query, seed=run.seed)
@@ -100,7 +105,7 @@ def _evaluate_method(
     fingerprint = method_fingerprint(plan, target, method)
     done_file = out / "evaluations" / _safe(target.dataset_id) / f"{_safe(method)}.json"
     if config.run.resume and done_file.is_file():
-        saved = json.loads(done_file.read_text(encoding="utf-8"))
+        saved = _read_json(done_file, log)
         if saved.get("fingerprint") == fingerprint:
             log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
             return saved["records"]
@@ -108,8 +113,8 @@ def _evaluate_method(
     partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
     finished: dict[str, list[dict[str, Any]]] = {}
     if config.run.resume and partial_file.is_file():
-        saved = json.loads(partial_file.read_text(encoding="utf-8"))
-        if saved.get("fingerprint") == fingerprint:
+        saved = _read_json(partial_file, log)
+        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
             finished = saved["tasks"]
     start = time.perf_counter()
     logger = _curve_logger(config, target.dataset_id, method)
@@ -190,8 +195,20 @@ def _strict(obj: Any) -> Any:
 
 def _write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as strict JSON (NaN as null) in one rename (see ``atomic_write``)."""
-    text = json.dumps(_strict(obj), default=str, allow_nan=False)
-    atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    atomic_write(path, json.dumps(_strict(obj), default=str, allow_nan=False))
+
+
+def _read_json(path: Path, log: Log) -> dict[str, Any]:
+    """A saved evaluation, or ``{}`` (logged) if the file is damaged: that evaluation is redone."""
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as exc:
+        log(f"{path} is damaged ({exc}); evaluating again")
+        return {}
+    if not isinstance(saved, dict) or not isinstance(saved.get("records", saved.get("tasks")), (list, dict)):
+        log(f"{path} is not a torchcross evaluation file; evaluating again")
+        return {}
+    return saved
 
 
 def run_protocol(
@@ -214,8 +231,14 @@ def run_protocol(
         progress: tqdm progress bars; ``None`` shows them only on a terminal.
         log: receives one line per step (``None``: silent).
 
+    Every file is written atomically (see :func:`torchcross._io.atomic_write`), and
+    ``out_dir`` is locked while the run works in it.
+
     Raises:
-        as :func:`check_protocol`, before any training.
+        as :func:`check_protocol`, before any training;
+        FolderInUseError: another run works in ``out_dir``;
+        NonFiniteLossError: source training diverged (the step and task are named);
+        CheckpointError: a damaged or foreign checkpoint (named, with what to do).
     """
     say: Log = log if log is not None else (lambda _msg: None)
     start = time.perf_counter()
@@ -224,6 +247,22 @@ def run_protocol(
     for folder, problem in plan.problems.items():
         say(f"skipped unreadable dataset folder {folder}: {problem}")
     out = Path(config.run.out_dir)
+    with lock_folder(out, "[run] out_dir"):
+        for stale in remove_stale_temp_files(out):
+            say(f"removed {stale}, a temporary file left by an interrupted run")
+        records, torch_threads = _run_targets(plan, say, progress)
+        episodes = ResultsTable(records)
+        summary = summarize(
+            episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
+        )
+        seconds = time.perf_counter() - start
+        files = _write_results(plan, episodes, summary, seconds, torch_threads)
+    say(f"results written to {out.resolve()} ({seconds:.1f} s)")
+    return ProtocolResult(episodes, summary, files, seconds, plan)
+
+
+def _run_targets(plan: ProtocolPlan, say: Log, progress: bool | None) -> tuple[list[dict[str, Any]], int]:
+    config = plan.config
     threads = torch.get_num_threads()
     records: list[dict[str, Any]] = []
     try:
@@ -247,14 +286,7 @@ def run_protocol(
                 records += _evaluate_method(plan, target, method, sources, episode_sets, say, progress)
     finally:
         torch.set_num_threads(threads)
-    episodes = ResultsTable(records)
-    summary = summarize(
-        episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
-    )
-    seconds = time.perf_counter() - start
-    files = _write_results(plan, episodes, summary, seconds, torch_threads)
-    say(f"results written to {out.resolve()} ({seconds:.1f} s)")
-    return ProtocolResult(episodes, summary, files, seconds, plan)
+    return records, torch_threads
 
 
 def _write_results(
@@ -292,16 +324,12 @@ def _write_results(
         "summary": summary.to_records(),
         "episodes": episodes.to_records(),
     }
-    files["results_json"].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")
+    atomic_write(files["results_json"], json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if plan.config.run.plot:
         from torchcross.evaluation.plotting import plot_metric
 
         ev = plan.config.evaluation
         files["plot"] = out / "auroc.png"
-        plot_metric(
-            summary,
-            files["plot"],
-            "auroc",
-            title=f"{ev.n_shot}-shot AUROC (mean, {ev.confidence:.0%} CI)",
-        )
+        title = f"{ev.n_shot}-shot AUROC (mean, {ev.confidence:.0%} CI)"
+        atomic_write(files["plot"], lambda tmp: plot_metric(summary, tmp, "auroc", title=title))
     return files

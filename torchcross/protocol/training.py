@@ -12,22 +12,42 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
-from collections.abc import Callable, Iterable
+import pickle
+import re
+import warnings
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from torchcross._io import atomic_write
 from torchcross.evaluation.loggers import MetricsLogger
 
-__all__ = ["CheckpointMismatchError", "TrainingInterrupted", "config_fingerprint", "train_steps"]
+__all__ = [
+    "CheckpointError",
+    "CheckpointMismatchError",
+    "NonFiniteLossError",
+    "TrainingInterrupted",
+    "config_fingerprint",
+    "load_checkpoint",
+    "save_checkpoint",
+    "train_steps",
+]
 
 _FORMAT = "torchcross-protocol-checkpoint"
+_VERSION = 2
+_WHAT_TO_DO = "delete it (training starts again from step 0) or set [run] resume = false"
 
 
-class CheckpointMismatchError(ValueError):
+class CheckpointError(ValueError):
+    """A checkpoint file is damaged, foreign or unusable (the message names it and what to do)."""
+
+
+class CheckpointMismatchError(CheckpointError):
     """A checkpoint was written by a run with other settings."""
 
 
@@ -47,6 +67,10 @@ class TrainingInterrupted(KeyboardInterrupt):
         self.resume_step = resume_step
 
 
+class NonFiniteLossError(ValueError):
+    """Training produced a NaN or infinite loss (the message names the step and the task)."""
+
+
 def config_fingerprint(settings: Any) -> str:
     """A short hash of JSON-serialisable settings (what a checkpoint must match to be resumed).
 
@@ -58,32 +82,122 @@ def config_fingerprint(settings: Any) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def atomic_write(path: Path, write: Callable[[Path], Any]) -> None:
-    """``write(tmp)`` next to ``path``, then rename: an interrupted run never leaves half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for k, v in value.items():
+            out.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+        return out
+    return {prefix: value}
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
-    atomic_write(path, lambda tmp: torch.save(state, tmp))
+def _changed(saved: str, now: str) -> str:
+    """``"; changed: key (saved a, now b), ..."`` from two JSON settings texts (empty if unknown)."""
+    try:
+        old, new = _flatten(json.loads(saved)), _flatten(json.loads(now))
+    except (TypeError, ValueError):
+        return ""
+    keys = sorted(k for k in old.keys() | new.keys() if old.get(k) != new.get(k))
+    if not keys:
+        return ""
+    return "; changed: " + ", ".join(f"{k} (saved {old.get(k)!r}, now {new.get(k)!r})" for k in keys)
 
 
-def _load(path: Path, fingerprint: str) -> dict[str, Any] | None:
+def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
+    """Write a checkpoint (tensors and plain values only) atomically, naming the file on failure."""
+    import io
+
+    buffer = io.BytesIO()
+    torch.save(dict(state), buffer)
+    atomic_write(path, buffer.getvalue())
+
+
+def _damaged(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"checkpoint {str(path)!r} {problem}; {_WHAT_TO_DO}")
+
+
+def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: str = "") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`train_steps` without running any code from it.
+
+    The file is read with ``torch.load(..., weights_only=True)`` (tensors and plain
+    values only); its format, fields and fingerprint are checked before anything is used.
+
+    Raises:
+        CheckpointError: a damaged, foreign or malformed file (naming it and what to do).
+        CheckpointMismatchError: a checkpoint of a run with other settings (naming the
+            settings that changed when both runs recorded them).
+    """
+    path = Path(path)
     if not path.is_file():
-        return None
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if not isinstance(state, dict) or state.get("format") != _FORMAT:
-        raise CheckpointMismatchError(
-            f"{path} is not a torchcross protocol checkpoint; delete it or move it away"
+        raise _damaged(path, "is not a regular file")
+    try:
+        with warnings.catch_warnings():  # torch warns about foreign pickles; the error below says more
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        detail = re.search(
+            r"WeightsUnpickler error:\s*(\S[^\n]*?)(?: was not an allowed global|\.?\n|$)", str(exc)
         )
+        found = f": {detail.group(1)[:120]}" if detail else ""
+        raise _damaged(
+            path, f"holds objects other than tensors and plain values{found}, so it is not loaded"
+        ) from None
+    except (
+        RuntimeError,
+        EOFError,
+        OSError,
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        AttributeError,
+    ) as exc:
+        raise _damaged(
+            path, f"is damaged or not a torch file ({type(exc).__name__}: {str(exc)[:200]})"
+        ) from None
+    if not isinstance(state, dict) or state.get("format") != _FORMAT:
+        raise CheckpointError(f"{path} is not a torchcross protocol checkpoint; {_WHAT_TO_DO}")
+    if state.get("version") != _VERSION:
+        raise _damaged(path, f"has format version {state.get('version')!r}, this torchcross reads {_VERSION}")
     if state.get("fingerprint") != fingerprint:
         raise CheckpointMismatchError(
             f"checkpoint {path} was written with other settings (fingerprint {state.get('fingerprint')}, "
-            f"now {fingerprint}); use a new out_dir, delete the checkpoint, or set [run] resume = false"
+            f"now {fingerprint}{_changed(str(state.get('settings', '')), settings)}); use a new out_dir, "
+            "delete the checkpoint, or set [run] resume = false"
         )
+    step, losses = state.get("step"), state.get("losses")
+    if (
+        isinstance(step, bool)
+        or not isinstance(step, int)
+        or step < 0
+        or not isinstance(losses, list)
+        or len(losses) != step
+        or not all(isinstance(v, float) for v in losses)
+        or not isinstance(state.get("model"), dict)
+        or not isinstance(state.get("optimizer"), dict)
+        or not isinstance(state.get("torch_rng"), torch.Tensor)
+        or state["torch_rng"].dtype != torch.uint8
+    ):
+        raise _damaged(path, "is malformed (step, losses, model, optimizer or RNG state missing or wrong)")
     return state
+
+
+def _unit_name(unit: Any) -> str:
+    """The task identifiers found in a training unit (a batch with its description, or tasks)."""
+    names: list[str] = []
+
+    def visit(obj: Any, depth: int) -> None:
+        ident = getattr(obj, "task_identifier", None)
+        if isinstance(ident, str):
+            names.append(ident or "<unnamed task>")
+        elif hasattr(obj, "description") and hasattr(obj, "support"):
+            visit(obj.description, depth)
+        elif isinstance(obj, (list, tuple)) and depth < 2:
+            for o in obj:
+                visit(o, depth + 1)
+
+    visit(unit, 0)
+    return ", ".join(dict.fromkeys(names)) or "unknown"
 
 
 def train_steps(
@@ -97,6 +211,7 @@ def train_steps(
     checkpoint: str | os.PathLike[str] | None = None,
     checkpoint_every: int = 0,
     fingerprint: str = "",
+    settings: Mapping[str, Any] | None = None,
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
@@ -117,6 +232,8 @@ def train_steps(
         checkpoint_every: save every this many steps (0: only at the end).
         fingerprint: settings the checkpoint must match (see :func:`config_fingerprint`);
             leave the step count out of it, so a finished run can be extended.
+        settings: the settings themselves (JSON-serialisable), instead of ``fingerprint``:
+            the checkpoint records them, so a refused resume names what changed.
         resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
         description: progress bar label (and the name in ``log`` messages).
@@ -129,6 +246,9 @@ def train_steps(
 
     Raises:
         CheckpointMismatchError: the checkpoint was written with other settings.
+        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint.
+        NonFiniteLossError: a step's loss is NaN or infinite (the step is not applied;
+            the last checkpoint stays as it was).
         ValueError: the units ran out before ``steps`` updates.
         TrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt`` naming the step a rerun
             resumes from).
@@ -147,20 +267,28 @@ def train_steps(
     from tqdm.auto import tqdm
 
     path = Path(checkpoint) if checkpoint is not None else None
+    settings_text = ""
+    if settings is not None:
+        settings_text = json.dumps(settings, sort_keys=True, default=str)
+        fingerprint = fingerprint or config_fingerprint(settings)
     losses: list[float] = []
     start = 0
-    state = _load(path, fingerprint) if (path is not None and resume) else None
+    exists = path is not None and (path.exists() or path.is_symlink())
+    state = load_checkpoint(path, fingerprint, settings_text) if (exists and resume) else None
     if state is not None:
         if int(state["step"]) > steps:
             raise CheckpointMismatchError(
                 f"checkpoint {path} is at step {state['step']}, beyond the {steps} steps asked for; "
                 "ask for at least as many steps, use a new out_dir, or set [run] resume = false"
             )
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if sampler is not None and state.get("sampler") is not None:
-            sampler.load_state_dict(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            if sampler is not None and state.get("sampler") is not None:
+                sampler.load_state_dict(state["sampler"])
+            torch.set_rng_state(state["torch_rng"])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(path, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
         start, losses = int(state["step"]), list(state["losses"])
         if log is not None and start < steps:
             log(f"resuming {description} from step {start} of {steps} ({path})")
@@ -172,11 +300,13 @@ def train_steps(
         sampler_state = None
         if sampler is not None:
             sampler_state = sampler.state_dict(consumed=step - start)
-        _save(
+        save_checkpoint(
             path,
             {
                 "format": _FORMAT,
+                "version": _VERSION,
                 "fingerprint": fingerprint,
+                "settings": settings_text,
                 "step": step,
                 "model": model.state_dict(),
                 "optimizer": optimizer.state_dict(),
@@ -209,6 +339,13 @@ def train_steps(
             optimizer.zero_grad(set_to_none=True)
             value = step_fn(unit)
             loss = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            if not math.isfinite(loss):
+                raise NonFiniteLossError(
+                    f"{description}: the loss is {loss} at step {step + 1} of {steps} "
+                    f"(task {_unit_name(unit)}); "
+                    "training diverged or the data hold NaN/inf: lower the learning rate or check the data "
+                    "(the last checkpoint is kept)"
+                )
             optimizer.step()
             losses.append(loss)
             bar.update(1)

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from torchcross._checks import check_int
+from torchcross._io import atomic_write
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset
 from torchcross.data.sources import canonical_labels
@@ -171,9 +172,9 @@ class EpisodeSet:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the set as UTF-8 JSON (see :meth:`to_json`)."""
-        with open(path, "w", encoding="utf-8") as f:
-            f.write(self.to_json())
+        """Write the set as UTF-8 JSON (see :meth:`to_json`), atomically: a kill or a full disk
+        leaves the old file or the new one, never part of one."""
+        atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike, task_source: Any | None = None) -> EpisodeSet:
@@ -188,6 +189,10 @@ class EpisodeSet:
                 data = json.load(f)
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where} is not valid JSON: {exc}") from None
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        except IsADirectoryError:
+            raise ValueError(f"{where} is a directory, not an episode set file") from None
         episode_set = _from_json(data, where)
         if task_source is not None:
             episode_set.verify(task_source, where)

@@ -18,6 +18,7 @@ import numpy as np
 
 from torchcross.datasets._optional import require
 from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError
+from torchcross.datasets.medimeta.paths import check_name, read_text, writer_leftovers
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
@@ -34,7 +35,7 @@ __all__ = [
 ]
 
 SPLITS = ("train", "val", "test")
-_SPLIT_LINE = re.compile(r"^(?:.*/)?(\d+)\.tiff?$")
+_SPLIT_LINE = re.compile(r"^(?:\./)?(?:images/)?(\d+)\.tiff?$")
 
 
 class MedIMetaFolderWarning(UserWarning):
@@ -119,6 +120,10 @@ def _task(raw: Any, i: int, path: str) -> TaskInfo:
     name = raw.get("task_name")
     if not isinstance(name, str) or not name:
         raise _err(path, f"{key}.task_name", f"expected a non-empty str, got {name!r}")
+    try:
+        check_name(name, "task name")
+    except ValueError as exc:
+        raise _err(path, f"{key}.task_name", str(exc)) from None
     target_name = raw.get("task_target")
     try:
         target = TaskTarget.parse(target_name)
@@ -127,11 +132,22 @@ def _task(raw: Any, i: int, path: str) -> TaskInfo:
     labels = raw.get("labels")
     if not isinstance(labels, dict):
         raise _err(path, f"{key}.labels", f"expected a mapping {{int: name}}, got {labels!r}")
+    for k, v in labels.items():
+        if isinstance(v, bool) or not isinstance(v, (str, int, float)):
+            raise _err(path, f"{key}.labels.{k}", f"a class name must be text, got {type(v).__name__}: {v!r}")
     try:
         desc = TaskDescription(target, labels, name)
     except (ValueError, TypeError) as exc:
         raise _err(path, f"{key}.labels", str(exc)) from None
     return TaskInfo(name, target, desc.classes)
+
+
+def _ids(raw: Mapping[str, Any], key: str, path: str) -> tuple[str, ...]:
+    values = _get(raw, key, list, path, required=False) or []
+    bad = [v for v in values if not isinstance(v, str) or not v]
+    if bad:
+        raise _err(path, key, f"expected a list of dataset ids, got entries {bad[:5]!r}")
+    return tuple(values)
 
 
 def parse_info(raw: Any, path: str, folder_id: str | None = None) -> DatasetInfo:
@@ -163,8 +179,8 @@ def parse_info(raw: Any, path: str, folder_id: str | None = None) -> DatasetInfo
         total_num_samples=total,
         splits_num_samples=_counts(raw, "splits_num_samples", path),
         original_splits_num_samples=_counts(raw, "original_splits_num_samples", path),
-        domain_overlaps=tuple(_get(raw, "domain_overlaps", list, path, required=False) or ()),
-        subject_overlaps=tuple(_get(raw, "subject_overlaps", list, path, required=False) or ()),
+        domain_overlaps=_ids(raw, "domain_overlaps", path),
+        subject_overlaps=_ids(raw, "subject_overlaps", path),
         summary=str(raw.get("summary") or ""),
         raw=raw,
     )
@@ -179,11 +195,11 @@ def read_info(dataset_dir: str | os.PathLike[str]) -> DatasetInfo:
     yaml = require("yaml")
     dataset_dir = os.fspath(dataset_dir)
     path = os.path.join(dataset_dir, "info.yaml")
+    if not os.path.lexists(path):
+        raise MedIMetaFileError(f"{path}: missing (every MedIMeta dataset folder has an info.yaml)")
+    text = read_text(path)
     try:
-        with open(path, encoding="utf-8") as f:
-            raw = yaml.safe_load(f)
-    except FileNotFoundError:
-        raise MedIMetaFileError(f"{path}: missing (every MedIMeta dataset folder has an info.yaml)") from None
+        raw = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise MedIMetaFileError(f"{path}: not valid YAML ({exc})") from None
     return parse_info(raw, path, os.path.basename(os.path.normpath(dataset_dir)))
@@ -199,8 +215,7 @@ def read_split(path: str | os.PathLike[str], num_images: int) -> np.ndarray:
             out-of-range line.
     """
     path = os.fspath(path)
-    with open(path, encoding="utf-8") as f:
-        lines = f.read().splitlines()
+    lines = read_text(path).splitlines()
     out = []
     for lineno, line in enumerate(lines, start=1):
         text = line.strip()
@@ -231,7 +246,10 @@ def scan_datasets(
     """Read every dataset folder under ``data_path``: ``(infos by id, problems by folder)``.
 
     A folder without ``info.yaml`` is not a dataset and is ignored; one with a broken
-    ``info.yaml`` is listed in the problems with the error message.
+    ``info.yaml`` (malformed, not UTF-8, a directory or a FIFO: only regular files are
+    opened) is listed in the problems with the error message, and so are the hidden
+    leftovers of an interrupted :func:`~torchcross.datasets.medimeta.write_medimeta`.
+    Other hidden entries are ignored.
 
     Raises:
         FileNotFoundError: if ``data_path`` is not a directory.
@@ -243,12 +261,15 @@ def scan_datasets(
     problems: dict[str, str] = {}
     for entry in sorted(os.listdir(data_path)):
         folder = os.path.join(data_path, entry)
-        if not os.path.isdir(folder) or not os.path.exists(os.path.join(folder, "info.yaml")):
+        if entry.startswith(".") or not os.path.isdir(folder):
+            continue
+        if not os.path.lexists(os.path.join(folder, "info.yaml")):
             continue
         try:
             infos[entry] = read_info(folder)
         except MedIMetaFileError as exc:
             problems[entry] = str(exc)
+    problems.update(writer_leftovers(data_path))
     return infos, problems
 
 

@@ -23,6 +23,7 @@ from torchcross.datasets.medimeta.folder import (
     read_split,
     scan_datasets,
 )
+from torchcross.datasets.medimeta.paths import check_name
 from torchcross.tasks.labels import normalize_labels
 
 __all__ = ["MedIMeta"]
@@ -134,10 +135,9 @@ class MedIMeta(TaskSource):
         self.data_path = os.fspath(data_path)
         if not os.path.isdir(self.data_path):
             raise FileNotFoundError(f"MedIMeta data_path {self.data_path!r} is not a directory")
-        if not isinstance(dataset_id, str):
-            raise TypeError(f"dataset_id must be a str, got {type(dataset_id).__name__}: {dataset_id!r}")
+        check_name(dataset_id, "dataset_id")
         self.dataset_dir = os.path.join(self.data_path, dataset_id)
-        if not os.path.isfile(os.path.join(self.dataset_dir, "info.yaml")):
+        if not os.path.lexists(os.path.join(self.dataset_dir, "info.yaml")):
             raise _unknown_dataset(self.data_path, dataset_id)
         if split is not None and original_split is not None:
             raise ValueError(f"give split or original_split, not both (got {split=}, {original_split=})")
@@ -227,6 +227,8 @@ class MedIMeta(TaskSource):
 
     def _read_tiffs(self, rows: Sequence[int]) -> np.ndarray:
         image_mod = require("PIL.Image")
+        c, h, w = self.input_size
+        want = (h, w) if c == 1 else (h, w, c)
         arrays = []
         for row in rows:
             path = self._tiff_path(int(row))
@@ -235,6 +237,11 @@ class MedIMeta(TaskSource):
                     arrays.append(np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im))
             except (OSError, FileNotFoundError) as exc:
                 raise MedIMetaFileError(f"{path}: cannot read image ({exc})") from None
+            if arrays[-1].shape != want:
+                raise MedIMetaFileError(
+                    f"{path}: image is {arrays[-1].shape}, but info.yaml input_size {list(self.input_size)} "
+                    f"means {want}; re-convert the dataset or read images.hdf5 (use_hdf5=True)"
+                )
         return np.stack(arrays)
 
     def _read_rows(self, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:

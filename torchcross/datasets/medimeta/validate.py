@@ -9,6 +9,7 @@ DATA_PATH [ID ...]`` prints the reports.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import sys
 from dataclasses import dataclass
@@ -19,6 +20,7 @@ import numpy as np
 from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
 from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
 from torchcross.datasets.medimeta.folder import SPLITS, DatasetInfo, read_info, read_split
+from torchcross.datasets.medimeta.paths import read_text
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskTarget
 
@@ -210,8 +212,11 @@ class _Checker:
         if not os.path.isfile(f):
             self.add(f, "missing", "warning")
             return
-        with open(f, newline="", encoding="utf-8") as fh:
-            rows = list(csv.reader(fh))
+        try:
+            rows = list(csv.reader(io.StringIO(read_text(f), newline="")))
+        except MedIMetaFileError as exc:
+            self.add(f, str(exc).removeprefix(f"{f}: "))
+            return
         if not rows or rows[0][:1] != ["filepath"]:
             self.add(f, f"first column must be 'filepath', got {rows[0][:1] if rows else 'an empty file'}")
         elif n is not None and len(rows) - 1 != n:
@@ -256,12 +261,18 @@ def validate_medimeta(dataset_dir: str | os.PathLike[str]) -> ValidationReport:
 
 
 def validate_all(data_path: str | os.PathLike[str]) -> dict[str, ValidationReport]:
-    """Validate every folder with an ``info.yaml`` under ``data_path``: ``{folder: report}``."""
+    """Validate every folder with an ``info.yaml`` under ``data_path``: ``{folder: report}``.
+
+    A folder whose ``info.yaml`` is broken (not a regular file, not UTF-8, malformed) is
+    reported with that error; hidden folders are skipped.
+    """
     data_path = os.fspath(data_path)
     return {
         entry: validate_medimeta(os.path.join(data_path, entry))
         for entry in sorted(os.listdir(data_path))
-        if os.path.isfile(os.path.join(data_path, entry, "info.yaml"))
+        if not entry.startswith(".")
+        and os.path.isdir(os.path.join(data_path, entry))
+        and os.path.lexists(os.path.join(data_path, entry, "info.yaml"))
     }
 
 

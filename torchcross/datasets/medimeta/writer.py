@@ -3,8 +3,11 @@
 :func:`write_medimeta` produces exactly the layout the reader, the validator and medimeta
 0.0.6 read: ``images.hdf5`` (contiguous uint8 ``images``), optional ``images/NNNNNN.tiff``,
 ``task_labels/<task>.npy``, ``splits/`` and ``original_splits/``, ``annotations.csv``
-and ``info.yaml``. The folder is assembled under a temporary name and renamed at the
-end, so a failed write leaves nothing behind. :func:`write_synthetic_medimeta` writes
+and ``info.yaml``. The folder is assembled under a hidden temporary name, flushed to
+disk and renamed into place at the end, so a failed write leaves nothing behind and a
+kill leaves only a hidden folder, which the next write of that dataset (and discovery)
+reports and cleans. ``overwrite=True`` replaces only MedIMeta dataset folders, by
+renames (never a half-deleted dataset). :func:`write_synthetic_medimeta` writes
 small random datasets (tests, docs, benchmarks), optionally shaped like a catalogue
 dataset.
 """
@@ -14,7 +17,6 @@ from __future__ import annotations
 import csv
 import os
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -23,6 +25,13 @@ import numpy as np
 from torchcross.data.capabilities import MapStyle
 from torchcross.datasets._optional import require
 from torchcross.datasets.medimeta.folder import SPLITS
+from torchcross.datasets.medimeta.paths import (
+    check_name,
+    check_replaceable,
+    clean_writer_leftovers,
+    install_folder,
+    writer_folder,
+)
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskDescription, TaskTarget
 
@@ -182,13 +191,16 @@ def write_medimeta(
         annotations: extra ``annotations.csv`` columns (e.g. ``{"patient_id": [...]}``).
         domain_overlaps, subject_overlaps: ids of overlapping datasets.
         info: further ``info.yaml`` keys (e.g. ``license``).
-        overwrite: replace an existing folder.
+        overwrite: replace an existing dataset folder (only one made of MedIMeta files:
+            a folder holding anything else is refused). The old dataset stays readable
+            until the new one is complete.
 
     Returns:
         The dataset folder.
 
     Raises:
-        FileExistsError: if the folder exists and ``overwrite`` is false.
+        FileExistsError: if the folder exists and ``overwrite`` is false, or it is not a
+            MedIMeta dataset folder.
         ValueError, TypeError: for inconsistent counts, bad labels, bad splits or images.
 
     Examples:
@@ -208,25 +220,28 @@ def write_medimeta(
     """
     h5py, yaml = require("h5py"), require("yaml")
     root = os.fspath(root)
-    if (
-        not isinstance(dataset_id, str)
-        or not dataset_id
-        or os.sep in dataset_id
-        or dataset_id.startswith(".")
-    ):
-        raise ValueError(f"dataset_id must be a plain folder name, got {dataset_id!r}")
+    try:
+        check_name(dataset_id, "dataset_id")
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"dataset_id must be a plain folder name: {exc}") from None
     if not tasks:
         raise ValueError("give at least one task: {task name: (TaskDescription, labels)}")
     target = os.path.join(root, dataset_id)
-    if os.path.exists(target) and not overwrite:
-        raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+    if os.path.isdir(root):
+        clean_writer_leftovers(root, dataset_id)
+    if os.path.lexists(target):
+        if not overwrite:
+            raise FileExistsError(f"{target} exists; pass overwrite=True to replace it")
+        check_replaceable(target)
     n, batches = _image_batches(images)
     if n == 0:
         raise ValueError("images is empty")
     labels: dict[str, tuple[TaskDescription, np.ndarray]] = {}
     for task_name, (desc, y) in tasks.items():
-        if not isinstance(task_name, str) or not task_name or "/" in task_name or os.sep in task_name:
-            raise ValueError(f"task names must be non-empty and contain no '/', got {task_name!r}")
+        try:
+            check_name(task_name, "task name")
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"task names must be non-empty and contain no '/': {exc}") from None
         if not isinstance(desc, TaskDescription):
             raise TypeError(
                 f"tasks[{task_name!r}] must be (TaskDescription, labels), got {type(desc).__name__}"
@@ -245,7 +260,8 @@ def write_medimeta(
             raise ValueError(f"annotations[{col!r}] has {len(values)} values for {n} images")
 
     os.makedirs(root, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".{dataset_id}.", dir=root)
+    tmp = writer_folder(root, dataset_id, "tmp")
+    os.mkdir(tmp)
     try:
         shape = None
         with h5py.File(os.path.join(tmp, "images.hdf5"), "w") as f:
@@ -292,13 +308,25 @@ def write_medimeta(
         }
         with open(os.path.join(tmp, "info.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(doc, f, sort_keys=False, allow_unicode=True)
-        if os.path.exists(target):
-            shutil.rmtree(target)
-        os.replace(tmp, target)
+        _sync_tree(tmp)
+        install_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return target
+
+
+def _sync_tree(folder: str) -> None:
+    """Flush every file and folder under ``folder`` to disk (before it is renamed into place)."""
+    for dirpath, _, filenames in os.walk(folder, topdown=False):
+        for name in [*filenames, "."]:
+            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            except OSError:  # pragma: no cover - file systems that cannot sync a directory
+                pass
+            finally:
+                os.close(fd)
 
 
 def _write_tiffs(folder: str, batch: np.ndarray, start: int) -> None:
