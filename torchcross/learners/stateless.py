@@ -32,8 +32,10 @@ def task_buffers(module: nn.Module, batch_norm: Literal["batch", "frozen"] = "ba
     ``"batch"`` maps the running statistics of every normalisation layer
     (``BatchNorm*``, ``InstanceNorm*``) to ``None``: the layer then normalises with the
     statistics of the batch it sees, in train and eval mode alike, and cannot update
-    them. ``"frozen"`` returns detached copies of the stored buffers; run the module in
-    eval mode (see :func:`forward`) so they are used, not updated.
+    them. ``"frozen"`` keeps them; run the module in eval mode (see :func:`forward`) so
+    they are used, not updated. Every buffer returned is a detached copy, so layers that
+    update buffers in place as they run (spectral norm's power iteration in train mode)
+    change the copies, never the module.
 
     Examples:
         >>> net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
@@ -50,7 +52,7 @@ def task_buffers(module: nn.Module, batch_norm: Literal["batch", "frozen"] = "ba
             if is_norm and batch_norm == "batch" and buf_name in _NORM_BUFFERS:
                 buffers[key] = None
             else:
-                buffers[key] = buf.detach().clone() if batch_norm == "frozen" else buf
+                buffers[key] = buf.detach().clone()
     return buffers
 
 
