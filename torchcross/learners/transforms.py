@@ -262,7 +262,7 @@ def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
     def update(
         updates: Mapping[str, Tensor], state: EmptyState, params: Mapping[str, Tensor]
     ) -> tuple[Updates, EmptyState]:
-        return {k: -(_lr_for(lr, k) * u) for k, u in updates.items()}, state
+        return {k: (-_lr_for(lr, k)) * u for k, u in updates.items()}, state  # one op per parameter
 
     return GradientTransformation(init, update)
 
