@@ -112,18 +112,25 @@ def test_linear_probe_adapts_only_the_head():
     assert any(k.startswith("backbone.") for k in full.adapt(make_task(MULTICLASS, shape, 6, 3, 0)))
 
 
-def test_bad_arguments():
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"num_steps": -1}, "num_steps must be >= 0"),
+        ({"optimizer": "lbfgs"}, "optimizer must be 'adam' or 'sgd', got 'lbfgs'"),
+        ({"head_init": "one"}, "head_init must be 'zero' or 'kaiming', got 'one'"),
+        ({"batch_norm": "x"}, "batch_norm must be one of .* got 'x'"),
+        ({"feature_batch_size": 0}, "feature_batch_size must be >= 1, got 0"),
+    ],
+)
+def test_bad_arguments(kwargs, match):
     backbone, _ = tiny_backbone("mlp", False)
-    for kwargs in (
-        {"num_steps": -1},
-        {"optimizer": "lbfgs"},
-        {"head_init": "one"},
-        {"batch_norm": "x"},
-        {"feature_batch_size": 0},
-    ):
-        with pytest.raises(ValueError):
-            FineTuner(backbone, backbone.num_features, **kwargs)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=match):
+        FineTuner(backbone, backbone.num_features, **kwargs)
+
+
+def test_bad_backbone():
+    backbone, _ = tiny_backbone("mlp", False)
+    with pytest.raises(ValueError, match="num_backbone_features must be >= 1"):
         FineTuner(backbone, 0)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"backbone must be an nn.Module, got str"):
         FineTuner("backbone", 3)

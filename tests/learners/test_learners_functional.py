@@ -230,7 +230,7 @@ def test_batch_norm_policies():
 def test_errors():
     loss = _quadratic_problem()
     p = {"w": torch.zeros(3, dtype=D), "b": torch.zeros(2, dtype=D)}
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="num_steps must be >= 0"):
         inner_loop(loss, p, SGD(0.1), -1)
     with pytest.raises(KeyError, match="not in params"):
         inner_loop(loss, p, SGD(0.1), 1, adapt=["nope"])
@@ -238,17 +238,17 @@ def test_errors():
         inner_loop(loss, p, SGD(0.1), 1, differentiable=False, use_func=True)
     with pytest.raises(KeyError, match="no learning rate"):
         inner_loop(loss, p, SGD({"w": 0.1}), 1)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"batch_norm must be one of .* got 'running'"):
         task_buffers(nn.Linear(1, 1), "running")
-    for bad in (
-        lambda: SGD(-1.0),
-        lambda: SGD(0.1, momentum=1.0),
-        lambda: SGD(0.1, weight_decay=-1),
-        lambda: Adam(0.1, betas=(0.9,)),
-        lambda: Adam(0.1, betas=(0.9, 1.0)),
-        lambda: Adam(0.1, eps=0),
-        lambda: Adam(0.1, weight_decay=-1),
-        lambda: SGD(True),
+    for bad, match in (
+        (lambda: SGD(-1.0), "lr must be a non-negative float or a mapping name -> lr, got -1.0"),
+        (lambda: SGD(0.1, momentum=1.0), r"momentum must be a float in \[0, 1\), got 1.0"),
+        (lambda: SGD(0.1, weight_decay=-1), "weight_decay must be a float >= 0, got -1"),
+        (lambda: Adam(0.1, betas=(0.9,)), r"betas must be a pair \(beta1, beta2\)"),
+        (lambda: Adam(0.1, betas=(0.9, 1.0)), r"betas must be a pair .* got \(0.9, 1.0\)"),
+        (lambda: Adam(0.1, eps=0), "eps must be a float > 0, got 0"),
+        (lambda: Adam(0.1, weight_decay=-1), "weight_decay must be a float >= 0, got -1"),
+        (lambda: SGD(True), "lr must be a non-negative float .* got True"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=match):
             bad()

@@ -252,38 +252,36 @@ def test_frozen_parameters_are_neither_adapted_nor_given_gradients():
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "error"),
+    ("kwargs", "error", "match"),
     [
-        ({"inner_lr": -1.0}, ValueError),
-        ({"num_inner_steps": -1}, ValueError),
-        ({"eval_num_inner_steps": 1.5}, ValueError),
-        ({"head_init": "ones"}, ValueError),
-        ({"batch_norm": "running"}, ValueError),
-        ({"batching": "threads"}, ValueError),
-        ({"inner_optimizer": "rmsprop"}, ValueError),
-        ({"inner_optimizer": 3}, TypeError),
+        ({"inner_lr": -1.0}, ValueError, "inner_lr must be a non-negative float, got -1.0"),
+        ({"num_inner_steps": -1}, ValueError, "num_inner_steps must be >= 0"),
+        ({"eval_num_inner_steps": 1.5}, ValueError, "eval_num_inner_steps must be an int, got float"),
+        ({"head_init": "ones"}, ValueError, "head_init must be 'zero' or 'kaiming', got 'ones'"),
+        ({"batch_norm": "running"}, ValueError, "batch_norm must be one of .* got 'running'"),
+        ({"batching": "threads"}, ValueError, "batching must be one of .* got 'threads'"),
+        ({"inner_optimizer": "rmsprop"}, ValueError, "inner_optimizer must be 'sgd', 'adam' or callable"),
+        ({"inner_optimizer": 3}, TypeError, "inner_optimizer must be 'sgd', 'adam' or a callable, got int"),
     ],
 )
-def test_bad_arguments_raise(kwargs, error):
+def test_bad_arguments_raise(kwargs, error, match):
     backbone, _ = tiny_backbone("mlp", False)
-    with pytest.raises(error):
+    with pytest.raises(error, match=match):
         _maml(backbone, **kwargs)
 
 
 def test_bad_inputs_raise():
     backbone, shape = tiny_backbone("mlp", False)
     maml = _maml(backbone)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"backbone must be an nn.Module, got str"):
         MAML("not a module", 3, inner_lr=0.1, num_inner_steps=1)
-    with pytest.raises(ValueError):
-        _maml(backbone, num_backbone_features=0) if False else MAML(
-            backbone, 0, inner_lr=0.1, num_inner_steps=1
-        )
+    with pytest.raises(ValueError, match="num_backbone_features must be >= 1"):
+        MAML(backbone, 0, inner_lr=0.1, num_inner_steps=1)
     with pytest.raises(ValueError, match="no tasks"):
         maml.meta_loss([])
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="tasks must be a list of Task or a collated batch"):
         maml.meta_loss("tasks")
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="expected a torchcross Task, got list"):
         maml.predict([make_task(MULTICLASS, shape, 4, 4, 0)])
     bad = make_task(MULTICLASS, shape, 4, 4, 0)
     with pytest.raises(ValueError, match="inputs but"):

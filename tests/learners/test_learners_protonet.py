@@ -90,13 +90,17 @@ def test_missing_class_raises():
         prototypes(task.support[0], ys, MULTICLASS)
     with pytest.raises(ValueError, match="negative"):
         prototypes(task.support[0][:2], torch.ones(2, 3, dtype=torch.long), MULTILABEL)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"distance must be one of .* got 'manhattan'"):
         prototype_logits(task.query[0], torch.zeros(3, 5), MULTICLASS, "manhattan")
     backbone, _ = tiny_backbone("mlp", False)
-    for kwargs in ({"distance": "l1"}, {"scale": 0.0}, {"batch_norm": "x"}):
-        with pytest.raises(ValueError):
+    for kwargs, match in (
+        ({"distance": "l1"}, "distance must be one of .* got 'l1'"),
+        ({"scale": 0.0}, "scale must be > 0, got 0.0"),
+        ({"batch_norm": "x"}, "batch_norm must be one of .* got 'x'"),
+    ):
+        with pytest.raises(ValueError, match=match):
             ProtoNet(backbone, **kwargs)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match=r"backbone must be an nn.Module, got object"):
         ProtoNet(object())
 
 
@@ -128,9 +132,9 @@ def test_multitask_pretrainer_trains_one_head_per_task():
     assert model(task.query[0], MULTILABEL).shape == (2, 3)
     with pytest.raises(ValueError, match="already"):
         model.add_task(MULTILABEL)
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="description must be a TaskDescription, got str"):
         model.add_task("task")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="head_init must be 'zero' or 'kaiming', got 'normal'"):
         MultiTaskPretrainer(backbone, 4, head_init="normal")
     kaiming = [
         MultiTaskPretrainer(backbone, 4, [MULTICLASS], seed=1).head(MULTICLASS).weight for _ in range(2)
@@ -145,14 +149,14 @@ def test_backbones():
     assert net(torch.zeros(2, 3, 32, 32)).shape == (2, 16)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())
     assert mlp(6, (5, 3), batch_norm=True)(torch.zeros(4, 2, 3)).shape == (4, 3)
-    for bad in (
-        lambda: conv4(0),
-        lambda: conv4(1, image_size=8),
-        lambda: mlp(3, ()),
-        lambda: mlp(3, (0,)),
-        lambda: conv4(1, hidden=True),
+    for bad, match in (
+        (lambda: conv4(0), "in_channels must be >= 1"),
+        (lambda: conv4(1, image_size=8), "image_size must be at least 16"),
+        (lambda: mlp(3, ()), "hidden must name at least one layer width"),
+        (lambda: mlp(3, (0,)), "hidden width must be >= 1"),
+        (lambda: conv4(1, hidden=True), "hidden must be an int, got bool"),
     ):
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match=match):
             bad()
 
 
@@ -167,9 +171,9 @@ def test_batching_chooser():
     assert chooser.choose("auto", same[:1], accel) == "loop"
     assert chooser.choose("vmap", same, cpu) == "vmap"
     assert chooser.choose("auto", same, accel) == "calibrate"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="batching='vmap' needs tasks with one description"):
         chooser.choose("vmap", mixed_tasks(shape), cpu)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"batching must be one of .* got 'fast'"):
         chooser.choose("fast", same, cpu)
 
     # calibration runs both, keeps the faster one's gradients and remembers the choice
@@ -209,7 +213,9 @@ def test_batching_chooser_keeps_the_loop_when_vmap_runs_out_of_memory():
     assert chooser.calibrate(same, [p], {"loop": loop, "vmap": too_big}, accel) == 1.5
     assert p.grad.tolist() == [3.0, 3.0]
     assert chooser.choose("auto", same, accel) == "loop"
-    with pytest.raises(torch.cuda.OutOfMemoryError):  # the loop itself failing is not hidden
+    with pytest.raises(
+        torch.cuda.OutOfMemoryError, match="CUDA out of memory"
+    ):  # the loop itself failing is not hidden
         chooser.calibrate(same, [p], {"loop": too_big, "vmap": loop}, accel)
 
 

@@ -16,6 +16,7 @@ _EXPORTS: dict[str, str] = {
     "METRICS": "episodic",
     "EvaluationResult": "episodic",
     "Predictor": "episodic",
+    "BatchPredictor": "episodic",
     "evaluate": "episodic",
     "format_summary": "episodic",
     "summarize": "episodic",

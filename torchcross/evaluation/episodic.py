@@ -26,6 +26,7 @@ from torchcross.tasks.task import Task
 __all__ = [
     "LEFT_OUT",
     "METRICS",
+    "BatchPredictor",
     "EvaluationResult",
     "Predictor",
     "evaluate",
@@ -48,6 +49,18 @@ class Predictor(Protocol):
     """Anything with ``predict(task) -> query logits`` (adapts on ``task.support`` first)."""
 
     def predict(self, task: Task) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class BatchPredictor(Protocol):
+    """Anything with ``predict_many(tasks) -> [query logits per task]``, equal to ``predict`` task by task.
+
+    :func:`evaluate` with ``batch_size > 1`` hands such a learner ``batch_size``
+    episodes at once (a linear-probe :class:`~torchcross.learners.FineTuner` then shares
+    backbone passes across episodes).
+    """
+
+    def predict_many(self, tasks: Sequence[Task]) -> list[torch.Tensor]: ...
 
 
 @dataclass
@@ -209,8 +222,8 @@ def evaluate(
         device: move every episode there first (``None`` leaves tensors where they are).
         progress: show a tqdm progress bar; ``None`` shows it only on a terminal.
         confidence: level of the confidence intervals.
-        batch_size: episodes handed to the learner at once when it has
-            ``predict_many(tasks)`` (e.g. a linear-probe
+        batch_size: episodes handed to the learner at once when it is a
+            :class:`BatchPredictor` (has ``predict_many(tasks)``, e.g. a linear-probe
             :class:`~torchcross.learners.FineTuner`, which then shares backbone passes
             across episodes); 1 calls ``predict`` episode by episode.
 
@@ -241,7 +254,7 @@ def evaluate(
     if not 0.0 < confidence < 1.0:
         raise ValueError(f"confidence must be in (0, 1), e.g. 0.95, got {confidence=}")
     batch_size = check_int(batch_size, "batch_size", 1)
-    predict_many = getattr(learner, "predict_many", None) if batch_size > 1 else None
+    predict_many = learner.predict_many if batch_size > 1 and isinstance(learner, BatchPredictor) else None
     dev = torch.device(device) if device is not None else None
     records: list[dict[str, Any]] = []
     start = time.perf_counter()

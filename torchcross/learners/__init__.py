@@ -1,7 +1,9 @@
 """Learners: adapt to a task's support set, predict its query set.
 
 A pure functional core (:mod:`torchcross.learners.functional`: ``inner_loop``,
-``maml_query_loss``, ``finetune``, ``prototypes``) and thin classes over it:
+``maml_query_loss``, ``finetune``, ``adapt_backbone_and_head``, ``prototypes``; inner
+optimisers chained from the gradient transformations of
+:mod:`torchcross.learners.transforms`) and thin classes over it:
 
 * :class:`MAML` / :class:`CrossDomainMAML`: meta-learning across task kinds, with a
   fresh (zero-initialised) head per task; second order, first order, ANIL, Meta-SGD;

@@ -1,11 +1,16 @@
 """Gradient checkpointing of second-order inner steps.
 
-A checkpointed step keeps only its inputs (parameters, learning rates, optimiser state).
-Its forward pass runs the step without building a graph; the backward pass runs it
-again with ``create_graph=True`` and back-propagates through that recomputation, so at
-most one step's graph exists at a time. ``torch.utils.checkpoint`` is not used here:
-an inner step differentiates inside the checkpointed region, which makes it recompute
-every step during the forward pass as well.
+A checkpointed step keeps only its inputs (parameters, the optimiser's tensors such as
+learned learning rates, the optimiser state). Its forward pass runs the step without
+building a graph; the backward pass runs it again with ``create_graph=True`` and
+back-propagates through that recomputation, so at most one step's graph exists at a
+time. ``torch.utils.checkpoint`` is not used here: an inner step differentiates inside
+the checkpointed region, which makes it recompute every step during the forward pass
+as well.
+
+Optimiser and state are taken apart generically (:func:`flatten_tensors`): any nesting
+of ``NamedTuple`` s, tuples, lists, dicts and frozen dataclasses whose leaves are tensors
+or plain values (numbers, strings, ``None``).
 """
 
 from __future__ import annotations
@@ -17,29 +22,78 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.learners.inner_optimizers import SGD, Adam, AdamState, SGDState
+from torchcross.learners.inner_optimizers import InnerOptimizer
 
-__all__ = ["checkpointed_step", "supports_checkpoint"]
+__all__ = ["Unflatten", "checkpointed_step", "flatten_tensors", "supports_checkpoint"]
 
 ParamDict = dict[str, Tensor]
+Unflatten = Callable[[list[Tensor]], Any]
+_PLAIN = (int, float, bool, str, type(None))
 
 
-def _state_tensors(state: Any) -> tuple[list[Tensor], Callable[[list[Tensor]], Any]]:
-    if isinstance(state, SGDState):
-        keys = list(state.momentum_buffer)
-        return [state.momentum_buffer[k] for k in keys], lambda ts: SGDState(dict(zip(keys, ts)))
-    avg, sq = list(state.exp_avg), list(state.exp_avg_sq)
-    step = state.step
+def flatten_tensors(tree: Any) -> tuple[list[Tensor], Unflatten]:
+    """The tensors of ``tree`` (depth first) and a function that rebuilds ``tree`` from new ones.
 
-    def rebuild(ts: list[Tensor]) -> AdamState:
-        return AdamState(step, dict(zip(avg, ts[: len(avg)])), dict(zip(sq, ts[len(avg) :])))
+    Raises:
+        TypeError: ``tree`` holds something that is neither a container, a tensor nor a
+            plain value (a function, a module, ...): its tensors could not all be found.
 
-    return [state.exp_avg[k] for k in avg] + [state.exp_avg_sq[k] for k in sq], rebuild
+    Examples:
+        >>> from typing import NamedTuple
+        >>> class S(NamedTuple):
+        ...     step: int
+        ...     avg: dict
+        >>> leaves, rebuild = flatten_tensors((S(3, {"w": torch.zeros(1)}), ()))
+        >>> rebuild([torch.ones(1)])
+        (S(step=3, avg={'w': tensor([1.])}), ())
+    """
+    if isinstance(tree, Tensor):
+        return [tree], lambda ts: ts[0]
+    if isinstance(tree, _PLAIN):
+        return [], lambda ts: tree
+    if isinstance(tree, Mapping):
+        keys = list(tree)
+        leaves, rebuild = flatten_tensors([tree[k] for k in keys])
+        return leaves, lambda ts: dict(zip(keys, rebuild(ts)))
+    if dataclasses.is_dataclass(tree) and not isinstance(tree, type):
+        names = [f.name for f in dataclasses.fields(tree) if f.init]
+        leaves, rebuild = flatten_tensors([getattr(tree, n) for n in names])
+        return leaves, lambda ts: dataclasses.replace(tree, **dict(zip(names, rebuild(ts))))
+    if isinstance(tree, (tuple, list)):
+        parts = [flatten_tensors(x) for x in tree]
+        sizes = [len(leaves) for leaves, _ in parts]
+
+        def rebuild_sequence(ts: list[Tensor]) -> Any:
+            items, start = [], 0
+            for (_, rebuild), size in zip(parts, sizes):
+                items.append(rebuild(ts[start : start + size]))
+                start += size
+            if isinstance(tree, list):
+                return items
+            return tuple(items) if type(tree) is tuple else type(tree)(*items)  # a NamedTuple
+
+        return [t for leaves, _ in parts for t in leaves], rebuild_sequence
+    raise TypeError(
+        f"cannot take apart a {type(tree).__name__}: states and optimisers must be NamedTuples, "
+        "tuples, lists, dicts or frozen dataclasses of tensors and plain values"
+    )
 
 
-def supports_checkpoint(optimizer: Any, state: Any) -> bool:
-    """Whether :func:`checkpointed_step` knows how to take ``optimizer``'s step apart."""
-    return isinstance(optimizer, (SGD, Adam)) and isinstance(state, (SGDState, AdamState))
+def _flattenable(tree: Any) -> bool:
+    try:
+        flatten_tensors(tree)
+    except TypeError:
+        return False
+    return True
+
+
+def supports_checkpoint(optimizer: InnerOptimizer, state: Any) -> bool:
+    """Whether :func:`checkpointed_step` can find every tensor of ``optimizer`` and ``state``.
+
+    Optimisers that hide tensors in closures (a :class:`TransformOptimizer`) are not
+    supported; their steps are checkpointed with ``torch.utils.checkpoint`` instead.
+    """
+    return _flattenable(optimizer) and _flattenable(state)
 
 
 class _Step(torch.autograd.Function):
@@ -78,51 +132,36 @@ class _Step(torch.autograd.Function):
 
 def checkpointed_step(
     loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: SGD | Adam,
+    optimizer: InnerOptimizer,
     names: list[str],
     params: ParamDict,
-    state: SGDState | AdamState,
+    state: Any,
 ) -> tuple[ParamDict, Any, Tensor]:
     """One second-order inner step of ``names`` that stores only its inputs.
 
-    ``loss_fn`` must depend on differentiable tensors only through ``params`` (tensors it
-    captures from outside receive no gradient through a checkpointed step).
+    ``optimizer`` and ``state`` must pass :func:`supports_checkpoint`. ``loss_fn`` must
+    depend on differentiable tensors only through ``params`` (tensors it captures from
+    outside receive no gradient through a checkpointed step).
     """
     keys = list(params)
-    lr = optimizer.lr
-    lr_keys = [k for k, v in lr.items() if isinstance(v, Tensor)] if isinstance(lr, Mapping) else []
-    state_list, rebuild = _state_tensors(state)
-    n_p, n_lr = len(keys), len(lr_keys)
+    opt_tensors, rebuild_optimizer = flatten_tensors(optimizer)
+    state_tensors, rebuild_state = flatten_tensors(state)
+    n_p, n_opt = len(keys), len(opt_tensors)
     loss_box: list[Tensor] = []
+    out_state: list[Unflatten] = []
 
     def run(tensors: list[Tensor], create_graph: bool) -> list[Tensor]:
         p = dict(zip(keys, tensors[:n_p]))
-        opt = optimizer
-        if lr_keys:
-            opt = dataclasses.replace(optimizer, lr={**lr, **dict(zip(lr_keys, tensors[n_p : n_p + n_lr]))})
+        opt = rebuild_optimizer(tensors[n_p : n_p + n_opt]) if n_opt else optimizer
         loss = loss_fn(p)
         grads = torch.autograd.grad(loss, [p[n] for n in names], create_graph=create_graph)
-        new, new_state = opt.update(p, dict(zip(names, grads)), rebuild(tensors[n_p + n_lr :]))
+        new, new_state = opt.update(p, dict(zip(names, grads)), rebuild_state(tensors[n_p + n_opt :]))
         loss_box.append(loss.detach())
-        out_state, _ = _state_tensors(new_state)
-        return [new[n] for n in names] + out_state
+        new_state_tensors, rebuild_new_state = flatten_tensors(new_state)
+        out_state.append(rebuild_new_state)
+        return [new[n] for n in names] + new_state_tensors
 
-    outputs = _Step.apply(run, *params.values(), *[lr[k] for k in lr_keys], *state_list)
+    outputs = _Step.apply(run, *params.values(), *opt_tensors, *state_tensors)
     new = dict(params)
     new.update(zip(names, outputs[: len(names)]))
-    _, rebuild_out = _state_tensors(_next_state_shape(optimizer, state, names))
-    return new, rebuild_out(list(outputs[len(names) :])), loss_box[0]
-
-
-def _next_state_shape(optimizer: SGD | Adam, state: Any, names: list[str]) -> Any:
-    """The state's structure after a step of ``names`` (values are placeholders)."""
-    empty = torch.empty(0)
-    if isinstance(state, SGDState):
-        keys = list(state.momentum_buffer) + [n for n in names if n not in state.momentum_buffer]
-        return SGDState(
-            {k: empty for k in keys}
-            if isinstance(optimizer, SGD) and optimizer.momentum
-            else dict(state.momentum_buffer)
-        )
-    avg = list(state.exp_avg) + [n for n in names if n not in state.exp_avg]
-    return AdamState(state.step + 1, {k: empty for k in avg}, {k: empty for k in avg})
+    return new, out_state[0](list(outputs[len(names) :])), loss_box[0]

@@ -31,8 +31,8 @@ def check_task(task: Any) -> Task:
     """Return ``task`` if it is a collated :class:`Task` with matching sizes, else raise."""
     if not isinstance(task, Task):
         raise TypeError(f"expected a torchcross Task, got {type(task).__name__}")
-    for where in ("support", "query"):
-        x, y = _split(getattr(task, where), where)
+    for where, pair in (("support", task.support), ("query", task.query)):
+        x, y = _split(pair, where)
         if x.shape[0] != y.shape[0]:
             raise ValueError(
                 f"task {task.description.task_identifier!r}: {where} has {x.shape[0]} inputs but "

@@ -1,4 +1,4 @@
-"""The pure functional core of the learners, on ``torch.func``.
+"""The pure functional core of the learners, on ``torch.func``: one import for all of it.
 
 Models run from parameter dicts (:func:`forward`, ``torch.func.functional_call``);
 adaptation is a function from parameters to parameters (:func:`inner_loop`); nothing
@@ -6,338 +6,98 @@ here writes to a module's parameters or buffers. The learner classes
 (:class:`~torchcross.learners.MAML`, :class:`~torchcross.learners.FineTuner`,
 :class:`~torchcross.learners.ProtoNet`) are thin shells over these functions.
 
-Inner loops are loss-agnostic: they take ``loss_fn(params) -> scalar``. Three modes:
+The pieces live in modules named for what they do; this module gathers them:
 
-* second order (default): gradients with ``create_graph=True``; the adapted
-  parameters are differentiable functions of the starting ones (exact MAML);
-* ``first_order=True``: inner gradients are detached, so the adapted parameters
-  depend on the starting ones through the identity only (FOMAML);
-* ``differentiable=False``: a plain fine-tuning run on detached copies (evaluation).
-
-BatchNorm policy (see :func:`task_buffers`): with ``batch_norm="batch"`` every forward
-normalises with the statistics of the batch it sees, and the running statistics are
-hidden from the module, so they are neither read nor written; with
-``batch_norm="frozen"`` the stored running statistics are used as constants and never
-updated. Running statistics are therefore never shared between tasks by accident.
+* :mod:`~torchcross.learners.stateless`: :func:`forward`, :func:`task_buffers` and the
+  BatchNorm policies;
+* :mod:`~torchcross.learners.inner_loop`: :func:`inner_loop` (second order, first order,
+  plain fine-tuning), :func:`maml_query_loss`, :func:`finetune`;
+* :mod:`~torchcross.learners.inner_optimizers` and :mod:`~torchcross.learners.transforms`:
+  :class:`SGD`, :class:`Adam` and the gradient transformations they are chained from;
+* :mod:`~torchcross.learners.task_adaptation`: :func:`adapt_backbone_and_head`, MAML's
+  inner loop over a backbone and a task head, with the zero-head shortcuts;
+* :mod:`~torchcross.learners.meta_sgd`: learned inner learning rates in a flat
+  parameter dict;
+* :func:`prototypes` and :func:`prototype_logits`: the ProtoNet core.
 
 Examples:
     >>> import torch
     >>> w = torch.tensor([2.0], requires_grad=True)
     >>> adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": w}, SGD(lr=0.25), num_steps=1).params
     >>> adapted["w"]  # 2 - 0.25 * 4, still a function of w
-    tensor([1.], grad_fn=<SubBackward0>)
+    tensor([1.], grad_fn=<AddBackward0>)
     >>> torch.autograd.grad(adapted["w"].sum(), w)[0]  # d/dw (w - 0.25 * 2w) = 0.5
     tensor([0.5000])
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
-from typing import Any, Literal, NamedTuple
-
-import torch
-from torch import Tensor, nn
-from torch.func import functional_call
-from torch.utils.checkpoint import checkpoint as _checkpoint
-
-from torchcross._checks import check_int
-from torchcross.learners._checkpoint import checkpointed_step, supports_checkpoint
 from torchcross.learners._prototypes import DISTANCES, prototype_logits, prototypes
-from torchcross.learners.inner_optimizers import SGD, Adam, AdamState, InnerOptimizer, SGDState
+from torchcross.learners.inner_loop import InnerLoopResult, finetune, inner_loop, maml_query_loss
+from torchcross.learners.inner_optimizers import (
+    SGD,
+    Adam,
+    AdamState,
+    InnerOptimizer,
+    SGDState,
+    SkipsZeroGradients,
+    TransformOptimizer,
+)
+from torchcross.learners.meta_sgd import (
+    META_SGD_PREFIX,
+    init_meta_sgd_rates,
+    meta_sgd_key,
+    split_meta_sgd_rates,
+    with_meta_sgd_rates,
+)
+from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
+from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head
+from torchcross.learners.transforms import (
+    EmptyState,
+    GradientTransformation,
+    ScaleByAdamState,
+    TraceState,
+    add_decayed_weights,
+    apply_updates,
+    chain,
+    scale_by_adam,
+    scale_by_learning_rate,
+    trace,
+)
 
 __all__ = [
     "BATCH_NORM_POLICIES",
     "DISTANCES",
+    "HEAD_NAMES",
+    "META_SGD_PREFIX",
     "SGD",
     "Adam",
     "AdamState",
+    "EmptyState",
+    "GradientTransformation",
     "InnerLoopResult",
     "InnerOptimizer",
     "SGDState",
+    "ScaleByAdamState",
+    "SkipsZeroGradients",
+    "TraceState",
+    "TransformOptimizer",
+    "adapt_backbone_and_head",
+    "add_decayed_weights",
+    "apply_updates",
+    "chain",
     "finetune",
     "forward",
+    "init_meta_sgd_rates",
     "inner_loop",
     "maml_query_loss",
     "prototype_logits",
     "prototypes",
+    "meta_sgd_key",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "split_meta_sgd_rates",
     "task_buffers",
+    "trace",
+    "with_meta_sgd_rates",
 ]
-
-ParamDict = dict[str, Tensor]
-BATCH_NORM_POLICIES = ("batch", "frozen")
-"""``"batch"``: normalise with the current batch's statistics, hide the running ones;
-``"frozen"``: use the stored running statistics as constants."""
-
-_NORM_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
-
-
-def task_buffers(module: nn.Module, batch_norm: Literal["batch", "frozen"] = "batch") -> dict[str, Any]:
-    """The buffers to run ``module`` with for one task, under a BatchNorm policy.
-
-    ``"batch"`` maps the running statistics of every normalisation layer
-    (``BatchNorm*``, ``InstanceNorm*``) to ``None``: the layer then normalises with the
-    statistics of the batch it sees, in train and eval mode alike, and cannot update
-    them. ``"frozen"`` returns detached copies of the stored buffers; run the module in
-    eval mode (see :func:`forward`) so they are used, not updated.
-
-    Examples:
-        >>> net = nn.Sequential(nn.Linear(2, 3), nn.BatchNorm1d(3))
-        >>> sorted(task_buffers(net).items())
-        [('1.num_batches_tracked', None), ('1.running_mean', None), ('1.running_var', None)]
-    """
-    if batch_norm not in BATCH_NORM_POLICIES:
-        raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
-    buffers: dict[str, Any] = {}
-    for mod_name, mod in module.named_modules():
-        is_norm = isinstance(mod, nn.modules.batchnorm._NormBase)
-        for buf_name, buf in mod.named_buffers(recurse=False):
-            key = f"{mod_name}.{buf_name}" if mod_name else buf_name
-            if is_norm and batch_norm == "batch" and buf_name in _NORM_BUFFERS:
-                buffers[key] = None
-            else:
-                buffers[key] = buf.detach().clone() if batch_norm == "frozen" else buf
-    return buffers
-
-
-class _NormsInEvalMode:
-    """Context: normalisation layers of ``module`` in eval mode (restored on exit)."""
-
-    def __init__(self, module: nn.Module, active: bool) -> None:
-        self._mods = (
-            [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase) and m.training]
-            if active
-            else []
-        )
-
-    def __enter__(self) -> None:
-        for m in self._mods:
-            m.training = False
-
-    def __exit__(self, *exc: object) -> None:
-        for m in self._mods:
-            m.training = True
-
-
-def forward(
-    module: nn.Module,
-    params: Mapping[str, Tensor],
-    buffers: Mapping[str, Any],
-    x: Tensor,
-    batch_norm: Literal["batch", "frozen"] = "batch",
-) -> Tensor:
-    """Run ``module`` on ``x`` with the given parameters and buffers (``functional_call``).
-
-    With ``batch_norm="frozen"`` normalisation layers run in eval mode for the call.
-
-    Examples:
-        >>> lin = nn.Linear(2, 1)
-        >>> p = {"weight": torch.ones(1, 2), "bias": torch.zeros(1)}
-        >>> forward(lin, p, {}, torch.tensor([[1.0, 2.0]]))
-        tensor([[3.]])
-    """
-    with _NormsInEvalMode(module, batch_norm == "frozen"):
-        return functional_call(module, (dict(params), dict(buffers)), (x,), strict=False)
-
-
-class InnerLoopResult(NamedTuple):
-    """What :func:`inner_loop` returns.
-
-    Attributes:
-        params: the adapted parameters (all of them; the ones not adapted unchanged).
-        state: the optimiser state after the last step (pass it on to continue).
-        losses: the loss before each step, detached, ``(num_steps,)``.
-    """
-
-    params: ParamDict
-    state: Any
-    losses: Tensor
-
-
-def _check_steps(num_steps: int) -> None:
-    check_int(num_steps, "num_steps", 0)
-
-
-def _adapt_names(params: Mapping[str, Tensor], adapt: Collection[str] | None) -> list[str]:
-    if adapt is None:
-        return list(params)
-    names = list(adapt)
-    missing = [n for n in names if n not in params]
-    if missing:
-        raise KeyError(f"adapt names parameters that are not in params: {missing}; params has {list(params)}")
-    return names
-
-
-def _autograd_step(
-    loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
-    names: list[str],
-    create_graph: bool,
-    params: ParamDict,
-    state: Any,
-) -> tuple[ParamDict, Any, Tensor]:
-    loss = loss_fn(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-    new, state = optimizer.update(params, dict(zip(names, grads)), state)
-    return new, state, loss.detach()
-
-
-def _plain_step(
-    loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
-    names: list[str],
-    params: ParamDict,
-    state: Any,
-) -> tuple[ParamDict, Any, Tensor]:
-    for n in names:
-        params[n] = params[n].detach().requires_grad_()
-    loss = loss_fn(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names])
-    with torch.no_grad():
-        new, state = optimizer.update(
-            {k: v.detach() for k, v in params.items()}, dict(zip(names, grads)), state
-        )
-    return new, state, loss.detach()
-
-
-def _func_step(
-    loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
-    names: list[str],
-    first_order: bool,
-    params: ParamDict,
-    state: Any,
-) -> tuple[ParamDict, Any, Tensor]:
-    fixed = {k: v for k, v in params.items() if k not in names}
-
-    def sub_loss(sub: ParamDict) -> Tensor:
-        return loss_fn({**fixed, **sub})
-
-    grads, loss = torch.func.grad_and_value(sub_loss)({n: params[n] for n in names})
-    if first_order:
-        grads = {k: g.detach() for k, g in grads.items()}
-    new, state = optimizer.update(params, grads, state)
-    return new, state, loss.detach()
-
-
-def inner_loop(
-    loss_fn: Callable[[ParamDict], Tensor],
-    params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer,
-    num_steps: int,
-    *,
-    adapt: Collection[str] | None = None,
-    first_order: bool = False,
-    differentiable: bool = True,
-    checkpoint: bool = False,
-    state: Any = None,
-    use_func: bool = False,
-) -> InnerLoopResult:
-    """Take ``num_steps`` optimiser steps on ``loss_fn`` from ``params``.
-
-    Args:
-        loss_fn: ``params -> scalar loss`` (it receives all parameters).
-        params: the starting parameters; never modified.
-        optimizer: an inner optimiser (:class:`SGD`, :class:`Adam`).
-        num_steps: number of steps (0 returns ``params`` unchanged).
-        adapt: names of the parameters to update (default: all); the others are
-            held fixed but still receive outer gradients through ``loss_fn``.
-        first_order: detach the inner gradients (first-order MAML).
-        differentiable: ``False`` runs on detached copies without building a graph
-            across steps (fine-tuning); the result does not require gradients.
-        checkpoint: do not store each second-order step's intermediate results;
-            recompute them during the backward pass (``torch.utils.checkpoint``,
-            non-reentrant). Saves memory in long inner loops for one more forward
-            pass per step.
-        state: optimiser state to continue from (default: ``optimizer.init``).
-        use_func: take gradients with ``torch.func.grad`` instead of
-            ``torch.autograd.grad`` (needed inside ``torch.func.vmap``).
-
-    Returns:
-        An :class:`InnerLoopResult` ``(params, state, losses)``.
-
-    Examples:
-        >>> p = {"w": torch.tensor([3.0])}
-        >>> r = inner_loop(lambda q: (q["w"] ** 2).sum(), p, SGD(lr=0.5), 2, differentiable=False)
-        >>> r.params["w"], r.losses
-        (tensor([0.]), tensor([9., 0.]))
-    """
-    _check_steps(num_steps)
-    names = _adapt_names(params, adapt)
-    current: ParamDict = dict(params)
-    if state is None:
-        state = optimizer.init(current)
-    if not differentiable:
-        if use_func:
-            raise ValueError(
-                "use_func=True needs differentiable=True (it exists for vmap over meta-gradients)"
-            )
-        current = {k: v.detach() for k, v in current.items()}
-    losses: list[Tensor] = []
-    with torch.enable_grad():
-        for _ in range(num_steps):
-            if use_func:
-                current, state, loss = _func_step(loss_fn, optimizer, names, first_order, current, state)
-            elif not differentiable:
-                current, state, loss = _plain_step(loss_fn, optimizer, names, current, state)
-            else:
-                # A fresh node per adapted tensor makes each step's gradient the partial
-                # derivative at the current point, even for a tensor that earlier steps held
-                # fixed while other parameters were computed from it.
-                for n in names:
-                    t = current[n]
-                    current[n] = t.view_as(t) if t.requires_grad else t.detach().requires_grad_()
-                create_graph = not first_order
-                if checkpoint and create_graph and supports_checkpoint(optimizer, state):
-                    current, state, loss = checkpointed_step(loss_fn, optimizer, names, current, state)
-                elif checkpoint and create_graph:
-                    current, state, loss = _checkpoint(
-                        _autograd_step, loss_fn, optimizer, names, True, current, state, use_reentrant=False
-                    )
-                else:
-                    current, state, loss = _autograd_step(
-                        loss_fn, optimizer, names, create_graph, current, state
-                    )
-            losses.append(loss)
-    stacked = torch.stack(losses) if losses else torch.zeros(0)
-    return InnerLoopResult(current, state, stacked)
-
-
-def maml_query_loss(
-    support_loss: Callable[[ParamDict], Tensor],
-    query_loss: Callable[[ParamDict], Tensor],
-    params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer,
-    num_steps: int,
-    **inner_kwargs: Any,
-) -> Tensor:
-    """MAML's task loss: adapt on the support loss, return the query loss of the result.
-
-    ``inner_kwargs`` go to :func:`inner_loop` (``adapt``, ``first_order``, ``checkpoint``,
-    ``use_func``). Differentiate the result with respect to ``params`` for the
-    meta-gradient.
-
-    Examples:
-        >>> w = torch.tensor([1.0], requires_grad=True)
-        >>> q = maml_query_loss(lambda p: (p["w"] ** 2).sum(), lambda p: p["w"].sum(), {"w": w}, SGD(0.25), 1)
-        >>> q, torch.autograd.grad(q, w)[0]
-        (tensor(0.5000, grad_fn=<SumBackward0>), tensor([0.5000]))
-    """
-    adapted = inner_loop(support_loss, params, optimizer, num_steps, **inner_kwargs).params
-    return query_loss(adapted)
-
-
-def finetune(
-    loss_fn: Callable[[ParamDict], Tensor],
-    params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer,
-    num_steps: int,
-    *,
-    adapt: Collection[str] | None = None,
-) -> ParamDict:
-    """A fine-tuning run: :func:`inner_loop` without a graph; returns detached parameters.
-
-    Examples:
-        >>> finetune(lambda p: ((p["w"] - 4) ** 2).sum(), {"w": torch.zeros(1)}, SGD(0.25), 3)["w"]
-        tensor([3.5000])
-    """
-    return inner_loop(loss_fn, params, optimizer, num_steps, adapt=adapt, differentiable=False).params

@@ -1,18 +1,20 @@
-"""Differentiable optimisers for inner loops: pure ``init`` / ``update`` pairs on parameter dicts.
+"""Differentiable inner optimisers: :class:`SGD` and :class:`Adam`, composed from gradient transformations.
 
-An inner optimiser never writes to a tensor: :meth:`SGD.update` and :meth:`Adam.update`
-return new parameter and state dicts built from out-of-place operations, so the result
-can be differentiated with respect to the starting parameters (second-order MAML) and
-with respect to learnable learning rates (Meta-SGD). Without gradient tracking they
-compute exactly what ``torch.optim.SGD`` / ``torch.optim.Adam`` compute.
+An inner optimiser is a pair of pure functions on parameter dicts,
+``init(params) -> state`` and ``update(params, grads, state) -> (new params, new state)``
+(:class:`InnerOptimizer`). :class:`SGD` and :class:`Adam` are friendly names for chains
+of the pieces in :mod:`torchcross.learners.transforms`:
 
-Only the parameters named in ``grads`` are updated; the others are passed through as
-the same tensor objects. State is created lazily per parameter, with one step counter
-shared by all parameters (a parameter first updated at step ``t`` behaves as if it had
-received zero gradients before).
+* ``SGD(lr, momentum, weight_decay)`` is
+  ``chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))``;
+* ``Adam(lr, betas, eps, weight_decay)`` is
+  ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``.
 
-A learning rate is a float, or a mapping from parameter name to a float or tensor
-(per-parameter and per-element learning rates, broadcast against the parameter).
+:class:`TransformOptimizer` turns any other chain into an inner optimiser. Nothing is
+written in place, so the new parameters can be differentiated with respect to the
+starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Without
+gradient tracking, :class:`SGD` computes exactly what ``torch.optim.SGD`` computes, and
+:class:`Adam` what ``torch.optim.Adam`` computes up to rounding.
 
 Examples:
     >>> import torch
@@ -25,62 +27,116 @@ Examples:
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
-from typing import Protocol, Union
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
-import torch
 from torch import Tensor
 
-__all__ = ["SGD", "Adam", "AdamState", "InnerOptimizer", "LearningRate", "SGDState"]
+from torchcross.learners.transforms import (
+    GradientTransformation,
+    LearningRate,
+    ScaleByAdamState,
+    TraceState,
+    add_decayed_weights,
+    apply_updates,
+    chain,
+    check_learning_rate,
+    scale_by_adam,
+    scale_by_learning_rate,
+    trace,
+)
 
-LearningRate = Union[float, Mapping[str, Union[float, Tensor]]]  # noqa: UP007 (a runtime alias)
+__all__ = [
+    "SGD",
+    "Adam",
+    "AdamState",
+    "InnerOptimizer",
+    "LearningRate",
+    "SGDState",
+    "TransformOptimizer",
+    "SkipsZeroGradients",
+]
+
 ParamDict = dict[str, Tensor]
+
+SGDState = tuple[Any, TraceState, Any]
+"""The state of :class:`SGD`: ``(EmptyState(), TraceState(momentum_buffer), EmptyState())``."""
+
+AdamState = tuple[Any, ScaleByAdamState, Any]
+"""The state of :class:`Adam`: ``(EmptyState(), ScaleByAdamState(...), EmptyState())``."""
 
 
 class InnerOptimizer(Protocol):
     """What :func:`~torchcross.learners.functional.inner_loop` needs from an optimiser."""
 
-    def init(self, params: Mapping[str, Tensor]) -> object:
+    def init(self, params: Mapping[str, Tensor]) -> Any:
         """The state before the first step."""
         ...
 
     def update(
-        self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: object
-    ) -> tuple[ParamDict, object]:
+        self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: Any
+    ) -> tuple[ParamDict, Any]:
         """One step: new parameters (all of them) and the new state."""
         ...
 
 
-def _check_lr(lr: LearningRate) -> None:
-    if isinstance(lr, Mapping):
-        return
-    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
-        raise ValueError(f"lr must be a non-negative float or a mapping name -> lr, got {lr!r}")
+@runtime_checkable
+class SkipsZeroGradients(Protocol):
+    """An inner optimiser that says whether its first step skips parameters with a zero gradient.
+
+    When ``first_step_skips_zero_gradients`` is true, a first step (from ``init``) that
+    gets a zero gradient for a parameter returns that parameter unchanged, and later
+    steps behave as if that parameter had not been in the first step at all. MAML's
+    zero-head shortcut (:func:`~torchcross.learners.functional.adapt_backbone_and_head`)
+    relies on it; optimisers without it take every step in full.
+    """
+
+    @property
+    def first_step_skips_zero_gradients(self) -> bool: ...
 
 
-def _lr_for(lr: LearningRate, name: str) -> float | Tensor:
-    if isinstance(lr, Mapping):
-        try:
-            return lr[name]
-        except KeyError:
-            raise KeyError(
-                f"no learning rate for parameter {name!r}; the lr mapping has {sorted(lr)[:8]}..."
-            ) from None
-    return lr
-
-
-def _check_unit(name: str, value: float) -> None:
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+def _step(
+    transform: GradientTransformation,
+    params: Mapping[str, Tensor],
+    grads: Mapping[str, Tensor],
+    state: Any,
+) -> tuple[ParamDict, Any]:
+    updates, state = transform.update(grads, state, params)
+    return apply_updates(params, updates), state
 
 
 @dataclass(frozen=True)
-class SGDState:
-    """State of :class:`SGD`: the momentum buffers (empty without momentum)."""
+class TransformOptimizer:
+    """The inner optimiser that applies ``transform``'s updates: ``p + u``.
 
-    momentum_buffer: Mapping[str, Tensor] = field(default_factory=dict)
+    Examples:
+        >>> import torch
+        >>> from torchcross.learners.transforms import scale_by_learning_rate, trace
+        >>> opt = TransformOptimizer(chain(trace(0.9), scale_by_learning_rate(0.5)))
+        >>> p = {"w": torch.tensor([1.0])}
+        >>> opt.update(p, {"w": torch.tensor([2.0])}, opt.init(p))[0]
+        {'w': tensor([0.])}
+    """
+
+    transform: GradientTransformation
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.transform, GradientTransformation):
+            raise TypeError(
+                f"transform must be a GradientTransformation (e.g. chain(...)), got "
+                f"{type(self.transform).__name__}"
+            )
+
+    def init(self, params: Mapping[str, Tensor]) -> Any:
+        """``transform.init(params)``."""
+        return self.transform.init(params)
+
+    def update(
+        self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: Any
+    ) -> tuple[ParamDict, Any]:
+        """New parameters ``p + u`` with ``u`` the transformed ``grads``, and the new state."""
+        return _step(self.transform, params, grads, state)
 
 
 @dataclass(frozen=True)
@@ -102,50 +158,32 @@ class SGD:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_lr(self.lr)
-        _check_unit("momentum", self.momentum)
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        self.transform  # noqa: B018 (building the pieces checks every argument)
+
+    @property
+    def transform(self) -> GradientTransformation:
+        """The chain this optimiser applies (built anew on each call; the pieces hold no state).
+
+        ``chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))``
+        """
+        return chain(
+            add_decayed_weights(self.weight_decay), trace(self.momentum), scale_by_learning_rate(self.lr)
+        )
+
+    @property
+    def first_step_skips_zero_gradients(self) -> bool:
+        """Without weight decay, yes (see :class:`SkipsZeroGradients`)."""
+        return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> SGDState:
         """Empty state (buffers are created on first use)."""
-        return SGDState()
+        return self.transform.init(params)
 
     def update(
         self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: SGDState
     ) -> tuple[ParamDict, SGDState]:
         """``p - lr * g`` (with momentum and weight decay if configured) for every ``p`` in ``grads``."""
-        new = dict(params)
-        buffers = dict(state.momentum_buffer)
-        for name, g in grads.items():
-            p = params[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            if self.momentum:
-                buf = buffers.get(name)
-                g = g if buf is None else buf * self.momentum + g
-                buffers[name] = g
-            new[name] = p - _lr_for(self.lr, name) * g
-        return new, SGDState(buffers)
-
-
-@dataclass(frozen=True)
-class AdamState:
-    """State of :class:`Adam`: the shared step count and the moment estimates."""
-
-    step: int = 0
-    exp_avg: Mapping[str, Tensor] = field(default_factory=dict)
-    exp_avg_sq: Mapping[str, Tensor] = field(default_factory=dict)
-
-
-def _safe_sqrt(x: Tensor) -> Tensor:
-    # sqrt whose derivative at 0 is 0 instead of inf, so that parameters with a zero
-    # gradient (e.g. a backbone under a zero-initialised head) do not turn second-order
-    # gradients into NaN. The forward value equals torch.sqrt.
-    if not x.requires_grad:
-        return x.sqrt()
-    positive = x > 0
-    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
+        return _step(self.transform, params, grads, state)
 
 
 @dataclass(frozen=True)
@@ -162,6 +200,7 @@ class Adam:
         weight_decay: L2 penalty added to the gradient.
 
     Examples:
+        >>> import torch
         >>> opt = Adam(lr=0.1)
         >>> p = {"w": torch.tensor([1.0])}
         >>> opt.update(p, {"w": torch.tensor([5.0])}, opt.init(p))[0]["w"]  # first step moves by ~lr
@@ -174,38 +213,36 @@ class Adam:
     weight_decay: float = 0.0
 
     def __post_init__(self) -> None:
-        _check_lr(self.lr)
-        if len(self.betas) != 2:
-            raise ValueError(f"betas must be a pair (beta1, beta2), got {self.betas!r}")
-        _check_unit("betas[0]", self.betas[0])
-        _check_unit("betas[1]", self.betas[1])
-        if self.eps <= 0:
-            raise ValueError(f"eps must be > 0, got {self.eps!r}")
-        if self.weight_decay < 0:
-            raise ValueError(f"weight_decay must be >= 0, got {self.weight_decay!r}")
+        check_learning_rate(self.lr)
+        if len(self.betas) != 2 or not all(
+            isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in self.betas
+        ):
+            raise ValueError(f"betas must be a pair (beta1, beta2) of floats in [0, 1), got {self.betas!r}")
+        self.transform  # noqa: B018 (validates eps and weight_decay)
+
+    @property
+    def transform(self) -> GradientTransformation:
+        """The chain this optimiser applies (built anew on each call; the pieces hold no state).
+
+        ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``
+        """
+        return chain(
+            add_decayed_weights(self.weight_decay),
+            scale_by_adam(self.betas[0], self.betas[1], self.eps),
+            scale_by_learning_rate(self.lr),
+        )
+
+    @property
+    def first_step_skips_zero_gradients(self) -> bool:
+        """Without weight decay, yes (see :class:`SkipsZeroGradients`)."""
+        return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> AdamState:
         """Step 0 with no moments (they start at zero on first use)."""
-        return AdamState()
+        return self.transform.init(params)
 
     def update(
         self, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: AdamState
     ) -> tuple[ParamDict, AdamState]:
         """One Adam step for every parameter in ``grads``."""
-        beta1, beta2 = self.betas
-        step = state.step + 1
-        bias_correction1 = 1 - beta1**step
-        bias_correction2_sqrt = math.sqrt(1 - beta2**step)
-        new = dict(params)
-        exp_avg, exp_avg_sq = dict(state.exp_avg), dict(state.exp_avg_sq)
-        for name, g in grads.items():
-            p = params[name]
-            if self.weight_decay:
-                g = g + self.weight_decay * p
-            m, v = exp_avg.get(name), exp_avg_sq.get(name)
-            m = g * (1 - beta1) if m is None else torch.lerp(m, g, 1 - beta1)
-            v = g * g * (1 - beta2) if v is None else v * beta2 + g * g * (1 - beta2)
-            exp_avg[name], exp_avg_sq[name] = m, v
-            denom = _safe_sqrt(v) / bias_correction2_sqrt + self.eps
-            new[name] = p - (_lr_for(self.lr, name) / bias_correction1) * (m / denom)
-        return new, AdamState(step, exp_avg, exp_avg_sq)
+        return _step(self.transform, params, grads, state)

@@ -32,30 +32,25 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.learners import batching as _batching
-from torchcross.learners._maml_steps import FeatureCache, step_on_cached_features
 from torchcross.learners._tasks import as_task_list, check_task, task_tensors
-from torchcross.learners.functional import BATCH_NORM_POLICIES, forward, inner_loop, task_buffers
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
-from torchcross.nn import get_task_kind, head_forward, init_head_params, loss
+from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
+from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
+from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head
+from torchcross.nn import head_forward, init_head_params, loss
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
 
 ParamDict = dict[str, Tensor]
-_HEAD = ("head.weight", "head.bias")
 _PREFIX = "backbone."
-_LR = "lr."
-
-
-def _lr_key(name: str) -> str:
-    return name.replace(".", "__")
 
 
 class MAML(nn.Module):
@@ -143,27 +138,17 @@ class MAML(nn.Module):
         self._chooser = _batching.BatchingChooser()
         self.inner_lrs: nn.ParameterDict | None = None
         if meta_sgd:
-            lrs: dict[str, nn.Parameter] = {}
-            for name, p in self.backbone.named_parameters():
-                lrs[_lr_key(_PREFIX + name)] = nn.Parameter(torch.full_like(p.detach(), self.inner_lr))
-            ref = next(self.backbone.parameters(), torch.zeros(()))
-            for name in _HEAD:
-                lrs[_lr_key(name)] = nn.Parameter(
-                    torch.full((), self.inner_lr, dtype=ref.dtype, device=ref.device)
-                )
-            if len(lrs) != sum(1 for _ in self.backbone.parameters()) + 2:
-                raise ValueError("backbone parameter names collide once '.' is replaced by '__'; rename them")
-            self.inner_lrs = nn.ParameterDict(lrs)
+            backbone_params = {_PREFIX + k: p for k, p in self.backbone.named_parameters()}
+            rates = init_meta_sgd_rates(backbone_params, HEAD_NAMES, self.inner_lr)
+            self.inner_lrs = nn.ParameterDict({k: nn.Parameter(v) for k, v in rates.items()})
 
     # ------------------------------------------------------------------ parameters
 
     def _meta(self, detach: bool = False) -> ParamDict:
-        meta = {_PREFIX + k: (v.detach() if detach else v) for k, v in self.backbone.named_parameters()}
+        meta = {_PREFIX + k: v for k, v in self.backbone.named_parameters()}
         if self.inner_lrs is not None:
-            for name in [*list(meta), *_HEAD]:
-                lr = self.inner_lrs[_lr_key(name)]
-                meta[_LR + name] = lr.detach() if detach else lr
-        return meta
+            meta = with_meta_sgd_rates(meta, self.inner_lrs, [*meta, *HEAD_NAMES])
+        return {k: v.detach() for k, v in meta.items()} if detach else meta
 
     def _generator(self, device: torch.device) -> torch.Generator:
         key = str(device)
@@ -189,6 +174,10 @@ class MAML(nn.Module):
 
     # ------------------------------------------------------------------ one task
 
+    def _features(self, buffers: dict[str, object], params: ParamDict, x: Tensor) -> Tensor:
+        backbone = {k[len(_PREFIX) :]: v for k, v in params.items() if k.startswith(_PREFIX)}
+        return forward(self.backbone, backbone, buffers, x, self.batch_norm)
+
     def _adapt(
         self,
         meta: ParamDict,
@@ -201,67 +190,27 @@ class MAML(nn.Module):
         use_func: bool = False,
     ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
         """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
-        kind = get_task_kind(desc)
-        targets = kind.encode_labels(ys, desc)
-        buffers = task_buffers(self.backbone, self.batch_norm)
-        params = {k: v for k, v in meta.items() if not k.startswith(_LR)}
-        lrs: LearningRate = self.inner_lr
-        if self.inner_lrs is not None:
-            lrs = {k[len(_LR) :]: v for k, v in meta.items() if k.startswith(_LR)}
-        params.update(head)
-        backbone_names = [k for k in params if k.startswith(_PREFIX)]
-
-        def features(p: ParamDict, x: Tensor) -> Tensor:
-            return forward(
-                self.backbone, {k[len(_PREFIX) :]: p[k] for k in backbone_names}, buffers, x, self.batch_norm
-            )
-
-        support_features = FeatureCache(
-            functools.partial(features, x=xs), backbone_names, not self.checkpoint
-        )
-
-        def support_loss(p: ParamDict) -> Tensor:
-            logits = head_forward(support_features(p), {"weight": p["head.weight"], "bias": p["head.bias"]})
-            return kind.loss(logits, targets, None, "mean")
-
-        optimizer = self._make_optimizer(lrs)
-        steps = self.num_inner_steps if training else self.eval_num_inner_steps
+        params, rates = split_meta_sgd_rates(meta)
+        lr: LearningRate = self.inner_lr if self.inner_lrs is None else rates
+        features = functools.partial(self._features, task_buffers(self.backbone, self.batch_norm))
+        backbone = [k for k in params if k.startswith(_PREFIX)]
         trainable = {_PREFIX + k for k, p in self.backbone.named_parameters() if p.requires_grad}
-        adapted_backbone = [] if self.anil else [k for k in backbone_names if k in trainable]
-        kwargs: dict[str, Any] = dict(
+        adapted = adapt_backbone_and_head(
+            features,
+            {**params, **head},
+            (xs, ys),
+            desc,
+            self._make_optimizer(lr),
+            self.num_inner_steps if training else self.eval_num_inner_steps,
+            backbone=backbone,
+            adapt_backbone=[] if self.anil else [k for k in backbone if k in trainable],
+            zero_head=self.head_init == "zero",
             first_order=self.first_order,
             checkpoint=self.checkpoint,
             differentiable=training,
             use_func=use_func,
         )
-        state = None
-        if (
-            steps
-            and adapted_backbone
-            and self.head_init == "zero"
-            and getattr(optimizer, "weight_decay", None) == 0
-        ):
-            # Under a zero head the backbone's gradient is exactly zero, so the first step
-            # only moves the head; the backbone's support features are reused by the second.
-            params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=_HEAD, **kwargs)
-            steps -= 1
-            if steps and training and not use_func and not self.checkpoint:
-                params, state = step_on_cached_features(
-                    support_features(params),
-                    params,
-                    adapted_backbone,
-                    targets,
-                    desc,
-                    optimizer,
-                    state,
-                    first_order=self.first_order,
-                )
-                steps -= 1
-        adapt = [*adapted_backbone, *_HEAD]
-        params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
-        if not training:
-            params = {k: v.detach() for k, v in params.items()}
-        return params, features
+        return adapted, features
 
     def _adapted_logits(
         self,
@@ -351,10 +300,10 @@ class MAML(nn.Module):
             total += task_loss.detach()
         return float(total)
 
-    def _named_meta(self) -> dict[str, nn.Parameter]:
+    def _named_meta(self) -> dict[str, Tensor]:
         named = {_PREFIX + k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
         if self.inner_lrs is not None:
-            named.update({_LR + n: self.inner_lrs[_lr_key(n)] for n in [*list(named), *_HEAD]})
+            named = with_meta_sgd_rates(named, self.inner_lrs, [*named, *HEAD_NAMES])
         return named
 
     def _vmap_backward(self, tasks: list[Task]) -> float:

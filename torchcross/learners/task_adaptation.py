@@ -1,0 +1,186 @@
+"""Adapting a backbone and a linear head on a task's support set: MAML's inner loop.
+
+:func:`adapt_backbone_and_head` runs the inner loop of one task over parameters named
+``"backbone.*"`` (read by a ``features`` function) and ``"head.weight"`` /
+``"head.bias"`` (a linear head sized for the task), with the loss of the task's kind.
+
+Under a zero-initialised head (``zero_head=True``) two exact shortcuts apply. The
+backbone's gradient is then exactly zero, so the first step only moves the head (the
+backbone is unchanged, bit for bit), and the second step reuses the backbone's support
+features of the first instead of a new forward pass (:func:`step_on_cached_features`).
+Both need an optimiser that skips zero gradients on its first step
+(:class:`~torchcross.learners.inner_optimizers.SkipsZeroGradients`, e.g. SGD or Adam
+without weight decay); with any other optimiser every step runs in full.
+
+Examples:
+    >>> import torch
+    >>> from torchcross.learners.inner_optimizers import SGD
+    >>> from torchcross.tasks.task import TaskDescription
+    >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+    >>> params = {"backbone.w": torch.eye(2), "head.weight": torch.zeros(1, 2), "head.bias": torch.zeros(1)}
+    >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1], [0]])
+    >>> def features(p, x):
+    ...     return x @ p["backbone.w"]
+    >>> opt = SGD(1.0)
+    >>> adapted = adapt_backbone_and_head(
+    ...     features, params, (x, y), d, opt, 2, backbone=["backbone.w"], zero_head=True, differentiable=False
+    ... )
+    >>> adapted["head.weight"], adapted["head.bias"]
+    (tensor([[ 0.4689, -0.4689]]), tensor([0.]))
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Collection, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchcross.learners.inner_loop import inner_loop
+from torchcross.learners.inner_optimizers import InnerOptimizer, SkipsZeroGradients
+from torchcross.nn import get_task_kind, head_forward
+from torchcross.tasks.task import TaskDescription
+
+__all__ = ["HEAD_NAMES", "FeatureCache", "adapt_backbone_and_head", "step_on_cached_features"]
+
+ParamDict = dict[str, Tensor]
+HEAD_NAMES = ("head.weight", "head.bias")
+"""The names of a task head's parameters in a learner's flat parameter dict."""
+
+
+def _head(params: ParamDict) -> ParamDict:
+    return {"weight": params["head.weight"], "bias": params["head.bias"]}
+
+
+class FeatureCache:
+    """``params -> features``, reusing the last result while the backbone tensors are the same objects."""
+
+    def __init__(self, fn: Callable[[ParamDict], Tensor], names: Sequence[str], enabled: bool) -> None:
+        self.fn, self.names, self.enabled = fn, list(names), enabled
+        self.key: list[Tensor] | None = None
+        self.value: Tensor | None = None
+
+    def __call__(self, params: ParamDict) -> Tensor:
+        tensors = [params[n] for n in self.names]
+        if self.enabled and self.key is not None and all(a is b for a, b in zip(self.key, tensors)):
+            return self.value  # type: ignore[return-value]
+        value = self.fn(params)
+        if self.enabled:
+            self.key, self.value = tensors, value
+        return value
+
+
+def step_on_cached_features(
+    features: Tensor,
+    params: ParamDict,
+    backbone_names: list[str],
+    targets: Tensor,
+    desc: TaskDescription,
+    optimizer: InnerOptimizer,
+    state: Any,
+    *,
+    first_order: bool,
+) -> tuple[ParamDict, Any]:
+    """The second inner step after a head-only first step, without a new backbone forward pass.
+
+    The backbone has not moved, so its support features are those of the first step. The
+    gradient of the loss with respect to the features is taken at a fresh alias of them (a
+    partial derivative: the head also depends on the features, through the first step),
+    then pulled back through the backbone (a vector-Jacobian product).
+    """
+    create_graph = not first_order
+    with torch.enable_grad():
+        alias = features.view_as(features)
+        head = _head(params)
+        task_loss = get_task_kind(desc).loss(head_forward(alias, head), targets, None, "mean")
+        g_features, g_weight, g_bias = torch.autograd.grad(
+            task_loss, [alias, head["weight"], head["bias"]], create_graph=create_graph
+        )
+        backbone = [params[k] for k in backbone_names]
+        pulled = torch.autograd.grad(
+            features, backbone, grad_outputs=g_features, create_graph=create_graph, allow_unused=True
+        )
+    grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
+    grads.update({"head.weight": g_weight, "head.bias": g_bias})
+    return optimizer.update(params, grads, state)  # type: ignore[return-value]
+
+
+def _skips_zero_gradients(optimizer: InnerOptimizer) -> bool:
+    return isinstance(optimizer, SkipsZeroGradients) and optimizer.first_step_skips_zero_gradients
+
+
+def adapt_backbone_and_head(
+    features: Callable[[ParamDict, Tensor], Tensor],
+    params: ParamDict,
+    support: tuple[Tensor, Tensor],
+    description: TaskDescription,
+    optimizer: InnerOptimizer,
+    num_steps: int,
+    *,
+    backbone: Collection[str],
+    adapt_backbone: Collection[str] | None = None,
+    zero_head: bool = False,
+    first_order: bool = False,
+    checkpoint: bool = False,
+    differentiable: bool = True,
+    use_func: bool = False,
+) -> ParamDict:
+    """Adapt backbone and head on ``support`` with ``num_steps`` inner steps; return all parameters.
+
+    Args:
+        features: ``(params, x) -> (N, F)``, reading only the ``backbone`` entries of ``params``.
+        params: the backbone parameters and ``"head.weight"`` / ``"head.bias"``; never modified.
+        support: ``(inputs, canonical labels)`` of the task.
+        description: the task (its kind gives the loss).
+        optimizer: the inner optimiser.
+        num_steps: inner steps (0 returns ``params``).
+        backbone: the names of the backbone parameters in ``params``.
+        adapt_backbone: the backbone parameters to adapt (default: all; ``[]`` is ANIL).
+            The head is always adapted.
+        zero_head: the head in ``params`` is all zeros, which enables the exact shortcuts
+            (see the module doc).
+        first_order, checkpoint, differentiable, use_func: as
+            :func:`~torchcross.learners.functional.inner_loop`.
+
+    Returns:
+        The adapted parameters (detached when ``differentiable=False``).
+    """
+    xs, ys = support
+    kind = get_task_kind(description)
+    targets = kind.encode_labels(ys, description)
+    backbone = list(backbone)
+    adapted_backbone = backbone if adapt_backbone is None else list(adapt_backbone)
+    support_features = FeatureCache(functools.partial(features, x=xs), backbone, not checkpoint)
+
+    def support_loss(p: ParamDict) -> Tensor:
+        return kind.loss(head_forward(support_features(p), _head(p)), targets, None, "mean")
+
+    kwargs: dict[str, Any] = dict(
+        first_order=first_order, checkpoint=checkpoint, differentiable=differentiable, use_func=use_func
+    )
+    steps, state = num_steps, None
+    if steps and adapted_backbone and zero_head and _skips_zero_gradients(optimizer):
+        # Under a zero head the backbone's gradient is exactly zero, so the first step
+        # only moves the head; the backbone's support features are reused by the second.
+        params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
+        steps -= 1
+        cached = differentiable and not use_func and not checkpoint
+        if steps and cached and all(params[k].requires_grad for k in adapted_backbone):
+            params, state = step_on_cached_features(
+                support_features(params),
+                params,
+                adapted_backbone,
+                targets,
+                description,
+                optimizer,
+                state,
+                first_order=first_order,
+            )
+            steps -= 1
+    adapt = [*adapted_backbone, *HEAD_NAMES]
+    params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
+    if not differentiable:
+        params = {k: v.detach() for k, v in params.items()}
+    return params

@@ -1,0 +1,280 @@
+"""Gradient transformations: the small pieces inner optimisers are composed from.
+
+A :class:`GradientTransformation` is a pair of pure functions, as in optax:
+``init(params) -> state`` and ``update(updates, state, params) -> (updates, state)``.
+``updates`` start as the gradients and each piece turns them into new updates;
+:func:`chain` runs pieces one after the other, and :func:`apply_updates` adds the
+result to the parameters. States are ``NamedTuple`` s of tensors, dicts and numbers
+(a chain's state is the tuple of its pieces' states), so they can be flattened
+generically (checkpointed inner steps do).
+
+Every operation is out of place, so updates can be differentiated with respect to the
+parameters (second-order MAML) and to learning-rate tensors (Meta-SGD). Only the
+parameters named in ``updates`` are touched. Per-parameter state is created on first
+use, with one step counter shared by all parameters (a parameter first updated at step
+``t`` behaves as if it had received zero gradients before).
+
+A learning rate is a float, or a mapping from parameter name to a float or tensor
+(per-parameter and per-element learning rates, broadcast against the parameter).
+
+Examples:
+    >>> import torch
+    >>> adam_w = chain(add_decayed_weights(0.01), scale_by_adam(), scale_by_learning_rate(0.1))
+    >>> params = {"w": torch.tensor([1.0, -2.0])}
+    >>> state = adam_w.init(params)
+    >>> updates, state = adam_w.update({"w": torch.tensor([3.0, 0.5])}, state, params)
+    >>> apply_updates(params, updates)["w"]
+    tensor([ 0.9000, -2.1000])
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple, Union
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "EmptyState",
+    "GradientTransformation",
+    "LearningRate",
+    "ScaleByAdamState",
+    "TraceState",
+    "add_decayed_weights",
+    "apply_updates",
+    "chain",
+    "check_learning_rate",
+    "scale_by_adam",
+    "scale_by_learning_rate",
+    "trace",
+]
+
+LearningRate = Union[float, Mapping[str, Union[float, Tensor]]]  # noqa: UP007 (a runtime alias)
+Updates = dict[str, Tensor]
+
+
+class GradientTransformation(NamedTuple):
+    """A pure ``(init, update)`` pair.
+
+    Attributes:
+        init: ``params -> state`` before the first step.
+        update: ``(updates, state, params) -> (new updates, new state)``.
+    """
+
+    init: Callable[[Mapping[str, Tensor]], Any]
+    update: Callable[[Mapping[str, Tensor], Any, Mapping[str, Tensor]], tuple[Updates, Any]]
+
+
+class EmptyState(NamedTuple):
+    """The state of a stateless transformation."""
+
+
+class TraceState(NamedTuple):
+    """State of :func:`trace`: the momentum buffer of every parameter updated so far."""
+
+    momentum_buffer: dict[str, Tensor]
+
+
+class ScaleByAdamState(NamedTuple):
+    """State of :func:`scale_by_adam`: the shared step count and the moment estimates."""
+
+    step: int
+    exp_avg: dict[str, Tensor]
+    exp_avg_sq: dict[str, Tensor]
+
+
+def _check_unit(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise ValueError(f"{name} must be a float in [0, 1), got {value!r}")
+
+
+def _check_non_negative(name: str, value: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0:
+        raise ValueError(f"{name} must be a float >= 0, got {value!r}")
+
+
+def check_learning_rate(lr: LearningRate) -> None:
+    """Raise ``ValueError`` unless ``lr`` is a finite float >= 0 or a mapping name -> rate."""
+    if isinstance(lr, Mapping):
+        return
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr < 0:
+        raise ValueError(f"lr must be a non-negative float or a mapping name -> lr, got {lr!r}")
+
+
+def _lr_for(lr: LearningRate, name: str) -> float | Tensor:
+    if isinstance(lr, Mapping):
+        try:
+            return lr[name]
+        except KeyError:
+            raise KeyError(
+                f"no learning rate for parameter {name!r}; the lr mapping has {sorted(lr)[:8]}..."
+            ) from None
+    return lr
+
+
+def chain(*transforms: GradientTransformation) -> GradientTransformation:
+    """Run ``transforms`` one after the other; the state is the tuple of their states.
+
+    Examples:
+        >>> sgd = chain(trace(0.9), scale_by_learning_rate(0.1))
+        >>> sgd.init({"w": torch.zeros(2)})
+        (TraceState(momentum_buffer={}), EmptyState())
+    """
+    for t in transforms:
+        if not isinstance(t, GradientTransformation):
+            raise TypeError(f"chain takes GradientTransformation pieces, got {type(t).__name__}")
+
+    def init(params: Mapping[str, Tensor]) -> tuple[Any, ...]:
+        return tuple(t.init(params) for t in transforms)
+
+    def update(
+        updates: Mapping[str, Tensor], state: tuple[Any, ...], params: Mapping[str, Tensor]
+    ) -> tuple[Updates, tuple[Any, ...]]:
+        if len(state) != len(transforms):
+            raise ValueError(f"chain of {len(transforms)} pieces got a state of {len(state)}")
+        out, new_state = dict(updates), []
+        for t, s in zip(transforms, state):
+            out, s = t.update(out, s, params)
+            new_state.append(s)
+        return out, tuple(new_state)
+
+    return GradientTransformation(init, update)
+
+
+def add_decayed_weights(weight_decay: float) -> GradientTransformation:
+    """``g + weight_decay * p``: the L2 penalty of ``torch.optim.SGD`` / ``Adam``.
+
+    Examples:
+        >>> t = add_decayed_weights(0.5)
+        >>> t.update({"w": torch.tensor([1.0])}, t.init({}), {"w": torch.tensor([4.0])})[0]
+        {'w': tensor([3.])}
+    """
+    _check_non_negative("weight_decay", weight_decay)
+
+    def init(params: Mapping[str, Tensor]) -> EmptyState:
+        return EmptyState()
+
+    def update(
+        updates: Mapping[str, Tensor], state: EmptyState, params: Mapping[str, Tensor]
+    ) -> tuple[Updates, EmptyState]:
+        if not weight_decay:
+            return dict(updates), state
+        return {k: g + weight_decay * params[k] for k, g in updates.items()}, state
+
+    return GradientTransformation(init, update)
+
+
+def trace(momentum: float) -> GradientTransformation:
+    """Momentum as ``torch.optim.SGD`` (no dampening): ``b = momentum * b + g``, the first ``b`` is ``g``.
+
+    ``momentum=0`` passes the updates through and keeps no buffers.
+
+    Examples:
+        >>> t = trace(0.5)
+        >>> g = {"w": torch.tensor([2.0])}
+        >>> u, s = t.update(g, t.init(g), g)
+        >>> t.update(g, s, g)[0]
+        {'w': tensor([3.])}
+    """
+    _check_unit("momentum", momentum)
+
+    def init(params: Mapping[str, Tensor]) -> TraceState:
+        return TraceState({})
+
+    def update(
+        updates: Mapping[str, Tensor], state: TraceState, params: Mapping[str, Tensor]
+    ) -> tuple[Updates, TraceState]:
+        if not momentum:
+            return dict(updates), state
+        out, buffers = {}, dict(state.momentum_buffer)
+        for name, g in updates.items():
+            buf = buffers.get(name)
+            out[name] = buffers[name] = g if buf is None else buf * momentum + g
+        return out, TraceState(buffers)
+
+    return GradientTransformation(init, update)
+
+
+def _safe_sqrt(x: Tensor) -> Tensor:
+    # sqrt whose derivative at 0 is 0 instead of inf, so that parameters with a zero
+    # gradient (e.g. a backbone under a zero-initialised head) do not turn second-order
+    # gradients into NaN. The forward value equals torch.sqrt.
+    if not x.requires_grad:
+        return x.sqrt()
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
+
+
+def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> GradientTransformation:
+    """Adam's direction, as ``torch.optim.Adam``: ``m_hat / (sqrt(v_hat) + eps)``, bias-corrected.
+
+    The square root of the second moment has derivative 0 where the moment is 0 (rather
+    than infinity), so meta-gradients stay finite when some gradients are zero.
+
+    Examples:
+        >>> t = scale_by_adam()
+        >>> g = {"w": torch.tensor([5.0])}
+        >>> t.update(g, t.init(g), g)[0]  # the first step has unit size
+        {'w': tensor([1.0000])}
+    """
+    _check_unit("b1", b1)
+    _check_unit("b2", b2)
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps must be a float > 0, got {eps!r}")
+
+    def init(params: Mapping[str, Tensor]) -> ScaleByAdamState:
+        return ScaleByAdamState(0, {}, {})
+
+    def update(
+        updates: Mapping[str, Tensor], state: ScaleByAdamState, params: Mapping[str, Tensor]
+    ) -> tuple[Updates, ScaleByAdamState]:
+        step = state.step + 1
+        bias_correction1 = 1 - b1**step
+        bias_correction2_sqrt = math.sqrt(1 - b2**step)
+        exp_avg, exp_avg_sq, out = dict(state.exp_avg), dict(state.exp_avg_sq), {}
+        for name, g in updates.items():
+            m, v = exp_avg.get(name), exp_avg_sq.get(name)
+            m = g * (1 - b1) if m is None else torch.lerp(m, g, 1 - b1)
+            v = g * g * (1 - b2) if v is None else v * b2 + g * g * (1 - b2)
+            exp_avg[name], exp_avg_sq[name] = m, v
+            denom = _safe_sqrt(v) / bias_correction2_sqrt + eps
+            out[name] = (m / denom) / bias_correction1
+        return out, ScaleByAdamState(step, exp_avg, exp_avg_sq)
+
+    return GradientTransformation(init, update)
+
+
+def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
+    """``-lr * u``: a descent step of size ``lr`` (float, or name -> float/tensor for Meta-SGD).
+
+    Examples:
+        >>> t = scale_by_learning_rate({"w": torch.tensor([0.1, 1.0])})
+        >>> t.update({"w": torch.tensor([2.0, 2.0])}, t.init({}), {})[0]
+        {'w': tensor([-0.2000, -2.0000])}
+    """
+    check_learning_rate(lr)
+
+    def init(params: Mapping[str, Tensor]) -> EmptyState:
+        return EmptyState()
+
+    def update(
+        updates: Mapping[str, Tensor], state: EmptyState, params: Mapping[str, Tensor]
+    ) -> tuple[Updates, EmptyState]:
+        return {k: (-_lr_for(lr, k)) * u for k, u in updates.items()}, state  # one op per parameter
+
+    return GradientTransformation(init, update)
+
+
+def apply_updates(params: Mapping[str, Tensor], updates: Mapping[str, Tensor]) -> dict[str, Tensor]:
+    """``p + u`` for every parameter in ``updates``; the others are passed through as they are.
+
+    Examples:
+        >>> apply_updates({"w": torch.tensor([1.0]), "b": torch.tensor([0.0])}, {"w": torch.tensor([-0.5])})
+        {'w': tensor([0.5000]), 'b': tensor([0.])}
+    """
+    new = dict(params)
+    for name, u in updates.items():
+        new[name] = params[name] + u
+    return new
