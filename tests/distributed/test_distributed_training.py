@@ -26,6 +26,7 @@ from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.learners.protonet import ProtoNet
 
 WORLD = 2
+pytestmark = pytest.mark.slow
 
 
 def _raises(fn: Any) -> str:
