@@ -87,15 +87,17 @@ def test_consumed_batches_travel_in_the_checkpoint_and_start_the_stream() -> Non
     assert [t.support[0].tolist() for t in first] == [_task(i).support[0].tolist() for i in (6, 7)]
 
 
+def _clone(pair: tuple[torch.Tensor, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    return pair[0].clone(), pair[1].clone()
+
+
 def test_episode_loss_adapts_under_inference_mode() -> None:
     maml = _maml()
     tasks = [_task(0), _task(1)]
     expected = episode_loss(maml.predict, tasks)
     with torch.inference_mode():
-        inference_tasks = [t.to(torch.float32).to("cpu") for t in tasks]
-        inference_tasks = [
-            Task(*(tuple(x.clone() for x in part) for part in (t.support, t.query)), D) for t in tasks
-        ]
+        # tensors made under inference mode, as a device transfer inside Lightning's evaluation makes them
+        inference_tasks = [Task(_clone(t.support), _clone(t.query), D) for t in tasks]
         got = episode_loss(maml.predict, inference_tasks)
     assert inference_tasks[0].support[0].is_inference()
     torch.testing.assert_close(got, expected)
