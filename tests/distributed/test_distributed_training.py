@@ -21,6 +21,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torchcross.data import TensorTaskSource
 from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.metadataset import FewShotMetaDataset
+from torchcross.distributed import all_reduce_gradients
 from torchcross.learners.maml import MAML
 from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.learners.protonet import ProtoNet
@@ -32,7 +33,7 @@ pytestmark = pytest.mark.slow
 def _raises(fn: Any) -> str:
     try:
         fn()
-    except TypeError as e:
+    except (TypeError, ValueError) as e:
         return str(e)
     return "did not raise"
 
@@ -102,6 +103,10 @@ def _scenarios(rank: int) -> dict[str, Any]:
             )
         ),
     }
+
+    embedding = torch.nn.Embedding(4, 2, sparse=True)
+    embedding(torch.tensor([1])).sum().backward()
+    out["sparse"] = _raises(lambda: all_reduce_gradients(embedding))
 
     # seeds: None is rank 0's, broadcast; even shards
     src = TensorTaskSource(
@@ -204,6 +209,11 @@ def test_wrong_wrappings_raise(ranks: list[dict[str, Any]]) -> None:
         for case, message in rank["raises"].items():
             assert "wrapped in DistributedDataParallel" in message, case
             assert "all-reduce the gradients once per step" in message, case
+
+
+def test_sparse_gradients_are_refused(ranks: list[dict[str, Any]]) -> None:
+    for rank in ranks:
+        assert rank["sparse"] == "all_reduce_gradients does not support sparse gradients; use dense ones"
 
 
 def test_seed_none_is_broadcast_and_even_shards_are_even(ranks: list[dict[str, Any]]) -> None:
