@@ -94,9 +94,8 @@ def all_reduce_gradients(
             raise ValueError("all_reduce_gradients does not support sparse gradients; use dense ones")
     bufs = [b for b in module.buffers() if b.is_floating_point()] if buffers else []
     calls = 0
-    keys = sorted(set(_groups(params)) | set(_groups(bufs)), key=str)
     param_groups, buffer_groups = _groups(params), _groups(bufs)
-    for key in keys:
+    for key in sorted(set(param_groups) | set(buffer_groups), key=str):  # the same order on every rank
         dtype, device = key
         group_params, group_bufs = param_groups.get(key, []), buffer_groups.get(key, [])
         pieces = [torch.zeros_like(p).flatten() if p.grad is None else p.grad.flatten() for p in group_params]
