@@ -18,7 +18,19 @@ import torchcross
 PACKAGE = Path(torchcross.__file__).parent
 
 # layer order: a module imports only from its own layer or layers to the left
-LAYERS = ("tasks", "sampling", "data", "datasets", "nn", "learners", "evaluation", "protocol", "cli")
+LAYERS = (
+    "distributed",
+    "tasks",
+    "sampling",
+    "data",
+    "datasets",
+    "nn",
+    "learners",
+    "evaluation",
+    "lightning",
+    "protocol",
+    "cli",
+)
 BASE = frozenset(
     {"torchcross", "torchcross._checks", "torchcross._io", "torchcross._lazy", "torchcross._threads"}
 )  # left of every layer

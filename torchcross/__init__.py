@@ -26,6 +26,8 @@ _SUBMODULES = frozenset(
         "learners",
         "evaluation",
         "protocol",
+        "distributed",
+        "lightning",
         "utils",
         "cli",
     }

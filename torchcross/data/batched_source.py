@@ -20,6 +20,7 @@ from torchcross.data.collate import identity, stack
 from torchcross.data.sources import TaskSource, canonical_labels, check_task_source
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.distributed.seeds import shared_seed
 from torchcross.tasks.labels import count_samples_per_class
 
 __all__ = ["BatchedTaskSource"]
@@ -65,8 +66,9 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         collate_fn: turns a list of examples into a batch; ``None`` means ``identity``.
         with_task_description: yield ``(batch, task_description)`` pairs.
         seed: the shuffling seed. ``None`` draws one from numpy's OS entropy at
-            construction (``numpy.random.SeedSequence().entropy``); it is stored in
-            ``seed`` and travels with the object to workers, so they all agree.
+            construction; it is stored in ``seed`` and travels with the object to workers,
+            so they all agree. Under ``torch.distributed`` rank 0 draws it and broadcasts it
+            (:func:`torchcross.distributed.shared_seed`), so all ranks agree too.
 
     Raises:
         TypeError: for an argument of the wrong type (e.g. a non-task-source, a float batch size).
@@ -112,7 +114,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         self.drop_last = _check_flag(drop_last, "drop_last")
         self.collate_fn = identity if collate_fn is None else collate_fn
         self.with_task_description = _check_flag(with_task_description, "with_task_description")
-        self.seed = int(np.random.SeedSequence().entropy) if seed is None else check_int(seed, "seed", 0)
+        self.seed = shared_seed(seed)
         self.epoch = 0
         self.num_examples = len(task_source)
         if len(self) == 0:
@@ -131,6 +133,31 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         state = self.__dict__.copy()
         state.pop(_MEMO, None)
         return remember_ranks(state)
+
+    rank: int | None = None
+    world_size: int | None = None
+    even_shards: bool = False
+
+    def shard_over(
+        self, rank: int | None = None, world_size: int | None = None, *, even_shards: bool = False
+    ) -> BatchedTaskSource:
+        """Iterate as rank ``rank`` of ``world_size`` (default: ``torch.distributed``'s); return ``self``.
+
+        With ``even_shards`` every shard (rank and DataLoader worker) yields the same number of
+        batches: the last ``len(self) % shards`` batches of an epoch are left out, so ranks that
+        synchronise once per batch never wait on one another at the epoch's end.
+
+        Raises:
+            ValueError: only one of ``rank`` and ``world_size``, or ``rank`` outside ``0..world_size-1``.
+        """
+        shard_position(rank, world_size)  # validate now
+        if not isinstance(even_shards, bool):
+            raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
+        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
+        return self
+
+    def _shard(self, n: int, position: ShardPosition) -> range:
+        return shard_indices(n - n % position.count if self.even_shards else n, position)
 
     def set_epoch(self, epoch: int) -> None:
         """Use the batch order of ``epoch`` from now on (no effect without ``shuffle``)."""
@@ -179,12 +206,13 @@ class BatchedTaskSource(TaskSource, IterableDataset):
     def iter_shard(self, position: ShardPosition, epoch: int | None = None) -> Iterator[Any]:
         """Yield the batches of shard ``position`` (see :mod:`torchcross.data.workers.sharding`)."""
         batches = self.batch_indices(epoch)
-        for k in shard_indices(len(batches), position):
+        for k in self._shard(len(batches), position):
             yield self.load_batch(batches[k])
 
     def num_batches_in_shard(self, position: ShardPosition | None = None) -> int:
         """How many batches shard ``position`` (default: this process and worker) yields."""
-        return len(shard_indices(len(self), shard_position(owner=self) if position is None else position))
+        position = shard_position(self.rank, self.world_size, self) if position is None else position
+        return len(self._shard(len(self), position))
 
     def __iter__(self) -> Iterator[Any]:
-        return self.iter_shard(shard_position(owner=self))
+        return self.iter_shard(shard_position(self.rank, self.world_size, self))

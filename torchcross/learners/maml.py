@@ -38,6 +38,8 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
+from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
+from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.learners import batching as _batching
 from torchcross.learners._tasks import as_task_list, check_task, task_tensors
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
@@ -64,7 +66,11 @@ class MAML(nn.Module):
         eval_num_inner_steps: inner steps in :meth:`predict` (default: ``num_inner_steps``).
         first_order: detach inner gradients (FOMAML).
         anil: adapt only the head in the inner loop (the backbone still gets meta-gradients).
-        head_init: ``"zero"`` (default) or ``"kaiming"`` (drawn from a generator seeded with ``seed``).
+        head_init: ``"zero"`` (default) or ``"kaiming"``: drawn from a generator seeded with
+            ``(seed, head_step, slot)``, where the buffer ``head_step`` counts training calls
+            (:meth:`meta_loss`, :meth:`meta_backward`; saved in ``state_dict``) and ``slot`` is the
+            task's position in the global meta-batch (``rank * len(tasks) + i`` under
+            ``torch.distributed``), so distributed and resumed runs draw the heads of one process.
         inner_optimizer: ``"sgd"``, ``"adam"``, or a callable ``lr -> InnerOptimizer``.
         meta_sgd: learn per-element inner learning rates for the backbone and one per head
             tensor (heads change size between tasks); they are parameters of this module.
@@ -134,7 +140,8 @@ class MAML(nn.Module):
             batching,
             seed,
         )
-        self._generators: dict[str, torch.Generator] = {}
+        if head_init == "kaiming":
+            self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
         self._chooser = _batching.BatchingChooser()
         self.inner_lrs: nn.ParameterDict | None = None
         if meta_sgd:
@@ -150,15 +157,16 @@ class MAML(nn.Module):
             meta = with_meta_sgd_rates(meta, self.inner_lrs, [*meta, *HEAD_NAMES])
         return {k: v.detach() for k, v in meta.items()} if detach else meta
 
-    def _generator(self, device: torch.device) -> torch.Generator:
-        key = str(device)
-        if key not in self._generators:
-            self._generators[key] = torch.Generator(device=device).manual_seed(self.seed)
-        return self._generators[key]
+    def new_head(self, description: TaskDescription, like: Tensor, slot: int = -1) -> ParamDict:
+        """Fresh head parameters ``{"head.weight", "head.bias"}`` on ``like``'s device and dtype.
 
-    def new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
-        """Fresh head parameters ``{"head.weight", "head.bias"}`` on ``like``'s device and dtype."""
-        gen = self._generator(like.device) if self.head_init == "kaiming" else None
+        ``slot`` is the task's position in the global meta-batch (``-1``: evaluation); with
+        ``head_init="kaiming"`` the head is a function of ``(seed, head_step, slot)``.
+        """
+        gen = None
+        if self.head_init == "kaiming":
+            seed = derived_seed(self.seed, int(self.head_step), slot)
+            gen = torch.Generator(device=like.device).manual_seed(seed)
         head = init_head_params(
             self.num_backbone_features,
             description,
@@ -253,19 +261,27 @@ class MAML(nn.Module):
         needs the memory of one task instead.
         """
         tasks = as_task_list(tasks)
+        check_unwrapped(self)
         meta = self._meta()
         like = self._like()
+        first = _first_slot(len(tasks))
         losses = []
-        for task in tasks:
+        for i, task in enumerate(tasks):
             xs, ys, xq, yq, desc = task_tensors(task)
-            losses.append(self._task_loss(meta, self.new_head(desc, like), xs, ys, xq, yq, desc))
+            losses.append(self._task_loss(meta, self.new_head(desc, like, first + i), xs, ys, xq, yq, desc))
+        self._advance_heads()
         return torch.stack(losses).mean()
+
+    def _advance_heads(self) -> None:
+        if self.head_init == "kaiming":
+            with torch.no_grad():
+                self.head_step += 1
 
     def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
         """Same as :meth:`meta_loss`."""
         return self.meta_loss(tasks)
 
-    def meta_backward(self, tasks: Sequence[Task] | Task) -> float:
+    def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
         """Accumulate the gradient of :meth:`meta_loss` into ``.grad``, one task at a time.
 
         Each task's graph is freed after its backward pass, so memory is that of one
@@ -273,10 +289,27 @@ class MAML(nn.Module):
         Equally shaped tasks of one description may run in one ``vmap`` instead
         (``batching``; see :mod:`torchcross.learners.batching`).
 
+        Under ``torch.distributed`` (an initialised process group of several ranks, e.g.
+        ``torchrun``) the gradients are then averaged over ranks in one all-reduce
+        (:func:`torchcross.distributed.all_reduce_gradients`), so every rank holds the
+        meta-gradient of the global meta-batch; ``sync=False`` skips that (e.g. to
+        accumulate several calls and sync on the last).
+
         Returns:
-            The meta-loss value.
+            This rank's meta-loss value.
+
+        Raises:
+            TypeError: the backbone (or this module) is wrapped in ``DistributedDataParallel``.
         """
         tasks = as_task_list(tasks)
+        check_unwrapped(self)
+        value = self._meta_backward(tasks)
+        self._advance_heads()
+        if sync:
+            all_reduce_gradients(self)
+        return value
+
+    def _meta_backward(self, tasks: list[Task]) -> float:
         device = self._like().device
         mode = self._chooser.choose(self.batching, tasks, device)
         if mode == "calibrate":
@@ -292,10 +325,12 @@ class MAML(nn.Module):
     def _loop_backward(self, tasks: list[Task]) -> float:
         meta = self._meta()
         like = self._like()
+        first = _first_slot(len(tasks))
         total = torch.zeros((), dtype=like.dtype, device=like.device)
-        for task in tasks:
+        for i, task in enumerate(tasks):
             xs, ys, xq, yq, desc = task_tensors(task)
-            task_loss = self._task_loss(meta, self.new_head(desc, like), xs, ys, xq, yq, desc) / len(tasks)
+            head = self.new_head(desc, like, first + i)
+            task_loss = self._task_loss(meta, head, xs, ys, xq, yq, desc) / len(tasks)
             task_loss.backward()
             total += task_loss.detach()
         return float(total)
@@ -308,7 +343,8 @@ class MAML(nn.Module):
 
     def _vmap_backward(self, tasks: list[Task]) -> float:
         like = self._like()
-        heads = [self.new_head(t.description, like) for t in tasks]
+        first = _first_slot(len(tasks))
+        heads = [self.new_head(t.description, like, first + i) for i, t in enumerate(tasks)]
         grads, value = _batching.vmap_meta_gradients(self._task_loss, self._meta(detach=True), heads, tasks)
         for k, p in self._named_meta().items():
             p.grad = grads[k] if p.grad is None else p.grad + grads[k]
@@ -344,6 +380,12 @@ class MAML(nn.Module):
                 meta, self.new_head(desc, self._like()), xs, ys, xq, desc, training=False
             )
         return logits.detach()
+
+
+def _first_slot(num_tasks: int) -> int:
+    """The global position of this rank's first task: ranks hold consecutive equal shares."""
+    rank, _ = rank_and_world_size()
+    return rank * num_tasks
 
 
 class CrossDomainMAML(MAML):

@@ -32,6 +32,8 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
+from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
+from torchcross.distributed.seeds import derived_seed
 from torchcross.nn import loss, make_head
 from torchcross.tasks.task import TaskDescription
 
@@ -46,7 +48,8 @@ class MultiTaskPretrainer(nn.Module):
         num_backbone_features: feature width.
         descriptions: the source tasks (more can be added with :meth:`add_task`).
         head_init: ``"kaiming"`` (default) or ``"zero"``.
-        seed: seed of the generator for kaiming heads (heads are drawn in the order added).
+        seed: kaiming heads: the ``k``-th head added is drawn from a generator seeded with
+            ``(seed, k)``, so a resumed run adds the heads a fresh one would.
     """
 
     def __init__(
@@ -67,7 +70,7 @@ class MultiTaskPretrainer(nn.Module):
         self.backbone, self.num_backbone_features, self.head_init = backbone, num_backbone_features, head_init
         self.heads = nn.ModuleDict()
         self._keys: dict[TaskDescription, str] = {}
-        self._generator = torch.Generator().manual_seed(seed)
+        self.seed = check_int(seed, "seed", 0)
         for d in descriptions:
             self.add_task(d)
 
@@ -91,7 +94,7 @@ class MultiTaskPretrainer(nn.Module):
             self.num_backbone_features,
             description,
             self.head_init,
-            generator=self._generator,
+            generator=torch.Generator().manual_seed(derived_seed(self.seed, len(self._keys))),
             dtype=ref.dtype,
         )
         key = f"task_{len(self._keys)}"
@@ -122,12 +125,35 @@ class MultiTaskPretrainer(nn.Module):
         x, y = batch
         return loss(self(x, description), y, description)
 
-    def training_step(
-        self, batch: tuple[Tensor, Tensor], description: TaskDescription, optimizer: torch.optim.Optimizer
-    ) -> float:
-        """One update on one task's batch (zero grads, loss, backward, optimiser step); returns the loss."""
-        optimizer.zero_grad(set_to_none=True)
+    def backward_step(self, batch: tuple[Tensor, Tensor], description: TaskDescription) -> float:
+        """Add the gradient of :meth:`loss` to ``.grad`` (no zeroing, no sync, no step); return the loss.
+
+        For loops that accumulate or synchronise themselves; :meth:`training_step` is
+        ``zero_grad``, this, :func:`~torchcross.distributed.all_reduce_gradients` and ``step``.
+        """
+        check_unwrapped(self)
         value = self.loss(batch, description)
         value.backward()
-        optimizer.step()
         return float(value.detach())
+
+    def training_step(
+        self,
+        batch: tuple[Tensor, Tensor],
+        description: TaskDescription,
+        optimizer: torch.optim.Optimizer,
+        *,
+        sync: bool = True,
+    ) -> float:
+        """One update on one task's batch (zero grads, loss, backward, optimiser step); returns the loss.
+
+        Under ``torch.distributed`` (several ranks, each with its own task's batch) the gradients
+        and BatchNorm running statistics are averaged over ranks in one all-reduce before the
+        step (``sync=False`` skips it): every rank then makes the update of one process that
+        averaged the ranks' losses. Heads no rank used keep ``grad=None``.
+        """
+        optimizer.zero_grad(set_to_none=True)
+        value = self.backward_step(batch, description)
+        if sync:
+            all_reduce_gradients(self)
+        optimizer.step()
+        return value

@@ -31,6 +31,7 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
 from torchcross.learners._prototypes import DISTANCES, prototype_logits, prototypes
 from torchcross.learners._tasks import as_task_list, check_task, task_tensors
 from torchcross.learners.functional import BATCH_NORM_POLICIES, forward, task_buffers
@@ -92,14 +93,21 @@ class ProtoNet(nn.Module):
         """Same as :meth:`meta_loss`."""
         return self.meta_loss(tasks)
 
-    def meta_backward(self, tasks: Sequence[Task] | Task) -> float:
-        """Accumulate the gradient of :meth:`meta_loss` into ``.grad`` task by task; return the loss."""
+    def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
+        """Accumulate the gradient of :meth:`meta_loss` into ``.grad`` task by task; return the loss.
+
+        Under ``torch.distributed`` the gradients are then averaged over ranks in one all-reduce
+        (``sync=False`` skips it), as in :meth:`MAML.meta_backward <torchcross.learners.MAML.meta_backward>`.
+        """
         tasks = as_task_list(tasks)
+        check_unwrapped(self)
         total = 0.0
         for t in tasks:
             task_loss = loss(self.query_logits(t), t.query[1], t.description) / len(tasks)
             task_loss.backward()
             total += float(task_loss.detach())
+        if sync:
+            all_reduce_gradients(self)
         return total
 
     @torch.no_grad()

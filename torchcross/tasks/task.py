@@ -202,6 +202,16 @@ class TaskDescription:
         """Return a copy with other classes (same kind and identifiers)."""
         return TaskDescription(self.task_target, classes, self.task_identifier, self.domain_identifier)
 
+    def to(self, *args: Any, **kwargs: Any) -> TaskDescription:
+        """Return ``self``: a description holds no tensors (lets device-transfer code pass it through).
+
+        Examples:
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+            >>> d.to("cpu") is d
+            True
+        """
+        return self
+
 
 _S = TypeVar("_S")
 
@@ -236,6 +246,55 @@ class Task(Generic[_S]):
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             object.__setattr__(self, key, value)
+
+    def to(self, *args: Any, **kwargs: Any) -> Task[_S]:
+        """A new task with every tensor of ``support`` and ``query`` moved by ``tensor.to(*args, **kwargs)``.
+
+        Tensors are found inside tuples, lists and dicts; other values (indices, names, the
+        description) are kept. Floating-point conversions (``task.to(torch.float64)``) apply to
+        floating tensors only, so integer labels keep their dtype. Lightning's default batch
+        transfer calls this method, so tasks (and lists of them) move to the module's device.
+
+        Examples:
+            >>> import torch
+            >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
+            >>> t = Task((torch.zeros(2, 3), torch.tensor([0, 1])), (torch.zeros(1, 3), torch.tensor([1])), d)
+            >>> moved = t.to(torch.float64)
+            >>> moved.support[0].dtype, moved.support[1].dtype, moved.description is d
+            (torch.float64, torch.int64, True)
+        """
+        return Task(_move(self.support, args, kwargs), _move(self.query, args, kwargs), self.description)
+
+
+def _move(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        if not value.is_floating_point() and _converts_dtype(args, kwargs):
+            # a dtype conversion is for inputs: move integer labels but keep their dtype
+            device = kwargs.get("device")
+            for a in args:
+                if isinstance(a, torch.Tensor):
+                    device = a.device
+                elif not isinstance(a, torch.dtype):
+                    device = a
+            if device is None:
+                return value
+            return value.to(device=device, non_blocking=kwargs.get("non_blocking", False))
+        return value.to(*args, **kwargs)
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        return type(value)(*(_move(v, args, kwargs) for v in value))
+    if isinstance(value, (tuple, list)):
+        return type(value)(_move(v, args, kwargs) for v in value)
+    if isinstance(value, dict):
+        return {k: _move(v, args, kwargs) for k, v in value.items()}
+    return value
+
+
+def _converts_dtype(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    import torch
+
+    return "dtype" in kwargs or any(isinstance(a, (torch.dtype, torch.Tensor)) for a in args)
 
 
 # Pickles name a class by its module. These three keep the torchcross 0.0.6 path

@@ -35,6 +35,7 @@ from torchcross.data.sources import canonical_labels
 from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
+from torchcross.distributed.seeds import shared_seed
 from torchcross.sampling.episodes import (
     EpisodeIndices,
     LabelIndex,
@@ -324,9 +325,7 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         self.collate_fn = collate_fn
         self.length = check_int(length, "length", 1, allow_none=True)
         self.output_indices = output_indices
-        if seed is None:
-            seed = int(np.random.SeedSequence().generate_state(1, np.uint64)[0] >> np.uint64(1))
-        self.seed = check_int(seed, "seed", 0)
+        self.seed = shared_seed(seed)  # None: rank 0 draws one and broadcasts it
         self.epoch = 0
         self.label_index = index_labels(canonical_labels(task_source), description)
 
@@ -345,6 +344,28 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         return remember_ranks(self.__dict__.copy())
+
+    rank: int | None = None
+    world_size: int | None = None
+    even_shards: bool = False
+
+    def shard_over(
+        self, rank: int | None = None, world_size: int | None = None, *, even_shards: bool = False
+    ) -> EpisodeMetaDataset:
+        """Iterate as rank ``rank`` of ``world_size`` (default: ``torch.distributed``'s); return ``self``.
+
+        With ``even_shards`` every shard (rank and DataLoader worker) of a finite dataset yields
+        the same number of episodes: the last ``length % shards`` episodes are left out, so
+        ranks that synchronise once per episode never wait on one another at the epoch's end.
+
+        Raises:
+            ValueError: only one of ``rank`` and ``world_size``, or ``rank`` outside ``0..world_size-1``.
+        """
+        shard_position(rank, world_size)  # validate now
+        if not isinstance(even_shards, bool):
+            raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
+        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
+        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch."""
@@ -408,11 +429,12 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator[Task]:
-        position = shard_position(owner=self)
+        position = shard_position(self.rank, self.world_size, owner=self)
         if self.length is None:
             indices: Any = itertools.count(position.index, position.count)
         else:
-            indices = shard_indices(self.length, position)
+            n = self.length - self.length % position.count if self.even_shards else self.length
+            indices = shard_indices(n, position)
         for i in indices:
             yield self[i]
 

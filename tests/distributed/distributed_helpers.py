@@ -1,0 +1,137 @@
+"""Training loops shared by the 2-rank workers and the single-process references (float64, tiny MLPs)."""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from torchcross.learners.backbones import mlp
+from torchcross.learners.maml import MAML
+from torchcross.learners.multitask import MultiTaskPretrainer
+from torchcross.learners.protonet import ProtoNet
+from torchcross.tasks.task import Task, TaskDescription
+
+MULTICLASS = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "mc")
+BINARY = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")
+MULTILABEL = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "x", 1: "y", 2: "z"}, "ml")
+ORDINAL = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "severe"}, "ord")
+DESCS = (MULTICLASS, BINARY, MULTILABEL, ORDINAL)
+GLOBAL_TASKS = 4  # tasks per global meta-batch
+STEPS = 3
+MAML_OPTIONS: dict[str, dict[str, Any]] = {
+    "second_order_bn": {},
+    "first_order": {"first_order": True},
+    "anil": {"anil": True},
+    "meta_sgd": {"meta_sgd": True},
+    "checkpoint": {"checkpoint": True},
+    "vmap": {"batching": "vmap"},
+    "kaiming": {"head_init": "kaiming"},
+}
+
+
+def labels(desc: TaskDescription, n: int, g: torch.Generator) -> Tensor:
+    if desc.task_target.name == "MULTILABEL_CLASSIFICATION":
+        y = torch.randint(0, 2, (n, desc.num_classes), generator=g)
+        y[0], y[1] = 1, 0
+        return y
+    if desc.task_target.name == "BINARY_CLASSIFICATION":
+        return (torch.arange(n) % 2).reshape(n, 1)
+    keys = torch.tensor(desc.class_keys)
+    return keys[torch.arange(n) % len(keys)]
+
+
+def make_task(desc: TaskDescription, seed: int) -> Task:
+    g = torch.Generator().manual_seed(seed)
+    xs, xq = (
+        torch.randn(6, 5, generator=g, dtype=torch.float64),
+        torch.randn(4, 5, generator=g, dtype=torch.float64),
+    )
+    return Task((xs, labels(desc, 6, g)), (xq, labels(desc, 4, g)), desc)
+
+
+def global_batch(step: int, mixed: bool = True) -> list[Task]:
+    """Pairs of tasks of one description (``mixed``) or one description for all (what ``vmap`` needs)."""
+    return [
+        make_task(DESCS[(step + (i // 2 if mixed else 0)) % len(DESCS)], 100 * step + i)
+        for i in range(GLOBAL_TASKS)
+    ]
+
+
+def local(items: list[Any], rank: int, world: int) -> list[Any]:
+    n = len(items) // world
+    return items[rank * n : (rank + 1) * n]
+
+
+def backbone() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return mlp(5, (4,), batch_norm=True).double()
+
+
+def save(*objects: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save([o.state_dict() for o in objects], buf)
+    return buf.getvalue()
+
+
+def load(data: bytes, *objects: Any) -> None:
+    for o, state in zip(objects, torch.load(io.BytesIO(data), weights_only=False)):
+        o.load_state_dict(state)
+
+
+def train_maml(
+    options: dict[str, Any], rank: int, world: int, steps: range = range(STEPS), state: bytes | None = None
+) -> tuple[MAML, torch.optim.Optimizer]:
+    maml = MAML(backbone(), 4, inner_lr=0.3, num_inner_steps=2, **options)
+    opt = torch.optim.SGD(maml.parameters(), lr=0.1, momentum=0.9)
+    if state is not None:
+        load(state, maml, opt)
+    for step in steps:
+        opt.zero_grad(set_to_none=True)
+        maml.meta_backward(local(global_batch(step, options.get("batching") != "vmap"), rank, world))
+        opt.step()
+    return maml, opt
+
+
+def train_protonet(rank: int, world: int) -> ProtoNet:
+    net = ProtoNet(backbone())
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    for step in range(STEPS):
+        opt.zero_grad(set_to_none=True)
+        net.meta_backward(local(global_batch(step), rank, world))
+        opt.step()
+    return net
+
+
+PRETRAIN = (MULTICLASS, BINARY, ORDINAL)
+
+
+def pretrain_batch(step: int, rank: int) -> tuple[tuple[Tensor, Tensor], TaskDescription]:
+    task = make_task(PRETRAIN[(step + rank) % len(PRETRAIN)], 1000 * step + rank)
+    return task.support, task.description
+
+
+def new_pretrainer() -> tuple[MultiTaskPretrainer, torch.optim.Optimizer]:
+    model = MultiTaskPretrainer(backbone(), 4, PRETRAIN, seed=0)
+    return model, torch.optim.Adam(model.parameters(), lr=0.01)
+
+
+def train_pretrainer(
+    rank: int, world: int, steps: range = range(STEPS), state: bytes | None = None
+) -> tuple[MultiTaskPretrainer, torch.optim.Optimizer]:
+    """Each rank trains one task's batch per step (``world == 1``: the mean of both ranks' losses)."""
+    model, opt = new_pretrainer()
+    if state is not None:
+        load(state, model, opt)
+    for step in steps:
+        if world > 1:
+            model.training_step(*pretrain_batch(step, rank), opt)
+            continue
+        opt.zero_grad(set_to_none=True)
+        for r in range(2):
+            batch, desc = pretrain_batch(step, r)
+            (model.loss(batch, desc) / 2).backward()
+        opt.step()
+    return model, opt

@@ -1,0 +1,82 @@
+"""Lightning `Trainer(strategy="ddp", devices=2)` on CPU: modules train like the plain loop, resume exactly.
+
+The Lightning run is a script (``lightning_ddp_script.py``) started in a subprocess: Lightning's
+``ddp`` strategy starts rank 1 by re-running the script, which it cannot do for pytest itself.
+One run covers every module (starting processes is slow); the tests read its results.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributed"))
+import distributed_helpers as h
+
+from torchcross.learners import MAML, FineTuner, ProtoNet
+from torchcross.lightning.modules import episode_loss
+
+SCRIPT = Path(__file__).with_name("lightning_ddp_script.py")
+ROOT = Path(__file__).resolve().parents[2]
+
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    out = tmp_path_factory.mktemp("lightning_ddp")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(
+        [sys.executable, str(SCRIPT), str(out)], cwd=out, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    return torch.load(out / "results.pt", weights_only=False)
+
+
+def _close(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], prefix: str = "") -> None:
+    for k, v in b.items():
+        torch.testing.assert_close(a[prefix + k], v, rtol=1e-12, atol=1e-12, msg=k)
+
+
+def test_maml_module_matches_the_plain_loop_and_resumes_exactly(results: dict[str, Any]) -> None:
+    reference = h.train_maml({"meta_sgd": True, "head_init": "kaiming"}, 0, 1)[0].state_dict()
+    _close(results["maml/uninterrupted"], reference, "learner.")
+    for k, v in results["maml/uninterrupted"].items():
+        assert torch.equal(results["maml/resumed"][k], v), k
+    assert results["maml/consumed"] == h.STEPS
+
+
+def test_protonet_module_matches_the_plain_loop(results: dict[str, Any]) -> None:
+    _close(results["protonet/uninterrupted"], h.train_protonet(0, 1).state_dict(), "learner.")
+
+
+def test_multitask_module_matches_the_plain_loop_and_resumes_exactly(results: dict[str, Any]) -> None:
+    model, _ = h.train_pretrainer(0, 1)
+    params = dict(model.named_parameters())
+    _close(results["pretrainer/uninterrupted"], {k: v.detach() for k, v in params.items()}, "pretrainer.")
+    for k, v in results["pretrainer/uninterrupted"].items():
+        assert torch.equal(results["pretrainer/resumed"][k], v), k
+
+
+def test_evaluation_under_inference_mode_equals_the_mean_episode_loss(results: dict[str, Any]) -> None:
+    tasks = [h.make_task(h.DESCS[i % 4], 5000 + i) for i in range(4)]
+    maml = MAML(h.backbone(), 4, inner_lr=0.3, num_inner_steps=2, meta_sgd=True, head_init="kaiming")
+    maml.load_state_dict({k[len("learner.") :]: v for k, v in results["maml/resumed"].items()})
+    assert results["maml/val_loss"] == pytest.approx(float(episode_loss(maml.predict, tasks)), rel=1e-6)
+    protonet = ProtoNet(h.backbone())
+    protonet.load_state_dict({k[len("learner.") :]: v for k, v in results["protonet/uninterrupted"].items()})
+    assert results["protonet/val_loss"] == pytest.approx(
+        float(episode_loss(protonet.predict, tasks)), rel=1e-6
+    )
+    tuner = FineTuner(h.backbone(), 4, num_steps=3, lr=0.1)
+    assert results["finetuner/test_loss"] == pytest.approx(
+        float(episode_loss(tuner.predict, tasks)), rel=1e-6
+    )

@@ -1,0 +1,32 @@
+"""Lightning modules over the torchcross learners (needs the ``lightning`` extra).
+
+* :class:`MetaLearningModule`: meta-training of a learner with ``meta_backward``
+  (:class:`~torchcross.learners.MAML` and its variants, :class:`~torchcross.learners.ProtoNet`),
+  episodic validation and testing;
+* :class:`MultiTaskModule`: multi-task pre-training (:class:`~torchcross.learners.MultiTaskPretrainer`);
+* :class:`FineTuningEvaluation`: episodic evaluation with a :class:`~torchcross.learners.FineTuner`;
+* :class:`EpisodeStream` and :class:`RankMetaBatches`: a training stream that a resumed ``Trainer``
+  continues exactly, because the modules count the batches they consumed in their checkpoints.
+
+The modules use manual optimisation: the learners all-reduce their gradients once per step
+themselves (:mod:`torchcross.distributed`), which works under ``Trainer(strategy="ddp")``.
+Evaluation steps adapt with gradients enabled, under Lightning's default ``inference_mode``.
+
+Names are imported lazily on first use.
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "MetaLearningModule": "modules",
+    "MultiTaskModule": "modules",
+    "FineTuningEvaluation": "modules",
+    "EpisodeStream": "stream",
+    "RankMetaBatches": "stream",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
