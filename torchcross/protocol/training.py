@@ -16,8 +16,11 @@ import math
 import os
 import pickle
 import re
+import signal
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +72,19 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class NonFiniteLossError(ValueError):
     """Training produced a NaN or infinite loss (the message names the step and the task)."""
+
+
+@contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold SIGINT back for the block (main thread, POSIX); a Ctrl-C meanwhile is raised after it."""
+    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def config_fingerprint(settings: Any) -> str:
@@ -295,26 +311,29 @@ def train_steps(
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
 
     def save(step: int) -> None:
+        nonlocal saved_step
         if path is None:
             return
         sampler_state = None
         if sampler is not None:
             sampler_state = sampler.state_dict(consumed=step - start)
-        save_checkpoint(
-            path,
-            {
-                "format": _FORMAT,
-                "version": _VERSION,
-                "fingerprint": fingerprint,
-                "settings": settings_text,
-                "step": step,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "sampler": sampler_state,
-                "torch_rng": torch.get_rng_state(),
-                "losses": losses,
-            },
-        )
+        with _sigint_deferred():  # a Ctrl-C while saving lands after the step is recorded
+            save_checkpoint(
+                path,
+                {
+                    "format": _FORMAT,
+                    "version": _VERSION,
+                    "fingerprint": fingerprint,
+                    "settings": settings_text,
+                    "step": step,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "sampler": sampler_state,
+                    "torch_rng": torch.get_rng_state(),
+                    "losses": losses,
+                },
+            )
+            saved_step = step
 
     if start >= steps:
         return losses
@@ -355,7 +374,6 @@ def train_steps(
                 logger.log_metrics(done, {"loss": loss})
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 save(done)
-                saved_step = done
         save(steps)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(description, saved_step if path is not None else None) from exc
