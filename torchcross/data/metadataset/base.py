@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, IterableDataset
 from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.sampling.episodes import (
@@ -408,7 +408,26 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator[Task]:
-        position = shard_position(owner=self)
+        return self.iter_shard(shard_position(owner=self))
+
+    def iter_shard(self, position: ShardPosition) -> Iterator[Task]:
+        """Yield the episodes of shard ``position``: ``position.index``, then every ``position.count``-th.
+
+        Iterating the dataset yields the shard of this process and DataLoader worker
+        (:func:`~torchcross.data.workers.sharding.shard_position`); wrappers told their rank
+        explicitly pass their own position.
+
+        Examples:
+            >>> import torch
+            >>> from torchcross.data.sources import TensorTaskSource
+            >>> from torchcross.data.workers.sharding import ShardPosition
+            >>> from torchcross.data.metadataset import FewShotMetaDataset
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+            >>> src = TensorTaskSource(torch.zeros(8, 1), torch.arange(8) % 2, d)
+            >>> episodes = FewShotMetaDataset(src, None, 1, 1, 0, length=5, seed=0)
+            >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
+            2
+        """
         if self.length is None:
             indices: Any = itertools.count(position.index, position.count)
         else:
