@@ -23,6 +23,11 @@ from torchcross._checks import check_int
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset
 from torchcross.data.sources import canonical_labels
+from torchcross.sampling.defaults import (
+    DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    DEFAULT_QUERY_PER_CLASS,
+    DEFAULT_SHOTS,
+)
 from torchcross.sampling.episodes import EpisodeIndices, episode_labels, relabel_description
 from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
@@ -242,11 +247,11 @@ def _record(entry: Mapping[str, Any], description: TaskDescription, num_examples
 def sample_episode_set(
     task_source: Any,
     n_episodes: int = 100,
-    n_support_samples_per_class: int = 5,
-    n_query_samples_per_class: int = 10,
+    n_support_samples_per_class: int = DEFAULT_SHOTS,
+    n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
     *,
     seed: int = 0,
-    filter_classes_min_samples: int = 0,
+    filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
     :class:`~torchcross.data.metadataset.FewShotMetaDataset` with this ``seed``).

@@ -13,6 +13,11 @@ import numpy as np
 
 from torchcross._checks import check_int
 from torchcross.data.metadataset.base import EpisodeMetaDataset, usable_classes
+from torchcross.sampling.defaults import (
+    DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    DEFAULT_QUERY_PER_CLASS,
+    DEFAULT_SHOTS,
+)
 from torchcross.sampling.episodes import EpisodeIndices, EpisodePlan, get_episode_kind
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
@@ -35,9 +40,11 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         collate_fn: applied to the list of ``(input, label)`` pairs of the support and of
             the query set; ``None`` gives ``(inputs, labels)`` tensors (with
             ``output_indices=True``: a list of ``(index, label)`` pairs, as in 0.0.6).
-        n_support_samples_per_class: shots ``k``.
-        n_query_samples_per_class: query examples per class ``q``.
-        filter_classes_min_samples: drop classes with fewer examples than this.
+        n_support_samples_per_class: shots ``k`` (default 5).
+        n_query_samples_per_class: query examples per class ``q`` (default 10).
+        filter_classes_min_samples: drop classes with fewer examples than this (default 0:
+            only classes too small for one episode are dropped). The defaults are the
+            ones every episode dataset shares (:mod:`torchcross.sampling.defaults`).
         length: number of episodes; ``None``: endless (iteration never stops, ``len()``
             raises).
         output_indices: episodes hold ``(source index, label)`` pairs instead of inputs.
@@ -55,7 +62,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
         >>> src = TensorTaskSource(torch.randn(60, 4), torch.arange(60) % 3, d)
-        >>> episodes = FewShotMetaDataset(src, None, 2, 3, filter_classes_min_samples=0, length=10, seed=0)
+        >>> episodes = FewShotMetaDataset(src, None, 2, 3, length=10, seed=0)
         >>> task = episodes[0]
         >>> task.support[0].shape, task.support[1].tolist(), task.query[0].shape
         (torch.Size([6, 4]), [0, 0, 1, 1, 2, 2], torch.Size([9, 4]))
@@ -67,9 +74,9 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         self,
         task_source: Any,
         collate_fn: Callable | None = None,
-        n_support_samples_per_class: int = 5,
-        n_query_samples_per_class: int = 20,
-        filter_classes_min_samples: int = 50,
+        n_support_samples_per_class: int = DEFAULT_SHOTS,
+        n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
+        filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
         length: int | None = None,
         output_indices: bool = False,
         *,
@@ -149,7 +156,6 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         ...     n_support_samples_per_class_min=1,
         ...     n_support_samples_per_class_max=3,
         ...     n_query_samples_per_class=2,
-        ...     filter_classes_min_samples=0,
         ...     length=4,
         ...     seed=0,
         ... )
@@ -164,8 +170,8 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         *,
         n_support_samples_per_class_min: int = 1,
         n_support_samples_per_class_max: int = 10,
-        n_query_samples_per_class: int = 10,
-        filter_classes_min_samples: int = 40,
+        n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
+        filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
         length: int | None = None,
         output_indices: bool = False,
         seed: int | None = None,
