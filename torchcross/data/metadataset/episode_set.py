@@ -252,9 +252,13 @@ def sample_episode_set(
     *,
     seed: int = 0,
     filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    n_way: int | None = None,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
     :class:`~torchcross.data.metadataset.FewShotMetaDataset` with this ``seed``).
+
+    ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
+    classes; each stored episode lists its class keys.
 
     Examples:
         >>> import torch
@@ -276,6 +280,7 @@ def sample_episode_set(
         length=n_episodes,
         output_indices=True,
         seed=seed,
+        n_way=n_way,
     )
     return EpisodeSet.from_dataset(dataset)
 
