@@ -186,12 +186,18 @@ def check_sizes(task: Task, rule: Shots | VariableShots, source_ways: int) -> No
 # -- the datasets under contract --------------------------------------------------------------------
 
 FEW_SHOT = Shots((2, 2), 2)
+N_WAY = Shots((2, 2), 2, (3, 3))  # 3 of the sources' 4 classes
 SUB_TASK = Shots((1, 3), 2, (2, 3))
+WAY_KINDS = ("multiclass", "ordinal")  # the kinds with N-way episodes
 VARIABLE = VariableShots((2, 3), 3, 12)
 
 
 def few_shot(kind: str, seed: int, part: int = 0) -> FewShotMetaDataset:
     return FewShotMetaDataset(SOURCES[kind, part], None, 2, 2, 0, length=LENGTH, seed=seed)
+
+
+def few_shot_n_way(kind: str, seed: int, part: int = 0) -> FewShotMetaDataset:
+    return FewShotMetaDataset(SOURCES[kind, part], None, 2, 2, length=LENGTH, seed=seed, n_way=3)
 
 
 def sub_task(kind: str, seed: int, part: int = 0) -> SubTaskRandomFewShotMetaDataset:
@@ -227,6 +233,15 @@ def fixed(kind: str, seed: int) -> Any:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "episodes.json"
         episodes.save(path)
+        return EpisodeSet.load(path, src).as_dataset(src)
+
+
+def fixed_n_way(kind: str, seed: int) -> Any:
+    """N-way episodes saved to JSON, loaded back and read from the source."""
+    src = SOURCES[kind, 0]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "episodes.json"
+        sample_episode_set(src, LENGTH, 2, 2, seed=seed, n_way=3).save(path)
         return EpisodeSet.load(path, src).as_dataset(src)
 
 
@@ -277,9 +292,13 @@ def _one_rule(rule: Shots | VariableShots) -> Callable[[str], dict[str, Shots | 
 
 CASES: dict[str, Case] = {
     "FewShotMetaDataset": Case(few_shot, _one_rule(FEW_SHOT)),
+    "FewShotMetaDataset-n_way": Case(few_shot_n_way, _one_rule(N_WAY), kinds=WAY_KINDS),
     "SubTaskRandomFewShotMetaDataset": Case(sub_task, _one_rule(SUB_TASK)),
     "VariableWayShotMetaDataset": Case(variable, _one_rule(VARIABLE), kinds=SINGLE_LABEL),
     "FixedEpisodeMetaDataset": Case(fixed, _one_rule(FEW_SHOT), epochs=False, sharded=False),
+    "FixedEpisodeMetaDataset-n_way": Case(
+        fixed_n_way, _one_rule(N_WAY), kinds=WAY_KINDS, epochs=False, sharded=False
+    ),
     "FixedEpisodeMetaDataset-sub-tasks": Case(
         fixed_from_sub_tasks, _one_rule(SUB_TASK), epochs=False, sharded=False
     ),

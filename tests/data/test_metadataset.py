@@ -323,15 +323,53 @@ def test_filter_warns_naming_task_and_classes() -> None:
     d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c", 3: "rare"}, "skin")
     src = TensorTaskSource(torch.zeros(len(labels), 1), labels, d)
     with pytest.warns(
-        UserWarning, match=r"task 'skin': dropping 1 of 4 classes .* 'rare' \(key 3: 4 examples\)"
+        UserWarning,
+        match=r"task 'skin': filter_classes_min_samples=10 removed 1 of 4 classes with fewer than 10 "
+        r"examples: 'rare' \(key 3: 4 examples\)$",
     ):
         ds = FewShotMetaDataset(src, None, 2, 2, filter_classes_min_samples=10, seed=0)
     assert ds.used_classes == [0, 1, 2]
     assert dict(ds[0].description.classes) == {0: "a", 1: "b", 2: "c"}
-    with pytest.warns(UserWarning, match=r"n_support_samples_per_class \+ n_query_samples_per_class = 15"):
-        FewShotMetaDataset(src, None, 5, 10, filter_classes_min_samples=0, seed=0)
-    with pytest.raises(ValueError, match=r"task 'skin' has 0 usable classes .*filter_classes_min_samples=50"):
-        FewShotMetaDataset(src, None, 5, 10, seed=0)
+    with pytest.warns(
+        UserWarning,
+        match=r"task 'skin': 1 of 4 classes have fewer than 15 examples \(an episode needs "
+        r"n_support_samples_per_class \+ n_query_samples_per_class = 15\): 'rare'",
+    ):
+        FewShotMetaDataset(src, None, 5, 10, seed=0)  # no filter by default: only 'rare' is too small
+
+
+def test_errors_name_the_filter_that_removed_the_classes() -> None:
+    labels = np.array([0] * 30 + [1] * 30 + [2] * 30 + [3] * 4)
+    d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c", 3: "rare"}, "skin")
+    src = TensorTaskSource(torch.zeros(len(labels), 1), labels, d)
+    with pytest.raises(
+        ValueError,
+        match=r"task 'skin' has 0 usable classes \(needs >= 2\): filter_classes_min_samples=50 removed 3 "
+        r"of 4 classes with fewer than 50 examples: 'a' \(key 0: 30 examples\), 'b' .*; "
+        r"1 of 4 classes have fewer than 15 examples .*'rare'.*; "
+        r"lower filter_classes_min_samples \(the default, 0, filters nothing\) "
+        r"or lower the shots or queries$",
+    ):
+        FewShotMetaDataset(src, None, 5, 10, 50, seed=0)
+    with pytest.raises(
+        ValueError,
+        match=r"task 'skin' has 0 usable classes \(needs >= 2\): 4 of 4 classes have fewer than 41 examples "
+        r"\(an episode needs .* = 41\).*; lower the shots or queries$",
+    ):
+        FewShotMetaDataset(src, None, 1, 40, seed=0)
+    binary = TensorTaskSource(
+        torch.zeros(40, 1), np.arange(40) % 2, TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "p"}, "b")
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"binary task 'b' has 20 positives and 20 negatives; filter_classes_min_samples=30 asks for "
+        r">= 30; lower filter_classes_min_samples",
+    ):
+        FewShotMetaDataset(binary, None, 2, 2, 30)
+    with pytest.raises(
+        ValueError, match=r"needs n_support_samples_per_class \+ n_query_samples_per_class = 21 of each"
+    ):
+        FewShotMetaDataset(binary, None, 1, 20)
 
 
 def test_too_few_usable_classes_raise_for_every_kind() -> None:

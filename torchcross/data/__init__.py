@@ -23,6 +23,8 @@ _EXPORTS: dict[str, str] = {
     "SubsetTaskSource": "sources",
     "ConcatTaskSource": "sources",
     "canonical_labels": "sources",
+    "ClassSubsetTaskSource": "class_split",
+    "split_classes": "class_split",
     "WrapTaskSource": "wrap_source",
     "BatchedTaskSource": "batched_source",
     "identity": "collate",

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-__all__ = ["BatchReadable", "MapStyle", "PlannedBatches", "ShardSized", "SupportsSetEpoch"]
+__all__ = ["BatchReadable", "MapStyle", "PlannedBatches", "ShardIterable", "ShardSized", "SupportsSetEpoch"]
 
 _P = TypeVar("_P", bound=type)
 _MEMBERS: dict[type, tuple[str, ...]] = {}
@@ -111,4 +111,19 @@ class ShardSized(Protocol, metaclass=_CapabilityMeta):
 
         ``position`` is a :class:`~torchcross.data.workers.sharding.ShardPosition`.
         """
+        ...
+
+
+@_capability("iter_shard")
+class ShardIterable(Protocol, metaclass=_CapabilityMeta):
+    """An iterable that splits itself into shards and yields any one of them: ``iter_shard(position)``.
+
+    Iterating it yields the shard of this process and worker; ``iter_shard(position)``
+    yields shard ``position`` (a :class:`~torchcross.data.workers.sharding.ShardPosition`)
+    whatever the process, so a wrapper told its rank explicitly (e.g.
+    :class:`~torchcross.data.interleave.InterleaveDataset` with ``rank=``) can pass it on.
+    """
+
+    def iter_shard(self, position: Any) -> Any:
+        """An iterator over the items of shard ``position``."""
         ...

@@ -16,6 +16,10 @@ workers and ``torch.distributed`` ranks depends on the sources:
   workers.
 - other :class:`torch.utils.data.IterableDataset` sources are expected to split
   themselves (torchcross's do), and each shard interleaves what its sources give it.
+  Explicit ``rank=``/``world_size=`` reach the sources that can be told a shard
+  (:class:`~torchcross.data.capabilities.ShardIterable`: the episode datasets,
+  :class:`~torchcross.data.batched_source.BatchedTaskSource`, interleaves); others
+  split themselves by ``torch.distributed``.
 - any other iterable (e.g. a list) is split by position: every shard walks all of it
   and keeps every ``count``-th item.
 
@@ -33,7 +37,7 @@ import numpy as np
 from torch.utils.data import IterableDataset
 
 from torchcross._checks import check_int
-from torchcross.data.capabilities import PlannedBatches, ShardSized, SupportsSetEpoch
+from torchcross.data.capabilities import PlannedBatches, ShardIterable, ShardSized, SupportsSetEpoch
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.sampling.multitask_plan import exhaustive_order, occurrences
@@ -59,7 +63,8 @@ class InterleaveDataset(IterableDataset):
     Args:
         datasets: the sources (iterables; see the module notes on sharding).
         rank, world_size: this process's place among ``torch.distributed`` ranks
-            (default: read from ``torch.distributed``; pass them to simulate ranks).
+            (default: read from ``torch.distributed``; pass them to simulate ranks). They are
+            passed on to sources that shard themselves (see the module notes).
 
     Raises:
         ValueError: if ``datasets`` is empty.
@@ -122,17 +127,21 @@ class InterleaveDataset(IterableDataset):
             yield self.datasets[source].load_batch(plans[source][occ[p]])
 
     # -- other sources ---------------------------------------------------------------------
-    def _shard_iterators(self, position: ShardPosition) -> list[Iterator[Any]]:
+    def _shard_iterators(self, position: ShardPosition, tell: bool) -> list[Iterator[Any]]:
+        # tell: the position is not what sources that shard themselves would find on their own
         out = []
         for d in self.datasets:
-            it = iter(d)
-            if not isinstance(d, IterableDataset) and position.count > 1:
-                it = itertools.islice(it, position.index, None, position.count)
+            if tell and isinstance(d, ShardIterable):
+                it = iter(d.iter_shard(position))
+            else:
+                it = iter(d)
+                if not isinstance(d, IterableDataset) and position.count > 1:
+                    it = itertools.islice(it, position.index, None, position.count)
             out.append(it)
         return out
 
-    def _iter_generic(self, position: ShardPosition) -> Iterator[Any]:
-        iterators = self._shard_iterators(position)
+    def _iter_generic(self, position: ShardPosition, tell: bool) -> Iterator[Any]:
+        iterators = self._shard_iterators(position, tell)
         while iterators:
             alive = []
             for it in iterators:
@@ -146,9 +155,20 @@ class InterleaveDataset(IterableDataset):
 
     def __iter__(self) -> Iterator[Any]:
         position = shard_position(self.rank, self.world_size, self)
+        return self._iter(position, tell=self.rank is not None)
+
+    def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
+        """Yield the items of shard ``position`` (iterating yields this process and worker's shard).
+
+        Sources that shard themselves (:class:`~torchcross.data.capabilities.ShardIterable`)
+        are told ``position`` too.
+        """
+        return self._iter(position, tell=True)
+
+    def _iter(self, position: ShardPosition, tell: bool) -> Iterator[Any]:
         if all(_is_planned(d) for d in self.datasets):
             return self._iter_planned(position)
-        return self._iter_generic(position)
+        return self._iter_generic(position, tell)
 
 
 class RandomInterleaveDataset(InterleaveDataset):
@@ -189,8 +209,8 @@ class RandomInterleaveDataset(InterleaveDataset):
         rng = np.random.default_rng([self.seed, self.epoch])
         return exhaustive_order(counts, TaskWeighting("proportional"), rng)
 
-    def _iter_generic(self, position: ShardPosition) -> Iterator[Any]:
-        iterators = self._shard_iterators(position)
+    def _iter_generic(self, position: ShardPosition, tell: bool) -> Iterator[Any]:
+        iterators = self._shard_iterators(position, tell)
         lengths = [len(d) if isinstance(d, Sized) else None for d in self.datasets]
         known = all(n is not None for n in lengths)
         remaining = np.array([n if n is not None else 1 for n in lengths], dtype=np.float64)

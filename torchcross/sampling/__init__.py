@@ -8,6 +8,8 @@
 * :mod:`~torchcross.sampling.multilabel`: the greedy cover for multi-label episodes
   (label rows as bit masks: :mod:`~torchcross.sampling.bits`);
 * :mod:`~torchcross.sampling.variable`: Meta-Dataset's variable-way, variable-shot rule;
+* :mod:`~torchcross.sampling.defaults`: the shots, queries and class filter every episode
+  dataset and sampler defaults to;
 * :mod:`~torchcross.sampling.weighting` and :mod:`~torchcross.sampling.multitask_plan`:
   which source task a multi-task stream draws next.
 
@@ -26,6 +28,9 @@ from torchcross._lazy import lazy_exports
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "DEFAULT_FILTER_CLASSES_MIN_SAMPLES": "defaults",
+    "DEFAULT_QUERY_PER_CLASS": "defaults",
+    "DEFAULT_SHOTS": "defaults",
     "EPISODE_KINDS": "episodes",
     "EpisodeKind": "episodes",
     "get_episode_kind": "episodes",

@@ -222,6 +222,10 @@ class EpisodeKind:
             ``False``: in the order drawn (multi-class: a random label permutation).
         two_sided: each class needs positives and negatives (binary, multi-label), not
             just examples.
+        n_way: episodes may be N-way, over ``n_way`` of the task's classes with each example
+            in one of them (multi-class, ordinal).
+        n_way_alternative: for kinds without :attr:`n_way`: why a way has no meaning for
+            them, and what to use instead (named in error messages).
     """
 
     target: TaskTarget
@@ -230,15 +234,21 @@ class EpisodeKind:
     fixed_classes: tuple[int, ...] | None = None
     key_order: bool = True
     two_sided: bool = False
+    n_way: bool = False
+    n_way_alternative: str = ""
 
 
 EPISODE_KINDS: Mapping[TaskTarget, EpisodeKind] = MappingProxyType(
     {
         TaskTarget.MULTICLASS_CLASSIFICATION: EpisodeKind(
-            TaskTarget.MULTICLASS_CLASSIFICATION, sample_multiclass_episode, _fixed_shot_plan, key_order=False
+            TaskTarget.MULTICLASS_CLASSIFICATION,
+            sample_multiclass_episode,
+            _fixed_shot_plan,
+            key_order=False,
+            n_way=True,
         ),
         TaskTarget.ORDINAL_REGRESSION: EpisodeKind(
-            TaskTarget.ORDINAL_REGRESSION, sample_ordinal_episode, _fixed_shot_plan
+            TaskTarget.ORDINAL_REGRESSION, sample_ordinal_episode, _fixed_shot_plan, n_way=True
         ),
         TaskTarget.BINARY_CLASSIFICATION: EpisodeKind(
             TaskTarget.BINARY_CLASSIFICATION,
@@ -246,9 +256,17 @@ EPISODE_KINDS: Mapping[TaskTarget, EpisodeKind] = MappingProxyType(
             _fixed_shot_plan,
             fixed_classes=(0, 1),
             two_sided=True,
+            n_way_alternative="a binary episode always holds its negatives and positives "
+            "(2-way by definition); leave n_way=None",
         ),
         TaskTarget.MULTILABEL_CLASSIFICATION: EpisodeKind(
-            TaskTarget.MULTILABEL_CLASSIFICATION, sample_multilabel_episode, _multilabel_plan, two_sided=True
+            TaskTarget.MULTILABEL_CLASSIFICATION,
+            sample_multilabel_episode,
+            _multilabel_plan,
+            two_sided=True,
+            n_way_alternative="an example may carry any number of labels, so an episode has labels, "
+            "not ways; for episodes over a random subset of the labels use "
+            "SubTaskRandomFewShotMetaDataset(n_classes_min=..., n_classes_max=...)",
         ),
     }
 )

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from torchcross._checks import check_generator, check_int
+from torchcross.sampling.defaults import DEFAULT_QUERY_PER_CLASS
 from torchcross.sampling.episode_index import (
     SINGLE_LABEL_TARGETS,
     EpisodeIndices,
@@ -27,7 +28,7 @@ def sample_variable_episode(
     classes: Sequence[int] | None = None,
     min_ways: int = 5,
     max_ways: int = 50,
-    max_query_per_class: int = 10,
+    max_query_per_class: int = DEFAULT_QUERY_PER_CLASS,
     max_support_size: int = 500,
     max_support_per_class: int = 100,
 ) -> EpisodeIndices:

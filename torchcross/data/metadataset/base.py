@@ -32,7 +32,7 @@ from torch.utils.data import Dataset, IterableDataset
 from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.distributed.seeds import shared_seed
@@ -217,6 +217,10 @@ def _user_stacklevel() -> int:
     return level
 
 
+def _names(description: TaskDescription, counts: dict[int, str]) -> str:
+    return ", ".join(f"{description.classes[k]!r} (key {k}: {v})" for k, v in counts.items())
+
+
 def usable_classes(
     owner: str,
     index: LabelIndex,
@@ -224,12 +228,15 @@ def usable_classes(
     min_samples: int,
     required: int,
     required_why: str,
+    min_classes: int = 2,
+    min_classes_param: str = "",
 ) -> tuple[int, ...]:
     """Class keys (multi-label: columns) with ``>= max(min_samples, required)`` examples.
 
     Counts examples per class; for kinds whose classes need positives and negatives
     (binary, multi-label; see :class:`~torchcross.sampling.episodes.EpisodeKind`), the
-    smaller of the two. Warns about the classes it drops.
+    smaller of the two. Warns about the classes it drops, naming what dropped them: the
+    user's filter (``filter_classes_min_samples``) or what one episode needs.
 
     Args:
         owner: who asks (named in the messages).
@@ -237,9 +244,12 @@ def usable_classes(
         description: the task (identifier and class names for the messages).
         min_samples: the user's ``filter_classes_min_samples``.
         required: what one episode needs of a class; ``required_why`` says why.
+        min_classes: the fewest usable classes an episode can use;
+            ``min_classes_param`` names the parameter that asks for it (e.g. ``"n_way"``).
 
     Raises:
-        ValueError: fewer than two usable classes (binary: too few positives or negatives).
+        ValueError: fewer than ``min_classes`` usable classes (binary: too few positives or
+            negatives); the message names the filter or the episode size that removed them.
 
     Examples:
         >>> from torchcross.sampling.episode_index import index_labels
@@ -249,45 +259,65 @@ def usable_classes(
         ...     warnings.simplefilter("always")
         ...     usable_classes("demo", index, d, 2, 1, "")
         (0, 1)
-        >>> len(caught)
-        1
+        >>> "filter_classes_min_samples=2 removed 1 of 3 classes" in str(caught[0].message)
+        True
     """
-    threshold = max(min_samples, required)
-    why = f"filter_classes_min_samples={min_samples}" if min_samples >= required else required_why
     tid = description.task_identifier
     pos, neg = index.counts(), index.counts(negatives=True)
     kind = get_episode_kind(description.task_target)
+    filter_name = f"filter_classes_min_samples={min_samples}"
+    filter_fix = "lower filter_classes_min_samples (the default, 0, filters nothing)"
     if kind.fixed_classes is not None:  # binary: the positives and negatives of its one label
-        if pos[1] < threshold or neg[1] < threshold:
+        smaller = min(pos[1], neg[1])
+        if smaller < max(min_samples, required):
+            by_filter = smaller >= required
+            why = f"{filter_name} asks for >= {min_samples}" if by_filter else f"{required_why} of each"
             raise ValueError(
-                f"{owner}: binary task {tid!r} has {pos[1]} positives and {neg[1]} negatives; both need "
-                f">= {threshold} ({why}); lower the shots or filter_classes_min_samples"
+                f"{owner}: binary task {tid!r} has {pos[1]} positives and {neg[1]} negatives; {why}; "
+                + (filter_fix if by_filter else "lower the shots or queries")
             )
         return kind.fixed_classes
-    if kind.two_sided:
-        small = {
-            k: f"{pos[k]} positives, {neg[k]} negatives"
-            for k in index.keys
-            if min(pos[k], neg[k]) < threshold
-        }
-    else:
-        small = {k: f"{pos[k]} examples" for k in index.keys if pos[k] < threshold}
-    usable = tuple(k for k in index.keys if k not in small)
-    if small:
-        names = "; ".join(f"{description.classes[k]!r} (key {k}: {v})" for k, v in small.items())
-        what = "labels" if kind.two_sided else "classes"
-        if len(usable) >= 2:
-            warnings.warn(
-                f"{owner}: task {tid!r}: dropping {len(small)} of {len(index.keys)} {what} with fewer than "
-                f"{threshold} examples ({why}): {names}",
-                UserWarning,
-                stacklevel=_user_stacklevel(),
-            )
-        else:
-            raise ValueError(
-                f"{owner}: task {tid!r} has {len(usable)} usable {what} (needs >= 2): fewer than {threshold} "
-                f"examples ({why}) in {names}; lower the shots or filter_classes_min_samples"
-            )
+    count = {k: min(pos[k], neg[k]) if kind.two_sided else pos[k] for k in index.keys}
+    shown = {
+        k: f"{pos[k]} positives, {neg[k]} negatives" if kind.two_sided else f"{pos[k]} examples"
+        for k in index.keys
+    }
+    too_small = {k: shown[k] for k in index.keys if count[k] < required}
+    filtered = {k: shown[k] for k in index.keys if required <= count[k] < min_samples}
+    usable = tuple(k for k in index.keys if k not in too_small and k not in filtered)
+    what = "labels" if kind.two_sided else "classes"
+    reasons, fixes = [], []
+    if filtered:
+        reasons.append(
+            f"{filter_name} removed {len(filtered)} of {len(index.keys)} {what} with fewer than "
+            f"{min_samples} examples: {_names(description, filtered)}"
+        )
+        fixes.append(filter_fix)
+    if too_small:
+        reasons.append(
+            f"{len(too_small)} of {len(index.keys)} {what} have fewer than {required} examples "
+            f"({required_why}): {_names(description, too_small)}"
+        )
+        fixes.append("lower the shots or queries")
+    if len(usable) < min_classes:
+        needs = f"needs >= {min_classes}"
+        if min_classes_param:
+            needs = f"{min_classes_param}={min_classes} {needs}"
+            fixes.append(f"lower {min_classes_param}")
+        if not reasons:
+            reasons.append(f"the task has {len(index.keys)} {what}")
+        if not fixes:
+            fixes.append(f"use a task with more {what}")
+        raise ValueError(
+            f"{owner}: task {tid!r} has {len(usable)} usable {what} ({needs}): "
+            + "; ".join(reasons)
+            + "; "
+            + " or ".join(fixes)
+        )
+    if reasons:
+        warnings.warn(
+            f"{owner}: task {tid!r}: " + "; ".join(reasons), UserWarning, stacklevel=_user_stacklevel()
+        )
     return usable
 
 
@@ -429,7 +459,26 @@ class EpisodeMetaDataset(MetaDataset, IterableDataset):
         return self.length
 
     def __iter__(self) -> Iterator[Task]:
-        position = shard_position(self.rank, self.world_size, owner=self)
+        return self.iter_shard(shard_position(self.rank, self.world_size, owner=self))
+
+    def iter_shard(self, position: ShardPosition) -> Iterator[Task]:
+        """Yield the episodes of shard ``position``: ``position.index``, then every ``position.count``-th.
+
+        Iterating the dataset yields the shard of this process and DataLoader worker
+        (:func:`~torchcross.data.workers.sharding.shard_position`); wrappers told their rank
+        explicitly pass their own position.
+
+        Examples:
+            >>> import torch
+            >>> from torchcross.data.sources import TensorTaskSource
+            >>> from torchcross.data.workers.sharding import ShardPosition
+            >>> from torchcross.data.metadataset import FewShotMetaDataset
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+            >>> src = TensorTaskSource(torch.zeros(8, 1), torch.arange(8) % 2, d)
+            >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=5, seed=0)
+            >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
+            2
+        """
         if self.length is None:
             indices: Any = itertools.count(position.index, position.count)
         else:

@@ -24,6 +24,11 @@ from torchcross._io import atomic_write
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset
 from torchcross.data.sources import canonical_labels
+from torchcross.sampling.defaults import (
+    DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    DEFAULT_QUERY_PER_CLASS,
+    DEFAULT_SHOTS,
+)
 from torchcross.sampling.episodes import EpisodeIndices, episode_labels, relabel_description
 from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
@@ -247,14 +252,18 @@ def _record(entry: Mapping[str, Any], description: TaskDescription, num_examples
 def sample_episode_set(
     task_source: Any,
     n_episodes: int = 100,
-    n_support_samples_per_class: int = 5,
-    n_query_samples_per_class: int = 10,
+    n_support_samples_per_class: int = DEFAULT_SHOTS,
+    n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
     *,
     seed: int = 0,
-    filter_classes_min_samples: int = 0,
+    filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    n_way: int | None = None,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
     :class:`~torchcross.data.metadataset.FewShotMetaDataset` with this ``seed``).
+
+    ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
+    classes; each stored episode lists its class keys.
 
     Examples:
         >>> import torch
@@ -276,6 +285,7 @@ def sample_episode_set(
         length=n_episodes,
         output_indices=True,
         seed=seed,
+        n_way=n_way,
     )
     return EpisodeSet.from_dataset(dataset)
 

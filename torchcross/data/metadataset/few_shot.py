@@ -13,13 +13,18 @@ import numpy as np
 
 from torchcross._checks import check_int
 from torchcross.data.metadataset.base import EpisodeMetaDataset, usable_classes
+from torchcross.sampling.defaults import (
+    DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    DEFAULT_QUERY_PER_CLASS,
+    DEFAULT_SHOTS,
+)
 from torchcross.sampling.episodes import EpisodeIndices, EpisodePlan, get_episode_kind
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
 
 class FewShotMetaDataset(EpisodeMetaDataset):
-    """Episodes with a fixed number of examples per class, over all usable classes.
+    """Episodes with a fixed number of examples per class, over all usable classes or ``n_way`` of them.
 
     Multi-class and ordinal: ``n_support_samples_per_class`` support and
     ``n_query_samples_per_class`` query examples per class; binary: that many negatives
@@ -27,17 +32,24 @@ class FewShotMetaDataset(EpisodeMetaDataset):
     Classes with fewer than ``max(filter_classes_min_samples, n_support + n_query)``
     examples (binary and multi-label: positives or negatives) are dropped with a warning.
 
+    With ``n_way`` (multi-class and ordinal tasks), each episode is N-way: a uniformly random
+    subset of ``n_way`` usable classes, drawn from the episode's own generator (so episodes
+    stay a pure function of ``(seed, epoch, index)``), listed in the task's class order.
+
     Each episode's description is the source's with ``classes`` relabelled to the
-    episode's ``0..k-1`` (identifiers kept); labels are relabelled the same way.
+    episode's ``0..k-1`` (identifiers kept): ``description.classes[i]`` names the class
+    that episode label ``i`` stands for. Labels are relabelled the same way.
 
     Args:
         task_source: a :class:`~torchcross.data.sources.TaskSource`.
         collate_fn: applied to the list of ``(input, label)`` pairs of the support and of
             the query set; ``None`` gives ``(inputs, labels)`` tensors (with
             ``output_indices=True``: a list of ``(index, label)`` pairs, as in 0.0.6).
-        n_support_samples_per_class: shots ``k``.
-        n_query_samples_per_class: query examples per class ``q``.
-        filter_classes_min_samples: drop classes with fewer examples than this.
+        n_support_samples_per_class: shots ``k`` (default 5).
+        n_query_samples_per_class: query examples per class ``q`` (default 10).
+        filter_classes_min_samples: drop classes with fewer examples than this (default 0:
+            only classes too small for one episode are dropped). The defaults are the
+            ones every episode dataset shares (:mod:`torchcross.sampling.defaults`).
         length: number of episodes; ``None``: endless (iteration never stops, ``len()``
             raises).
         output_indices: episodes hold ``(source index, label)`` pairs instead of inputs.
@@ -45,9 +57,13 @@ class FewShotMetaDataset(EpisodeMetaDataset):
             random seed once (kept in ``self.seed``).
         max_attempts: multi-label only: attempts before giving up (see
             :func:`~torchcross.sampling.episodes.sample_multilabel_episode`).
+        n_way: classes per episode (``>= 2``), for multi-class and ordinal tasks; ``None``:
+            all usable classes.
 
     Raises:
-        ValueError: fewer than two usable classes (binary: too few positives or negatives).
+        ValueError: fewer than two (or ``n_way``) usable classes, naming the filter or the
+            episode size that removed the others (binary: too few positives or negatives);
+            ``n_way`` for a binary or multi-label task.
 
     Examples:
         >>> import torch
@@ -55,28 +71,33 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
         >>> src = TensorTaskSource(torch.randn(60, 4), torch.arange(60) % 3, d)
-        >>> episodes = FewShotMetaDataset(src, None, 2, 3, filter_classes_min_samples=0, length=10, seed=0)
+        >>> episodes = FewShotMetaDataset(src, None, 2, 3, length=10, seed=0)
         >>> task = episodes[0]
         >>> task.support[0].shape, task.support[1].tolist(), task.query[0].shape
         (torch.Size([6, 4]), [0, 0, 1, 1, 2, 2], torch.Size([9, 4]))
         >>> [t.support[1].tolist() for t in episodes][0] == task.support[1].tolist()
         True
+        >>> two_way = FewShotMetaDataset(src, None, 2, 3, length=10, seed=0, n_way=2)
+        >>> sorted({tuple(t.description.classes.values()) for t in two_way})
+        [('a', 'b'), ('a', 'c'), ('b', 'c')]
     """
 
     def __init__(
         self,
         task_source: Any,
         collate_fn: Callable | None = None,
-        n_support_samples_per_class: int = 5,
-        n_query_samples_per_class: int = 20,
-        filter_classes_min_samples: int = 50,
+        n_support_samples_per_class: int = DEFAULT_SHOTS,
+        n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
+        filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
         length: int | None = None,
         output_indices: bool = False,
         *,
         seed: int | None = None,
         max_attempts: int = 10,
+        n_way: int | None = None,
     ) -> None:
         super().__init__(task_source, collate_fn, length, output_indices, seed)
+        self.n_way = self._check_n_way(n_way)
         self.n_support_samples_per_class = check_int(
             n_support_samples_per_class, "n_support_samples_per_class", 1
         )
@@ -87,8 +108,19 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         self.max_attempts = check_int(max_attempts, "max_attempts", 1)
         self.classes = self._select_classes(self.n_support_samples_per_class, "n_support_samples_per_class")
 
+    def _check_n_way(self, n_way: int | None) -> int | None:
+        n_way = check_int(n_way, "n_way", 2, allow_none=True)
+        kind = get_episode_kind(self.task_target)
+        if n_way is not None and not kind.n_way:
+            raise ValueError(
+                f"{type(self).__name__}: n_way={n_way} has no meaning for {kind.target.name} task "
+                f"{self.task_description.task_identifier!r}: {kind.n_way_alternative}"
+            )
+        return n_way
+
     def _select_classes(self, max_shots: int, shots_name: str) -> tuple[int, ...]:
         need = max_shots + self.n_query_samples_per_class
+        n_way = self.n_way
         return usable_classes(
             type(self).__name__,
             self.label_index,
@@ -96,6 +128,8 @@ class FewShotMetaDataset(EpisodeMetaDataset):
             self.filter_classes_min_samples,
             need,
             f"an episode needs {shots_name} + n_query_samples_per_class = {need}",
+            2 if n_way is None else n_way,
+            "" if n_way is None else "n_way",
         )
 
     @property
@@ -110,21 +144,28 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         )
 
     def sample_indices(self, index: int) -> EpisodeIndices:
-        """The indices of episode ``index``: all usable classes, in key order."""
+        """The indices of episode ``index``: all usable classes (or ``n_way`` of them), in key order."""
         rng = self._episode_rng(index)
+        if self.n_way is not None and self.n_way < len(self.classes):
+            chosen = np.sort(rng.choice(len(self.classes), size=self.n_way, replace=False))
+            classes = tuple(self.classes[j] for j in chosen.tolist())
+            return self._episode_plan(self.n_support_samples_per_class, classes).draw(self.label_index, rng)
         plan = self.__dict__.get("_plan")
         if plan is None:  # the same classes and shots in every episode: prepare once
             plan = self.__dict__["_plan"] = self._episode_plan(self.n_support_samples_per_class, self.classes)
         return plan.draw(self.label_index, rng)
 
     def sampling_parameters(self) -> dict[str, Any]:
-        return {
+        params = {
             **super().sampling_parameters(),
             "n_support_samples_per_class": self.n_support_samples_per_class,
             "n_query_samples_per_class": self.n_query_samples_per_class,
             "filter_classes_min_samples": self.filter_classes_min_samples,
             "classes": list(self.classes),
         }
+        if self.n_way is not None:  # recorded only when set: all-class episode sets are unchanged
+            params["n_way"] = self.n_way
+        return params
 
 
 class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
@@ -149,7 +190,6 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         ...     n_support_samples_per_class_min=1,
         ...     n_support_samples_per_class_max=3,
         ...     n_query_samples_per_class=2,
-        ...     filter_classes_min_samples=0,
         ...     length=4,
         ...     seed=0,
         ... )
@@ -164,8 +204,8 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         *,
         n_support_samples_per_class_min: int = 1,
         n_support_samples_per_class_max: int = 10,
-        n_query_samples_per_class: int = 10,
-        filter_classes_min_samples: int = 40,
+        n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
+        filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
         length: int | None = None,
         output_indices: bool = False,
         seed: int | None = None,
@@ -174,6 +214,7 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         max_attempts: int = 10,
     ) -> None:
         EpisodeMetaDataset.__init__(self, task_source, collate_fn, length, output_indices, seed)
+        self.n_way = None  # random ways: n_classes_min to n_classes_max
         self.n_support_samples_per_class_min = check_int(
             n_support_samples_per_class_min, "n_support_samples_per_class_min", 1
         )

@@ -7,6 +7,7 @@ from typing import Any
 
 from torchcross._checks import check_int
 from torchcross.data.metadataset.base import EpisodeMetaDataset, usable_classes
+from torchcross.sampling.defaults import DEFAULT_FILTER_CLASSES_MIN_SAMPLES, DEFAULT_QUERY_PER_CLASS
 from torchcross.sampling.episodes import EpisodeIndices
 from torchcross.sampling.variable import sample_variable_episode
 from torchcross.tasks.task import TaskTarget
@@ -54,10 +55,10 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
         *,
         min_ways: int = 5,
         max_ways: int = 50,
-        max_query_per_class: int = 10,
+        max_query_per_class: int = DEFAULT_QUERY_PER_CLASS,
         max_support_size: int = 500,
         max_support_per_class: int = 100,
-        filter_classes_min_samples: int = 0,
+        filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
         length: int | None = None,
         output_indices: bool = False,
         seed: int | None = None,
