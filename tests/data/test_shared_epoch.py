@@ -6,6 +6,7 @@ import copy
 import multiprocessing as mp
 import pickle
 
+import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -17,6 +18,7 @@ from torchcross.data.interleave import RandomInterleaveDataset
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.multitask import MultiTaskBatchSampler
 from torchcross.data.workers.shared_ints import SharedInts
+from torchcross.datasets.generic import ImageArrayTaskSource
 from torchcross.tasks.task import TaskDescription
 
 MC = TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(4)}, "mc")
@@ -53,6 +55,27 @@ def test_persistent_workers_follow_set_epoch_of_episode_datasets(context: str) -
         seen.append(support_ids(loader))
         assert seen[-1] == support_ids(meta[i] for i in range(6))  # the epoch's own episodes
     assert seen[0] != seen[1] != seen[2]
+
+
+def test_persistent_workers_pool_image_episodes_across_epochs_without_corrupting_held_ones() -> None:
+    d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
+    images = np.random.default_rng(1).integers(0, 256, (30, 6, 6, 3), dtype=np.uint8)
+    src = ImageArrayTaskSource(images, [i % 3 for i in range(30)], d, output="uint8")
+    meta = FewShotMetaDataset(src, None, 2, 2, 0, length=5, seed=0)
+    loader = DataLoader(meta, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=first)
+    held = []
+    for epoch in range(3):
+        meta.set_epoch(epoch)
+        for i, task in enumerate(loader):
+            want = meta[i]
+            assert torch.equal(task.support[0], want.support[0])
+            assert torch.equal(task.query[1], want.query[1])
+            assert type(task.support[0]) is torch.Tensor  # pooled in the worker, plain here
+            if epoch == 0:
+                held.append((task, want))  # kept while later epochs reuse the workers' blocks
+    for task, want in held:
+        assert torch.equal(task.query[0], want.query[0])
+        assert torch.equal(task.support[1], want.support[1])
 
 
 def test_persistent_workers_follow_set_epoch_of_batched_sources() -> None:

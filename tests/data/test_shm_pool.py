@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import gc
+import io
+import pickle
+import warnings
 from collections.abc import Iterator
 from multiprocessing.reduction import ForkingPickler
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 import torch.utils.data
@@ -15,19 +20,20 @@ from hypothesis import strategies as st
 from torch.utils.data import DataLoader, Dataset
 
 import torchcross.data.workers.shm_pool as shm_pool
+from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.workers.shm_pool import empty, shared_lease, worker_empty
+from torchcross.datasets.generic import ImageArrayTaskSource
+from torchcross.tasks.task import TaskDescription
 
 
 @pytest.fixture
 def fake_worker(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Run this process as if it were a DataLoader worker; restore the pickler afterwards."""
-    before = ForkingPickler._extra_reducers.get(torch.Tensor)
+    """Run this process as if it were a DataLoader worker with a fresh pool."""
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=0))
     monkeypatch.setattr(shm_pool, "_POOL", None)
+    monkeypatch.setattr(shm_pool, "_WARNED", False)
     yield
     gc.collect()
-    if before is not None:
-        ForkingPickler.register(torch.Tensor, before)
 
 
 def roundtrip(obj: object) -> object:
@@ -288,3 +294,174 @@ def test_the_file_system_sharing_strategy_pools_too() -> None:
         assert 0 < max(blocks) <= 12  # held items + those in flight; without reuse: 16, then fresh segments
     finally:
         torch.multiprocessing.set_sharing_strategy(before)
+
+
+# --- scope: only torchcross's own pooled tensors are touched ---------------------------------------
+
+
+def test_pooled_tensors_are_a_subclass_that_reaches_the_receiver_as_plain_tensors(fake_worker: None) -> None:
+    x = empty((2, 3), torch.float32)
+    assert type(x) is shm_pool.PooledTensor
+    assert type(x[0] * 2) is shm_pool.PooledTensor  # derived tensors stay marked (in the worker)
+    x.copy_(torch.arange(6.0).view(2, 3))
+    back = roundtrip((x, x[1]))
+    assert [type(b) for b in back] == [torch.Tensor, torch.Tensor]
+    assert torch.equal(back[1], torch.tensor([3.0, 4.0, 5.0]))
+
+
+def test_the_pool_leaves_the_reducer_of_plain_tensors_to_torch(fake_worker: None) -> None:
+    assert empty((2,), torch.float32) is not None  # the pool is active in this "worker"
+    assert ForkingPickler._extra_reducers[torch.Tensor] is torch.multiprocessing.reductions.reduce_tensor
+    assert ForkingPickler._extra_reducers[shm_pool.PooledTensor] is shm_pool._reduce_pooled
+
+
+def test_a_pooled_tensor_outside_any_block_pickles_the_torch_way(fake_worker: None) -> None:
+    x = empty((4,), torch.float32).fill_(2.0)
+    stacked = torch.stack([x, x])  # a PooledTensor in fresh memory
+    assert type(stacked) is shm_pool.PooledTensor
+    back = roundtrip(stacked)
+    assert type(back) is torch.Tensor
+    assert back.is_shared()  # moved to shared memory by torch's reducer
+    assert torch.equal(back, torch.full((2, 4), 2.0))
+
+
+def test_plain_pickling_of_a_pooled_tensor_gives_a_plain_tensor(fake_worker: None) -> None:
+    x = empty((3,), torch.int64).copy_(torch.tensor([1, 2, 3]))
+    back = pickle.loads(pickle.dumps(x))
+    assert type(back) is torch.Tensor
+    assert back.tolist() == [1, 2, 3]
+    buf = io.BytesIO()
+    torch.save(x, buf)
+    buf.seek(0)
+    assert torch.load(buf, weights_only=True).tolist() == [1, 2, 3]
+
+
+class UserAndPooled(Dataset):
+    """Item i: a user's plain tensor, a pooled one, and the worker's reducer of plain tensors."""
+
+    def __len__(self) -> int:
+        return 8
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, str]:
+        pooled = worker_empty((100,), torch.float32).fill_(float(i))
+        plain = torch.full((100,), -float(i))
+        reducer = ForkingPickler._extra_reducers[torch.Tensor]
+        return plain, pooled, f"{reducer.__module__}.{reducer.__qualname__}"
+
+
+def test_a_user_datasets_plain_tensors_travel_the_torch_way() -> None:
+    for i, (plain, pooled, reducer) in enumerate(DataLoader(UserAndPooled(), batch_size=None, num_workers=2)):
+        assert reducer == "torch.multiprocessing.reductions.reduce_tensor"
+        assert type(plain) is torch.Tensor
+        assert type(pooled) is torch.Tensor
+        assert torch.equal(plain, torch.full((100,), -float(i)))
+        assert torch.equal(pooled, torch.full((100,), float(i)))
+        assert plain.is_shared()  # torch's reducer moved it to shared memory
+        assert not pooled.is_shared()  # a view of this worker's block, mapped by the pool
+
+
+# --- short /dev/shm: fall back per tensor ------------------------------------------------------------
+
+
+def no_room(nbytes: int) -> torch.UntypedStorage:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+def test_no_room_for_a_block_falls_back_to_plain_shared_tensors_and_warns_once(
+    fake_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shm_pool, "_block_storage", no_room)
+    with pytest.warns(RuntimeWarning, match=r"/dev/shm.*TORCHCROSS_WORKER_POOL_MB=0 to turn pooling off"):
+        x = worker_empty((64,), torch.float32)
+    assert type(x) is torch.Tensor
+    assert x.is_shared()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a second warning would fail here
+        y = worker_empty((64,), torch.float32)
+    assert type(y) is torch.Tensor
+    assert y.is_shared()
+    back = roundtrip(x.fill_(5.0))
+    assert torch.equal(back, torch.full((64,), 5.0))
+
+
+def test_no_room_drops_free_blocks_and_keeps_reusing_busy_ones(
+    fake_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    busy = empty((1024,), torch.float32)
+    free = empty((1024,), torch.float32)
+    busy_block = shm_pool._POOL.by_ptr[busy.untyped_storage().data_ptr()]
+    del free
+    gc.collect()
+    monkeypatch.setattr(shm_pool, "_block_storage", no_room)
+    with pytest.warns(RuntimeWarning, match="no room in shared memory"):
+        assert empty((1 << 16,), torch.float32) is None  # needs a new block: none can be made
+    assert shm_pool._POOL.blocks == [busy_block]  # the free block gave its room back
+    assert shm_pool._POOL.max_bytes == busy_block.nbytes  # no more growth
+    del busy
+    gc.collect()
+    again = empty((1024,), torch.float32)  # the block in use is reused once free
+    assert again is not None
+    assert shm_pool._POOL.by_ptr[again.untyped_storage().data_ptr()] is busy_block
+
+
+def test_no_room_even_for_one_tensor_is_a_clear_error(
+    fake_worker: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(shm_pool, "_block_storage", no_room)
+    monkeypatch.setattr(shm_pool, "_shared_storage", no_room)
+    with (
+        pytest.warns(RuntimeWarning, match="TORCHCROSS_WORKER_POOL_MB"),
+        pytest.raises(RuntimeError, match=r"no room in shared memory \(/dev/shm\).*--shm-size"),
+    ):
+        worker_empty((64,), torch.float32)
+
+
+@pytest.mark.parametrize(("free_mib", "block_mib", "room"), [(60, 5, True), (60, 20, False), (40, 1, False)])
+def test_a_block_must_leave_half_of_dev_shm_free(
+    monkeypatch: pytest.MonkeyPatch, free_mib: int, block_mib: int, room: bool
+) -> None:
+    fs = SimpleNamespace(f_bavail=free_mib << 8, f_blocks=100 << 8, f_frsize=4096)  # 100 MiB in all
+    monkeypatch.setattr(shm_pool.os, "statvfs", lambda path: fs)
+    if room:
+        shm_pool._check_room(block_mib << 20)
+    else:
+        with pytest.raises(OSError, match="a block would leave less than half"):
+            shm_pool._check_room(block_mib << 20)
+
+
+class WarningsOf(Dataset):
+    """The items of ``dataset``, each with the warnings raised while making it."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> tuple[object, list[str]]:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            item = self.dataset[i]
+        return item, [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("output", ["float", "uint8"])
+def test_episodes_through_workers_are_right_without_room_for_blocks(
+    monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    monkeypatch.setattr(shm_pool, "_block_storage", no_room)  # inherited by the forked workers
+    monkeypatch.setattr(shm_pool, "_WARNED", False)
+    d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
+    images = np.random.default_rng(0).integers(0, 256, (30, 8, 8, 3), dtype=np.uint8)
+    src = ImageArrayTaskSource(images, [i % 3 for i in range(30)], d, output=output)
+    meta = FewShotMetaDataset(src, None, 2, 3, 0, length=6, seed=0)
+    loader = DataLoader(WarningsOf(meta), batch_size=None, num_workers=2, collate_fn=lambda x: x)
+    messages = []
+    for i, (task, caught) in enumerate(loader):
+        want = meta[i]
+        for got, ref in zip((*task.support, *task.query), (*want.support, *want.query)):
+            assert type(got) is torch.Tensor
+            assert torch.equal(got, ref)
+        messages += caught
+    assert len(messages) == 2  # one per worker
+    assert all("TORCHCROSS_WORKER_POOL_MB=0" in m for m in messages)

@@ -5,7 +5,7 @@
 * :mod:`~torchcross.data.workers.shared_ints`: epochs and resume positions that
   persistent workers see change;
 * :mod:`~torchcross.data.workers.shm_pool`: reused shared-memory blocks for the
-  episodes workers send.
+  images and episodes torchcross's own readers and datasets send out of a worker.
 """
 
 __all__: list[str] = []
