@@ -2,8 +2,8 @@
 
 :class:`InterleaveDataset` takes one item from each source in turn;
 :class:`RandomInterleaveDataset` picks the source of each item at random, weighted by
-how many items each source has left, so an epoch yields every item exactly once (in
-torchcross 0.0.6 it raised a ``ValueError`` at the end of every epoch instead).
+how many items each source has left, so an epoch yields every item exactly once and
+ends cleanly.
 
 The sources are iterables. A source with ``__len__`` reports its number of items;
 one with ``set_epoch`` is told the epoch. How the stream is split across DataLoader

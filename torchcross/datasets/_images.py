@@ -75,8 +75,7 @@ def _convert(src: torch.Tensor, out: torch.Tensor, mean: Stats, std: Stats) -> t
     and std this is exactly ``src.to(out.dtype) / 255``; with them it is
     ``(src - 255 mean) / (255 std)``: one pass fewer than the two-step formula, two
     roundings instead of three, and the ends of the range exact for ``mean = std = 0.5``.
-    (``copy_`` then in-place arithmetic measured faster than any out-of-place form with
-    a strided uint8 input.)
+    It copies, then works in place on ``out``.
     """
     c = src.shape[-3]
     if (mean is None) != (std is None):

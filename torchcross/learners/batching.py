@@ -10,8 +10,8 @@ form is never used.) Tests check that both paths give the same meta-gradients.
 ``batching="auto"`` picks:
 
 * the loop when the tasks differ in description or shape, or there is only one;
-* the loop on CPU, where every ``vmap`` variant measured slower than the loop and used
-  2-4x its memory (``benchmarks/maml.py`` re-measures it);
+* the loop on CPU, where ``vmap`` is slower than the loop and uses several times its
+  memory (docs/learners.md has the measurements, from ``benchmarks/maml.py``);
 * on other devices, whichever of the two ran faster on the first meta-batch of each
   task signature (both are run once and timed; the faster one is kept). ``vmap`` holds
   every task's graph at once (on an H200, workload A with 16 tasks: 10 GiB against the

@@ -2,7 +2,7 @@
 
 Every iterable dataset in torchcross calls :func:`shard_position` and takes its share of
 a global sequence of items with :func:`shard_indices` instead of repeating all items in
-every worker (a bug of torchcross 0.0.6).
+every worker.
 
 A DataLoader worker started with ``spawn`` or ``forkserver`` has no process group of its
 own, so ``torch.distributed`` cannot tell it its rank. Datasets therefore pickle the rank

@@ -3,8 +3,8 @@
 MedIMeta writes ``images`` unchunked and uncompressed, so its bytes are one contiguous
 block of the file. :class:`HDF5Images` then maps that block read-only with ``mmap`` and
 gathers rows with numpy fancy indexing (a page-cache copy). Chunked or compressed
-datasets fall back to one h5py read per row (h5py's own fancy indexing was measured
-13-18x slower than that). Nothing is opened in ``__init__`` beyond a metadata peek, and
+datasets fall back to one h5py read per row (faster than h5py's own fancy indexing;
+docs/medimeta.md has the numbers). Nothing is opened in ``__init__`` beyond a metadata peek, and
 open handles are dropped when pickling and re-opened after a ``fork``, so the object
 works in ``spawn`` and ``fork`` DataLoader workers.
 """
