@@ -19,6 +19,7 @@ BINARY = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "bin")
 MULTILABEL = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "x", 1: "y", 2: "z"}, "ml")
 ORDINAL = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "severe"}, "ord")
 DESCS = (MULTICLASS, BINARY, MULTILABEL, ORDINAL)
+WIDTH_3 = (MULTICLASS, MULTILABEL, ORDINAL)  # three outputs each: one learned head fits all
 GLOBAL_TASKS = 4  # tasks per global meta-batch
 STEPS = 3
 MAML_OPTIONS: dict[str, dict[str, Any]] = {
@@ -29,6 +30,7 @@ MAML_OPTIONS: dict[str, dict[str, Any]] = {
     "checkpoint": {"checkpoint": True},
     "vmap": {"batching": "vmap"},
     "kaiming": {"head_init": "kaiming"},
+    "learned_head": {"head": "learned", "num_outputs": 3, "head_init": "kaiming"},
 }
 
 
@@ -52,10 +54,12 @@ def make_task(desc: TaskDescription, seed: int) -> Task:
     return Task((xs, labels(desc, 6, g)), (xq, labels(desc, 4, g)), desc)
 
 
-def global_batch(step: int, mixed: bool = True) -> list[Task]:
-    """Pairs of tasks of one description (``mixed``) or one description for all (what ``vmap`` needs)."""
+def global_batch(step: int, mixed: bool = True, fixed_width: bool = False) -> list[Task]:
+    """Pairs of tasks of one description (``mixed``) or one description for all (what ``vmap`` needs);
+    ``fixed_width``: only descriptions with three outputs (for a learned head)."""
+    descs = WIDTH_3 if fixed_width else DESCS
     return [
-        make_task(DESCS[(step + (i // 2 if mixed else 0)) % len(DESCS)], 100 * step + i)
+        make_task(descs[(step + (i // 2 if mixed else 0)) % len(descs)], 100 * step + i)
         for i in range(GLOBAL_TASKS)
     ]
 
@@ -90,7 +94,8 @@ def train_maml(
         load(state, maml, opt)
     for step in steps:
         opt.zero_grad(set_to_none=True)
-        maml.meta_backward(local(global_batch(step, options.get("batching") != "vmap"), rank, world))
+        tasks = global_batch(step, options.get("batching") != "vmap", options.get("head") == "learned")
+        maml.meta_backward(local(tasks, rank, world))
         opt.step()
     return maml, opt
 

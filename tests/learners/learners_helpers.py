@@ -120,3 +120,61 @@ def assert_grads_close(actual: dict[str, Tensor], expected: dict[str, Tensor], r
 
 def backbone_grads(model: nn.Module, prefix: str = "backbone.") -> dict[str, Tensor]:
     return {k[len(prefix) :]: p.grad.clone() for k, p in model.named_parameters() if k.startswith(prefix)}
+
+
+def fixed_width_tasks(
+    shape: tuple[int, ...], seed: int = 0, dtype: torch.dtype = torch.float64
+) -> list[Task]:
+    """Tasks that all have 3 outputs (3-way multi-class, 3-label multi-label): one learned head fits all."""
+    return [make_task(d, shape, 9, 6, seed + i, dtype) for i, d in enumerate([MULTICLASS, MULTILABEL] * 2)]
+
+
+def logits_backbone(kind: str, batch_norm: bool, width: int = 3) -> tuple[nn.Module, tuple[int, ...]]:
+    """A tiny backbone that ends in a linear layer of ``width`` outputs: its output is the logits."""
+    body, shape = tiny_backbone(kind, batch_norm)
+    torch.manual_seed(1)
+    net = nn.Sequential(body, nn.Linear(body.num_features, width).double())
+    net.num_features = width
+    return net, shape
+
+
+def reference_learned_head_grads(
+    backbone: nn.Module,
+    head: nn.Linear | None,
+    tasks: list[Task],
+    lr: float,
+    steps: int,
+    first_order: bool = False,
+    anil: bool = False,
+) -> dict[str, Tensor]:
+    """Classic MAML's meta-gradient, hand-unrolled: the head's weights are meta-parameters too.
+
+    ``head=None``: the backbone's output is the logits. Keys ``"backbone.<name>"`` and
+    ``"head.weight"`` / ``"head.bias"``; batch-statistics BatchNorm on copies of the buffers.
+    """
+    meta = {"backbone." + k: p for k, p in backbone.named_parameters()}
+    if head is not None:
+        meta.update({"head.weight": head.weight, "head.bias": head.bias})
+    backbone.train()
+    losses = []
+    for task in tasks:
+        buffers = {k: b.clone() for k, b in backbone.named_buffers()}
+        (xs, ys), (xq, yq), desc = task.support, task.query, task.description
+
+        def logits(p: dict[str, Tensor], x: Tensor, buffers: dict[str, Tensor] = buffers) -> Tensor:
+            net = {k[len("backbone.") :]: v for k, v in p.items() if k.startswith("backbone.")}
+            out = functional_call(backbone, (net, buffers), (x,))
+            return out if head is None else out @ p["head.weight"].T + p["head.bias"]
+
+        fast = dict(meta)
+        names = [k for k in fast if k.startswith("head.") or not anil]
+        for _ in range(steps):
+            grads = torch.autograd.grad(
+                reference_loss(logits(fast, xs), ys, desc),
+                [fast[n] for n in names],
+                create_graph=not first_order,
+            )
+            fast = {**fast, **{n: fast[n] - lr * g for n, g in zip(names, grads)}}
+        losses.append(reference_loss(logits(fast, xq), yq, desc))
+    grads = torch.autograd.grad(torch.stack(losses).mean(), list(meta.values()))
+    return dict(zip(meta, grads))

@@ -8,6 +8,10 @@
 * the meta-gradient (where the learner has one) equals a float64 reference unrolled by
   hand with ``torch.autograd``.
 
+MAML and FineTuner run with a fresh head per task on tasks of every kind, and with a
+learned head (``head="learned"``, a given ``nn.Linear``) or none (``head=None``, the
+backbone outputs the logits) on tasks that all have three outputs.
+
 Everything runs in float64 on tiny backbones with two inner steps.
 """
 
@@ -19,7 +23,14 @@ from dataclasses import dataclass
 
 import pytest
 import torch
-from learners_helpers import mixed_tasks, num_out, reference_loss, tiny_backbone
+from learners_helpers import (
+    fixed_width_tasks,
+    logits_backbone,
+    mixed_tasks,
+    num_out,
+    reference_loss,
+    tiny_backbone,
+)
 from torch import Tensor, nn
 from torch.func import functional_call
 from torch.nn.utils.parametrizations import spectral_norm
@@ -46,7 +57,11 @@ BACKBONES: dict[str, Callable[[], tuple[nn.Module, tuple[int, ...]]]] = {
     "mlp-bn": lambda: tiny_backbone("mlp", True),
     "conv-bn": lambda: tiny_backbone("conv", True),
     "spectral": spectral_backbone,
+    "mlp-bn-logits": lambda: logits_backbone("mlp", True),  # outputs 3 logits (head=None)
 }
+LEARNED = (("head", "learned"), ("num_outputs", 3))
+GIVEN = (("head", "given"),)  # an nn.Linear(num_features, 3), made in Case.build
+NO_HEAD = (("head", None),)
 
 
 @dataclass(frozen=True)
@@ -62,10 +77,18 @@ class Case:
         opts = ",".join(f"{k}={v}" for k, v in self.options)
         return f"{self.learner}[{self.backbone}{',' + opts if opts else ''}]"
 
+    @property
+    def fixed_width(self) -> bool:
+        """A learned head or none: every task has 3 outputs."""
+        return dict(self.options).get("head", "per_task") != "per_task"
+
     def build(self) -> tuple[nn.Module, list[Task]]:
         backbone, shape = BACKBONES[self.backbone]()
         kw = dict(self.options)
         width = backbone.num_features
+        if kw.get("head") == "given":
+            torch.manual_seed(2)
+            kw["head"] = nn.Linear(width, 3).double()
         if self.learner == "MAML":
             learner = MAML(backbone, width, inner_lr=LR, num_inner_steps=STEPS, **kw)
         elif self.learner == "FineTuner":
@@ -74,7 +97,7 @@ class Case:
             learner = ProtoNet(backbone, **kw)
         else:
             raise AssertionError(self.learner)
-        return learner, mixed_tasks(shape, seed=1)
+        return learner, fixed_width_tasks(shape, seed=1) if self.fixed_width else mixed_tasks(shape, seed=1)
 
 
 def _maml_cases() -> list[Case]:
@@ -91,6 +114,19 @@ def _maml_cases() -> list[Case]:
     ):
         cases.append(Case("MAML", "mlp-bn", options))
     cases.append(Case("MAML", "mlp", (("meta_sgd", True),)))
+    for backbone in ("mlp", "mlp-bn", "conv-bn", "spectral"):
+        cases.append(Case("MAML", backbone, LEARNED))
+    for options in (
+        (("first_order", True),),
+        (("anil", True),),
+        (("meta_sgd", True),),
+        (("checkpoint", True),),
+        (("head_init", "kaiming"),),
+    ):
+        cases.append(Case("MAML", "mlp-bn", LEARNED + options))
+    cases.append(Case("MAML", "conv-bn", (*GIVEN, ("anil", True))))
+    cases.append(Case("MAML", "mlp-bn-logits", NO_HEAD))
+    cases.append(Case("MAML", "mlp-bn-logits", (*NO_HEAD, ("first_order", True), ("meta_sgd", True))))
     return cases
 
 
@@ -103,6 +139,9 @@ PREDICTOR_CASES = [
     Case("FineTuner", "mlp-bn", (("batch_norm", "batch"),)),
     *[Case("FineTuner", b, (("finetune_backbone", True),)) for b in ("mlp-bn", "spectral")],
     Case("FineTuner", "mlp-bn", (("finetune_backbone", True), ("batch_norm", "batch"))),
+    *[Case("FineTuner", b, GIVEN) for b in ("mlp-bn", "spectral")],
+    Case("FineTuner", "mlp-bn", (*GIVEN, ("finetune_backbone", True))),
+    Case("FineTuner", "mlp-bn-logits", (*NO_HEAD, ("finetune_backbone", True))),
     *[Case("ProtoNet", b) for b in ("mlp", "mlp-bn", "conv-bn", "spectral")],
     Case("ProtoNet", "mlp-bn", (("distance", "cosine"),)),
 ]
@@ -112,7 +151,9 @@ GRADIENT_CASES = [
     c for c in PREDICTOR_CASES if c.learner in ("MAML", "ProtoNet") and c.backbone != "spectral"
 ]
 GRADIENT_CASES = [
-    c for c in GRADIENT_CASES if dict(c.options).keys().isdisjoint({"inner_optimizer", "head_init"})
+    c
+    for c in GRADIENT_CASES
+    if "inner_optimizer" not in dict(c.options) and ("head_init" not in dict(c.options) or c.fixed_width)
 ]
 
 
@@ -192,10 +233,13 @@ def _forward(backbone: nn.Module, params: dict[str, Tensor], x: Tensor) -> Tenso
 
 
 def _maml_reference(learner: MAML, tasks: list[Task]) -> dict[str, Tensor]:
-    """Mean query loss after STEPS plain SGD steps from zero heads, differentiated by hand."""
+    """Mean query loss after STEPS plain SGD steps from zero heads (or the learned head, or
+    none), differentiated by hand."""
     backbone = learner.backbone
     named = dict(backbone.named_parameters())
     rates = None if learner.inner_lrs is None else dict(learner.inner_lrs.named_parameters())
+    learned = learner.head  # the meta-learned head, or None
+    no_head = learner.head_mode == "none"
 
     def rate(name: str) -> Tensor | float:
         return LR if rates is None else rates[name.replace(".", "__")]
@@ -204,18 +248,33 @@ def _maml_reference(learner: MAML, tasks: list[Task]) -> dict[str, Tensor]:
     for task in tasks:
         (xs, ys), (xq, yq), desc = task.support, task.query, task.description
         fast = dict(named)
-        w = torch.zeros(num_out(desc), learner.num_backbone_features, dtype=torch.float64, requires_grad=True)
-        b = torch.zeros(num_out(desc), dtype=torch.float64, requires_grad=True)
+        if learned is not None:
+            w, b = learned.weight, learned.bias
+        else:
+            w = torch.zeros(
+                num_out(desc), learner.num_backbone_features, dtype=torch.float64, requires_grad=True
+            )
+            b = torch.zeros(num_out(desc), dtype=torch.float64, requires_grad=True)
+
+        def logits(fast: dict[str, Tensor], x: Tensor, w: Tensor, b: Tensor) -> Tensor:
+            out = _forward(backbone, fast, x)
+            return out if no_head else out @ w.T + b
+
         for _ in range(STEPS):
-            loss = reference_loss(_forward(backbone, fast, xs) @ w.T + b, ys, desc)
+            loss = reference_loss(logits(fast, xs, w, b), ys, desc)
             names = [] if learner.anil else list(fast)
             grads = torch.autograd.grad(
-                loss, [fast[n] for n in names] + [w, b], create_graph=not learner.first_order
+                loss,
+                [fast[n] for n in names] + ([] if no_head else [w, b]),
+                create_graph=not learner.first_order,
             )
             fast = {**fast, **{n: fast[n] - rate("backbone." + n) * g for n, g in zip(names, grads)}}
-            w, b = w - rate("head.weight") * grads[-2], b - rate("head.bias") * grads[-1]
-        losses.append(reference_loss(_forward(backbone, fast, xq) @ w.T + b, yq, desc))
+            if not no_head:
+                w, b = w - rate("head.weight") * grads[-2], b - rate("head.bias") * grads[-1]
+        losses.append(reference_loss(logits(fast, xq, w, b), yq, desc))
     wrt = {"backbone." + k: p for k, p in named.items()}
+    if learned is not None:
+        wrt.update({"head.weight": learned.weight, "head.bias": learned.bias})
     wrt.update({"inner_lrs." + k: p for k, p in (rates or {}).items()})
     grads = torch.autograd.grad(torch.stack(losses).mean(), list(wrt.values()))
     return dict(zip(wrt, grads))

@@ -6,8 +6,9 @@ optimisers chained from the gradient transformations of
 :mod:`torchcross.learners.transforms`) and thin classes over it:
 
 * :class:`MAML` / :class:`CrossDomainMAML`: meta-learning across task kinds, with a
-  fresh (zero-initialised) head per task; second order, first order, ANIL, Meta-SGD;
-* :class:`FineTuner`: fine-tune a new head (linear probe) or head and backbone per episode;
+  fresh (zero-initialised) head per task, or a meta-learned head for tasks of one width
+  (``head="learned"``, classic MAML); second order, first order, ANIL, Meta-SGD;
+* :class:`FineTuner`: fine-tune a new (or given) head (linear probe) or head and backbone per episode;
 * :class:`ProtoNet`: prototypical networks for all four task kinds;
 * :class:`MultiTaskPretrainer`: a shared backbone with one head per source task (mm-PT).
 

@@ -4,7 +4,10 @@
 trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam,
 either alone on frozen features (a linear probe) or together with a copy of the
 backbone; then it predicts the query set. Episodes are independent: the backbone
-module is never modified.
+module is never modified. ``head=nn.Linear(...)`` starts every episode from a copy of a
+given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None``
+fine-tunes a backbone that outputs the logits itself
+(:mod:`torchcross.learners.task_heads`).
 
 With a frozen backbone, :meth:`FineTuner.predict_many` computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
@@ -38,6 +41,8 @@ from torchcross._checks import check_int
 from torchcross.learners._tasks import check_task, task_tensors
 from torchcross.learners.functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
+from torchcross.learners.task_adaptation import check_logits
+from torchcross.learners.task_heads import check_head_width, resolve_head
 from torchcross.nn import get_task_kind, head_forward, init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
@@ -85,12 +90,20 @@ class FineTuner(nn.Module):
         lr: learning rate.
         optimizer: ``"adam"`` or ``"sgd"`` (as ``torch.optim``; ``momentum`` for SGD).
         finetune_backbone: also train (a copy of) the backbone; ``False`` is a linear probe.
-        head_init: ``"zero"`` or ``"kaiming"`` (from a generator seeded with ``seed``).
+        head: ``"per_task"`` (default): a new head per episode; an
+            ``nn.Linear(num_backbone_features, N)``: every episode starts from a copy of it
+            (the module is never modified; every episode must have ``N`` outputs); ``None``:
+            no head, the backbone outputs the logits (needs ``finetune_backbone=True``).
+        head_init: ``"zero"`` (default) or ``"kaiming"`` (from a generator seeded with ``seed``),
+            for per-episode heads only.
         batch_norm: ``"frozen"`` or ``"batch"`` (see module doc).
         weight_decay: L2 penalty.
         momentum: SGD momentum.
         feature_batch_size: inputs per backbone call in :meth:`predict_many`.
         seed: seed of the head generator.
+
+    Raises:
+        ValueError: a bad argument, naming it.
     """
 
     def __init__(
@@ -102,7 +115,8 @@ class FineTuner(nn.Module):
         lr: float = 1e-3,
         optimizer: Literal["adam", "sgd"] = "adam",
         finetune_backbone: bool = False,
-        head_init: Literal["zero", "kaiming"] = "zero",
+        head: Literal["per_task"] | nn.Linear | None = "per_task",
+        head_init: Literal["zero", "kaiming"] | None = None,
         batch_norm: Literal["frozen", "batch"] = "frozen",
         weight_decay: float = 0.0,
         momentum: float = 0.0,
@@ -116,14 +130,28 @@ class FineTuner(nn.Module):
         num_steps = check_int(num_steps, "num_steps", 0)
         if optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if head_init not in ("zero", "kaiming"):
-            raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
+        if isinstance(head, str) and head == "learned":
+            raise ValueError(
+                "FineTuner meta-learns nothing, so it has no head='learned'; pass the nn.Linear to start "
+                "every episode from (e.g. head=maml.head of a MAML with a learned head)"
+            )
+        like = next(backbone.parameters(), torch.zeros(()))
+        self.head_mode, given = resolve_head(
+            head, num_backbone_features, num_outputs=None, head_init=head_init, seed=seed, like=like
+        )
+        if self.head_mode == "none" and not finetune_backbone:
+            raise ValueError(
+                "head=None with finetune_backbone=False leaves nothing to fine-tune; pass "
+                "finetune_backbone=True (the backbone outputs the logits) or a head"
+            )
         if batch_norm not in BATCH_NORM_POLICIES:
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if feature_batch_size < 1:
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
-        self.num_steps, self.finetune_backbone, self.head_init = num_steps, bool(finetune_backbone), head_init
+        self.head: nn.Linear | None = given
+        self.head_init = None if self.head_mode != "per_task" else (head_init or "zero")
+        self.num_steps, self.finetune_backbone = num_steps, bool(finetune_backbone)
         self.batch_norm, self.feature_batch_size, self.seed = batch_norm, feature_batch_size, seed
         self.inner_optimizer: InnerOptimizer = (
             Adam(lr, weight_decay=weight_decay) if optimizer == "adam" else SGD(lr, momentum, weight_decay)
@@ -131,6 +159,12 @@ class FineTuner(nn.Module):
         self._generators: dict[str, torch.Generator] = {}
 
     def _new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
+        if self.head_mode != "per_task":
+            width = self.num_backbone_features if self.head is None else self.head.out_features
+            check_head_width(description, self.head_mode, width)
+            if self.head is None:
+                return {}
+            return {k: v.detach().clone() for k, v in self.head.named_parameters()}
         gen = None
         if self.head_init == "kaiming":
             key = str(like.device)
@@ -172,17 +206,19 @@ class FineTuner(nn.Module):
             return {"head.weight": fitted["weight"], "head.bias": fitted["bias"]}
         params = {
             **{"backbone." + k: v for k, v in backbone.items()},
-            "head.weight": head["weight"],
-            "head.bias": head["bias"],
+            **{"head." + k: v for k, v in head.items()},
         }
 
         def full_loss(p: ParamDict) -> Tensor:
             f = self._features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, buffers, xs)
-            return kind.loss(
-                head_forward(f, {"weight": p["head.weight"], "bias": p["head.bias"]}), targets, None, "mean"
-            )
+            return kind.loss(self._logits(f, p, desc), targets, None, "mean")
 
         return finetune(full_loss, params, self.inner_optimizer, self.num_steps)
+
+    def _logits(self, features: Tensor, params: ParamDict, desc: TaskDescription) -> Tensor:
+        if self.head_mode == "none":
+            return check_logits(features, desc)
+        return head_forward(features, {"weight": params["head.weight"], "bias": params["head.bias"]})
 
     @torch.inference_mode(False)
     def predict(self, task: Task) -> Tensor:
@@ -194,7 +230,7 @@ class FineTuner(nn.Module):
             backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
         with torch.no_grad():
             feats = self._features(backbone, task_buffers(self.backbone, self.batch_norm), xq)
-            return head_forward(feats, {"weight": params["head.weight"], "bias": params["head.bias"]})
+            return self._logits(feats, params, task.description)
 
     def _batched_ok(self) -> bool:
         return not self.finetune_backbone and not (

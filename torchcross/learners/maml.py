@@ -1,10 +1,17 @@
-"""MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh head per task.
+"""MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh or a learned head.
 
-:class:`MAML` meta-learns a backbone. For every task it makes a new linear head sized
-from the task's description (zero-initialised by default, as in the MedIMeta paper's
-mm-MAML), adapts backbone and head on the support set with a few inner steps, and
-scores the query set with the loss of the task's kind. Tasks of different kinds and
-class counts mix freely in one meta-batch.
+:class:`MAML` meta-learns a backbone. By default (``head="per_task"``) it makes a new
+linear head for every task, sized from the task's description (zero-initialised by
+default, as in the MedIMeta paper's mm-MAML), adapts backbone and head on the support set
+with a few inner steps, and scores the query set with the loss of the task's kind. Tasks
+of different kinds and class counts mix freely in one meta-batch.
+
+Classic MAML (Finn et al. 2017) meta-learns the head too: ``head="learned"`` with
+``num_outputs=N`` (or ``head=nn.Linear(num_backbone_features, N)``) holds one head whose
+weights are parameters of the module, every task's starting head, adapted in the inner
+loop (alone under ANIL) and meta-learned by the outer loop; ``head=None`` uses the
+backbone's output as the logits. Every task must then have ``N`` outputs
+(:mod:`torchcross.learners.task_heads`).
 
 BatchNorm policy (``batch_norm="batch"``, the default): every forward pass normalises
 with the statistics of the batch it sees (support batch during adaptation, query batch
@@ -45,7 +52,8 @@ from torchcross.learners._tasks import as_task_list, check_task, task_tensors
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
 from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
-from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head
+from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head, check_logits
+from torchcross.learners.task_heads import check_head_width, resolve_head
 from torchcross.nn import head_forward, init_head_params, loss
 from torchcross.tasks.task import Task, TaskDescription
 
@@ -56,24 +64,36 @@ _PREFIX = "backbone."
 
 
 class MAML(nn.Module):
-    """Model-agnostic meta-learning with a new head per task, for tasks of any kind.
+    """Model-agnostic meta-learning with a new head per task (or a learned one), for tasks of any kind.
 
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
-        num_backbone_features: feature width (sizes each task's head).
+        num_backbone_features: feature width (sizes each task's head; with ``head=None`` the
+            number of logits).
         inner_lr: inner-loop learning rate (initial value of the learned ones with ``meta_sgd``).
         num_inner_steps: inner steps during meta-training.
         eval_num_inner_steps: inner steps in :meth:`predict` (default: ``num_inner_steps``).
         first_order: detach inner gradients (FOMAML).
         anil: adapt only the head in the inner loop (the backbone still gets meta-gradients).
-        head_init: ``"zero"`` (default) or ``"kaiming"``: drawn from a generator seeded with
+        head: ``"per_task"`` (default): a new head for every task; ``"learned"``: one
+            meta-learned head of width ``num_outputs``; an ``nn.Linear(num_backbone_features,
+            N)``: that module as the meta-learned head; ``None``: no head, the backbone outputs
+            the logits. A learned head is the module's ``head`` attribute (state_dict keys
+            ``"head.weight"``, ``"head.bias"``). With a learned head or none, every task must
+            have the head's width of outputs (:func:`torchcross.nn.num_outputs`).
+        num_outputs: the width of a ``head="learned"`` head (only with it).
+        head_init: ``"zero"`` (the default) or ``"kaiming"``, for the heads this module makes.
+            Per-task ``"kaiming"`` heads are drawn from a generator seeded with
             ``(seed, head_step, slot)``, where the buffer ``head_step`` counts training calls
             (:meth:`meta_loss`, :meth:`meta_backward`; saved in ``state_dict``) and ``slot`` is the
             task's position in the global meta-batch (``rank * len(tasks) + i`` under
             ``torch.distributed``), so distributed and resumed runs draw the heads of one process.
+            A ``"learned"`` head is drawn once, from ``seed``. Not accepted with a given module
+            or ``head=None``.
         inner_optimizer: ``"sgd"``, ``"adam"``, or a callable ``lr -> InnerOptimizer``.
         meta_sgd: learn per-element inner learning rates for the backbone and one per head
-            tensor (heads change size between tasks); they are parameters of this module.
+            tensor (per-task heads change size between tasks; a learned head gets
+            per-element rates too); they are parameters of this module.
         batch_norm: ``"batch"`` or ``"frozen"`` (see module doc).
         checkpoint: recompute inner steps in the backward pass (less memory, more time).
         batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how :meth:`meta_backward` runs
@@ -82,6 +102,16 @@ class MAML(nn.Module):
 
     Raises:
         ValueError: a bad argument, naming it.
+        TypeError: a ``head`` that is neither a string, an ``nn.Linear`` nor ``None``.
+
+    Examples:
+        Classic MAML on 5-way tasks, the head meta-learned with the backbone:
+
+        >>> from torchcross.learners.backbones import mlp
+        >>> backbone = mlp(4, (8,))
+        >>> maml = MAML(backbone, 8, inner_lr=0.1, num_inner_steps=1, head="learned", num_outputs=5)
+        >>> sorted(k for k in maml.state_dict() if k.startswith("head."))
+        ['head.bias', 'head.weight']
     """
 
     def __init__(
@@ -94,7 +124,9 @@ class MAML(nn.Module):
         eval_num_inner_steps: int | None = None,
         first_order: bool = False,
         anil: bool = False,
-        head_init: Literal["zero", "kaiming"] = "zero",
+        head: Literal["per_task", "learned"] | nn.Linear | None = "per_task",
+        num_outputs: int | None = None,
+        head_init: Literal["zero", "kaiming"] | None = None,
         inner_optimizer: str | Callable[[LearningRate], InnerOptimizer] = "sgd",
         meta_sgd: bool = False,
         batch_norm: Literal["batch", "frozen"] = "batch",
@@ -116,8 +148,19 @@ class MAML(nn.Module):
             if eval_num_inner_steps is None
             else check_int(eval_num_inner_steps, "eval_num_inner_steps", 0)
         )
-        if head_init not in ("zero", "kaiming"):
-            raise ValueError(f"head_init must be 'zero' or 'kaiming', got {head_init!r}")
+        self.head_mode, learned = resolve_head(
+            head,
+            self.num_backbone_features,
+            num_outputs=num_outputs,
+            head_init=head_init,
+            seed=seed,
+            like=self._like(),
+        )
+        self.head: nn.Linear | None = learned
+        if anil and self.head_mode == "none":
+            raise ValueError(
+                "anil=True adapts only the head, and head=None has none; pass a head or anil=False"
+            )
         if batch_norm not in BATCH_NORM_POLICIES:
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if batching not in _batching.BATCHING_MODES:
@@ -133,36 +176,58 @@ class MAML(nn.Module):
                 f"inner_optimizer must be 'sgd', 'adam' or a callable, got {type(inner_optimizer).__name__}"
             )
         self._make_optimizer = inner_optimizer
-        self.first_order, self.anil, self.head_init = bool(first_order), bool(anil), head_init
+        self.first_order, self.anil = bool(first_order), bool(anil)
+        self.head_init = None if head is None or isinstance(head, nn.Module) else (head_init or "zero")
         self.batch_norm, self.checkpoint, self.batching, self.seed = (
             batch_norm,
             bool(checkpoint),
             batching,
             seed,
         )
-        if head_init == "kaiming":
+        if self.head_mode == "per_task" and self.head_init == "kaiming":
             self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
         self._chooser = _batching.BatchingChooser()
         self.inner_lrs: nn.ParameterDict | None = None
         if meta_sgd:
-            backbone_params = {_PREFIX + k: p for k, p in self.backbone.named_parameters()}
-            rates = init_meta_sgd_rates(backbone_params, HEAD_NAMES, self.inner_lr)
+            meta_params = self._module_params(trainable_only=False)
+            rates = init_meta_sgd_rates(meta_params, self._scalar_rate_names(), self.inner_lr)
             self.inner_lrs = nn.ParameterDict({k: nn.Parameter(v) for k, v in rates.items()})
 
     # ------------------------------------------------------------------ parameters
 
+    def _module_params(self, trainable_only: bool) -> ParamDict:
+        """The backbone's parameters (``"backbone.*"``) and a learned head's (``"head.*"``)."""
+        named = {_PREFIX + k: p for k, p in self.backbone.named_parameters()}
+        if self.head is not None:
+            named.update({"head." + k: p for k, p in self.head.named_parameters()})
+        return {k: p for k, p in named.items() if p.requires_grad} if trainable_only else named
+
+    def _scalar_rate_names(self) -> tuple[str, ...]:
+        """Meta-SGD: per-task heads change shape between tasks, so they get one rate per tensor."""
+        return HEAD_NAMES if self.head_mode == "per_task" else ()
+
     def _meta(self, detach: bool = False) -> ParamDict:
-        meta = {_PREFIX + k: v for k, v in self.backbone.named_parameters()}
+        meta = self._module_params(trainable_only=False)
         if self.inner_lrs is not None:
-            meta = with_meta_sgd_rates(meta, self.inner_lrs, [*meta, *HEAD_NAMES])
+            meta = with_meta_sgd_rates(meta, self.inner_lrs, [*meta, *self._scalar_rate_names()])
         return {k: v.detach() for k, v in meta.items()} if detach else meta
 
     def new_head(self, description: TaskDescription, like: Tensor, slot: int = -1) -> ParamDict:
         """Fresh head parameters ``{"head.weight", "head.bias"}`` on ``like``'s device and dtype.
 
         ``slot`` is the task's position in the global meta-batch (``-1``: evaluation); with
-        ``head_init="kaiming"`` the head is a function of ``(seed, head_step, slot)``.
+        ``head_init="kaiming"`` the head is a function of ``(seed, head_step, slot)``. With a
+        learned head or none, checks the task's width and returns ``{}`` (a learned head is
+        one of the meta-parameters).
+
+        Raises:
+            ValueError: with a learned head or none, a task whose ``num_outputs`` differs
+                from the head's width.
         """
+        if self.head_mode != "per_task":
+            width = self.num_backbone_features if self.head is None else self.head.out_features
+            check_head_width(description, self.head_mode, width)
+            return {}
         gen = None
         if self.head_init == "kaiming":
             seed = derived_seed(self.seed, int(self.head_step), slot)
@@ -212,7 +277,8 @@ class MAML(nn.Module):
             self.num_inner_steps if training else self.eval_num_inner_steps,
             backbone=backbone,
             adapt_backbone=[] if self.anil else [k for k in backbone if k in trainable],
-            zero_head=self.head_init == "zero",
+            zero_head=self.head_mode == "per_task" and self.head_init == "zero",
+            head=self.head_mode != "none",
             first_order=self.first_order,
             checkpoint=self.checkpoint,
             differentiable=training,
@@ -233,6 +299,8 @@ class MAML(nn.Module):
         use_func: bool = False,
     ) -> Tensor:
         params, features = self._adapt(meta, head, xs, ys, desc, training=training, use_func=use_func)
+        if self.head_mode == "none":
+            return check_logits(features(params, xq), desc)
         return head_forward(
             features(params, xq), {"weight": params["head.weight"], "bias": params["head.bias"]}
         )
@@ -273,7 +341,7 @@ class MAML(nn.Module):
         return torch.stack(losses).mean()
 
     def _advance_heads(self) -> None:
-        if self.head_init == "kaiming":
+        if self.head_mode == "per_task" and self.head_init == "kaiming":
             with torch.no_grad():
                 self.head_step += 1
 
@@ -336,9 +404,9 @@ class MAML(nn.Module):
         return float(total)
 
     def _named_meta(self) -> dict[str, Tensor]:
-        named = {_PREFIX + k: p for k, p in self.backbone.named_parameters() if p.requires_grad}
+        named = self._module_params(trainable_only=True)
         if self.inner_lrs is not None:
-            named = with_meta_sgd_rates(named, self.inner_lrs, [*named, *HEAD_NAMES])
+            named = with_meta_sgd_rates(named, self.inner_lrs, [*named, *self._scalar_rate_names()])
         return named
 
     def _vmap_backward(self, tasks: list[Task]) -> float:
@@ -352,7 +420,7 @@ class MAML(nn.Module):
 
     @torch.inference_mode(False)
     def adapt(self, task: Task) -> ParamDict:
-        """The adapted parameters for ``task`` (``"backbone.*"`` and ``"head.*"``), detached.
+        """The adapted parameters for ``task``, detached: ``"backbone.*"`` and ``"head.*"`` (if any).
 
         Uses ``eval_num_inner_steps`` plain inner steps and never changes this module.
         """

@@ -40,10 +40,10 @@ from torch import Tensor
 
 from torchcross.learners.inner_loop import inner_loop
 from torchcross.learners.inner_optimizers import InnerOptimizer, SkipsZeroGradients
-from torchcross.nn import get_task_kind, head_forward
+from torchcross.nn import get_task_kind, head_forward, num_outputs
 from torchcross.tasks.task import TaskDescription
 
-__all__ = ["HEAD_NAMES", "FeatureCache", "adapt_backbone_and_head", "step_on_cached_features"]
+__all__ = ["HEAD_NAMES", "FeatureCache", "adapt_backbone_and_head", "check_logits", "step_on_cached_features"]
 
 ParamDict = dict[str, Tensor]
 HEAD_NAMES = ("head.weight", "head.bias")
@@ -107,6 +107,21 @@ def step_on_cached_features(
     return optimizer.update(params, grads, state)  # type: ignore[return-value]
 
 
+def check_logits(logits: Tensor, description: TaskDescription) -> Tensor:
+    """``logits`` if they are ``(N, num_outputs(description))``; a ``ValueError`` naming both otherwise.
+
+    For backbones that output the logits themselves (no head).
+    """
+    width = num_outputs(description)
+    if logits.dim() != 2 or logits.shape[1] != width:
+        raise ValueError(
+            f"the backbone (no head) returns outputs of shape {tuple(logits.shape)}, but task "
+            f"{description.task_identifier!r} needs logits of shape (N, {width}) (num_outputs of its "
+            "description); give the backbone that many outputs"
+        )
+    return logits
+
+
 def _skips_zero_gradients(optimizer: InnerOptimizer) -> bool:
     return isinstance(optimizer, SkipsZeroGradients) and optimizer.first_step_skips_zero_gradients
 
@@ -122,6 +137,7 @@ def adapt_backbone_and_head(
     backbone: Collection[str],
     adapt_backbone: Collection[str] | None = None,
     zero_head: bool = False,
+    head: bool = True,
     first_order: bool = False,
     checkpoint: bool = False,
     differentiable: bool = True,
@@ -141,6 +157,8 @@ def adapt_backbone_and_head(
             The head is always adapted.
         zero_head: the head in ``params`` is all zeros, which enables the exact shortcuts
             (see the module doc).
+        head: ``False``: ``params`` has no head and ``features`` returns the logits
+            themselves (``(N, num_outputs(description))``); only backbone parameters adapt.
         first_order, checkpoint, differentiable, use_func: as
             :func:`~torchcross.learners.functional.inner_loop`.
 
@@ -155,13 +173,15 @@ def adapt_backbone_and_head(
     support_features = FeatureCache(functools.partial(features, x=xs), backbone, not checkpoint)
 
     def support_loss(p: ParamDict) -> Tensor:
+        if not head:
+            return kind.loss(check_logits(support_features(p), description), targets, None, "mean")
         return kind.loss(head_forward(support_features(p), _head(p)), targets, None, "mean")
 
     kwargs: dict[str, Any] = dict(
         first_order=first_order, checkpoint=checkpoint, differentiable=differentiable, use_func=use_func
     )
     steps, state = num_steps, None
-    if steps and adapted_backbone and zero_head and _skips_zero_gradients(optimizer):
+    if steps and head and adapted_backbone and zero_head and _skips_zero_gradients(optimizer):
         # Under a zero head the backbone's gradient is exactly zero, so the first step
         # only moves the head; the backbone's support features are reused by the second.
         params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
@@ -179,7 +199,7 @@ def adapt_backbone_and_head(
                 first_order=first_order,
             )
             steps -= 1
-    adapt = [*adapted_backbone, *HEAD_NAMES]
+    adapt = [*adapted_backbone, *(HEAD_NAMES if head else ())]
     params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
     if not differentiable:
         params = {k: v.detach() for k, v in params.items()}

@@ -41,9 +41,15 @@ def _check_features(num_features: int) -> None:
     check_int(num_features, "num_features", 1, why=" (the feature width)")
 
 
+def _width(description: TaskDescription | int) -> int:
+    if isinstance(description, TaskDescription):
+        return num_outputs(description)
+    return check_int(description, "num_outputs", 1, why=" (the head's width)")
+
+
 def init_head_params(
     num_features: int,
-    description: TaskDescription,
+    description: TaskDescription | int,
     init: str = "zero",
     *,
     generator: torch.Generator | None = None,
@@ -55,6 +61,7 @@ def init_head_params(
     Args:
         num_features: width of the features the head reads.
         description: the task; its kind and classes give ``out = num_outputs(description)``.
+            An ``int`` is the number of outputs itself (a head of fixed width).
         init: ``"zero"`` (default) or ``"kaiming"``.
         generator: the random source for ``"kaiming"`` (same generator state, same head).
             It must live on ``device``. Ignored for ``"zero"``.
@@ -76,7 +83,7 @@ def init_head_params(
     """
     _check_init(init)
     _check_features(num_features)
-    out = num_outputs(description)
+    out = _width(description)
     weight = torch.zeros(out, num_features, device=device, dtype=dtype)
     bias = torch.zeros(out, device=device, dtype=dtype)
     if init == "kaiming":
@@ -89,7 +96,7 @@ def init_head_params(
 
 def make_head(
     num_features: int,
-    description: TaskDescription,
+    description: TaskDescription | int,
     init: str = "zero",
     *,
     generator: torch.Generator | None = None,
@@ -100,6 +107,8 @@ def make_head(
     :func:`init_head_params` (same arguments, same values for the same generator state).
 
     Examples:
+        >>> make_head(8, 5).weight.shape  # a head of fixed width 5
+        torch.Size([5, 8])
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
         >>> head = make_head(8, d)
         >>> head(torch.ones(2, 8))
