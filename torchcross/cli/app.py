@@ -148,4 +148,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"torchcross {args.command}: error: {message}", file=sys.stderr)
         return 2
-
