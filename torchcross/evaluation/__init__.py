@@ -26,6 +26,12 @@ _EXPORTS: dict[str, str] = {
     "Summary": "stats",
     "summarize_values": "stats",
     "t_quantile": "stats",
+    "PairedComparison": "stats",
+    "paired_difference": "stats",
+    "sign_test": "stats",
+    "wilcoxon_signed_rank": "stats",
+    "paired_comparisons": "paired",
+    "seed_spread": "paired",
     "ResultsTable": "results",
     "plot_metric": "plotting",
 }
