@@ -4,13 +4,22 @@ For each target dataset: pick the source tasks (leave-one-out: every task of eve
 dataset with no domain or subject overlap), train each method on them, and evaluate it
 on fixed episodes of each target task:
 
-* ``IM-PT``: no source training; fine-tune the initial backbone (a local weights file,
-  e.g. ImageNet weights, or a seeded random initialisation) with a new zero head per
-  episode;
-* ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one randomly
-  chosen source task, through that task's own head), then fine-tune as IM-PT;
-* ``mm-MAML``: MAML over source episodes of all kinds and class counts with a
-  zero-initialised head per task; adapt to each target episode with its inner loop.
+* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new zero head per
+  episode (``"scratch"``: the same from a seeded random initialisation);
+* ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one source
+  task drawn in proportion to size, through that task's own head; early stopping on
+  validation AUROC), then fine-tune as IM-PT;
+* ``mm-MAML``: MAML over source episodes of all kinds, random shots and class subsets,
+  with a zero-initialised head per task (early stopping); then fine-tune as IM-PT;
+* any other method of :mod:`torchcross.protocol.registry` (ProtoNet, ANIL, FOMAML,
+  Meta-SGD, linear probe, your own), and ``"supervised"``: the fully supervised baseline
+  per target task (train split, validation early stopping, test AUROC with a bootstrap
+  interval).
+
+Methods are scored on the same episodes, so ``paired.csv`` compares them pairwise
+(:func:`~torchcross.evaluation.paired.paired_comparisons`); with ``[run] seeds`` every
+method is trained once per seed and the between-seed spread is reported beside the
+episode interval.
 
 :func:`check_protocol` validates everything (paths, names, output folder, weights)
 before any training; :func:`run_protocol` runs it, writes episodes, checkpoints and
@@ -30,10 +39,18 @@ from typing import Any
 import torch
 
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
+from torchcross.evaluation.paired import paired_comparisons, seed_spread
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
-from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
+from torchcross.protocol.methods import (
+    evaluation_learner,
+    method_context,
+    method_fingerprint,
+    resolve_methods,
+    train_method,
+)
+from torchcross.protocol.registry import get_method
 from torchcross.protocol.training import atomic_write
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
@@ -51,12 +68,14 @@ class ProtocolPlan:
     image_size: int
     device: torch.device
     problems: dict[str, str] = field(default_factory=dict)
+    methods: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """A human-readable summary of the plan."""
         lines = [
             f"data root: {self.config.data.root}",
-            f"methods: {', '.join(self.config.evaluation.methods)}; backbone: {self.config.backbone.name} "
+            f"methods: {', '.join(self.methods or self.config.evaluation.methods)}; backbone: "
+            f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
         for t in self.targets:
@@ -76,6 +95,8 @@ class ProtocolResult:
     files: dict[str, Path]
     seconds: float
     plan: ProtocolPlan
+    paired: ResultsTable | None = None
+    supervised: ResultsTable | None = None
 
 
 def _check_out_dir(out_dir: Path) -> None:
@@ -118,7 +139,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     if not isinstance(config, ProtocolConfig):
         raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
     catalogue, problems = load_catalogue(config.data.root)
-    targets = plan_targets(catalogue, config.data.targets, config.data.sources)
+    targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
+    methods = resolve_methods(config)
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
     sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
     channels = {s[0] for s in sizes}
@@ -132,15 +154,17 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
             )
         image_size = int(next(iter(hw))[0])
     backbone = config.backbone
-    if backbone.name.startswith("resnet"):
-        from torchcross.protocol.backbone import build_backbone
+    in_channels = 3 if backbone.name.startswith("resnet") or 3 in channels else 1
+    from torchcross.protocol.backbone import build_backbone
 
-        build_backbone(backbone.name, 3, image_size, weights=backbone.weights)  # torchvision and weights
-        in_channels = 3
-    else:
-        in_channels = 3 if 3 in channels else 1
-        if backbone.weights is not None and not Path(backbone.weights).is_file():
-            raise FileNotFoundError(f"[backbone] weights file {str(backbone.weights)!r} does not exist")
+    # torchvision, and the weights (read, or fetched into torch's cache, now rather than after training)
+    weights = "random" if methods == ("scratch",) else backbone.weights
+    build_backbone(backbone.name, in_channels, image_size, weights=weights, hidden=backbone.hidden)
+    trains = [m for m in methods if get_method(m).train is not None or get_method(m).per_task]
+    if trains and config.augmentation.enabled:
+        from torchcross.protocol.augment import build_augmentation
+
+        build_augmentation(config.augmentation, image_size)
     if config.run.plot:
         from torchcross.evaluation.plotting import _require_matplotlib
 
@@ -149,13 +173,23 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         except ImportError as exc:
             raise ImportError(f"{exc}; or set [run] plot = false (torchcross demo --no-plot)") from exc
     device = _check_device(config.run.device)
+    source_splits = set()
+    if "mm-PT" in methods:
+        source_splits.add(config.data.source_split or "train")
+    if any(m in methods for m in ("mm-MAML", "FOMAML", "ANIL", "Meta-SGD", "ProtoNet")):
+        source_splits.add(config.data.source_split or "all")
+    target_splits = {config.data.target_split} | (
+        {"train", "val", "test"} if "supervised" in methods else set()
+    )
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
-            _open(config, t.dataset_id, task, config.data.target_split, in_channels, image_size)
+            for split in sorted(target_splits):
+                _open(config, t.dataset_id, task, split, in_channels, image_size)
         for ds, task in t.sources:
-            _open(config, ds, task, config.data.source_split, in_channels, image_size)
+            for split in sorted(source_splits):
+                _open(config, ds, task, split, in_channels, image_size)
     _check_out_dir(Path(config.run.out_dir))
-    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems)
+    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems, methods)
 
 
 def _open(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:
@@ -184,7 +218,11 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
     if path.is_file() and run.resume:
         episodes = EpisodeSet.load(path, task_source=source)
-        wanted = {"seed": run.seed, "length": ev.n_episodes}
+        wanted = {
+            "seed": run.seed,
+            "length": ev.n_episodes,
+            "filter_classes_min_samples": plan.config.data.min_class_size,
+        }
         got = {k: episodes.sampling.get(k) for k in wanted}
         shots = (
             episodes.sampling.get("n_support_samples_per_class"),
@@ -195,7 +233,14 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
         log(f"episodes in {path} were drawn with other settings; drawing them again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        episodes = sample_episode_set(source, ev.n_episodes, ev.n_shot, ev.n_query, seed=run.seed)
+        episodes = sample_episode_set(
+            source,
+            ev.n_episodes,
+            ev.n_shot,
+            ev.n_query,
+            seed=run.seed,
+            filter_classes_min_samples=plan.config.data.min_class_size,
+        )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -203,19 +248,43 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     return episodes
 
 
+def _context(
+    plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, log: Log, progress: bool | None
+) -> Any:
+    return method_context(
+        plan.config,
+        target,
+        method,
+        seed,
+        in_channels=plan.in_channels,
+        image_size=plan.image_size,
+        device=plan.device,
+        log=log,
+        progress=progress,
+    )
+
+
+def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -> Path:
+    folder = Path(plan.config.run.out_dir) / "evaluations"
+    if plan.config.run.seeds is not None:
+        folder = folder / f"seed-{seed}"
+    return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
+
+
 def _evaluate_method(
     plan: ProtocolPlan,
     target: TargetPlan,
     method: str,
+    seed: int,
     sources: dict[str, Any],
     episode_sets: dict[str, Any],
     log: Log,
     progress: bool | None,
 ) -> list[dict[str, Any]]:
     config = plan.config
-    out = Path(config.run.out_dir)
-    fingerprint = method_fingerprint(plan, target, method)
-    done_file = out / "evaluations" / _safe(target.dataset_id) / f"{_safe(method)}.json"
+    ctx = _context(plan, target, method, seed, log, progress)
+    fingerprint = method_fingerprint(ctx)
+    done_file = _done_file(plan, target, method, seed)
     if config.run.resume and done_file.is_file():
         saved = json.loads(done_file.read_text(encoding="utf-8"))
         if saved.get("fingerprint") == fingerprint:
@@ -229,8 +298,10 @@ def _evaluate_method(
         if saved.get("fingerprint") == fingerprint:
             finished = saved["tasks"]
     start = time.perf_counter()
-    trained = train_method(plan, target, method, log, progress)
-    learner = evaluation_learner(plan, method, trained)
+    per_task = get_method(method).per_task
+    learner = None
+    if not per_task:
+        learner = evaluation_learner(ctx, train_method(ctx))
     train_seconds = time.perf_counter() - start
     records: list[dict[str, Any]] = []
     for task in target.tasks:
@@ -238,27 +309,36 @@ def _evaluate_method(
             log(f"[{target.dataset_id}] {method} on {task!r}: reusing its evaluation from {partial_file}")
             records += finished[task]
             continue
-        episodes = episode_sets[task].as_dataset(sources[task])
-        result = evaluate(
-            learner,
-            episodes,
-            method=method,
-            target=f"{target.dataset_id}/{task}",
-            device=plan.device,
-            progress=progress,
-            confidence=config.evaluation.confidence,
-            batch_size=config.evaluation.batch_size,
-        )
-        s = result.summary()["auroc"]
-        log(
-            f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
-            f"({result.seconds:.1f} s)"
-        )
-        for r in result.records:
-            r["dataset"] = target.dataset_id
-            r["train_seconds"] = round(train_seconds, 3)
-        records += result.records
-        finished[task] = result.records
+        if per_task:
+            from torchcross.protocol.supervised import train_and_test
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                task_records = [train_and_test(ctx, task)]
+        else:
+            episodes = episode_sets[task].as_dataset(sources[task])
+            result = evaluate(
+                learner,
+                episodes,
+                method=method,
+                target=f"{target.dataset_id}/{task}",
+                device=plan.device,
+                progress=progress,
+                confidence=config.evaluation.confidence,
+                batch_size=config.evaluation.batch_size,
+            )
+            s = result.summary()["auroc"]
+            log(
+                f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
+                f"({result.seconds:.1f} s)"
+            )
+            task_records = result.records
+            for r in task_records:
+                r["dataset"] = target.dataset_id
+                r["seed"] = seed
+                r["train_seconds"] = round(train_seconds, 3)
+        records += task_records
+        finished[task] = task_records
         _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
     _write_json(done_file, {"fingerprint": fingerprint, "records": records})
     partial_file.unlink(missing_ok=True)
@@ -302,6 +382,7 @@ def run_protocol(
     if config.run.num_threads is not None:
         torch.set_num_threads(config.run.num_threads)
     records: list[dict[str, Any]] = []
+    supervised: list[dict[str, Any]] = []
     try:
         for target in plan.targets:
             sources = {
@@ -318,22 +399,85 @@ def run_protocol(
             episode_sets = {
                 task: _episode_set(plan, sources[task], target.dataset_id, task, say) for task in target.tasks
             }
-            for method in config.evaluation.methods:
-                records += _evaluate_method(plan, target, method, sources, episode_sets, say, progress)
+            for seed in config.training_seeds:
+                for method in plan.methods:
+                    out_records = _evaluate_method(
+                        plan, target, method, seed, sources, episode_sets, say, progress
+                    )
+                    (supervised if get_method(method).per_task else records).extend(out_records)
     finally:
         torch.set_num_threads(threads)
     episodes = ResultsTable(records)
-    summary = summarize(
-        episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
-    )
+    summary, paired = _summaries(plan, episodes, ResultsTable(supervised))
     seconds = time.perf_counter() - start
-    files = _write_results(plan, episodes, summary, seconds)
+    sup_table = ResultsTable(supervised) if supervised else None
+    files = _write_results(plan, episodes, summary, seconds, paired, sup_table)
     say(f"results written to {out} ({seconds:.1f} s)")
-    return ProtocolResult(episodes, summary, files, seconds, plan)
+    return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table)
+
+
+def _seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
+    """One row per method, target and episode: each metric averaged over the training seeds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in episodes:
+        groups.setdefault((row["method"], row["target"], row["task_target"], row["episode"]), []).append(row)
+    out = []
+    for (method, target, kind, episode), rows in groups.items():
+        row = {"method": method, "target": target, "task_target": kind, "episode": episode}
+        for m in metrics:
+            values = [float("nan") if r[m] is None else r[m] for r in rows]
+            row[m] = sum(values) / len(values)
+        out.append(row)
+    return ResultsTable(out)
+
+
+def _summaries(
+    plan: ProtocolPlan, episodes: ResultsTable, supervised: ResultsTable
+) -> tuple[ResultsTable, ResultsTable | None]:
+    """The summary (episodic methods, then supervised rows) and the paired comparisons."""
+    from torchcross.evaluation.episodic import METRICS
+
+    confidence = plan.config.evaluation.confidence
+    by = ("method", "target", "task_target")
+    several = len(plan.config.training_seeds) > 1
+    pooled = _seed_mean(episodes, METRICS) if several and len(episodes) else episodes
+    summary = summarize(pooled, by=by, confidence=confidence)
+    rows = summary.to_records()
+    if several and len(episodes):
+        spread = {tuple(r[b] for b in by): r for r in seed_spread(episodes, "auroc", by, confidence)}
+        for r in rows:
+            s = spread[tuple(r[b] for b in by)]
+            r["n_seeds"], r["auroc_seed_std"] = s["n_seeds"], s["auroc_seed_std"]
+    for r in supervised:
+        row = {**{b: r[b] for b in by}, "n_episodes": 0}
+        for m in METRICS:
+            row[f"{m}_mean"] = r.get(m, float("nan"))
+            row[f"{m}_std"] = float("nan")
+            row[f"{m}_ci_low"] = r.get(f"{m}_ci_low", float("nan"))
+            row[f"{m}_ci_high"] = r.get(f"{m}_ci_high", float("nan"))
+        if several:
+            row["n_seeds"], row["auroc_seed_std"] = 1, float("nan")
+        row["seed"] = r["seed"]
+        rows.append(row)
+    methods = {r["method"] for r in pooled} if len(pooled) else set()
+    paired = None
+    if len(methods) > 1:
+        paired = paired_comparisons(pooled, "auroc", by=("target",), confidence=confidence)
+    columns = (
+        summary.columns
+        + [c for c in ("n_seeds", "auroc_seed_std") if several]
+        + (["seed"] if len(supervised) else [])
+    )
+    return ResultsTable(rows, columns=columns), paired
 
 
 def _write_results(
-    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float
+    plan: ProtocolPlan,
+    episodes: ResultsTable,
+    summary: ResultsTable,
+    seconds: float,
+    paired: ResultsTable | None = None,
+    supervised: ResultsTable | None = None,
 ) -> dict[str, Path]:
     from torchcross import __version__
 
@@ -347,6 +491,12 @@ def _write_results(
     episodes.to_csv(files["episodes_csv"])
     summary.to_csv(files["results_csv"])
     format_summary(summary).to_markdown(files["results_md"])
+    if paired is not None:
+        files["paired_csv"] = out / "paired.csv"
+        paired.to_csv(files["paired_csv"])
+    if supervised is not None:
+        files["supervised_csv"] = out / "supervised.csv"
+        supervised.to_csv(files["supervised_csv"])
     doc = {
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
@@ -361,7 +511,10 @@ def _write_results(
             }
             for t in plan.targets
         ],
+        "methods": list(plan.methods),
         "summary": summary.to_records(),
+        "paired": paired.to_records() if paired is not None else [],
+        "supervised": supervised.to_records() if supervised is not None else [],
         "episodes": episodes.to_records(),
     }
     files["results_json"].write_text(json.dumps(doc, indent=1, allow_nan=False) + "\n", encoding="utf-8")

@@ -82,6 +82,7 @@ def train_steps(
     resume: bool = True,
     progress: bool | None = None,
     description: str = "train",
+    early_stopping: Any = None,
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
@@ -100,6 +101,10 @@ def train_steps(
         resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
         description: progress bar label.
+        early_stopping: a :class:`~torchcross.protocol.validation.EarlyStopping`:
+            validate when due, stop when it says so, and end with its best weights in
+            ``model``; its state is checkpointed (a resumed run that had stopped trains
+            no further).
 
     Returns:
         the loss of every step (including those of a resumed earlier run).
@@ -137,6 +142,8 @@ def train_steps(
             sampler.load_state_dict(state["sampler"])
         torch.set_rng_state(state["torch_rng"])
         start, losses = int(state["step"]), list(state["losses"])
+        if early_stopping is not None and state.get("early_stopping") is not None:
+            early_stopping.load_state_dict(state["early_stopping"])
 
     def save(step: int) -> None:
         if path is None:
@@ -155,10 +162,14 @@ def train_steps(
                 "sampler": sampler_state,
                 "torch_rng": torch.get_rng_state(),
                 "losses": losses,
+                "early_stopping": None if early_stopping is None else early_stopping.state_dict(),
             },
         )
 
-    if start >= steps:
+    stopped = early_stopping is not None and early_stopping.stopped
+    if start >= steps or stopped:
+        if early_stopping is not None:
+            early_stopping.restore_best(model)
         return losses
     iterator = iter(units())
     bar = tqdm(
@@ -186,9 +197,15 @@ def train_steps(
             bar.update(1)
             bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
             done = step + 1
+            if early_stopping is not None and early_stopping.due(done) and early_stopping.check(done, model):
+                save(done)
+                break
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 save(done)
-        save(steps)
+        else:
+            save(steps)
     finally:
         bar.close()
+    if early_stopping is not None:
+        early_stopping.restore_best(model)
     return losses
