@@ -44,6 +44,7 @@ __all__ = [
     "SupervisedConfig",
     "config_from_dict",
     "config_to_dict",
+    "import_plugin",
     "load_config",
     "normalize_method",
     "paper_lr",
@@ -318,6 +319,9 @@ class RunConfig:
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
         num_threads: ``torch.set_num_threads`` for the run (``None`` leaves it).
+        plugins: Python modules imported before the config's methods are checked, so
+            that they can register methods (:func:`~torchcross.protocol.register_method`):
+            importable module names, or ``.py`` files (relative to the config file).
     """
 
     out_dir: Path = field(metadata=_opt("path"))
@@ -328,6 +332,7 @@ class RunConfig:
     checkpoint_every: int = field(default=200, metadata=_opt("int", min=0))
     plot: bool = field(default=True, metadata=_opt("bool"))
     num_threads: int | None = field(default=None, metadata=_opt("int?", min=1))
+    plugins: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
 
 
 @dataclass(frozen=True)
@@ -486,8 +491,40 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
                 f"the config needs a [{required}] section "
                 + ("with root and targets" if required == "data" else "with out_dir")
             )
-    parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw}
-    return ProtocolConfig(**parts)
+    run = _section("run", raw.get("run"), base)
+    for plugin in run.plugins or ():
+        import_plugin(plugin, base)
+    parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw and name != "run"}
+    return ProtocolConfig(run=run, **parts)
+
+
+def import_plugin(plugin: str, base_dir: str | Path | None = None) -> Any:
+    """Import a ``[run] plugins`` entry: a module name, or a ``.py`` file (relative to ``base_dir``).
+
+    Raises:
+        FileNotFoundError: a ``.py`` file that does not exist.
+        ImportError: a module that cannot be imported.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    if not plugin.endswith(".py"):
+        try:
+            return importlib.import_module(plugin)
+        except ImportError as exc:
+            raise ImportError(f"[run] plugins: cannot import module {plugin!r}: {exc}") from exc
+    path = Path(plugin).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"[run] plugins: file {str(path)!r} does not exist")
+    name = f"torchcross_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def _read_toml(path: Path) -> Any:

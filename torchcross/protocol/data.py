@@ -213,6 +213,8 @@ def open_task(
     """Open one task of a MedIMeta-format dataset as a resized task source.
 
     ``split`` is ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the whole dataset).
+    One-channel images under ``"imagenet"`` normalisation use the mean of the three
+    channels' statistics.
 
     Raises:
         ValueError: an unknown normalisation, dataset, task or split (the reader names it).
@@ -222,6 +224,8 @@ def open_task(
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
     mean, std = NORMALIZATIONS[normalize]
+    if channels == 1 and isinstance(mean, tuple):  # grey inputs: the mean of the channel statistics
+        mean, std = sum(mean) / len(mean), sum(std) / len(std)
     source = MedIMeta(
         os.fspath(root),
         dataset_id,
