@@ -398,3 +398,19 @@ def test_registry_errors() -> None:
         config_from_dict(
             {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o", "plugins": ["nowhere.py"]}}
         )
+
+
+def test_dataloader_workers_give_the_same_training(demo_root: Path, tmp_path: Path) -> None:
+    def losses(workers: int) -> list[float]:
+        config = _paper(
+            demo_root,
+            tmp_path / f"w{workers}",
+            backbone={"name": "conv4", "hidden": 8, "weights": "random"},
+            data={"min_class_size": 0},
+            augmentation={"enabled": False},
+            pretrain={"steps": 5, "batch_size": 8, "patience": 0},
+            run={"num_workers": workers},
+        )
+        return train_method(_context(config, "mm-PT", tmp_path)).losses
+
+    assert losses(2) == losses(0)

@@ -319,6 +319,9 @@ class RunConfig:
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
         num_threads: ``torch.set_num_threads`` for the run (``None`` leaves it).
+        num_workers: DataLoader worker processes that read the training batches and
+            episodes (0: the main process); the stream and its resume point are the same
+            for any number.
         plugins: Python modules imported before the config's methods are checked, so
             that they can register methods (:func:`~torchcross.protocol.register_method`):
             importable module names, or ``.py`` files (relative to the config file).
@@ -332,6 +335,7 @@ class RunConfig:
     checkpoint_every: int = field(default=200, metadata=_opt("int", min=0))
     plot: bool = field(default=True, metadata=_opt("bool"))
     num_threads: int | None = field(default=None, metadata=_opt("int?", min=1))
+    num_workers: int = field(default=0, metadata=_opt("int", min=0))
     plugins: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
 
 

@@ -171,7 +171,7 @@ def train_maml(ctx: MethodContext) -> Trained:
         model,
         optimizer,
         step,
-        lambda: iter(sampler),
+        lambda: ctx.stream(sampler),
         mc.steps,
         sampler=sampler,
         checkpoint=ctx.checkpoint_dir / f"{ctx.method}.pt",

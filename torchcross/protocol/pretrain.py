@@ -114,7 +114,7 @@ def train_pretrain(ctx: MethodContext) -> Trained:
         model,
         optimizer,
         step,
-        lambda: iter(sampler),
+        lambda: ctx.stream(sampler),
         pt.steps,
         sampler=sampler,
         checkpoint=ctx.checkpoint_dir / f"{ctx.method}.pt",

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -53,6 +53,11 @@ __all__ = [
 ]
 
 Log = Callable[[str], None]
+
+
+def _as_is(unit: Any) -> Any:
+    """DataLoader collate function: the samplers already batch (picklable, unlike a lambda)."""
+    return unit
 
 
 @dataclass
@@ -114,6 +119,22 @@ class MethodContext:
                 "training": dict(training),
             }
         )
+
+    def stream(self, sampler: Any) -> Iterator[Any]:
+        """Iterate a multi-task sampler, through ``[run] num_workers`` DataLoader workers if set."""
+        workers = self.config.run.num_workers
+        if workers == 0:
+            return iter(sampler)
+        from torch.utils.data import DataLoader
+
+        loader = DataLoader(
+            sampler,
+            batch_size=None,
+            num_workers=workers,
+            collate_fn=_as_is,
+            pin_memory=self.device.type == "cuda",
+        )
+        return iter(loader)
 
     def open(self, dataset_id: str, task_name: str, split: str) -> Any:
         """One task of the data root as a task source (resized and normalised as configured)."""

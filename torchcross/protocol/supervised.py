@@ -129,7 +129,7 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
         model,
         optimizer,
         step,
-        lambda: iter(sampler),
+        lambda: ctx.stream(sampler),
         sv.steps,
         sampler=sampler,
         checkpoint=ctx.checkpoint_dir
