@@ -229,3 +229,25 @@ def test_demo_device_reaches_the_protocol_and_is_checked(tmp_path: Path, capsys)
     assert demo_config(tmp_path, device="cuda:1").run.device == "cuda:1"
     assert demo_main(["--out", str(tmp_path / "o"), "--device", "gpu", "--quick"]) == 2
     assert "[run] device 'gpu' is not a torch device" in capsys.readouterr().err
+
+
+def test_publish_docs_rewrites_only_its_block_and_names_missing_markers(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from torchcross.cli.demo import publish_docs
+    from torchcross.evaluation.episodic import summarize
+
+    rows = [{"method": "scratch", "target": "t/a", "auroc": v, "accuracy": v, "loss": v} for v in (0.6, 0.8)]
+    result = SimpleNamespace(summary=summarize(rows))
+    page = tmp_path / "demo.md"
+    page.write_text("intro\n<!-- demo-quick-output:start -->\nold\n<!-- demo-quick-output:end -->\noutro\n")
+    publish_docs(result, tmp_path, 1.0, "torchcross demo --quick", quick=True)
+    text = page.read_text()
+    assert text.startswith("intro\n<!-- demo-quick-output:start -->\n\nOutput of `torchcross demo --quick`:")
+    assert "| scratch | t/a | 2 | 0.700 ± " in text
+    assert "old" not in text
+    assert text.endswith("<!-- demo-quick-output:end -->\noutro\n")
+    with pytest.raises(ValueError, match="must contain the markers <!-- demo-output:start -->"):
+        publish_docs(result, tmp_path, 1.0, "torchcross demo")
+    with pytest.raises(FileNotFoundError, match=r"demo\.md does not exist"):
+        publish_docs(result, tmp_path / "nowhere", 1.0, "torchcross demo")
