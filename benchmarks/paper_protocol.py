@@ -6,9 +6,11 @@ multi-class and ordinal tasks) and runs ``torchcross.protocol.run_protocol`` wit
 paper's defaults, except: a local ResNet-18 ``state_dict`` stands in for the ImageNet
 weights (nothing is downloaded), training is capped at a few steps with frequent
 validation, and 20 episodes per task. Each method runs in its own call, so its time is
-its training plus its evaluation.
+its training plus its evaluation. ``conv4`` as the second argument swaps the ResNet-18
+for the library's Conv4 (a CPU-sized run; its saved random weights stand in for
+pre-trained ones).
 
-    python benchmarks/paper_protocol.py OUT_DIR
+    python benchmarks/paper_protocol.py OUT_DIR [resnet18|conv4]
 """
 
 from __future__ import annotations
@@ -74,16 +76,16 @@ def write_folder(root: Path, n: int = 400, size: int = 32, seed: int = 0) -> Pat
     return root
 
 
-def main(out: Path) -> None:
-    import torchvision
+def main(out: Path, backbone: str = "resnet18") -> None:
+    from torchcross.protocol.backbone import build_backbone
 
     root = write_folder(out / "data")
-    weights = out / "resnet18.pth"  # stands in for ImageNet weights (no network here)
-    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    weights = out / f"{backbone}.pth"  # stands in for ImageNet weights (no network here)
+    torch.save(build_backbone(backbone, 3, 32, seed=1)[0].state_dict(), weights)
     raw = {
         "data": {"root": str(root), "targets": ["derm_a"], "min_class_size": 50},
         "evaluation": {"n_episodes": 20},
-        "backbone": {"weights": str(weights)},
+        "backbone": {"name": backbone, "weights": str(weights)},
         "pretrain": {"steps": 60, "val_every": 20, "val_batches": 5},
         "maml": {"steps": 20, "val_every": 10, "val_episodes": 10},
         "supervised": {"steps": 60, "val_every": 20, "val_batches": 5, "bootstrap": 200},
@@ -103,4 +105,4 @@ def main(out: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1] if len(sys.argv) > 1 else "paper-protocol-bench"))
+    main(Path(sys.argv[1] if len(sys.argv) > 1 else "paper-protocol-bench"), *sys.argv[2:3])
