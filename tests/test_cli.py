@@ -212,9 +212,9 @@ def test_episodes_sample(capsys: pytest.CaptureFixture[str], data: Path, tmp_pat
 def _write_config(tmp_path: Path, data: Path, extra: str = "") -> Path:
     path = tmp_path / "exp.toml"
     path.write_text(
-        f'[data]\nroot = "{data}"\ntargets = ["digits_negative/even digit"]\n'
+        f'[data]\nroot = "{data}"\ntargets = ["digits_negative/even digit"]\nmin_class_size = 0\n'
         '[evaluation]\nmethods = ["IM-PT"]\nn_episodes = 3\n'
-        '[backbone]\nname = "conv4"\nhidden = 8\n'
+        '[backbone]\nname = "conv4"\nhidden = 8\nweights = "random"\n'
         "[finetune]\nsteps = 2\nfreeze_backbone = true\n"
         f'[run]\nout_dir = "out"\nplot = false\nnum_threads = 1\n{extra}'
     )
@@ -230,7 +230,7 @@ def test_run_check_and_run(capsys: pytest.CaptureFixture[str], data: Path, tmp_p
     assert not (tmp_path / "out" / "results.csv").exists()
     code, out, _ = _run(capsys, "run", str(config), "--out", str(tmp_path / "elsewhere"))
     assert code == 0
-    assert "| IM-PT | digits_negative/even digit | BINARY_CLASSIFICATION | 3 |" in out
+    assert "| scratch | digits_negative/even digit | BINARY_CLASSIFICATION | 3 |" in out
     assert (tmp_path / "elsewhere" / "results.json").is_file()
 
 
@@ -270,7 +270,7 @@ def test_run_reports_missing_data_and_unwritable_output(
 def test_demo_rejects_unknown_names(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     code, _, err = _run(capsys, "demo", "--out", str(tmp_path), "--methods", "MAML")
     assert code == 2
-    assert "unknown method 'MAML'; known methods: IM-PT, mm-PT, mm-MAML" in err
+    assert "unknown method 'MAML'; known methods: IM-PT, scratch, linear-probe, mm-PT, mm-MAML" in err
     code, _, err = _run(capsys, "demo", "--out", str(tmp_path), "--methods", "IM-PT", "--targets", "mnist")
     assert code == 2
     assert "unknown target dataset 'mnist'; datasets under the data root: ['digits_defocus'" in err

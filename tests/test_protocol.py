@@ -43,9 +43,10 @@ def demo_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(root: Path, out: Path, **sections: dict) -> ProtocolConfig:
     raw = {
-        "data": {"root": str(root), "targets": ["digits_scan_a/even digit"]},
+        "data": {"root": str(root), "targets": ["digits_scan_a/even digit"], "min_class_size": 0},
         "evaluation": {"n_episodes": 4, "methods": ["IM-PT"]},
-        "backbone": {"name": "conv4", "hidden": 8},
+        "backbone": {"name": "conv4", "hidden": 8, "weights": "random"},
+        "augmentation": {"enabled": False},
         "pretrain": {"steps": 4, "batch_size": 8},
         "maml": {"steps": 2, "meta_batch_size": 2, "inner_steps": 1, "first_order": True, "n_query": 2},
         "finetune": {"steps": 3, "freeze_backbone": True},
@@ -100,7 +101,7 @@ def test_toml_and_yaml_configs_agree_and_resolve_relative_paths(tmp_path: Path) 
         (
             {"data": {"root": "d", "targets": ["t"]}, "evaluation": {"methods": ["ProtoMAML"]}},
             ValueError,
-            "unknown method 'ProtoMAML'; known methods: IM-PT, mm-PT, mm-MAML",
+            "unknown method 'ProtoMAML'; known methods: IM-PT, scratch, linear-probe, mm-PT, mm-MAML, FOMAML",
         ),
         (
             {"data": {"root": "d", "targets": ["t"]}, "evaluation": {"methods": ["mm-PT", "MM-pt"]}},
@@ -437,7 +438,7 @@ def test_an_evaluation_stopped_part_way_continues_with_the_next_task(
     monkeypatch.setattr(protocol, "evaluate", stop_at_the_third_task)
     with pytest.raises(KeyboardInterrupt, match="the user stops the run"):
         run_protocol(config, progress=False, log=None)
-    partial = tmp_path / "out" / "evaluations" / "digits_scan_a" / "IM-PT.partial.json"
+    partial = tmp_path / "out" / "evaluations" / "digits_scan_a" / "scratch.partial.json"
     assert len(json.loads(partial.read_text())["tasks"]) == 2
     monkeypatch.setattr(protocol, "evaluate", real_evaluate)
     lines: list[str] = []

@@ -10,7 +10,14 @@ import scipy.stats as scipy_stats
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from torchcross.evaluation.stats import Summary, summarize_values, t_quantile
+from torchcross.evaluation.stats import (
+    Summary,
+    paired_difference,
+    sign_test,
+    summarize_values,
+    t_quantile,
+    wilcoxon_signed_rank,
+)
 
 
 @pytest.mark.parametrize("df", [1, 2, 3, 4.5, 9, 29, 99, 1000])
@@ -78,3 +85,55 @@ def test_summary_of_one_or_no_values_is_nan_where_undefined() -> None:
 def test_summary_rejects_bad_confidence(confidence: float) -> None:
     with pytest.raises(ValueError, match="confidence must be in"):
         summarize_values([0.1, 0.2], confidence)
+
+
+# -- paired comparisons ------------------------------------------------------------------------------------
+_FIXED = [
+    [0.1, -0.25, 0.3, 0.05, 0.4, -0.01, 0.2, 0.15],  # no ties: exact
+    [-0.1, -0.25, -0.3, -0.05, -0.4, -0.01, -0.2, -0.15],  # all negative
+    [0.1, -0.1, 0.3, 0.1, 0.4, 0.0, 0.2, 0.3],  # ties and a zero
+    list(np.random.default_rng(0).normal(0.02, 0.05, 100)),  # n > 50
+    list(np.round(np.random.default_rng(1).normal(0.0, 0.05, 60), 2)),  # many ties
+]
+
+
+@pytest.mark.parametrize("d", _FIXED)
+@pytest.mark.parametrize("method", ["exact", "approx"])
+def test_wilcoxon_matches_scipy(d: list[float], method: str) -> None:
+    arr = np.asarray(d)
+    if method == "exact" and (len(set(np.abs(arr[arr != 0]))) < np.count_nonzero(arr) or 0 in arr):
+        method = "approx"  # scipy's exact distribution assumes no ties and no zeros
+    expected = scipy_stats.wilcoxon(arr, method=method, zero_method="wilcox", correction=False)
+    statistic, p = wilcoxon_signed_rank(d, method=method)
+    assert statistic == pytest.approx(float(expected.statistic), abs=1e-12)
+    assert p == pytest.approx(float(expected.pvalue), rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("d", _FIXED)
+def test_sign_test_matches_scipy_binomtest(d: list[float]) -> None:
+    arr = np.asarray(d)
+    pos, neg = int((arr > 0).sum()), int((arr < 0).sum())
+    assert sign_test(d) == pytest.approx(scipy_stats.binomtest(pos, pos + neg, 0.5).pvalue, rel=1e-12)
+
+
+def test_paired_difference_matches_scipy_t_interval() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(0.5, 1.0, 40), rng.uniform(0.5, 1.0, 40)
+    a[5] = np.nan  # a pair with a missing score is left out
+    c = paired_difference(a, b, confidence=0.9)
+    d = (a - b)[~np.isnan(a)]
+    lo, hi = scipy_stats.t.interval(0.9, len(d) - 1, loc=d.mean(), scale=scipy_stats.sem(d))
+    assert c.n == 39
+    assert c.mean_difference == pytest.approx(d.mean(), rel=1e-12)
+    assert (c.ci_low, c.ci_high) == pytest.approx((lo, hi), rel=1e-9)
+    assert c.wilcoxon_p == pytest.approx(scipy_stats.wilcoxon(d, method="exact").pvalue, rel=1e-9)
+    assert c.wins + c.losses + c.ties == 39
+
+
+def test_paired_statistics_edge_cases() -> None:
+    assert all(math.isnan(v) for v in wilcoxon_signed_rank([0.0, 0.0]))
+    assert math.isnan(sign_test([]))
+    with pytest.raises(ValueError, match="method must be 'auto', 'exact' or 'approx', got 'normal'"):
+        wilcoxon_signed_rank([1.0], method="normal")
+    with pytest.raises(ValueError, match="paired scores need equal lengths, got 2 and 3"):
+        paired_difference([1, 2], [1, 2, 3])

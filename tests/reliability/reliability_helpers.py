@@ -24,14 +24,29 @@ def small_root(root: Path) -> Path:
 
 def tiny_config(root: Path, out: Path, **sections: dict[str, Any]) -> ProtocolConfig:
     """A protocol run of a second or two on :func:`small_root`: target ``tgt/abnormal``, source
-    ``src/class``, IM-PT and mm-PT, checkpoints every 2 steps."""
+    ``src/class``, scratch (IM-PT from a random init) and mm-PT, checkpoints every 2 steps."""
     raw: dict[str, dict[str, Any]] = {
-        "data": {"root": str(root), "targets": ["tgt/abnormal"], "sources": ["src/class"]},
+        "data": {
+            "root": str(root),
+            "targets": ["tgt/abnormal"],
+            "sources": ["src/class"],
+            "target_split": "test",
+            "source_split": "train",
+            "min_class_size": 0,
+        },
         "evaluation": {"n_episodes": 3, "methods": ["IM-PT", "mm-PT"], "n_shot": 2, "n_query": 3},
-        "backbone": {"name": "conv4", "hidden": 4},
-        "pretrain": {"steps": 4, "batch_size": 8},
-        "maml": {"steps": 2, "meta_batch_size": 2, "inner_steps": 1, "first_order": True, "n_query": 2},
-        "finetune": {"steps": 2, "freeze_backbone": True},
+        "backbone": {"name": "conv4", "hidden": 4, "weights": "random"},
+        "augmentation": {"enabled": False},
+        "pretrain": {"steps": 4, "batch_size": 8, "patience": 0},
+        "maml": {
+            "steps": 2,
+            "meta_batch_size": 2,
+            "inner_steps": 1,
+            "first_order": True,
+            "n_query": 2,
+            "patience": 0,
+        },
+        "finetune": {"steps": 2, "freeze_backbone": True, "batch_norm": "frozen"},
         "run": {"out_dir": str(out), "plot": False, "num_threads": 1, "checkpoint_every": 2},
     }
     for name, values in sections.items():
@@ -65,7 +80,9 @@ def check_no_partial_files(out: Path) -> None:
                 assert next(csv.reader(fh))[0] == "step", path
         elif path.suffix == ".csv":
             with open(path, newline="", encoding="utf-8") as fh:
-                assert next(csv.reader(fh))[0] == "method", path
+                rows = list(csv.reader(fh))
+            assert rows and rows[0][0] in ("method", "target"), path  # a header, then whole rows
+            assert all(len(row) == len(rows[0]) for row in rows), path
         elif path.suffix == ".md":
             assert path.read_text(encoding="utf-8").startswith("| method"), path
         elif path.suffix == ".pt":

@@ -111,14 +111,15 @@ def test_a_kill_at_every_write_of_the_protocol_resumes_to_the_same_results(
     files = {re.sub(r"\.tmp-.*", "", k.split(": .")[1]) for k in killed}
     assert files == {
         "abnormal.json",  # the fixed episodes
-        "IM-PT.partial.json",  # evaluations, per task and per method
-        "IM-PT.json",
+        "scratch.partial.json",  # evaluations, per task and per method
+        "scratch.json",
         "mm-PT.pt",  # checkpoints (twice)
         "mm-PT.partial.json",
         "mm-PT.json",
         "episodes.csv",  # the results
         "results.csv",
         "results.md",
+        "paired.csv",  # the paired comparison of the two methods
         "results.json",
     }
 

@@ -216,7 +216,7 @@ def _write_config(tmp_path: Path, root: Path, out: str, extra: str = "") -> Path
     path = tmp_path / "exp.toml"
     path.write_text(
         f'[data]\nroot = "{root}"\ntargets = ["tgt/abnormal"]\nsources = ["src/class"]\n'
-        f'[backbone]\nname = "conv4"\n[run]\nout_dir = "{out}"\nplot = false\n{extra}'
+        f'[backbone]\nname = "conv4"\nweights = "random"\n[run]\nout_dir = "{out}"\nplot = false\n{extra}'
     )
     return path
 
@@ -251,19 +251,19 @@ def test_damaged_resume_files_are_redone_to_the_same_results(
     run_protocol(config, progress=False, log=None)
     out = tmp_path / "out"
     (out / "episodes" / "tgt" / "abnormal.json").write_bytes(b"")
-    (out / "evaluations" / "tgt" / "IM-PT.json").write_bytes(b"\xff\xfe")
+    (out / "evaluations" / "tgt" / "scratch.json").write_bytes(b"\xff\xfe")
     (out / "evaluations" / "tgt" / "mm-PT.json").write_text("[1, 2]")
     lines: list[str] = []
     result = run_protocol(config, progress=False, log=lines.append)
     assert any("abnormal.json" in line and "drawing the episodes again" in line for line in lines)
-    assert any("IM-PT.json is damaged" in line for line in lines)
+    assert any("scratch.json is damaged" in line for line in lines)
     assert any("mm-PT.json is not a torchcross evaluation file" in line for line in lines)
     assert scores(result) == scores(reference)
     assert json.loads((out / "episodes" / "tgt" / "abnormal.json").read_text())["n_episodes"] == 3
 
 
 def test_stale_temporary_files_are_removed_and_reported(data_root: Path, tmp_path: Path) -> None:
-    stale = tmp_path / "out" / "evaluations" / ".IM-PT.json.tmp-999999999-0123abcd.json"
+    stale = tmp_path / "out" / "evaluations" / ".scratch.json.tmp-999999999-0123abcd.json"
     stale.parent.mkdir(parents=True)
     stale.write_text("{")
     lines: list[str] = []

@@ -1,8 +1,10 @@
-"""Summary statistics over episodes: mean, standard deviation and Student-t confidence intervals.
+"""Summary statistics over episodes: means with Student-t intervals, and paired comparisons.
 
-The t quantile is computed here (regularised incomplete beta function, inverted by
-bisection), so the core library needs no SciPy; tests check it against
-``scipy.stats.t.ppf``.
+:func:`summarize_values` gives a mean with a Student-t confidence interval;
+:func:`paired_difference` compares two methods scored on the same episodes (mean
+difference with a t interval, Wilcoxon signed-rank test, sign test). The t quantile, the
+signed-rank distribution and the binomial tail are computed here, so the core library
+needs no SciPy; tests check them against ``scipy.stats``.
 """
 
 from __future__ import annotations
@@ -11,7 +13,15 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-__all__ = ["Summary", "summarize_values", "t_quantile"]
+__all__ = [
+    "PairedComparison",
+    "Summary",
+    "paired_difference",
+    "sign_test",
+    "summarize_values",
+    "t_quantile",
+    "wilcoxon_signed_rank",
+]
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -148,3 +158,145 @@ def summarize_values(values: Iterable[float], confidence: float = 0.95) -> Summa
     std = math.sqrt(math.fsum((v - mean) ** 2 for v in finite) / (n - 1))
     half = t_quantile(0.5 + confidence / 2.0, n - 1) * std / math.sqrt(n)
     return Summary(mean, std, mean - half, mean + half, n, missing, confidence)
+
+
+def _ranks(values: list[float]) -> tuple[list[float], list[int]]:
+    """Average ranks (1-based) of ``values`` and the sizes of the groups of ties."""
+    order = sorted(range(len(values)), key=values.__getitem__)
+    ranks = [0.0] * len(values)
+    ties: list[int] = []
+    i = 0
+    while i < len(order):
+        j = i
+        while j + 1 < len(order) and values[order[j + 1]] == values[order[i]]:
+            j += 1
+        for k in range(i, j + 1):
+            ranks[order[k]] = (i + j) / 2.0 + 1.0
+        ties.append(j - i + 1)
+        i = j + 1
+    return ranks, ties
+
+
+def _exact_signed_rank_cdf(statistic: float, n: int) -> float:
+    """``P(T <= statistic)`` for the signed-rank sum ``T`` of ``n`` untied ranks under the null."""
+    counts = [1] + [0] * (n * (n + 1) // 2)
+    for r in range(1, n + 1):
+        for total in range(len(counts) - 1, r - 1, -1):
+            counts[total] += counts[total - r]
+    return sum(counts[: math.floor(statistic) + 1]) / 2**n
+
+
+def wilcoxon_signed_rank(differences: Iterable[float], method: str = "auto") -> tuple[float, float]:
+    """Two-sided Wilcoxon signed-rank test that the differences are centred on zero.
+
+    Zero differences are dropped (``scipy.stats.wilcoxon``'s ``zero_method="wilcox"``);
+    ties share their average rank. The statistic is ``min(R+, R-)``. ``method="exact"``
+    uses the exact null distribution (valid without ties), ``"approx"`` the normal
+    approximation with the tie correction and no continuity correction; ``"auto"`` is
+    exact for at most 50 untied non-zero differences, else approximate. NaNs are left out.
+
+    Returns:
+        ``(statistic, p_value)``; ``(nan, nan)`` without any non-zero difference.
+
+    Raises:
+        ValueError: an unknown ``method``.
+
+    Examples:
+        >>> wilcoxon_signed_rank([-0.1, -0.25, -0.3, -0.05, -0.4, -0.01, -0.2, -0.15])
+        (0.0, 0.0078125)
+    """
+    if method not in ("auto", "exact", "approx"):
+        raise ValueError(f"method must be 'auto', 'exact' or 'approx', got {method!r}")
+    d = [float(v) for v in differences if not math.isnan(float(v)) and float(v) != 0.0]
+    n = len(d)
+    if n == 0:
+        return float("nan"), float("nan")
+    ranks, ties = _ranks([abs(v) for v in d])
+    r_plus = math.fsum(r for r, v in zip(ranks, d) if v > 0)
+    r_minus = math.fsum(r for r, v in zip(ranks, d) if v < 0)
+    statistic = min(r_plus, r_minus)
+    if method == "auto":
+        method = "exact" if n <= 50 and all(t == 1 for t in ties) else "approx"
+    if method == "exact":
+        return statistic, min(1.0, 2.0 * _exact_signed_rank_cdf(statistic, n))
+    mean = n * (n + 1) / 4.0
+    var = n * (n + 1) * (2 * n + 1) / 24.0 - math.fsum(t**3 - t for t in ties) / 48.0
+    if var <= 0:
+        return statistic, 1.0
+    z = (statistic - mean) / math.sqrt(var)
+    return statistic, min(1.0, math.erfc(abs(z) / math.sqrt(2.0)))
+
+
+def sign_test(differences: Iterable[float]) -> float:
+    """Two-sided exact sign test (binomial, p = 1/2) of positive against negative differences.
+
+    Zeros and NaNs are left out; ``nan`` if nothing is left.
+
+    Examples:
+        >>> round(sign_test([1, 1, 1, 1, 1, 1, -1, -1]), 7)
+        0.2890625
+    """
+    d = [float(v) for v in differences if not math.isnan(float(v)) and float(v) != 0.0]
+    n = len(d)
+    if n == 0:
+        return float("nan")
+    k = min(sum(v > 0 for v in d), sum(v < 0 for v in d))
+    tail = math.fsum(math.comb(n, i) for i in range(k + 1)) / 2.0**n
+    return min(1.0, 2.0 * tail)
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """Method ``a`` minus method ``b`` on the same episodes.
+
+    Attributes:
+        n: episodes where both scores are finite.
+        mean_difference, ci_low, ci_high: mean of ``a - b`` and its Student-t interval.
+        wilcoxon_p: two-sided Wilcoxon signed-rank p-value (see :func:`wilcoxon_signed_rank`).
+        sign_p: two-sided sign-test p-value.
+        wins, losses, ties: episodes where ``a`` scored higher, lower, equal.
+        confidence: level of the interval.
+    """
+
+    n: int
+    mean_difference: float
+    ci_low: float
+    ci_high: float
+    wilcoxon_p: float
+    sign_p: float
+    wins: int
+    losses: int
+    ties: int
+    confidence: float = 0.95
+
+
+def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float = 0.95) -> PairedComparison:
+    """Compare two methods' scores on the same episodes (``a[i]`` and ``b[i]`` from episode ``i``).
+
+    Pairs with a NaN on either side are left out.
+
+    Raises:
+        ValueError: if ``a`` and ``b`` differ in length, or ``confidence`` is not in (0, 1).
+
+    Examples:
+        >>> c = paired_difference([0.9, 0.8, 0.85, 0.7], [0.8, 0.8, 0.75, 0.6])
+        >>> round(c.mean_difference, 3), c.wins, c.losses, c.ties, c.sign_p
+        (0.075, 3, 0, 1, 0.25)
+    """
+    a, b = [float(v) for v in a], [float(v) for v in b]
+    if len(a) != len(b):
+        raise ValueError(f"paired scores need equal lengths, got {len(a)} and {len(b)}")
+    diffs = [x - y for x, y in zip(a, b) if not (math.isnan(x) or math.isnan(y))]
+    s = summarize_values(diffs, confidence)
+    return PairedComparison(
+        n=s.n,
+        mean_difference=s.mean,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
+        wilcoxon_p=wilcoxon_signed_rank(diffs)[1],
+        sign_p=sign_test(diffs),
+        wins=sum(d > 0 for d in diffs),
+        losses=sum(d < 0 for d in diffs),
+        ties=sum(d == 0 for d in diffs),
+        confidence=confidence,
+    )

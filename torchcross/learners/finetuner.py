@@ -13,9 +13,14 @@ With a frozen backbone, :meth:`FineTuner.predict_many` computes every distinct i
 features once and fits the heads of all episodes in one batched run, giving the same
 logits as :meth:`FineTuner.predict` episode by episode.
 
-BatchNorm policy: ``batch_norm="frozen"`` (default here) runs normalisation layers with
-their stored running statistics, never updated (what pre-trained weights expect);
-``"batch"`` normalises every forward with the statistics of its batch.
+BatchNorm policy (:data:`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
+runs normalisation layers with their stored running statistics, never updated (what
+pre-trained weights expect); ``"batch"`` normalises every forward with the statistics of
+its batch; ``"support"`` runs them in train mode on the support set (batch statistics,
+running statistics updated on a per-episode copy, once per fine-tuning step) and in eval
+mode on the query set with those updated statistics (train mode for fitting, eval mode
+for testing, as a standard training loop would). The backbone's own buffers are never
+changed under any policy.
 
 Examples:
     >>> import torch
@@ -39,16 +44,36 @@ from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.learners._tasks import check_task, task_tensors
-from torchcross.learners.functional import BATCH_NORM_POLICIES, finetune, forward, task_buffers
+from torchcross.learners.functional import finetune, forward, task_buffers
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
 from torchcross.learners.task_adaptation import check_logits
 from torchcross.learners.task_heads import check_head_width, resolve_head
 from torchcross.nn import get_task_kind, head_forward, init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
-__all__ = ["FineTuner"]
+__all__ = ["FINETUNE_BATCH_NORM", "FineTuner"]
 
 ParamDict = dict[str, Tensor]
+
+FINETUNE_BATCH_NORM = ("frozen", "batch", "support")
+"""BatchNorm policies of :class:`FineTuner` (see the module doc)."""
+
+
+class _NormsInMode:
+    """Context: every normalisation layer of ``module`` in train (or eval) mode; restored on exit."""
+
+    def __init__(self, module: nn.Module, training: bool) -> None:
+        self._mods = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+        self._training = training
+        self._saved = [m.training for m in self._mods]
+
+    def __enter__(self) -> None:
+        for m in self._mods:
+            m.training = self._training
+
+    def __exit__(self, *exc: object) -> None:
+        for m, mode in zip(self._mods, self._saved):
+            m.training = mode
 
 
 def _has_batch_statistics(module: nn.Module) -> bool:
@@ -96,7 +121,7 @@ class FineTuner(nn.Module):
             no head, the backbone outputs the logits (needs ``finetune_backbone=True``).
         head_init: ``"zero"`` (default) or ``"kaiming"`` (from a generator seeded with ``seed``),
             for per-episode heads only.
-        batch_norm: ``"frozen"`` or ``"batch"`` (see module doc).
+        batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         weight_decay: L2 penalty.
         momentum: SGD momentum.
         feature_batch_size: inputs per backbone call in :meth:`predict_many`.
@@ -117,7 +142,7 @@ class FineTuner(nn.Module):
         finetune_backbone: bool = False,
         head: Literal["per_task"] | nn.Linear | None = "per_task",
         head_init: Literal["zero", "kaiming"] | None = None,
-        batch_norm: Literal["frozen", "batch"] = "frozen",
+        batch_norm: Literal["frozen", "batch", "support"] = "frozen",
         weight_decay: float = 0.0,
         momentum: float = 0.0,
         feature_batch_size: int = 256,
@@ -144,8 +169,8 @@ class FineTuner(nn.Module):
                 "head=None with finetune_backbone=False leaves nothing to fine-tune; pass "
                 "finetune_backbone=True (the backbone outputs the logits) or a head"
             )
-        if batch_norm not in BATCH_NORM_POLICIES:
-            raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
+        if batch_norm not in FINETUNE_BATCH_NORM:
+            raise ValueError(f"batch_norm must be one of {FINETUNE_BATCH_NORM}, got {batch_norm!r}")
         if feature_batch_size < 1:
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
@@ -183,37 +208,50 @@ class FineTuner(nn.Module):
     def _like(self) -> Tensor:
         return next(self.backbone.parameters(), torch.zeros(()))
 
-    def _features(self, params: ParamDict, buffers: dict[str, Any], x: Tensor) -> Tensor:
-        return forward(self.backbone, params, buffers, x, self.batch_norm)
+    def _episode_buffers(self) -> dict[str, Any]:
+        # "support" updates running statistics: on detached copies, never on the module's own
+        return task_buffers(self.backbone, "frozen" if self.batch_norm == "support" else self.batch_norm)
+
+    def _features(
+        self, params: ParamDict, buffers: dict[str, Any], x: Tensor, fitting: bool = False
+    ) -> Tensor:
+        if self.batch_norm != "support":
+            return forward(self.backbone, params, buffers, x, self.batch_norm)
+        with _NormsInMode(self.backbone, training=fitting):
+            return forward(self.backbone, params, buffers, x, "batch")
 
     @torch.inference_mode(False)
     def adapt(self, task: Task) -> ParamDict:
         """Fine-tuned parameters for ``task``: ``"head.*"`` and (if fine-tuned) ``"backbone.*"``, detached."""
+        return self._adapt(task)[0]
+
+    def _adapt(self, task: Task) -> tuple[ParamDict, dict[str, Any]]:
         xs, ys, _, _, desc = task_tensors(check_task(task))
         kind = get_task_kind(desc)
         targets = kind.encode_labels(ys, desc)
-        buffers = task_buffers(self.backbone, self.batch_norm)
+        buffers = self._episode_buffers()
         backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
         head = self._new_head(desc, self._like())
         if not self.finetune_backbone:
             with torch.no_grad():
-                feats = self._features(backbone, buffers, xs)
+                feats = self._features(backbone, buffers, xs, fitting=True)
 
             def probe_loss(p: ParamDict) -> Tensor:
                 return kind.loss(head_forward(feats, p), targets, None, "mean")
 
             fitted = finetune(probe_loss, head, self.inner_optimizer, self.num_steps)
-            return {"head.weight": fitted["weight"], "head.bias": fitted["bias"]}
+            return {"head.weight": fitted["weight"], "head.bias": fitted["bias"]}, buffers
         params = {
             **{"backbone." + k: v for k, v in backbone.items()},
             **{"head." + k: v for k, v in head.items()},
         }
 
         def full_loss(p: ParamDict) -> Tensor:
-            f = self._features({k[9:]: v for k, v in p.items() if k.startswith("backbone.")}, buffers, xs)
+            backbone_params = {k[9:]: v for k, v in p.items() if k.startswith("backbone.")}
+            f = self._features(backbone_params, buffers, xs, fitting=True)
             return kind.loss(self._logits(f, p, desc), targets, None, "mean")
 
-        return finetune(full_loss, params, self.inner_optimizer, self.num_steps)
+        return finetune(full_loss, params, self.inner_optimizer, self.num_steps), buffers
 
     def _logits(self, features: Tensor, params: ParamDict, desc: TaskDescription) -> Tensor:
         if self.head_mode == "none":
@@ -223,18 +261,18 @@ class FineTuner(nn.Module):
     @torch.inference_mode(False)
     def predict(self, task: Task) -> Tensor:
         """Query logits ``(N_query, num_outputs)`` after fine-tuning on ``task``'s support set."""
-        params = self.adapt(task)
+        params, buffers = self._adapt(task)
         _, _, xq, _, _ = task_tensors(task)
         backbone = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
         if not backbone:
             backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
         with torch.no_grad():
-            feats = self._features(backbone, task_buffers(self.backbone, self.batch_norm), xq)
+            feats = self._features(backbone, buffers, xq)
             return self._logits(feats, params, task.description)
 
     def _batched_ok(self) -> bool:
         return not self.finetune_backbone and not (
-            self.batch_norm == "batch" and _has_batch_statistics(self.backbone)
+            self.batch_norm in ("batch", "support") and _has_batch_statistics(self.backbone)
         )
 
     @torch.inference_mode(False)
@@ -254,7 +292,7 @@ class FineTuner(nn.Module):
         inputs = torch.cat([x for xs, _, xq, _, _ in tensors for x in (xs, xq)])
         reps, inverse = _unique_rows(inputs)
         backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        buffers = task_buffers(self.backbone, self.batch_norm)
+        buffers = self._episode_buffers()
         with torch.no_grad():
             unique = inputs[reps]
             feats = torch.cat(

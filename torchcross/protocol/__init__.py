@@ -18,6 +18,10 @@ _EXPORTS: dict[str, str] = {
     "load_config": "config",
     "config_from_dict": "config",
     "config_to_dict": "config",
+    "MethodContext": "registry",
+    "method_names": "registry",
+    "register_method": "registry",
+    "unregister_method": "registry",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,21 +1,23 @@
-"""Backbones for the protocol: the library's Conv4 or a torchvision ResNet, from local weights only.
+"""Backbones for the protocol: the library's Conv4 or a torchvision ResNet.
 
-Nothing is downloaded: a ResNet starts from a seeded random initialisation unless a
-local ``state_dict`` file is given (for the paper's IM-PT baseline, save ImageNet weights
-on a machine with internet access: ``torch.save(torchvision.models.resnet18(
-weights="IMAGENET1K_V1").state_dict(), "resnet18.pth")``). A ResNet's classifier
-(``fc``) is replaced by the identity, so the backbone outputs features; ``fc`` weights in
-the file are ignored.
+Weights are ``"imagenet"`` (torchvision's ``IMAGENET1K_V1`` weights of the ResNet, the
+paper's starting point, read from torch's cache; torchvision downloads them there once
+if they are missing), ``"random"`` (a seeded random initialisation) or a local
+``state_dict`` file (on a machine without internet access, save the ImageNet weights
+elsewhere with ``torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1")
+.state_dict(), "resnet18.pth")``). A ResNet's classifier (``fc``) is replaced by the
+identity, so the backbone outputs features; ``fc`` weights are ignored.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["build_backbone", "input_channels"]
+__all__ = ["build_backbone", "imagenet_state_dict", "input_channels"]
 
 _RESNETS = ("resnet18", "resnet34", "resnet50")
 
@@ -30,13 +32,44 @@ def input_channels(name: str, stored_channels: int) -> int:
     return 3 if name in _RESNETS else stored_channels
 
 
-def _load_weights(module: nn.Module, path: Path, ignore_prefixes: tuple[str, ...] = ()) -> None:
-    if not path.is_file():
-        raise FileNotFoundError(f"backbone weights file {str(path)!r} does not exist")
+def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
+    """torchvision's ImageNet (``IMAGENET1K_V1``) weights of ResNet ``name``, from torch's cache.
+
+    Raises:
+        ValueError: not a ResNet, or the weights cannot be read or downloaded (the
+            message says how to give a local file instead).
+    """
+    if name not in _RESNETS:
+        raise ValueError(
+            f"backbone {name!r} has no ImageNet weights; set [backbone] weights = 'random' (reported as "
+            "'scratch') or a local state_dict file"
+        )
+    import torchvision
+
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        weights = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"]
+        return weights.get_state_dict(progress=False)
     except Exception as exc:
-        raise ValueError(f"could not read backbone weights from {str(path)!r}: {exc}") from exc
+        raise ValueError(
+            f"could not get the ImageNet weights of {name} from torch's cache or the internet ({exc}); on a "
+            f"machine with internet access run `torch.save(torchvision.models.{name}(weights='IMAGENET1K_V1')"
+            ".state_dict(), 'weights.pth')` and set [backbone] weights to that file"
+        ) from None
+
+
+def _load_weights(
+    module: nn.Module, path: Path | str, ignore_prefixes: tuple[str, ...] = (), name: str = ""
+) -> None:
+    if path == "imagenet":
+        state: Any = imagenet_state_dict(name)
+    else:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone weights file {str(path)!r} does not exist")
+        try:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        except Exception as exc:
+            raise ValueError(f"could not read backbone weights from {str(path)!r}: {exc}") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     if not isinstance(state, dict):
@@ -72,11 +105,13 @@ def build_backbone(
         in_channels: channels of the inputs it will see (ResNets need 3).
         image_size: input height and width (Conv4 sizes its output from it).
         seed: seeds the random initialisation, so every method starts from the same weights.
-        weights: a local ``state_dict`` file to load after initialisation.
+        weights: ``None`` or ``"random"`` (the seeded initialisation), ``"imagenet"``, or
+            a local ``state_dict`` file to load after initialisation.
         hidden: Conv4 filters per layer.
 
     Raises:
-        ValueError: an unknown name, a ResNet with ``in_channels != 3`` or unfitting weights.
+        ValueError: an unknown name, a ResNet with ``in_channels != 3``, unfitting weights,
+            or ``"imagenet"`` for Conv4.
         ImportError: a ResNet without torchvision (naming ``torchcross[vision]``).
 
     Examples:
@@ -84,6 +119,8 @@ def build_backbone(
         >>> width, net(torch.zeros(2, 1, 28, 28)).shape
         (8, torch.Size([2, 8]))
     """
+    if weights == "random":
+        weights = None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if name == "conv4":
@@ -92,7 +129,7 @@ def build_backbone(
             net: nn.Module = conv4(in_channels, hidden=hidden, image_size=image_size)
             width = int(net.num_features)
             if weights is not None:
-                _load_weights(net, Path(weights))
+                _load_weights(net, weights, name=name)
             return net, width
         if name in _RESNETS:
             if in_channels != 3:
@@ -109,7 +146,7 @@ def build_backbone(
             net = getattr(torchvision.models, name)(weights=None)
             width = int(net.fc.in_features)
             if weights is not None:
-                _load_weights(net, Path(weights), ignore_prefixes=("fc.",))
+                _load_weights(net, weights, ignore_prefixes=("fc.",), name=name)
             net.fc = nn.Identity()
             return net, width
     raise ValueError(f"unknown backbone {name!r}; known backbones: conv4, {', '.join(_RESNETS)}")

@@ -1,8 +1,10 @@
 """Configuration of the cross-domain few-shot protocol, read from TOML or YAML.
 
 A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
-``[maml]``, ``[finetune]`` and ``[run]``; only ``data.root``, ``data.targets`` and
-``run.out_dir`` are required. Unknown sections and keys are errors that name them and
+``[maml]``, ``[finetune]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
+``data.root``, ``data.targets`` and ``run.out_dir`` are required, and the defaults are the
+MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
+Unknown sections and keys are errors that name them and
 list what is allowed, so a typo never silently falls back to a default. Relative paths
 are resolved against the config file's folder.
 
@@ -10,8 +12,8 @@ Examples:
     >>> cfg = config_from_dict(
     ...     {"data": {"root": "/data/medimeta", "targets": ["glaucoma"]}, "run": {"out_dir": "out"}}
     ... )
-    >>> cfg.evaluation.methods, cfg.evaluation.n_shot, cfg.backbone.name
-    (('IM-PT', 'mm-PT', 'mm-MAML'), 5, 'resnet18')
+    >>> cfg.evaluation.methods, cfg.evaluation.n_shot, cfg.backbone.name, cfg.backbone.weights
+    (('IM-PT', 'mm-PT', 'mm-MAML'), 5, 'resnet18', 'imagenet')
     >>> config_from_dict({"data": {"root": "/d", "targets": ["x"], "target": "y"}, "run": {"out_dir": "o"}})
     Traceback (most recent call last):
     ...
@@ -30,6 +32,7 @@ from typing import Any
 __all__ = [
     "BACKBONES",
     "METHODS",
+    "AugmentationConfig",
     "BackboneConfig",
     "DataConfig",
     "EvaluationConfig",
@@ -38,19 +41,25 @@ __all__ = [
     "PretrainConfig",
     "ProtocolConfig",
     "RunConfig",
+    "SupervisedConfig",
     "config_from_dict",
     "config_to_dict",
+    "import_plugin",
     "load_config",
     "normalize_method",
+    "paper_lr",
 ]
 
 METHODS: tuple[str, ...] = ("IM-PT", "mm-PT", "mm-MAML")
-"""The protocol's methods: fine-tuning from the initial weights, from multi-task pre-training, and MAML."""
+"""The paper's methods (the default): fine-tuning from ImageNet weights, from multi-task
+pre-training, and from MAML. Every method of :mod:`torchcross.protocol.registry` can be
+listed in ``[evaluation] methods``."""
 
 BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
 """Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
 
-_SPLITS = ("train", "val", "test")
+_SPLITS = ("train", "val", "test", "all")
+_WEIGHT_KEYWORDS = ("imagenet", "random")
 # upper bounds: beyond them a value is a typo that would exhaust memory or never finish
 _MAX_THREADS = 1024
 _MAX_SIZE = 4096
@@ -59,7 +68,7 @@ _MAX_STEPS = 100_000_000
 
 
 def normalize_method(name: str) -> str:
-    """The canonical spelling of a method name (case-insensitive).
+    """The canonical spelling of a method name (case-insensitive), built-in or registered.
 
     Raises:
         ValueError: for an unknown name, listing the known ones.
@@ -68,10 +77,28 @@ def normalize_method(name: str) -> str:
         >>> normalize_method("mm-maml")
         'mm-MAML'
     """
-    for m in METHODS:
+    from torchcross.protocol.registry import method_names
+
+    known = method_names()
+    for m in known:
         if isinstance(name, str) and name.strip().casefold() == m.casefold():
             return m
-    raise ValueError(f"unknown method {name!r}; known methods: {', '.join(METHODS)}")
+    raise ValueError(
+        f"unknown method {name!r}; known methods: {', '.join(known)} "
+        "(register your own with torchcross.protocol.register_method)"
+    )
+
+
+def paper_lr(backbone: str, lr: float | None) -> float:
+    """``lr`` if set, else the paper's Adam learning rate: 1e-4 for ResNet-50, 1e-3 otherwise.
+
+    Examples:
+        >>> paper_lr("resnet18", None), paper_lr("resnet50", None), paper_lr("resnet50", 0.01)
+        (0.001, 0.0001, 0.01)
+    """
+    if lr is not None:
+        return lr
+    return 1e-4 if backbone == "resnet50" else 1e-3
 
 
 def _opt(kind: Any, **checks: Any) -> dict[str, Any]:
@@ -86,20 +113,28 @@ class DataConfig:
         root: folder holding one sub-folder per dataset (MedIMeta format).
         targets: dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.
-        target_split: the split target episodes are drawn from.
-        source_split: the split source training reads.
+        source_tasks: with leave-one-out selection, ``"all"`` tasks of every source
+            dataset, or only its ``"first"`` task (as the authors' experiment code did).
+        target_split: the split target episodes are drawn from (``"all"``: the whole
+            dataset, as in the paper).
+        min_class_size: target classes with fewer examples are dropped from the
+            episodes (the paper: 50).
+        source_split: the split source training reads; ``None``: each method's paper
+            default (mm-PT ``"train"``, mm-MAML ``"all"``).
         image_size: resize images to ``image_size x image_size`` (``None`` keeps them).
         normalize: after scaling to ``[0, 1]``: ``"none"``, ``"half"`` (to ``[-1, 1]``) or
-            ``"imagenet"`` (ImageNet mean and std, for ImageNet weights).
+            ``"imagenet"`` (ImageNet mean and std, what ImageNet weights expect).
     """
 
     root: Path = field(metadata=_opt("path"))
     targets: tuple[str, ...] = field(metadata=_opt("str_list"))
     sources: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
-    target_split: str = field(default="test", metadata=_opt("str", choices=_SPLITS))
-    source_split: str = field(default="train", metadata=_opt("str", choices=_SPLITS))
+    source_tasks: str = field(default="all", metadata=_opt("str", choices=("all", "first")))
+    target_split: str = field(default="all", metadata=_opt("str", choices=_SPLITS))
+    min_class_size: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_COUNT))
+    source_split: str | None = field(default=None, metadata=_opt("str?", choices=_SPLITS))
     image_size: int | None = field(default=None, metadata=_opt("int?", min=8, max=_MAX_SIZE))
-    normalize: str = field(default="none", metadata=_opt("str", choices=("none", "half", "imagenet")))
+    normalize: str = field(default="imagenet", metadata=_opt("str", choices=("none", "half", "imagenet")))
 
 
 @dataclass(frozen=True)
@@ -107,7 +142,7 @@ class EvaluationConfig:
     """The few-shot evaluation: methods, episode shape and count, confidence level.
 
     Attributes:
-        methods: any of :data:`METHODS`.
+        methods: names of :mod:`torchcross.protocol.registry` (default: :data:`METHODS`).
         n_shot: support examples per class.
         n_query: query examples per class.
         n_episodes: fixed episodes per target task.
@@ -130,14 +165,15 @@ class BackboneConfig:
 
     Attributes:
         name: one of :data:`BACKBONES`.
-        weights: a local ``state_dict`` file to start from (e.g. ImageNet ResNet-18
-            weights saved with ``torch.save(model.state_dict(), path)``); ``None`` starts
-            from a seeded random initialisation. Nothing is downloaded.
+        weights: ``"imagenet"`` (torchvision's ImageNet weights of the ResNet, read from
+            torch's cache; torchvision downloads them once if they are not there),
+            ``"random"`` (a seeded random initialisation: IM-PT is then reported as
+            ``"scratch"``), or a local ``state_dict`` file.
         hidden: filters per layer of ``conv4``.
     """
 
     name: str = field(default="resnet18", metadata=_opt("str", choices=BACKBONES))
-    weights: Path | None = field(default=None, metadata=_opt("path?"))
+    weights: str | Path = field(default="imagenet", metadata=_opt("weights"))
     hidden: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_SIZE))
 
 
@@ -146,43 +182,68 @@ class PretrainConfig:
     """mm-PT: multi-task pre-training, one source task per update, a head per task.
 
     Attributes:
-        steps: parameter updates (each: one batch of one source task).
+        steps: the most parameter updates (each: one batch of one source task).
         batch_size: examples per batch.
-        lr, weight_decay: Adam settings.
-        weighting: how the task of each update is drawn: ``"uniform"`` over tasks, or
-            ``"proportional"`` to their sizes.
+        lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see :func:`paper_lr`).
+        weight_decay: Adam L2 penalty.
+        weighting: how the task of each update is drawn: ``"proportional"`` to the
+            tasks' sizes, or ``"uniform"`` over tasks.
+        head_init: the task heads' initialisation, ``"zero"`` or ``"kaiming"``.
+        val_every: updates between validations (one validation "epoch").
+        val_batches: validation batches (of the sources' ``val`` splits) per validation.
+        patience: stop after this many validations without a better validation AUROC,
+            then restore the best weights (0: no validation, run all ``steps``).
     """
 
-    steps: int = field(default=2000, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    batch_size: int = field(default=32, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
+    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
+    batch_size: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    lr: float | None = field(default=None, metadata=_opt("float?", min=0.0))
     weight_decay: float = field(default=0.0, metadata=_opt("float", min=0.0))
-    weighting: str = field(default="uniform", metadata=_opt("str", choices=("uniform", "proportional")))
+    weighting: str = field(default="proportional", metadata=_opt("str", choices=("uniform", "proportional")))
+    head_init: str = field(default="zero", metadata=_opt("str", choices=("zero", "kaiming")))
+    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_STEPS))
+    val_batches: int = field(default=200, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    patience: int = field(default=10, metadata=_opt("int", min=0, max=_MAX_COUNT))
 
 
 @dataclass(frozen=True)
 class MAMLConfig:
-    """mm-MAML: MAML over source episodes of mixed kinds, zero-initialised per-task heads.
+    """mm-MAML (and the other episodic learners): training on source episodes of mixed kinds.
 
     Attributes:
-        steps: meta-updates (each: ``meta_batch_size`` source episodes).
-        inner_lr, inner_steps: the inner loop (SGD); ``eval_inner_steps`` at evaluation
-            (default: ``inner_steps``).
+        steps: the most meta-updates (each: ``meta_batch_size`` source episodes).
+        inner_lr, inner_steps: the inner loop (SGD); ``eval_inner_steps`` for
+            ``evaluation = "inner-loop"`` (default: ``inner_steps``).
         outer_lr: Adam learning rate of the meta-update.
         first_order: first-order MAML (cheaper; no second derivatives).
-        n_shot, n_query: shape of the training episodes (``n_shot`` defaults to the
-            evaluation's).
+        n_shot: ``None``: episodes with a random number of shots in
+            ``[min_shot, max_shot]`` and a random subset of 2 to all classes (the paper);
+            an integer: that many shots and all classes in every episode.
+        n_query: query examples per class of the training episodes.
+        evaluation: how the trained MAML adapts to target episodes: ``"finetune"`` (a
+            new head and the backbone fine-tuned as IM-PT, ``[finetune]``; the paper)
+            or ``"inner-loop"`` (its own inner loop).
+        val_every: meta-updates between validations.
+        val_episodes: validation episodes (from the sources' ``val`` splits) per validation.
+        patience: stop after this many validations without a better validation AUROC,
+            then restore the best weights (0: no validation, run all ``steps``).
     """
 
-    steps: int = field(default=1000, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    meta_batch_size: int = field(default=4, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
+    meta_batch_size: int = field(default=1, metadata=_opt("int", min=1, max=_MAX_COUNT))
     inner_lr: float = field(default=0.1, metadata=_opt("float", min=0.0))
-    inner_steps: int = field(default=5, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    inner_steps: int = field(default=4, metadata=_opt("int", min=1, max=_MAX_COUNT))
     outer_lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
     first_order: bool = field(default=False, metadata=_opt("bool"))
     eval_inner_steps: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
     n_shot: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
+    min_shot: int = field(default=1, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    max_shot: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
     n_query: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    evaluation: str = field(default="finetune", metadata=_opt("str", choices=("finetune", "inner-loop")))
+    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    val_episodes: int = field(default=100, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    patience: int = field(default=5, metadata=_opt("int", min=0, max=_MAX_COUNT))
 
 
 @dataclass(frozen=True)
@@ -193,14 +254,60 @@ class FinetuneConfig:
         steps: optimisation steps on the support set per episode.
         lr: Adam learning rate.
         freeze_backbone: train only the head (a linear probe).
-        batch_norm: ``"frozen"`` (use the backbone's running statistics) or ``"batch"``
-            (normalise with each batch's statistics).
+        batch_norm: ``"support"`` (train mode on the support set, running statistics
+            updated on a copy, eval mode on the query: the paper), ``"frozen"`` (the
+            backbone's running statistics, never updated) or ``"batch"`` (each batch's
+            own statistics).
     """
 
     steps: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_STEPS))
     lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
     freeze_backbone: bool = field(default=False, metadata=_opt("bool"))
-    batch_norm: str = field(default="frozen", metadata=_opt("str", choices=("frozen", "batch")))
+    batch_norm: str = field(default="support", metadata=_opt("str", choices=("support", "frozen", "batch")))
+
+
+@dataclass(frozen=True)
+class AugmentationConfig:
+    """Training-time augmentation of mm-PT, mm-MAML and the supervised baseline (torchvision v2).
+
+    Per image: horizontal and vertical flips, each with probability ``flip_p``; a
+    rotation by a uniform angle in ``[-rotation, rotation]`` degrees (bilinear); with
+    probability ``crop_p`` a random square crop of ``crop_fraction`` of the side, resized
+    back (the paper: 200 of 224 pixels). Drawn from the training's seeded torch RNG.
+
+    Attributes:
+        enabled: augment the training inputs (needs torchvision).
+        flip_p, rotation, crop_p, crop_fraction: see above.
+    """
+
+    enabled: bool = field(default=True, metadata=_opt("bool"))
+    flip_p: float = field(default=0.25, metadata=_opt("float", min=0.0, max=1.0))
+    rotation: float = field(default=10.0, metadata=_opt("float", min=0.0, max=180.0))
+    crop_p: float = field(default=0.25, metadata=_opt("float", min=0.0, max=1.0))
+    crop_fraction: float = field(default=200 / 224, metadata=_opt("float", min=0.05, max=1.0))
+
+
+@dataclass(frozen=True)
+class SupervisedConfig:
+    """The fully supervised baseline: a backbone and head trained on each target task's train split.
+
+    Attributes:
+        steps: the most updates.
+        batch_size: examples per batch.
+        lr: Adam learning rate; ``None``: as :func:`paper_lr`.
+        val_every: updates between validations on the task's ``val`` split.
+        val_batches: validation batches per validation.
+        patience: validations without a better AUROC before stopping (0: run all steps).
+        bootstrap: bootstrap resamples of the test split for the confidence interval.
+    """
+
+    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
+    batch_size: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    lr: float | None = field(default=None, metadata=_opt("float?", min=0.0))
+    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_STEPS))
+    val_batches: int = field(default=200, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    patience: int = field(default=10, metadata=_opt("int", min=0, max=_MAX_COUNT))
+    bootstrap: int = field(default=1000, metadata=_opt("int", min=10, max=_MAX_COUNT))
 
 
 @dataclass(frozen=True)
@@ -210,7 +317,9 @@ class RunConfig:
     Attributes:
         out_dir: results, episodes, checkpoints and the plot are written here.
         seed: seeds weights, episodes and samplers.
-        device: a torch device string (``"cpu"``, ``"cuda"``).
+        seeds: train and evaluate every method once per seed (on the same episodes,
+            drawn with ``seed``) and report the between-seed spread; ``None``: ``[seed]``.
+        device: a torch device string (``"cpu"``, ``"cuda"``) for training and evaluation.
         resume: reuse checkpoints and finished evaluations found in ``out_dir``.
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
@@ -221,16 +330,25 @@ class RunConfig:
             ``"csv"`` (``out_dir/curves/<target>/<method>.csv``), ``"tensorboard"``
             (event files in ``out_dir/curves/<target>/<method>/``, needs
             ``torchcross[tensorboard]``) or ``"none"``.
+        num_workers: DataLoader worker processes that read the training batches and
+            episodes (0: the main process); the stream and its resume point are the same
+            for any number.
+        plugins: Python modules imported before the config's methods are checked, so
+            that they can register methods (:func:`~torchcross.protocol.register_method`):
+            importable module names, or ``.py`` files (relative to the config file).
     """
 
     out_dir: Path = field(metadata=_opt("path"))
     seed: int = field(default=0, metadata=_opt("int", min=0, max=2**63 - 1))
+    seeds: tuple[int, ...] | None = field(default=None, metadata=_opt("int_list?"))
     device: str = field(default="cpu", metadata=_opt("str"))
     resume: bool = field(default=True, metadata=_opt("bool"))
     checkpoint_every: int = field(default=200, metadata=_opt("int", min=0, max=_MAX_STEPS))
     plot: bool = field(default=True, metadata=_opt("bool"))
     num_threads: int | str | None = field(default="auto", metadata=_opt("threads?", min=1, max=_MAX_THREADS))
     logger: str = field(default="csv", metadata=_opt("str", choices=("csv", "tensorboard", "none")))
+    num_workers: int = field(default=0, metadata=_opt("int", min=0, max=1024))
+    plugins: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
 
 
 @dataclass(frozen=True)
@@ -244,6 +362,13 @@ class ProtocolConfig:
     pretrain: PretrainConfig = PretrainConfig()
     maml: MAMLConfig = MAMLConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    augmentation: AugmentationConfig = AugmentationConfig()
+    supervised: SupervisedConfig = SupervisedConfig()
+
+    @property
+    def training_seeds(self) -> tuple[int, ...]:
+        """The seeds methods are trained with (``[run] seeds``, else ``[run] seed``)."""
+        return self.run.seeds if self.run.seeds is not None else (self.run.seed,)
 
 
 _SECTIONS: dict[str, type] = {
@@ -253,6 +378,8 @@ _SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "maml": MAMLConfig,
     "finetune": FinetuneConfig,
+    "augmentation": AugmentationConfig,
+    "supervised": SupervisedConfig,
     "run": RunConfig,
 }
 
@@ -266,6 +393,21 @@ def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_d
         if optional:
             return None
         raise ValueError(f"{where} must be set (got nothing)")
+    if kind == "weights":
+        if isinstance(value, str) and value.strip().casefold() in _WEIGHT_KEYWORDS:
+            return value.strip().casefold()
+        kind = "path"
+    if kind == "int_list":
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if (
+            not isinstance(value, (list, tuple))
+            or not value
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
+            or len(set(value)) != len(value)
+        ):
+            raise TypeError(f"{where} must be a non-empty list of distinct integers >= 0, got {value!r}")
+        return tuple(value)
     if kind == "path":
         if not isinstance(value, (str, Path)) or str(value) == "":
             raise TypeError(f"{where} must be a path string, got {value!r}")
@@ -337,6 +479,9 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
         if len(set(methods)) != len(methods):
             raise ValueError(f"[evaluation] methods repeats a method: {list(kwargs['methods'])}")
         kwargs["methods"] = methods
+    if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
+        low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
+        raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
     return cls(**kwargs)
 
 
@@ -367,8 +512,40 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
                 f"the config needs a [{required}] section "
                 + ("with root and targets" if required == "data" else "with out_dir")
             )
-    parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw}
-    return ProtocolConfig(**parts)
+    run = _section("run", raw.get("run"), base)
+    for plugin in run.plugins or ():
+        import_plugin(plugin, base)
+    parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw and name != "run"}
+    return ProtocolConfig(run=run, **parts)
+
+
+def import_plugin(plugin: str, base_dir: str | Path | None = None) -> Any:
+    """Import a ``[run] plugins`` entry: a module name, or a ``.py`` file (relative to ``base_dir``).
+
+    Raises:
+        FileNotFoundError: a ``.py`` file that does not exist.
+        ImportError: a module that cannot be imported.
+    """
+    import importlib
+    import importlib.util
+    import sys
+
+    if not plugin.endswith(".py"):
+        try:
+            return importlib.import_module(plugin)
+        except ImportError as exc:
+            raise ImportError(f"[run] plugins: cannot import module {plugin!r}: {exc}") from exc
+    path = Path(plugin).expanduser()
+    if not path.is_absolute() and base_dir is not None:
+        path = Path(base_dir) / path
+    if not path.is_file():
+        raise FileNotFoundError(f"[run] plugins: file {str(path)!r} does not exist")
+    name = f"torchcross_plugin_{path.stem}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    sys.modules[name] = module
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
 
 
 def _read_toml(path: Path) -> Any:

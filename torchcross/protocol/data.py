@@ -86,6 +86,7 @@ def plan_targets(
     catalogue: Catalogue,
     targets: Sequence[str],
     sources: Sequence[str] | None = None,
+    source_tasks: str = "all",
 ) -> list[TargetPlan]:
     """Resolve targets and pick each target dataset's source tasks.
 
@@ -94,6 +95,8 @@ def plan_targets(
         targets: dataset ids or ``"dataset/task name"`` ids; tasks of one dataset are grouped.
         sources: ``None`` for leave-one-out selection (no domain or subject overlap with
             the target dataset), else explicit ``"dataset/task name"`` (or dataset) ids.
+        source_tasks: with leave-one-out selection, ``"all"`` tasks of each source
+            dataset or only its ``"first"``.
 
     Raises:
         ValueError: an unknown dataset or task (listing what exists), a target without
@@ -130,6 +133,11 @@ def plan_targets(
     for ds, tasks in grouped.items():
         if explicit is None:
             chosen_sources = tuple((t.dataset_id, t.task_name) for t in leave_one_out_sources(catalogue, ds))
+            if source_tasks == "first":
+                firsts: dict[str, tuple[str, str]] = {}
+                for s in chosen_sources:
+                    firsts.setdefault(s[0], s)
+                chosen_sources = tuple(firsts.values())
         else:
             own = [s for s in explicit if s[0] == ds]
             if own:
@@ -204,6 +212,10 @@ def open_task(
 ) -> ResizedTaskSource:
     """Open one task of a MedIMeta-format dataset as a resized task source.
 
+    ``split`` is ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the whole dataset).
+    One-channel images under ``"imagenet"`` normalisation use the mean of the three
+    channels' statistics.
+
     Raises:
         ValueError: an unknown normalisation, dataset, task or split (the reader names it).
     """
@@ -212,7 +224,15 @@ def open_task(
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
     mean, std = NORMALIZATIONS[normalize]
+    if channels == 1 and isinstance(mean, tuple):  # grey inputs: the mean of the channel statistics
+        mean, std = sum(mean) / len(mean), sum(std) / len(std)
     source = MedIMeta(
-        os.fspath(root), dataset_id, task_name, split=split, channels=channels, mean=mean, std=std
+        os.fspath(root),
+        dataset_id,
+        task_name,
+        split=None if split == "all" else split,
+        channels=channels,
+        mean=mean,
+        std=std,
     )
     return ResizedTaskSource(source, image_size)

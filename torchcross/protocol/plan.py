@@ -17,13 +17,15 @@ import torch
 
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
+from torchcross.protocol.methods import resolve_methods
+from torchcross.protocol.registry import get_method
 
 __all__ = ["ProtocolPlan", "check_out_dir", "check_protocol", "open_split"]
 
 
 @dataclass(frozen=True)
 class ProtocolPlan:
-    """What a run will do, resolved and checked: targets, sources, input shape, device."""
+    """What a run will do, resolved and checked: targets, sources, input shape, device, methods."""
 
     config: ProtocolConfig
     targets: tuple[TargetPlan, ...]
@@ -31,12 +33,14 @@ class ProtocolPlan:
     image_size: int
     device: torch.device
     problems: dict[str, str] = field(default_factory=dict)
+    methods: tuple[str, ...] = ()
 
     def describe(self) -> str:
         """A human-readable summary of the plan."""
         lines = [
             f"data root: {Path(self.config.data.root).resolve()}",
-            f"methods: {', '.join(self.config.evaluation.methods)}; backbone: {self.config.backbone.name} "
+            f"methods: {', '.join(self.methods or self.config.evaluation.methods)}; backbone: "
+            f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
         for t in self.targets:
@@ -85,9 +89,9 @@ def _check_device(name: str) -> torch.device:
 def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """Validate a config against the data and the machine before anything is trained.
 
-    Checks the data root, target and source names, that every needed task opens on its
-    split, the backbone (and its weights file), the plot dependency, the device and
-    that the output folder is writable.
+    Checks every bound of the config, the data root, target and source names, that every
+    needed task opens on its splits, the backbone (and its weights), the augmentation,
+    the plot and logger dependencies, the device and that the output folder is writable.
 
     Raises:
         FileNotFoundError: a missing data root or weights file.
@@ -100,7 +104,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
     config_from_dict(config_to_dict(config))  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
-    targets = plan_targets(catalogue, config.data.targets, config.data.sources)
+    targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
+    methods = resolve_methods(config)
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
     sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
     channels = {s[0] for s in sizes}
@@ -114,15 +119,17 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
             )
         image_size = int(next(iter(hw))[0])
     backbone = config.backbone
-    if backbone.name.startswith("resnet"):
-        from torchcross.protocol.backbone import build_backbone
+    in_channels = 3 if backbone.name.startswith("resnet") or 3 in channels else 1
+    from torchcross.protocol.backbone import build_backbone
 
-        build_backbone(backbone.name, 3, image_size, weights=backbone.weights)  # torchvision and weights
-        in_channels = 3
-    else:
-        in_channels = 3 if 3 in channels else 1
-        if backbone.weights is not None and not Path(backbone.weights).is_file():
-            raise FileNotFoundError(f"[backbone] weights file {str(backbone.weights)!r} does not exist")
+    # torchvision, and the weights (read, or fetched into torch's cache, now rather than after training)
+    weights = "random" if methods == ("scratch",) else backbone.weights
+    build_backbone(backbone.name, in_channels, image_size, weights=weights, hidden=backbone.hidden)
+    trains = [m for m in methods if get_method(m).train is not None or get_method(m).per_task]
+    if trains and config.augmentation.enabled:
+        from torchcross.protocol.augment import build_augmentation
+
+        build_augmentation(config.augmentation, image_size)
     if config.run.plot:
         from torchcross.evaluation.plotting import require_matplotlib
 
@@ -130,7 +137,6 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
             require_matplotlib()
         except ImportError as exc:
             raise ImportError(f"{exc}; or set [run] plot = false (torchcross demo --no-plot)") from exc
-    device = _check_device(config.run.device)
     if config.run.logger == "tensorboard":
         try:
             import tensorboard  # noqa: F401
@@ -139,13 +145,24 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 '[run] logger = "tensorboard" needs tensorboard: pip install "torchcross[tensorboard]"; '
                 'or set [run] logger = "csv"'
             ) from exc
+    device = _check_device(config.run.device)
+    source_splits = set()
+    if "mm-PT" in methods:
+        source_splits.add(config.data.source_split or "train")
+    if any(m in methods for m in ("mm-MAML", "FOMAML", "ANIL", "Meta-SGD", "ProtoNet")):
+        source_splits.add(config.data.source_split or "all")
+    target_splits = {config.data.target_split} | (
+        {"train", "val", "test"} if "supervised" in methods else set()
+    )
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
-            open_split(config, t.dataset_id, task, config.data.target_split, in_channels, image_size)
+            for split in sorted(target_splits):
+                open_split(config, t.dataset_id, task, split, in_channels, image_size)
         for ds, task in t.sources:
-            open_split(config, ds, task, config.data.source_split, in_channels, image_size)
+            for split in sorted(source_splits):
+                open_split(config, ds, task, split, in_channels, image_size)
     check_out_dir(Path(config.run.out_dir))
-    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems)
+    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems, methods)
 
 
 def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:

@@ -4,13 +4,22 @@ For each target dataset: pick the source tasks (leave-one-out: every task of eve
 dataset with no domain or subject overlap), train each method on them, and evaluate it
 on fixed episodes of each target task:
 
-* ``IM-PT``: no source training; fine-tune the initial backbone (a local weights file,
-  e.g. ImageNet weights, or a seeded random initialisation) with a new zero head per
-  episode;
-* ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one randomly
-  chosen source task, through that task's own head), then fine-tune as IM-PT;
-* ``mm-MAML``: MAML over source episodes of all kinds and class counts with a
-  zero-initialised head per task; adapt to each target episode with its inner loop.
+* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new zero head per
+  episode (``"scratch"``: the same from a seeded random initialisation);
+* ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one source
+  task drawn in proportion to size, through that task's own head; early stopping on
+  validation AUROC), then fine-tune as IM-PT;
+* ``mm-MAML``: MAML over source episodes of all kinds, random shots and class subsets,
+  with a zero-initialised head per task (early stopping); then fine-tune as IM-PT;
+* any other method of :mod:`torchcross.protocol.registry` (ProtoNet, ANIL, FOMAML,
+  Meta-SGD, linear probe, your own), and ``"supervised"``: the fully supervised baseline
+  per target task (train split, validation early stopping, test AUROC with a bootstrap
+  interval).
+
+Methods are scored on the same episodes, so ``paired.csv`` compares them pairwise
+(:func:`~torchcross.evaluation.paired.paired_comparisons`); with ``[run] seeds`` every
+method is trained once per seed and the between-seed spread is reported beside the
+episode interval.
 
 :func:`check_protocol` validates everything (paths, names, output folder, weights)
 before any training; :func:`run_protocol` runs it, writes episodes, checkpoints and
@@ -19,6 +28,7 @@ results into ``run.out_dir`` and resumes from them when started again.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import time
@@ -34,11 +44,18 @@ from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import evaluate, format_summary, summarize
 from torchcross.evaluation.loggers import MetricsLogger
+from torchcross.evaluation.paired import paired_comparisons, seed_spread
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig, config_to_dict
 from torchcross.protocol.data import TargetPlan
-from torchcross.protocol.methods import evaluation_learner, method_fingerprint, train_method
+from torchcross.protocol.methods import (
+    evaluation_learner,
+    method_context,
+    method_fingerprint,
+    train_method,
+)
 from torchcross.protocol.plan import ProtocolPlan, check_protocol, open_split
+from torchcross.protocol.registry import get_method
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -54,6 +71,8 @@ class ProtocolResult:
     files: dict[str, Path]
     seconds: float
     plan: ProtocolPlan
+    paired: ResultsTable | None = None
+    supervised: ResultsTable | None = None
 
 
 def _safe(name: str) -> str:
@@ -65,25 +84,37 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
 
     ev, run = plan.config.evaluation, plan.config.run
     path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
+    episodes = None
     if path.is_file() and run.resume:
         try:
-            episodes = EpisodeSet.load(path)
+            episodes = EpisodeSet.load(path, task_source=source)
         except (ValueError, OSError) as exc:
             log(f"{exc}; drawing the episodes again (same seed, same episodes)")
-        else:
-            wanted = {"seed": run.seed, "length": ev.n_episodes}
-            got = {k: episodes.sampling.get(k) for k in wanted}
-            shots = (
-                episodes.sampling.get("n_support_samples_per_class"),
-                episodes.sampling.get("n_query_samples_per_class"),
-            )
-            if got == wanted and shots == (ev.n_shot, ev.n_query):
-                episodes.verify(source, f"episode set file {str(path)!r}")
-                return episodes
-            log(f"episodes in {path} were drawn with other settings; drawing them again")
+            episodes = None
+    if path.is_file() and run.resume and episodes is not None:
+        wanted = {
+            "seed": run.seed,
+            "length": ev.n_episodes,
+            "filter_classes_min_samples": plan.config.data.min_class_size,
+        }
+        got = {k: episodes.sampling.get(k) for k in wanted}
+        shots = (
+            episodes.sampling.get("n_support_samples_per_class"),
+            episodes.sampling.get("n_query_samples_per_class"),
+        )
+        if got == wanted and shots == (ev.n_shot, ev.n_query):
+            return episodes
+        log(f"episodes in {path} were drawn with other settings; drawing them again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        episodes = sample_episode_set(source, ev.n_episodes, ev.n_shot, ev.n_query, seed=run.seed)
+        episodes = sample_episode_set(
+            source,
+            ev.n_episodes,
+            ev.n_shot,
+            ev.n_query,
+            seed=run.seed,
+            filter_classes_min_samples=plan.config.data.min_class_size,
+        )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -91,22 +122,70 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     return episodes
 
 
+def _context(
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    method: str,
+    seed: int,
+    log: Log,
+    progress: bool | None,
+    logger: MetricsLogger | None = None,
+) -> Any:
+    ctx = method_context(
+        plan.config,
+        target,
+        method,
+        seed,
+        in_channels=plan.in_channels,
+        image_size=plan.image_size,
+        device=plan.device,
+        log=log,
+        progress=progress,
+    )
+    return dataclasses.replace(ctx, logger=logger) if logger is not None else ctx
+
+
+def _curve_logger(plan: ProtocolPlan, dataset_id: str, method: str, seed: int) -> MetricsLogger | None:
+    """The training-curve logger of ``[run] logger`` for a method that trains on sources (else ``None``)."""
+    config = plan.config
+    spec = get_method(method)
+    if spec.train is None or spec.per_task or config.run.logger == "none":
+        return None
+    from torchcross.evaluation.loggers import CSVLogger, TensorBoardLogger
+
+    folder = Path(config.run.out_dir) / "curves"
+    if config.run.seeds is not None:
+        folder = folder / f"seed-{seed}"
+    folder = folder / _safe(dataset_id)
+    if config.run.logger == "tensorboard":
+        return TensorBoardLogger(folder / _safe(method))
+    return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
+
+
+def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -> Path:
+    folder = Path(plan.config.run.out_dir) / "evaluations"
+    if plan.config.run.seeds is not None:
+        folder = folder / f"seed-{seed}"
+    return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
+
+
 def _evaluate_method(
     plan: ProtocolPlan,
     target: TargetPlan,
     method: str,
+    seed: int,
     sources: dict[str, Any],
     episode_sets: dict[str, Any],
     log: Log,
     progress: bool | None,
 ) -> list[dict[str, Any]]:
     config = plan.config
-    out = Path(config.run.out_dir)
-    fingerprint = method_fingerprint(plan, target, method)
-    done_file = out / "evaluations" / _safe(target.dataset_id) / f"{_safe(method)}.json"
+    ctx = _context(plan, target, method, seed, log, progress)
+    fingerprint = method_fingerprint(ctx)
+    done_file = _done_file(plan, target, method, seed)
     if config.run.resume and done_file.is_file():
         saved = _read_json(done_file, log)
-        if saved.get("fingerprint") == fingerprint:
+        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("records"), list):
             log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
             return saved["records"]
     # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
@@ -117,13 +196,16 @@ def _evaluate_method(
         if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
             finished = saved["tasks"]
     start = time.perf_counter()
-    logger = _curve_logger(config, target.dataset_id, method)
-    try:
-        trained = train_method(plan, target, method, log, progress, logger)
-    finally:
-        if logger is not None:
-            logger.close()
-    learner = evaluation_learner(plan, method, trained)
+    per_task = get_method(method).per_task
+    learner = None
+    if not per_task:
+        logger = _curve_logger(plan, target.dataset_id, method, seed)
+        try:
+            trained = train_method(dataclasses.replace(ctx, logger=logger) if logger is not None else ctx)
+        finally:
+            if logger is not None:
+                logger.close()
+        learner = evaluation_learner(ctx, trained)
     train_seconds = time.perf_counter() - start
     records: list[dict[str, Any]] = []
     for task in target.tasks:
@@ -131,55 +213,40 @@ def _evaluate_method(
             log(f"[{target.dataset_id}] {method} on {task!r}: reusing its evaluation from {partial_file}")
             records += finished[task]
             continue
-        episodes = episode_sets[task].as_dataset(sources[task])
-        result = evaluate(
-            learner,
-            episodes,
-            method=method,
-            target=f"{target.dataset_id}/{task}",
-            device=plan.device,
-            progress=progress,
-            confidence=config.evaluation.confidence,
-            batch_size=config.evaluation.batch_size,
-        )
-        s = result.summary()["auroc"]
-        log(
-            f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
-            f"({result.seconds:.1f} s)"
-        )
-        for r in result.records:
-            r["dataset"] = target.dataset_id
-            r["train_seconds"] = round(train_seconds, 3)
-        records += result.records
-        finished[task] = result.records
+        if per_task:
+            from torchcross.protocol.supervised import train_and_test
+
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                task_records = [train_and_test(ctx, task)]
+        else:
+            episodes = episode_sets[task].as_dataset(sources[task])
+            result = evaluate(
+                learner,
+                episodes,
+                method=method,
+                target=f"{target.dataset_id}/{task}",
+                device=plan.device,
+                progress=progress,
+                confidence=config.evaluation.confidence,
+                batch_size=config.evaluation.batch_size,
+            )
+            s = result.summary()["auroc"]
+            log(
+                f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
+                f"({result.seconds:.1f} s)"
+            )
+            task_records = result.records
+            for r in task_records:
+                r["dataset"] = target.dataset_id
+                r["seed"] = seed
+                r["train_seconds"] = round(train_seconds, 3)
+        records += task_records
+        finished[task] = task_records
         _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
     _write_json(done_file, {"fingerprint": fingerprint, "records": records})
     partial_file.unlink(missing_ok=True)
     return records
-
-
-def _set_threads(config: ProtocolConfig, say: Log) -> int:
-    """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", OversubscriptionWarning)
-        chosen = configure_threads(config.run.num_threads)
-    for w in caught:
-        say(f"warning: {w.message}")
-    setting = config.run.num_threads
-    say(f"torch threads: {chosen} ([run] num_threads = {setting!r}; {available_cpus()} CPUs available)")
-    return chosen
-
-
-def _curve_logger(config: ProtocolConfig, dataset_id: str, method: str) -> MetricsLogger | None:
-    """The training-curve logger of ``[run] logger`` for a method that trains (``None`` for IM-PT)."""
-    if method == "IM-PT" or config.run.logger == "none":
-        return None
-    from torchcross.evaluation.loggers import CSVLogger, TensorBoardLogger
-
-    folder = Path(config.run.out_dir) / "curves" / _safe(dataset_id)
-    if config.run.logger == "tensorboard":
-        return TensorBoardLogger(folder / _safe(method))
-    return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
 
 
 def _strict(obj: Any) -> Any:
@@ -211,6 +278,18 @@ def _read_json(path: Path, log: Log) -> dict[str, Any]:
     return saved
 
 
+def _set_threads(config: ProtocolConfig, say: Log) -> int:
+    """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", OversubscriptionWarning)
+        chosen = configure_threads(config.run.num_threads)
+    for w in caught:
+        say(f"warning: {w.message}")
+    setting = config.run.num_threads
+    say(f"torch threads: {chosen} ([run] num_threads = {setting!r}; {available_cpus()} CPUs available)")
+    return chosen
+
+
 def run_protocol(
     config: ProtocolConfig, *, progress: bool | None = None, log: Log | None = print
 ) -> ProtocolResult:
@@ -219,19 +298,19 @@ def run_protocol(
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
     target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
-    (both tables, the resolved config, the plan, the torch thread count and the wall time) and ``auroc.png``
+    (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
-    method's evaluation is under way), and ``curves/`` (the training loss of every step,
-    see ``[run] logger``). Torch's thread count is set by ``[run] num_threads`` for the
-    run and restored afterwards.
+    method's evaluation is under way).
 
     Args:
         config: see :mod:`torchcross.protocol.config`.
         progress: tqdm progress bars; ``None`` shows them only on a terminal.
         log: receives one line per step (``None``: silent).
 
-    Every file is written atomically (see :func:`torchcross._io.atomic_write`), and
+    Also ``curves/`` (the training loss of every step, see ``[run] logger``). Torch's
+    thread count is set by ``[run] num_threads`` for the run and restored afterwards.
+    Every file is written atomically (see ``torchcross._io.atomic_write``), and
     ``out_dir`` is locked while the run works in it.
 
     Raises:
@@ -250,21 +329,23 @@ def run_protocol(
     with lock_folder(out, "[run] out_dir"):
         for stale in remove_stale_temp_files(out):
             say(f"removed {stale}, a temporary file left by an interrupted run")
-        records, torch_threads = _run_targets(plan, say, progress)
+        records, supervised, torch_threads = _run_targets(plan, say, progress)
         episodes = ResultsTable(records)
-        summary = summarize(
-            episodes, by=("method", "target", "task_target"), confidence=config.evaluation.confidence
-        )
+        summary, paired = _summaries(plan, episodes, ResultsTable(supervised))
         seconds = time.perf_counter() - start
-        files = _write_results(plan, episodes, summary, seconds, torch_threads)
+        sup_table = ResultsTable(supervised) if supervised else None
+        files = _write_results(plan, episodes, summary, seconds, paired, sup_table, torch_threads)
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
-    return ProtocolResult(episodes, summary, files, seconds, plan)
+    return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table)
 
 
-def _run_targets(plan: ProtocolPlan, say: Log, progress: bool | None) -> tuple[list[dict[str, Any]], int]:
+def _run_targets(
+    plan: ProtocolPlan, say: Log, progress: bool | None
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     config = plan.config
     threads = torch.get_num_threads()
     records: list[dict[str, Any]] = []
+    supervised: list[dict[str, Any]] = []
     try:
         torch_threads = _set_threads(config, say)
         for target in plan.targets:
@@ -282,15 +363,80 @@ def _run_targets(plan: ProtocolPlan, say: Log, progress: bool | None) -> tuple[l
             episode_sets = {
                 task: _episode_set(plan, sources[task], target.dataset_id, task, say) for task in target.tasks
             }
-            for method in config.evaluation.methods:
-                records += _evaluate_method(plan, target, method, sources, episode_sets, say, progress)
+            for seed in config.training_seeds:
+                for method in plan.methods:
+                    out_records = _evaluate_method(
+                        plan, target, method, seed, sources, episode_sets, say, progress
+                    )
+                    (supervised if get_method(method).per_task else records).extend(out_records)
     finally:
         torch.set_num_threads(threads)
-    return records, torch_threads
+    return records, supervised, torch_threads
+
+
+def _seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
+    """One row per method, target and episode: each metric averaged over the training seeds."""
+    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
+    for row in episodes:
+        groups.setdefault((row["method"], row["target"], row["task_target"], row["episode"]), []).append(row)
+    out = []
+    for (method, target, kind, episode), rows in groups.items():
+        row = {"method": method, "target": target, "task_target": kind, "episode": episode}
+        for m in metrics:
+            values = [float("nan") if r[m] is None else r[m] for r in rows]
+            row[m] = sum(values) / len(values)
+        out.append(row)
+    return ResultsTable(out)
+
+
+def _summaries(
+    plan: ProtocolPlan, episodes: ResultsTable, supervised: ResultsTable
+) -> tuple[ResultsTable, ResultsTable | None]:
+    """The summary (episodic methods, then supervised rows) and the paired comparisons."""
+    from torchcross.evaluation.episodic import METRICS
+
+    confidence = plan.config.evaluation.confidence
+    by = ("method", "target", "task_target")
+    several = len(plan.config.training_seeds) > 1
+    pooled = _seed_mean(episodes, METRICS) if several and len(episodes) else episodes
+    summary = summarize(pooled, by=by, confidence=confidence)
+    rows = summary.to_records()
+    if several and len(episodes):
+        spread = {tuple(r[b] for b in by): r for r in seed_spread(episodes, "auroc", by, confidence)}
+        for r in rows:
+            s = spread[tuple(r[b] for b in by)]
+            r["n_seeds"], r["auroc_seed_std"] = s["n_seeds"], s["auroc_seed_std"]
+    for r in supervised:
+        row = {**{b: r[b] for b in by}, "n_episodes": 0}
+        for m in METRICS:
+            row[f"{m}_mean"] = r.get(m, float("nan"))
+            row[f"{m}_std"] = float("nan")
+            row[f"{m}_ci_low"] = r.get(f"{m}_ci_low", float("nan"))
+            row[f"{m}_ci_high"] = r.get(f"{m}_ci_high", float("nan"))
+        if several:
+            row["n_seeds"], row["auroc_seed_std"] = 1, float("nan")
+        row["seed"] = r["seed"]
+        rows.append(row)
+    methods = {r["method"] for r in pooled} if len(pooled) else set()
+    paired = None
+    if len(methods) > 1:
+        paired = paired_comparisons(pooled, "auroc", by=("target",), confidence=confidence)
+    columns = (
+        summary.columns
+        + [c for c in ("n_seeds", "auroc_seed_std") if several]
+        + (["seed"] if len(supervised) else [])
+    )
+    return ResultsTable(rows, columns=columns), paired
 
 
 def _write_results(
-    plan: ProtocolPlan, episodes: ResultsTable, summary: ResultsTable, seconds: float, torch_threads: int
+    plan: ProtocolPlan,
+    episodes: ResultsTable,
+    summary: ResultsTable,
+    seconds: float,
+    paired: ResultsTable | None = None,
+    supervised: ResultsTable | None = None,
+    torch_threads: int | None = None,
 ) -> dict[str, Path]:
     from torchcross import __version__
 
@@ -306,6 +452,12 @@ def _write_results(
     ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
     shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
     format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown(files["results_md"])
+    if paired is not None:
+        files["paired_csv"] = out / "paired.csv"
+        paired.to_csv(files["paired_csv"])
+    if supervised is not None:
+        files["supervised_csv"] = out / "supervised.csv"
+        supervised.to_csv(files["supervised_csv"])
     doc = {
         "format": "torchcross-protocol-results",
         "torchcross_version": __version__,
@@ -321,7 +473,10 @@ def _write_results(
             }
             for t in plan.targets
         ],
+        "methods": list(plan.methods),
         "summary": summary.to_records(),
+        "paired": paired.to_records() if paired is not None else [],
+        "supervised": supervised.to_records() if supervised is not None else [],
         "episodes": episodes.to_records(),
     }
     atomic_write(files["results_json"], json.dumps(doc, indent=1, allow_nan=False) + "\n")

@@ -233,6 +233,7 @@ def train_steps(
     description: str = "train",
     logger: MetricsLogger | None = None,
     log: Callable[[str], None] | None = None,
+    early_stopping: Any = None,
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
@@ -256,6 +257,10 @@ def train_steps(
         logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
+        early_stopping: a :class:`~torchcross.protocol.validation.EarlyStopping`:
+            validate when due, stop when it says so, and end with its best weights in
+            ``model``; its state is checkpointed (a resumed run that had stopped trains
+            no further).
 
     Returns:
         the loss of every step (including those of a resumed earlier run).
@@ -306,6 +311,8 @@ def train_steps(
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise _damaged(path, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
         start, losses = int(state["step"]), list(state["losses"])
+        if early_stopping is not None and state.get("early_stopping") is not None:
+            early_stopping.load_state_dict(state["early_stopping"])
         if log is not None and start < steps:
             log(f"resuming {description} from step {start} of {steps} ({path})")
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
@@ -331,11 +338,15 @@ def train_steps(
                     "sampler": sampler_state,
                     "torch_rng": torch.get_rng_state(),
                     "losses": losses,
+                    "early_stopping": None if early_stopping is None else early_stopping.state_dict(),
                 },
             )
             saved_step = step
 
-    if start >= steps:
+    stopped = early_stopping is not None and early_stopping.stopped
+    if start >= steps or stopped:
+        if early_stopping is not None:
+            early_stopping.restore_best(model)
         return losses
     iterator = iter(units())
     bar = tqdm(
@@ -372,11 +383,17 @@ def train_steps(
             done = step + 1
             if logger is not None:
                 logger.log_metrics(done, {"loss": loss})
+            if early_stopping is not None and early_stopping.due(done) and early_stopping.check(done, model):
+                save(done)
+                break
             if checkpoint_every and done % checkpoint_every == 0 and done < steps:
                 save(done)
-        save(steps)
+        else:
+            save(steps)
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(description, saved_step if path is not None else None) from exc
     finally:
         bar.close()
+    if early_stopping is not None:
+        early_stopping.restore_best(model)
     return losses

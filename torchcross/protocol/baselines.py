@@ -1,0 +1,71 @@
+"""Fine-tuning baselines of the protocol: IM-PT, scratch, linear probe, and fine-tuning a trained backbone.
+
+Each target episode gets a new zero-initialised head; the backbone (a copy) is
+fine-tuned with it on the support set for ``[finetune] steps`` Adam steps (the paper:
+50, lr 1e-3), BatchNorm as ``[finetune] batch_norm`` (the paper: ``"support"``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from torchcross.learners.finetuner import FineTuner
+from torchcross.protocol.registry import MethodContext, Trained
+
+__all__ = [
+    "finetune_settings",
+    "finetuner",
+    "finetuner_from_random",
+    "finetuner_from_trained",
+    "finetuner_from_weights",
+    "linear_probe",
+]
+
+
+def finetune_settings(config: Any) -> dict[str, Any]:
+    """The settings a fine-tuning evaluation depends on."""
+    return {"finetune": dataclasses.asdict(config.finetune)}
+
+
+def finetuner(
+    ctx: MethodContext, backbone: nn.Module, width: int, *, freeze: bool | None = None
+) -> FineTuner:
+    """A :class:`~torchcross.learners.FineTuner` of ``backbone`` with the ``[finetune]`` settings."""
+    ft = ctx.config.finetune
+    return FineTuner(
+        backbone,
+        width,
+        num_steps=ft.steps,
+        lr=ft.lr,
+        optimizer="adam",
+        finetune_backbone=not (ft.freeze_backbone if freeze is None else freeze),
+        batch_norm=ft.batch_norm,
+        seed=ctx.seed,
+    )
+
+
+def finetuner_from_weights(ctx: MethodContext, trained: Any) -> FineTuner:
+    """IM-PT: fine-tune ``[backbone] weights`` (which must not be ``"random"``)."""
+    if ctx.config.backbone.weights == "random":
+        raise ValueError(
+            "IM-PT needs pre-trained weights, but [backbone] weights = 'random'; list 'scratch' instead"
+        )
+    return finetuner(ctx, *ctx.build_backbone())
+
+
+def finetuner_from_random(ctx: MethodContext, trained: Any) -> FineTuner:
+    """scratch: fine-tune a seeded random initialisation."""
+    return finetuner(ctx, *ctx.build_backbone("random"))
+
+
+def linear_probe(ctx: MethodContext, trained: Any) -> FineTuner:
+    """linear-probe: train only a new head on the frozen features of ``[backbone] weights``."""
+    return finetuner(ctx, *ctx.build_backbone(), freeze=True)
+
+
+def finetuner_from_trained(ctx: MethodContext, trained: Trained) -> FineTuner:
+    """Fine-tune the backbone that source training produced (mm-PT, mm-MAML)."""
+    return finetuner(ctx, trained.backbone, trained.num_features)

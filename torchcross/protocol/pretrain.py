@@ -1,0 +1,137 @@
+"""mm-PT: multi-domain multi-task pre-training on the target's source tasks, with early stopping.
+
+Each update is one batch (``[pretrain] batch_size``, the paper: 64) of one source task,
+drawn in proportion to the tasks' sizes, through that task's own zero-initialised head;
+Adam (the paper: 1e-3 for ResNet-18, 1e-4 for ResNet-50), augmentation as
+``[augmentation]``. Every ``val_every`` updates the mean AUROC over ``val_batches``
+batches of the sources' ``val`` splits is computed (always the same batches); after
+``patience`` validations without improvement training stops and the best weights are
+kept (:class:`~torchcross.protocol.validation.EarlyStopping`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+from torchcross.evaluation.metrics import auroc
+from torchcross.protocol.augment import build_augmentation
+from torchcross.protocol.config import paper_lr
+from torchcross.protocol.registry import MethodContext, Trained
+from torchcross.protocol.training import train_steps
+from torchcross.protocol.validation import EarlyStopping
+
+__all__ = ["pretrain_settings", "train_pretrain", "validation_sources"]
+
+
+def pretrain_settings(config: Any) -> dict[str, Any]:
+    """The settings mm-PT's results depend on."""
+    pt = config.pretrain
+    return {
+        "pretrain": {**dataclasses.asdict(pt), "lr": paper_lr(config.backbone.name, pt.lr)},
+        "finetune": dataclasses.asdict(config.finetune),
+    }
+
+
+def validation_sources(ctx: MethodContext) -> dict[str, Any]:
+    """The source tasks' ``val`` splits that open (tasks without one are left out, with a log line)."""
+    out = {}
+    for ds, task in ctx.target.sources:
+        try:
+            out[f"{ds}/{task}"] = ctx.open(ds, task, "val")
+        except (ValueError, OSError) as exc:
+            ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: no validation split for {ds}/{task}: {exc}")
+    return out
+
+
+def _batch_auroc(
+    model: Any, sources: dict[str, Any], batch_size: int, n_batches: int, ctx: MethodContext
+) -> Callable[[], float]:
+    from torchcross.data.multitask import MultiTaskBatchSampler
+
+    def validate() -> float:
+        sampler = MultiTaskBatchSampler(
+            sources, batch_size, mode="infinite", shuffle=True, drop_last=False, seed=ctx.seed
+        )  # the same batches at every validation
+        scores = []
+        for _, ((x, y), description) in zip(range(n_batches), sampler):
+            logits = model(x.to(ctx.device), description)
+            scores.append(auroc(logits, y.to(ctx.device), description))
+        finite = [s for s in scores if not math.isnan(s)]
+        return math.fsum(finite) / len(finite) if finite else math.nan
+
+    return validate
+
+
+def train_pretrain(ctx: MethodContext) -> Trained:
+    """Train mm-PT for ``ctx.target`` (resuming from its checkpoint) and return the best backbone."""
+    from torchcross.data.multitask import MultiTaskBatchSampler
+    from torchcross.learners.multitask import MultiTaskPretrainer
+
+    cfg, pt = ctx.config, ctx.config.pretrain
+    sources = ctx.source_tasks(cfg.data.source_split or "train")
+    backbone, width = ctx.build_backbone()
+    sampler = MultiTaskBatchSampler(
+        sources,
+        pt.batch_size,
+        weighting=pt.weighting,
+        mode="infinite",
+        shuffle=True,
+        drop_last=False,
+        seed=ctx.seed,
+    )
+    model = MultiTaskPretrainer(
+        backbone, width, [s.task_description for s in sources.values()], head_init=pt.head_init, seed=ctx.seed
+    ).to(ctx.device)
+    optimizer = torch.optim.Adam(
+        model.parameters(), lr=paper_lr(cfg.backbone.name, pt.lr), weight_decay=pt.weight_decay
+    )
+    augment = build_augmentation(cfg.augmentation, ctx.image_size)
+
+    def step(unit: Any) -> torch.Tensor:
+        (x, y), description = unit
+        x = x.to(ctx.device)
+        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
+        value.backward()
+        return value
+
+    early = None
+    if pt.patience > 0:
+        val = validation_sources(ctx)
+        if val:
+            early = EarlyStopping(
+                _batch_auroc(model, val, pt.batch_size, pt.val_batches, ctx), pt.val_every, pt.patience
+            )
+    ctx.log(
+        f"[{ctx.target.dataset_id}] {ctx.method}: up to {pt.steps} steps over {len(sources)} source tasks"
+        + (f", validating every {pt.val_every} (patience {pt.patience})" if early else "")
+    )
+    losses = train_steps(
+        model,
+        optimizer,
+        step,
+        lambda: ctx.stream(sampler),
+        pt.steps,
+        sampler=sampler,
+        checkpoint=ctx.checkpoint_dir / f"{ctx.method}.pt",
+        checkpoint_every=cfg.run.checkpoint_every,
+        settings=ctx.training_settings(
+            {k: v for k, v in pretrain_settings(cfg)["pretrain"].items() if k != "steps"}
+        ),
+        resume=cfg.run.resume,
+        progress=ctx.progress,
+        description=f"{ctx.method} on {ctx.target.dataset_id}",
+        early_stopping=early,
+        logger=ctx.logger,
+        log=ctx.log,
+    )
+    if early is not None and early.history:
+        ctx.log(
+            f"[{ctx.target.dataset_id}] {ctx.method}: best validation AUROC {early.best_score:.4f} at step "
+            f"{early.best_step} ({len(losses)} steps run)"
+        )
+    return Trained(model.backbone, width, model, losses, list(early.history) if early else [])

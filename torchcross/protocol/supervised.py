@@ -1,0 +1,168 @@
+"""The fully supervised baseline (the paper's Table 3): per target task, train, validate, test.
+
+For each target task: the backbone (``[backbone] weights``) with a zero-initialised head
+is trained on the task's ``train`` split (Adam, batches of ``[supervised] batch_size``,
+augmentation as ``[augmentation]``), validated every ``val_every`` updates on up to
+``val_batches`` batches of its ``val`` split (pooled AUROC) with early stopping, and the
+best weights are scored on the whole ``test`` split. The confidence interval is a
+percentile bootstrap over test examples (``[supervised] bootstrap`` resamples, seeded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from torchcross.evaluation.metrics import accuracy, auroc
+from torchcross.protocol.augment import build_augmentation
+from torchcross.protocol.config import paper_lr
+from torchcross.protocol.registry import MethodContext
+from torchcross.protocol.training import train_steps
+from torchcross.protocol.validation import EarlyStopping
+
+__all__ = ["bootstrap_interval", "supervised_settings", "train_and_test", "unused_learner"]
+
+
+def supervised_settings(config: Any) -> dict[str, Any]:
+    """The settings the supervised baseline's results depend on."""
+    sv = config.supervised
+    return {"supervised": {**dataclasses.asdict(sv), "lr": paper_lr(config.backbone.name, sv.lr)}}
+
+
+def unused_learner(ctx: MethodContext, trained: Any) -> Any:
+    """The supervised baseline has no episode learner (it is scored per task by :func:`train_and_test`)."""
+    raise ValueError("the supervised baseline is trained and scored per target task, not on episodes")
+
+
+@torch.no_grad()
+def _predict(
+    model: Any, source: Any, description: Any, batch_size: int, limit: int, device: torch.device
+) -> tuple[torch.Tensor, torch.Tensor]:
+    n = min(len(source), limit)
+    logits, labels = [], []
+    for start in range(0, n, batch_size):
+        x, y = source.get_batch(np.arange(start, min(n, start + batch_size)))
+        logits.append(model(x.to(device), description).cpu())
+        labels.append(y)
+    return torch.cat(logits), torch.cat(labels)
+
+
+def bootstrap_interval(
+    logits: torch.Tensor,
+    labels: torch.Tensor,
+    description: Any,
+    metric: Any,
+    resamples: int,
+    confidence: float,
+    seed: int,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of ``metric(logits, labels, description)`` over examples.
+
+    Resamples where the metric is undefined (NaN: a class missing) are left out.
+
+    Examples:
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+        >>> y = torch.tensor([[0], [1]] * 20)
+        >>> lo, hi = bootstrap_interval(y.float() * 2 - 1, y, d, auroc, 50, 0.95, seed=0)
+        >>> lo, hi
+        (1.0, 1.0)
+    """
+    rng = np.random.default_rng(seed)
+    n = len(labels)
+    values = []
+    for _ in range(resamples):
+        idx = torch.from_numpy(rng.integers(0, n, n))
+        v = float(metric(logits[idx], labels[idx], description))
+        if not math.isnan(v):
+            values.append(v)
+    if not values:
+        return math.nan, math.nan
+    lo, hi = np.quantile(values, [(1 - confidence) / 2, (1 + confidence) / 2])
+    return float(lo), float(hi)
+
+
+def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
+    """Train the supervised baseline on target task ``task`` and score it on its test split (one record)."""
+    from torchcross.data.multitask import MultiTaskBatchSampler
+    from torchcross.learners.multitask import MultiTaskPretrainer
+
+    cfg, sv = ctx.config, ctx.config.supervised
+    ds = ctx.target.dataset_id
+    start = time.perf_counter()
+    train, val, test = (ctx.open(ds, task, split) for split in ("train", "val", "test"))
+    description = train.task_description
+    backbone, width = ctx.build_backbone()
+    model = MultiTaskPretrainer(backbone, width, [description], head_init="zero", seed=ctx.seed).to(
+        ctx.device
+    )
+    sampler = MultiTaskBatchSampler(
+        {task: train}, sv.batch_size, mode="infinite", shuffle=True, seed=ctx.seed
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=paper_lr(cfg.backbone.name, sv.lr))
+    augment = build_augmentation(cfg.augmentation, ctx.image_size)
+
+    def step(unit: Any) -> torch.Tensor:
+        (x, y), _ = unit
+        x = x.to(ctx.device)
+        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
+        value.backward()
+        return value
+
+    def validate() -> float:
+        logits, labels = _predict(
+            model, val, description, sv.batch_size, sv.val_batches * sv.batch_size, ctx.device
+        )
+        return auroc(logits, labels, description)
+
+    early = EarlyStopping(validate, sv.val_every, sv.patience) if sv.patience > 0 and len(val) else None
+    ctx.log(f"[{ds}] supervised on {task!r}: up to {sv.steps} steps on {len(train)} training examples")
+    settings = {
+        k: v for k, v in supervised_settings(cfg)["supervised"].items() if k not in ("steps", "bootstrap")
+    }
+    train_steps(
+        model,
+        optimizer,
+        step,
+        lambda: ctx.stream(sampler),
+        sv.steps,
+        sampler=sampler,
+        checkpoint=ctx.checkpoint_dir
+        / "supervised"
+        / f"{''.join(c if c.isalnum() else '_' for c in task)}.pt",
+        checkpoint_every=cfg.run.checkpoint_every,
+        settings=ctx.training_settings({"task": task, **settings}),
+        resume=cfg.run.resume,
+        progress=ctx.progress,
+        description=f"supervised {ds}/{task}",
+        early_stopping=early,
+        log=ctx.log,
+    )
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    logits, labels = _predict(model, test, description, sv.batch_size, len(test), ctx.device)
+    confidence = cfg.evaluation.confidence
+    record: dict[str, Any] = {
+        "method": ctx.method,
+        "target": f"{ds}/{task}",
+        "task_target": description.task_target.name,
+        "dataset": ds,
+        "seed": ctx.seed,
+        "n_test": len(labels),
+        "best_step": early.best_step if early is not None and early.history else None,
+        "train_seconds": round(train_seconds, 3),
+    }
+    for name, metric in (("auroc", auroc), ("accuracy", accuracy)):
+        record[name] = float(metric(logits, labels, description))
+        lo, hi = bootstrap_interval(logits, labels, description, metric, sv.bootstrap, confidence, ctx.seed)
+        record[f"{name}_ci_low"], record[f"{name}_ci_high"] = lo, hi
+    ctx.log(
+        f"[{ds}] supervised on {task!r}: test AUROC {record['auroc']:.4f} "
+        f"[{record['auroc_ci_low']:.4f}, {record['auroc_ci_high']:.4f}]"
+    )
+    return record

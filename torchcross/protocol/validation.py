@@ -1,0 +1,98 @@
+"""Early stopping on a validation score, with the best weights kept: for mm-PT, mm-MAML, supervised.
+
+Training validates every ``val_every`` updates (one validation "epoch": a multi-task
+stream has no natural epoch, so the authors' fixed interval is used). After
+``patience`` validations in a row without a higher score it stops and the weights of
+the best validation are restored. :class:`EarlyStopping` holds that state as tensors
+and plain Python values, so it is saved in (and resumed from) the training checkpoint.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+__all__ = ["EarlyStopping"]
+
+
+class EarlyStopping:
+    """Track validation scores (higher is better), the best weights, and when to stop.
+
+    Args:
+        validate: ``() -> score`` (e.g. the mean validation AUROC); NaN never improves.
+        every: updates between validations.
+        patience: validations without improvement before stopping (>= 1).
+
+    Examples:
+        >>> model = nn.Linear(1, 1)
+        >>> scores = iter([0.6, 0.7, 0.65, 0.64])
+        >>> es = EarlyStopping(lambda: next(scores), every=10, patience=2)
+        >>> [es.due(s) for s in (5, 10)]
+        [False, True]
+        >>> [es.check(step, model) for step in (10, 20, 30, 40)]
+        [False, False, False, True]
+        >>> es.best_step, es.best_score
+        (20, 0.7)
+    """
+
+    def __init__(self, validate: Callable[[], float], every: int, patience: int) -> None:
+        if every < 1 or patience < 1:
+            raise ValueError(f"every and patience must be >= 1, got every={every}, patience={patience}")
+        self.validate, self.every, self.patience = validate, every, patience
+        self.best_score = -math.inf
+        self.best_step = 0
+        self.bad_checks = 0
+        self.stopped = False
+        self.history: list[tuple[int, float]] = []
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def due(self, step: int) -> bool:
+        """Whether to validate after update ``step``."""
+        return step % self.every == 0
+
+    def check(self, step: int, model: nn.Module) -> bool:
+        """Validate (``model`` in eval mode, no gradients), update the best weights; ``True`` = stop."""
+        was_training = model.training
+        model.eval()
+        try:
+            with torch.no_grad():
+                score = float(self.validate())
+        finally:
+            model.train(was_training)
+        self.history.append((step, score))
+        if score > self.best_score:
+            self.best_score, self.best_step, self.bad_checks = score, step, 0
+            self.best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+        else:
+            self.bad_checks += 1
+        self.stopped = self.bad_checks >= self.patience
+        return self.stopped
+
+    def restore_best(self, model: nn.Module) -> None:
+        """Load the best validated weights into ``model`` (nothing if no validation ran)."""
+        if self.best_state is not None:
+            model.load_state_dict(self.best_state)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Tensors and plain Python values only (safe for ``torch.load(weights_only=True)``)."""
+        return {
+            "best_score": self.best_score,
+            "best_step": self.best_step,
+            "bad_checks": self.bad_checks,
+            "stopped": self.stopped,
+            "history": [[s, v] for s, v in self.history],
+            "best_state": self.best_state,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`."""
+        self.best_score = float(state["best_score"])
+        self.best_step = int(state["best_step"])
+        self.bad_checks = int(state["bad_checks"])
+        self.stopped = bool(state["stopped"])
+        self.history = [(int(s), float(v)) for s, v in state["history"]]
+        self.best_state = state["best_state"]
