@@ -81,7 +81,8 @@ def check_no_partial_files(out: Path) -> None:
         elif path.suffix == ".csv":
             with open(path, newline="", encoding="utf-8") as fh:
                 rows = list(csv.reader(fh))
-            assert rows and rows[0][0] in ("method", "target"), path  # a header, then whole rows
+            assert rows, path
+            assert rows[0][0] in ("method", "target"), path  # a header, then whole rows
             assert all(len(row) == len(rows[0]) for row in rows), path
         elif path.suffix == ".md":
             assert path.read_text(encoding="utf-8").startswith("| method"), path
