@@ -52,6 +52,7 @@ __all__ = [
     "episode_generator",
     "episode_key",
     "load_episode",
+    "share_equal_labels",
     "usable_classes",
 ]
 
@@ -142,8 +143,9 @@ def load_episode(
         ([0.0, 1.0], [0, 1])
     """
     if output_indices:
-        # one unbind for all labels: each label is a view of the episode's own small tensor
-        labels = torch.from_numpy(np.concatenate([support_labels, query_labels])).unbind(0)
+        # one small tensor per distinct label, shared by its pairs (as in 0.0.6): a pickled
+        # episode stores each distinct label once
+        labels = share_equal_labels(np.concatenate([support_labels, query_labels]))
         n_sup = len(episode.support)
         sup = list(zip(episode.support.tolist(), labels[:n_sup]))
         qry = list(zip(episode.query.tolist(), labels[n_sup:]))
@@ -159,6 +161,24 @@ def load_episode(
     sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
     qry = collate_fn([(inputs[n_sup + j], qry_y[j]) for j in range(len(episode.query))])
     return Task(sup, qry, description)
+
+
+def share_equal_labels(labels: np.ndarray) -> list[torch.Tensor]:
+    """One tensor per row of ``labels``; equal rows share one tensor object of their own.
+
+    Examples:
+        >>> out = share_equal_labels(np.array([1, 0, 1]))
+        >>> [int(t) for t in out], out[0] is out[2], out[0].untyped_storage().nbytes()
+        ([1, 0, 1], True, 8)
+    """
+    shared: dict[bytes, torch.Tensor] = {}
+    out = []
+    for row in np.asarray(labels):
+        key = np.ascontiguousarray(row).tobytes()
+        if key not in shared:
+            shared[key] = torch.from_numpy(np.array(row))
+        out.append(shared[key])
+    return out
 
 
 _THREAD = threading.local()
