@@ -153,7 +153,7 @@ def test_pickles_in_the_06_layout_load(data_path: Path, tmp_path: Path) -> None:
         str(tmp_path), str(data_path), "toy", "class", 1, 1, 1, split="test"
     )
     task = ds[0]
-    assert task.description == desc
+    assert task.description == TaskDescription(desc.task_target, desc.classes, desc.task_identifier, None)
     assert task.description.domain_identifier is None  # a field the pickle lacks: 0.0.6's default
     assert len(task.support) == 2
     assert task.support[1][0].shape == (3, 8, 8)
