@@ -11,9 +11,10 @@ import enum
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Task", "TaskDescription", "TaskTarget"]
+__all__ = ["Task", "TaskDescription", "TaskTarget", "rebuild_task"]
 
 
 class TaskTarget(enum.Enum):
@@ -55,7 +56,7 @@ class TaskTarget(enum.Enum):
         )
 
 
-class FrozenClasses(dict):  # noqa: FURB189 (a dict subclass on purpose: clients check isinstance(x, dict))
+class FrozenClasses(dict):
     """An immutable, hashable ``{class key: class name}`` dict.
 
     It is a :class:`dict` (code written for torchcross 0.0.6 checks ``isinstance(classes, dict)``)
@@ -270,6 +271,8 @@ class Task(Generic[_S]):
         # A tensor view pickles its whole storage: copy views of larger storages (episode
         # labels are views of one tensor, pooled inputs views of a shared block), so a pickle
         # holds only the task's own bytes. The same object is copied once (pickle's memo).
+        # Between processes (multiprocessing's ForkingPickler, e.g. out of DataLoader workers)
+        # tasks travel as they are: shared storages are handed over, not copied (see below).
         memo: dict[int, Any] = {}
         return {
             "support": _compact(self.support, memo),
@@ -334,7 +337,8 @@ def _compact(value: Any, memo: dict[int, Any]) -> Any:
     torch = sys.modules.get("torch")  # a task holding tensors means torch is imported
     if torch is not None and isinstance(value, torch.Tensor):
         if value.layout == torch.strided and (
-            value.untyped_storage().nbytes() > value.numel() * value.element_size() or not value.is_contiguous()
+            value.untyped_storage().nbytes() > value.numel() * value.element_size()
+            or not value.is_contiguous()
         ):
             out = value.detach().clone(memory_format=torch.contiguous_format)
             out.requires_grad_(value.requires_grad)
@@ -355,6 +359,17 @@ def _converts_dtype(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
 
     return "dtype" in kwargs or any(isinstance(a, (torch.dtype, torch.Tensor)) for a in args)
 
+
+def rebuild_task(support: Any, query: Any, description: TaskDescription) -> Task[Any]:
+    """``Task(support, query, description)``: how tasks are rebuilt after crossing processes."""
+    return Task(support, query, description)
+
+
+def _reduce_between_processes(task: Task[Any]) -> tuple[Any, ...]:
+    return rebuild_task, (task.support, task.query, task.description)
+
+
+ForkingPickler.register(Task, _reduce_between_processes)
 
 # Pickles name a class by its module. These three keep the torchcross 0.0.6 path
 # (a re-export of this module), so episodes pickled by either version load in the other.

@@ -1,7 +1,7 @@
 """Bases of the episode datasets: a map-style :class:`MetaDataset` and seeded episode datasets.
 
-:class:`MetaDataset` is what torchcross 0.0.6 called it: a map-style dataset of
-:class:`~torchcross.tasks.task.Task` (``__getitem__`` and ``__len__``); the medimeta
+:class:`MetaDataset` (defined in :mod:`torchcross.data.metadataset.meta`) is what torchcross
+0.0.6 called it: a map-style dataset of :class:`~torchcross.tasks.task.Task`; the medimeta
 package subclasses it.
 
 :class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
@@ -27,10 +27,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable
+from torchcross.data.metadataset.meta import (
+    IterableMetaDataset,
+    MetaChainDataset,
+    MetaConcatDataset,
+    MetaDataset,
+)
 from torchcross.data.sources import canonical_labels
 from torchcross.data.workers.sharding import remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
@@ -48,6 +53,9 @@ from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 __all__ = [
     "EpisodeMetaDataset",
+    "IterableMetaDataset",
+    "MetaChainDataset",
+    "MetaConcatDataset",
     "MetaDataset",
     "episode_generator",
     "episode_key",
@@ -55,27 +63,6 @@ __all__ = [
     "share_equal_labels",
     "usable_classes",
 ]
-
-
-class MetaDataset(Dataset[Task], abc.ABC):
-    """A map-style dataset of tasks: subclasses implement ``__getitem__`` and ``__len__``.
-
-    Examples:
-        >>> class Two(MetaDataset):
-        ...     def __getitem__(self, index):
-        ...         return index
-        ...
-        ...     def __len__(self):
-        ...         return 2
-        >>> len(Two())
-        2
-    """
-
-    @abc.abstractmethod
-    def __getitem__(self, index: int) -> Task: ...
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
 
 
 class _NoLength(TypeError, ValueError):
@@ -311,12 +298,15 @@ def usable_classes(
     return usable
 
 
-class EpisodeMetaDataset(MetaDataset, IterableDataset):
+class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
     """Base of seeded episode datasets over one task source (see the module doc).
 
     Subclasses implement :meth:`sample_indices`; everything else (labels, relabelling,
-    loading, iteration and sharding) is here.
+    loading, iteration and sharding) is here. ``a + b`` chains two episode datasets
+    (a :class:`MetaChainDataset`), as in torchcross 0.0.6.
     """
+
+    __add__ = IterableMetaDataset.__add__  # type: ignore[assignment]
 
     epoch = SharedInt()
     """The epoch whose episodes are drawn; in shared memory, so DataLoader workers (persistent ones
