@@ -262,7 +262,11 @@ def test_pickled_task_holds_only_its_own_bytes() -> None:
     big = torch.zeros(100_000)
     labels = torch.arange(2).repeat(50)
     small = Task((big[:4].view(2, 2), labels[:2]), (big[4:8].view(2, 2), labels[2:4]), d)
-    compact = Task((big[:4].clone().view(2, 2), labels[:2].clone()), (big[4:8].clone().view(2, 2), labels[2:4].clone()), d)
+    compact = Task(
+        (big[:4].clone().view(2, 2), labels[:2].clone()),
+        (big[4:8].clone().view(2, 2), labels[2:4].clone()),
+        d,
+    )
     assert len(pickle.dumps(small)) <= len(pickle.dumps(compact)) * 1.05
     assert len(pickle.dumps(small)) < 10_000  # the 400 kB storage is not in it
     back = pickle.loads(pickle.dumps(small))
