@@ -27,7 +27,9 @@ LAYERS = (
     "nn",
     "learners",
     "evaluation",
+    "cd",
     "lightning",
+    "models",
     "protocol",
     "cli",
 )
