@@ -27,7 +27,9 @@ LAYERS = (
     "nn",
     "learners",
     "evaluation",
+    "cd",
     "lightning",
+    "models",
     "protocol",
     "cli",
 )
@@ -36,7 +38,14 @@ BASE = frozenset(
 )  # left of every layer
 # torchcross 0.0.6 import paths, kept as re-export modules: nothing in the package imports them
 SHIMS = frozenset(
-    {"torchcross.data.task", "torchcross.data.task_source", "torchcross.utils", "torchcross.utils.collate_fn"}
+    {
+        "torchcross.data.dataset",
+        "torchcross.data.task",
+        "torchcross.data.task_source",
+        "torchcross.utils",
+        "torchcross.utils.collate_fn",
+        "torchcross.utils.layers",
+    }
 )
 
 

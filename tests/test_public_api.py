@@ -27,6 +27,10 @@ NAMESPACES = [
     "torchcross.protocol",
     "torchcross.cli",
     "torchcross.utils",
+    "torchcross.cd",
+    "torchcross.cd.metrics",
+    "torchcross.models",
+    "torchcross.models.lightning",
 ]
 
 # torchcross 0.0.6 import paths (module -> names) that clients such as the medimeta package use

@@ -28,6 +28,8 @@ _SUBMODULES = frozenset(
         "protocol",
         "distributed",
         "lightning",
+        "cd",
+        "models",
         "utils",
         "cli",
     }

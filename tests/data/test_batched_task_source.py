@@ -127,8 +127,8 @@ def test_with_task_description_yields_pairs_and_0_0_6_attributes() -> None:
     assert batch[0].shape == (4, 1)
     assert (b.task_target, b.classes, b.task_identifier) == (MC.task_target, MC.classes, "mc")
     assert b.task_description == MC
-    assert b.get_num_samples_per_class() == {0: 8, 1: 8, 2: 7}
-    assert b.get_num_samples_per_class(neg=True) == {0: 15, 1: 15, 2: 16}
+    assert b.class_counts() == {0: 8, 1: 8, 2: 7}
+    assert b.class_counts(neg=True) == {0: 15, 1: 15, 2: 16}
 
 
 def test_stack_uses_get_batch_and_equals_item_collation() -> None:

@@ -49,8 +49,9 @@ def test_description_normalises_its_fields() -> None:
     assert isinstance(d.classes, FrozenClasses)
     assert d.class_keys == (1, 4)
     assert d.num_classes == 2
-    assert (d.task_identifier, d.domain_identifier) == ("", "")
+    assert (d.task_identifier, d.domain_identifier) == (None, None)  # None is kept, as in 0.0.6
     assert d.classes == {1: "a", 4: "b"}
+    assert TaskDescription("BINARY_CLASSIFICATION", BIN).task_identifier == ""
 
 
 def test_description_is_frozen_hashable_and_compares_by_value() -> None:
@@ -97,7 +98,7 @@ def test_description_validation(target: str, classes: object, error: type, match
 
 @pytest.mark.parametrize("field", ["task_identifier", "domain_identifier"])
 def test_description_identifiers_must_be_strings(field: str) -> None:
-    with pytest.raises(TypeError, match=f"{field} must be a str, got int"):
+    with pytest.raises(TypeError, match=rf"{field} must be a str \(or None\), got int"):
         TaskDescription("BINARY_CLASSIFICATION", BIN, **{field: 3})
 
 
@@ -154,7 +155,7 @@ def test_loads_0_0_6_description_pickle() -> None:
 
 def test_loads_0_0_6_description_pickle_without_domain() -> None:
     d = pickle.loads(_stream(_old_description()))
-    assert d.domain_identifier == ""
+    assert d.domain_identifier is None  # the 0.0.6 class default
     assert d.task_identifier == "Glaucoma: Glaucoma suspect"
 
 
@@ -210,8 +211,71 @@ def test_frozen_classes_mapping_behaviour() -> None:
     assert fc != [1, 0]
     assert hash(fc) == hash(FrozenClasses({1: "a", 0: "b"}))
     assert repr(fc) == "{1: 'a', 0: 'b'}"
+    assert isinstance(fc, dict)
+    for mutate in (
+        lambda: fc.__setitem__(2, "c"),
+        lambda: fc.__delitem__(1),
+        lambda: fc.update({2: "c"}),
+        lambda: fc.pop(1),
+        lambda: fc.popitem(),
+        lambda: fc.setdefault(2, "c"),
+        fc.clear,
+    ):
+        with pytest.raises(TypeError, match=r"FrozenClasses is immutable; use classes.to_dict\(\)"):
+            mutate()
+    assert fc == {1: "a", 0: "b"}
+    assert fc | {2: "c"} == {1: "a", 0: "b", 2: "c"}  # a new plain dict
     copy = fc.to_dict()
     copy[5] = "c"
     assert 5 not in fc
     assert pickle.loads(pickle.dumps(fc)) == fc
     assert FrozenClasses() == {}
+
+
+def test_description_pickles_its_classes_as_a_plain_dict() -> None:
+    # torchcross 0.0.6 cannot import FrozenClasses: the pickle must not name it
+    d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"}, "t", "dom")
+    data = pickle.dumps(d)
+    assert b"FrozenClasses" not in data
+    back = pickle.loads(data)
+    assert back == d
+    assert isinstance(back.classes, FrozenClasses)
+    assert d.__getstate__() == {
+        "task_target": TaskTarget.MULTICLASS_CLASSIFICATION,
+        "classes": {0: "a", 1: "b"},
+        "task_identifier": "t",
+        "domain_identifier": "dom",
+    }
+    assert type(d.__getstate__()["classes"]) is dict
+
+
+def test_loads_0_0_6_description_with_none_identifier() -> None:
+    # 0.0.6's FewShotMetaDataset made TaskDescription(target, classes): identifiers None
+    d = pickle.loads(_stream(_old_description(task_identifier=None, domain_identifier=None)))
+    assert d.task_identifier is None
+    assert d.domain_identifier is None
+    assert pickle.loads(pickle.dumps(d)) == d
+
+
+def test_pickled_task_holds_only_its_own_bytes() -> None:
+    d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b"})
+    big = torch.zeros(100_000)
+    labels = torch.arange(2).repeat(50)
+    small = Task((big[:4].view(2, 2), labels[:2]), (big[4:8].view(2, 2), labels[2:4]), d)
+    compact = Task(
+        (big[:4].clone().view(2, 2), labels[:2].clone()),
+        (big[4:8].clone().view(2, 2), labels[2:4].clone()),
+        d,
+    )
+    assert len(pickle.dumps(small)) <= len(pickle.dumps(compact)) * 1.05
+    assert len(pickle.dumps(small)) < 10_000  # the 400 kB storage is not in it
+    back = pickle.loads(pickle.dumps(small))
+    assert torch.equal(back.support[0], small.support[0])
+    assert torch.equal(back.query[1], small.query[1])
+    # pairs of (index, label view): every label pickles on its own
+    pairs = Task([(i, lab) for i, lab in enumerate(labels.unbind(0))], [], d)
+    assert len(pickle.dumps(pairs)) < 100 * 1500
+    same = torch.tensor([1, 2])  # one object twice: one copy
+    twice = pickle.loads(pickle.dumps(Task([same, same], [], d)))
+    assert twice.support[0] is twice.support[1]
+    assert small.support[0].untyped_storage().data_ptr() == big.untyped_storage().data_ptr()  # unchanged

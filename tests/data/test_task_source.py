@@ -99,8 +99,8 @@ def test_0_0_6_subclass_without_super_init_works(with_description: bool) -> None
         "BINARY_CLASSIFICATION", {0: "healthy", 1: "sick"}, "Old: task", "Old domain"
     )
     np.testing.assert_array_equal(canonical_labels(src), [[0], [1], [1], [1]])
-    assert src.get_num_samples_per_class() == {0: 1, 1: 3}
-    assert src.get_num_samples_per_class(neg=True) == {0: 3, 1: 1}
+    assert src.class_counts() == {0: 1, 1: 3}
+    assert src.class_counts(neg=True) == {0: 3, 1: 1}
 
 
 def test_0_0_6_subclass_with_flat_binary_labels_is_normalised() -> None:
@@ -178,9 +178,40 @@ def test_counts_are_exact_for_every_kind(kind: str) -> None:
     desc, raw = RAW_LABELS[kind]
     src = TensorTaskSource(torch.zeros(len(raw), 2), raw, desc)
     pos, neg = _reference_counts(normalize_labels(raw, desc), desc)
-    assert src.get_num_samples_per_class() == pos
-    assert src.get_num_samples_per_class(neg=True) == neg
+    assert src.class_counts() == pos
+    assert src.class_counts(neg=True) == neg
     assert min(neg.values()) >= 0
+
+
+# what torchcross 0.0.6 returned for these labels (np.bincount / column sums), with neg=True
+# fixed to count negatives (0.0.6 returned ``positives - total``, i.e. minus the negatives)
+ARRAYS_0_0_6 = {
+    "mc": ([2, 1, 3], [4, 5, 3]),
+    "bin": ([4], [2]),  # one entry: the positives of a (N, 1) label column
+    "ml": ([3, 1, 4], [3, 5, 2]),
+    "ord": ([1, 2, 1, 0, 2], [5, 4, 5, 6, 4]),  # in the order of the classes' keys
+}
+
+
+@pytest.mark.parametrize("kind", sorted(RAW_LABELS))
+def test_get_num_samples_per_class_returns_0_0_6_arrays(kind: str) -> None:
+    desc, raw = RAW_LABELS[kind]
+    src = TensorTaskSource(torch.zeros(len(raw), 2), raw, desc)
+    pos, neg = src.get_num_samples_per_class(), src.get_num_samples_per_class(neg=True)
+    assert isinstance(pos, np.ndarray)
+    assert pos.dtype == np.int64
+    assert pos.tolist() == ARRAYS_0_0_6[kind][0]
+    assert neg.tolist() == ARRAYS_0_0_6[kind][1]
+    assert (neg >= 0).all()
+    # the paper's class weighting runs on them
+    weights = (neg.astype(np.float32) + 1) / (pos.astype(np.float32) + 1)
+    assert weights.shape == pos.shape
+
+
+def test_get_num_samples_per_class_rejects_regression() -> None:
+    src = TensorTaskSource(torch.zeros(3, 1), [0.5, 1.0, 2.0], TaskDescription("REGRESSION"))
+    with pytest.raises(ValueError, match="not defined for REGRESSION"):
+        src.get_num_samples_per_class()
 
 
 # --------------------------------------------------------------------------- TensorTaskSource
@@ -303,7 +334,7 @@ def test_wrap_keeps_the_0_0_6_signature() -> None:
     assert positional.task_description == TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "p"})
     assert by_name.task_description == TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "p"}, "t", "d")
     assert by_name.task_target is TaskTarget.BINARY_CLASSIFICATION
-    assert positional.get_num_samples_per_class() == by_name.get_num_samples_per_class() == {0: 1, 1: 2}
+    assert positional.class_counts() == by_name.class_counts() == {0: 1, 1: 2}
 
 
 def test_wrap_a_task_source_inherits_its_description_and_get_batch() -> None:
@@ -400,7 +431,7 @@ def test_subset_selects_maps_and_allows_negative_and_repeated_indices() -> None:
     assert len(sub) == 3
     assert sub[1][0].tolist() == [0.0]
     assert sub.task_description == MC
-    assert sub.get_num_samples_per_class() == {0: 3, 1: 0, 2: 0}
+    assert sub.class_counts() == {0: 3, 1: 0, 2: 0}
     x, y = sub.get_batch([0, 1])
     assert x.ravel().tolist() == [5.0, 0.0]
     assert y.tolist() == [0, 0]
@@ -501,7 +532,7 @@ def test_concat_of_one_task_has_its_description_and_labels() -> None:
     assert cat.task_description == MC
     assert cat.task_target is TaskTarget.MULTICLASS_CLASSIFICATION
     assert cat.labels.tolist() == [0, 2, 2, 1, 0, 2]
-    assert cat.get_num_samples_per_class() == {0: 2, 1: 1, 2: 3}
+    assert cat.class_counts() == {0: 2, 1: 1, 2: 3}
     assert canonical_labels(cat) is cat.labels
 
 

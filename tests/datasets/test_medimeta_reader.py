@@ -228,7 +228,7 @@ def test_repr_and_compat_attributes(medimeta_root: Path) -> None:
     assert src.classes == {0: "no malignant finding", 1: "malignant finding"}
     assert src.dataset_name == "Breast Ultrasound"
     assert MedIMeta.get_available_datasets(medimeta_root) == ["bus", "gray", "toy"]
-    assert sum(src.get_num_samples_per_class().values()) == len(src)
+    assert sum(src.class_counts().values()) == len(src)
 
 
 def test_uint8_rgb_is_a_channels_last_view_of_the_stored_rows(medimeta_root: Path) -> None:

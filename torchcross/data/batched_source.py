@@ -21,7 +21,7 @@ from torchcross.data.sources import TaskSource, canonical_labels, check_task_sou
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.distributed.seeds import shared_seed
-from torchcross.tasks.labels import count_samples_per_class
+from torchcross.tasks.labels import count_samples_per_class, samples_per_class_array
 
 __all__ = ["BatchedTaskSource"]
 
@@ -163,9 +163,13 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         """Use the batch order of ``epoch`` from now on (no effect without ``shuffle``)."""
         self.epoch = check_int(epoch, "epoch", 0)
 
-    def get_num_samples_per_class(self, neg: bool = False) -> dict[int, int]:
-        """Examples per class key in the underlying source (see :class:`TaskSource`)."""
+    def class_counts(self, neg: bool = False) -> dict[int, int]:
+        """Examples per class key in the underlying source (see :meth:`TaskSource.class_counts`)."""
         return count_samples_per_class(canonical_labels(self.task_source), self.task_description, neg=neg)
+
+    def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
+        """:meth:`class_counts` as an array (see :meth:`TaskSource.get_num_samples_per_class`)."""
+        return samples_per_class_array(canonical_labels(self.task_source), self.task_description, neg=neg)
 
     def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
         """All batches of ``epoch`` (default: the current one) as arrays of source indices.

@@ -31,7 +31,7 @@ import torch
 from torch.utils.data import Dataset, IterableDataset
 
 from torchcross.data.capabilities import BatchReadable, MapStyle
-from torchcross.tasks.labels import count_samples_per_class, normalize_labels
+from torchcross.tasks.labels import count_samples_per_class, normalize_labels, samples_per_class_array
 from torchcross.tasks.task import TaskDescription, TaskTarget  # noqa: F401  (TaskTarget: doctest)
 
 __all__ = [
@@ -80,8 +80,10 @@ class TaskSource(Dataset):
         ...     def __getitem__(self, i):
         ...         return i, self.labels[i]
         >>> src = Old()
-        >>> src.task_description.num_classes, len(src), src.get_num_samples_per_class(neg=True)
+        >>> src.task_description.num_classes, len(src), src.class_counts(neg=True)
         (2, 3, {0: 2, 1: 1})
+        >>> src.get_num_samples_per_class(), src.get_num_samples_per_class(neg=True)  # 0.0.6's arrays
+        (array([2]), array([1]))
     """
 
     task_description: TaskDescription
@@ -107,12 +109,21 @@ class TaskSource(Dataset):
     def __len__(self) -> int:
         return len(self.labels)
 
-    def get_num_samples_per_class(self, neg: bool = False) -> dict[int, int]:
+    def class_counts(self, neg: bool = False) -> dict[int, int]:
         """Examples per class key: positives, or negatives with ``neg=True``.
 
         See :func:`torchcross.tasks.labels.count_samples_per_class`.
         """
         return count_samples_per_class(canonical_labels(self), self.task_description, neg=neg)
+
+    def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
+        """The counts of :meth:`class_counts` as the int64 array torchcross 0.0.6 returned.
+
+        Shape ``(num_classes,)`` (multi-label: one per label; ordinal: in the order of the
+        classes); binary tasks: ``(1,)``, the positives (negatives with ``neg=True``).
+        See :func:`torchcross.tasks.labels.samples_per_class_array`.
+        """
+        return samples_per_class_array(canonical_labels(self), self.task_description, neg=neg)
 
 
 def _derive_description(source: Any) -> TaskDescription | None:
@@ -249,7 +260,7 @@ class TensorTaskSource(TaskSource):
         >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy")
         >>> src = TensorTaskSource(torch.randn(6, 4), [0, 1, 2, 0, 1, 2], d)
         >>> x, y = src[1]
-        >>> x.shape, int(y), src.get_num_samples_per_class()
+        >>> x.shape, int(y), src.class_counts()
         (torch.Size([4]), 1, {0: 2, 1: 2, 2: 2})
         >>> src.get_batch([0, 3])[1].tolist()
         [0, 0]

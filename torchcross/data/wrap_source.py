@@ -121,8 +121,8 @@ class WrapTaskSource(TaskSource):
         >>> src.labels.ravel().tolist(), src[0][1].tolist()
         ([1, 0, 1], [1])
         >>> old = WrapTaskSource(data, TaskTarget.BINARY_CLASSIFICATION, {0: "no", 1: "yes"})
-        >>> old.task_target.name, old.get_num_samples_per_class()
-        ('BINARY_CLASSIFICATION', {0: 1, 1: 2})
+        >>> old.task_target.name, old.class_counts(), old.get_num_samples_per_class()
+        ('BINARY_CLASSIFICATION', {0: 1, 1: 2}, array([2]))
     """
 
     def __init__(

@@ -418,6 +418,42 @@ class MAML(nn.Module):
             p.grad = grads[k] if p.grad is None else p.grad + grads[k]
         return value
 
+    def adapted_logits(self, task: Task, *, training: bool = True, slot: int = -1) -> tuple[Tensor, Tensor]:
+        """Support and query logits after adapting on ``task``'s support set.
+
+        With ``training=True`` (``num_inner_steps``, differentiable inner loop) the query logits
+        carry the graph back to the meta-parameters, for training loops that need per-task
+        outputs (e.g. to log metrics); :meth:`meta_backward` is the memory-lean way to train.
+        With ``training=False`` it adapts like :meth:`predict` and both are detached.
+        The support logits are always detached. ``slot``: as in :meth:`new_head`.
+
+        Examples:
+            >>> import torch
+            >>> from torchcross.learners.backbones import mlp
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+            >>> task = Task(
+            ...     (torch.randn(4, 3), torch.tensor([0, 1, 0, 1])),
+            ...     (torch.randn(2, 3), torch.tensor([1, 0])),
+            ...     d,
+            ... )
+            >>> maml = MAML(mlp(3, (4,)), 4, inner_lr=0.1, num_inner_steps=1)
+            >>> support, query = maml.adapted_logits(task)
+            >>> support.shape, query.shape, query.requires_grad
+            (torch.Size([4, 1]), torch.Size([2, 1]), True)
+        """
+        task = check_task(task)
+        xs, ys, xq, _, desc = task_tensors(task)
+        with torch.inference_mode(False), torch.enable_grad():
+            meta = self._meta(detach=not training)
+            params, features = self._adapt(
+                meta, self.new_head(desc, self._like(), slot), xs, ys, desc, training=training
+            )
+            head = {"weight": params["head.weight"], "bias": params["head.bias"]}
+            query = head_forward(features(params, xq), head)
+            with torch.no_grad():
+                support = head_forward(features(params, xs), head)
+        return support.detach(), query if training else query.detach()
+
     @torch.inference_mode(False)
     def adapt(self, task: Task) -> ParamDict:
         """The adapted parameters for ``task``, detached: ``"backbone.*"`` and ``"head.*"`` (if any).

@@ -22,6 +22,7 @@ _EXPORTS: dict[str, str] = {
     "count_samples_per_class": "labels",
     "keys_to_indices": "labels",
     "normalize_labels": "labels",
+    "samples_per_class_array": "labels",
     "Catalogue": "catalogue",
     "DatasetEntry": "catalogue",
     "TaskEntry": "catalogue",

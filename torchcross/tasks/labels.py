@@ -28,6 +28,7 @@ __all__ = [
     "count_samples_per_class",
     "keys_to_indices",
     "normalize_labels",
+    "samples_per_class_array",
 ]
 
 
@@ -198,6 +199,28 @@ def _keys_tensor(keys: tuple[int, ...], device: Any) -> Any:
     import torch
 
     return torch.tensor(keys, dtype=torch.int64, device=device)
+
+
+def samples_per_class_array(labels: Any, description: TaskDescription, neg: bool = False) -> np.ndarray:
+    """The counts of :func:`count_samples_per_class` as the int64 array torchcross 0.0.6 returned.
+
+    One entry per class key for multi-class (keys ``0..C-1``), multi-label (one per label)
+    and ordinal tasks (in the order of ``description.classes``); binary tasks have one
+    entry, the positives (with ``neg=True``: the negatives). Counts are never negative.
+
+    Examples:
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+        >>> samples_per_class_array([[1], [0], [1]], d), samples_per_class_array([[1], [0], [1]], d, neg=True)
+        (array([2]), array([1]))
+    """
+    counts = count_samples_per_class(labels, description, neg=neg)
+    if description.task_target is TaskTarget.BINARY_CLASSIFICATION:
+        keys: Any = (1,)
+    elif description.task_target is TaskTarget.ORDINAL_REGRESSION:
+        keys = list(description.classes)
+    else:
+        keys = description.class_keys
+    return np.array([counts[k] for k in keys], dtype=np.int64)
 
 
 def count_samples_per_class(labels: Any, description: TaskDescription, neg: bool = False) -> dict[int, int]:

@@ -8,11 +8,13 @@ description of the task they belong to.
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterator, Mapping
+import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from multiprocessing.reduction import ForkingPickler
 from typing import Any, Generic, TypeVar
 
-__all__ = ["Task", "TaskDescription", "TaskTarget"]
+__all__ = ["Task", "TaskDescription", "TaskTarget", "rebuild_task"]
 
 
 class TaskTarget(enum.Enum):
@@ -54,45 +56,58 @@ class TaskTarget(enum.Enum):
         )
 
 
-class FrozenClasses(Mapping[int, str]):
-    """An immutable, hashable, picklable ``{class key: class name}`` mapping."""
+class FrozenClasses(dict):
+    """An immutable, hashable ``{class key: class name}`` dict.
 
-    __slots__ = ("_data", "_hash")
+    It is a :class:`dict` (code written for torchcross 0.0.6 checks ``isinstance(classes, dict)``)
+    whose mutating methods raise ``TypeError``. It pickles as a plain ``dict`` payload, and a
+    :class:`TaskDescription` pickles its classes as a plain ``dict``, so pickles load in
+    torchcross 0.0.6 too.
+
+    Examples:
+        >>> fc = FrozenClasses({0: "no", 1: "yes"})
+        >>> isinstance(fc, dict), fc == {0: "no", 1: "yes"}, hash(fc) == hash(FrozenClasses(fc))
+        (True, True, True)
+        >>> fc[2] = "maybe"
+        Traceback (most recent call last):
+        ...
+        TypeError: FrozenClasses is immutable; use classes.to_dict() (or dict(classes)) for a mutable copy
+    """
+
+    __slots__ = ("_hash",)
 
     def __init__(self, data: Mapping[int, str] | None = None) -> None:
-        self._data: dict[int, str] = dict(data or {})
+        dict.__init__(self, data or {})
         self._hash: int | None = None
 
-    def __getitem__(self, key: int) -> str:
-        return self._data[key]
+    def _immutable(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError(
+            "FrozenClasses is immutable; use classes.to_dict() (or dict(classes)) for a mutable copy"
+        )
 
-    def __iter__(self) -> Iterator[int]:
-        return iter(self._data)
+    __setitem__ = __delitem__ = __ior__ = _immutable
+    clear = pop = popitem = setdefault = update = _immutable
 
-    def __len__(self) -> int:
-        return len(self._data)
-
-    def __hash__(self) -> int:
+    def __hash__(self) -> int:  # type: ignore[override]
         if self._hash is None:
-            self._hash = hash(tuple(self._data.items()))
+            self._hash = hash(tuple(self.items()))
         return self._hash
 
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, FrozenClasses):
-            return self._data == other._data
-        if isinstance(other, Mapping):
-            return self._data == dict(other)
-        return NotImplemented
-
     def __repr__(self) -> str:
-        return repr(self._data)
+        return dict.__repr__(self)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (FrozenClasses, (self._data,))
+        return (FrozenClasses, (dict(self),))
+
+    def __copy__(self) -> FrozenClasses:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> FrozenClasses:
+        return self
 
     def to_dict(self) -> dict[int, str]:
         """Return a plain, mutable copy."""
-        return dict(self._data)
+        return dict(self)
 
 
 def _validate_classes(task_target: TaskTarget, classes: Any) -> FrozenClasses:
@@ -144,8 +159,10 @@ class TaskDescription:
             ``0..C-1``; binary keys are exactly ``{0, 1}``; ordinal keys are the
             task's ordered levels and may have gaps (``{1: .., 4: .., 6: ..}``);
             REGRESSION tasks may have none (``{}`` or ``None``).
-        task_identifier: a name unique among the tasks of an experiment.
-        domain_identifier: the imaging domain (used for cross-domain source selection).
+        task_identifier: a name unique among the tasks of an experiment (``None``: none, as
+            in torchcross 0.0.6, whose default it was; kept as ``None``).
+        domain_identifier: the imaging domain (used for cross-domain source selection);
+            ``None`` is kept too.
 
     Raises:
         TypeError: if a class key is not an int.
@@ -162,8 +179,8 @@ class TaskDescription:
 
     task_target: TaskTarget
     classes: Mapping[int, str] = field(default_factory=dict)
-    task_identifier: str = ""
-    domain_identifier: str = ""
+    task_identifier: str | None = ""
+    domain_identifier: str | None = ""
 
     def __post_init__(self) -> None:
         target = TaskTarget.parse(self.task_target)
@@ -172,18 +189,25 @@ class TaskDescription:
         object.__setattr__(self, "classes", _validate_classes(target, classes))
         for name in ("task_identifier", "domain_identifier"):
             value = getattr(self, name)
-            if value is None:
-                object.__setattr__(self, name, "")
-            elif not isinstance(value, str):
-                raise TypeError(f"{name} must be a str, got {type(value).__name__}: {value!r}")
+            if value is not None and not isinstance(value, str):
+                raise TypeError(f"{name} must be a str (or None), got {type(value).__name__}: {value!r}")
 
     def __hash__(self) -> int:
         return hash((self.task_target, self.classes, self.task_identifier, self.domain_identifier))
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The classes go out as a plain dict: torchcross 0.0.6 (which has no FrozenClasses) loads it.
+        return {
+            "task_target": self.task_target,
+            "classes": dict(self.classes),
+            "task_identifier": self.task_identifier,
+            "domain_identifier": self.domain_identifier,
+        }
+
     def __setstate__(self, state: dict[str, Any]) -> None:
-        # Pickles written by torchcross 0.0.6 hold a plain dict (and may lack the domain).
-        state = dict(state)
-        state.setdefault("domain_identifier", "")
+        # Pickles written by torchcross 0.0.6 hold a plain dict; a field they lack reads as
+        # 0.0.6's class default, None.
+        state = {"task_identifier": None, "domain_identifier": None, **state}
         for key, value in state.items():
             object.__setattr__(self, key, value)
         self.__post_init__()
@@ -243,6 +267,19 @@ class Task(Generic[_S]):
                 f"Task.description must be a TaskDescription, got {type(self.description).__name__}"
             )
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A tensor view pickles its whole storage: copy views of larger storages (episode
+        # labels are views of one tensor, pooled inputs views of a shared block), so a pickle
+        # holds only the task's own bytes. The same object is copied once (pickle's memo).
+        # Between processes (multiprocessing's ForkingPickler, e.g. out of DataLoader workers)
+        # tasks travel as they are: shared storages are handed over, not copied (see below).
+        memo: dict[int, Any] = {}
+        return {
+            "support": _compact(self.support, memo),
+            "query": _compact(self.query, memo),
+            "description": self.description,
+        }
+
     def __setstate__(self, state: dict[str, Any]) -> None:
         for key, value in state.items():
             object.__setattr__(self, key, value)
@@ -291,11 +328,48 @@ def _move(value: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     return value
 
 
+def _compact(value: Any, memo: dict[int, Any]) -> Any:
+    """``value`` with every tensor view of a larger storage replaced by a compact copy."""
+    key = id(value)
+    if key in memo:
+        return memo[key]
+    out = value
+    torch = sys.modules.get("torch")  # a task holding tensors means torch is imported
+    if torch is not None and isinstance(value, torch.Tensor):
+        if value.layout == torch.strided and (
+            value.untyped_storage().nbytes() > value.numel() * value.element_size()
+            or not value.is_contiguous()
+        ):
+            out = value.detach().clone(memory_format=torch.contiguous_format)
+            out.requires_grad_(value.requires_grad)
+    elif isinstance(value, tuple) and hasattr(value, "_fields"):
+        out = type(value)(*(_compact(v, memo) for v in value))
+    elif type(value) in (tuple, list):
+        items = [_compact(v, memo) for v in value]
+        out = value if all(a is b for a, b in zip(items, value)) else type(value)(items)
+    elif type(value) is dict:
+        items = {k: _compact(v, memo) for k, v in value.items()}
+        out = value if all(items[k] is v for k, v in value.items()) else items
+    memo[key] = out
+    return out
+
+
 def _converts_dtype(args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
     import torch
 
     return "dtype" in kwargs or any(isinstance(a, (torch.dtype, torch.Tensor)) for a in args)
 
+
+def rebuild_task(support: Any, query: Any, description: TaskDescription) -> Task[Any]:
+    """``Task(support, query, description)``: how tasks are rebuilt after crossing processes."""
+    return Task(support, query, description)
+
+
+def _reduce_between_processes(task: Task[Any]) -> tuple[Any, ...]:
+    return rebuild_task, (task.support, task.query, task.description)
+
+
+ForkingPickler.register(Task, _reduce_between_processes)
 
 # Pickles name a class by its module. These three keep the torchcross 0.0.6 path
 # (a re-export of this module), so episodes pickled by either version load in the other.

@@ -9,6 +9,12 @@ such as the ``medimeta`` package.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
 from torchcross._threads import (
     OversubscriptionWarning,
     available_cpus,
@@ -17,10 +23,34 @@ from torchcross._threads import (
 )
 from torchcross.utils import collate_fn
 
+
+def to_numpy(arg: Any, /) -> np.ndarray:
+    """``arg`` as a NumPy array (torchcross 0.0.6's helper): tensors are detached and copied to
+    the CPU, sequences and sets (sorted) converted element by element, arrays returned as they are.
+
+    Examples:
+        >>> import torch
+        >>> to_numpy([torch.tensor([1, 2]), (3, 4)]).tolist()
+        [[1, 2], [3, 4]]
+        >>> to_numpy({3, 1}).tolist()
+        [1, 3]
+    """
+    if isinstance(arg, np.ndarray):
+        return arg
+    if isinstance(arg, torch.Tensor):
+        return arg.detach().cpu().numpy()
+    if isinstance(arg, (set, frozenset)):
+        return np.array([to_numpy(item) for item in sorted(arg)])
+    if isinstance(arg, Sequence) and not isinstance(arg, (str, bytes)):
+        return np.array([to_numpy(item) for item in arg])
+    return np.array(arg)
+
+
 __all__ = [
     "OversubscriptionWarning",
     "available_cpus",
     "collate_fn",
     "configure_threads",
     "recommended_num_threads",
+    "to_numpy",
 ]

@@ -1,7 +1,8 @@
 """Episode datasets: few-shot tasks sampled from task sources, and fixed episode sets.
 
 * :class:`MetaDataset`: a map-style dataset of tasks (the 0.0.6 base the medimeta package
-  subclasses);
+  subclasses), :class:`IterableMetaDataset`, their sums :class:`MetaConcatDataset` and
+  :class:`MetaChainDataset`, and :class:`CollectionMetaDataset` (a list of tasks);
 * :class:`FewShotMetaDataset`, :class:`SubTaskRandomFewShotMetaDataset`,
   :class:`VariableWayShotMetaDataset`: seeded episode datasets (episode ``i`` is a pure
   function of ``(seed, epoch, i)``; random access and sharded iteration agree);
@@ -9,7 +10,8 @@
   pre-sampled evaluation episodes saved as JSON with a checksum of the source labels.
 """
 
-from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
+from torchcross.data.metadataset.base import EpisodeMetaDataset, load_episode
+from torchcross.data.metadataset.collection import CollectionMetaDataset
 from torchcross.data.metadataset.episode_set import (
     EpisodeRecord,
     EpisodeSet,
@@ -18,16 +20,28 @@ from torchcross.data.metadataset.episode_set import (
     sample_episode_set,
 )
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
+from torchcross.data.metadataset.few_shot_dummies import TakeFirstFewShotMetaDataset
+from torchcross.data.metadataset.meta import (
+    IterableMetaDataset,
+    MetaChainDataset,
+    MetaConcatDataset,
+    MetaDataset,
+)
 from torchcross.data.metadataset.variable import VariableWayShotMetaDataset
 
 __all__ = [
+    "CollectionMetaDataset",
     "EpisodeMetaDataset",
     "EpisodeRecord",
     "EpisodeSet",
     "FewShotMetaDataset",
     "FixedEpisodeMetaDataset",
+    "IterableMetaDataset",
+    "MetaChainDataset",
+    "MetaConcatDataset",
     "MetaDataset",
     "SubTaskRandomFewShotMetaDataset",
+    "TakeFirstFewShotMetaDataset",
     "VariableWayShotMetaDataset",
     "labels_checksum",
     "load_episode",

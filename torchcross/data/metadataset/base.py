@@ -1,7 +1,7 @@
 """Bases of the episode datasets: a map-style :class:`MetaDataset` and seeded episode datasets.
 
-:class:`MetaDataset` is what torchcross 0.0.6 called it: a map-style dataset of
-:class:`~torchcross.tasks.task.Task` (``__getitem__`` and ``__len__``); the medimeta
+:class:`MetaDataset` (defined in :mod:`torchcross.data.metadataset.meta`) is what torchcross
+0.0.6 called it: a map-style dataset of :class:`~torchcross.tasks.task.Task`; the medimeta
 package subclasses it.
 
 :class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
@@ -27,10 +27,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset, IterableDataset
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable
+from torchcross.data.metadataset.meta import (
+    IterableMetaDataset,
+    MetaChainDataset,
+    MetaConcatDataset,
+    MetaDataset,
+)
 from torchcross.data.sources import canonical_labels
 from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
@@ -48,33 +53,16 @@ from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 __all__ = [
     "EpisodeMetaDataset",
+    "IterableMetaDataset",
+    "MetaChainDataset",
+    "MetaConcatDataset",
     "MetaDataset",
     "episode_generator",
     "episode_key",
     "load_episode",
+    "share_equal_labels",
     "usable_classes",
 ]
-
-
-class MetaDataset(Dataset[Task], abc.ABC):
-    """A map-style dataset of tasks: subclasses implement ``__getitem__`` and ``__len__``.
-
-    Examples:
-        >>> class Two(MetaDataset):
-        ...     def __getitem__(self, index):
-        ...         return index
-        ...
-        ...     def __len__(self):
-        ...         return 2
-        >>> len(Two())
-        2
-    """
-
-    @abc.abstractmethod
-    def __getitem__(self, index: int) -> Task: ...
-
-    @abc.abstractmethod
-    def __len__(self) -> int: ...
 
 
 class _NoLength(TypeError, ValueError):
@@ -142,8 +130,9 @@ def load_episode(
         ([0.0, 1.0], [0, 1])
     """
     if output_indices:
-        # one unbind for all labels: each label is a view of the episode's own small tensor
-        labels = torch.from_numpy(np.concatenate([support_labels, query_labels])).unbind(0)
+        # one small tensor per distinct label, shared by its pairs (as in 0.0.6): a pickled
+        # episode stores each distinct label once
+        labels = share_equal_labels(np.concatenate([support_labels, query_labels]))
         n_sup = len(episode.support)
         sup = list(zip(episode.support.tolist(), labels[:n_sup]))
         qry = list(zip(episode.query.tolist(), labels[n_sup:]))
@@ -159,6 +148,24 @@ def load_episode(
     sup = collate_fn([(inputs[j], sup_y[j]) for j in range(n_sup)])
     qry = collate_fn([(inputs[n_sup + j], qry_y[j]) for j in range(len(episode.query))])
     return Task(sup, qry, description)
+
+
+def share_equal_labels(labels: np.ndarray) -> list[torch.Tensor]:
+    """One tensor per row of ``labels``; equal rows share one tensor object of their own.
+
+    Examples:
+        >>> out = share_equal_labels(np.array([1, 0, 1]))
+        >>> [int(t) for t in out], out[0] is out[2], out[0].untyped_storage().nbytes()
+        ([1, 0, 1], True, 8)
+    """
+    shared: dict[bytes, torch.Tensor] = {}
+    out = []
+    for row in np.asarray(labels):
+        key = np.ascontiguousarray(row).tobytes()
+        if key not in shared:
+            shared[key] = torch.from_numpy(np.array(row))
+        out.append(shared[key])
+    return out
 
 
 _THREAD = threading.local()
@@ -321,12 +328,15 @@ def usable_classes(
     return usable
 
 
-class EpisodeMetaDataset(MetaDataset, IterableDataset):
+class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
     """Base of seeded episode datasets over one task source (see the module doc).
 
     Subclasses implement :meth:`sample_indices`; everything else (labels, relabelling,
-    loading, iteration and sharding) is here.
+    loading, iteration and sharding) is here. ``a + b`` chains two episode datasets
+    (a :class:`MetaChainDataset`), as in torchcross 0.0.6.
     """
+
+    __add__ = IterableMetaDataset.__add__  # type: ignore[assignment]
 
     epoch = SharedInt()
     """The epoch whose episodes are drawn; in shared memory, so DataLoader workers (persistent ones

@@ -1,0 +1,17 @@
+"""torchcross 0.0.6's ``torchcross.cd`` names, over :mod:`torchcross.nn` and :mod:`torchcross.evaluation`.
+
+Code written for torchcross 0.0.6 imports these; new code uses :mod:`torchcross.nn`
+(heads, losses, probabilities) and :mod:`torchcross.evaluation.metrics` directly.
+
+* :mod:`torchcross.cd.activations`: ``get_prob_func``, ``get_log_prob_func``;
+* :mod:`torchcross.cd.losses`: ``get_loss_func``, ``get_criterion`` and their loss modules;
+* :mod:`torchcross.cd.heads`: ``new_classification_head``;
+* :mod:`torchcross.cd.metrics`: ``Accuracy``, ``AUROC`` (torchmetrics metrics, needs the
+  ``lightning`` extra), ``get_accuracy_func``, ``get_auroc_func`` and the cross-domain wrappers.
+
+Every function accepts the classes as any mapping, a plain ``dict`` included.
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []

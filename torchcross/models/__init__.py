@@ -1,0 +1,32 @@
+"""torchcross 0.0.6's models (``torchcross.models``), over the torchcross learners.
+
+Plain ``nn.Module`` models with 0.0.6's names and constructor signatures:
+:class:`SimpleClassifier`, :class:`SimpleCrossDomainClassifier` (on
+:class:`~torchcross.learners.MultiTaskPretrainer`), :class:`MAML` and :class:`CrossDomainMAML`
+(on :class:`~torchcross.learners.MAML`), :class:`ProtoNet` and :class:`SimpleCrossDomainProtoNet`
+(on :class:`~torchcross.learners.ProtoNet`). Their Lightning versions, which 0.0.6 scripts
+train with a ``Trainer``, are in :mod:`torchcross.models.lightning` (needs the ``lightning`` extra).
+
+New code uses :mod:`torchcross.learners` and :mod:`torchcross.lightning` directly.
+
+Names are imported lazily on first use.
+"""
+
+from __future__ import annotations
+
+from torchcross._lazy import lazy_exports
+
+_EXPORTS: dict[str, str] = {
+    "CrossDomainModel": "cross_domain",
+    "SimpleCrossDomainClassifier": "cross_domain",
+    "EpisodicModel": "episodic",
+    "MAML": "maml",
+    "CrossDomainMAML": "maml",
+    "ProtoNet": "protonet",
+    "SimpleCrossDomainProtoNet": "protonet",
+    "SimpleClassifier": "simple",
+}
+
+__all__ = sorted(_EXPORTS)
+
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
