@@ -6,6 +6,7 @@ directory. Use ```text or ```console for anything that must not run.
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -33,3 +34,39 @@ def test_page_examples_run(page: Path, tmp_path: Path, monkeypatch: pytest.Monke
 
 def test_readme_has_python_examples() -> None:
     assert python_blocks(ROOT / "README.md"), "README.md must contain runnable ```python examples"
+
+
+SPHINX_ROLE = re.compile(r":(?:class|func|meth|mod|data|attr|exc|obj|ref):`")
+
+
+def test_docstrings_use_markdown_cross_references() -> None:
+    """mkdocstrings renders Markdown cross-references; a Sphinx role would show as literal text."""
+    offenders = [
+        f"{path.relative_to(ROOT)}:{n}"
+        for path in sorted((ROOT / "torchcross").rglob("*.py"))
+        for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+        if SPHINX_ROLE.search(line)
+    ]
+    assert not offenders, f"Sphinx roles in docstrings: {offenders[:10]} ({len(offenders)} in all)"
+
+
+@pytest.mark.slow
+def test_built_site_shows_no_raw_role(tmp_path: Path) -> None:
+    """The built API reference (mkdocs build --strict) shows no Sphinx role as text."""
+    import subprocess
+    import sys
+
+    site = tmp_path / "site"
+    result = subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_MKDOCS_2_WARNING": "1"},
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    pages = list(site.rglob("*.html"))
+    assert pages
+    raw = [str(p.relative_to(site)) for p in pages if SPHINX_ROLE.search(p.read_text(encoding="utf-8"))]
+    assert not raw, f"raw Sphinx roles in {raw}"

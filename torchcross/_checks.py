@@ -61,7 +61,7 @@ def check_int(
 
 
 def check_generator(rng: Any) -> np.random.Generator:
-    """``rng`` itself if it is a :class:`numpy.random.Generator`; a ``TypeError`` naming the fix otherwise.
+    """``rng`` itself if it is a `numpy.random.Generator`; a ``TypeError`` naming the fix otherwise.
 
     Examples:
         >>> check_generator(np.random.default_rng(0)).random() < 1

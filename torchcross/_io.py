@@ -1,10 +1,10 @@
 """Safe file output shared across torchcross: atomic writes, folder locks, stale temp files.
 
-:func:`atomic_write` writes a file under a unique temporary name in the same folder,
+`atomic_write()` writes a file under a unique temporary name in the same folder,
 flushes it to disk, renames it over the target and flushes the folder: a kill or a full
 disk at any moment leaves the old file or the new one, never part of one. Temporary
-names carry the writer's process id, so :func:`remove_stale_temp_files` can tell the
-leftovers of a killed process from the files of a live one. :func:`lock_folder` keeps
+names carry the writer's process id, so `remove_stale_temp_files()` can tell the
+leftovers of a killed process from the files of a live one. `lock_folder()` keeps
 two runs out of one output folder.
 """
 
@@ -136,7 +136,7 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Pa
 
 
 def remove_stale_temp_files(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
-    """Delete the temporary files :func:`atomic_write` calls of dead processes left in ``folder``.
+    """Delete the temporary files `atomic_write()` calls of dead processes left in ``folder``.
 
     Returns:
         the files removed.

@@ -32,7 +32,8 @@ def _log_softmax(x: Tensor) -> Tensor:
 
 
 def get_prob_func(task_target: TaskTarget | str) -> Callable[[Tensor], Tensor]:
-    """``logits -> probabilities`` for a task kind (see :func:`torchcross.nn.probabilities`).
+    """``logits -> probabilities`` for a task kind (see
+    [`torchcross.nn.probabilities()`][torchcross.nn.kinds.probabilities]).
 
     Softmax over the last axis for multi-class and ordinal tasks, sigmoid for binary and
     multi-label tasks, the identity for regression.

@@ -1,4 +1,5 @@
-"""Loss functions by task kind (torchcross 0.0.6's ``torchcross.cd.losses``), as :func:`torchcross.nn.loss`.
+"""Loss functions by task kind (torchcross 0.0.6's ``torchcross.cd.losses``), as
+[`torchcross.nn.loss()`][torchcross.nn.kinds.loss].
 
 Ordinal classes map to head outputs in the order of their keys (as everywhere in torchcross).
 
@@ -35,7 +36,8 @@ def get_loss_func(
 ) -> Callable[..., Tensor]:
     """``(logits, labels, pos_class_weights=None) -> loss`` for a task kind and its classes.
 
-    ``pos_class_weights`` are :func:`torchcross.nn.loss`'s ``class_weights``. Regression
+    ``pos_class_weights`` are [`torchcross.nn.loss()`][torchcross.nn.kinds.loss]'s ``class_weights``.
+    Regression
     tasks get ``F.mse_loss``. ``device`` is accepted for 0.0.6 signatures and not needed.
 
     Raises:
@@ -57,7 +59,7 @@ class IndexedCrossEntropyLoss(nn.CrossEntropyLoss):
     Args:
         classes: the task's classes; label ``classes``' ``i``-th smallest key is class ``i``.
         weight, size_average, ignore_index, reduce, reduction, label_smoothing: as
-            :class:`torch.nn.CrossEntropyLoss`.
+            `torch.nn.CrossEntropyLoss`.
     """
 
     def __init__(
@@ -78,7 +80,7 @@ class IndexedCrossEntropyLoss(nn.CrossEntropyLoss):
 
 
 class FloatBCEWithLogitsLoss(nn.BCEWithLogitsLoss):
-    """:class:`torch.nn.BCEWithLogitsLoss` that accepts integer 0/1 targets."""
+    """`torch.nn.BCEWithLogitsLoss` that accepts integer 0/1 targets."""
 
     def forward(self, input: Tensor, target: Tensor) -> Tensor:
         return super().forward(input, target.reshape(input.shape).to(input.dtype))
@@ -100,7 +102,7 @@ def get_criterion(
         criterion_kwargs: passed to the loss module (e.g. ``reduction``).
 
     Raises:
-        TypeError: ``task_description`` is not a :class:`TaskDescription`.
+        TypeError: ``task_description`` is not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
     """
     if not isinstance(task_description, TaskDescription):
         raise TypeError(f"task_description must be a TaskDescription, got {type(task_description).__name__}")

@@ -9,7 +9,7 @@ Sub-commands:
   validator, the converter;
 * ``torchcross episodes sample``: write a fixed evaluation episode set.
 
-Only :mod:`argparse` is imported at start-up; each sub-command imports what it needs.
+Only `argparse` is imported at start-up; each sub-command imports what it needs.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The work behind ``torchcross medimeta ...``, ``torchcross episodes sample`` and ``torchcross run``.
 
-:mod:`torchcross.cli.app` parses arguments (importing nothing heavy); the functions here do
+`torchcross.cli.app` parses arguments (importing nothing heavy); the functions here do
 the work and return an exit status. User errors raise ``ValueError`` (or ``OSError``),
 which the CLI prints as one line.
 """

@@ -1,8 +1,9 @@
 """``torchcross demo``: the whole cross-domain few-shot protocol on real bundled data, no download.
 
-The demo writes the handwritten-digits meta-dataset of :mod:`torchcross.cli.demo_data` (four
+The demo writes the handwritten-digits meta-dataset of `torchcross.cli.demo_data` (four
 MedIMeta-format datasets, three imaging domains, tasks of all four kinds) and runs
-:func:`torchcross.protocol.run.run_protocol` on it with target dataset ``digits_scan_a``:
+[`torchcross.protocol.run.run_protocol()`][torchcross.protocol.run.run_protocol] on it with target dataset
+``digits_scan_a``:
 leave-one-out selection drops ``digits_scan_b`` (same domain) and trains on the
 negative-film and defocused datasets; scratch (the IM-PT baseline without ImageNet
 weights, which the demo cannot download), mm-PT and mm-MAML are evaluated on 100 fixed
@@ -18,7 +19,7 @@ datasets have about 45 per digit); no augmentation (a flipped digit is another s
 a linear probe with batch statistics for adaptation; short first-order MAML.
 
 Run ``python -m torchcross.cli.demo --docs docs`` (and again with ``--quick``) to
-regenerate the documented output (:func:`publish_docs`); a test compares the quick
+regenerate the documented output (`publish_docs()`); a test compares the quick
 block with a fresh quick run.
 """
 
@@ -96,8 +97,8 @@ def demo_config(
         data_dir: where the demo datasets are (default ``<out_dir>/data``).
         quick: a reduced run (10 episodes, short training) for tests and a first look.
         n_episodes: episodes per target task (overrides the default 100, or 10 with ``quick``).
-        methods: method names (default :data:`DEMO_METHODS`; any of
-            :func:`~torchcross.protocol.registry.method_names`).
+        methods: method names (default `DEMO_METHODS`; any of
+            [`method_names()`][torchcross.protocol.registry.method_names]).
         targets: dataset or ``"dataset/task"`` ids (default: every task of ``digits_scan_a``).
         seed: seeds data, weights, episodes and samplers.
         plot: write ``auroc.png``.
@@ -147,10 +148,10 @@ def run_demo(
     progress: bool | None = None,
     log: Any = print,
 ) -> Any:
-    """Write the demo data (unless present) and run the protocol on it; see :func:`demo_config`.
+    """Write the demo data (unless present) and run the protocol on it; see `demo_config()`.
 
     Returns:
-        the :class:`~torchcross.protocol.run.ProtocolResult`.
+        the [`ProtocolResult`][torchcross.protocol.run.ProtocolResult].
     """
     from torchcross.cli.demo_data import write_demo_medimeta
     from torchcross.protocol.plan import check_out_dir, check_protocol

@@ -267,10 +267,10 @@ def _split_names(labels: np.ndarray, fractions: dict[str, float], rng: np.random
 
 
 def build_demo_arrays(size: int = 16, seed: int = 0) -> list[dict[str, Any]]:
-    """Everything the demo datasets hold, as arrays (one dict per :data:`DEMO_DATASETS` entry).
+    """Everything the demo datasets hold, as arrays (one dict per `DEMO_DATASETS` entry).
 
-    Each dict has ``spec`` (:class:`DemoDataset`), ``images`` ``(n, size, size)`` uint8,
-    ``tasks`` (list of :class:`DemoTask` restricted to the group), ``splits``
+    Each dict has ``spec`` (`DemoDataset`), ``images`` ``(n, size, size)`` uint8,
+    ``tasks`` (list of `DemoTask` restricted to the group), ``splits``
     (``{"train"|"val"|"test": sorted row indices}``, 45/10/45 % stratified by digit)
     and ``source_index`` (rows of the original collection).
     """
@@ -297,8 +297,9 @@ def build_demo_arrays(size: int = 16, seed: int = 0) -> list[dict[str, Any]]:
 def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwrite: bool = False) -> Path:
     """Write the four demo datasets as MedIMeta folders under ``root`` and return ``root``.
 
-    Uses :func:`torchcross.datasets.medimeta.write_medimeta`, so the result reads back
-    with :class:`~torchcross.datasets.medimeta.MedIMeta` like downloaded MedIMeta data.
+    Uses [`torchcross.datasets.medimeta.write_medimeta()`][torchcross.datasets.medimeta.write_medimeta], so
+    the result reads back
+    with [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta] like downloaded MedIMeta data.
     Existing demo folders written with the same ``size`` and ``seed`` are reused.
 
     Raises:

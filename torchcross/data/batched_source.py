@@ -1,7 +1,8 @@
 """Batches of one task source as an iterable dataset, split across workers and ranks.
 
-:class:`BatchedTaskSource` keeps the torchcross 0.0.6 parameters and import path
-(:mod:`torchcross.data.sources`) and fixes its bugs: the batch order is a pure
+[`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource] keeps the torchcross 0.0.6 parameters
+and import path
+([`torchcross.data.sources`][torchcross.data.sources]) and fixes its bugs: the batch order is a pure
 function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each
 produce their own share of the batches instead of all of them.
 """
@@ -40,23 +41,29 @@ class BatchedTaskSource(TaskSource, IterableDataset):
     Each epoch splits the examples of ``task_source`` into batches of ``batch_size``
     (shuffled or in order) and yields ``collate_fn([task_source[i] for i in batch])``,
     as a ``(batch, task_description)`` pair when ``with_task_description`` is set.
-    The default ``collate_fn`` is :func:`~torchcross.data.collate.identity` (a list
+    The default ``collate_fn`` is [`identity()`][torchcross.data.collate.identity] (a list
     of pairs, as in torchcross 0.0.6). With ``collate_fn=stack`` and a source that
     has ``get_batch``, a batch is read in one ``get_batch`` call (same result).
 
     Determinism and sharding: the batches of an epoch are a pure function of
-    ``(seed, epoch)``. Call :meth:`set_epoch` before each epoch for a new order (like
+    ``(seed, epoch)``. Call [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] before
+    each epoch for a new order (like
     ``DistributedSampler``; the epoch lives in shared memory, so DataLoader workers,
     persistent ones too, follow it). Iterating yields only this process-and-worker's share
     (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with any
     number of workers, on any number of ranks, produces every batch exactly once;
     with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
-    number of batches; :meth:`num_batches_in_shard` gives one shard's.
+    number of batches;
+    [`num_batches_in_shard()`][torchcross.data.batched_source.BatchedTaskSource.num_batches_in_shard] gives
+    one shard's.
 
     For datasets that schedule batches themselves (e.g. ``RandomInterleaveDataset``),
-    :meth:`batch_indices` returns all batches of an epoch as index arrays (unsharded),
-    :meth:`load_batch` turns one into the element iteration would yield, and
-    :meth:`iter_batches` yields all elements of an epoch without sharding.
+    [`batch_indices()`][torchcross.data.batched_source.BatchedTaskSource.batch_indices] returns all batches of
+    an epoch as index arrays (unsharded),
+    [`load_batch()`][torchcross.data.batched_source.BatchedTaskSource.load_batch] turns one into the element
+    iteration would yield, and
+    [`iter_batches()`][torchcross.data.batched_source.BatchedTaskSource.iter_batches] yields all elements of
+    an epoch without sharding.
 
     Args:
         task_source: a map-style task source (also a 0.0.6-style one).
@@ -68,7 +75,8 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         seed: the shuffling seed. ``None`` draws one from numpy's OS entropy at
             construction; it is stored in ``seed`` and travels with the object to workers,
             so they all agree. Under ``torch.distributed`` rank 0 draws it and broadcasts it
-            (:func:`torchcross.distributed.shared_seed`), so all ranks agree too.
+            ([`torchcross.distributed.shared_seed()`][torchcross.distributed.seeds.shared_seed]), so all ranks
+            agree too.
 
     Raises:
         TypeError: for an argument of the wrong type (e.g. a non-task-source, a float batch size).
@@ -91,7 +99,8 @@ class BatchedTaskSource(TaskSource, IterableDataset):
 
     epoch = SharedInt()
     """The epoch whose batch orders are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow :meth:`set_epoch` calls made in the main process."""
+    too) follow [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] calls made in the
+    main process."""
 
     def __init__(
         self,
@@ -164,11 +173,13 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         self.epoch = check_int(epoch, "epoch", 0)
 
     def class_counts(self, neg: bool = False) -> dict[int, int]:
-        """Examples per class key in the underlying source (see :meth:`TaskSource.class_counts`)."""
+        """Examples per class key in the underlying source (see
+        [`TaskSource.class_counts()`][torchcross.data.sources.TaskSource.class_counts])."""
         return count_samples_per_class(canonical_labels(self.task_source), self.task_description, neg=neg)
 
     def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
-        """:meth:`class_counts` as an array (see :meth:`TaskSource.get_num_samples_per_class`)."""
+        """[`class_counts()`][torchcross.data.batched_source.BatchedTaskSource.class_counts] as an array (see
+        [`TaskSource.get_num_samples_per_class()`][torchcross.data.sources.TaskSource.get_num_samples_per_class])."""
         return samples_per_class_array(canonical_labels(self.task_source), self.task_description, neg=neg)
 
     def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:
@@ -208,7 +219,7 @@ class BatchedTaskSource(TaskSource, IterableDataset):
             yield self.load_batch(indices)
 
     def iter_shard(self, position: ShardPosition, epoch: int | None = None) -> Iterator[Any]:
-        """Yield the batches of shard ``position`` (see :mod:`torchcross.data.workers.sharding`)."""
+        """Yield the batches of shard ``position`` (see `torchcross.data.workers.sharding`)."""
         batches = self.batch_indices(epoch)
         for k in self._shard(len(batches), position):
             yield self.load_batch(batches[k])

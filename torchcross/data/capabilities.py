@@ -1,9 +1,9 @@
-"""What a dataset or source can do, as :class:`typing.Protocol` classes checked with ``isinstance``.
+"""What a dataset or source can do, as `typing.Protocol` classes checked with ``isinstance``.
 
-Every protocol is :func:`~typing.runtime_checkable`: ``isinstance(source, BatchReadable)``
+Every protocol is `runtime_checkable()`: ``isinstance(source, BatchReadable)``
 tells whether ``source`` has the method, whatever its class. A class says what it can
 do by defining the methods; wrappers whose capabilities depend on what they wrap (e.g.
-:class:`~torchcross.data.sources.SubsetTaskSource`) pick a class that has the method only
+[`SubsetTaskSource`][torchcross.data.sources.SubsetTaskSource]) pick a class that has the method only
 when the wrapped object has it.
 
 Examples:
@@ -28,10 +28,10 @@ _MEMBERS: dict[type, tuple[str, ...]] = {}
 
 
 class _CapabilityMeta(type(Protocol)):  # type: ignore[misc]
-    """``isinstance`` for method-only protocols as :mod:`typing` defines it, at the cost of a ``getattr``.
+    """``isinstance`` for method-only protocols as `typing` defines it, at the cost of a ``getattr``.
 
     An object has the capability when each of the protocol's methods is an attribute that
-    is not ``None``. :mod:`typing`'s own check computes the members again on every call
+    is not ``None``. `typing`'s own check computes the members again on every call
     (tens of microseconds per ``isinstance`` on Python 3.11), too slow for a per-episode check.
     """
 
@@ -89,7 +89,7 @@ class MapStyle(Protocol, metaclass=_CapabilityMeta):
 class PlannedBatches(Protocol, metaclass=_CapabilityMeta):
     """An iterable whose batches are planned up front: ``batch_indices()`` then ``load_batch(indices)``.
 
-    :class:`~torchcross.data.interleave.InterleaveDataset` interleaves such sources by
+    [`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset] interleaves such sources by
     plan, so the stream is the same with any number of DataLoader workers.
     """
 
@@ -109,7 +109,7 @@ class ShardSized(Protocol, metaclass=_CapabilityMeta):
     def num_batches_in_shard(self, position: Any) -> int:
         """How many batches shard ``position`` yields.
 
-        ``position`` is a :class:`~torchcross.data.workers.sharding.ShardPosition`.
+        ``position`` is a `ShardPosition`.
         """
         ...
 
@@ -119,9 +119,9 @@ class ShardIterable(Protocol, metaclass=_CapabilityMeta):
     """An iterable that splits itself into shards and yields any one of them: ``iter_shard(position)``.
 
     Iterating it yields the shard of this process and worker; ``iter_shard(position)``
-    yields shard ``position`` (a :class:`~torchcross.data.workers.sharding.ShardPosition`)
+    yields shard ``position`` (a `ShardPosition`)
     whatever the process, so a wrapper told its rank explicitly (e.g.
-    :class:`~torchcross.data.interleave.InterleaveDataset` with ``rank=``) can pass it on.
+    [`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset] with ``rank=``) can pass it on.
     """
 
     def iter_shard(self, position: Any) -> Any:

@@ -1,12 +1,16 @@
 """Collate functions: turn a list of examples into tensors.
 
-* :func:`identity` keeps a batch as the list of examples it is (torchcross 0.0.6's default).
-* :func:`stack` stacks ``(input, label)`` pairs field by field into ``(inputs, labels)``
+* [`identity()`][torchcross.data.collate.identity] keeps a batch as the list of examples it is (torchcross
+  0.0.6's default).
+* [`stack()`][torchcross.data.collate.stack] stacks ``(input, label)`` pairs field by field into ``(inputs,
+  labels)``
   tensors, recursing into tuples, lists and dicts.
-* :func:`collate_task` builds a :class:`~torchcross.tasks.task.Task` with tensors from
+* [`collate_task()`][torchcross.data.collate.collate_task] builds a [`Task`][torchcross.tasks.task.Task] with
+  tensors from
   support and query lists of ``(input, label)`` pairs, labels in canonical form.
 
-``torchcross.utils.collate_fn`` re-exports :func:`identity` and :func:`stack` under their
+``torchcross.utils.collate_fn`` re-exports [`identity()`][torchcross.data.collate.identity] and
+[`stack()`][torchcross.data.collate.stack] under their
 0.0.6 import path.
 """
 
@@ -49,7 +53,8 @@ def stack(batch: Sequence[Any]) -> Any:
     Raises:
         ValueError: if ``batch`` is empty, or examples differ in structure or shape.
         TypeError: if ``batch`` is not a sequence, or a field cannot be stacked (e.g.
-            a PIL image: convert inputs to tensors first, or collate with :func:`identity`).
+            a PIL image: convert inputs to tensors first, or collate with
+                [`identity()`][torchcross.data.collate.identity]).
 
     Examples:
         >>> import torch
@@ -133,13 +138,15 @@ def _collate_pairs(pairs: Sequence[Any], name: str, description: TaskDescription
 def collate_task(
     support: Sequence[Any], query: Sequence[Any], description: TaskDescription
 ) -> Task[tuple[Any, torch.Tensor]]:
-    """Build a :class:`~torchcross.tasks.task.Task` with tensors from lists of ``(input, label)`` pairs.
+    """Build a [`Task`][torchcross.tasks.task.Task] with tensors from lists of ``(input, label)`` pairs.
 
-    Inputs are stacked with :func:`stack`; labels are stacked and put into the canonical
+    Inputs are stacked with [`stack()`][torchcross.data.collate.stack]; labels are stacked and put into the
+    canonical
     form of ``description``'s kind (e.g. binary labels become ``(N, 1)`` int64).
 
     Raises:
-        TypeError: if ``description`` is not a :class:`TaskDescription` or an element is not a pair.
+        TypeError: if ``description`` is not a [`TaskDescription`][torchcross.tasks.task.TaskDescription] or
+            an element is not a pair.
         ValueError: if the support or query set is empty, or labels do not fit the task.
 
     Examples:

@@ -1,4 +1,5 @@
-"""The torchcross 0.0.6 import path of the interleaving datasets ; see :mod:`torchcross.data.interleave`.
+"""The torchcross 0.0.6 import path of the interleaving datasets ; see
+[`torchcross.data.interleave`][torchcross.data.interleave].
 
 Examples:
     >>> from torchcross.data.dataset import RandomInterleaveDataset

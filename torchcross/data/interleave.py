@@ -1,7 +1,8 @@
 """Interleave several iterables into one stream: round-robin or at random.
 
-:class:`InterleaveDataset` takes one item from each source in turn;
-:class:`RandomInterleaveDataset` picks the source of each item at random, weighted by
+[`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset] takes one item from each source in turn;
+[`RandomInterleaveDataset`][torchcross.data.interleave.RandomInterleaveDataset] picks the source of each item
+at random, weighted by
 how many items each source has left, so an epoch yields every item exactly once and
 ends cleanly.
 
@@ -9,22 +10,22 @@ The sources are iterables. A source with ``__len__`` reports its number of items
 one with ``set_epoch`` is told the epoch. How the stream is split across DataLoader
 workers and ``torch.distributed`` ranks depends on the sources:
 
-- *planned* sources (such as :class:`~torchcross.data.batched_source.BatchedTaskSource`),
+- *planned* sources (such as [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource]),
   which have ``batch_indices()`` and ``load_batch(indices)``: the combined order is
   planned up front as a pure function of ``(seed, epoch)`` and split between shards,
   each loading only its own items. The stream is then the same with any number of
   workers.
-- other :class:`torch.utils.data.IterableDataset` sources are expected to split
+- other `torch.utils.data.IterableDataset` sources are expected to split
   themselves (torchcross's do), and each shard interleaves what its sources give it.
   Explicit ``rank=``/``world_size=`` reach the sources that can be told a shard
-  (:class:`~torchcross.data.capabilities.ShardIterable`: the episode datasets,
-  :class:`~torchcross.data.batched_source.BatchedTaskSource`, interleaves); others
+  ([`ShardIterable`][torchcross.data.capabilities.ShardIterable]: the episode datasets,
+  [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource], interleaves); others
   split themselves by ``torch.distributed``.
 - any other iterable (e.g. a list) is split by position: every shard walks all of it
   and keeps every ``count``-th item.
 
 For exact resumption mid-epoch, and other weighting policies, use
-:class:`~torchcross.data.multitask.MultiTaskBatchSampler`.
+[`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler].
 """
 
 from __future__ import annotations
@@ -77,7 +78,8 @@ class InterleaveDataset(IterableDataset):
 
     epoch = SharedInt()
     """The epoch whose orders are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow :meth:`set_epoch` calls made in the main process."""
+    too) follow [`set_epoch()`][torchcross.data.interleave.InterleaveDataset.set_epoch] calls made in the main
+    process."""
 
     def __init__(
         self, datasets: Iterable[Iterable[Any]], *, rank: int | None = None, world_size: int | None = None
@@ -160,7 +162,7 @@ class InterleaveDataset(IterableDataset):
     def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
         """Yield the items of shard ``position`` (iterating yields this process and worker's shard).
 
-        Sources that shard themselves (:class:`~torchcross.data.capabilities.ShardIterable`)
+        Sources that shard themselves ([`ShardIterable`][torchcross.data.capabilities.ShardIterable])
         are told ``position`` too.
         """
         return self._iter(position, tell=True)
@@ -183,7 +185,7 @@ class RandomInterleaveDataset(InterleaveDataset):
             objects yielding ``(batch, description)`` pairs.
         seed: the order is a pure function of ``(seed, epoch)``; ``None`` draws a seed
             from the OS at construction (kept in ``self.seed``, so workers agree).
-        rank, world_size: as for :class:`InterleaveDataset`.
+        rank, world_size: as for [`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset].
 
     Examples:
         >>> stream = RandomInterleaveDataset([[1, 2, 3], ["a", "b"]], seed=0)

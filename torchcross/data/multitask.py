@@ -1,25 +1,30 @@
 """Multi-task streams: batches or meta-batches of episodes drawn from many tasks.
 
-:class:`MultiTaskBatchSampler` yields ``(batch, TaskDescription)`` pairs, each batch
+[`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler] yields ``(batch, TaskDescription)``
+pairs, each batch
 from one task (multi-domain multi-task pre-training: one task per update, with that
-task's head). :class:`MultiTaskEpisodeSampler` yields meta-batches of episodes drawn
+task's head). [`MultiTaskEpisodeSampler`][torchcross.data.multitask.MultiTaskEpisodeSampler] yields
+meta-batches of episodes drawn
 from several episode datasets (meta-training over many tasks).
 
-Both are :class:`torch.utils.data.IterableDataset` objects whose stream is a pure
+Both are `torch.utils.data.IterableDataset` objects whose stream is a pure
 function of ``(seed, epoch)``:
 
 - ``mode="epoch"``: every item of every task exactly once per epoch; each step draws a
   task by the weighting policy applied to what remains.
 - ``mode="infinite"``: each draw picks a task independently with the policy's fixed
-  probabilities (see :mod:`torchcross.sampling.weighting`); within a task, items are
+  probabilities (see [`torchcross.sampling.weighting`][torchcross.sampling.weighting]); within a task, items
+  are
   taken in seeded cycles through all its items. ``length=L`` makes epochs of ``L``
   items, each epoch its own stream.
 
 Work is split across DataLoader workers and ``torch.distributed`` ranks with nothing
 repeated and nothing lost: global item ``p`` goes to rank ``p % world_size``, and a
 rank's items go round-robin to its workers, so the DataLoader hands a rank its items
-in stream order whatever the number of workers. :meth:`state_dict` records how far the
-stream was consumed; :meth:`load_state_dict` resumes exactly there.
+in stream order whatever the number of workers.
+[`state_dict()`][torchcross.protocol.validation.EarlyStopping.state_dict] records how far the
+stream was consumed; [`load_state_dict()`][torchcross.protocol.validation.EarlyStopping.load_state_dict]
+resumes exactly there.
 """
 
 from __future__ import annotations
@@ -54,7 +59,7 @@ class MultiTaskBatchSampler(MultiSourceStream):
         shuffle: shuffle each task's examples (else batches take them in order).
         drop_last: drop each task's last, smaller batch.
         collate_fn: turns a list of ``source[i]`` into a batch; default
-            :func:`~torchcross.data.collate.stack` (``(inputs, labels)`` tensors), read in one
+            [`stack()`][torchcross.data.collate.stack] (``(inputs, labels)`` tensors), read in one
             ``source.get_batch(indices)`` call when the source has one.
         with_task_description: yield ``(batch, description)`` (default) or the batch alone.
         seed: the stream is a pure function of ``(seed, epoch)``.
@@ -160,14 +165,15 @@ class MultiTaskEpisodeSampler(MultiSourceStream):
     """Meta-batches of episodes drawn from several episode datasets.
 
     Each element of a meta-batch is drawn independently: a dataset by the weighting
-    policy, then an episode of it (``dataset[i]``, a :class:`~torchcross.tasks.task.Task`).
+    policy, then an episode of it (``dataset[i]``, a [`Task`][torchcross.tasks.task.Task]).
 
     Args:
         datasets: map-style datasets of tasks (``len`` and ``__getitem__``), as a list or
             a ``{name: dataset}`` dict.
         meta_batch_size: episodes per meta-batch.
         weighting, temperature, weights, mode, length, seed, rank, world_size: as for
-            :class:`MultiTaskBatchSampler`; ``length`` counts meta-batches.
+            [`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler]; ``length`` counts
+            meta-batches.
         shuffle: visit each dataset's episode indices in a seeded random order (else in
             index order, which is fine when episodes are already random by index).
         drop_last: drop a last, smaller meta-batch (``mode="epoch"``).

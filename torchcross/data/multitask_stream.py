@@ -1,6 +1,6 @@
 """The machinery shared by the multi-task samplers: plans, sharding, epochs and state.
 
-See :mod:`torchcross.data.multitask` for the public classes and what they promise.
+See [`torchcross.data.multitask`][torchcross.data.multitask] for the public classes and what they promise.
 """
 
 from __future__ import annotations
@@ -122,14 +122,15 @@ class MultiSourceStream(IterableDataset):
 
     @property
     def epoch(self) -> int:
-        """The epoch whose stream :meth:`__iter__` yields."""
+        """The epoch whose stream `__iter__()` yields."""
         return self._epoch
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
         Setting the current epoch again keeps a position restored by
-        :meth:`load_state_dict`, so a loop calling ``set_epoch(epoch)`` resumes correctly.
+        [`load_state_dict()`][torchcross.protocol.validation.EarlyStopping.load_state_dict], so a loop calling
+        ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
         (seeded episode datasets then draw that epoch's episodes).
         """
@@ -159,7 +160,8 @@ class MultiSourceStream(IterableDataset):
         return {"epoch": self._epoch, "position": position, "config": _plain(self._config())}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from :meth:`state_dict`: the next iteration continues the saved stream.
+        """Resume from [`state_dict()`][torchcross.protocol.validation.EarlyStopping.state_dict]: the next
+        iteration continues the saved stream.
 
         Raises:
             ValueError: if the state is malformed or was saved with another configuration

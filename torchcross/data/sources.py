@@ -1,21 +1,23 @@
 """Task sources: map-style datasets that know which task their labels belong to.
 
-A :class:`TaskSource` is a :class:`torch.utils.data.Dataset` of ``(input, label)``
-pairs with two extra attributes: ``task_description`` (a :class:`TaskDescription`)
+A [`TaskSource`][torchcross.data.sources.TaskSource] is a `torch.utils.data.Dataset` of ``(input, label)``
+pairs with two extra attributes: ``task_description`` (a
+[`TaskDescription`][torchcross.tasks.task.TaskDescription])
 and ``labels`` (all labels, in the canonical form of the task's kind, see
-:mod:`torchcross.tasks.labels`). Episode samplers read ``labels`` instead of loading
+[`torchcross.tasks.labels`][torchcross.tasks.labels]). Episode samplers read ``labels`` instead of loading
 inputs.
 
 Sources may offer an optional fast path, ``get_batch(indices) -> (inputs, labels)``,
 that reads many examples in one operation;
-``isinstance(source, BatchReadable)`` tells (:mod:`torchcross.data.capabilities`).
+``isinstance(source, BatchReadable)`` tells ([`torchcross.data.capabilities`][torchcross.data.capabilities]).
 
-* :class:`TensorTaskSource`: in-memory inputs and labels.
-* :class:`~torchcross.data.wrap_source.WrapTaskSource`: any dataset of
+* [`TensorTaskSource`][torchcross.data.sources.TensorTaskSource]: in-memory inputs and labels.
+* [`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource]: any dataset of
   ``(input, label)`` pairs plus a description (defined in its own module).
-* :class:`SubsetTaskSource`: some examples of a source, by index.
-* :class:`ConcatTaskSource`: several sources (usually different tasks) end to end.
-* :class:`~torchcross.data.batched_source.BatchedTaskSource`: an iterable of
+* [`SubsetTaskSource`][torchcross.data.sources.SubsetTaskSource]: some examples of a source, by index.
+* [`ConcatTaskSource`][torchcross.data.sources.ConcatTaskSource]: several sources (usually different tasks)
+  end to end.
+* [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource]: an iterable of
   batches of one source (defined in its own module).
 """
 
@@ -52,7 +54,7 @@ _CACHE = "_tc_canonical_cache"
 
 
 def _plain_attr(obj: Any, name: str) -> Any:
-    """``obj.name`` without falling back to :meth:`TaskSource.__getattr__` (``_MISSING`` if unset)."""
+    """``obj.name`` without falling back to `TaskSource.__getattr__()` (``_MISSING`` if unset)."""
     try:
         return object.__getattribute__(obj, name)
     except AttributeError:
@@ -63,7 +65,8 @@ class TaskSource(Dataset):
     """Base class of task sources: a map-style dataset plus ``task_description`` and ``labels``.
 
     Subclasses set ``self.task_description`` and ``self.labels`` (any array-like; call
-    :func:`canonical_labels` to read them in canonical form) and implement
+    [`canonical_labels()`][torchcross.data.sources.canonical_labels] to read them in canonical form) and
+    implement
     ``__getitem__``; ``__len__`` defaults to the number of labels.
 
     Subclasses written for torchcross 0.0.6, which set ``task_target``, ``classes``
@@ -112,16 +115,17 @@ class TaskSource(Dataset):
     def class_counts(self, neg: bool = False) -> dict[int, int]:
         """Examples per class key: positives, or negatives with ``neg=True``.
 
-        See :func:`torchcross.tasks.labels.count_samples_per_class`.
+        See [`count_samples_per_class()`][torchcross.tasks.labels.count_samples_per_class].
         """
         return count_samples_per_class(canonical_labels(self), self.task_description, neg=neg)
 
     def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
-        """The counts of :meth:`class_counts` as the int64 array torchcross 0.0.6 returned.
+        """The counts of [`class_counts()`][torchcross.data.sources.TaskSource.class_counts] as the int64
+        array torchcross 0.0.6 returned.
 
         Shape ``(num_classes,)`` (multi-label: one per label; ordinal: in the order of the
         classes); binary tasks: ``(1,)``, the positives (negatives with ``neg=True``).
-        See :func:`torchcross.tasks.labels.samples_per_class_array`.
+        See [`samples_per_class_array()`][torchcross.tasks.labels.samples_per_class_array].
         """
         return samples_per_class_array(canonical_labels(self), self.task_description, neg=neg)
 
@@ -175,7 +179,8 @@ def _remember_canonical(source: Any, labels: Any, desc: TaskDescription, canonic
 
 
 def store_canonical_labels(source: Any, labels: np.ndarray) -> None:
-    """Set ``source.labels`` to ``labels``, already canonical, so :func:`canonical_labels` is free.
+    """Set ``source.labels`` to ``labels``, already canonical, so
+    [`canonical_labels()`][torchcross.data.sources.canonical_labels] is free.
 
     For task source classes: call it in ``__init__`` after setting ``task_description``.
 
@@ -202,7 +207,8 @@ def label_tensor(labels: np.ndarray) -> torch.Tensor:
 
 
 def check_description(task_description: Any, what: str = "task_description") -> TaskDescription:
-    """``task_description`` itself if it is a :class:`TaskDescription`; else a ``TypeError`` naming ``what``.
+    """``task_description`` itself if it is a [`TaskDescription`][torchcross.tasks.task.TaskDescription]; else
+    a ``TypeError`` naming ``what``.
 
     Examples:
         >>> check_description({0: "a"}, "description")
@@ -248,11 +254,12 @@ class TensorTaskSource(TaskSource):
 
     Args:
         inputs: a tensor (or array) whose first dimension indexes examples.
-        labels: labels in any form :func:`~torchcross.tasks.labels.normalize_labels` accepts.
+        labels: labels in any form [`normalize_labels()`][torchcross.tasks.labels.normalize_labels] accepts.
         task_description: the task the labels belong to.
 
     Raises:
-        TypeError: if ``task_description`` is not a :class:`TaskDescription`.
+        TypeError: if ``task_description`` is not a
+            [`TaskDescription`][torchcross.tasks.task.TaskDescription].
         ValueError: if ``inputs`` and ``labels`` differ in length, the source is empty,
             or the labels do not fit the task.
 
@@ -389,7 +396,9 @@ class SubsetTaskSource(TaskSource):
 
 
 class _BatchReadableSubset(SubsetTaskSource):
-    """A :class:`SubsetTaskSource` of a :class:`BatchReadable` source; ``SubsetTaskSource(...)`` picks it."""
+    """A [`SubsetTaskSource`][torchcross.data.sources.SubsetTaskSource] of a
+    [`BatchReadable`][torchcross.data.capabilities.BatchReadable] source; ``SubsetTaskSource(...)`` picks
+    it."""
 
     def get_batch(self, indices: Any) -> Any:
         """``(inputs, labels)`` of the subset's examples at ``indices``, in one call to the wrapped source."""
@@ -403,7 +412,7 @@ class ConcatTaskSource(TaskSource):
     is from, since the sources are usually different tasks. When all sources describe
     the same task (e.g. a train and a val split), ``task_description`` is that task and
     ``labels`` are the concatenated canonical labels; otherwise reading them raises
-    :class:`AttributeError` and ``task_descriptions`` lists each source's.
+    `AttributeError` and ``task_descriptions`` lists each source's.
 
     Args:
         datasets: the task sources (at least one).

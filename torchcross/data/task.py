@@ -1,4 +1,5 @@
-"""The torchcross 0.0.6 import path of the task vocabulary; defined in :mod:`torchcross.tasks`.
+"""The torchcross 0.0.6 import path of the task vocabulary; defined in
+[`torchcross.tasks`][torchcross.tasks.catalogue.Catalogue.tasks].
 
 Examples:
     >>> from torchcross.data.task import Task

@@ -1,5 +1,7 @@
-"""The torchcross 0.0.6 import path of the task sources; defined in :mod:`torchcross.data.sources`,
-:mod:`torchcross.data.wrap_source` and :mod:`torchcross.data.batched_source`.
+"""The torchcross 0.0.6 import path of the task sources; defined in
+[`torchcross.data.sources`][torchcross.data.sources],
+[`torchcross.data.wrap_source`][torchcross.data.wrap_source] and
+[`torchcross.data.batched_source`][torchcross.data.batched_source].
 
 Examples:
     >>> from torchcross.data.task_source import TaskSource

@@ -1,8 +1,9 @@
 """Wrapping any map-style dataset of ``(input, label)`` pairs as a task source.
 
-:class:`WrapTaskSource` finds the labels once, without decoding inputs when it can,
+[`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource] finds the labels once, without decoding inputs
+when it can,
 and normalises them to the canonical form of the task's kind. It is importable from
-:mod:`torchcross.data.sources` too (its torchcross 0.0.6 path).
+[`torchcross.data.sources`][torchcross.data.sources] too (its torchcross 0.0.6 path).
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ class WrapTaskSource(TaskSource):
     Labels are found once, without decoding inputs when possible, in this order:
     the ``labels`` argument; ``label_fn(dataset)``; a ``labels`` or ``targets``
     attribute of the dataset of the right length (torchvision datasets have one; a
-    wrapped task source has ``labels``; also read through :class:`torch.utils.data.Subset`);
+    wrapped task source has ``labels``; also read through `torch.utils.data.Subset`);
     and as a last resort one pass over the dataset reading ``item[1]``. They are
     normalised once.
 
@@ -106,7 +107,8 @@ class WrapTaskSource(TaskSource):
         task_description: the task; optional when ``dataset`` is itself a task source.
             For torchcross 0.0.6 code, ``WrapTaskSource(dataset, task_target, classes)``
             also works.
-        labels: all labels, in any form :func:`~torchcross.tasks.labels.normalize_labels` accepts.
+        labels: all labels, in any form [`normalize_labels()`][torchcross.tasks.labels.normalize_labels]
+            accepts.
         task_target, classes, task_identifier, domain_identifier: the 0.0.6 way to
             describe the task, instead of ``task_description``.
         label_fn: ``label_fn(dataset) -> labels``, used when ``labels`` is not given.
@@ -191,7 +193,9 @@ class WrapTaskSource(TaskSource):
 
 
 class _BatchReadableWrap(WrapTaskSource):
-    """A :class:`WrapTaskSource` of a :class:`BatchReadable` task source; ``WrapTaskSource(...)`` picks it."""
+    """A [`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource] of a
+    [`BatchReadable`][torchcross.data.capabilities.BatchReadable] task source; ``WrapTaskSource(...)`` picks
+    it."""
 
     def get_batch(self, indices: Any) -> tuple[Any, torch.Tensor]:
         """``(inputs, labels)`` at ``indices``: inputs in one call to the wrapped source, labels from here."""

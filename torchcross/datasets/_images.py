@@ -1,9 +1,10 @@
 """Turn stacks of uint8 images into ``(N, C, H, W)`` tensors, in one batched operation.
 
 Images on disk are uint8, channels last: ``(N, H, W)`` for one channel, ``(N, H, W, 3)``
-for RGB. Readers gather the rows they need and call :func:`images_to_tensor`, which
+for RGB. Readers gather the rows they need and call `images_to_tensor()`, which
 applies the channel policy and converts to float (or keeps uint8) in a few vectorised
-passes. :func:`normalize_batch` does the uint8-to-float step later, on a collated batch
+passes. [`normalize_batch()`][torchcross.datasets.medimeta.normalize_batch] does the uint8-to-float step
+later, on a collated batch
 and on the training device, for the fast ``output="uint8"`` path.
 """
 
@@ -104,7 +105,8 @@ def images_to_tensor(
     """Convert a writable uint8 stack ``(N, H, W)`` or ``(N, H, W, C)`` to ``(N, C', H, W)``.
 
     ``output="float"`` gives float32 in ``[0, 1]`` (then ``(x - mean) / std`` if given);
-    ``output="uint8"`` keeps the raw values (normalise later with :func:`normalize_batch`);
+    ``output="uint8"`` keeps the raw values (normalise later with
+    [`normalize_batch()`][torchcross.datasets.medimeta.normalize_batch]);
     RGB stored and wanted is then returned as a view of channels-last memory (no
     transpose on the CPU).
 

@@ -1,13 +1,16 @@
 """Task sources over your own images: uint8 arrays and ImageFolder-style trees.
 
 Any map-style dataset with labels becomes a task source with
-:class:`torchcross.data.wrap_source.WrapTaskSource`; the two classes here add what
-images need: :class:`ImageArrayTaskSource` holds uint8 images (channels last, as
+[`torchcross.data.wrap_source.WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource]; the two classes
+here add what
+images need: [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource] holds uint8 images
+(channels last, as
 MedIMeta and MedMNIST store them) and converts whole batches at once with the same
-channel policy and output options as :class:`~torchcross.datasets.MedIMeta`;
-:class:`ImageFolderTaskSource` reads a ``root/<class name>/<image>`` tree with Pillow
+channel policy and output options as [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta];
+[`ImageFolderTaskSource`][torchcross.datasets.generic.ImageFolderTaskSource] reads a ``root/<class
+name>/<image>`` tree with Pillow
 (no torchvision needed). Both mix with MedIMeta tasks in the same episode and
-multi-task samplers, and :func:`~torchcross.datasets.write_medimeta` converts them.
+multi-task samplers, and [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] converts them.
 """
 
 from __future__ import annotations
@@ -33,9 +36,10 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".
 class ImageArrayTaskSource(TaskSource):
     """A task source over uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` held in memory.
 
-    Items are ``((C, H, W) tensor, canonical label)``; :meth:`get_batch` converts a whole
+    Items are ``((C, H, W) tensor, canonical label)``;
+    [`get_batch()`][torchcross.datasets.generic.ImageArrayTaskSource.get_batch] converts a whole
     batch in one operation. ``output``, ``channels``, ``mean`` and ``std`` work as in
-    :class:`~torchcross.datasets.MedIMeta`; ``transform`` is applied to each image tensor.
+    [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta]; ``transform`` is applied to each image tensor.
 
     Examples:
         >>> from torchcross.data import TaskDescription
@@ -168,8 +172,9 @@ class ImageFolderTaskSource(TaskSource):
 
     Images are resized to ``image_size`` (``(H, W)`` or one int) when given, so they stack;
     ``channels`` is 1 (``"L"``) or 3 (``"RGB"``). Items are ``((C, H, W) tensor, label)``.
-    :attr:`images` is a lazy sequence of the uint8 images that
-    :func:`~torchcross.datasets.write_medimeta` can convert.
+    [`images`][torchcross.datasets.generic.ImageFolderTaskSource.images] is a lazy sequence of the uint8
+    images that
+    [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] can convert.
 
     Examples:
         >>> import tempfile
@@ -211,7 +216,8 @@ class ImageFolderTaskSource(TaskSource):
 
     @property
     def images(self) -> Sequence[np.ndarray]:
-        """A lazy sequence of the uint8 images (for :func:`~torchcross.datasets.write_medimeta`)."""
+        """A lazy sequence of the uint8 images (for
+        [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta])."""
         return _LazyImages(self)
 
     def image(self, index: int) -> np.ndarray:

@@ -3,7 +3,7 @@
 A MedMNIST file (``pathmnist.npz``, ``chestmnist_64.npz``, ...) holds ``train_images``,
 ``train_labels``, ``val_images``, ``val_labels``, ``test_images`` and ``test_labels``;
 images are uint8 ``(N, H, W)`` or ``(N, H, W, 3)``, labels ``(N, 1)`` (``(N, 14)`` for the
-multi-label ChestMNIST). :data:`MEDMNIST_INFO` gives the task kind, class names and
+multi-label ChestMNIST). `MEDMNIST_INFO` gives the task kind, class names and
 imaging domain of the twelve 2D datasets (from MedMNIST v2's ``INFO``); other files need
 a ``task_description``.
 """
@@ -133,7 +133,8 @@ _SPLITS = ("train", "val", "test")
 
 
 def medmnist_description(flag: str) -> TaskDescription:
-    """The :class:`TaskDescription` of a MedMNIST 2D flag (identifier ``"medmnist/<flag>"``).
+    """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of a MedMNIST 2D flag (identifier
+    ``"medmnist/<flag>"``).
 
     Raises:
         ValueError: for an unknown flag (listing the known ones).
@@ -174,7 +175,8 @@ class MedMNIST(ImageArrayTaskSource):
         split: ``"train"``, ``"val"``, ``"test"`` or a list of them (concatenated in that order).
         task_description: required for files that are not one of the twelve 2D flags.
         flag: override the flag read from the file name.
-        channels, output, mean, std, transform: as in :class:`ImageArrayTaskSource`.
+        channels, output, mean, std, transform: as in
+            [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource].
 
     Raises:
         ValueError: for an unknown flag without a description, an unknown split, a file

@@ -1,19 +1,23 @@
 """Training on many processes (``torch.distributed``, ``torchrun``): one all-reduce per step.
 
 torchcross learners synchronise themselves instead of being wrapped in
-:class:`~torch.nn.parallel.DistributedDataParallel`: :meth:`MAML.meta_backward
-<torchcross.learners.MAML.meta_backward>`, :meth:`ProtoNet.meta_backward
-<torchcross.learners.ProtoNet.meta_backward>` and :meth:`MultiTaskPretrainer.training_step
-<torchcross.learners.MultiTaskPretrainer.training_step>` end with
-:func:`all_reduce_gradients` when a process group is initialised, so the single-process loop
+`DistributedDataParallel`: `MAML.meta_backward`, `ProtoNet.meta_backward` and
+`MultiTaskPretrainer.training_step` end with
+[`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients] when a process group is
+initialised, so the single-process loop
 runs unchanged under ``torchrun``. Learners that hold a DDP-wrapped sub-module raise
-(:func:`check_unwrapped`), because functional calls bypass DDP's hooks.
+([`check_unwrapped()`][torchcross.distributed.gradients.check_unwrapped]), because functional calls bypass
+DDP's hooks.
 
-* :func:`all_reduce_gradients`: average gradients (and floating-point buffers such as
+* [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]: average gradients (and
+  floating-point buffers such as
   BatchNorm running statistics) over ranks in one collective call;
-* :func:`shared_seed`: a seed that every rank agrees on (rank 0's, broadcast);
-* :func:`derived_seed`: a seed that is a pure function of integer keys, e.g. ``(seed, step, slot)``;
-* :func:`rank_and_world_size`, :func:`is_distributed`: this process's place in the group.
+* [`shared_seed()`][torchcross.distributed.seeds.shared_seed]: a seed that every rank agrees on (rank 0's,
+  broadcast);
+* [`derived_seed()`][torchcross.distributed.seeds.derived_seed]: a seed that is a pure function of integer
+  keys, e.g. ``(seed, step, slot)``;
+* [`rank_and_world_size()`][torchcross.distributed.seeds.rank_and_world_size],
+  [`is_distributed()`][torchcross.distributed.seeds.is_distributed]: this process's place in the group.
 
 Names are imported lazily on first use.
 """

@@ -26,7 +26,8 @@ def check_unwrapped(module: nn.Module) -> None:
 
     torchcross learners call their backbones functionally (``torch.func.functional_call``),
     which bypasses DDP's forward and therefore its gradient hooks; they synchronise their
-    own gradients with :func:`all_reduce_gradients` instead.
+    own gradients with [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]
+    instead.
 
     Raises:
         TypeError: a sub-module is wrapped in ``DistributedDataParallel``.

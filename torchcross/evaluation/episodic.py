@@ -1,8 +1,9 @@
 """Evaluate a few-shot learner over episodes: per-episode metrics and their summary.
 
-:func:`evaluate` asks a learner for query logits on every episode (a
-:class:`~torchcross.tasks.task.Task`), scores them with
-:func:`torchcross.evaluation.metrics.compute_metrics` (AUROC, accuracy and loss, each computed the
+[`evaluate()`][torchcross.evaluation.episodic.evaluate] asks a learner for query logits on every episode (a
+[`Task`][torchcross.tasks.task.Task]), scores them with
+[`torchcross.evaluation.metrics.compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] (AUROC,
+accuracy and loss, each computed the
 way the task's kind requires; ordinal tasks also MAE and quadratic weighted kappa) and
 returns an ``EvaluationResult``: one record per episode plus mean, standard deviation
 and a Student-t confidence interval per metric.
@@ -55,8 +56,9 @@ class Predictor(Protocol):
 class BatchPredictor(Protocol):
     """Anything with ``predict_many(tasks) -> [query logits per task]``, equal to ``predict`` task by task.
 
-    :func:`evaluate` with ``batch_size > 1`` hands such a learner ``batch_size``
-    episodes at once (a linear-probe :class:`~torchcross.learners.FineTuner` then shares
+    [`evaluate()`][torchcross.evaluation.episodic.evaluate] with ``batch_size > 1`` hands such a learner
+    ``batch_size``
+    episodes at once (a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner] then shares
     backbone passes across episodes).
     """
 
@@ -70,10 +72,11 @@ class EvaluationResult:
     Attributes:
         records: one dict per episode with ``method``, ``target``, ``episode``,
             ``task_identifier``, ``domain``, ``task_target``, ``n_classes``,
-            ``n_support``, ``n_query``, the :data:`METRICS` and ``left_out`` (empty, or
-            a key of :data:`LEFT_OUT`: why the episode's metrics are NaN).
+            ``n_support``, ``n_query``, the `METRICS` and ``left_out`` (empty, or
+            a key of `LEFT_OUT`: why the episode's metrics are NaN).
         seconds: wall time of the evaluation.
-        confidence: level of the confidence intervals in :meth:`summary`.
+        confidence: level of the confidence intervals in
+            [`summary()`][torchcross.evaluation.episodic.EvaluationResult.summary].
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -87,15 +90,16 @@ class EvaluationResult:
         }
 
     def left_out(self) -> dict[str, int]:
-        """``{reason: number of episodes}`` of the episodes whose metrics are NaN (see :data:`LEFT_OUT`)."""
+        """``{reason: number of episodes}`` of the episodes whose metrics are NaN (see `LEFT_OUT`)."""
         return _left_out(self.records, METRICS)
 
     def table(self) -> ResultsTable:
-        """The per-episode records as a :class:`~torchcross.evaluation.results.ResultsTable`."""
+        """The per-episode records as a [`ResultsTable`][torchcross.evaluation.results.ResultsTable]."""
         return ResultsTable(self.records)
 
     def summary_table(self, by: Sequence[str] = ("method", "target")) -> ResultsTable:
-        """One row per group of ``by`` with each metric's mean, std and interval (see :func:`summarize`)."""
+        """One row per group of ``by`` with each metric's mean, std and interval (see
+        [`summarize()`][torchcross.evaluation.episodic.summarize])."""
         return summarize(self.table(), by=by, confidence=self.confidence)
 
     @property
@@ -223,12 +227,13 @@ def evaluate(
         progress: show a tqdm progress bar; ``None`` shows it only on a terminal.
         confidence: level of the confidence intervals.
         batch_size: episodes handed to the learner at once when it is a
-            :class:`BatchPredictor` (has ``predict_many(tasks)``, e.g. a linear-probe
-            :class:`~torchcross.learners.FineTuner`, which then shares backbone passes
+            [`BatchPredictor`][torchcross.evaluation.episodic.BatchPredictor] (has ``predict_many(tasks)``,
+            e.g. a linear-probe
+            [`FineTuner`][torchcross.learners.finetuner.FineTuner], which then shares backbone passes
             across episodes); 1 calls ``predict`` episode by episode.
 
     Returns:
-        an :class:`EvaluationResult`.
+        an [`EvaluationResult`][torchcross.evaluation.episodic.EvaluationResult].
 
     Raises:
         TypeError: if the learner cannot predict or an episode is not a ``Task``.
@@ -362,7 +367,8 @@ def summarize(
 def format_summary(
     summary: ResultsTable, metrics: Sequence[str] = ("auroc", "accuracy"), digits: int = 3
 ) -> ResultsTable:
-    """A compact, human-readable view of a :func:`summarize` table: ``mean ± half-width`` per metric.
+    """A compact, human-readable view of a [`summarize()`][torchcross.evaluation.episodic.summarize] table:
+    ``mean ± half-width`` per metric.
 
     Keeps the grouping columns (everything before ``n_episodes``) and ``n_episodes``, and
     adds per metric a ``<METRIC>`` column (``"0.812 ± 0.013"``) and a ``<METRIC> CI``

@@ -35,7 +35,9 @@ the result NaN. When no class is defined (e.g. a binary query set of one class) 
 result is NaN either way. No warning is emitted.
 
 **Non-finite scores.** If any score is NaN or infinite (e.g. a diverged model), no
-metric is defined: :func:`auroc`, :func:`accuracy` and :func:`compute_metrics` return
+metric is defined: [`auroc()`][torchcross.evaluation.metrics.auroc],
+[`accuracy()`][torchcross.evaluation.metrics.accuracy] and
+[`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] return
 NaN, never a value that looks like a result.
 
 torchmetrics is imported on first use, so ``import torchcross.evaluation.metrics`` stays cheap.
@@ -323,8 +325,8 @@ def compute_metrics(
         logits: ``(N, num_outputs(description))``.
         labels: canonical labels.
         description: the task.
-        class_weights: passed to :func:`torchcross.nn.kinds.loss`.
-        undefined: passed to :func:`auroc`.
+        class_weights: passed to [`torchcross.nn.kinds.loss()`][torchcross.nn.kinds.loss].
+        undefined: passed to [`auroc()`][torchcross.evaluation.metrics.auroc].
 
     Returns:
         ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be

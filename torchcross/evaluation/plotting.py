@@ -1,7 +1,7 @@
 """Plot protocol results: a metric's mean with its confidence interval per method and target.
 
 matplotlib is an optional dependency (``pip install torchcross[plot]``); it is imported
-only when a plot is drawn. Figures are built with :class:`matplotlib.figure.Figure`
+only when a plot is drawn. Figures are built with `matplotlib.figure.Figure`
 directly, so no display or pyplot backend is needed.
 """
 
@@ -42,7 +42,8 @@ def plot_metric(
 
     Args:
         summary: rows with ``method``, ``target``, ``<metric>_mean``, ``<metric>_ci_low``
-            and ``<metric>_ci_high`` (as :func:`torchcross.evaluation.episodic.summarize` writes).
+            and ``<metric>_ci_high`` (as
+            [`torchcross.evaluation.episodic.summarize()`][torchcross.evaluation.episodic.summarize] writes).
         path: where to save the figure (format from the suffix, e.g. ``.png``, ``.svg``);
             ``None`` only returns it.
         metric: the metric to plot.
@@ -51,7 +52,7 @@ def plot_metric(
         dpi: resolution of saved raster images.
 
     Returns:
-        the :class:`matplotlib.figure.Figure`.
+        the `matplotlib.figure.Figure`.
 
     Raises:
         ImportError: if matplotlib is not installed (naming ``torchcross[plot]``).

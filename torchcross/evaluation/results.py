@@ -1,6 +1,7 @@
 """A small tidy results table: one row per observation, exportable to CSV, JSON and Markdown.
 
-:class:`ResultsTable` holds rows as plain dicts with a fixed column order. It needs no
+[`ResultsTable`][torchcross.evaluation.results.ResultsTable] holds rows as plain dicts with a fixed column
+order. It needs no
 pandas (``pandas.DataFrame(table.rows)`` converts it when pandas is at hand) and writes
 files that pandas, R and spreadsheets read directly.
 """
@@ -208,7 +209,7 @@ class ResultsTable:
 
     @classmethod
     def read_json(cls, path: str | Path) -> ResultsTable:
-        """Read a table written by :meth:`to_json`.
+        """Read a table written by [`to_json()`][torchcross.evaluation.results.ResultsTable.to_json].
 
         Raises:
             ValueError: if the file does not hold a JSON array of objects.
@@ -220,7 +221,8 @@ class ResultsTable:
 
     @classmethod
     def read_csv(cls, path: str | Path) -> ResultsTable:
-        """Read a table written by :meth:`to_csv` (numbers parsed back, empty cells become ``None``)."""
+        """Read a table written by [`to_csv()`][torchcross.evaluation.results.ResultsTable.to_csv] (numbers
+        parsed back, empty cells become ``None``)."""
         with open(path, newline="", encoding="utf-8") as fh:
             reader = csv.reader(fh)
             header = next(reader, None)

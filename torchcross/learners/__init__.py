@@ -1,16 +1,19 @@
 """Learners: adapt to a task's support set, predict its query set.
 
-A pure functional core (:mod:`torchcross.learners.functional`: ``inner_loop``,
+A pure functional core ([`torchcross.learners.functional`][torchcross.learners.functional]: ``inner_loop``,
 ``maml_query_loss``, ``finetune``, ``adapt_backbone_and_head``, ``prototypes``; inner
 optimisers chained from the gradient transformations of
-:mod:`torchcross.learners.transforms`) and thin classes over it:
+[`torchcross.learners.transforms`][torchcross.learners.transforms]) and thin classes over it:
 
-* :class:`MAML` / :class:`CrossDomainMAML`: meta-learning across task kinds, with a
+* [`MAML`][torchcross.learners.maml.MAML] / [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]:
+  meta-learning across task kinds, with a
   fresh (zero-initialised) head per task, or a meta-learned head for tasks of one width
   (``head="learned"``, classic MAML); second order, first order, ANIL, Meta-SGD;
-* :class:`FineTuner`: fine-tune a new (or given) head (linear probe) or head and backbone per episode;
-* :class:`ProtoNet`: prototypical networks for all four task kinds;
-* :class:`MultiTaskPretrainer`: a shared backbone with one head per source task (mm-PT).
+* [`FineTuner`][torchcross.learners.finetuner.FineTuner]: fine-tune a new (or given) head (linear probe) or
+  head and backbone per episode;
+* [`ProtoNet`][torchcross.learners.protonet.ProtoNet]: prototypical networks for all four task kinds;
+* [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]: a shared backbone with one head
+  per source task (mm-PT).
 
 Names are imported lazily on first use.
 """

@@ -8,7 +8,7 @@ time. ``torch.utils.checkpoint`` is not used here: an inner step differentiates 
 the checkpointed region, which makes it recompute every step during the forward pass
 as well.
 
-Optimiser and state are taken apart generically (:func:`flatten_tensors`): any nesting
+Optimiser and state are taken apart generically (`flatten_tensors()`): any nesting
 of ``NamedTuple`` s, tuples, lists, dicts and frozen dataclasses whose leaves are tensors
 or plain values (numbers, strings, ``None``).
 """
@@ -88,9 +88,10 @@ def _flattenable(tree: Any) -> bool:
 
 
 def supports_checkpoint(optimizer: InnerOptimizer, state: Any) -> bool:
-    """Whether :func:`checkpointed_step` can find every tensor of ``optimizer`` and ``state``.
+    """Whether `checkpointed_step()` can find every tensor of ``optimizer`` and ``state``.
 
-    Optimisers that hide tensors in closures (a :class:`TransformOptimizer`) are not
+    Optimisers that hide tensors in closures (a
+    [`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer]) are not
     supported; their steps are checkpointed with ``torch.utils.checkpoint`` instead.
     """
     return _flattenable(optimizer) and _flattenable(state)
@@ -139,7 +140,7 @@ def checkpointed_step(
 ) -> tuple[ParamDict, Any, Tensor]:
     """One second-order inner step of ``names`` that stores only its inputs.
 
-    ``optimizer`` and ``state`` must pass :func:`supports_checkpoint`. ``loss_fn`` must
+    ``optimizer`` and ``state`` must pass `supports_checkpoint()`. ``loss_fn`` must
     depend on differentiable tensors only through ``params`` (tensors it captures from
     outside receive no gradient through a checkpointed step).
     """

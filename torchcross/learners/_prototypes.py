@@ -8,7 +8,7 @@
 
 ``d`` is the squared euclidean distance (``"euclidean"``, as in Snell et al.) or the
 cosine distance ``1 - cos(x, p)`` (``"cosine"``). The logits feed the kind's loss and
-probability function (:mod:`torchcross.nn`) unchanged.
+probability function (`torchcross.nn`) unchanged.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from torchcross.tasks.task import TaskDescription
 __all__ = ["DISTANCES", "prototype_logits", "prototypes"]
 
 DISTANCES = ("euclidean", "cosine")
-"""The distances :func:`prototype_logits` accepts."""
+"""The distances [`prototype_logits()`][torchcross.learners.functional.prototype_logits] accepts."""
 
 
 def _in_transform(x: Tensor) -> bool:
@@ -93,7 +93,8 @@ def prototype_logits(
     distance: str = "euclidean",
     scale: float | Tensor = 1.0,
 ) -> Tensor:
-    """Logits ``(N, num_outputs)`` of query features ``(N, F)`` from :func:`prototypes`.
+    """Logits ``(N, num_outputs)`` of query features ``(N, F)`` from
+    [`prototypes()`][torchcross.learners.functional.prototypes].
 
     Examples:
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})

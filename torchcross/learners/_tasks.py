@@ -28,7 +28,8 @@ def _split(pair: Any, where: str) -> tuple[Tensor, Tensor]:
 
 
 def check_task(task: Any) -> Task:
-    """Return ``task`` if it is a collated :class:`Task` with matching sizes, else raise."""
+    """Return ``task`` if it is a collated [`Task`][torchcross.tasks.task.Task] with matching sizes, else
+    raise."""
     if not isinstance(task, Task):
         raise TypeError(f"expected a torchcross Task, got {type(task).__name__}")
     for where, pair in (("support", task.support), ("query", task.query)):
@@ -58,9 +59,10 @@ def _unstack(batch: Task) -> list[Task]:
 def as_task_list(tasks: Sequence[Task] | Task | PaddedTaskBatch) -> list[Task]:
     """A list of checked tasks from a list of tasks or from one collated batch.
 
-    A collated batch is a :class:`Task` whose tensors have a leading task dimension
-    ``(T, N, ...)`` sharing its description (:func:`torchcross.data.task_batch.stack_tasks`),
-    or a :class:`~torchcross.data.task_batch.PaddedTaskBatch` (``pad_tasks``), unpadded here.
+    A collated batch is a [`Task`][torchcross.tasks.task.Task] whose tensors have a leading task dimension
+    ``(T, N, ...)`` sharing its description
+    ([`torchcross.data.task_batch.stack_tasks()`][torchcross.data.task_batch.stack_tasks]),
+    or a [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch] (``pad_tasks``), unpadded here.
     """
     if isinstance(tasks, PaddedTaskBatch):
         out = [tasks.unpad(i) for i in range(len(tasks))]

@@ -1,19 +1,21 @@
 """Fine-tuning per episode: the IM-PT / mm-PT evaluation learner.
 
-:class:`FineTuner` gives every episode a new head sized from its description and
+[`FineTuner`][torchcross.learners.finetuner.FineTuner] gives every episode a new head sized from its
+description and
 trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam,
 either alone on frozen features (a linear probe) or together with a copy of the
 backbone; then it predicts the query set. Episodes are independent: the backbone
 module is never modified. ``head=nn.Linear(...)`` starts every episode from a copy of a
 given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None``
 fine-tunes a backbone that outputs the logits itself
-(:mod:`torchcross.learners.task_heads`).
+([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
 
-With a frozen backbone, :meth:`FineTuner.predict_many` computes every distinct input's
+With a frozen backbone, [`FineTuner.predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many]
+computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
-logits as :meth:`FineTuner.predict` episode by episode.
+logits as [`FineTuner.predict()`][torchcross.learners.finetuner.FineTuner.predict] episode by episode.
 
-BatchNorm policy (:data:`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
+BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
 pre-trained weights expect); ``"batch"`` normalises every forward with the statistics of
 its batch; ``"support"`` runs them in train mode on the support set (batch statistics,
@@ -56,7 +58,7 @@ __all__ = ["FINETUNE_BATCH_NORM", "FineTuner"]
 ParamDict = dict[str, Tensor]
 
 FINETUNE_BATCH_NORM = ("frozen", "batch", "support")
-"""BatchNorm policies of :class:`FineTuner` (see the module doc)."""
+"""BatchNorm policies of [`FineTuner`][torchcross.learners.finetuner.FineTuner] (see the module doc)."""
 
 
 class _NormsInMode:
@@ -124,7 +126,8 @@ class FineTuner(nn.Module):
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         weight_decay: L2 penalty.
         momentum: SGD momentum.
-        feature_batch_size: inputs per backbone call in :meth:`predict_many`.
+        feature_batch_size: inputs per backbone call in
+            [`predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many].
         seed: seed of the head generator.
 
     Raises:

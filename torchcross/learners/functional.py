@@ -1,24 +1,33 @@
 """The pure functional core of the learners, on ``torch.func``: one import for all of it.
 
-Models run from parameter dicts (:func:`forward`, ``torch.func.functional_call``);
-adaptation is a function from parameters to parameters (:func:`inner_loop`); nothing
+Models run from parameter dicts ([`forward()`][torchcross.learners.maml.MAML.forward],
+``torch.func.functional_call``);
+adaptation is a function from parameters to parameters
+([`inner_loop()`][torchcross.learners.functional.inner_loop]); nothing
 here writes to a module's parameters or buffers. The learner classes
-(:class:`~torchcross.learners.MAML`, :class:`~torchcross.learners.FineTuner`,
-:class:`~torchcross.learners.ProtoNet`) are thin shells over these functions.
+([`MAML`][torchcross.learners.maml.MAML], [`FineTuner`][torchcross.learners.finetuner.FineTuner],
+[`ProtoNet`][torchcross.learners.protonet.ProtoNet]) are thin shells over these functions.
 
 The pieces live in modules named for what they do; this module gathers them:
 
-* :mod:`~torchcross.learners.stateless`: :func:`forward`, :func:`task_buffers` and the
+* `stateless`: [`forward()`][torchcross.learners.maml.MAML.forward],
+  [`task_buffers()`][torchcross.learners.functional.task_buffers] and the
   BatchNorm policies;
-* :mod:`~torchcross.learners.inner_loop`: :func:`inner_loop` (second order, first order,
-  plain fine-tuning), :func:`maml_query_loss`, :func:`finetune`;
-* :mod:`~torchcross.learners.inner_optimizers` and :mod:`~torchcross.learners.transforms`:
-  :class:`SGD`, :class:`Adam` and the gradient transformations they are chained from;
-* :mod:`~torchcross.learners.task_adaptation`: :func:`adapt_backbone_and_head`, MAML's
+* [`inner_loop`][torchcross.learners.functional.inner_loop]:
+  [`inner_loop()`][torchcross.learners.functional.inner_loop] (second order, first order,
+  plain fine-tuning), [`maml_query_loss()`][torchcross.learners.functional.maml_query_loss],
+  [`finetune()`][torchcross.learners.functional.finetune];
+* [`inner_optimizers`][torchcross.learners.inner_optimizers] and
+  [`transforms`][torchcross.learners.transforms]:
+  [`SGD`][torchcross.learners.inner_optimizers.SGD], [`Adam`][torchcross.learners.inner_optimizers.Adam] and
+  the gradient transformations they are chained from;
+* [`task_adaptation`][torchcross.learners.task_adaptation]:
+  [`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head], MAML's
   inner loop over a backbone and a task head, with the zero-head shortcuts;
-* :mod:`~torchcross.learners.meta_sgd`: learned inner learning rates in a flat
+* [`meta_sgd`][torchcross.learners.meta_sgd]: learned inner learning rates in a flat
   parameter dict;
-* :func:`prototypes` and :func:`prototype_logits`: the ProtoNet core.
+* [`prototypes()`][torchcross.learners.functional.prototypes] and
+  [`prototype_logits()`][torchcross.learners.functional.prototype_logits]: the ProtoNet core.
 
 Examples:
     >>> import torch

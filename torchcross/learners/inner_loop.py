@@ -37,7 +37,7 @@ ParamDict = dict[str, Tensor]
 
 
 class InnerLoopResult(NamedTuple):
-    """What :func:`inner_loop` returns.
+    """What [`inner_loop()`][torchcross.learners.functional.inner_loop] returns.
 
     Attributes:
         params: the adapted parameters (all of them; the ones not adapted unchanged).
@@ -134,7 +134,8 @@ def inner_loop(
     Args:
         loss_fn: ``params -> scalar loss`` (it receives all parameters).
         params: the starting parameters; never modified.
-        optimizer: an inner optimiser (:class:`SGD`, :class:`Adam`), or a gradient
+        optimizer: an inner optimiser ([`SGD`][torchcross.learners.inner_optimizers.SGD],
+            [`Adam`][torchcross.learners.inner_optimizers.Adam]), or a gradient
             transformation (``chain(...)``), whose updates are added to the parameters.
         num_steps: number of steps (0 returns ``params`` unchanged).
         adapt: names of the parameters to update (default: all); the others are
@@ -151,7 +152,7 @@ def inner_loop(
             ``torch.autograd.grad`` (needed inside ``torch.func.vmap``).
 
     Returns:
-        An :class:`InnerLoopResult` ``(params, state, losses)``.
+        An [`InnerLoopResult`][torchcross.learners.functional.InnerLoopResult] ``(params, state, losses)``.
 
     Examples:
         >>> from torchcross.learners.inner_optimizers import SGD
@@ -213,7 +214,8 @@ def maml_query_loss(
 ) -> Tensor:
     """MAML's task loss: adapt on the support loss, return the query loss of the result.
 
-    ``inner_kwargs`` go to :func:`inner_loop` (``adapt``, ``first_order``, ``checkpoint``,
+    ``inner_kwargs`` go to [`inner_loop()`][torchcross.learners.functional.inner_loop] (``adapt``,
+    ``first_order``, ``checkpoint``,
     ``use_func``). Differentiate the result with respect to ``params`` for the
     meta-gradient.
 
@@ -236,7 +238,8 @@ def finetune(
     *,
     adapt: Collection[str] | None = None,
 ) -> ParamDict:
-    """A fine-tuning run: :func:`inner_loop` without a graph; returns detached parameters.
+    """A fine-tuning run: [`inner_loop()`][torchcross.learners.functional.inner_loop] without a graph; returns
+    detached parameters.
 
     Examples:
         >>> from torchcross.learners.inner_optimizers import SGD

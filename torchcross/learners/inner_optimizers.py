@@ -1,20 +1,25 @@
-"""Differentiable inner optimisers: :class:`SGD` and :class:`Adam`, composed from gradient transformations.
+"""Differentiable inner optimisers: [`SGD`][torchcross.learners.inner_optimizers.SGD] and
+[`Adam`][torchcross.learners.inner_optimizers.Adam], composed from gradient transformations.
 
 An inner optimiser is a pair of pure functions on parameter dicts,
 ``init(params) -> state`` and ``update(params, grads, state) -> (new params, new state)``
-(:class:`InnerOptimizer`). :class:`SGD` and :class:`Adam` are friendly names for chains
-of the pieces in :mod:`torchcross.learners.transforms`:
+([`InnerOptimizer`][torchcross.learners.inner_optimizers.InnerOptimizer]).
+[`SGD`][torchcross.learners.inner_optimizers.SGD] and [`Adam`][torchcross.learners.inner_optimizers.Adam] are
+friendly names for chains
+of the pieces in [`torchcross.learners.transforms`][torchcross.learners.transforms]:
 
 * ``SGD(lr, momentum, weight_decay)`` is
   ``chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))``;
 * ``Adam(lr, betas, eps, weight_decay)`` is
   ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``.
 
-:class:`TransformOptimizer` turns any other chain into an inner optimiser. Nothing is
+[`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer] turns any other chain into an
+inner optimiser. Nothing is
 written in place, so the new parameters can be differentiated with respect to the
 starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Without
-gradient tracking, :class:`SGD` computes exactly what ``torch.optim.SGD`` computes, and
-:class:`Adam` what ``torch.optim.Adam`` computes up to rounding.
+gradient tracking, [`SGD`][torchcross.learners.inner_optimizers.SGD] computes exactly what ``torch.optim.SGD``
+computes, and
+[`Adam`][torchcross.learners.inner_optimizers.Adam] what ``torch.optim.Adam`` computes up to rounding.
 
 Examples:
     >>> import torch
@@ -61,14 +66,16 @@ __all__ = [
 ParamDict = dict[str, Tensor]
 
 SGDState = tuple[Any, TraceState, Any]
-"""The state of :class:`SGD`: ``(EmptyState(), TraceState(momentum_buffer), EmptyState())``."""
+"""The state of [`SGD`][torchcross.learners.inner_optimizers.SGD]: ``(EmptyState(),
+TraceState(momentum_buffer), EmptyState())``."""
 
 AdamState = tuple[Any, ScaleByAdamState, Any]
-"""The state of :class:`Adam`: ``(EmptyState(), ScaleByAdamState(...), EmptyState())``."""
+"""The state of [`Adam`][torchcross.learners.inner_optimizers.Adam]: ``(EmptyState(), ScaleByAdamState(...),
+EmptyState())``."""
 
 
 class InnerOptimizer(Protocol):
-    """What :func:`~torchcross.learners.functional.inner_loop` needs from an optimiser."""
+    """What [`inner_loop()`][torchcross.learners.functional.inner_loop] needs from an optimiser."""
 
     def init(self, params: Mapping[str, Tensor]) -> Any:
         """The state before the first step."""
@@ -88,7 +95,8 @@ class SkipsZeroGradients(Protocol):
     When ``first_step_skips_zero_gradients`` is true, a first step (from ``init``) that
     gets a zero gradient for a parameter returns that parameter unchanged, and later
     steps behave as if that parameter had not been in the first step at all. MAML's
-    zero-head shortcut (:func:`~torchcross.learners.functional.adapt_backbone_and_head`)
+    zero-head shortcut
+    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head])
     relies on it; optimisers without it take every step in full.
     """
 
@@ -172,7 +180,8 @@ class SGD:
 
     @property
     def first_step_skips_zero_gradients(self) -> bool:
-        """Without weight decay, yes (see :class:`SkipsZeroGradients`)."""
+        """Without weight decay, yes (see
+        [`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients])."""
         return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> SGDState:
@@ -234,7 +243,8 @@ class Adam:
 
     @property
     def first_step_skips_zero_gradients(self) -> bool:
-        """Without weight decay, yes (see :class:`SkipsZeroGradients`)."""
+        """Without weight decay, yes (see
+        [`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients])."""
         return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> AdamState:

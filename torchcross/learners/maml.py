@@ -1,6 +1,7 @@
 """MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh or a learned head.
 
-:class:`MAML` meta-learns a backbone. By default (``head="per_task"``) it makes a new
+[`MAML`][torchcross.learners.maml.MAML] meta-learns a backbone. By default (``head="per_task"``) it makes a
+new
 linear head for every task, sized from the task's description (zero-initialised by
 default, as in the MedIMeta paper's mm-MAML), adapts backbone and head on the support set
 with a few inner steps, and scores the query set with the loss of the task's kind. Tasks
@@ -11,7 +12,7 @@ Classic MAML (Finn et al. 2017) meta-learns the head too: ``head="learned"`` wit
 weights are parameters of the module, every task's starting head, adapted in the inner
 loop (alone under ANIL) and meta-learned by the outer loop; ``head=None`` uses the
 backbone's output as the logits. Every task must then have ``N`` outputs
-(:mod:`torchcross.learners.task_heads`).
+([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
 
 BatchNorm policy (``batch_norm="batch"``, the default): every forward pass normalises
 with the statistics of the batch it sees (support batch during adaptation, query batch
@@ -72,7 +73,8 @@ class MAML(nn.Module):
             number of logits).
         inner_lr: inner-loop learning rate (initial value of the learned ones with ``meta_sgd``).
         num_inner_steps: inner steps during meta-training.
-        eval_num_inner_steps: inner steps in :meth:`predict` (default: ``num_inner_steps``).
+        eval_num_inner_steps: inner steps in [`predict()`][torchcross.learners.maml.MAML.predict] (default:
+            ``num_inner_steps``).
         first_order: detach inner gradients (FOMAML).
         anil: adapt only the head in the inner loop (the backbone still gets meta-gradients).
         head: ``"per_task"`` (default): a new head for every task; ``"learned"``: one
@@ -80,12 +82,15 @@ class MAML(nn.Module):
             N)``: that module as the meta-learned head; ``None``: no head, the backbone outputs
             the logits. A learned head is the module's ``head`` attribute (state_dict keys
             ``"head.weight"``, ``"head.bias"``). With a learned head or none, every task must
-            have the head's width of outputs (:func:`torchcross.nn.num_outputs`).
+            have the head's width of outputs
+            ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]).
         num_outputs: the width of a ``head="learned"`` head (only with it).
         head_init: ``"zero"`` (the default) or ``"kaiming"``, for the heads this module makes.
             Per-task ``"kaiming"`` heads are drawn from a generator seeded with
             ``(seed, head_step, slot)``, where the buffer ``head_step`` counts training calls
-            (:meth:`meta_loss`, :meth:`meta_backward`; saved in ``state_dict``) and ``slot`` is the
+            ([`meta_loss()`][torchcross.learners.maml.MAML.meta_loss],
+            [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]; saved in ``state_dict``) and
+            ``slot`` is the
             task's position in the global meta-batch (``rank * len(tasks) + i`` under
             ``torch.distributed``), so distributed and resumed runs draw the heads of one process.
             A ``"learned"`` head is drawn once, from ``seed``. Not accepted with a given module
@@ -96,8 +101,9 @@ class MAML(nn.Module):
             per-element rates too); they are parameters of this module.
         batch_norm: ``"batch"`` or ``"frozen"`` (see module doc).
         checkpoint: recompute inner steps in the backward pass (less memory, more time).
-        batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how :meth:`meta_backward` runs
-            equally shaped tasks of one description (see :mod:`torchcross.learners.batching`).
+        batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how
+            [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] runs
+            equally shaped tasks of one description (see `torchcross.learners.batching`).
         seed: seed of the generator for ``"kaiming"`` heads.
 
     Raises:
@@ -325,7 +331,8 @@ class MAML(nn.Module):
         """Mean query loss over ``tasks`` after adaptation; call ``.backward()`` on it.
 
         ``tasks`` is a list of tasks (of any kinds and class counts) or one collated batch.
-        The whole meta-batch's graph is kept until the backward pass; :meth:`meta_backward`
+        The whole meta-batch's graph is kept until the backward pass;
+        [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]
         needs the memory of one task instead.
         """
         tasks = as_task_list(tasks)
@@ -346,20 +353,22 @@ class MAML(nn.Module):
                 self.head_step += 1
 
     def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
-        """Same as :meth:`meta_loss`."""
+        """Same as [`meta_loss()`][torchcross.learners.maml.MAML.meta_loss]."""
         return self.meta_loss(tasks)
 
     def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
-        """Accumulate the gradient of :meth:`meta_loss` into ``.grad``, one task at a time.
+        """Accumulate the gradient of [`meta_loss()`][torchcross.learners.maml.MAML.meta_loss] into ``.grad``,
+        one task at a time.
 
         Each task's graph is freed after its backward pass, so memory is that of one
         task. Gradients add to existing ``.grad`` (zero them first, as with ``backward``).
         Equally shaped tasks of one description may run in one ``vmap`` instead
-        (``batching``; see :mod:`torchcross.learners.batching`).
+        (``batching``; see `torchcross.learners.batching`).
 
         Under ``torch.distributed`` (an initialised process group of several ranks, e.g.
         ``torchrun``) the gradients are then averaged over ranks in one all-reduce
-        (:func:`torchcross.distributed.all_reduce_gradients`), so every rank holds the
+        ([`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]), so every
+        rank holds the
         meta-gradient of the global meta-batch; ``sync=False`` skips that (e.g. to
         accumulate several calls and sync on the last).
 
@@ -423,9 +432,12 @@ class MAML(nn.Module):
 
         With ``training=True`` (``num_inner_steps``, differentiable inner loop) the query logits
         carry the graph back to the meta-parameters, for training loops that need per-task
-        outputs (e.g. to log metrics); :meth:`meta_backward` is the memory-lean way to train.
-        With ``training=False`` it adapts like :meth:`predict` and both are detached.
-        The support logits are always detached. ``slot``: as in :meth:`new_head`.
+        outputs (e.g. to log metrics); [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] is the
+        memory-lean way to train.
+        With ``training=False`` it adapts like [`predict()`][torchcross.learners.maml.MAML.predict] and both
+        are detached.
+        The support logits are always detached. ``slot``: as in
+        [`new_head()`][torchcross.learners.maml.MAML.new_head].
 
         Examples:
             >>> import torch
@@ -493,7 +505,8 @@ def _first_slot(num_tasks: int) -> int:
 
 
 class CrossDomainMAML(MAML):
-    """:class:`MAML` under the name torchcross 0.0.6 used for mixed-kind meta-batches.
+    """[`MAML`][torchcross.learners.maml.MAML] under the name torchcross 0.0.6 used for mixed-kind
+    meta-batches.
 
-    :class:`MAML` already gives every task its own head, so the two are the same.
+    [`MAML`][torchcross.learners.maml.MAML] already gives every task its own head, so the two are the same.
     """

@@ -2,7 +2,7 @@
 
 Each update uses a batch of one source task and the loss of that task's kind, through
 the task's own head (the MedIMeta paper's mm-PT baseline). The pre-trained backbone is
-then evaluated with :class:`~torchcross.learners.FineTuner`.
+then evaluated with [`FineTuner`][torchcross.learners.finetuner.FineTuner].
 
 BatchNorm policy: this is ordinary supervised training of one network, so the backbone
 runs as a normal module: in train mode BatchNorm normalises with batch statistics and
@@ -46,7 +46,8 @@ class MultiTaskPretrainer(nn.Module):
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width.
-        descriptions: the source tasks (more can be added with :meth:`add_task`).
+        descriptions: the source tasks (more can be added with
+            [`add_task()`][torchcross.learners.multitask.MultiTaskPretrainer.add_task]).
         head_init: ``"kaiming"`` (default) or ``"zero"``.
         seed: kaiming heads: the ``k``-th head added is drawn from a generator seeded with
             ``(seed, k)``, so a resumed run adds the heads a fresh one would.
@@ -106,7 +107,8 @@ class MultiTaskPretrainer(nn.Module):
         """The head of ``description``.
 
         Raises:
-            KeyError: no head for it (add it with :meth:`add_task`).
+            KeyError: no head for it (add it with
+                [`add_task()`][torchcross.learners.multitask.MultiTaskPretrainer.add_task]).
         """
         try:
             return self.heads[self._keys[description]]  # type: ignore[return-value]
@@ -126,10 +128,13 @@ class MultiTaskPretrainer(nn.Module):
         return loss(self(x, description), y, description)
 
     def backward_step(self, batch: tuple[Tensor, Tensor], description: TaskDescription) -> float:
-        """Add the gradient of :meth:`loss` to ``.grad`` (no zeroing, no sync, no step); return the loss.
+        """Add the gradient of [`loss()`][torchcross.learners.multitask.MultiTaskPretrainer.loss] to ``.grad``
+        (no zeroing, no sync, no step); return the loss.
 
-        For loops that accumulate or synchronise themselves; :meth:`training_step` is
-        ``zero_grad``, this, :func:`~torchcross.distributed.all_reduce_gradients` and ``step``.
+        For loops that accumulate or synchronise themselves;
+        [`training_step()`][torchcross.learners.multitask.MultiTaskPretrainer.training_step] is
+        ``zero_grad``, this, [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]
+        and ``step``.
         """
         check_unwrapped(self)
         value = self.loss(batch, description)

@@ -1,13 +1,14 @@
 """Prototypical networks for all four task kinds.
 
-:class:`ProtoNet` embeds support and query sets with its backbone, builds prototypes
-from the support set (:func:`~torchcross.learners.functional.prototypes`: one per class
+[`ProtoNet`][torchcross.learners.protonet.ProtoNet] embeds support and query sets with its backbone, builds
+prototypes
+from the support set ([`prototypes()`][torchcross.learners.functional.prototypes]: one per class
 for multi-class and ordinal tasks, a negative and a positive one per label for binary
 and multi-label tasks) and scores the query set by distance
-(:func:`~torchcross.learners.functional.prototype_logits`). Meta-training minimises the
+([`prototype_logits()`][torchcross.learners.functional.prototype_logits]). Meta-training minimises the
 query loss of each task's kind.
 
-BatchNorm policy: as :class:`~torchcross.learners.MAML` (``"batch"``: support and query
+BatchNorm policy: as [`MAML`][torchcross.learners.maml.MAML] (``"batch"``: support and query
 are each normalised with their own batch statistics; running statistics are never read
 or written).
 
@@ -90,14 +91,15 @@ class ProtoNet(nn.Module):
         return torch.stack([loss(self.query_logits(t), t.query[1], t.description) for t in tasks]).mean()
 
     def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
-        """Same as :meth:`meta_loss`."""
+        """Same as [`meta_loss()`][torchcross.learners.protonet.ProtoNet.meta_loss]."""
         return self.meta_loss(tasks)
 
     def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
-        """Accumulate the gradient of :meth:`meta_loss` into ``.grad`` task by task; return the loss.
+        """Accumulate the gradient of [`meta_loss()`][torchcross.learners.protonet.ProtoNet.meta_loss] into
+        ``.grad`` task by task; return the loss.
 
         Under ``torch.distributed`` the gradients are then averaged over ranks in one all-reduce
-        (``sync=False`` skips it), as in :meth:`MAML.meta_backward <torchcross.learners.MAML.meta_backward>`.
+        (``sync=False`` skips it), as in `MAML.meta_backward <torchcross.learners.MAML.meta_backward>()`.
         """
         tasks = as_task_list(tasks)
         check_unwrapped(self)

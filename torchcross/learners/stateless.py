@@ -1,7 +1,9 @@
 """Running a module statelessly from parameter dicts, under a BatchNorm policy.
 
-:func:`forward` calls a module with the parameters and buffers it is given
-(``torch.func.functional_call``) and never writes to the module. :func:`task_buffers`
+[`forward()`][torchcross.learners.maml.MAML.forward] calls a module with the parameters and buffers it is
+given
+(``torch.func.functional_call``) and never writes to the module.
+[`task_buffers()`][torchcross.learners.functional.task_buffers]
 picks the buffers for one task under a BatchNorm policy: with ``batch_norm="batch"``
 every forward normalises with the statistics of the batch it sees, and the running
 statistics are hidden from the module, so they are neither read nor written; with
@@ -32,7 +34,8 @@ def task_buffers(module: nn.Module, batch_norm: Literal["batch", "frozen"] = "ba
     ``"batch"`` maps the running statistics of every normalisation layer
     (``BatchNorm*``, ``InstanceNorm*``) to ``None``: the layer then normalises with the
     statistics of the batch it sees, in train and eval mode alike, and cannot update
-    them. ``"frozen"`` keeps them; run the module in eval mode (see :func:`forward`) so
+    them. ``"frozen"`` keeps them; run the module in eval mode (see
+    [`forward()`][torchcross.learners.maml.MAML.forward]) so
     they are used, not updated. Every buffer returned is a detached copy, so layers that
     update buffers in place as they run (spectral norm's power iteration in train mode)
     change the copies, never the module.

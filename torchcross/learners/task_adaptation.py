@@ -1,15 +1,17 @@
 """Adapting a backbone and a linear head on a task's support set: MAML's inner loop.
 
-:func:`adapt_backbone_and_head` runs the inner loop of one task over parameters named
+[`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head] runs the inner loop
+of one task over parameters named
 ``"backbone.*"`` (read by a ``features`` function) and ``"head.weight"`` /
 ``"head.bias"`` (a linear head sized for the task), with the loss of the task's kind.
 
 Under a zero-initialised head (``zero_head=True``) two exact shortcuts apply. The
 backbone's gradient is then exactly zero, so the first step only moves the head (the
 backbone is unchanged, bit for bit), and the second step reuses the backbone's support
-features of the first instead of a new forward pass (:func:`step_on_cached_features`).
+features of the first instead of a new forward pass
+([`step_on_cached_features()`][torchcross.learners.task_adaptation.step_on_cached_features]).
 Both need an optimiser that skips zero gradients on its first step
-(:class:`~torchcross.learners.inner_optimizers.SkipsZeroGradients`, e.g. SGD or Adam
+([`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients], e.g. SGD or Adam
 without weight decay); with any other optimiser every step runs in full.
 
 Examples:
@@ -160,7 +162,7 @@ def adapt_backbone_and_head(
         head: ``False``: ``params`` has no head and ``features`` returns the logits
             themselves (``(N, num_outputs(description))``); only backbone parameters adapt.
         first_order, checkpoint, differentiable, use_func: as
-            :func:`~torchcross.learners.functional.inner_loop`.
+            [`inner_loop()`][torchcross.learners.functional.inner_loop].
 
     Returns:
         The adapted parameters (detached when ``differentiable=False``).

@@ -1,10 +1,11 @@
 """Which head a learner puts on its backbone: a fresh one per task, one learned head, or none.
 
-The learners that make heads (:class:`~torchcross.learners.MAML` and
-:class:`~torchcross.learners.FineTuner`) take ``head=``:
+The learners that make heads ([`MAML`][torchcross.learners.maml.MAML] and
+[`FineTuner`][torchcross.learners.finetuner.FineTuner]) take ``head=``:
 
 * ``"per_task"`` (default): every task gets a new linear head sized from its description
-  (:func:`torchcross.nn.num_outputs`), initialised by ``head_init``; tasks of any kind and
+  ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]), initialised by ``head_init``; tasks of
+  any kind and
   class count mix in one meta-batch (the MedIMeta paper's mm-MAML), and only the backbone
   is meta-learned.
 * ``"learned"`` (with ``num_outputs=N``), or an ``nn.Linear(num_features, N)`` of your own:

@@ -1,9 +1,11 @@
 """Gradient transformations: the small pieces inner optimisers are composed from.
 
-A :class:`GradientTransformation` is a pair of pure functions, as in optax:
+A [`GradientTransformation`][torchcross.learners.transforms.GradientTransformation] is a pair of pure
+functions, as in optax:
 ``init(params) -> state`` and ``update(updates, state, params) -> (updates, state)``.
 ``updates`` start as the gradients and each piece turns them into new updates;
-:func:`chain` runs pieces one after the other, and :func:`apply_updates` adds the
+[`chain()`][torchcross.learners.transforms.chain] runs pieces one after the other, and
+[`apply_updates()`][torchcross.learners.transforms.apply_updates] adds the
 result to the parameters. States are ``NamedTuple`` s of tensors, dicts and numbers
 (a chain's state is the tuple of its pieces' states), so they can be flattened
 generically (checkpointed inner steps do).
@@ -72,13 +74,15 @@ class EmptyState(NamedTuple):
 
 
 class TraceState(NamedTuple):
-    """State of :func:`trace`: the momentum buffer of every parameter updated so far."""
+    """State of [`trace()`][torchcross.learners.transforms.trace]: the momentum buffer of every parameter
+    updated so far."""
 
     momentum_buffer: dict[str, Tensor]
 
 
 class ScaleByAdamState(NamedTuple):
-    """State of :func:`scale_by_adam`: the shared step count and the moment estimates."""
+    """State of [`scale_by_adam()`][torchcross.learners.transforms.scale_by_adam]: the shared step count and
+    the moment estimates."""
 
     step: int
     exp_avg: dict[str, Tensor]

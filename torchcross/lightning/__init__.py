@@ -1,15 +1,21 @@
 """Lightning modules over the torchcross learners (needs the ``lightning`` extra).
 
-* :class:`MetaLearningModule`: meta-training of a learner with ``meta_backward``
-  (:class:`~torchcross.learners.MAML` and its variants, :class:`~torchcross.learners.ProtoNet`),
+* [`MetaLearningModule`][torchcross.lightning.modules.MetaLearningModule]: meta-training of a learner with
+  ``meta_backward``
+  ([`MAML`][torchcross.learners.maml.MAML] and its variants,
+  [`ProtoNet`][torchcross.learners.protonet.ProtoNet]),
   episodic validation and testing;
-* :class:`MultiTaskModule`: multi-task pre-training (:class:`~torchcross.learners.MultiTaskPretrainer`);
-* :class:`FineTuningEvaluation`: episodic evaluation with a :class:`~torchcross.learners.FineTuner`;
-* :class:`EpisodeStream` and :class:`RankMetaBatches`: a training stream that a resumed ``Trainer``
+* [`MultiTaskModule`][torchcross.lightning.modules.MultiTaskModule]: multi-task pre-training
+  ([`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]);
+* [`FineTuningEvaluation`][torchcross.lightning.modules.FineTuningEvaluation]: episodic evaluation with a
+  [`FineTuner`][torchcross.learners.finetuner.FineTuner];
+* [`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] and
+  [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]: a training stream that a resumed
+  ``Trainer``
   continues exactly, because the modules count the batches they consumed in their checkpoints.
 
 The modules use manual optimisation: the learners all-reduce their gradients once per step
-themselves (:mod:`torchcross.distributed`), which works under ``Trainer(strategy="ddp")``.
+themselves (`torchcross.distributed`), which works under ``Trainer(strategy="ddp")``.
 Evaluation steps adapt with gradients enabled, under Lightning's default ``inference_mode``.
 
 Names are imported lazily on first use.

@@ -78,7 +78,8 @@ class _Resumable(LightningModule):
         self.consumed_batches = int(checkpoint.get(_CONSUMED, 0))
 
     def train_dataloader(self) -> DataLoader:
-        """An :class:`EpisodeStream` of ``train_batches`` from the first batch not yet trained on."""
+        """An [`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] of ``train_batches`` from the first
+        batch not yet trained on."""
         if self.train_batches is None:
             raise ValueError(
                 f"{type(self).__name__} has no train_batches: pass train_batches=step -> batch "
@@ -103,11 +104,13 @@ class MetaLearningModule(_Resumable):
     logged as ``val_loss`` / ``test_loss``, averaged over ranks.
 
     Args:
-        learner: e.g. :class:`~torchcross.learners.MAML` or :class:`~torchcross.learners.ProtoNet`.
+        learner: e.g. [`MAML`][torchcross.learners.maml.MAML] or
+            [`ProtoNet`][torchcross.learners.protonet.ProtoNet].
         optimizer: ``parameters -> optimiser`` (default: Adam, lr 1e-3).
-        train_batches: ``step -> this rank's meta-batch`` (e.g. :class:`RankMetaBatches`), for a
-            resumable :meth:`train_dataloader`; or ``None`` to pass dataloaders to ``Trainer.fit``.
-        num_workers: DataLoader workers of :meth:`train_dataloader`.
+        train_batches: ``step -> this rank's meta-batch`` (e.g.
+            [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]), for a
+            resumable `train_dataloader()`; or ``None`` to pass dataloaders to ``Trainer.fit``.
+        num_workers: DataLoader workers of `train_dataloader()`.
     """
 
     def __init__(
@@ -158,10 +161,10 @@ class MultiTaskModule(_Resumable):
     over ranks in one all-reduce before the step, so heads that only some ranks used stay in sync.
 
     Args:
-        pretrainer: the :class:`~torchcross.learners.MultiTaskPretrainer`.
+        pretrainer: the [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer].
         optimizer: ``parameters -> optimiser`` (default: Adam, lr 1e-3).
         train_batches: ``step -> this rank's (batch, description)`` for a resumable stream.
-        num_workers: DataLoader workers of :meth:`train_dataloader`.
+        num_workers: DataLoader workers of `train_dataloader()`.
     """
 
     def __init__(
@@ -197,7 +200,8 @@ class MultiTaskModule(_Resumable):
 
 
 class FineTuningEvaluation(LightningModule):
-    """Episodic evaluation with a :class:`~torchcross.learners.FineTuner` (``Trainer.validate`` / ``test``).
+    """Episodic evaluation with a [`FineTuner`][torchcross.learners.finetuner.FineTuner] (``Trainer.validate``
+    / ``test``).
 
     Each rank evaluates its share of the episodes (episode datasets shard over ranks by
     themselves); the mean query loss is logged as ``val_loss`` / ``test_loss``, averaged over ranks.

@@ -3,7 +3,7 @@
 A DataLoader prefetches, so the position of its sampler or dataset says how many batches were
 *loaded*, not how many were *trained on*. The Lightning modules count the batches their
 ``training_step`` consumed, save that count in the checkpoint, and start a new
-:class:`EpisodeStream` there when the ``Trainer`` resumes.
+[`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] there when the ``Trainer`` resumes.
 
 Examples:
     >>> list(EpisodeStream(lambda k: k * 10, start=2, stop=5))
@@ -29,7 +29,8 @@ class EpisodeStream(IterableDataset):
 
     DataLoader workers take every ``num_workers``-th batch, so a loader with any number of
     workers yields the batches in order, each once. ``batch_at`` must be picklable for workers
-    (a module-level function or an object such as :class:`RankMetaBatches`).
+    (a module-level function or an object such as
+    [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]).
 
     Args:
         batch_at: this rank's batch for global step ``k``.
@@ -64,11 +65,11 @@ class RankMetaBatches:
     Global meta-batch ``k`` is episodes ``k * B * W .. (k + 1) * B * W - 1`` of ``dataset``
     (``B`` tasks per rank, ``W`` ranks); rank ``r`` takes the ``r``-th block of ``B``. One
     process with ``tasks_per_rank = B * W`` therefore sees the same global meta-batches, in the
-    order the learners' ``slot`` numbering expects (see :class:`~torchcross.learners.MAML`).
+    order the learners' ``slot`` numbering expects (see [`MAML`][torchcross.learners.maml.MAML]).
 
     Args:
         dataset: ``dataset[i]`` is episode ``i`` (e.g. a
-            :class:`~torchcross.data.metadataset.FewShotMetaDataset` with ``length=None``).
+            [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset] with ``length=None``).
         tasks_per_rank: ``B``.
         rank, world_size: default to ``torch.distributed``'s at call time.
 

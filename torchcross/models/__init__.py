@@ -1,13 +1,15 @@
 """torchcross 0.0.6's models (``torchcross.models``), over the torchcross learners.
 
 Plain ``nn.Module`` models with 0.0.6's names and constructor signatures:
-:class:`SimpleClassifier`, :class:`SimpleCrossDomainClassifier` (on
-:class:`~torchcross.learners.MultiTaskPretrainer`), :class:`MAML` and :class:`CrossDomainMAML`
-(on :class:`~torchcross.learners.MAML`), :class:`ProtoNet` and :class:`SimpleCrossDomainProtoNet`
-(on :class:`~torchcross.learners.ProtoNet`). Their Lightning versions, which 0.0.6 scripts
-train with a ``Trainer``, are in :mod:`torchcross.models.lightning` (needs the ``lightning`` extra).
+`SimpleClassifier`, `SimpleCrossDomainClassifier` (on
+[`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]),
+[`MAML`][torchcross.learners.maml.MAML] and [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]
+(on [`MAML`][torchcross.learners.maml.MAML]), [`ProtoNet`][torchcross.learners.protonet.ProtoNet] and
+`SimpleCrossDomainProtoNet`
+(on [`ProtoNet`][torchcross.learners.protonet.ProtoNet]). Their Lightning versions, which 0.0.6 scripts
+train with a ``Trainer``, are in `torchcross.models.lightning` (needs the ``lightning`` extra).
 
-New code uses :mod:`torchcross.learners` and :mod:`torchcross.lightning` directly.
+New code uses `torchcross.learners` and `torchcross.lightning` directly.
 
 Names are imported lazily on first use.
 """

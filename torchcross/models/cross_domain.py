@@ -1,6 +1,6 @@
 """One backbone, one head per task (0.0.6's ``CrossDomainModel`` and ``SimpleCrossDomainClassifier``).
 
-:class:`SimpleCrossDomainClassifier` is a :class:`~torchcross.learners.MultiTaskPretrainer`
+`SimpleCrossDomainClassifier` is a [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]
 (zero-initialised heads, grey images expanded to three channels) with 0.0.6's interface:
 ``model(x, task_description)``, ``get_net(task_description)``, ``add_head(task_description)``.
 
@@ -55,7 +55,7 @@ class SimpleCrossDomainClassifier(CrossDomainModel):
         add_heads_during_training: in training mode, make a head for an unknown task on first use.
 
     Raises:
-        ValueError: (from :meth:`get_net`) no head for a task, outside training or without
+        ValueError: (from `get_net()`) no head for a task, outside training or without
             ``add_heads_during_training``.
     """
 

@@ -21,7 +21,7 @@ __all__ = ["EpisodicModel"]
 
 
 class EpisodicModel(nn.Module):
-    """``model(batch)`` is ``[model.episode(task) for task in batch]``; subclasses define :meth:`episode`."""
+    """``model(batch)`` is ``[model.episode(task) for task in batch]``; subclasses define `episode()`."""
 
     def forward(self, batch: Sequence[Task] | Task) -> list[Any]:
         tasks = [batch] if isinstance(batch, Task) else list(batch)

@@ -1,15 +1,18 @@
-"""MAML with 0.0.6's interface (``MAML``, ``CrossDomainMAML``), on :class:`torchcross.learners.MAML`.
+"""MAML with 0.0.6's interface (``MAML``, ``CrossDomainMAML``), on
+[`torchcross.learners.MAML`][torchcross.learners.maml.MAML].
 
 0.0.6 arguments map to the learner's:
 
 * ``inner_optimizer`` / ``eval_inner_optimizer`` (optimiser factories such as
   ``partial(torchopt.MetaSGD, lr=0.1)`` and ``partial(torch.optim.SGD, lr=0.1)``) become the inner
-  optimisers of the training and the evaluation adaptation (:mod:`torchcross.models.optimizers`);
+  optimisers of the training and the evaluation adaptation (`torchcross.models.optimizers`);
 * ``transductive=True`` (default: query predictions use the query batch's BatchNorm statistics)
   is ``batch_norm="batch"``; ``False`` is ``batch_norm="frozen"``;
-* :class:`CrossDomainMAML`'s ``head_init`` (``None``/``"zero"``, ``"kaiming"``/``"default"``) is
+* [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]'s ``head_init`` (``None``/``"zero"``,
+  ``"kaiming"``/``"default"``) is
   the learner's; every task gets a fresh head;
-* :class:`MAML` (one task kind) meta-learns its head too, unless ``reset_head`` gives every
+* [`MAML`][torchcross.learners.maml.MAML] (one task kind) meta-learns its head too, unless ``reset_head``
+  gives every
   episode a fresh one (``"zero"``, ``"kaiming"``/``"default"``, or ``"adaptive normal"`` /
   ``"adaptive uniform"``: drawn with the mean and standard deviation of the meta-learned head).
 
@@ -104,7 +107,8 @@ def _learner_options(
 
 
 class _EpisodicMAML(EpisodicModel):
-    """Shared by :class:`MAML` and :class:`CrossDomainMAML`: a training and an evaluation learner."""
+    """Shared by [`MAML`][torchcross.learners.maml.MAML] and
+    [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]: a training and an evaluation learner."""
 
     learner: _MAMLLearner
 

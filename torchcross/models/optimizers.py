@@ -2,14 +2,16 @@
 
 0.0.6 took optimiser *factories*: ``inner_optimizer=partial(torchopt.MetaSGD, lr=0.1)`` (called
 on the network) and ``eval_inner_optimizer=partial(torch.optim.SGD, lr=0.1)`` (called on its
-parameters). :func:`inner_optimizer_spec` turns such a factory into the learning rate and the
-``lr -> InnerOptimizer`` callable that :class:`~torchcross.learners.MAML` takes, without
+parameters). `inner_optimizer_spec()` turns such a factory into the learning rate and the
+``lr -> InnerOptimizer`` callable that [`MAML`][torchcross.learners.maml.MAML] takes, without
 importing ``torchopt``.
 
 Accepted: ``functools.partial`` of a class or function named ``SGD``/``MetaSGD`` or
 ``Adam``/``MetaAdam`` (torch.optim or torchopt) with keyword arguments, those classes
-themselves (their default learning rate, 1e-3), a :class:`torchcross.learners.SGD` or
-:class:`torchcross.learners.Adam`, or any callable that returns a ``torch.optim.SGD`` or
+themselves (their default learning rate, 1e-3), a
+[`torchcross.learners.SGD`][torchcross.learners.inner_optimizers.SGD] or
+[`torchcross.learners.Adam`][torchcross.learners.inner_optimizers.Adam], or any callable that returns a
+``torch.optim.SGD`` or
 ``torch.optim.Adam`` when called with a list of parameters.
 
 Examples:

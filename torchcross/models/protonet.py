@@ -1,4 +1,5 @@
-"""Prototypical networks with 0.0.6's interface, on :class:`torchcross.learners.ProtoNet`.
+"""Prototypical networks with 0.0.6's interface, on
+[`torchcross.learners.ProtoNet`][torchcross.learners.protonet.ProtoNet].
 
 0.0.6's distances map to the learner's: ``"squared_euclidean"`` (the default) and
 ``"euclidean"`` both use squared Euclidean distances, ``"cosine"`` the cosine distance.
@@ -28,7 +29,8 @@ from torchcross.tasks.task import Task
 __all__ = ["DISTANCES", "ProtoNet", "SimpleCrossDomainProtoNet"]
 
 DISTANCES = {"squared_euclidean": "euclidean", "euclidean": "euclidean", "cosine": "cosine"}
-"""0.0.6's distance names and the :class:`torchcross.learners.ProtoNet` distance each runs."""
+"""0.0.6's distance names and the [`torchcross.learners.ProtoNet`][torchcross.learners.protonet.ProtoNet]
+distance each runs."""
 
 
 class ProtoNet(EpisodicModel):
@@ -64,7 +66,8 @@ class ProtoNet(EpisodicModel):
 
 
 class SimpleCrossDomainProtoNet(ProtoNet):
-    """:class:`ProtoNet` whose backbone sees grey images expanded to three channels."""
+    """[`ProtoNet`][torchcross.learners.protonet.ProtoNet] whose backbone sees grey images expanded to three
+    channels."""
 
     @staticmethod
     def _network(backbone: nn.Module) -> nn.Module:

@@ -35,7 +35,8 @@ class SimpleClassifier(nn.Module):
         expand_input_channels: put ``Expand(-1, 3, -1, -1)`` before the backbone.
 
     Raises:
-        TypeError: a backbone that is not a module, or not a :class:`TaskDescription`.
+        TypeError: a backbone that is not a module, or not a
+            [`TaskDescription`][torchcross.tasks.task.TaskDescription].
     """
 
     def __init__(

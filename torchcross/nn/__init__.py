@@ -1,6 +1,6 @@
 """What depends on the task kind: head width and initialisation, loss, probabilities,
 label encoding and predictions, dispatched through one table keyed by
-:class:`~torchcross.tasks.task.TaskTarget` (:data:`TASK_KINDS`).
+[`TaskTarget`][torchcross.tasks.task.TaskTarget] (`TASK_KINDS`).
 
 Examples:
     >>> import torch

@@ -8,9 +8,11 @@ MedIMeta paper's mm-MAML. ``init="kaiming"`` gives PyTorch's default ``nn.Linear
 initialisation (Kaiming-uniform weights with ``a=sqrt(5)``, bias uniform in
 ``±1/sqrt(num_features)``) drawn from an explicit generator.
 
-:func:`init_head_params` returns a plain parameter dict for functional learners
-(``torch.func.functional_call`` style), :func:`make_head` an ``nn.Linear`` with the same
-values, and :func:`head_forward` applies a parameter dict.
+[`init_head_params()`][torchcross.nn.heads.init_head_params] returns a plain parameter dict for functional
+learners
+(``torch.func.functional_call`` style), [`make_head()`][torchcross.nn.heads.make_head] an ``nn.Linear`` with
+the same
+values, and [`head_forward()`][torchcross.nn.heads.head_forward] applies a parameter dict.
 """
 
 from __future__ import annotations
@@ -104,7 +106,8 @@ def make_head(
     dtype: torch.dtype | None = None,
 ) -> torch.nn.Linear:
     """A new ``nn.Linear(num_features, num_outputs(description))`` initialised like
-    :func:`init_head_params` (same arguments, same values for the same generator state).
+    [`init_head_params()`][torchcross.nn.heads.init_head_params] (same arguments, same values for the same
+    generator state).
 
     Examples:
         >>> make_head(8, 5).weight.shape  # a head of fixed width 5

@@ -1,6 +1,7 @@
-"""What depends on the task kind, in one dispatch table keyed by :class:`TaskTarget`.
+"""What depends on the task kind, in one dispatch table keyed by
+[`TaskTarget`][torchcross.tasks.task.TaskTarget].
 
-Each row (:class:`TaskKind`) says how wide a task's head is, which loss trains it,
+Each row ([`TaskKind`][torchcross.nn.kinds.TaskKind]) says how wide a task's head is, which loss trains it,
 which function turns logits into probabilities, how canonical labels become loss
 targets and how logits become predicted labels:
 
@@ -14,11 +15,12 @@ multi-label            ``L``        BCE with logits     sigmoid    ``logit > 0``
 =====================  ===========  ==================  =========  ===================
 
 Ordinal labels hold the task's class keys (which may have gaps); they become
-indices through :func:`torchcross.tasks.labels.keys_to_indices`, the one place that
+indices through [`torchcross.tasks.labels.keys_to_indices()`][torchcross.tasks.labels.keys_to_indices], the
+one place that
 mapping is written. ``REGRESSION`` has no row: asking for it raises ``ValueError``.
 
 Everything here is built from differentiable tensor operations without reading
-tensor values in Python, so :func:`loss` works twice-differentiated (MAML inner
+tensor values in Python, so [`loss()`][torchcross.nn.kinds.loss] works twice-differentiated (MAML inner
 loops with ``create_graph=True``) and under ``torch.func.grad`` / ``vmap``.
 """
 
@@ -198,7 +200,8 @@ TASK_KINDS: Mapping[TaskTarget, TaskKind] = MappingProxyType(
         ),
     }
 )
-"""The dispatch table: one :class:`TaskKind` per supported :class:`TaskTarget`."""
+"""The dispatch table: one [`TaskKind`][torchcross.nn.kinds.TaskKind] per supported
+[`TaskTarget`][torchcross.tasks.task.TaskTarget]."""
 
 
 def get_task_kind(target: TaskTarget | str | TaskDescription) -> TaskKind:
@@ -285,7 +288,8 @@ def loss(
     Labels are checked for shape; ordinal and multi-class keys are also checked for
     membership (except inside ``torch.func`` transforms). Binary and multi-label values
     are not re-checked here (that needs a device sync on every call):
-    :func:`torchcross.tasks.labels.normalize_labels` checks them at the source boundary.
+    [`torchcross.tasks.labels.normalize_labels()`][torchcross.tasks.labels.normalize_labels] checks them at
+    the source boundary.
 
     Raises:
         ValueError: a bad ``reduction``, logits or labels of the wrong shape, a label that

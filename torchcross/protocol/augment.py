@@ -2,7 +2,7 @@
 
 The paper's augmentation: horizontal and vertical flips (each with probability 0.25), a
 rotation by up to 10 degrees (bilinear), and with probability 0.25 a random crop of
-200 of 224 pixels resized back. :func:`build_augmentation` returns a function applied
+200 of 224 pixels resized back. `build_augmentation()` returns a function applied
 to a batch on the training device, each image with its own random draw, from torch's
 global RNG: the protocol's training runs under a seeded, checkpointed torch RNG, so
 augmentation is reproducible and resumes exactly. Images are augmented after
@@ -25,7 +25,7 @@ def build_augmentation(config: Any, image_size: int) -> Callable[[Tensor], Tenso
     """The augmentation of ``[augmentation]`` for ``image_size`` inputs, or ``None`` if disabled.
 
     Args:
-        config: an :class:`~torchcross.protocol.config.AugmentationConfig`.
+        config: an [`AugmentationConfig`][torchcross.protocol.config.AugmentationConfig].
         image_size: height and width of the (square) inputs.
 
     Raises:

@@ -33,7 +33,8 @@ def finetune_settings(config: Any) -> dict[str, Any]:
 def finetuner(
     ctx: MethodContext, backbone: nn.Module, width: int, *, freeze: bool | None = None
 ) -> FineTuner:
-    """A :class:`~torchcross.learners.FineTuner` of ``backbone`` with the ``[finetune]`` settings."""
+    """A [`FineTuner`][torchcross.learners.finetuner.FineTuner] of ``backbone`` with the ``[finetune]``
+    settings."""
     ft = ctx.config.finetune
     return FineTuner(
         backbone,

@@ -52,7 +52,8 @@ __all__ = [
 
 METHODS: tuple[str, ...] = ("IM-PT", "mm-PT", "mm-MAML")
 """The paper's methods (the default): fine-tuning from ImageNet weights, from multi-task
-pre-training, and from MAML. Every method of :mod:`torchcross.protocol.registry` can be
+pre-training, and from MAML. Every method of [`torchcross.protocol.registry`][torchcross.protocol.registry]
+can be
 listed in ``[evaluation] methods``."""
 
 BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
@@ -142,7 +143,7 @@ class EvaluationConfig:
     """The few-shot evaluation: methods, episode shape and count, confidence level.
 
     Attributes:
-        methods: names of :mod:`torchcross.protocol.registry` (default: :data:`METHODS`).
+        methods: names of [`torchcross.protocol.registry`][torchcross.protocol.registry] (default: `METHODS`).
         n_shot: support examples per class.
         n_query: query examples per class.
         n_episodes: fixed episodes per target task.
@@ -164,7 +165,7 @@ class BackboneConfig:
     """The feature extractor every method starts from.
 
     Attributes:
-        name: one of :data:`BACKBONES`.
+        name: one of `BACKBONES`.
         weights: ``"imagenet"`` (torchvision's ImageNet weights of the ResNet, read from
             torch's cache; torchvision downloads them once if they are not there),
             ``"random"`` (a seeded random initialisation: IM-PT is then reported as
@@ -184,7 +185,8 @@ class PretrainConfig:
     Attributes:
         steps: the most parameter updates (each: one batch of one source task).
         batch_size: examples per batch.
-        lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see :func:`paper_lr`).
+        lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see
+            [`paper_lr()`][torchcross.protocol.config.paper_lr]).
         weight_decay: Adam L2 penalty.
         weighting: how the task of each update is drawn: ``"proportional"`` to the
             tasks' sizes, or ``"uniform"`` over tasks.
@@ -294,7 +296,7 @@ class SupervisedConfig:
     Attributes:
         steps: the most updates.
         batch_size: examples per batch.
-        lr: Adam learning rate; ``None``: as :func:`paper_lr`.
+        lr: Adam learning rate; ``None``: as [`paper_lr()`][torchcross.protocol.config.paper_lr].
         val_every: updates between validations on the task's ``val`` split.
         val_batches: validation batches per validation.
         patience: validations without a better AUROC before stopping (0: run all steps).
@@ -334,7 +336,8 @@ class RunConfig:
             episodes (0: the main process); the stream and its resume point are the same
             for any number.
         plugins: Python modules imported before the config's methods are checked, so
-            that they can register methods (:func:`~torchcross.protocol.register_method`):
+            that they can register methods
+            ([`register_method()`][torchcross.protocol.registry.register_method]):
             importable module names, or ``.py`` files (relative to the config file).
     """
 
@@ -486,7 +489,8 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
 
 
 def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None) -> ProtocolConfig:
-    """Build a :class:`ProtocolConfig` from nested mappings (a parsed TOML/YAML file).
+    """Build a [`ProtocolConfig`][torchcross.protocol.config.ProtocolConfig] from nested mappings (a parsed
+    TOML/YAML file).
 
     Args:
         raw: ``{section: {key: value}}``.

@@ -2,9 +2,9 @@
 
 Every method starts from the same backbone weights (``[backbone] weights``, built with
 the training seed). Source training is checkpointed (see
-:func:`torchcross.protocol.training.train_steps`) under
+`torchcross.protocol.training.train_steps()`) under
 ``<out_dir>/checkpoints/[seed-<s>/]<target dataset>/<method>.pt``. Methods are looked up
-in :mod:`torchcross.protocol.registry`, built-in and user-registered alike.
+in [`torchcross.protocol.registry`][torchcross.protocol.registry], built-in and user-registered alike.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ def method_context(
     log: Log,
     progress: bool | None = None,
 ) -> MethodContext:
-    """The :class:`~torchcross.protocol.registry.MethodContext` of ``method`` on ``target`` with ``seed``."""
+    """The [`MethodContext`][torchcross.protocol.registry.MethodContext] of ``method`` on ``target`` with
+    ``seed``."""
     folder = Path(config.run.out_dir) / "checkpoints"
     if config.run.seeds is not None:
         folder = folder / f"seed-{seed}"
@@ -112,7 +113,7 @@ def train_method(ctx: MethodContext) -> Any:
 
 
 def evaluation_learner(ctx: MethodContext, trained: Any) -> Any:
-    """What :func:`~torchcross.evaluation.evaluate` calls on the target episodes."""
+    """What [`evaluate()`][torchcross.evaluation.episodic.evaluate] calls on the target episodes."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
         return get_method(ctx.method).learner(ctx, trained)

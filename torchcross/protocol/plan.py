@@ -1,7 +1,9 @@
-"""The plan of a protocol run: :func:`check_protocol` resolves and checks a config before training.
+"""The plan of a protocol run: [`check_protocol()`][torchcross.protocol.plan.check_protocol] resolves and
+checks a config before training.
 
-:class:`ProtocolPlan` is what :func:`~torchcross.protocol.run.run_protocol` and the
-methods (:mod:`torchcross.protocol.methods`) work from: targets, sources, input shape
+[`ProtocolPlan`][torchcross.protocol.plan.ProtocolPlan] is what
+[`run_protocol()`][torchcross.protocol.run.run_protocol] and the
+methods (`torchcross.protocol.methods`) work from: targets, sources, input shape
 and device.
 """
 

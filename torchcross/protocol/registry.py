@@ -2,13 +2,14 @@
 
 A method is two functions: ``train(ctx)`` runs its source training (or ``None`` for
 none) and returns what it trained; ``learner(ctx, trained)`` returns what
-:func:`~torchcross.evaluation.evaluate` calls on each fixed target episode (an object
-with ``predict(task)`` returning query logits). ``ctx`` is a :class:`MethodContext`:
+[`evaluate()`][torchcross.evaluation.episodic.evaluate] calls on each fixed target episode (an object
+with ``predict(task)`` returning query logits). ``ctx`` is a
+[`MethodContext`][torchcross.protocol.registry.MethodContext]:
 the config, the target, the input shape, the device, the training seed, where to
 checkpoint, and helpers to build the backbone and open source tasks. Every method is
 scored on the same fixed episodes, so methods compare pairwise.
 
-Register your own before calling :func:`~torchcross.protocol.run_protocol` (or in a
+Register your own before calling [`run_protocol()`][torchcross.protocol.run.run_protocol] (or in a
 module that a script imports before ``torchcross run``), then list its name in
 ``[evaluation] methods``.
 
@@ -63,7 +64,7 @@ class MethodContext:
 
     Attributes:
         method: the method's name.
-        config: the whole :class:`~torchcross.protocol.config.ProtocolConfig`.
+        config: the whole [`ProtocolConfig`][torchcross.protocol.config.ProtocolConfig].
         target: the target dataset, its tasks and its source tasks.
         in_channels, image_size: the input shape every task source delivers.
         device: where to train and evaluate.
@@ -337,7 +338,7 @@ def register_method(
 
 
 def unregister_method(name: str) -> None:
-    """Remove a method added with :func:`register_method`.
+    """Remove a method added with [`register_method()`][torchcross.protocol.registry.register_method].
 
     Raises:
         ValueError: an unknown or built-in name.

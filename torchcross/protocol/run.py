@@ -11,18 +11,20 @@ on fixed episodes of each target task:
   validation AUROC), then fine-tune as IM-PT;
 * ``mm-MAML``: MAML over source episodes of all kinds, random shots and class subsets,
   with a zero-initialised head per task (early stopping); then fine-tune as IM-PT;
-* any other method of :mod:`torchcross.protocol.registry` (ProtoNet, ANIL, FOMAML,
+* any other method of [`torchcross.protocol.registry`][torchcross.protocol.registry] (ProtoNet, ANIL, FOMAML,
   Meta-SGD, linear probe, your own), and ``"supervised"``: the fully supervised baseline
   per target task (train split, validation early stopping, test AUROC with a bootstrap
   interval).
 
 Methods are scored on the same episodes, so ``paired.csv`` compares them pairwise
-(:func:`~torchcross.evaluation.paired.paired_comparisons`); with ``[run] seeds`` every
+([`paired_comparisons()`][torchcross.evaluation.paired.paired_comparisons]); with ``[run] seeds`` every
 method is trained once per seed and the between-seed spread is reported beside the
 episode interval.
 
-:func:`check_protocol` validates everything (paths, names, output folder, weights)
-before any training; :func:`run_protocol` runs it, writes episodes, checkpoints and
+[`check_protocol()`][torchcross.protocol.plan.check_protocol] validates everything (paths, names, output
+folder, weights)
+before any training; [`run_protocol()`][torchcross.protocol.run.run_protocol] runs it, writes episodes,
+checkpoints and
 results into ``run.out_dir`` and resumes from them when started again.
 """
 
@@ -304,7 +306,7 @@ def run_protocol(
     method's evaluation is under way).
 
     Args:
-        config: see :mod:`torchcross.protocol.config`.
+        config: see [`torchcross.protocol.config`][torchcross.protocol.config].
         progress: tqdm progress bars; ``None`` shows them only on a terminal.
         log: receives one line per step (``None``: silent).
 
@@ -314,7 +316,7 @@ def run_protocol(
     ``out_dir`` is locked while the run works in it.
 
     Raises:
-        as :func:`check_protocol`, before any training;
+        as [`check_protocol()`][torchcross.protocol.plan.check_protocol], before any training;
         FolderInUseError: another run works in ``out_dir``;
         NonFiniteLossError: source training diverged (the step and task are named);
         CheckpointError: a damaged or foreign checkpoint (named, with what to do).

@@ -35,7 +35,7 @@ def supervised_settings(config: Any) -> dict[str, Any]:
 
 
 def unused_learner(ctx: MethodContext, trained: Any) -> Any:
-    """The supervised baseline has no episode learner (it is scored per task by :func:`train_and_test`)."""
+    """The supervised baseline has no episode learner (it is scored per task by `train_and_test()`)."""
     raise ValueError("the supervised baseline is trained and scored per target task, not on episodes")
 
 

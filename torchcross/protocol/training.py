@@ -1,6 +1,6 @@
 """Source training for the protocol, with checkpoints: a run can stop and resume where it was.
 
-:func:`train_steps` runs ``steps`` optimiser updates of any step function over an
+`train_steps()` runs ``steps`` optimiser updates of any step function over an
 iterator of training units (mm-PT batches, mm-MAML meta-batches). Every
 ``checkpoint_every`` steps (and at the end) it saves, atomically, the model and
 optimiser state, the position of the (seeded, resumable) sampler, the torch RNG state
@@ -133,7 +133,7 @@ def _damaged(path: Path, problem: str) -> CheckpointError:
 
 
 def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: str = "") -> dict[str, Any]:
-    """Read a checkpoint written by :func:`train_steps` without running any code from it.
+    """Read a checkpoint written by `train_steps()` without running any code from it.
 
     The file is read with ``torch.load(..., weights_only=True)`` (tensors and plain
     values only); its format, fields and fingerprint are checked before anything is used.
@@ -247,7 +247,7 @@ def train_steps(
             multi-task samplers), checkpointed so a resumed run continues its stream.
         checkpoint: file to save to and resume from (``None``: no checkpoints).
         checkpoint_every: save every this many steps (0: only at the end).
-        fingerprint: settings the checkpoint must match (see :func:`config_fingerprint`);
+        fingerprint: settings the checkpoint must match (see `config_fingerprint()`);
             leave the step count out of it, so a finished run can be extended.
         settings: the settings themselves (JSON-serialisable), instead of ``fingerprint``:
             the checkpoint records them, so a refused resume names what changed.
@@ -257,7 +257,7 @@ def train_steps(
         logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
-        early_stopping: a :class:`~torchcross.protocol.validation.EarlyStopping`:
+        early_stopping: a [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]:
             validate when due, stop when it says so, and end with its best weights in
             ``model``; its state is checkpointed (a resumed run that had stopped trains
             no further).

@@ -3,7 +3,8 @@
 Training validates every ``val_every`` updates (one validation "epoch": a multi-task
 stream has no natural epoch, so the authors' fixed interval is used). After
 ``patience`` validations in a row without a higher score it stops and the weights of
-the best validation are restored. :class:`EarlyStopping` holds that state as tensors
+the best validation are restored. [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping] holds that
+state as tensors
 and plain Python values, so it is saved in (and resumed from) the training checkpoint.
 """
 
@@ -89,7 +90,7 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore :meth:`state_dict`."""
+        """Restore [`state_dict()`][torchcross.protocol.validation.EarlyStopping.state_dict]."""
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
         self.bad_checks = int(state["bad_checks"])

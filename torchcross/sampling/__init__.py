@@ -1,16 +1,16 @@
 """Episode sampling rules: pure functions of (labels, rule, generator), NumPy only.
 
-* :mod:`~torchcross.sampling.episode_index`: the label index an episode is drawn from,
+* [`episode_index`][torchcross.sampling.episode_index]: the label index an episode is drawn from,
   episode labels and relabelled descriptions;
-* :mod:`~torchcross.sampling.per_class`: drawing given numbers of examples per class;
-* :mod:`~torchcross.sampling.episodes`: fixed-shot episodes for every task kind, and the
-  dispatch table of the rules (:data:`~torchcross.sampling.episodes.EPISODE_KINDS`);
-* :mod:`~torchcross.sampling.multilabel`: the greedy cover for multi-label episodes
-  (label rows as bit masks: :mod:`~torchcross.sampling.bits`);
-* :mod:`~torchcross.sampling.variable`: Meta-Dataset's variable-way, variable-shot rule;
-* :mod:`~torchcross.sampling.defaults`: the shots, queries and class filter every episode
+* [`per_class`][torchcross.sampling.per_class]: drawing given numbers of examples per class;
+* [`episodes`][torchcross.sampling.episodes]: fixed-shot episodes for every task kind, and the
+  dispatch table of the rules (`EPISODE_KINDS`);
+* `multilabel`: the greedy cover for multi-label episodes
+  (label rows as bit masks: `bits`);
+* [`variable`][torchcross.sampling.variable]: Meta-Dataset's variable-way, variable-shot rule;
+* [`defaults`][torchcross.sampling.defaults]: the shots, queries and class filter every episode
   dataset and sampler defaults to;
-* :mod:`~torchcross.sampling.weighting` and :mod:`~torchcross.sampling.multitask_plan`:
+* [`weighting`][torchcross.sampling.weighting] and `multitask_plan`:
   which source task a multi-task stream draws next.
 
 Examples:

@@ -1,8 +1,9 @@
 """The defaults every episode dataset and sampler shares (the MedIMeta paper's evaluation episodes).
 
 Every signature that takes these parameters uses these constants, so the episode datasets
-(:mod:`torchcross.data.metadataset`), :func:`~torchcross.data.metadataset.sample_episode_set`
-and :func:`~torchcross.sampling.variable.sample_variable_episode` agree: five shots, ten
+([`torchcross.data.metadataset`][torchcross.data.metadataset]),
+[`sample_episode_set()`][torchcross.data.metadataset.sample_episode_set]
+and [`sample_variable_episode()`][torchcross.sampling.variable.sample_variable_episode] agree: five shots, ten
 query examples per class, and no class filter unless asked for.
 
 Examples:

@@ -1,8 +1,10 @@
 """Few-shot episode sampling rules: pure functions of labels, parameters and a generator.
 
-Every rule takes canonical labels (or a :class:`LabelIndex` built from them once),
-its parameters and an explicit :class:`numpy.random.Generator`, and returns an
-:class:`EpisodeIndices`: the support and query indices into the source and the class
+Every rule takes canonical labels (or a [`LabelIndex`][torchcross.sampling.episode_index.LabelIndex] built
+from them once),
+its parameters and an explicit `numpy.random.Generator`, and returns an
+[`EpisodeIndices`][torchcross.sampling.episode_index.EpisodeIndices]: the support and query indices into the
+source and the class
 keys (multi-label: label columns) the episode uses, in episode order. Episode label
 ``i`` means ``classes[i]``.
 
@@ -14,17 +16,19 @@ ordinal             as multi-class; selected classes always in key order
 binary              ``k`` negatives and ``k`` positives (support), ``q`` of each (query)
 multi-label         at least ``k`` positives and ``k`` negatives per selected label
                     (support), ``q`` of each (query); see
-                    :mod:`torchcross.sampling.multilabel`
+                    `torchcross.sampling.multilabel`
 variable            Meta-Dataset's variable-way variable-shot rule
-                    (:func:`torchcross.sampling.variable.sample_variable_episode`)
+                    ([`torchcross.sampling.variable.sample_variable_episode()`][torchcross.sampling.variable.sample_variable_episode])
 ==================  ===========================================================
 
 Support and query never share an example. Within a class, examples come in random
 order (independent of file order); support and query are class-major (all examples
 of ``classes[0]`` first).
 
-:data:`EPISODE_KINDS` is the dispatch table of the rules: one :class:`EpisodeKind` per
-kind, read by :func:`sample_episode` and the episode datasets. A new task kind gets
+`EPISODE_KINDS` is the dispatch table of the rules: one
+[`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind] per
+kind, read by [`sample_episode()`][torchcross.sampling.episodes.sample_episode] and the episode datasets. A
+new task kind gets
 episodes by adding a row.
 """
 
@@ -91,7 +95,8 @@ def sample_multiclass_episode(
 def sample_ordinal_episode(
     labels: Any, n_support: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
 ) -> EpisodeIndices:
-    """As :func:`sample_multiclass_episode`, but the classes are always in key order.
+    """As [`sample_multiclass_episode()`][torchcross.sampling.episodes.sample_multiclass_episode], but the
+    classes are always in key order.
 
     Examples:
         >>> import numpy as np
@@ -133,7 +138,7 @@ def sample_multilabel_episode(
 ) -> EpisodeIndices:
     """At least ``n_support`` positives and negatives per label (support), ``n_query`` (query).
 
-    See :func:`torchcross.sampling.multilabel.cover_quotas` for the algorithm.
+    See `torchcross.sampling.multilabel.cover_quotas()` for the algorithm.
 
     Examples:
         >>> import numpy as np
@@ -153,7 +158,8 @@ def sample_multilabel_episode(
 
 
 class EpisodePlan(Protocol):
-    """Fixed-shot draws over given classes, prepared once (see :attr:`EpisodeKind.plan`)."""
+    """Fixed-shot draws over given classes, prepared once (see
+    [`EpisodeKind.plan`][torchcross.protocol.plan])."""
 
     classes: tuple[int, ...]
 
@@ -164,7 +170,8 @@ class EpisodePlan(Protocol):
 
 @dataclass(frozen=True)
 class MultilabelPlan:
-    """Multi-label draws over given label columns: :func:`sample_multilabel_episode` per episode.
+    """Multi-label draws over given label columns:
+    [`sample_multilabel_episode()`][torchcross.sampling.episodes.sample_multilabel_episode] per episode.
 
     Examples:
         >>> import numpy as np
@@ -207,7 +214,7 @@ def _binary_rule(
 
 @dataclass(frozen=True)
 class EpisodeKind:
-    """How episodes of one task kind are drawn: one row of :data:`EPISODE_KINDS`.
+    """How episodes of one task kind are drawn: one row of `EPISODE_KINDS`.
 
     Attributes:
         target: the task kind.
@@ -215,7 +222,7 @@ class EpisodeKind:
             (``classes=None``: all classes).
         plan: ``(index, classes, n_support, n_query, max_attempts) -> EpisodePlan``:
             prepares draws over ``classes`` that are already checked (and, with
-            :attr:`key_order`, in key order).
+            `key_order`, in key order).
         fixed_classes: the classes every episode uses (binary: ``(0, 1)``); ``None`` when
             an episode may use any subset of the classes.
         key_order: a subset of classes is listed in key order (ordinal, multi-label);
@@ -224,7 +231,7 @@ class EpisodeKind:
             just examples.
         n_way: episodes may be N-way, over ``n_way`` of the task's classes with each example
             in one of them (multi-class, ordinal).
-        n_way_alternative: for kinds without :attr:`n_way`: why a way has no meaning for
+        n_way_alternative: for kinds without `n_way`: why a way has no meaning for
             them, and what to use instead (named in error messages).
     """
 
@@ -270,11 +277,12 @@ EPISODE_KINDS: Mapping[TaskTarget, EpisodeKind] = MappingProxyType(
         ),
     }
 )
-"""The dispatch table of the episode rules: one :class:`EpisodeKind` per kind with classes."""
+"""The dispatch table of the episode rules: one [`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind] per
+kind with classes."""
 
 
 def get_episode_kind(target: TaskTarget | str) -> EpisodeKind:
-    """Return the :data:`EPISODE_KINDS` row of ``target`` (a member or its name).
+    """Return the `EPISODE_KINDS` row of ``target`` (a member or its name).
 
     Raises:
         ValueError: an unknown name, or ``REGRESSION`` (episodes need classes); the

@@ -1,7 +1,7 @@
 """Multi-label episodes: a near-minimal set with at least ``m`` positives and negatives per label.
 
 Every example is a positive or a negative of every label, so one example counts towards
-many quotas at once. :func:`cover_quotas` builds a set greedily:
+many quotas at once. `cover_quotas()` builds a set greedily:
 
 1. take the unmet quota (label and polarity) with the fewest candidate examples;
 2. draw a few candidates from that quota's examples (not yet taken) and keep the one
@@ -12,11 +12,11 @@ many quotas at once. :func:`cover_quotas` builds a set greedily:
 Each pick costs ``O(candidates)`` operations on bit masks (one Python int per example, bit
 ``j`` set when label ``j`` is positive), never ``O(N)``: the masks and the per-label
 positive and negative index lists are built once per task
-(:func:`~torchcross.sampling.episode_index.index_labels`, with
-:func:`~torchcross.sampling.bits.row_bits`). Random choices come from a
-:class:`random.Random` seeded by the episode's generator, so results stay a pure
+([`index_labels()`][torchcross.sampling.episode_index.index_labels], with
+[`row_bits()`][torchcross.sampling.episodes.LabelIndex.row_bits]). Random choices come from a
+`random.Random` seeded by the episode's generator, so results stay a pure
 function of that generator.
-:func:`sample_multilabel_indices` draws the support set, then the query set from the
+`sample_multilabel_indices()` draws the support set, then the query set from the
 remaining examples, and retries a bounded number of times when overlapping labels use up
 a rare label's examples.
 """

@@ -5,9 +5,9 @@ global draw number ``g`` to ``(task, occurrence)``: the task drawn and how many 
 that task was drawn before. Samplers turn the occurrence into concrete indices, so
 any process can compute any part of the stream without loading the parts it skips.
 
-- :func:`exhaustive_order`: every task ``i`` drawn exactly ``counts[i]`` times, each
+- `exhaustive_order()`: every task ``i`` drawn exactly ``counts[i]`` times, each
   step choosing by the weighting policy applied to what remains.
-- :class:`StreamPlan`: an endless stream of independent draws with fixed
+- `StreamPlan`: an endless stream of independent draws with fixed
   probabilities, generated in seeded blocks so that any position is reachable cheaply.
 """
 

@@ -10,9 +10,10 @@ Four policies, applied to the tasks' sizes (their number of batches or episodes)
 ``"explicit"``      ``p_i ~ w_i`` for given positive weights
 ==================  =====================================================
 
-:func:`resolve_weighting` validates a policy once; :meth:`TaskWeighting.weights`
+[`resolve_weighting()`][torchcross.sampling.weighting.resolve_weighting] validates a policy once;
+[`TaskWeighting.weights()`][torchcross.sampling.weighting.TaskWeighting.weights]
 evaluates it for given sizes (sizes of zero get weight zero), and
-:func:`sampling_probabilities` is the one-call form.
+[`sampling_probabilities()`][torchcross.sampling.weighting.sampling_probabilities] is the one-call form.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ class TaskWeighting:
     """A validated weighting policy for ``len(explicit)``-or-any number of tasks.
 
     Attributes:
-        kind: one of :data:`WEIGHTINGS`.
+        kind: one of `WEIGHTINGS`.
         temperature: ``T`` of the ``"temperature"`` policy, else ``None``.
         explicit: per-task weights of the ``"explicit"`` policy, else ``None``.
     """
@@ -170,7 +171,7 @@ def sampling_probabilities(
 
     Raises:
         ValueError: for no tasks, a size below one, or an invalid policy (see
-            :func:`resolve_weighting`).
+            [`resolve_weighting()`][torchcross.sampling.weighting.resolve_weighting]).
 
     Examples:
         >>> sampling_probabilities([10, 30], "proportional")

@@ -1,10 +1,13 @@
 """Catalogues of datasets and their tasks, with declared domain and subject overlaps.
 
-A :class:`Catalogue` lists :class:`DatasetEntry` values, each with its
-:class:`TaskEntry` values. Datasets declare which other datasets share their imaging
+A [`Catalogue`][torchcross.tasks.catalogue.Catalogue] lists
+[`DatasetEntry`][torchcross.tasks.catalogue.DatasetEntry] values, each with its
+[`TaskEntry`][torchcross.tasks.catalogue.TaskEntry] values. Datasets declare which other datasets share their
+imaging
 domain or their subjects; the catalogue makes these relations symmetric. Leave-one-out
 cross-domain transfer (the MedIMeta protocol) trains on every task of every dataset
-that overlaps the target dataset in neither way: :func:`leave_one_out_sources`.
+that overlaps the target dataset in neither way:
+[`leave_one_out_sources()`][torchcross.tasks.catalogue.leave_one_out_sources].
 
 Examples:
     >>> def binary(ds):
@@ -54,8 +57,9 @@ class TaskEntry:
     Args:
         dataset_id: id of the dataset the task belongs to.
         task_name: the task's name, unique within its dataset.
-        task_target: the kind of task (a :class:`TaskTarget` or its name).
-        classes: ``{class key: class name}``, validated as :class:`TaskDescription` does.
+        task_target: the kind of task (a [`TaskTarget`][torchcross.tasks.task.TaskTarget] or its name).
+        classes: ``{class key: class name}``, validated as
+            [`TaskDescription`][torchcross.tasks.task.TaskDescription] does.
 
     Examples:
         >>> t = TaskEntry("oct", "disease class", "MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
@@ -87,7 +91,8 @@ class TaskEntry:
         return len(self.classes)
 
     def task_description(self, domain_identifier: str = "") -> TaskDescription:
-        """The :class:`TaskDescription` of this task, identified by :attr:`task_id`."""
+        """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of this task, identified by
+        [`task_id`][torchcross.tasks.catalogue.TaskEntry.task_id]."""
         return TaskDescription(self.task_target, self.classes, self.task_id, domain_identifier)
 
 
@@ -105,7 +110,8 @@ class DatasetEntry:
         info: any further metadata (not compared, not hashed).
 
     Raises:
-        TypeError: for a non-string id or a task that is not a :class:`TaskEntry`.
+        TypeError: for a non-string id or a task that is not a
+            [`TaskEntry`][torchcross.tasks.catalogue.TaskEntry].
         ValueError: for a task of another dataset or two tasks with one name.
     """
 
@@ -159,7 +165,8 @@ class Catalogue:
 
     Args:
         datasets: the datasets; ids must be unique and every overlap must name a
-            catalogued dataset (use :meth:`subset` to make a smaller catalogue).
+            catalogued dataset (use [`subset()`][torchcross.tasks.catalogue.Catalogue.subset] to make a
+            smaller catalogue).
 
     Raises:
         ValueError: for an empty catalogue, duplicate ids or overlaps naming unknown ids.
@@ -303,7 +310,8 @@ def leave_one_out_sources(
 
     Args:
         catalogue: where the datasets come from.
-        target: a dataset id, a task id ``"dataset_id/task_name"`` or a :class:`TaskEntry`.
+        target: a dataset id, a task id ``"dataset_id/task_name"`` or a
+            [`TaskEntry`][torchcross.tasks.catalogue.TaskEntry].
         kinds: which declared overlaps exclude a dataset.
         same_domain_name: also exclude datasets of the same domain name.
         task_targets: keep only tasks of these kinds (default: all kinds).

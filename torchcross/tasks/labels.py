@@ -10,7 +10,8 @@ ordinal                ``(N,)``         int64 class *keys* (may have gaps, e.g. 
 regression             ``(N,)``/``(N, D)``  float32
 =====================  ===============  ===========================================
 
-:func:`keys_to_indices` is the one place where gapped ordinal keys become
+[`keys_to_indices()`][torchcross.tasks.labels.keys_to_indices] is the one place where gapped ordinal keys
+become
 contiguous indices ``0..C-1`` (for heads, losses and metrics).
 """
 
@@ -202,7 +203,8 @@ def _keys_tensor(keys: tuple[int, ...], device: Any) -> Any:
 
 
 def samples_per_class_array(labels: Any, description: TaskDescription, neg: bool = False) -> np.ndarray:
-    """The counts of :func:`count_samples_per_class` as the int64 array torchcross 0.0.6 returned.
+    """The counts of [`count_samples_per_class()`][torchcross.tasks.labels.count_samples_per_class] as the
+    int64 array torchcross 0.0.6 returned.
 
     One entry per class key for multi-class (keys ``0..C-1``), multi-label (one per label)
     and ordinal tasks (in the order of ``description.classes``); binary tasks have one

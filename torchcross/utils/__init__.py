@@ -2,8 +2,8 @@
 
 ``recommended_num_threads`` and ``configure_threads`` choose torch's thread
 count from the CPUs the process may actually use (see ``torchcross._threads``).
-:mod:`torchcross.utils.collate_fn` re-exports the collate functions of
-:mod:`torchcross.data.collate` (``identity``, ``stack``) for code written for 0.0.6,
+`torchcross.utils.collate_fn` re-exports the collate functions of
+[`torchcross.data.collate`][torchcross.data.collate] (``identity``, ``stack``) for code written for 0.0.6,
 such as the ``medimeta`` package.
 """
 

@@ -1,6 +1,6 @@
 """The torchcross 0.0.6 import path of the collate functions.
 
-New code imports them from :mod:`torchcross.data.collate`; this module keeps
+New code imports them from [`torchcross.data.collate`][torchcross.data.collate]; this module keeps
 ``from torchcross.utils.collate_fn import identity`` working.
 
 Examples:

@@ -1,4 +1,4 @@
-"""The torchcross 0.0.6 import path of :class:`Expand`; defined in :mod:`torchcross.models.expand`.
+"""The torchcross 0.0.6 import path of `Expand`; defined in `torchcross.models.expand`.
 
 Examples:
     >>> import torch

@@ -1,4 +1,4 @@
-"""torchcross 0.0.6's ``torchcross.cd.heads``: :func:`new_classification_head`."""
+"""torchcross 0.0.6's ``torchcross.cd.heads``: `new_classification_head()`."""
 
 from __future__ import annotations
 

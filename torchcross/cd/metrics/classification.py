@@ -1,10 +1,11 @@
 """Accuracy and AUROC by task kind (torchcross 0.0.6's ``torchcross.cd.metrics.classification``).
 
 ``get_accuracy_func`` and ``get_auroc_func`` score probabilities with
-:func:`torchcross.evaluation.metrics.accuracy` and :func:`~torchcross.evaluation.metrics.auroc`.
+[`torchcross.evaluation.metrics.accuracy()`][torchcross.evaluation.metrics.accuracy] and
+[`auroc()`][torchcross.evaluation.metrics.auroc].
 ``Accuracy(task_description)`` and ``AUROC(task_description)`` build the stateful torchmetrics
 metric of the task's kind; ordinal tasks (labels are class keys) get
-:class:`IndexedMulticlassAccuracy` / :class:`IndexedMulticlassAUROC`.
+`IndexedMulticlassAccuracy` / `IndexedMulticlassAUROC`.
 
 Examples:
     >>> import torch
@@ -162,10 +163,10 @@ class Accuracy(_TorchmetricsAccuracy):
     """``Accuracy(task_description)``: the torchmetrics accuracy of the task's kind (micro average).
 
     Multi-class: ``MulticlassAccuracy``; multi-label: ``MultilabelAccuracy``; binary:
-    ``BinaryAccuracy``; ordinal: :class:`IndexedMulticlassAccuracy`.
+    ``BinaryAccuracy``; ordinal: `IndexedMulticlassAccuracy`.
 
     Raises:
-        TypeError: not a :class:`TaskDescription`.
+        TypeError: not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
         ValueError: a regression task.
     """
 
@@ -199,10 +200,10 @@ class AUROC(_TorchmetricsAUROC):
     """``AUROC(task_description)``: the torchmetrics AUROC of the task's kind (macro average).
 
     Multi-class: ``MulticlassAUROC``; multi-label: ``MultilabelAUROC``; binary:
-    ``BinaryAUROC``; ordinal: :class:`IndexedMulticlassAUROC`.
+    ``BinaryAUROC``; ordinal: `IndexedMulticlassAUROC`.
 
     Raises:
-        TypeError: not a :class:`TaskDescription`.
+        TypeError: not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
         ValueError: a regression task.
     """
 

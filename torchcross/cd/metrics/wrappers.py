@@ -31,7 +31,7 @@ class CrossDomainWrapper(WrapperMetric):
     """A metric per task, made by ``metric_constructor(task_description, *metric_args, **metric_kwargs)``.
 
     ``update(description, *args)`` and ``forward(description, *args)`` go to the task's metric
-    (made on first use with ``auto_add_metrics``); :meth:`compute` returns
+    (made on first use with ``auto_add_metrics``); `compute()` returns
     ``{task_identifier: value}``. Tasks are told apart by their identifiers (any string, dots
     included, or ``None``).
 
@@ -98,10 +98,10 @@ class CrossDomainWrapper(WrapperMetric):
 
 
 class CrossDomainMeanWrapper(CrossDomainWrapper):
-    """:class:`CrossDomainWrapper` whose :meth:`compute` is the mean over the tasks' values.
+    """`CrossDomainWrapper` whose `compute()` is the mean over the tasks' values.
 
     Raises:
-        ValueError: :meth:`compute` before any task was seen.
+        ValueError: `compute()` before any task was seen.
     """
 
     def compute(self) -> Any:

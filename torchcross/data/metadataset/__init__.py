@@ -1,12 +1,19 @@
 """Episode datasets: few-shot tasks sampled from task sources, and fixed episode sets.
 
-* :class:`MetaDataset`: a map-style dataset of tasks (the 0.0.6 base the medimeta package
-  subclasses), :class:`IterableMetaDataset`, their sums :class:`MetaConcatDataset` and
-  :class:`MetaChainDataset`, and :class:`CollectionMetaDataset` (a list of tasks);
-* :class:`FewShotMetaDataset`, :class:`SubTaskRandomFewShotMetaDataset`,
-  :class:`VariableWayShotMetaDataset`: seeded episode datasets (episode ``i`` is a pure
+* [`MetaDataset`][torchcross.data.metadataset.MetaDataset]: a map-style dataset of tasks (the 0.0.6 base the
+  medimeta package
+  subclasses), [`IterableMetaDataset`][torchcross.data.metadataset.IterableMetaDataset], their sums
+  [`MetaConcatDataset`][torchcross.data.metadataset.MetaConcatDataset] and
+  [`MetaChainDataset`][torchcross.data.metadataset.MetaChainDataset], and
+  [`CollectionMetaDataset`][torchcross.data.metadataset.CollectionMetaDataset] (a list of tasks);
+* [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset],
+  [`SubTaskRandomFewShotMetaDataset`][torchcross.data.metadataset.SubTaskRandomFewShotMetaDataset],
+  [`VariableWayShotMetaDataset`][torchcross.data.metadataset.VariableWayShotMetaDataset]: seeded episode
+  datasets (episode ``i`` is a pure
   function of ``(seed, epoch, i)``; random access and sharded iteration agree);
-* :class:`EpisodeSet`, :func:`sample_episode_set`, :class:`FixedEpisodeMetaDataset`:
+* [`EpisodeSet`][torchcross.data.metadataset.EpisodeSet],
+  [`sample_episode_set()`][torchcross.data.metadataset.sample_episode_set],
+  [`FixedEpisodeMetaDataset`][torchcross.data.metadataset.FixedEpisodeMetaDataset]:
   pre-sampled evaluation episodes saved as JSON with a checksum of the source labels.
 """
 

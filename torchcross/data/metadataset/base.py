@@ -1,15 +1,18 @@
-"""Bases of the episode datasets: a map-style :class:`MetaDataset` and seeded episode datasets.
+"""Bases of the episode datasets: a map-style [`MetaDataset`][torchcross.data.metadataset.MetaDataset] and
+seeded episode datasets.
 
-:class:`MetaDataset` (defined in :mod:`torchcross.data.metadataset.meta`) is what torchcross
-0.0.6 called it: a map-style dataset of :class:`~torchcross.tasks.task.Task`; the medimeta
+[`MetaDataset`][torchcross.data.metadataset.MetaDataset] (defined in `torchcross.data.metadataset.meta`) is
+what torchcross
+0.0.6 called it: a map-style dataset of [`Task`][torchcross.tasks.task.Task]; the medimeta
 package subclasses it.
 
-:class:`EpisodeMetaDataset` is the base of the sampled episode datasets. Episode ``i`` is
+[`EpisodeMetaDataset`][torchcross.data.metadataset.EpisodeMetaDataset] is the base of the sampled episode
+datasets. Episode ``i`` is
 a pure function of ``(seed, epoch, i)``: ``dataset[i]`` draws it from a counter-based
-Philox generator keyed by ``(seed, epoch)`` with counter ``i`` (:func:`episode_generator`).
-The class is also an :class:`~torch.utils.data.IterableDataset`: iterating yields episodes ``0..length-1``
+Philox generator keyed by ``(seed, epoch)`` with counter ``i`` (`episode_generator()`).
+The class is also an `IterableDataset`: iterating yields episodes ``0..length-1``
 (forever with ``length=None``), split across DataLoader workers and
-``torch.distributed`` ranks with :func:`~torchcross.data.workers.sharding.shard_position`, so
+``torch.distributed`` ranks with `shard_position()`, so
 no episode is produced twice. Shards are strided, so a ``DataLoader(batch_size=None)``
 yields the same episodes in the same order with 0, 1 or 4 workers.
 """
@@ -83,7 +86,7 @@ def _episode_labels(support_labels: Any, query_labels: Any) -> tuple[torch.Tenso
 
     Out of a DataLoader worker, each storage costs its own shared-memory hand-off; views of
     one storage share one. In a worker the labels live in a pooled shared-memory block
-    (:mod:`torchcross.data.workers.shm_pool`), like the images a MedIMeta reader returns.
+    (`torchcross.data.workers.shm_pool`), like the images a MedIMeta reader returns.
     """
     sup, qry = np.asarray(support_labels), np.asarray(query_labels)
     if sup.dtype != qry.dtype or sup.shape[1:] != qry.shape[1:]:
@@ -103,7 +106,7 @@ def load_episode(
     collate_fn: Callable[[list[tuple[Any, torch.Tensor]]], Any] | None = None,
     output_indices: bool = False,
 ) -> Task:
-    """Build the :class:`Task` of one episode from its indices and (relabelled) labels.
+    """Build the [`Task`][torchcross.tasks.task.Task] of one episode from its indices and (relabelled) labels.
 
     * ``output_indices=True``: support and query are lists of ``(index, label)`` pairs
       (passed through ``collate_fn`` when given), as in torchcross 0.0.6;
@@ -241,7 +244,7 @@ def usable_classes(
     """Class keys (multi-label: columns) with ``>= max(min_samples, required)`` examples.
 
     Counts examples per class; for kinds whose classes need positives and negatives
-    (binary, multi-label; see :class:`~torchcross.sampling.episodes.EpisodeKind`), the
+    (binary, multi-label; see [`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind]), the
     smaller of the two. Warns about the classes it drops, naming what dropped them: the
     user's filter (``filter_classes_min_samples``) or what one episode needs.
 
@@ -331,16 +334,18 @@ def usable_classes(
 class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
     """Base of seeded episode datasets over one task source (see the module doc).
 
-    Subclasses implement :meth:`sample_indices`; everything else (labels, relabelling,
+    Subclasses implement [`sample_indices()`][torchcross.data.metadataset.EpisodeMetaDataset.sample_indices];
+    everything else (labels, relabelling,
     loading, iteration and sharding) is here. ``a + b`` chains two episode datasets
-    (a :class:`MetaChainDataset`), as in torchcross 0.0.6.
+    (a [`MetaChainDataset`][torchcross.data.metadataset.MetaChainDataset]), as in torchcross 0.0.6.
     """
 
     __add__ = IterableMetaDataset.__add__  # type: ignore[assignment]
 
     epoch = SharedInt()
     """The epoch whose episodes are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow :meth:`set_epoch` calls made in the main process."""
+    too) follow [`set_epoch()`][torchcross.data.metadataset.EpisodeMetaDataset.set_epoch] calls made in the
+    main process."""
 
     def __init__(
         self,
@@ -412,7 +417,7 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
         self.epoch = check_int(epoch, "epoch", 0)
 
     def generator(self, index: int) -> np.random.Generator:
-        """The generator of episode ``index`` (see :func:`episode_generator`)."""
+        """The generator of episode ``index`` (see `episode_generator()`)."""
         return episode_generator(self._episode_key(), index)
 
     def _episode_rng(self, index: int) -> np.random.Generator:
@@ -475,7 +480,7 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
         """Yield the episodes of shard ``position``: ``position.index``, then every ``position.count``-th.
 
         Iterating the dataset yields the shard of this process and DataLoader worker
-        (:func:`~torchcross.data.workers.sharding.shard_position`); wrappers told their rank
+        (`shard_position()`); wrappers told their rank
         explicitly pass their own position.
 
         Examples:

@@ -1,4 +1,5 @@
-"""A dataset of given tasks (torchcross 0.0.6's :class:`CollectionMetaDataset`).
+"""A dataset of given tasks (torchcross 0.0.6's
+[`CollectionMetaDataset`][torchcross.data.metadataset.CollectionMetaDataset]).
 
 Examples:
     >>> import torch

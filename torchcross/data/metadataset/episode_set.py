@@ -1,10 +1,12 @@
 """Fixed evaluation episodes: sample once, save as readable JSON, load and check against the data.
 
 The paper's protocol evaluates every target task on the same 100 five-shot episodes (10
-query examples per class). :func:`sample_episode_set` draws them, :meth:`EpisodeSet.save`
+query examples per class). [`sample_episode_set()`][torchcross.data.metadataset.sample_episode_set] draws
+them, [`EpisodeSet.save()`][torchcross.data.metadataset.EpisodeSet.save]
 writes a JSON file (format version, task description, sampling parameters, a SHA-256
 checksum of the source's canonical labels, and one line per episode with indices and
-relabelled labels), and :meth:`EpisodeSet.load` reads it back and, given the source,
+relabelled labels), and [`EpisodeSet.load()`][torchcross.data.metadataset.EpisodeSet.load] reads it back and,
+given the source,
 refuses a file whose checksum no longer matches the data. No pickle is involved.
 """
 
@@ -76,7 +78,7 @@ class EpisodeRecord:
     query_labels: np.ndarray
 
     def indices(self) -> EpisodeIndices:
-        """The episode as :class:`~torchcross.sampling.episodes.EpisodeIndices`."""
+        """The episode as [`EpisodeIndices`][torchcross.sampling.episode_index.EpisodeIndices]."""
         return EpisodeIndices(self.support, self.query, self.classes)
 
 
@@ -94,7 +96,8 @@ class EpisodeSet:
         description: the source task's description.
         episodes: the episodes.
         sampling: the parameters they were drawn with (rule, seed, shots, ...).
-        labels_checksum: :func:`labels_checksum` of the source's canonical labels.
+        labels_checksum: [`labels_checksum()`][torchcross.data.metadataset.labels_checksum] of the source's
+            canonical labels.
         num_examples: the number of examples of the source.
     """
 
@@ -177,13 +180,15 @@ class EpisodeSet:
         return "\n".join(lines) + "\n"
 
     def save(self, path: str | os.PathLike) -> None:
-        """Write the set as UTF-8 JSON (see :meth:`to_json`), atomically: a kill or a full disk
+        """Write the set as UTF-8 JSON (see [`to_json()`][torchcross.data.metadataset.EpisodeSet.to_json]),
+        atomically: a kill or a full disk
         leaves the old file or the new one, never part of one."""
         atomic_write(path, self.to_json())
 
     @classmethod
     def load(cls, path: str | os.PathLike, task_source: Any | None = None) -> EpisodeSet:
-        """Read a file written by :meth:`save`; with ``task_source``, check its labels' checksum.
+        """Read a file written by [`save()`][torchcross.data.metadataset.EpisodeSet.save]; with
+        ``task_source``, check its labels' checksum.
 
         Raises:
             ValueError: a malformed file, or (given a source) labels that changed.
@@ -260,7 +265,7 @@ def sample_episode_set(
     n_way: int | None = None,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
-    :class:`~torchcross.data.metadataset.FewShotMetaDataset` with this ``seed``).
+    [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset] with this ``seed``).
 
     ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
     classes; each stored episode lists its class keys.
@@ -291,10 +296,11 @@ def sample_episode_set(
 
 
 class FixedEpisodeMetaDataset(MetaDataset):
-    """A map-style dataset of the episodes of an :class:`EpisodeSet`, read from a task source.
+    """A map-style dataset of the episodes of an [`EpisodeSet`][torchcross.data.metadataset.EpisodeSet], read
+    from a task source.
 
     Checks the source's labels against the set's checksum on construction. Episodes load
-    as in :func:`~torchcross.data.metadataset.base.load_episode`.
+    as in [`load_episode()`][torchcross.data.metadataset.load_episode].
     """
 
     def __init__(

@@ -1,7 +1,8 @@
 """Fixed-shot and random sub-task few-shot episodes over one task source.
 
 Both keep torchcross 0.0.6's names, parameters and positional order; episodes are pure
-functions of ``(seed, epoch, index)`` (see :class:`~.base.EpisodeMetaDataset`).
+functions of ``(seed, epoch, index)`` (see
+[`EpisodeMetaDataset`][torchcross.data.metadataset.EpisodeMetaDataset]).
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
     that episode label ``i`` stands for. Labels are relabelled the same way.
 
     Args:
-        task_source: a :class:`~torchcross.data.sources.TaskSource`.
+        task_source: a [`TaskSource`][torchcross.data.sources.TaskSource].
         collate_fn: applied to the list of ``(input, label)`` pairs of the support and of
             the query set; ``None`` gives ``(inputs, labels)`` tensors (with
             ``output_indices=True``: a list of ``(index, label)`` pairs, as in 0.0.6).
@@ -49,14 +50,15 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         n_query_samples_per_class: query examples per class ``q`` (default 10).
         filter_classes_min_samples: drop classes with fewer examples than this (default 0:
             only classes too small for one episode are dropped). The defaults are the
-            ones every episode dataset shares (:mod:`torchcross.sampling.defaults`).
+            ones every episode dataset shares
+            ([`torchcross.sampling.defaults`][torchcross.sampling.defaults]).
         length: number of episodes; ``None``: endless (iteration never stops, ``len()``
             raises).
         output_indices: episodes hold ``(source index, label)`` pairs instead of inputs.
         seed: episodes are a pure function of ``(seed, epoch, index)``; ``None`` draws a
             random seed once (kept in ``self.seed``).
         max_attempts: multi-label only: attempts before giving up (see
-            :func:`~torchcross.sampling.episodes.sample_multilabel_episode`).
+            [`sample_multilabel_episode()`][torchcross.sampling.episodes.sample_multilabel_episode]).
         n_way: classes per episode (``>= 2``), for multi-class and ordinal tasks; ``None``:
             all usable classes.
 

@@ -1,4 +1,5 @@
-"""A fixed few-shot task for smoke tests (torchcross 0.0.6's :class:`TakeFirstFewShotMetaDataset`).
+"""A fixed few-shot task for smoke tests (torchcross 0.0.6's
+[`TakeFirstFewShotMetaDataset`][torchcross.data.metadataset.TakeFirstFewShotMetaDataset]).
 
 Examples:
     >>> import torch

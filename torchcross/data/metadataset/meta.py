@@ -1,9 +1,11 @@
 """Datasets of tasks, as torchcross 0.0.6 named them, and their sums.
 
-* :class:`MetaDataset`: a map-style dataset of :class:`~torchcross.tasks.task.Task`;
-  ``a + b`` is a :class:`MetaConcatDataset`;
-* :class:`IterableMetaDataset`: an iterable dataset of tasks; ``a + b`` is a
-  :class:`MetaChainDataset` (``a``'s tasks, then ``b``'s).
+* [`MetaDataset`][torchcross.data.metadataset.MetaDataset]: a map-style dataset of
+  [`Task`][torchcross.tasks.task.Task];
+  ``a + b`` is a [`MetaConcatDataset`][torchcross.data.metadataset.MetaConcatDataset];
+* [`IterableMetaDataset`][torchcross.data.metadataset.IterableMetaDataset]: an iterable dataset of tasks; ``a
+  + b`` is a
+  [`MetaChainDataset`][torchcross.data.metadataset.MetaChainDataset] (``a``'s tasks, then ``b``'s).
 
 Examples:
     >>> class Numbers(MetaDataset):
@@ -108,7 +110,7 @@ class IterableMetaDataset(IterableDataset[Task], abc.ABC):
 
 
 class MetaChainDataset(ChainDataset, IterableMetaDataset):
-    """Iterable datasets of tasks, one after the other (a :class:`torch.utils.data.ChainDataset`)."""
+    """Iterable datasets of tasks, one after the other (a `torch.utils.data.ChainDataset`)."""
 
     def __iter__(self) -> Iterator[Task]:
         return ChainDataset.__iter__(self)

@@ -19,7 +19,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     """Episodes with a random number of classes and an imbalanced support set.
 
     The rule of Triantafillou et al., "Meta-Dataset" (ICLR 2020), section 3.2, as
-    implemented by :func:`~torchcross.sampling.variable.sample_variable_episode`: ways
+    implemented by [`sample_variable_episode()`][torchcross.sampling.variable.sample_variable_episode]: ways
     uniform in ``[min_ways, max_ways]`` (capped by the usable classes), a balanced query
     of at most ``max_query_per_class`` per class, and a support set of at most
     ``max_support_size`` examples spread over the classes roughly in proportion to their
@@ -27,9 +27,9 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     Multi-class, ordinal (classes in key order) and binary tasks (always both classes).
 
     Args:
-        task_source: a :class:`~torchcross.data.sources.TaskSource`.
+        task_source: a [`TaskSource`][torchcross.data.sources.TaskSource].
         collate_fn, length, output_indices, seed: as for
-            :class:`~torchcross.data.metadataset.FewShotMetaDataset`.
+            [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset].
         filter_classes_min_samples: drop classes with fewer examples (classes with fewer
             than 2 examples are always dropped: a class needs a support and a query example).
 

@@ -1,10 +1,10 @@
 """Plumbing for DataLoader workers and distributed ranks.
 
-* :mod:`~torchcross.data.workers.sharding`: which share of the work this worker and
+* `sharding`: which share of the work this worker and
   rank do;
-* :mod:`~torchcross.data.workers.shared_ints`: epochs and resume positions that
+* `shared_ints`: epochs and resume positions that
   persistent workers see change;
-* :mod:`~torchcross.data.workers.shm_pool`: reused shared-memory blocks for the
+* `shm_pool`: reused shared-memory blocks for the
   images and episodes torchcross's own readers and datasets send out of a worker.
 """
 

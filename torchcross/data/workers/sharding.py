@@ -1,12 +1,12 @@
 """Splitting work across DataLoader workers and ``torch.distributed`` ranks.
 
-Every iterable dataset in torchcross calls :func:`shard_position` and takes its share of
-a global sequence of items with :func:`shard_indices` instead of repeating all items in
+Every iterable dataset in torchcross calls `shard_position()` and takes its share of
+a global sequence of items with `shard_indices()` instead of repeating all items in
 every worker.
 
 A DataLoader worker started with ``spawn`` or ``forkserver`` has no process group of its
 own, so ``torch.distributed`` cannot tell it its rank. Datasets therefore pickle the rank
-and world size of the process that sends them (:func:`remember_ranks` in their
+and world size of the process that sends them (`remember_ranks()` in their
 ``__getstate__``), and a worker without a process group uses those.
 """
 
@@ -81,7 +81,7 @@ def shard_position(
     ``rank`` and ``world_size`` default to ``torch.distributed``'s when it is
     initialised (else a single process); pass both to simulate ranks in tests. In a
     DataLoader worker without a process group, the ranks that ``owner`` (the dataset)
-    remembered when it was pickled for the worker are used (:func:`remember_ranks`).
+    remembered when it was pickled for the worker are used (`remember_ranks()`).
 
     Examples:
         >>> shard_position(rank=1, world_size=4)  # outside a DataLoader worker

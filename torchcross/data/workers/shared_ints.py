@@ -3,12 +3,12 @@
 A DataLoader worker holds a copy of the dataset, made when the worker started. With
 ``persistent_workers=True`` the workers outlive an epoch, so ``dataset.set_epoch(e)`` in the
 main process would never reach them and every epoch would repeat the first one's episodes.
-Datasets keep such state in :class:`SharedInts` instead: the values live in shared memory,
+Datasets keep such state in `SharedInts` instead: the values live in shared memory,
 which forked workers inherit and spawned workers attach to (through the ``ForkingPickler``
 that starts them), so a value written in the main process is what the workers read next.
 
 Ordinary pickling and ``copy.deepcopy`` give an independent copy holding the same values;
-a shallow ``copy.copy`` of an object holding a :class:`SharedInts` shares it.
+a shallow ``copy.copy`` of an object holding a `SharedInts` shares it.
 
 Values of many objects share one small shared-memory tensor (a slab) per process, so a
 program with thousands of datasets opens a handful of shared-memory segments, not thousands.

@@ -6,16 +6,16 @@ for mapping it. Here each worker process keeps a few blocks of shared memory and
 a block once the receiving process has dropped every tensor built on it, so a steady
 stream of episodes touches no new pages.
 
-What is pooled: only tensors that :func:`worker_empty` (or :func:`empty`) allocates in a
+What is pooled: only tensors that `worker_empty()` (or `empty()`) allocates in a
 DataLoader worker, that is the images of torchcross's readers and the inputs and labels
-of its episodes. They are :class:`PooledTensor` objects, a tensor subclass that exists
+of its episodes. They are `PooledTensor` objects, a tensor subclass that exists
 only in workers; their own ``ForkingPickler`` reducer sends them by reference to their
 block, and the receiving process gets plain ``torch.Tensor`` objects. Every other tensor,
 e.g. what your own dataset returns, pickles exactly as PyTorch pickles it.
 
 How reuse stays safe:
 
-* :func:`empty` hands out a *lease* of a free block: tensors viewing one NumPy array of
+* `empty()` hands out a *lease* of a free block: tensors viewing one NumPy array of
   that block. While any of them is alive in the worker, the block is busy.
 * The reducer sends the block's storage (as PyTorch sends any shared storage) plus the
   lease number. The receiver rebuilds the tensors on one NumPy array per lease; a
@@ -23,7 +23,7 @@ How reuse stays safe:
   drops the last tensor of the lease.
 * The worker reuses a block only when no tensor of it is alive in the worker and its
   last lease was either never sent or released by the receiver. When no block is free,
-  :func:`empty` returns ``None`` and the caller allocates plain memory, which PyTorch
+  `empty()` returns ``None`` and the caller allocates plain memory, which PyTorch
   moves to shared memory when it sends it: holding on to episodes (``list(loader)``) is
   always correct, only slower.
 
@@ -66,7 +66,7 @@ ENV_VAR = "TORCHCROSS_WORKER_POOL_MB"
 class PooledTensor(torch.Tensor):
     """A tensor in a pooled shared-memory block of a DataLoader worker.
 
-    Only :func:`empty` makes them, and only in a worker; operations on them return
+    Only `empty()` makes them, and only in a worker; operations on them return
     ``PooledTensor`` too (PyTorch's default for subclasses). Sent through a DataLoader
     queue, one whose memory is a live lease of this worker's pool travels by reference
     to its block, any other as a plain tensor; the receiver always gets a plain
@@ -238,7 +238,7 @@ def _pool() -> _Pool:
 
 
 def empty(shape: tuple[int, ...], dtype: torch.dtype) -> PooledTensor | None:
-    """An uninitialised :class:`PooledTensor` in a pooled shared-memory block, or ``None``.
+    """An uninitialised `PooledTensor` in a pooled shared-memory block, or ``None``.
 
     ``None`` outside a DataLoader worker, for empty shapes, when pooling is off, and when
     no block is free or can be made (the caller then allocates as usual).
@@ -328,7 +328,7 @@ def _plain(t: torch.Tensor) -> torch.Tensor:
 
 
 def _reduce_pooled(t: PooledTensor) -> tuple[Any, tuple[Any, ...]]:
-    """``ForkingPickler`` reduction of a :class:`PooledTensor`: a live lease by reference, else plain."""
+    """``ForkingPickler`` reduction of a `PooledTensor`: a live lease by reference, else plain."""
     pool = _POOL
     if (
         pool is not None

@@ -1,7 +1,8 @@
 """Lazy, picklable, per-process access to the ``images`` dataset of ``images.hdf5``.
 
 MedIMeta writes ``images`` unchunked and uncompressed, so its bytes are one contiguous
-block of the file. :class:`HDF5Images` then maps that block read-only with ``mmap`` and
+block of the file. [`HDF5Images`][torchcross.datasets.medimeta.HDF5Images] then maps that block read-only with
+``mmap`` and
 gathers rows with numpy fancy indexing (a page-cache copy). Chunked or compressed
 datasets fall back to one h5py read per row (faster than h5py's own fancy indexing;
 docs/medimeta.md has the numbers). Nothing is opened in ``__init__`` beyond a metadata peek, and

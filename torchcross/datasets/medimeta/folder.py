@@ -51,7 +51,8 @@ class TaskInfo:
     labels: Mapping[int, str]
 
     def description(self, dataset_id: str, domain: str) -> TaskDescription:
-        """The :class:`TaskDescription` of this task, identified as ``"<dataset id>/<task name>"``."""
+        """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of this task, identified as
+        ``"<dataset id>/<task name>"``."""
         return TaskDescription(self.task_target, self.labels, f"{dataset_id}/{self.name}", domain)
 
 
@@ -248,7 +249,7 @@ def scan_datasets(
     A folder without ``info.yaml`` is not a dataset and is ignored; one with a broken
     ``info.yaml`` (malformed, not UTF-8, a directory or a FIFO: only regular files are
     opened) is listed in the problems with the error message, and so are the hidden
-    leftovers of an interrupted :func:`~torchcross.datasets.medimeta.write_medimeta`.
+    leftovers of an interrupted [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta].
     Other hidden entries are ignored.
 
     Raises:
@@ -290,7 +291,8 @@ def available_datasets(
 ) -> list[str]:
     """The ids of the readable datasets under ``data_path``, sorted.
 
-    Broken folders are skipped with a :class:`MedIMetaFolderWarning` naming each file
+    Broken folders are skipped with a
+    [`MedIMetaFolderWarning`][torchcross.datasets.medimeta.MedIMetaFolderWarning] naming each file
     (``errors="raise"`` raises instead, ``"ignore"`` is silent).
     """
     infos, problems = scan_datasets(data_path)
@@ -304,7 +306,7 @@ def available_tasks(
     """``{dataset id: [task names]}`` of the readable datasets under ``data_path``.
 
     Only tasks whose label file exists are listed. Broken folders are handled as in
-    :func:`available_datasets`.
+    [`available_datasets()`][torchcross.datasets.medimeta.available_datasets].
     """
     infos, problems = scan_datasets(data_path)
     _report(problems, errors)

@@ -1,13 +1,13 @@
 """Names and files of a MedIMeta data path, handled safely.
 
 Every dataset id and task name (from arguments or from ``info.yaml``) becomes a path
-component, so :func:`check_name` keeps it inside the data root. :func:`read_text` opens
+component, so `check_name()` keeps it inside the data root. `read_text()` opens
 only regular files (a FIFO or a directory in place of a file is an error, never a hang)
-and reports text that is not UTF-8. :func:`install_folder` replaces a dataset folder
-by renames only, so a kill leaves the old dataset or the new one; :func:`writer_leftovers`
+and reports text that is not UTF-8. `install_folder()` replaces a dataset folder
+by renames only, so a kill leaves the old dataset or the new one; `writer_leftovers()`
 finds the hidden folders an interrupted
-:func:`~torchcross.datasets.medimeta.write_medimeta` left behind, and
-:func:`clean_writer_leftovers` removes them (or puts a replaced dataset back).
+[`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] left behind, and
+`clean_writer_leftovers()` removes them (or puts a replaced dataset back).
 """
 
 from __future__ import annotations
@@ -39,7 +39,8 @@ DATASET_ENTRIES = frozenset(
 """The entries of a MedIMeta dataset folder: ``overwrite=True`` replaces only folders made of these."""
 
 WRITER_FOLDER = re.compile(r"^\.(?P<id>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
-"""Hidden folders of :func:`write_medimeta`: ``.<id>.tmp-<pid>-<hex>`` (a dataset being
+"""Hidden folders of [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta]:
+``.<id>.tmp-<pid>-<hex>`` (a dataset being
 written) and ``.<id>.old-<pid>-<hex>`` (the dataset it replaces, until it is deleted)."""
 
 
@@ -132,7 +133,7 @@ def writer_folder(root: str, dataset_id: str, kind: str) -> str:
 def check_replaceable(target: str) -> None:
     """Raise ``FileExistsError`` unless ``target`` is a MedIMeta dataset folder (or empty).
 
-    Only folders made of :data:`DATASET_ENTRIES` with an ``info.yaml`` are replaced, so
+    Only folders made of `DATASET_ENTRIES` with an ``info.yaml`` are replaced, so
     ``overwrite=True`` never deletes files that are not part of a dataset.
     """
     if os.path.islink(target) or not os.path.isdir(target):
@@ -155,7 +156,7 @@ def install_folder(tmp: str, target: str) -> None:
 
     An existing ``target`` is renamed to a hidden ``.old`` folder first and deleted last;
     a kill between the renames leaves both copies hidden, and
-    :func:`clean_writer_leftovers` puts the old one back.
+    `clean_writer_leftovers()` puts the old one back.
     """
     root = os.path.dirname(target)
     dataset_id = os.path.basename(target)

@@ -1,4 +1,5 @@
-"""The MedIMeta reader: one task of one dataset folder as a :class:`TaskSource`."""
+"""The MedIMeta reader: one task of one dataset folder as a
+[`TaskSource`][torchcross.data.sources.TaskSource]."""
 
 from __future__ import annotations
 
@@ -67,16 +68,19 @@ def _split_rows(dataset_dir: str, folder: str, names: Sequence[str], n_images: i
 
 
 class MedIMeta(TaskSource):
-    """One task of a MedIMeta dataset folder, as a map-style :class:`TaskSource`.
+    """One task of a MedIMeta dataset folder, as a map-style
+    [`TaskSource`][torchcross.data.sources.TaskSource].
 
     Items are ``(image, label)`` with ``image`` a ``(C, H, W)`` tensor and ``label`` in the
     canonical form of the task's kind. By default images are float32 in ``[0, 1]``
     (``x / 255``, as torchvision's ``ToTensor``); give ``mean`` and ``std`` to normalise
     as ``Normalize(mean, std)`` (``0.5, 0.5`` reproduces medimeta 0.0.6's ``[-1, 1]``).
     ``output="uint8"`` returns raw uint8 tensors for
-    :func:`~torchcross.datasets.normalize_batch` to convert later, on the training device.
+    [`normalize_batch()`][torchcross.datasets.medimeta.normalize_batch] to convert later, on the training
+    device.
 
-    :meth:`get_batch` reads many items (a whole episode) in one gather from a memory map
+    [`get_batch()`][torchcross.datasets.medimeta.MedIMeta.get_batch] reads many items (a whole episode) in one
+    gather from a memory map
     of ``images.hdf5``. The HDF5 file is opened lazily in each process, so the object
     pickles and works with ``spawn`` and ``fork`` DataLoader workers.
 
@@ -89,7 +93,8 @@ class MedIMeta(TaskSource):
         original_split: the same, for the source dataset's own splits (exclusive with ``split``).
         transform: applied to each image: it receives the ``(C, H, W)`` tensor in the output
             form, or a PIL image with ``transform_input="pil"`` (so ``torchvision`` v1
-            pipelines with ``ToTensor`` work). With a transform, :meth:`get_batch`
+            pipelines with ``ToTensor`` work). With a transform,
+            [`get_batch()`][torchcross.datasets.medimeta.MedIMeta.get_batch]
             transforms image by image and stacks the results.
         use_hdf5: read ``images.hdf5`` (default) or the ``images/*.tiff`` files.
         channels: ``"keep"`` (as stored), ``1`` (RGB to grey, as Pillow's ``convert("L")``)
@@ -257,7 +262,8 @@ class MedIMeta(TaskSource):
         """Stored channels, uint8: the rows gathered straight into the output, no transpose.
 
         RGB comes back as an ``(N, 3, H, W)`` view of channels-last memory (the layout on
-        disk); :func:`normalize_batch` returns contiguous float on the training device.
+        disk); [`normalize_batch()`][torchcross.datasets.medimeta.normalize_batch] returns contiguous float on
+        the training device.
         """
         h, w = self.input_size[1:]
         row = (h, w) if self._stored_channels == 1 else (h, w, self._stored_channels)

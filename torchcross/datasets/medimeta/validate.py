@@ -1,6 +1,7 @@
 """Check a MedIMeta dataset folder against its ``info.yaml`` and the catalogue.
 
-:func:`validate_medimeta` reports every problem it finds, by file, instead of stopping
+[`validate_medimeta()`][torchcross.datasets.medimeta.validate_medimeta] reports every problem it finds, by
+file, instead of stopping
 at the first: counts, shapes, dtypes, label ranges, split files, and (for catalogue
 ids) the metadata of the published dataset. ``python -m torchcross.datasets.medimeta.validate
 DATA_PATH [ID ...]`` prints the reports.
@@ -59,7 +60,8 @@ class ValidationReport:
         return out
 
     def raise_if_errors(self) -> None:
-        """Raise :class:`MedIMetaFileError` listing every problem if there is an error."""
+        """Raise [`MedIMetaFileError`][torchcross.datasets.medimeta.MedIMetaFileError] listing every problem
+        if there is an error."""
         if not self.ok:
             raise MedIMetaFileError(str(self))
 

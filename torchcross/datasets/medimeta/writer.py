@@ -1,13 +1,15 @@
 """Write any images plus task labels as a MedIMeta dataset folder.
 
-:func:`write_medimeta` produces exactly the layout the reader, the validator and medimeta
+[`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] produces exactly the layout the reader, the
+validator and medimeta
 0.0.6 read: ``images.hdf5`` (contiguous uint8 ``images``), optional ``images/NNNNNN.tiff``,
 ``task_labels/<task>.npy``, ``splits/`` and ``original_splits/``, ``annotations.csv``
 and ``info.yaml``. The folder is assembled under a hidden temporary name, flushed to
 disk and renamed into place at the end, so a failed write leaves nothing behind and a
 kill leaves only a hidden folder, which the next write of that dataset (and discovery)
 reports and cleans. ``overwrite=True`` replaces only MedIMeta dataset folders, by
-renames (never a half-deleted dataset). :func:`write_synthetic_medimeta` writes
+renames (never a half-deleted dataset).
+[`write_synthetic_medimeta()`][torchcross.datasets.medimeta.write_synthetic_medimeta] writes
 small random datasets (tests, docs, benchmarks), optionally shaped like a catalogue
 dataset.
 """
@@ -183,7 +185,7 @@ def write_medimeta(
         images: uint8 ``(N, H, W)`` / ``(N, H, W, 3)`` array, ``(N, C, H, W)`` tensor, or a
             sequence of same-sized images (arrays, tensors or PIL images).
         tasks: ``{task name: (TaskDescription, labels)}``; labels in any form
-            :func:`~torchcross.tasks.labels.normalize_labels` accepts (class keys).
+            [`normalize_labels()`][torchcross.tasks.labels.normalize_labels] accepts (class keys).
         splits: ``{"train": indices, ...}`` or one split name (or ``None``) per image.
         original_splits: the same for the source's own splits (default: ``splits``).
         name, domain, summary: ``info.yaml`` metadata (``name`` defaults to the id).

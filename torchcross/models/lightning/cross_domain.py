@@ -26,7 +26,7 @@ Batch = tuple[tuple[Tensor, Tensor], TaskDescription]
 
 
 class CrossDomainLightningModule(CrossDomainModel, LightningModule):
-    """Manual optimisation over per-task batches; subclasses provide the metrics and :meth:`call_metrics`."""
+    """Manual optimisation over per-task batches; subclasses provide the metrics and `call_metrics()`."""
 
     optimizer: Callable[..., torch.optim.Optimizer]
     lr_scheduler: Callable[..., Any] | None = None

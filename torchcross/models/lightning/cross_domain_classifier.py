@@ -3,7 +3,7 @@
 Batches are ``((inputs, labels), task_description)`` (e.g. medimeta's
 ``MultiMedIMetaBatchTaskSource``, or ``BatchedTaskSource(..., with_task_description=True)``).
 Logs ``loss/{train,val,test}`` and ``accuracy/...``, ``AUROC/...``: the mean over tasks of
-each task's torchmetrics metric (:class:`torchcross.cd.metrics.CrossDomainMeanWrapper`).
+each task's torchmetrics metric (`torchcross.cd.metrics.CrossDomainMeanWrapper`).
 
 Examples:
     >>> from functools import partial
@@ -36,7 +36,7 @@ _log = logging.getLogger(__name__)
 
 
 class SimpleCrossDomainClassifier(PlainSimpleCrossDomainClassifier, CrossDomainLightningModule):
-    """:class:`torchcross.models.SimpleCrossDomainClassifier` trained by Lightning.
+    """`torchcross.models.SimpleCrossDomainClassifier` trained by Lightning.
 
     Args:
         backbone, num_backbone_features: the shared network and its output width (0.0.6's older
@@ -45,9 +45,9 @@ class SimpleCrossDomainClassifier(PlainSimpleCrossDomainClassifier, CrossDomainL
         lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
         task_descriptions, add_heads_during_training: as in the plain model.
         scale_loss_by_batch_count: weigh tasks equally per epoch (see
-            :mod:`torchcross.models.lightning.cross_domain`).
+            `torchcross.models.lightning.cross_domain`).
         pos_class_weights: ``{task_identifier: class weights}``, the ``class_weights`` of
-            :func:`torchcross.nn.loss` per task (not in 0.0.6; e.g. from
+            [`torchcross.nn.loss()`][torchcross.nn.kinds.loss] per task (not in 0.0.6; e.g. from
             ``get_num_samples_per_class(neg=True)``).
     """
 

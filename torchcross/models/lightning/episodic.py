@@ -57,7 +57,7 @@ def score(logits: Tensor, labels: Tensor, task: Task) -> tuple[Tensor, Tensor]:
 
 
 class EpisodicLightningModule(EpisodicModel, MeanMetricsMixin):
-    """Manual optimisation over meta-batches; subclasses implement :meth:`task_results`.
+    """Manual optimisation over meta-batches; subclasses implement `task_results()`.
 
     Subclasses set ``outer_optimizer`` (``parameters -> optimiser``) and
     ``outer_lr_scheduler`` (``optimiser -> scheduler`` or ``None``).

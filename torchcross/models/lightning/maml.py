@@ -41,13 +41,15 @@ class _MAMLSteps(EpisodicLightningModule):
 
 
 class MAML(PlainMAML, _MAMLSteps):
-    """0.0.6's ``models.lightning.MAML``: :class:`torchcross.models.MAML` trained by Lightning.
+    """0.0.6's ``models.lightning.MAML``: [`torchcross.models.MAML`][torchcross.learners.maml.MAML] trained by
+    Lightning.
 
     Args:
-        backbone, num_backbone_features, task_description: as :class:`torchcross.models.MAML`.
+        backbone, num_backbone_features, task_description: as
+            [`torchcross.models.MAML`][torchcross.learners.maml.MAML].
         outer_optimizer: ``parameters -> optimiser`` (e.g. ``partial(torch.optim.Adam, lr=1e-3)``).
         inner_optimizer, eval_inner_optimizer, num_inner_steps, eval_num_inner_steps,
-            transductive, reset_head: as :class:`torchcross.models.MAML`.
+            transductive, reset_head: as [`torchcross.models.MAML`][torchcross.learners.maml.MAML].
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
 
@@ -81,13 +83,16 @@ class MAML(PlainMAML, _MAMLSteps):
 
 
 class CrossDomainMAML(PlainCrossDomainMAML, _MAMLSteps):
-    """0.0.6's ``models.lightning.CrossDomainMAML``: :class:`torchcross.models.CrossDomainMAML` in Lightning.
+    """0.0.6's ``models.lightning.CrossDomainMAML``:
+    [`torchcross.models.CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML] in Lightning.
 
     Args:
-        backbone, num_backbone_features: as :class:`torchcross.models.CrossDomainMAML`.
+        backbone, num_backbone_features: as
+            [`torchcross.models.CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML].
         outer_optimizer: ``parameters -> optimiser`` (e.g. ``partial(torch.optim.Adam, lr=1e-3)``).
         inner_optimizer, eval_inner_optimizer, num_inner_steps, eval_num_inner_steps,
-            transductive, head_init: as :class:`torchcross.models.CrossDomainMAML`.
+            transductive, head_init: as
+                [`torchcross.models.CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML].
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
 

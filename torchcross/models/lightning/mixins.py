@@ -27,7 +27,7 @@ MODES = ("train", "val", "test")
 
 
 class MeanMetricsMixin(LightningModule):
-    """Keeps a :class:`torchmetrics.MeanMetric` per key and split (NaN values are left out)."""
+    """Keeps a `torchmetrics.MeanMetric` per key and split (NaN values are left out)."""
 
     def __init__(self) -> None:
         super().__init__()

@@ -29,12 +29,14 @@ PROTONET_KEYS = ("accuracy/meta{}/query", "AUROC/meta{}/query")
 
 
 class ProtoNet(PlainProtoNet, EpisodicLightningModule):
-    """0.0.6's ``models.lightning.ProtoNet``: :class:`torchcross.models.ProtoNet` trained by Lightning.
+    """0.0.6's ``models.lightning.ProtoNet``:
+    [`torchcross.models.ProtoNet`][torchcross.learners.protonet.ProtoNet] trained by Lightning.
 
     The support loss is logged as 0 (prototypes are not fitted), as in 0.0.6.
 
     Args:
-        backbone, num_backbone_features, distance: as :class:`torchcross.models.ProtoNet`.
+        backbone, num_backbone_features, distance: as
+            [`torchcross.models.ProtoNet`][torchcross.learners.protonet.ProtoNet].
         outer_optimizer: ``parameters -> optimiser``.
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
@@ -57,6 +59,7 @@ class ProtoNet(PlainProtoNet, EpisodicLightningModule):
 
 
 class SimpleCrossDomainProtoNet(ProtoNet):
-    """:class:`ProtoNet` whose backbone sees grey images expanded to three channels."""
+    """[`ProtoNet`][torchcross.learners.protonet.ProtoNet] whose backbone sees grey images expanded to three
+    channels."""
 
     _network = staticmethod(with_rgb_input)

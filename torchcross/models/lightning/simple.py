@@ -1,7 +1,7 @@
 """0.0.6's ``SimpleClassifier`` LightningModule: supervised training on one task.
 
 Batches are ``(inputs, labels)``. Logs ``loss/{train,val,test}`` and torchmetrics
-``accuracy/...`` and ``AUROC/...`` (:func:`torchcross.cd.metrics.Accuracy`, ``AUROC``).
+``accuracy/...`` and ``AUROC/...`` (`torchcross.cd.metrics.Accuracy()`, ``AUROC``).
 
 Examples:
     >>> from functools import partial
@@ -35,15 +35,15 @@ __all__ = ["SimpleClassifier"]
 
 
 class SimpleClassifier(PlainSimpleClassifier, LightningModule):
-    """:class:`torchcross.models.SimpleClassifier` trained by Lightning (manual optimisation).
+    """`torchcross.models.SimpleClassifier` trained by Lightning (manual optimisation).
 
     Args:
         backbone, num_backbone_features, task_description, expand_input_channels: as
-            :class:`torchcross.models.SimpleClassifier`.
+            `torchcross.models.SimpleClassifier`.
         optimizer: ``parameters -> optimiser`` (e.g. ``partial(torch.optim.Adam, lr=1e-3)``).
         lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
         pos_class_weights: class weights (multi-class, ordinal) or positive weights (binary,
-            multi-label) of the loss (:func:`torchcross.cd.losses.get_criterion`).
+            multi-label) of the loss (`torchcross.cd.losses.get_criterion()`).
     """
 
     def __init__(
