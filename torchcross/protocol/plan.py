@@ -104,7 +104,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """
     if not isinstance(config, ProtocolConfig):
         raise TypeError(f"config must be a ProtocolConfig (see load_config), got {type(config).__name__}")
-    config_from_dict(config_to_dict(config))  # every bound again, for configs built in code
+    raw = config_to_dict(config)
+    raw.get("run", {}).pop("plugins", None)  # imported when the config was made, relative to its file
+    config_from_dict(raw)  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
     targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
     methods = resolve_methods(config)
