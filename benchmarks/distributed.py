@@ -31,8 +31,8 @@ import torch.distributed as dist
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from _report import write_json
 
+from torchcross.data.task import Task, TaskDescription
 from torchcross.learners import MAML, conv4, mlp
-from torchcross.tasks.task import Task, TaskDescription
 
 WAYS = 5
 D = TaskDescription("MULTICLASS_CLASSIFICATION", {i: str(i) for i in range(WAYS)}, "bench")

@@ -49,7 +49,7 @@ from _report import write_json
 
 from torchcross.data import TaskSource
 from torchcross.data.metadataset import FewShotMetaDataset
-from torchcross.tasks.task import TaskDescription
+from torchcross.data.task import TaskDescription
 
 KINDS = ("multiclass", "binary", "multilabel", "ordinal")
 ORDINAL_KEYS = (1, 4, 6, 8, 10)
@@ -60,7 +60,7 @@ import numpy as np
 import torch
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.metadataset import few_shot as fs
-from torchcross.tasks.task import TaskDescription, TaskTarget
+from torchcross.data.task import TaskDescription, TaskTarget
 from torchcross.data import TaskSource
 
 TARGETS = {"multiclass": TaskTarget.MULTICLASS_CLASSIFICATION, "binary": TaskTarget.BINARY_CLASSIFICATION,

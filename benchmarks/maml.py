@@ -198,8 +198,8 @@ class Ours(Impl):
 
     def __init__(self, backbone, wl):
         super().__init__(backbone, wl)
+        from torchcross.data.task import Task, TaskDescription
         from torchcross.learners import MAML
-        from torchcross.tasks.task import Task, TaskDescription
 
         self.maml = MAML(
             backbone,
@@ -388,10 +388,10 @@ class TorchCross006(Impl):
     def __init__(self, backbone, wl):
         super().__init__(backbone, wl)
         import torchopt
-        from torchcross.cd.losses import get_loss_func
-        from torchcross.models.maml import MAML, CrossDomainMAML
 
-        from torchcross.tasks.task import Task, TaskDescription, TaskTarget
+        from torchcross.cd.losses import get_loss_func
+        from torchcross.data.task import Task, TaskDescription, TaskTarget
+        from torchcross.models.maml import MAML, CrossDomainMAML
 
         if next(backbone.parameters()).dtype != torch.float32:
             raise TypeError("torchcross 0.0.6 builds float32 heads: float32 only")
@@ -624,8 +624,8 @@ def run_workload(wl: Workload, names: list[str], args) -> dict:
 def run_probe(args) -> dict:
     """Linear-probe evaluation of 100 fixed episodes: batched FineTuner against per-episode fine-tuning."""
     sys.path.insert(0, str(REPO))
+    from torchcross.data.task import Task, TaskDescription
     from torchcross.learners import FineTuner
-    from torchcross.tasks.task import Task, TaskDescription
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)

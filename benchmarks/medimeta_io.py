@@ -44,12 +44,12 @@ from _report import write_json
 from torch.utils.data import DataLoader
 
 from torchcross.data.metadataset import FewShotMetaDataset
+from torchcross.data.task import TaskDescription
 from torchcross.datasets._images import normalize_batch
 from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
 from torchcross.datasets.medimeta.folder import read_info
 from torchcross.datasets.medimeta.reader import MedIMeta
 from torchcross.datasets.medimeta.writer import write_medimeta
-from torchcross.tasks.task import TaskDescription
 from torchcross.utils.collate_fn import identity
 
 DATASET = "synth"

@@ -44,7 +44,7 @@ from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.collate import stack
 from torchcross.data.interleave import RandomInterleaveDataset
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.tasks.task import TaskDescription
+from torchcross.data.task import TaskDescription
 
 
 class ImageSource(TaskSource):

@@ -22,9 +22,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from torchcross.data.task import TaskDescription
 from torchcross.datasets.medimeta import write_medimeta
 from torchcross.protocol import config_from_dict, run_protocol
-from torchcross.tasks.task import TaskDescription
 
 DATASETS = (
     ("derm_a", "Dermoscopy", ("derm_b",)),

@@ -37,9 +37,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from _report import write_json
 
+from torchcross.data.task import Task, TaskDescription
 from torchcross.learners import MAML
 from torchcross.learners.backbones import conv4
-from torchcross.tasks.task import Task, TaskDescription
 from torchcross.utils import available_cpus, configure_threads
 
 TORCH_DEFAULT_THREADS = torch.get_num_threads()
