@@ -313,10 +313,10 @@ def run_protocol(
     Also ``curves/`` (the training loss of every step, see ``[run] logger``). Torch's
     thread count is set by ``[run] num_threads`` for the run and restored afterwards.
     Every file is written atomically (see ``torchcross._io.atomic_write``), and
-    ``out_dir`` is locked while the run works in it.
+    ``out_dir`` is locked while the run works in it. Before any training it raises what
+    [`check_protocol()`][torchcross.protocol.plan.check_protocol] raises.
 
     Raises:
-        as [`check_protocol()`][torchcross.protocol.plan.check_protocol], before any training;
         FolderInUseError: another run works in ``out_dir``;
         NonFiniteLossError: source training diverged (the step and task are named);
         CheckpointError: a damaged or foreign checkpoint (named, with what to do).

@@ -203,7 +203,8 @@ def write_medimeta(
     Raises:
         FileExistsError: if the folder exists and ``overwrite`` is false, or it is not a
             MedIMeta dataset folder.
-        ValueError, TypeError: for inconsistent counts, bad labels, bad splits or images.
+        ValueError: for inconsistent counts, bad labels, bad splits or images.
+        TypeError: for arguments of the wrong type.
 
     Examples:
         >>> import tempfile
