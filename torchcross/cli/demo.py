@@ -104,7 +104,9 @@ def demo_config(
         plot: write ``auroc.png``.
         num_threads: torch threads for the run: ``"auto"`` (the CPUs available to the
             process and idle, see ``torchcross.utils.recommended_num_threads``), a count,
-            or ``None`` to leave torch's setting.
+            or ``None`` to leave torch's setting. With ``quick``, ``"auto"`` means one
+            thread: the quick table is reproduced digit for digit (docs/demo.md is checked
+            against it), and the result's last bits depend on the thread count.
         device: where training and evaluation run (``"cpu"``, ``"cuda"``).
 
     Examples:
@@ -116,6 +118,8 @@ def demo_config(
     if quick:
         for section, values in _QUICK.items():
             raw[section].update(values)
+        if num_threads == "auto":
+            num_threads = 1
     if n_episodes is not None:
         raw["evaluation"]["n_episodes"] = n_episodes
     raw["evaluation"]["methods"] = list(methods) if methods is not None else list(DEMO_METHODS)
