@@ -289,10 +289,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 def _cli_process(*argv: str, cwd: Path) -> subprocess.Popen[str]:
     import os
-    import signal
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
     env["PYTHONUNBUFFERED"] = "1"
+    env["PYTHONFAULTHANDLER"] = "1"
     return subprocess.Popen(
         [sys.executable, "-m", "torchcross.cli", *argv],
         cwd=cwd,
@@ -300,9 +300,29 @@ def _cli_process(*argv: str, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        # a shell running this suite in the background may ignore SIGINT; the command must not
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        preexec_fn=_default_sigint,
     )
+
+
+def _default_sigint() -> None:
+    """In the child before exec: SIGINT handled and unblocked, whatever the suite's parent set.
+
+    A shell running the suite in the background ignores SIGINT, and a harness may block it;
+    both dispositions survive exec, and the command under test must see a plain Ctrl-C.
+    """
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
+def _signal_state(pid: int) -> str:
+    """The signal masks of a live process (Linux), for a failure message."""
+    try:
+        lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    except OSError:
+        return "(no /proc status)"
+    return " ".join(line for line in lines if line.startswith(("State", "Sig", "Shd")))
 
 
 def test_ctrl_c_stops_a_run_with_one_line_and_the_rerun_resumes(
@@ -323,9 +343,16 @@ def test_ctrl_c_stops_a_run_with_one_line_and_the_rerun_resumes(
             time.sleep(0.2)
         assert ckpt.is_file(), "training did not start"
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        try:
+            out, err = proc.communicate(timeout=120)
+        except subprocess.TimeoutExpired:
+            state = _signal_state(proc.pid)
+            proc.send_signal(signal.SIGABRT)  # faulthandler prints every thread's stack
+            _, err = proc.communicate(timeout=60)
+            pytest.fail(f"the run went on for 120 s after SIGINT; {state}; stderr tail:\n{err[-4000:]}")
     finally:
         proc.kill()
+        proc.communicate()  # reaped and its pipes closed here, not in a later test's garbage collection
     assert proc.returncode == 130, err
     lines = err.strip().splitlines()
     assert len(lines) == 1, err

@@ -7,6 +7,7 @@ import errno
 import json
 import os
 import pickle
+import signal
 from pathlib import Path
 
 import pytest
@@ -18,12 +19,13 @@ from torchcross._io import FolderInUseError, lock_folder
 from torchcross.cli import main
 from torchcross.data import TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.protocol import check_protocol, run_protocol
+from torchcross.protocol import check_protocol, run_protocol, training
 from torchcross.protocol.config import load_config
 from torchcross.protocol.training import (
     CheckpointError,
     CheckpointMismatchError,
     NonFiniteLossError,
+    TrainingInterrupted,
     train_steps,
 )
 from torchcross.tasks.task import TaskDescription
@@ -182,6 +184,94 @@ def test_training_stops_at_the_first_non_finite_loss(tmp_path: Path) -> None:
             progress=False,
         )
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # the last good state is kept
+
+
+def _ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_training_at_the_next_step(tmp_path: Path) -> None:
+    model, opt, step, sampler = _linear()
+    calls = []
+
+    class Finalised:
+        def __del__(self) -> None:
+            _ctrl_c()  # Python reports and drops an exception raised in __del__
+
+    def swallowing(unit):
+        calls.append(1)
+        if len(calls) == 3:
+            Finalised()
+        return step(unit)
+
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingInterrupted, match=r"train stopped; a rerun resumes from step 2") as info:
+        train_steps(
+            model,
+            opt,
+            swallowing,
+            lambda: iter(sampler),
+            100,
+            sampler=sampler,
+            checkpoint=ckpt,
+            checkpoint_every=2,
+            progress=False,
+        )
+    assert len(calls) == 3  # stopped before the fourth step
+    assert info.value.resume_step == 2
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handler given back
+
+
+def test_a_ctrl_c_during_a_save_lands_after_the_checkpoint_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, opt, step, sampler = _linear()
+    real_save = training.save_checkpoint
+    saves = []
+
+    def save_with_ctrl_c(path, state):
+        saves.append(state["step"])
+        if len(saves) == 2:
+            _ctrl_c()  # arrives mid-save: the file must still be complete and recorded
+        real_save(path, state)
+
+    monkeypatch.setattr(training, "save_checkpoint", save_with_ctrl_c)
+    ckpt = tmp_path / "c.pt"
+    with pytest.raises(TrainingInterrupted, match=r"a rerun resumes from step 4$"):
+        train_steps(
+            model,
+            opt,
+            step,
+            lambda: iter(sampler),
+            100,
+            sampler=sampler,
+            checkpoint=ckpt,
+            checkpoint_every=2,
+            progress=False,
+        )
+    assert saves == [2, 4]
+    assert torch.load(ckpt, weights_only=True)["step"] == 4
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_a_users_own_sigint_handler_is_left_alone(tmp_path: Path) -> None:
+    model, opt, step, sampler = _linear()
+    seen = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    try:
+
+        def interrupting(unit):
+            if not seen:
+                _ctrl_c()
+            return step(unit)
+
+        losses = train_steps(model, opt, interrupting, lambda: iter(sampler), 4, progress=False)
+        assert signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert len(losses) == 4
+    assert seen == [signal.SIGINT]
 
 
 def test_nan_in_the_data_stops_training_naming_the_task(tmp_path: Path) -> None:

@@ -74,17 +74,54 @@ class NonFiniteLossError(ValueError):
     """Training produced a NaN or infinite loss (the message names the step and the task)."""
 
 
-@contextmanager
-def _sigint_deferred() -> Iterator[None]:
-    """Hold SIGINT back for the block (main thread, POSIX); a Ctrl-C meanwhile is raised after it."""
-    if threading.current_thread() is not threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
-        yield
-        return
-    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+class _CtrlC:
+    """Ctrl-C during training, made robust: remembered, raised between steps, held back during saves.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread happens to be, and an
+    exception raised inside a finaliser or ``__del__`` is printed and dropped, so a plain
+    Ctrl-C can be lost. While active (main thread, Python's default handler in place), this
+    handler records every SIGINT; it raises at once outside a checkpoint save, and
+    `check()` raises again at the next step boundary if that exception was swallowed.
+    During a save it only records, and the save's end raises. Signals are never blocked:
+    a blocked SIGINT goes to another thread of the process, where CPython may notice it late.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self.saving = False
+        self.previous: Any = None
+        self.active = (
+            threading.current_thread() is threading.main_thread()
+            and signal.getsignal(signal.SIGINT) is signal.default_int_handler
+        )
+
+    def _handler(self, signum: int, frame: Any) -> None:
+        self.requested = True
+        if not self.saving:
+            raise KeyboardInterrupt
+
+    def install(self) -> None:
+        if self.active:
+            self.previous = signal.signal(signal.SIGINT, self._handler)
+
+    def restore(self) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
+            self.previous = None
+
+    def check(self) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+
+    @contextmanager
+    def saving_block(self) -> Iterator[None]:
+        """A Ctrl-C in the block lands after it (the step is then recorded as saved)."""
+        self.saving = True
+        try:
+            yield
+        finally:
+            self.saving = False
+        self.check()
 
 
 def config_fingerprint(settings: Any) -> str:
@@ -316,6 +353,7 @@ def train_steps(
         if log is not None and start < steps:
             log(f"resuming {description} from step {start} of {steps} ({path})")
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
+    ctrl_c = _CtrlC()
 
     def save(step: int) -> None:
         nonlocal saved_step
@@ -324,7 +362,7 @@ def train_steps(
         sampler_state = None
         if sampler is not None:
             sampler_state = sampler.state_dict(consumed=step - start)
-        with _sigint_deferred():  # a Ctrl-C while saving lands after the step is recorded
+        with ctrl_c.saving_block():  # a Ctrl-C while saving lands after the step is recorded
             save_checkpoint(
                 path,
                 {
@@ -358,8 +396,10 @@ def train_steps(
         leave=False,
     )
     try:
+        ctrl_c.install()
         model.train()
         for step in range(start, steps):
+            ctrl_c.check()
             try:
                 unit = next(iterator)
             except StopIteration:
@@ -393,6 +433,7 @@ def train_steps(
     except KeyboardInterrupt as exc:
         raise TrainingInterrupted(description, saved_step if path is not None else None) from exc
     finally:
+        ctrl_c.restore()
         bar.close()
     if early_stopping is not None:
         early_stopping.restore_best(model)
