@@ -129,7 +129,7 @@ class MultiSourceStream(IterableDataset):
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
         Setting the current epoch again keeps a position restored by
-        [`load_state_dict()`][torchcross.protocol.validation.EarlyStopping.load_state_dict], so a loop calling
+        [`load_state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.load_state_dict], so a loop calling
         ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
         (seeded episode datasets then draw that epoch's episodes).
@@ -160,7 +160,7 @@ class MultiSourceStream(IterableDataset):
         return {"epoch": self._epoch, "position": position, "config": _plain(self._config())}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from [`state_dict()`][torchcross.protocol.validation.EarlyStopping.state_dict]: the next
+        """Resume from [`state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.state_dict]: the next
         iteration continues the saved stream.
 
         Raises:
