@@ -40,7 +40,7 @@ from torchcross.data.metadataset.meta import (
     MetaDataset,
 )
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.distributed.seeds import shared_seed
@@ -347,6 +347,8 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
     too) follow [`set_epoch()`][torchcross.data.metadataset.EpisodeMetaDataset.set_epoch] calls made in the
     main process."""
 
+    _start = SharedInt()  # the global episode index where iteration starts (a restored position)
+
     def __init__(
         self,
         task_source: Any,
@@ -372,6 +374,8 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
         self.output_indices = output_indices
         self.seed = shared_seed(seed)  # None: rank 0 draws one and broadcasts it
         self.epoch = 0
+        self._start = 0
+        self._consumed = 0  # episodes this process took from the current iteration (no workers)
         self.label_index = index_labels(canonical_labels(task_source), description)
 
     @property
@@ -413,8 +417,87 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
         return self
 
     def set_epoch(self, epoch: int) -> None:
-        """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch."""
-        self.epoch = check_int(epoch, "epoch", 0)
+        """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch.
+
+        A new epoch is iterated from its first episode; setting the current epoch again keeps a
+        position restored by
+        [`load_state_dict()`][torchcross.data.metadataset.EpisodeMetaDataset.load_state_dict].
+        """
+        epoch = check_int(epoch, "epoch", 0)
+        if epoch != self.epoch:
+            self._start, self._consumed = 0, 0
+        self.epoch = epoch
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Where iteration stands: epoch, global episode position and the sampling parameters.
+
+        Episodes are a pure function of ``(seed, epoch, index)``, so a position is all a
+        resumed loop needs: rank ``r`` of ``W`` takes episodes ``r, r + W, r + 2W, ...``
+        (its DataLoader workers share them round-robin), and after every rank took
+        ``consumed`` episodes the first ``consumed * W`` are done.
+
+        Args:
+            consumed: episodes this rank took since the current iteration started. Default:
+                as counted by this object when iterated in this process (``num_workers=0``);
+                with DataLoader workers, pass the number of episodes the loop received.
+
+        Examples:
+            >>> import torch
+            >>> from torchcross.data.sources import TensorTaskSource
+            >>> from torchcross.data.metadataset import FewShotMetaDataset
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+            >>> src = TensorTaskSource(torch.arange(8.0)[:, None], torch.arange(8) % 2, d)
+            >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+            >>> it = iter(episodes)
+            >>> _ = next(it), next(it)
+            >>> state = episodes.state_dict()
+            >>> state["position"]
+            2
+            >>> resumed = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+            >>> resumed.load_state_dict(state)
+            >>> [t.support[0].flatten().tolist() for t in resumed] == [
+            ...     t.support[0].flatten().tolist() for t in it
+            ... ]
+            True
+        """
+        if consumed is None:
+            consumed = self._consumed
+        consumed = check_int(consumed, "consumed", 0)
+        ranks = shard_position(self.rank, self.world_size, self).count  # outside a worker: the ranks
+        position = self._start + consumed * ranks
+        if self.length is not None:
+            position = min(position, self.length)
+        return {"epoch": int(self.epoch), "position": position, "config": self._state_config()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Resume from [`state_dict()`][torchcross.data.metadataset.EpisodeMetaDataset.state_dict]: the
+        next iteration continues where the saved one stopped.
+
+        Raises:
+            ValueError: the state is malformed, or was saved by a dataset with other sampling
+                parameters (each differing one is named).
+        """
+        if not isinstance(state, dict) or not {"epoch", "position", "config"} <= set(state):
+            raise ValueError(
+                f"not a {type(self).__name__} state dict (need epoch, position, config): {state!r}"
+            )
+        mine, theirs = self._state_config(), state["config"]
+        if not isinstance(theirs, dict):
+            raise ValueError(f"state['config'] must be a dict, got {theirs!r}")
+        diffs = [f"{k}: saved {theirs.get(k)!r}, here {v!r}" for k, v in mine.items() if theirs.get(k) != v]
+        if diffs:
+            raise ValueError(
+                "state dict comes from episodes with other sampling parameters; " + "; ".join(diffs)
+            )
+        self.set_epoch(state["epoch"])
+        position = check_int(state["position"], "state['position']", 0)
+        if self.length is not None and position > self.length:
+            raise ValueError(f"state position {position} is beyond the epoch's {self.length} episodes")
+        self._start, self._consumed = position, 0
+
+    def _state_config(self) -> dict[str, Any]:
+        params = {k: v for k, v in self.sampling_parameters().items() if k != "epoch"}
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
 
     def generator(self, index: int) -> np.random.Generator:
         """The generator of episode ``index`` (see `episode_generator()`)."""
@@ -494,13 +577,23 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
             >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
             2
         """
+        info = torch.utils.data.get_worker_info()
+        workers = info.num_workers if info is not None and position.count % info.num_workers == 0 else 1
+        rank, worker, ranks = position.index // workers, position.index % workers, position.count // workers
+        first = self._start + rank + ranks * worker  # a rank's episodes go round-robin to its workers
         if self.length is None:
-            indices: Any = itertools.count(position.index, position.count)
+            indices: Any = itertools.count(first, position.count)
         else:
             n = self.length - self.length % position.count if self.even_shards else self.length
-            indices = shard_indices(n, position)
+            indices = range(first, n, position.count)
+        in_process = info is None
+        if in_process:
+            self._consumed = 0
         for i in indices:
-            yield self[i]
+            episode = self[i]
+            if in_process:
+                self._consumed += 1
+            yield episode
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.sampling_parameters().items() if k != "rule")
