@@ -19,7 +19,13 @@ from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable
 from torchcross.data.collate import identity, stack
 from torchcross.data.sources import TaskSource, canonical_labels, check_task_source
-from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
+from torchcross.data.workers.sharding import (
+    Shardable,
+    ShardPosition,
+    remember_ranks,
+    shard_indices,
+    shard_position,
+)
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.distributed.seeds import shared_seed
 from torchcross.tasks.labels import count_samples_per_class, samples_per_class_array
@@ -35,7 +41,7 @@ def _check_flag(value: Any, name: str) -> bool:
     return bool(value)
 
 
-class BatchedTaskSource(TaskSource, IterableDataset):
+class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
     """An iterable dataset of batches drawn from one task source.
 
     Each epoch splits the examples of ``task_source`` into batches of ``batch_size``
@@ -142,28 +148,6 @@ class BatchedTaskSource(TaskSource, IterableDataset):
         state = self.__dict__.copy()
         state.pop(_MEMO, None)
         return remember_ranks(state)
-
-    rank: int | None = None
-    world_size: int | None = None
-    even_shards: bool = False
-
-    def shard_over(
-        self, rank: int | None = None, world_size: int | None = None, *, even_shards: bool = False
-    ) -> BatchedTaskSource:
-        """Iterate as rank ``rank`` of ``world_size`` (default: ``torch.distributed``'s); return ``self``.
-
-        With ``even_shards`` every shard (rank and DataLoader worker) yields the same number of
-        batches: the last ``len(self) % shards`` batches of an epoch are left out, so ranks that
-        synchronise once per batch never wait on one another at the epoch's end.
-
-        Raises:
-            ValueError: only one of ``rank`` and ``world_size``, or ``rank`` outside ``0..world_size-1``.
-        """
-        shard_position(rank, world_size)  # validate now
-        if not isinstance(even_shards, bool):
-            raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
-        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
-        return self
 
     def _shard(self, n: int, position: ShardPosition) -> range:
         return shard_indices(n - n % position.count if self.even_shards else n, position)

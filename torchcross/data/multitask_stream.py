@@ -129,8 +129,8 @@ class MultiSourceStream(IterableDataset):
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
         Setting the current epoch again keeps a position restored by
-        [`load_state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.load_state_dict], so a loop calling
-        ``set_epoch(epoch)`` resumes correctly.
+        [`load_state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.load_state_dict], so a
+        loop calling ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
         (seeded episode datasets then draw that epoch's episodes).
         """
@@ -160,8 +160,8 @@ class MultiSourceStream(IterableDataset):
         return {"epoch": self._epoch, "position": position, "config": _plain(self._config())}
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from [`state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.state_dict]: the next
-        iteration continues the saved stream.
+        """Resume from [`state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.state_dict]:
+        the next iteration continues the saved stream.
 
         Raises:
             ValueError: if the state is malformed or was saved with another configuration

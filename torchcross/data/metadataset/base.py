@@ -40,7 +40,7 @@ from torchcross.data.metadataset.meta import (
     MetaDataset,
 )
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_position
+from torchcross.data.workers.sharding import Shardable, ShardPosition, remember_ranks, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.distributed.seeds import shared_seed
@@ -331,7 +331,7 @@ def usable_classes(
     return usable
 
 
-class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
+class EpisodeMetaDataset(Shardable, MetaDataset, IterableMetaDataset):
     """Base of seeded episode datasets over one task source (see the module doc).
 
     Subclasses implement [`sample_indices()`][torchcross.data.metadataset.EpisodeMetaDataset.sample_indices];
@@ -393,28 +393,6 @@ class EpisodeMetaDataset(MetaDataset, IterableMetaDataset):
 
     def __getstate__(self) -> dict[str, Any]:
         return remember_ranks(self.__dict__.copy())
-
-    rank: int | None = None
-    world_size: int | None = None
-    even_shards: bool = False
-
-    def shard_over(
-        self, rank: int | None = None, world_size: int | None = None, *, even_shards: bool = False
-    ) -> EpisodeMetaDataset:
-        """Iterate as rank ``rank`` of ``world_size`` (default: ``torch.distributed``'s); return ``self``.
-
-        With ``even_shards`` every shard (rank and DataLoader worker) of a finite dataset yields
-        the same number of episodes: the last ``length % shards`` episodes are left out, so
-        ranks that synchronise once per episode never wait on one another at the epoch's end.
-
-        Raises:
-            ValueError: only one of ``rank`` and ``world_size``, or ``rank`` outside ``0..world_size-1``.
-        """
-        shard_position(rank, world_size)  # validate now
-        if not isinstance(even_shards, bool):
-            raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
-        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
-        return self
 
     def set_epoch(self, epoch: int) -> None:
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch.

@@ -12,12 +12,12 @@ and world size of the process that sends them (`remember_ranks()` in their
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.utils.data
 
-__all__ = ["ShardPosition", "remember_ranks", "shard_indices", "shard_position"]
+__all__ = ["ShardPosition", "Shardable", "remember_ranks", "shard_indices", "shard_position"]
 
 _REMEMBERED = "_torchcross_rank_world"
 
@@ -108,3 +108,41 @@ def shard_indices(n: int, position: ShardPosition) -> range:
     if count < 1 or not 0 <= index < count:
         raise ValueError(f"need 0 <= index < count in the shard position, got {tuple(position)}")
     return range(index, n, count)
+
+
+_S = TypeVar("_S", bound="Shardable")
+
+
+class Shardable:
+    """Mixin of the datasets that split themselves over ranks: ``shard_over()`` and its settings.
+
+    Examples:
+        >>> class Items(Shardable):
+        ...     pass
+        >>> items = Items().shard_over(rank=1, world_size=2, even_shards=True)
+        >>> items.rank, items.world_size, items.even_shards
+        (1, 2, True)
+    """
+
+    rank: int | None = None
+    world_size: int | None = None
+    even_shards: bool = False
+
+    def shard_over(
+        self: _S, rank: int | None = None, world_size: int | None = None, *, even_shards: bool = False
+    ) -> _S:
+        """Iterate as rank ``rank`` of ``world_size`` (default: ``torch.distributed``'s); return ``self``.
+
+        With ``even_shards`` every shard (rank and DataLoader worker) of an epoch yields the
+        same number of items: the last ``len % shards`` items are left out, so ranks that
+        synchronise once per item never wait on one another at the epoch's end.
+
+        Raises:
+            ValueError: only one of ``rank`` and ``world_size``, or ``rank`` outside ``0..world_size-1``.
+            TypeError: ``even_shards`` is not a bool.
+        """
+        shard_position(rank, world_size)  # validate now
+        if not isinstance(even_shards, bool):
+            raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
+        self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
+        return self
