@@ -20,10 +20,11 @@ import pytest
 import torch
 
 from torchcross.cli.demo_data import write_demo_medimeta
+from torchcross.protocol import training
 from torchcross.protocol.config import load_config
-from torchcross.protocol.ranks import Team, joined
+from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.run import run_protocol
-from torchcross.protocol.training import CheckpointMismatchError
+from torchcross.protocol.training import CheckpointError, CheckpointMismatchError
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -161,3 +162,25 @@ def test_half_a_torchrun_environment_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("WORLD_SIZE", "two")
     with pytest.raises(ValueError, match="WORLD_SIZE='two' is not an integer"):
         joined(torch.device("cpu")).__enter__()
+
+
+def test_episode_share_reads_only_its_episodes() -> None:
+    share = EpisodeShare([f"episode {i}" for i in range(5)], [1, 3])
+    assert (len(share), share[1], share[:1], list(share)) == (
+        2,
+        "episode 3",
+        ["episode 1"],
+        ["episode 1", "episode 3"],
+    )
+
+
+def test_ranks_that_cannot_agree_on_the_resume_step_all_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every rank raises (one rank's view, with the others' outcomes injected)."""
+    monkeypatch.setattr(training, "rank_and_world_size", lambda: (0, 2))
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, (4, None)])
+    with pytest.raises(CheckpointError, match=r"different steps \(rank 0: step 2, rank 1: step 4\); delete"):
+        training._agree_on_start(2, None, "mm-PT on x")
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, (0, "checkpoint c is damaged")])
+    with pytest.raises(CheckpointError, match="rank 1 cannot resume mm-PT on x: checkpoint c is damaged"):
+        training._agree_on_start(0, None, "mm-PT on x")
+    training._agree_on_start(0, CheckpointError("own"), "mm-PT on x")  # the rank raises its own error

@@ -315,6 +315,12 @@ def train_steps(
         logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
+
+    Under a process group of several ranks (``torchrun``) every rank calls it with its own
+    checkpoint file: the ranks check that they resume from the same step, and the loss
+    returned, logged and checked for NaN is the mean over the ranks (one small collective
+    call per step). ``step_fn`` must average the gradients itself (the learners' own
+    ``meta_backward``, or [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]).
         early_stopping: a [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]:
             validate when due, stop when it says so, and end with its best weights in
             ``model``; its state is checkpointed (a resumed run that had stopped trains
@@ -325,7 +331,8 @@ def train_steps(
 
     Raises:
         CheckpointMismatchError: the checkpoint was written with other settings.
-        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint.
+        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint (on any
+            rank), or the ranks' checkpoints are at different steps.
         NonFiniteLossError: a step's loss is NaN or infinite (the step is not applied;
             the last checkpoint stays as it was).
         ValueError: the units ran out before ``steps`` updates.
@@ -350,8 +357,6 @@ def train_steps(
     if settings is not None:
         settings_text = json.dumps(settings, sort_keys=True, default=str)
         fingerprint = fingerprint or config_fingerprint(settings)
-    losses: list[float] = []
-    start = 0
 
     def restore() -> tuple[int, list[float]]:
         exists = path is not None and (path.exists() or path.is_symlink())
