@@ -238,6 +238,8 @@ def run_command(args: argparse.Namespace) -> int:
         print("config ok")
         return 0
     result = run_protocol(config, progress=True if args.progress else None)
+    if result.rank > 0:  # under torchrun, rank 0 reports
+        return 0
     print()
     print(format_summary(result.summary).to_markdown())
     for name, path in result.files.items():

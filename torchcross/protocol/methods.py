@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan
 from torchcross.protocol.registry import MethodContext, get_method
@@ -55,8 +56,15 @@ def method_context(
     progress: bool | None = None,
 ) -> MethodContext:
     """The [`MethodContext`][torchcross.protocol.registry.MethodContext] of ``method`` on ``target`` with
-    ``seed``."""
+    ``seed``.
+
+    Under ``torchrun`` rank ``r > 0`` checkpoints into ``checkpoints/rank-<r>/`` (each rank
+    resumes its own sampler position and RNG state).
+    """
     folder = Path(config.run.out_dir) / "checkpoints"
+    rank, _ = rank_and_world_size()
+    if rank > 0:
+        folder = folder / f"rank-{rank}"
     if config.run.seeds is not None:
         folder = folder / f"seed-{seed}"
     return MethodContext(
@@ -79,8 +87,11 @@ def method_fingerprint(ctx: MethodContext) -> str:
     spec = get_method(ctx.method)
     ev = cfg.evaluation
     settings = dict(spec.settings(cfg)) if spec.settings is not None else {}
+    _, world = rank_and_world_size()
+    trains = spec.train is not None or spec.per_task
     return config_fingerprint(
         {
+            **({"world_size": world} if trains and world > 1 else {}),  # training depends on it
             "method": ctx.method,
             "target": ctx.target.dataset_id,
             "sources": [list(s) for s in ctx.target.sources] if spec.train is not None else None,

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
@@ -55,7 +56,14 @@ def _batch_auroc(
 
     def validate() -> float:
         sampler = MultiTaskBatchSampler(
-            sources, batch_size, mode="infinite", shuffle=True, drop_last=False, seed=ctx.seed
+            sources,
+            batch_size,
+            mode="infinite",
+            shuffle=True,
+            drop_last=False,
+            seed=ctx.seed,
+            rank=0,  # all of them on the rank that validates (rank 0 under torchrun)
+            world_size=1,
         )  # the same batches at every validation
         scores = []
         for _, ((x, y), description) in zip(range(n_batches), sampler):
@@ -97,6 +105,7 @@ def train_pretrain(ctx: MethodContext) -> Trained:
         x = x.to(ctx.device)
         value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
         value.backward()
+        all_reduce_gradients(model)  # under torchrun: the mean over the ranks' batches
         return value
 
     early = None

@@ -36,6 +36,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
 from torchcross.protocol.training import config_fingerprint
@@ -109,9 +110,15 @@ class MethodContext:
         return config_fingerprint(self.training_settings(training))
 
     def training_settings(self, training: Mapping[str, Any]) -> dict[str, Any]:
-        """What the method's training depends on (``train_steps(settings=...)`` records it)."""
+        """What the method's training depends on (``train_steps(settings=...)`` records it).
+
+        Under ``torchrun`` the number of ranks too, so a checkpoint is resumed only by as
+        many ranks as wrote it.
+        """
         c = self.config
+        _, world = rank_and_world_size()
         return {
+            **({"world_size": world} if world > 1 else {}),
             "method": self.method,
             "target": self.target.dataset_id,
             "sources": [list(s) for s in self.target.sources],

@@ -36,6 +36,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ import torch
 
 from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
-from torchcross.evaluation.episodic import evaluate, format_summary, summarize
+from torchcross.evaluation.episodic import EvaluationResult, evaluate, format_summary, summarize
 from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.paired import paired_comparisons, seed_spread
 from torchcross.evaluation.results import ResultsTable
@@ -57,6 +58,7 @@ from torchcross.protocol.methods import (
     train_method,
 )
 from torchcross.protocol.plan import ProtocolPlan, check_protocol, open_split
+from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.registry import get_method
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
@@ -66,7 +68,11 @@ Log = Callable[[str], None]
 
 @dataclass
 class ProtocolResult:
-    """The outcome of a run: per-episode records, the summary, written files, wall time."""
+    """The outcome of a run: per-episode records, the summary, written files, wall time.
+
+    Under ``torchrun`` every rank returns the same tables; ``rank`` says which rank this is
+    (only rank 0 wrote ``files``).
+    """
 
     episodes: ResultsTable
     summary: ResultsTable
@@ -75,17 +81,35 @@ class ProtocolResult:
     plan: ProtocolPlan
     paired: ResultsTable | None = None
     supervised: ResultsTable | None = None
+    rank: int = 0
 
 
 def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
+def _episode_path(plan: ProtocolPlan, ds: str, task: str) -> Path:
+    return Path(plan.config.run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
+
+
+def _shared_episode_set(team: Team, plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
+    """Rank 0 loads or draws (and writes) the episode set; the other ranks then load its file."""
+    from torchcross.data.metadataset import EpisodeSet
+
+    kept: dict[str, Any] = {}
+
+    def draw() -> None:
+        kept["set"] = _episode_set(plan, source, ds, task, log)
+
+    team.leader(draw)
+    return kept["set"] if team.is_leader else EpisodeSet.load(_episode_path(plan, ds, task), source)
+
+
 def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
     from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
     ev, run = plan.config.evaluation, plan.config.run
-    path = Path(run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
+    path = _episode_path(plan, ds, task)
     episodes = None
     if path.is_file() and run.resume:
         try:
@@ -171,7 +195,28 @@ def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -
     return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
 
 
+def _saved_evaluation(
+    plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, fingerprint: str, log: Log
+) -> tuple[list[dict[str, Any]] | None, dict[str, list[dict[str, Any]]]]:
+    """A finished evaluation's records (else ``None``), and the tasks a stopped one finished."""
+    config = plan.config
+    done_file = _done_file(plan, target, method, seed)
+    if config.run.resume and done_file.is_file():
+        saved = _read_json(done_file, log)
+        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("records"), list):
+            log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
+            return saved["records"], {}
+    # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
+    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
+    if config.run.resume and partial_file.is_file():
+        saved = _read_json(partial_file, log)
+        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
+            return None, saved["tasks"]
+    return None, {}
+
+
 def _evaluate_method(
+    team: Team,
     plan: ProtocolPlan,
     target: TargetPlan,
     method: str,
@@ -181,73 +226,89 @@ def _evaluate_method(
     log: Log,
     progress: bool | None,
 ) -> list[dict[str, Any]]:
-    config = plan.config
     ctx = _context(plan, target, method, seed, log, progress)
     fingerprint = method_fingerprint(ctx)
     done_file = _done_file(plan, target, method, seed)
-    if config.run.resume and done_file.is_file():
-        saved = _read_json(done_file, log)
-        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("records"), list):
-            log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
-            return saved["records"]
-    # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
     partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
-    finished: dict[str, list[dict[str, Any]]] = {}
-    if config.run.resume and partial_file.is_file():
-        saved = _read_json(partial_file, log)
-        if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
-            finished = saved["tasks"]
+    done, finished = team.leader(lambda: _saved_evaluation(plan, target, method, seed, fingerprint, log))
+    if done is not None:
+        return done
     start = time.perf_counter()
     per_task = get_method(method).per_task
     learner = None
     if not per_task:
-        logger = _curve_logger(plan, target.dataset_id, method, seed)
+        logger = _curve_logger(plan, target.dataset_id, method, seed) if team.is_leader else None
         try:
             trained = train_method(dataclasses.replace(ctx, logger=logger) if logger is not None else ctx)
         finally:
             if logger is not None:
                 logger.close()
         learner = evaluation_learner(ctx, trained)
-    train_seconds = time.perf_counter() - start
+    train_seconds = team.share(time.perf_counter() - start)  # rank 0's
     records: list[dict[str, Any]] = []
     for task in target.tasks:
         if task in finished:
             log(f"[{target.dataset_id}] {method} on {task!r}: reusing its evaluation from {partial_file}")
             records += finished[task]
             continue
-        if per_task:
+        if per_task:  # every rank trains it together; rank 0's record is the result
             from torchcross.protocol.supervised import train_and_test
 
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(seed)
-                task_records = [train_and_test(ctx, task)]
+                task_records = team.share([train_and_test(ctx, task)])
         else:
-            episodes = episode_sets[task].as_dataset(sources[task])
-            result = evaluate(
-                learner,
-                episodes,
-                method=method,
-                target=f"{target.dataset_id}/{task}",
-                device=plan.device,
-                progress=progress,
-                confidence=config.evaluation.confidence,
-                batch_size=config.evaluation.batch_size,
+            task_records = _evaluate_task(
+                team, plan, learner, method, target, task, episode_sets[task], sources[task], log, progress
             )
-            s = result.summary()["auroc"]
-            log(
-                f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
-                f"({result.seconds:.1f} s)"
-            )
-            task_records = result.records
             for r in task_records:
                 r["dataset"] = target.dataset_id
                 r["seed"] = seed
                 r["train_seconds"] = round(train_seconds, 3)
         records += task_records
         finished[task] = task_records
-        _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
-    _write_json(done_file, {"fingerprint": fingerprint, "records": records})
-    partial_file.unlink(missing_ok=True)
+        if team.is_leader:
+            _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
+    if team.is_leader:
+        _write_json(done_file, {"fingerprint": fingerprint, "records": records})
+        partial_file.unlink(missing_ok=True)
+    return records
+
+
+def _evaluate_task(
+    team: Team,
+    plan: ProtocolPlan,
+    learner: Any,
+    method: str,
+    target: TargetPlan,
+    task: str,
+    episode_set: Any,
+    source: Any,
+    log: Log,
+    progress: bool | None,
+) -> list[dict[str, Any]]:
+    """The records of every episode of ``task``, in episode order; each rank predicts its share."""
+    ev = plan.config.evaluation
+    episodes = episode_set.as_dataset(source)
+    mine = team.mine(len(episodes), ev.batch_size)
+    result = evaluate(
+        learner,
+        EpisodeShare(episodes, mine) if team.world_size > 1 else episodes,
+        method=method,
+        target=f"{target.dataset_id}/{task}",
+        device=plan.device,
+        progress=progress,
+        confidence=ev.confidence,
+        batch_size=ev.batch_size,
+    )
+    for r in result.records:
+        r["episode"] = mine[r["episode"]]
+    records = sorted((r for share in team.gather(result.records) for r in share), key=lambda r: r["episode"])
+    s = EvaluationResult(records, result.seconds, ev.confidence).summary()["auroc"]
+    log(
+        f"[{target.dataset_id}] {method} on {task!r}: AUROC {s.mean:.4f} ± {s.half_width:.4f} "
+        f"({result.seconds:.1f} s)"
+    )
     return records
 
 
@@ -316,33 +377,49 @@ def run_protocol(
     ``out_dir`` is locked while the run works in it. Before any training it raises what
     [`check_protocol()`][torchcross.protocol.plan.check_protocol] raises.
 
+    Launched by ``torchrun`` with more than one process, every rank runs it: training is
+    shared (synchronised gradients), each rank scores its share of the target episodes,
+    and rank 0 alone writes ``out_dir``; every rank returns the same tables (see
+    [`torchcross.protocol.ranks`][torchcross.protocol.ranks]).
+
     Raises:
         FolderInUseError: another run works in ``out_dir``;
         NonFiniteLossError: source training diverged (the step and task are named);
         CheckpointError: a damaged or foreign checkpoint (named, with what to do).
     """
-    say: Log = log if log is not None else (lambda _msg: None)
     start = time.perf_counter()
-    plan = check_protocol(config)
-    say(plan.describe())
-    for folder, problem in plan.problems.items():
-        say(f"skipped unreadable dataset folder {folder}: {problem}")
-    out = Path(config.run.out_dir)
-    with lock_folder(out, "[run] out_dir"):
-        for stale in remove_stale_temp_files(out):
-            say(f"removed {stale}, a temporary file left by an interrupted run")
-        records, supervised, torch_threads = _run_targets(plan, say, progress)
+    plan = check_protocol(config)  # on every rank, before any collective call
+    with joined(plan.device) as (team, device), ExitStack() as stack:
+        plan = dataclasses.replace(plan, device=device)
+        say: Log = log if log is not None and team.is_leader else (lambda _msg: None)
+        progress = progress if team.is_leader else False
+        say(plan.describe())
+        for folder, problem in plan.problems.items():
+            say(f"skipped unreadable dataset folder {folder}: {problem}")
+        out = Path(config.run.out_dir)
+
+        def lock() -> None:
+            stack.enter_context(lock_folder(out, "[run] out_dir"))
+            for stale in remove_stale_temp_files(out):
+                say(f"removed {stale}, a temporary file left by an interrupted run")
+
+        team.leader(lock)
+        if team.world_size > 1:
+            say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
+        records, supervised, torch_threads = _run_targets(team, plan, say, progress)
         episodes = ResultsTable(records)
         summary, paired = _summaries(plan, episodes, ResultsTable(supervised))
         seconds = time.perf_counter() - start
         sup_table = ResultsTable(supervised) if supervised else None
-        files = _write_results(plan, episodes, summary, seconds, paired, sup_table, torch_threads)
+        files = team.leader(
+            lambda: _write_results(plan, episodes, summary, seconds, paired, sup_table, torch_threads)
+        )
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
-    return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table)
+    return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
 
 
 def _run_targets(
-    plan: ProtocolPlan, say: Log, progress: bool | None
+    team: Team, plan: ProtocolPlan, say: Log, progress: bool | None
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], int]:
     config = plan.config
     threads = torch.get_num_threads()
@@ -363,12 +440,13 @@ def _run_targets(
                 for task in target.tasks
             }
             episode_sets = {
-                task: _episode_set(plan, sources[task], target.dataset_id, task, say) for task in target.tasks
+                task: _shared_episode_set(team, plan, sources[task], target.dataset_id, task, say)
+                for task in target.tasks
             }
             for seed in config.training_seeds:
                 for method in plan.methods:
                     out_records = _evaluate_method(
-                        plan, target, method, seed, sources, episode_sets, say, progress
+                        team, plan, target, method, seed, sources, episode_sets, say, progress
                     )
                     (supervised if get_method(method).per_task else records).extend(out_records)
     finally:

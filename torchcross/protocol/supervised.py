@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
@@ -112,6 +113,7 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
         x = x.to(ctx.device)
         value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
         value.backward()
+        all_reduce_gradients(model)  # under torchrun: the mean over the ranks' batches
         return value
 
     def validate() -> float:

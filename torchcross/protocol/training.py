@@ -28,7 +28,9 @@ import torch
 from torch import nn
 
 from torchcross._io import atomic_write
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.evaluation.loggers import MetricsLogger
+from torchcross.protocol.ranks import Team, mean_over_ranks
 
 __all__ = [
     "CheckpointError",
@@ -235,6 +237,25 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
     return state
 
 
+def _agree_on_start(start: int, error: CheckpointError | None, description: str) -> None:
+    """Under ``torchrun``: raise on every rank when one cannot resume or the ranks' steps differ."""
+    team = Team(*rank_and_world_size())
+    if team.world_size == 1:
+        return
+    outcomes = team.gather((start, None if error is None else str(error)))
+    if error is not None:
+        return  # the caller raises its own error
+    failed = [(r, e) for r, (_, e) in enumerate(outcomes) if e is not None]
+    if failed:
+        raise CheckpointError(f"rank {failed[0][0]} cannot resume {description}: {failed[0][1]}")
+    if len({s for s, _ in outcomes}) > 1:
+        at = ", ".join(f"rank {r}: step {s}" for r, (s, _) in enumerate(outcomes))
+        raise CheckpointError(
+            f"the ranks' checkpoints of {description} are at different steps ({at}); delete them "
+            "(checkpoints/ and checkpoints/rank-*/ in out_dir) or set [run] resume = false"
+        )
+
+
 def _unit_name(unit: Any) -> str:
     """The task identifiers found in a training unit (a batch with its description, or tasks)."""
     names: list[str] = []
@@ -294,6 +315,12 @@ def train_steps(
         logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
+
+    Under a process group of several ranks (``torchrun``) every rank calls it with its own
+    checkpoint file: the ranks check that they resume from the same step, and the loss
+    returned, logged and checked for NaN is the mean over the ranks (one small collective
+    call per step). ``step_fn`` must average the gradients itself (the learners' own
+    ``meta_backward``, or [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]).
         early_stopping: a [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]:
             validate when due, stop when it says so, and end with its best weights in
             ``model``; its state is checkpointed (a resumed run that had stopped trains
@@ -304,7 +331,8 @@ def train_steps(
 
     Raises:
         CheckpointMismatchError: the checkpoint was written with other settings.
-        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint.
+        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint (on any
+            rank), or the ranks' checkpoints are at different steps.
         NonFiniteLossError: a step's loss is NaN or infinite (the step is not applied;
             the last checkpoint stays as it was).
         ValueError: the units ran out before ``steps`` updates.
@@ -329,11 +357,12 @@ def train_steps(
     if settings is not None:
         settings_text = json.dumps(settings, sort_keys=True, default=str)
         fingerprint = fingerprint or config_fingerprint(settings)
-    losses: list[float] = []
-    start = 0
-    exists = path is not None and (path.exists() or path.is_symlink())
-    state = load_checkpoint(path, fingerprint, settings_text) if (exists and resume) else None
-    if state is not None:
+
+    def restore() -> tuple[int, list[float]]:
+        exists = path is not None and (path.exists() or path.is_symlink())
+        state = load_checkpoint(path, fingerprint, settings_text) if (exists and resume) else None
+        if state is None:
+            return 0, []
         if int(state["step"]) > steps:
             raise CheckpointMismatchError(
                 f"checkpoint {path} is at step {state['step']}, beyond the {steps} steps asked for; "
@@ -347,11 +376,18 @@ def train_steps(
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
             raise _damaged(path, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
-        start, losses = int(state["step"]), list(state["losses"])
         if early_stopping is not None and state.get("early_stopping") is not None:
             early_stopping.load_state_dict(state["early_stopping"])
-        if log is not None and start < steps:
-            log(f"resuming {description} from step {start} of {steps} ({path})")
+        if log is not None and int(state["step"]) < steps:
+            log(f"resuming {description} from step {state['step']} of {steps} ({path})")
+        return int(state["step"]), list(state["losses"])
+
+    try:
+        start, losses = restore()
+    except CheckpointError as exc:
+        _agree_on_start(0, exc, description)  # the other ranks raise too
+        raise
+    _agree_on_start(start, None, description)
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
     ctrl_c = _CtrlC()
 
@@ -409,6 +445,7 @@ def train_steps(
             optimizer.zero_grad(set_to_none=True)
             value = step_fn(unit)
             loss = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+            loss = mean_over_ranks(loss)  # under torchrun: every rank logs and checks the same loss
             if not math.isfinite(loss):
                 raise NonFiniteLossError(
                     f"{description}: the loss is {loss} at step {step + 1} of {steps} "

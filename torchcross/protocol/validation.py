@@ -17,6 +17,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from torchcross.distributed.seeds import rank_and_world_size
+from torchcross.protocol.ranks import Team
+
 __all__ = ["EarlyStopping"]
 
 
@@ -56,12 +59,16 @@ class EarlyStopping:
         return step % self.every == 0
 
     def check(self, step: int, model: nn.Module) -> bool:
-        """Validate (``model`` in eval mode, no gradients), update the best weights; ``True`` = stop."""
+        """Validate (``model`` in eval mode, no gradients), update the best weights; ``True`` = stop.
+
+        Under ``torchrun`` rank 0 validates and every rank takes its score (a collective
+        call), so all ranks stop at the same step.
+        """
         was_training = model.training
         model.eval()
         try:
             with torch.no_grad():
-                score = float(self.validate())
+                score = float(Team(*rank_and_world_size()).leader(self.validate))
         finally:
             model.train(was_training)
         self.history.append((step, score))
