@@ -45,11 +45,10 @@ import torch
 
 from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
-from torchcross.evaluation.episodic import EvaluationResult, evaluate, format_summary, summarize
+from torchcross.evaluation.episodic import EvaluationResult, evaluate
 from torchcross.evaluation.loggers import MetricsLogger
-from torchcross.evaluation.paired import paired_comparisons, seed_spread
 from torchcross.evaluation.results import ResultsTable
-from torchcross.protocol.config import ProtocolConfig, config_to_dict
+from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan
 from torchcross.protocol.methods import (
     evaluation_learner,
@@ -60,6 +59,7 @@ from torchcross.protocol.methods import (
 from torchcross.protocol.plan import ProtocolPlan, check_protocol, open_split
 from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.registry import get_method
+from torchcross.protocol.report import summarize_results, write_results
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -408,11 +408,11 @@ def run_protocol(
             say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
         records, supervised, torch_threads = _run_targets(team, plan, say, progress)
         episodes = ResultsTable(records)
-        summary, paired = _summaries(plan, episodes, ResultsTable(supervised))
+        summary, paired = summarize_results(plan, episodes, ResultsTable(supervised))
         seconds = time.perf_counter() - start
         sup_table = ResultsTable(supervised) if supervised else None
         files = team.leader(
-            lambda: _write_results(plan, episodes, summary, seconds, paired, sup_table, torch_threads)
+            lambda: write_results(plan, episodes, summary, seconds, paired, sup_table, torch_threads)
         )
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
@@ -452,119 +452,3 @@ def _run_targets(
     finally:
         torch.set_num_threads(threads)
     return records, supervised, torch_threads
-
-
-def _seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
-    """One row per method, target and episode: each metric averaged over the training seeds."""
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
-    for row in episodes:
-        groups.setdefault((row["method"], row["target"], row["task_target"], row["episode"]), []).append(row)
-    out = []
-    for (method, target, kind, episode), rows in groups.items():
-        row = {"method": method, "target": target, "task_target": kind, "episode": episode}
-        for m in metrics:
-            values = [float("nan") if r[m] is None else r[m] for r in rows]
-            row[m] = sum(values) / len(values)
-        out.append(row)
-    return ResultsTable(out)
-
-
-def _summaries(
-    plan: ProtocolPlan, episodes: ResultsTable, supervised: ResultsTable
-) -> tuple[ResultsTable, ResultsTable | None]:
-    """The summary (episodic methods, then supervised rows) and the paired comparisons."""
-    from torchcross.evaluation.episodic import METRICS
-
-    confidence = plan.config.evaluation.confidence
-    by = ("method", "target", "task_target")
-    several = len(plan.config.training_seeds) > 1
-    pooled = _seed_mean(episodes, METRICS) if several and len(episodes) else episodes
-    summary = summarize(pooled, by=by, confidence=confidence)
-    rows = summary.to_records()
-    if several and len(episodes):
-        spread = {tuple(r[b] for b in by): r for r in seed_spread(episodes, "auroc", by, confidence)}
-        for r in rows:
-            s = spread[tuple(r[b] for b in by)]
-            r["n_seeds"], r["auroc_seed_std"] = s["n_seeds"], s["auroc_seed_std"]
-    for r in supervised:
-        row = {**{b: r[b] for b in by}, "n_episodes": 0}
-        for m in METRICS:
-            row[f"{m}_mean"] = r.get(m, float("nan"))
-            row[f"{m}_std"] = float("nan")
-            row[f"{m}_ci_low"] = r.get(f"{m}_ci_low", float("nan"))
-            row[f"{m}_ci_high"] = r.get(f"{m}_ci_high", float("nan"))
-        if several:
-            row["n_seeds"], row["auroc_seed_std"] = 1, float("nan")
-        row["seed"] = r["seed"]
-        rows.append(row)
-    methods = {r["method"] for r in pooled} if len(pooled) else set()
-    paired = None
-    if len(methods) > 1:
-        paired = paired_comparisons(pooled, "auroc", by=("target",), confidence=confidence)
-    columns = (
-        summary.columns
-        + [c for c in ("n_seeds", "auroc_seed_std") if several]
-        + (["seed"] if len(supervised) else [])
-    )
-    return ResultsTable(rows, columns=columns), paired
-
-
-def _write_results(
-    plan: ProtocolPlan,
-    episodes: ResultsTable,
-    summary: ResultsTable,
-    seconds: float,
-    paired: ResultsTable | None = None,
-    supervised: ResultsTable | None = None,
-    torch_threads: int | None = None,
-) -> dict[str, Path]:
-    from torchcross import __version__
-
-    out = Path(plan.config.run.out_dir)
-    files = {
-        "episodes_csv": out / "episodes.csv",
-        "results_csv": out / "results.csv",
-        "results_md": out / "results.md",
-        "results_json": out / "results.json",
-    }
-    episodes.to_csv(files["episodes_csv"])
-    summary.to_csv(files["results_csv"])
-    ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
-    shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
-    format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown(files["results_md"])
-    if paired is not None:
-        files["paired_csv"] = out / "paired.csv"
-        paired.to_csv(files["paired_csv"])
-    if supervised is not None:
-        files["supervised_csv"] = out / "supervised.csv"
-        supervised.to_csv(files["supervised_csv"])
-    doc = {
-        "format": "torchcross-protocol-results",
-        "torchcross_version": __version__,
-        "wall_time_s": round(seconds, 3),
-        "torch_threads": torch_threads,
-        "config": config_to_dict(plan.config),
-        "plan": [
-            {
-                "target": t.dataset_id,
-                "tasks": list(t.tasks),
-                "sources": [f"{d}/{n}" for d, n in t.sources],
-                "excluded": list(t.excluded),
-            }
-            for t in plan.targets
-        ],
-        "methods": list(plan.methods),
-        "summary": summary.to_records(),
-        "paired": paired.to_records() if paired is not None else [],
-        "supervised": supervised.to_records() if supervised is not None else [],
-        "episodes": episodes.to_records(),
-    }
-    atomic_write(files["results_json"], json.dumps(doc, indent=1, allow_nan=False) + "\n")
-    if plan.config.run.plot:
-        from torchcross.evaluation.plotting import plot_metric
-
-        ev = plan.config.evaluation
-        files["plot"] = out / "auroc.png"
-        title = f"{ev.n_shot}-shot AUROC (mean, {ev.confidence:.0%} CI)"
-        atomic_write(files["plot"], lambda tmp: plot_metric(summary, tmp, "auroc", title=title))
-    return files
