@@ -184,3 +184,39 @@ def test_ranks_that_cannot_agree_on_the_resume_step_all_raise(monkeypatch: pytes
     with pytest.raises(CheckpointError, match="rank 1 cannot resume mm-PT on x: checkpoint c is damaged"):
         training._agree_on_start(0, None, "mm-PT on x")
     training._agree_on_start(0, CheckpointError("own"), "mm-PT on x")  # the rank raises its own error
+
+
+def test_each_rank_draws_its_own_augmentation_and_resumes_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """One rank's view: its random draws (augmentation) differ from the other rank's and resume exactly."""
+    monkeypatch.setattr(training, "mean_over_ranks", lambda value: value)
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, value])
+
+    def draws(rank: int, world_size: int, steps: int, ckpt: Path) -> list[float]:
+        monkeypatch.setattr(training, "rank_and_world_size", lambda: (rank, world_size))
+        model = torch.nn.Linear(1, 1)
+        seen: list[float] = []
+
+        def step(x: torch.Tensor) -> torch.Tensor:
+            seen.append(float(torch.rand(())))  # what an augmentation draws
+            loss = model(x).sum()
+            loss.backward()
+            return loss
+
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(7)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+            units = lambda: iter([torch.ones(1, 1)] * 10)  # noqa: E731
+            training.train_steps(
+                model, optimizer, step, units, steps, checkpoint=ckpt, checkpoint_every=1, progress=False
+            )
+        return seen
+
+    rank0, rank1 = draws(0, 2, 4, tmp_path / "r0.pt"), draws(1, 2, 4, tmp_path / "r1.pt")
+    assert rank0 != rank1
+    assert draws(1, 2, 2, tmp_path / "s1.pt") + draws(1, 2, 4, tmp_path / "s1.pt") == rank1
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(7)
+        plain = [float(torch.rand(())) for _ in range(4)]
+    assert draws(0, 1, 4, tmp_path / "one.pt") == plain  # one process: the seeded RNG as it is

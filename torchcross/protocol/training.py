@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from torchcross._io import atomic_write
-from torchcross.distributed.seeds import rank_and_world_size
+from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.protocol.ranks import Team, mean_over_ranks
 
@@ -295,6 +295,15 @@ def train_steps(
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
+    Under a process group of several ranks (``torchrun``) every rank calls it with its own
+    checkpoint file: the ranks check that they resume from the same step, and the loss
+    returned, logged and checked for NaN is the mean over the ranks (one small collective
+    call per step). ``step_fn`` must average the gradients itself (the learners' own
+    ``meta_backward``, or
+    [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]). A fresh
+    start reseeds torch's global RNG with a function of its seed and the rank, so each rank
+    draws its own augmentation (and dropout); a resumed rank restores its own RNG state.
+
     Args:
         model: whose ``state_dict`` is checkpointed (all trained parameters must be in it).
         optimizer: updates the parameters; its state is checkpointed.
@@ -315,12 +324,6 @@ def train_steps(
         logger: a ``MetricsLogger`` receiving
             ``{"loss": ...}`` after every step (step numbers from 1); the caller closes it.
         log: receives ``"resuming <description> from step N"`` when a checkpoint is resumed.
-
-    Under a process group of several ranks (``torchrun``) every rank calls it with its own
-    checkpoint file: the ranks check that they resume from the same step, and the loss
-    returned, logged and checked for NaN is the mean over the ranks (one small collective
-    call per step). ``step_fn`` must average the gradients itself (the learners' own
-    ``meta_backward``, or [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]).
         early_stopping: a [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]:
             validate when due, stop when it says so, and end with its best weights in
             ``model``; its state is checkpointed (a resumed run that had stopped trains
@@ -388,6 +391,9 @@ def train_steps(
         _agree_on_start(0, exc, description)  # the other ranks raise too
         raise
     _agree_on_start(start, None, description)
+    rank, world = rank_and_world_size()
+    if start == 0 and world > 1:  # each rank its own augmentation draws, a function of (seed, rank)
+        torch.manual_seed(derived_seed(torch.initial_seed(), rank))
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
     ctrl_c = _CtrlC()
 
