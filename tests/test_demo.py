@@ -251,3 +251,23 @@ def test_publish_docs_rewrites_only_its_block_and_names_missing_markers(tmp_path
         publish_docs(result, tmp_path, 1.0, "torchcross demo")
     with pytest.raises(FileNotFoundError, match=r"demo\.md does not exist"):
         publish_docs(result, tmp_path / "nowhere", 1.0, "torchcross demo")
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"), [(["--quick"], "torchcross-demo-quick"), ([], "torchcross-demo")]
+)
+def test_the_quick_and_the_full_demo_keep_their_own_default_folders(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], expected: str
+) -> None:
+    """``torchcross demo --quick``, then ``torchcross demo`` (the README's order): no shared checkpoints."""
+    import torchcross.cli.demo as demo
+
+    seen = []
+
+    def stop(out_dir, *args, **kwargs):
+        seen.append(str(out_dir))
+        raise ValueError("stopped before any work")
+
+    monkeypatch.setattr(demo, "demo_config", stop)
+    assert demo_main(argv) == 2
+    assert seen == [expected]

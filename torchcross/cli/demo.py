@@ -138,7 +138,7 @@ def demo_config(
 
 
 def run_demo(
-    out_dir: str | Path = "torchcross-demo",
+    out_dir: str | Path | None = None,
     data_dir: str | Path | None = None,
     *,
     quick: bool = False,
@@ -154,6 +154,9 @@ def run_demo(
 ) -> Any:
     """Write the demo data (unless present) and run the protocol on it; see `demo_config()`.
 
+    ``out_dir`` defaults to ``torchcross-demo`` (``torchcross-demo-quick`` with ``quick``: the two
+    runs train with other settings, so each keeps its own checkpoints and resumes on its own).
+
     Returns:
         the [`ProtocolResult`][torchcross.protocol.run.ProtocolResult].
     """
@@ -161,6 +164,8 @@ def run_demo(
     from torchcross.protocol.plan import check_out_dir, check_protocol
     from torchcross.protocol.run import run_protocol
 
+    if out_dir is None:
+        out_dir = "torchcross-demo-quick" if quick else "torchcross-demo"
     config = demo_config(
         out_dir,
         data_dir,
@@ -295,7 +300,11 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
             "and auroc.png into --out."
         ),
     )
-    p.add_argument("--out", default="torchcross-demo", help="output folder (default: %(default)s)")
+    p.add_argument(
+        "--out",
+        default=None,
+        help="output folder (default: torchcross-demo, or torchcross-demo-quick with --quick)",
+    )
     p.add_argument("--data", default=None, help="folder for the demo datasets (default: OUT/data)")
     p.add_argument("--quick", action="store_true", help="a reduced run: 10 episodes per task, short training")
     p.add_argument("--episodes", type=int, default=None, help="episodes per target task (default: 100)")
