@@ -240,3 +240,12 @@ def test_set_epoch_validates(epoch: object) -> None:
         b.set_epoch(epoch)  # type: ignore[arg-type]
     with pytest.raises((ValueError, TypeError), match="epoch must be"):
         b.batch_indices(epoch)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("workers", [0, 1, 2])
+def test_a_rank_reads_the_same_batches_whatever_its_workers(workers: int) -> None:
+    everything = [_ids(b) for b in BatchedTaskSource(_source(40), 3, seed=2, collate_fn=stack)]
+    for rank in range(2):
+        ranked = BatchedTaskSource(_source(40), 3, seed=2, collate_fn=stack).shard_over(rank, 2)
+        loader = DataLoader(ranked, batch_size=None, num_workers=workers) if workers else ranked
+        assert [_ids(b) for b in loader] == everything[rank::2]  # batches r, r + 2, ... in order

@@ -83,6 +83,6 @@ def test_a_worker_without_a_process_group_uses_the_remembered_ranks(monkeypatch:
     assert shard_position(owner=owner) == (0, 1)  # not in a worker: the remembered ranks are ignored
     monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: SimpleNamespace(id=1, num_workers=2))
     assert shard_position(owner=owner) == (3, 4)  # rank 1 of 2, worker 1 of 2
-    assert shard_position(0, 2, owner) == (1, 4)  # explicit ranks win
+    assert shard_position(0, 2, owner) == (2, 4)  # explicit ranks win (rank 0 + 2 ranks x worker 1)
     assert shard_position(owner=SimpleNamespace()) == (1, 2)  # nothing remembered: one process
     assert remember_ranks({"a": 1}) == {"a": 1}  # no process group in this process

@@ -251,19 +251,16 @@ class MultiSourceStream(IterableDataset):
         pos = shard_position(self.rank, self.world_size, self)
         info = get_worker_info()
         ranks = pos.count // (info.num_workers if info is not None else 1)
-        rank = pos.index // (info.num_workers if info is not None else 1)
-        return len(range(rank, total, ranks))
+        return len(range(pos.index % ranks, total, ranks))  # the rank's items, all its workers together
 
     def __iter__(self) -> Iterator[Any]:
         pos = shard_position(self.rank, self.world_size, self)
         info = get_worker_info()
-        workers = info.num_workers if info is not None else 1
-        rank, worker, ranks = pos.index // workers, pos.index % workers, pos.count // workers
         total, per, total_draws = self._num_units(), self._draws_per_unit, self._num_draws()
         in_process = info is None
         if in_process:
             self._consumed = 0
-        p, step = self._start + rank + ranks * worker, ranks * workers
+        p, step = self._start + pos.index, pos.count  # this rank's items, round-robin to its workers
         while total is None or p < total:
             stop = (p + 1) * per if total_draws is None else min((p + 1) * per, total_draws)
             tasks, occ = self.draws(p * per, stop)

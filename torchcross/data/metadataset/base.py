@@ -555,16 +555,13 @@ class EpisodeMetaDataset(Shardable, MetaDataset, IterableMetaDataset):
             >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
             2
         """
-        info = torch.utils.data.get_worker_info()
-        workers = info.num_workers if info is not None and position.count % info.num_workers == 0 else 1
-        rank, worker, ranks = position.index // workers, position.index % workers, position.count // workers
-        first = self._start + rank + ranks * worker  # a rank's episodes go round-robin to its workers
+        first = self._start + position.index
         if self.length is None:
             indices: Any = itertools.count(first, position.count)
         else:
             n = self.length - self.length % position.count if self.even_shards else self.length
             indices = range(first, n, position.count)
-        in_process = info is None
+        in_process = torch.utils.data.get_worker_info() is None
         if in_process:
             self._consumed = 0
         for i in indices:

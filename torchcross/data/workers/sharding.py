@@ -2,7 +2,9 @@
 
 Every iterable dataset in torchcross calls `shard_position()` and takes its share of
 a global sequence of items with `shard_indices()` instead of repeating all items in
-every worker.
+every worker. Rank ``r`` of ``W`` takes items ``r, r + W, r + 2W, ...``, whatever its number
+of workers: its ``k`` workers share them round-robin (worker ``w`` takes ``r + W*w``, then every
+``W*k``-th), so the DataLoader, which reads its workers in turn, hands the rank its items in order.
 
 A DataLoader worker started with ``spawn`` or ``forkserver`` has no process group of its
 own, so ``torch.distributed`` cannot tell it its rank. Datasets therefore pickle the rank
@@ -78,6 +80,9 @@ def shard_position(
 ) -> ShardPosition:
     """Return this process-and-worker's shard among ``world_size * num_workers`` shards.
 
+    Worker ``w`` of rank ``r`` gets ``ShardPosition(r + world_size * w, world_size * num_workers)``:
+    the rank's items (``r, r + world_size, ...``) dealt round-robin to its workers.
+
     ``rank`` and ``world_size`` default to ``torch.distributed``'s when it is
     initialised (else a single process); pass both to simulate ranks in tests. In a
     DataLoader worker without a process group, the ranks that ``owner`` (the dataset)
@@ -92,7 +97,7 @@ def shard_position(
         raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
     info = torch.utils.data.get_worker_info()
     worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-    return ShardPosition(rank * num_workers + worker_id, world_size * num_workers)
+    return ShardPosition(rank + world_size * worker_id, world_size * num_workers)
 
 
 def shard_indices(n: int, position: ShardPosition) -> range:
