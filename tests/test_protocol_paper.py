@@ -16,9 +16,8 @@ from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.maml import MAML
 from torchcross.protocol import (
     check_protocol,
-    metalearn,
-    pretrain,
     register_method,
+    registry,
     run_protocol,
     unregister_method,
 )
@@ -123,8 +122,7 @@ def captured(monkeypatch: pytest.MonkeyPatch) -> dict:
         seen.update(model=model, optimizer=optimizer, steps=steps, unit=next(iter(units())), **kwargs)
         return []
 
-    monkeypatch.setattr(pretrain, "train_steps", record)
-    monkeypatch.setattr(metalearn, "train_steps", record)
+    monkeypatch.setattr(registry, "train_steps", record)  # what MethodContext.train_model calls
     return seen
 
 

@@ -29,7 +29,6 @@ from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.baselines import finetuner
 from torchcross.protocol.pretrain import validation_sources
 from torchcross.protocol.registry import MethodContext, Trained
-from torchcross.protocol.training import train_steps
 from torchcross.protocol.validation import EarlyStopping
 from torchcross.tasks.task import Task
 
@@ -167,28 +166,7 @@ def train_maml(ctx: MethodContext) -> Trained:
         for k, v in dataclasses.asdict(mc).items()
         if k not in ("steps", "evaluation", "eval_inner_steps")
     }
-    losses = train_steps(
-        model,
-        optimizer,
-        step,
-        lambda: ctx.stream(sampler),
-        mc.steps,
-        sampler=sampler,
-        checkpoint=ctx.checkpoint_dir / f"{ctx.method}.pt",
-        checkpoint_every=cfg.run.checkpoint_every,
-        settings=ctx.training_settings(training),
-        resume=cfg.run.resume,
-        progress=ctx.progress,
-        description=f"{ctx.method} on {ctx.target.dataset_id}",
-        early_stopping=early,
-        logger=ctx.logger,
-        log=ctx.log,
-    )
-    if early is not None and early.history:
-        ctx.log(
-            f"[{ctx.target.dataset_id}] {ctx.method}: best validation AUROC {early.best_score:.4f} at step "
-            f"{early.best_step} ({len(losses)} steps run)"
-        )
+    losses = ctx.train_model(model, optimizer, step, sampler, mc.steps, training, early)
     return Trained(model.backbone, width, model, losses, list(early.history) if early else [])
 
 

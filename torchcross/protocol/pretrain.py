@@ -23,7 +23,6 @@ from torchcross.evaluation.metrics import auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
 from torchcross.protocol.registry import MethodContext, Trained
-from torchcross.protocol.training import train_steps
 from torchcross.protocol.validation import EarlyStopping
 
 __all__ = ["pretrain_settings", "train_pretrain", "validation_sources"]
@@ -119,28 +118,6 @@ def train_pretrain(ctx: MethodContext) -> Trained:
         f"[{ctx.target.dataset_id}] {ctx.method}: up to {pt.steps} steps over {len(sources)} source tasks"
         + (f", validating every {pt.val_every} (patience {pt.patience})" if early else "")
     )
-    losses = train_steps(
-        model,
-        optimizer,
-        step,
-        lambda: ctx.stream(sampler),
-        pt.steps,
-        sampler=sampler,
-        checkpoint=ctx.checkpoint_dir / f"{ctx.method}.pt",
-        checkpoint_every=cfg.run.checkpoint_every,
-        settings=ctx.training_settings(
-            {k: v for k, v in pretrain_settings(cfg)["pretrain"].items() if k != "steps"}
-        ),
-        resume=cfg.run.resume,
-        progress=ctx.progress,
-        description=f"{ctx.method} on {ctx.target.dataset_id}",
-        early_stopping=early,
-        logger=ctx.logger,
-        log=ctx.log,
-    )
-    if early is not None and early.history:
-        ctx.log(
-            f"[{ctx.target.dataset_id}] {ctx.method}: best validation AUROC {early.best_score:.4f} at step "
-            f"{early.best_step} ({len(losses)} steps run)"
-        )
+    training = {k: v for k, v in pretrain_settings(cfg)["pretrain"].items() if k != "steps"}
+    losses = ctx.train_model(model, optimizer, step, sampler, pt.steps, training, early)
     return Trained(model.backbone, width, model, losses, list(early.history) if early else [])

@@ -39,7 +39,7 @@ from torch import nn
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
-from torchcross.protocol.training import config_fingerprint
+from torchcross.protocol.training import config_fingerprint, train_steps
 
 __all__ = [
     "BUILTIN_METHODS",
@@ -128,6 +128,47 @@ class MethodContext:
             "augmentation": dataclasses.asdict(c.augmentation),
             "training": dict(training),
         }
+
+    def train_model(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        step: Callable[[Any], Any],
+        sampler: Any,
+        steps: int,
+        training: Mapping[str, Any],
+        early_stopping: Any = None,
+    ) -> list[float]:
+        """`train_steps()` with this run's checkpoint file, resume setting, logger and progress bar.
+
+        ``training`` holds the method's settings (see `training_settings()`), ``sampler`` a
+        multi-task sampler iterated through `stream()`. Logs the best validation score
+        when ``early_stopping`` ran. Returns the loss of every step.
+        """
+        losses = train_steps(
+            model,
+            optimizer,
+            step,
+            lambda: self.stream(sampler),
+            steps,
+            sampler=sampler,
+            checkpoint=self.checkpoint_dir / f"{self.method}.pt",
+            checkpoint_every=self.config.run.checkpoint_every,
+            settings=self.training_settings(training),
+            resume=self.config.run.resume,
+            progress=self.progress,
+            description=f"{self.method} on {self.target.dataset_id}",
+            early_stopping=early_stopping,
+            logger=self.logger,
+            log=self.log,
+        )
+        if early_stopping is not None and early_stopping.history:
+            self.log(
+                f"[{self.target.dataset_id}] {self.method}: best validation AUROC "
+                f"{early_stopping.best_score:.4f} at step {early_stopping.best_step} "
+                f"({len(losses)} steps run)"
+            )
+        return losses
 
     def stream(self, sampler: Any) -> Iterator[Any]:
         """Iterate a multi-task sampler, through ``[run] num_workers`` DataLoader workers if set."""
