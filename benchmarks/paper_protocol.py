@@ -1,7 +1,7 @@
 """The paper-default protocol on a synthetic MedIMeta-format folder: wall time per method.
 
 Writes four small synthetic datasets (three imaging domains, two of them overlapping;
-3-channel 32x32 images whose class shifts a colour channel and a blob position; binary,
+3-channel 32x32 noisy images whose class shifts a colour channel slightly and moves a faint blob; binary,
 multi-class and ordinal tasks) and runs ``torchcross.protocol.run_protocol`` with the
 paper's defaults, except: a local ResNet-18 ``state_dict`` stands in for the ImageNet
 weights (nothing is downloaded), training is capped at a few steps with frequent
@@ -51,11 +51,11 @@ def write_folder(root: Path, n: int = 400, size: int = 32, seed: int = 0) -> Pat
     for i, (ds, domain, overlaps) in enumerate(DATASETS):
         grade = rng.integers(0, 4, n)
         sick = (grade >= 2).astype(int)
-        images = rng.normal(100 + 20 * i, 25, (n, size, size, 3))
-        images[np.arange(n), :, :, i % 3] += 15 * grade[:, None, None]
+        images = rng.normal(100 + 20 * i, 40, (n, size, size, 3))
+        images[np.arange(n), :, :, i % 3] += 2 * grade[:, None, None]
         for j in range(n):  # a blob whose position depends on the grade
             y, x = 4 + 6 * grade[j], 4 + 6 * ((grade[j] + i) % 4)
-            images[j, y : y + 6, x : x + 6] += 60
+            images[j, y : y + 6, x : x + 6] += 12
         tasks = {
             "disease": (
                 TaskDescription("BINARY_CLASSIFICATION", {0: "healthy", 1: "sick"}, f"{ds}/disease", domain),
