@@ -130,5 +130,5 @@ def test_a_state_of_other_episodes_names_what_differs() -> None:
     far = {**state, "position": 99}
     with pytest.raises(ValueError, match=r"state position 99 is beyond the epoch's 12 episodes"):
         _episodes().load_state_dict(far)
-    with pytest.raises(ValueError, match=r"epoch must be"):
+    with pytest.raises(ValueError, match=r"state\['epoch'\] must be >= 0, got state\['epoch'\]=-1"):
         _episodes().load_state_dict({**state, "epoch": -1})

@@ -22,8 +22,8 @@ Work is split across DataLoader workers and ``torch.distributed`` ranks with not
 repeated and nothing lost: global item ``p`` goes to rank ``p % world_size``, and a
 rank's items go round-robin to its workers, so the DataLoader hands a rank its items
 in stream order whatever the number of workers.
-[`state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.state_dict] records how far the
-stream was consumed; [`load_state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.load_state_dict]
+[`state_dict()`][torchcross.data.workers.sharding.ResumableStream.state_dict] records how far the
+stream was consumed; [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict]
 resumes exactly there.
 """
 

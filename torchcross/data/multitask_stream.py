@@ -13,7 +13,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import SupportsSetEpoch
-from torchcross.data.workers.sharding import remember_ranks, shard_position
+from torchcross.data.workers.sharding import ResumableStream, remember_ranks, shard_position
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.sampling.multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
 from torchcross.sampling.weighting import resolve_weighting
@@ -47,16 +47,7 @@ def _default_name(obj: Any, i: int) -> str:
     return str(i)
 
 
-def _plain(value: Any) -> Any:
-    """Tuples as lists and mappings as dicts, as after a JSON round trip."""
-    if isinstance(value, Mapping):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
-class MultiSourceStream(IterableDataset):
+class MultiSourceStream(ResumableStream, IterableDataset):
     """Shared machinery: plans, sharding, epochs and state. Subclasses load the units."""
 
     _draws_per_unit = 1
@@ -129,7 +120,7 @@ class MultiSourceStream(IterableDataset):
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
         Setting the current epoch again keeps a position restored by
-        [`load_state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.load_state_dict], so a
+        [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict], so a
         loop calling ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
         (seeded episode datasets then draw that epoch's episodes).
@@ -141,47 +132,11 @@ class MultiSourceStream(IterableDataset):
         if epoch != self._epoch:
             self._epoch, self._start, self._consumed = epoch, 0, 0
 
-    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
-        """Where the stream stands: epoch, global position and the configuration.
+    def _state_config(self) -> dict[str, Any]:
+        return self._config()
 
-        Args:
-            consumed: items this rank took since the current iteration started. Default:
-                as counted by this object when iterated in this process (``num_workers=0``);
-                with DataLoader workers, pass the number of items the loop received.
-        """
-        if consumed is None:
-            consumed = self._consumed
-        consumed = check_int(consumed, "consumed", 0)
-        ranks = shard_position(self.rank, self.world_size, self).count  # no worker here: count == ranks
-        position = self._start + consumed * ranks
-        total = self._num_units()
-        if total is not None:
-            position = min(position, total)
-        return {"epoch": self._epoch, "position": position, "config": _plain(self._config())}
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        """Resume from [`state_dict()`][torchcross.data.multitask_stream.MultiSourceStream.state_dict]:
-        the next iteration continues the saved stream.
-
-        Raises:
-            ValueError: if the state is malformed or was saved with another configuration
-                (the message names each differing setting).
-        """
-        if not isinstance(state, Mapping) or not {"epoch", "position", "config"} <= set(state):
-            raise ValueError(
-                f"not a {type(self).__name__} state dict (need epoch, position, config): {state!r}"
-            )
-        mine, theirs = _plain(self._config()), _plain(state["config"])
-        diffs = [f"{k}: saved {theirs.get(k)!r}, here {mine[k]!r}" for k in mine if theirs.get(k) != mine[k]]
-        if diffs:
-            raise ValueError("state dict comes from a different configuration; " + "; ".join(diffs))
-        epoch = check_int(state["epoch"], "state['epoch']", 0)
-        position = check_int(state["position"], "state['position']", 0)
-        self.set_epoch(epoch)
-        total = self._num_units()
-        if total is not None and position > total:
-            raise ValueError(f"state position {position} is beyond the epoch's {total} items")
-        self._start, self._consumed = position, 0
+    def _num_positions(self) -> int | None:
+        return self._num_units()
 
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()

@@ -40,7 +40,13 @@ from torchcross.data.metadataset.meta import (
     MetaDataset,
 )
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import Shardable, ShardPosition, remember_ranks, shard_position
+from torchcross.data.workers.sharding import (
+    ResumableStream,
+    Shardable,
+    ShardPosition,
+    remember_ranks,
+    shard_position,
+)
 from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.distributed.seeds import shared_seed
@@ -331,13 +337,34 @@ def usable_classes(
     return usable
 
 
-class EpisodeMetaDataset(Shardable, MetaDataset, IterableMetaDataset):
+class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDataset):
     """Base of seeded episode datasets over one task source (see the module doc).
 
     Subclasses implement [`sample_indices()`][torchcross.data.metadataset.EpisodeMetaDataset.sample_indices];
     everything else (labels, relabelling,
-    loading, iteration and sharding) is here. ``a + b`` chains two episode datasets
+    loading, iteration, sharding and resuming) is here. ``a + b`` chains two episode datasets
     (a [`MetaChainDataset`][torchcross.data.metadataset.MetaChainDataset]), as in torchcross 0.0.6.
+
+    Examples:
+        A loop stopped after two episodes resumes from
+        [`state_dict()`][torchcross.data.workers.sharding.ResumableStream.state_dict]:
+
+        >>> import torch
+        >>> from torchcross.data.sources import TensorTaskSource
+        >>> from torchcross.data.metadataset import FewShotMetaDataset
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+        >>> src = TensorTaskSource(torch.arange(8.0)[:, None], torch.arange(8) % 2, d)
+        >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+        >>> it = iter(episodes)
+        >>> _ = next(it), next(it)
+        >>> state = episodes.state_dict()
+        >>> state["position"]
+        2
+        >>> resumed = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+        >>> resumed.load_state_dict(state)
+        >>> rest = [t.support[0].flatten().tolist() for t in it]
+        >>> [t.support[0].flatten().tolist() for t in resumed] == rest
+        True
     """
 
     __add__ = IterableMetaDataset.__add__  # type: ignore[assignment]
@@ -348,6 +375,8 @@ class EpisodeMetaDataset(Shardable, MetaDataset, IterableMetaDataset):
     main process."""
 
     _start = SharedInt()  # the global episode index where iteration starts (a restored position)
+    _STATE_MISMATCH = "state dict comes from episodes with other sampling parameters"
+    _ITEMS = "episodes"
 
     def __init__(
         self,
@@ -399,83 +428,18 @@ class EpisodeMetaDataset(Shardable, MetaDataset, IterableMetaDataset):
 
         A new epoch is iterated from its first episode; setting the current epoch again keeps a
         position restored by
-        [`load_state_dict()`][torchcross.data.metadataset.EpisodeMetaDataset.load_state_dict].
+        [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict].
         """
         epoch = check_int(epoch, "epoch", 0)
         if epoch != self.epoch:
             self._start, self._consumed = 0, 0
         self.epoch = epoch
 
-    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
-        """Where iteration stands: epoch, global episode position and the sampling parameters.
-
-        Episodes are a pure function of ``(seed, epoch, index)``, so a position is all a
-        resumed loop needs: rank ``r`` of ``W`` takes episodes ``r, r + W, r + 2W, ...``
-        (its DataLoader workers share them round-robin), and after every rank took
-        ``consumed`` episodes the first ``consumed * W`` are done.
-
-        Args:
-            consumed: episodes this rank took since the current iteration started. Default:
-                as counted by this object when iterated in this process (``num_workers=0``);
-                with DataLoader workers, pass the number of episodes the loop received.
-
-        Examples:
-            >>> import torch
-            >>> from torchcross.data.sources import TensorTaskSource
-            >>> from torchcross.data.metadataset import FewShotMetaDataset
-            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
-            >>> src = TensorTaskSource(torch.arange(8.0)[:, None], torch.arange(8) % 2, d)
-            >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
-            >>> it = iter(episodes)
-            >>> _ = next(it), next(it)
-            >>> state = episodes.state_dict()
-            >>> state["position"]
-            2
-            >>> resumed = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
-            >>> resumed.load_state_dict(state)
-            >>> [t.support[0].flatten().tolist() for t in resumed] == [
-            ...     t.support[0].flatten().tolist() for t in it
-            ... ]
-            True
-        """
-        if consumed is None:
-            consumed = self._consumed
-        consumed = check_int(consumed, "consumed", 0)
-        ranks = shard_position(self.rank, self.world_size, self).count  # outside a worker: the ranks
-        position = self._start + consumed * ranks
-        if self.length is not None:
-            position = min(position, self.length)
-        return {"epoch": int(self.epoch), "position": position, "config": self._state_config()}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Resume from [`state_dict()`][torchcross.data.metadataset.EpisodeMetaDataset.state_dict]: the
-        next iteration continues where the saved one stopped.
-
-        Raises:
-            ValueError: the state is malformed, or was saved by a dataset with other sampling
-                parameters (each differing one is named).
-        """
-        if not isinstance(state, dict) or not {"epoch", "position", "config"} <= set(state):
-            raise ValueError(
-                f"not a {type(self).__name__} state dict (need epoch, position, config): {state!r}"
-            )
-        mine, theirs = self._state_config(), state["config"]
-        if not isinstance(theirs, dict):
-            raise ValueError(f"state['config'] must be a dict, got {theirs!r}")
-        diffs = [f"{k}: saved {theirs.get(k)!r}, here {v!r}" for k, v in mine.items() if theirs.get(k) != v]
-        if diffs:
-            raise ValueError(
-                "state dict comes from episodes with other sampling parameters; " + "; ".join(diffs)
-            )
-        self.set_epoch(state["epoch"])
-        position = check_int(state["position"], "state['position']", 0)
-        if self.length is not None and position > self.length:
-            raise ValueError(f"state position {position} is beyond the epoch's {self.length} episodes")
-        self._start, self._consumed = position, 0
-
     def _state_config(self) -> dict[str, Any]:
-        params = {k: v for k, v in self.sampling_parameters().items() if k != "epoch"}
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in params.items()}
+        return {k: v for k, v in self.sampling_parameters().items() if k != "epoch"}
+
+    def _num_positions(self) -> int | None:
+        return self.length
 
     def generator(self, index: int) -> np.random.Generator:
         """The generator of episode ``index`` (see `episode_generator()`)."""

@@ -14,12 +14,22 @@ and world size of the process that sends them (`remember_ranks()` in their
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, TypeVar
 
 import torch
 import torch.utils.data
 
-__all__ = ["ShardPosition", "Shardable", "remember_ranks", "shard_indices", "shard_position"]
+from torchcross._checks import check_int
+
+__all__ = [
+    "ResumableStream",
+    "ShardPosition",
+    "Shardable",
+    "remember_ranks",
+    "shard_indices",
+    "shard_position",
+]
 
 _REMEMBERED = "_torchcross_rank_world"
 
@@ -151,3 +161,85 @@ class Shardable:
             raise TypeError(f"even_shards must be a bool, got {even_shards!r}")
         self.rank, self.world_size, self.even_shards = rank, world_size, even_shards
         return self
+
+
+def _plain(value: Any) -> Any:
+    """Tuples as lists and mappings as dicts, as after a JSON round trip."""
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+class ResumableStream:
+    """Mixin of seeded, sharded iterations that save and restore where they stand.
+
+    The global item ``p`` of an epoch goes to rank ``p % world_size``, so after every rank
+    took ``n`` items the first ``n * world_size`` are done: the epoch and that position are all
+    a resumed loop needs. Subclasses keep ``_start`` (the item where iteration starts; a
+    `SharedInt` so that persistent DataLoader workers see it) and ``_consumed`` (the items
+    iterated in this process, counted without workers), reset both when ``set_epoch`` selects
+    another epoch, and provide ``epoch``, ``_state_config()`` (what the items depend on) and
+    ``_num_positions()`` (items per epoch, ``None`` for an endless stream).
+    """
+
+    _STATE_MISMATCH = "state dict comes from a different configuration"
+    _ITEMS = "items"
+    _start: int
+    _consumed: int
+    rank: int | None
+    world_size: int | None
+    epoch: int
+
+    def set_epoch(self, epoch: int) -> None:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def _state_config(self) -> Mapping[str, Any]:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def _num_positions(self) -> int | None:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+        """Where iteration stands: epoch, global position and the configuration (plain values).
+
+        Args:
+            consumed: items this rank took since the current iteration started. Default:
+                as counted by this object when iterated in this process (``num_workers=0``);
+                with DataLoader workers, pass the number of items the loop received.
+        """
+        if consumed is None:
+            consumed = self._consumed
+        consumed = check_int(consumed, "consumed", 0)
+        ranks = shard_position(self.rank, self.world_size, self).count  # outside a worker: the ranks
+        position = self._start + consumed * ranks
+        total = self._num_positions()
+        if total is not None:
+            position = min(position, total)
+        return {"epoch": int(self.epoch), "position": position, "config": _plain(self._state_config())}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Resume from `state_dict()`: the next iteration continues where the saved one stopped.
+
+        Raises:
+            ValueError: the state is malformed, or was saved with another configuration (the
+                message names each differing setting).
+        """
+        if not isinstance(state, Mapping) or not {"epoch", "position", "config"} <= set(state):
+            raise ValueError(
+                f"not a {type(self).__name__} state dict (need epoch, position, config): {state!r}"
+            )
+        if not isinstance(state["config"], Mapping):
+            raise ValueError(f"state['config'] must be a dict, got {state['config']!r}")
+        mine, theirs = _plain(self._state_config()), _plain(state["config"])
+        diffs = [f"{k}: saved {theirs.get(k)!r}, here {mine[k]!r}" for k in mine if theirs.get(k) != mine[k]]
+        if diffs:
+            raise ValueError(f"{self._STATE_MISMATCH}; " + "; ".join(diffs))
+        epoch = check_int(state["epoch"], "state['epoch']", 0)
+        position = check_int(state["position"], "state['position']", 0)
+        self.set_epoch(epoch)
+        total = self._num_positions()
+        if total is not None and position > total:
+            raise ValueError(f"state position {position} is beyond the epoch's {total} {self._ITEMS}")
+        self._start, self._consumed = position, 0
