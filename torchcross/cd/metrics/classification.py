@@ -91,13 +91,28 @@ def get_auroc_func(
 def _classification_description(
     task_target: TaskTarget | str, classes: Mapping[int, str] | None, what: str
 ) -> TaskDescription:
-    description = TaskDescription(task_target, classes)
+    return _not_regression(TaskDescription(task_target, classes), what)
+
+
+def _not_regression(description: TaskDescription, what: str) -> TaskDescription:
     if description.task_target is TaskTarget.REGRESSION:
         raise ValueError(f"{what} is not defined for REGRESSION tasks")
     return description
 
 
-class IndexedMulticlassAccuracy(MulticlassAccuracy):
+class _ClassKeyLabels:
+    """Labels that are class keys (``i``-th smallest key: class ``i``), turned into indices on update."""
+
+    task_description: TaskDescription
+
+    def _keys(self, classes: Mapping[int, str]) -> None:
+        self.task_description = TaskDescription(TaskTarget.ORDINAL_REGRESSION, classes)
+
+    def update(self, preds: Tensor, target: Tensor) -> None:
+        super().update(preds, keys_to_indices(target, self.task_description))  # type: ignore[misc]
+
+
+class IndexedMulticlassAccuracy(_ClassKeyLabels, MulticlassAccuracy):
     """Multi-class accuracy for labels that are class keys (``i``-th smallest key: class ``i``)."""
 
     def __init__(
@@ -119,13 +134,10 @@ class IndexedMulticlassAccuracy(MulticlassAccuracy):
             validate_args=validate_args,
             **kwargs,
         )
-        self.task_description = TaskDescription(TaskTarget.ORDINAL_REGRESSION, classes)
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        super().update(preds, keys_to_indices(target, self.task_description))
+        self._keys(classes)
 
 
-class IndexedMulticlassAUROC(MulticlassAUROC):
+class IndexedMulticlassAUROC(_ClassKeyLabels, MulticlassAUROC):
     """Multi-class AUROC for labels that are class keys (``i``-th smallest key: class ``i``)."""
 
     def __init__(
@@ -145,18 +157,13 @@ class IndexedMulticlassAUROC(MulticlassAUROC):
             validate_args=validate_args,
             **kwargs,
         )
-        self.task_description = TaskDescription(TaskTarget.ORDINAL_REGRESSION, classes)
-
-    def update(self, preds: Tensor, target: Tensor) -> None:
-        super().update(preds, keys_to_indices(target, self.task_description))
+        self._keys(classes)
 
 
 def _check(task_description: Any, what: str) -> TaskDescription:
     if not isinstance(task_description, TaskDescription):
         raise TypeError(f"{what} needs a TaskDescription, got {type(task_description).__name__}")
-    if task_description.task_target is TaskTarget.REGRESSION:
-        raise ValueError(f"{what} is not defined for REGRESSION tasks")
-    return task_description
+    return _not_regression(task_description, what)
 
 
 class Accuracy(_TorchmetricsAccuracy):
