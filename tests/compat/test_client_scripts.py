@@ -216,3 +216,33 @@ def test_presampled_task_files_are_the_size_0_0_6_wrote(data_path: str, tmp_path
     buffer = io.BytesIO()
     _Pickler06(buffer).dump(tasks)
     assert ours <= len(buffer.getvalue()) * 1.05
+
+
+def test_the_lr_scheduler_steps_once_per_training_epoch(data_path: str) -> None:
+    """0.0.6's ``lr_scheduler`` / ``outer_lr_scheduler``: made from the optimiser, stepped per epoch."""
+    halve = partial(torch.optim.lr_scheduler.StepLR, step_size=1, gamma=0.5)
+    train = medimeta.MultiMedIMetaBatchTaskSource(
+        data_path, [("toy", "class")], 6, collate_fn=tx.utils.collate_fn.stack, original_splits="train"
+    )
+    backbone, n = _backbone()
+    model = SimpleCrossDomainClassifier(backbone, n, partial(torch.optim.Adam, lr=1e-3), halve)
+    trainer = _trainer(max_epochs=2, limit_train_batches=2)
+    trainer.fit(model, DataLoader(train, batch_size=None, collate_fn=identity))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(2.5e-4)
+
+    episodes = FewShotMetaDataset(
+        medimeta.MedIMeta(data_path, "toy", "class", original_split="train"), None, 2, 2, 0, length=4, seed=0
+    )
+    backbone, n = _backbone()
+    maml = CrossDomainMAML(
+        backbone,
+        n,
+        partial(torch.optim.Adam, lr=1e-2),
+        partial(MetaSGD, lr=0.1),
+        partial(torch.optim.SGD, lr=0.1),
+        1,
+        outer_lr_scheduler=halve,
+    )
+    trainer = _trainer(max_epochs=3, limit_train_batches=1)
+    trainer.fit(maml, DataLoader(episodes, batch_size=2, collate_fn=identity))
+    assert trainer.optimizers[0].param_groups[0]["lr"] == pytest.approx(1.25e-3)

@@ -17,6 +17,7 @@ from lightning.pytorch import LightningModule
 from torch import Tensor
 
 from torchcross.models.cross_domain import CrossDomainModel
+from torchcross.models.lightning.mixins import EpochLRSchedule
 from torchcross.nn import loss, probabilities
 from torchcross.tasks.task import TaskDescription
 
@@ -25,7 +26,7 @@ __all__ = ["CrossDomainLightningModule"]
 Batch = tuple[tuple[Tensor, Tensor], TaskDescription]
 
 
-class CrossDomainLightningModule(CrossDomainModel, LightningModule):
+class CrossDomainLightningModule(CrossDomainModel, EpochLRSchedule, LightningModule):
     """Manual optimisation over per-task batches; subclasses provide the metrics and `call_metrics()`."""
 
     optimizer: Callable[..., torch.optim.Optimizer]
@@ -94,13 +95,5 @@ class CrossDomainLightningModule(CrossDomainModel, LightningModule):
         self.log("loss/test", value, batch_size=size, prog_bar=True)
         self.log_dict(self.test_metrics, batch_size=size)
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
-
-    def on_train_epoch_end(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+    def optimizer_factories(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        return self.optimizer, self.lr_scheduler

@@ -17,7 +17,7 @@ from torch import Tensor
 from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.models.episodic import EpisodicModel
-from torchcross.models.lightning.mixins import MeanMetricsMixin
+from torchcross.models.lightning.mixins import EpochLRSchedule, MeanMetricsMixin
 from torchcross.nn import loss
 from torchcross.tasks.task import Task
 
@@ -56,7 +56,7 @@ def score(logits: Tensor, labels: Tensor, task: Task) -> tuple[Tensor, Tensor]:
     return torch.tensor(accuracy(logits, labels, d)), torch.tensor(auroc(logits, labels, d))
 
 
-class EpisodicLightningModule(EpisodicModel, MeanMetricsMixin):
+class EpisodicLightningModule(EpisodicModel, EpochLRSchedule, MeanMetricsMixin):
     """Manual optimisation over meta-batches; subclasses implement `task_results()`.
 
     Subclasses set ``outer_optimizer`` (``parameters -> optimiser``) and
@@ -106,16 +106,8 @@ class EpisodicLightningModule(EpisodicModel, MeanMetricsMixin):
     def test_step(self, batch: Sequence[Task] | Task, batch_idx: int) -> None:
         self._run(batch, "test")
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.outer_optimizer(self.parameters())
-        if self.outer_lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.outer_lr_scheduler(optimizer)}
-
-    def on_train_epoch_end(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+    def optimizer_factories(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        return self.outer_optimizer, self.outer_lr_scheduler
 
 
 def query_loss(logits: Tensor, task: Task) -> Tensor:

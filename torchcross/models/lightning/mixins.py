@@ -13,14 +13,15 @@ Examples:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-__all__ = ["MODES", "MeanMetricsMixin"]
+__all__ = ["MODES", "EpochLRSchedule", "MeanMetricsMixin"]
 
 MODES = ("train", "val", "test")
 """The splits, as they appear in the keys."""
@@ -77,3 +78,26 @@ class MeanMetricsMixin(LightningModule):
             finite = stacked[~stacked.isnan()]
             value = finite.mean() if finite.numel() else torch.tensor(float("nan"))
             metrics[key.format(mode)](value.to(self.device), size)
+
+
+class EpochLRSchedule:
+    """0.0.6's optimiser set-up: a factory's optimiser, its scheduler stepped after every training epoch.
+
+    Subclasses (LightningModules) return ``(parameters -> optimiser, optimiser -> scheduler or
+    None)`` from `optimizer_factories()`.
+    """
+
+    def optimizer_factories(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        raise NotImplementedError  # pragma: no cover - provided by the subclass
+
+    def configure_optimizers(self) -> Any:
+        make_optimizer, make_scheduler = self.optimizer_factories()
+        optimizer = make_optimizer(self.parameters())  # type: ignore[attr-defined]
+        if make_scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": make_scheduler(optimizer)}
+
+    def on_train_epoch_end(self) -> None:
+        scheduler = self.lr_schedulers()  # type: ignore[attr-defined]
+        if scheduler is not None:
+            scheduler.step()

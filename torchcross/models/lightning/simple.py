@@ -28,13 +28,14 @@ from torchmetrics import MetricCollection
 from torchcross.cd.activations import get_prob_func
 from torchcross.cd.losses import get_criterion
 from torchcross.cd.metrics import AUROC, Accuracy
+from torchcross.models.lightning.mixins import EpochLRSchedule
 from torchcross.models.simple import SimpleClassifier as PlainSimpleClassifier
 from torchcross.tasks.task import TaskDescription
 
 __all__ = ["SimpleClassifier"]
 
 
-class SimpleClassifier(PlainSimpleClassifier, LightningModule):
+class SimpleClassifier(PlainSimpleClassifier, EpochLRSchedule, LightningModule):
     """`torchcross.models.SimpleClassifier` trained by Lightning (manual optimisation).
 
     Args:
@@ -105,13 +106,5 @@ class SimpleClassifier(PlainSimpleClassifier, LightningModule):
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         self._log("test", self.do_step(batch, "test"), len(batch[0]))
 
-    def configure_optimizers(self) -> Any:
-        optimizer = self.optimizer(self.parameters())
-        if self.lr_scheduler is None:
-            return optimizer
-        return {"optimizer": optimizer, "lr_scheduler": self.lr_scheduler(optimizer)}
-
-    def on_train_epoch_end(self) -> None:
-        scheduler = self.lr_schedulers()
-        if scheduler is not None:
-            scheduler.step()
+    def optimizer_factories(self) -> tuple[Callable[..., Any], Callable[..., Any] | None]:
+        return self.optimizer, self.lr_scheduler
