@@ -263,12 +263,17 @@ def sample_episode_set(
     seed: int = 0,
     filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
     n_way: int | None = None,
+    permute_labels: bool = True,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
     [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset] with this ``seed``).
 
     ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
-    classes; each stored episode lists its class keys.
+    classes; each stored episode lists its class keys in episode order (``classes[i]`` is
+    the class of label ``i``). Multi-class N-way episodes assign their labels in a random
+    order per episode unless ``permute_labels=False`` (see
+    [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset]); the order is
+    stored, so a loaded set gives the same labels.
 
     Examples:
         >>> import torch
@@ -291,6 +296,7 @@ def sample_episode_set(
         output_indices=True,
         seed=seed,
         n_way=n_way,
+        permute_labels=permute_labels,
     )
     return EpisodeSet.from_dataset(dataset)
 

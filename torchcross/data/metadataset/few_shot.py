@@ -35,7 +35,13 @@ class FewShotMetaDataset(EpisodeMetaDataset):
 
     With ``n_way`` (multi-class and ordinal tasks), each episode is N-way: a uniformly random
     subset of ``n_way`` usable classes, drawn from the episode's own generator (so episodes
-    stay a pure function of ``(seed, epoch, index)``), listed in the task's class order.
+    stay a pure function of ``(seed, epoch, index)``). Multi-class episodes list their classes
+    in a uniformly random order, drawn from the same generator (``permute_labels=True``, the
+    default): which class is label ``0`` changes from episode to episode, as in Finn et al.'s
+    N-way episodes, so a meta-learned head (``head="learned"``) cannot learn class positions.
+    Ordinal episodes keep the task's class order (the label order is the grade order).
+    ``permute_labels=False`` lists multi-class classes in the task's class order too (the
+    N-way episodes of torchcross before label permutation, bit for bit).
 
     Each episode's description is the source's with ``classes`` relabelled to the
     episode's ``0..k-1`` (identifiers kept): ``description.classes[i]`` names the class
@@ -60,7 +66,11 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         max_attempts: multi-label only: attempts before giving up (see
             [`sample_multilabel_episode()`][torchcross.sampling.episodes.sample_multilabel_episode]).
         n_way: classes per episode (``>= 2``), for multi-class and ordinal tasks; ``None``:
-            all usable classes.
+            all usable classes (in the task's class order: ``permute_labels`` applies to
+            ``n_way`` episodes only).
+        permute_labels: multi-class ``n_way`` episodes assign labels ``0..n_way-1`` to their
+            classes in a random order per episode (``True``, the default) or in the task's
+            class order (``False``). No effect without ``n_way`` and on ordinal tasks.
 
     Raises:
         ValueError: fewer than two (or ``n_way``) usable classes, naming the filter or the
@@ -80,8 +90,11 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         >>> [t.support[1].tolist() for t in episodes][0] == task.support[1].tolist()
         True
         >>> two_way = FewShotMetaDataset(src, None, 2, 3, length=10, seed=0, n_way=2)
-        >>> sorted({tuple(t.description.classes.values()) for t in two_way})
-        [('a', 'b'), ('a', 'c'), ('b', 'c')]
+        >>> ["".join(t.description.classes.values()) for t in two_way]  # names of labels 0 and 1
+        ['ac', 'ac', 'ba', 'ca', 'ca', 'ab', 'bc', 'bc', 'ac', 'ba']
+        >>> in_order = FewShotMetaDataset(src, None, 2, 3, length=10, seed=0, n_way=2, permute_labels=False)
+        >>> ["".join(t.description.classes.values()) for t in in_order]
+        ['ac', 'ac', 'ab', 'ac', 'ac', 'ab', 'bc', 'bc', 'ac', 'ab']
     """
 
     def __init__(
@@ -97,9 +110,16 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         seed: int | None = None,
         max_attempts: int = 10,
         n_way: int | None = None,
+        permute_labels: bool = True,
     ) -> None:
         super().__init__(task_source, collate_fn, length, output_indices, seed)
         self.n_way = self._check_n_way(n_way)
+        if not isinstance(permute_labels, bool):
+            raise TypeError(
+                f"permute_labels must be True or False, got {permute_labels!r}; True draws a random "
+                "label order per n_way episode, False keeps the task's class order"
+            )
+        self.permute_labels = permute_labels
         self.n_support_samples_per_class = check_int(
             n_support_samples_per_class, "n_support_samples_per_class", 1
         )
@@ -145,11 +165,24 @@ class FewShotMetaDataset(EpisodeMetaDataset):
             self.label_index, classes, n_support, self.n_query_samples_per_class, self.max_attempts
         )
 
+    def _permutes_labels(self) -> bool:
+        # multi-class n_way episodes with permute_labels=True list their classes in a random order
+        return (
+            self.n_way is not None
+            and self.permute_labels
+            and not get_episode_kind(self.task_target).key_order
+        )
+
     def sample_indices(self, index: int) -> EpisodeIndices:
-        """The indices of episode ``index``: all usable classes (or ``n_way`` of them), in key order."""
+        """The indices of episode ``index``: all usable classes in key order, or ``n_way`` of them
+        (multi-class, by default: in a random order drawn from the episode's generator)."""
         rng = self._episode_rng(index)
-        if self.n_way is not None and self.n_way < len(self.classes):
-            chosen = np.sort(rng.choice(len(self.classes), size=self.n_way, replace=False))
+        permute = self._permutes_labels()
+        if self.n_way is not None and (self.n_way < len(self.classes) or permute):
+            # an ordered subset, uniform: choice without replacement shuffles what it draws
+            chosen = rng.choice(len(self.classes), size=self.n_way, replace=False)
+            if not permute:
+                chosen = np.sort(chosen)
             classes = tuple(self.classes[j] for j in chosen.tolist())
             return self._episode_plan(self.n_support_samples_per_class, classes).draw(self.label_index, rng)
         plan = self.__dict__.get("_plan")
@@ -167,6 +200,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         }
         if self.n_way is not None:  # recorded only when set: all-class episode sets are unchanged
             params["n_way"] = self.n_way
+            params["permute_labels"] = self.permute_labels
         return params
 
 
