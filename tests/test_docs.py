@@ -70,3 +70,52 @@ def test_built_site_shows_no_raw_role(tmp_path: Path) -> None:
     assert pages
     raw = [str(p.relative_to(site)) for p in pages if SPHINX_ROLE.search(p.read_text(encoding="utf-8"))]
     assert not raw, f"raw Sphinx roles in {raw}"
+
+
+def _documented_config_keys(block: str) -> dict[str, set[str]]:
+    """``{section: keys}`` of a TOML listing, commented-out keys (``# lr = ...``) included."""
+    keys: dict[str, set[str]] = {}
+    section = None
+    for line in block.splitlines():
+        header = re.match(r"\[(\w+)\]", line.strip())
+        if header:
+            section = header.group(1)
+            keys.setdefault(section, set())
+            continue
+        key = re.match(r"\s*(?:#\s*)?(\w+)\s*=", line)
+        if key and section is not None:
+            keys[section].add(key.group(1))
+    return keys
+
+
+def test_protocol_page_lists_every_config_key_with_its_default() -> None:
+    """docs/protocol.md's full listing holds exactly the keys the config schema accepts, at their defaults."""
+    import math
+
+    try:
+        import tomllib
+    except ImportError:  # pragma: no cover - Python 3.10
+        tomllib = pytest.importorskip("tomli")
+    from torchcross.protocol.config import config_from_dict, config_to_dict
+
+    page = (ROOT / "docs" / "protocol.md").read_text(encoding="utf-8")
+    listing = page.split("Every default can be changed", 1)[1]
+    block = re.search(r"```toml\n(.*?)^```", listing, re.DOTALL | re.MULTILINE).group(1)
+    documented = _documented_config_keys(block)
+    parsed = tomllib.loads(block)
+    schema = config_to_dict(config_from_dict(parsed))  # the uncommented values are a valid config
+    assert {s: set(k) for s, k in schema.items()} == documented
+    required = {"data": ("root", "targets"), "run": ("out_dir",)}
+    defaults = config_to_dict(
+        config_from_dict({s: {k: parsed[s][k] for k in ks} for s, ks in required.items()})
+    )
+    shown_otherwise = {("run", "device")}  # "cuda" in the listing, "cpu" by default
+    differ = [
+        f"[{s}] {k} = {v!r} (default {defaults[s][k]!r})"
+        for s, section in parsed.items()
+        for k, v in section.items()
+        if (s, k) not in shown_otherwise
+        and schema[s][k] != defaults[s][k]
+        and not (isinstance(v, float) and math.isclose(schema[s][k], defaults[s][k], rel_tol=1e-6))
+    ]
+    assert not differ, f"docs/protocol.md shows values other than the defaults: {differ}"

@@ -32,6 +32,7 @@ label and the image itself:
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -304,6 +305,7 @@ def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwri
 
     Raises:
         FileExistsError: if a demo folder exists with other settings and ``overwrite`` is false.
+        NotADirectoryError: if ``root`` exists and is not a folder.
 
     Examples:
         >>> import tempfile
@@ -317,6 +319,11 @@ def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwri
     from torchcross.tasks.task import TaskDescription
 
     root = Path(root)
+    if os.path.lexists(root) and not root.is_dir():
+        raise NotADirectoryError(
+            f"demo data folder {str(root)!r} exists and is not a folder; choose a folder, or a path that "
+            "does not exist yet (torchcross demo --data DIR)"
+        )
     stamp = {"demo_size": size, "demo_seed": seed}
     existing = []
     for spec in DEMO_DATASETS:

@@ -29,8 +29,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from torchcross.protocol.plugins import import_plugin
+
 __all__ = [
     "BACKBONES",
+    "DEVICE_TYPES",
     "METHODS",
     "AugmentationConfig",
     "BackboneConfig",
@@ -58,6 +61,11 @@ listed in ``[evaluation] methods``."""
 
 BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
 """Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
+
+DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
+"""The torch device types ``[run] device`` accepts (``"cuda"`` and ``"mps"`` with an index or without):
+the ones the protocol trains on. Others that ``torch.device`` parses (``"meta"`` holds no data) are
+refused when the config is read."""
 
 _SPLITS = ("train", "val", "test", "all")
 _WEIGHT_KEYWORDS = ("imagenet", "random")
@@ -321,7 +329,9 @@ class RunConfig:
         seed: seeds weights, episodes and samplers.
         seeds: train and evaluate every method once per seed (on the same episodes,
             drawn with ``seed``) and report the between-seed spread; ``None``: ``[seed]``.
-        device: a torch device string (``"cpu"``, ``"cuda"``) for training and evaluation.
+        device: a torch device string for training and evaluation: ``"cpu"``, ``"cuda"``,
+            ``"cuda:N"`` or ``"mps"`` (see `DEVICE_TYPES`; whether it is available is checked
+            by [`check_protocol()`][torchcross.protocol.plan.check_protocol]).
         resume: reuse checkpoints and finished evaluations found in ``out_dir``.
         checkpoint_every: save training state every this many steps (0: only at the end).
         plot: draw the AUROC figure (needs ``torchcross[plot]``).
@@ -338,13 +348,15 @@ class RunConfig:
         plugins: Python modules imported before the config's methods are checked, so
             that they can register methods
             ([`register_method()`][torchcross.protocol.registry.register_method]):
-            importable module names, or ``.py`` files (relative to the config file).
+            ``.py`` files (relative to the config file), or module names, never looked up
+            in the current directory. They run code when the config is read, ``--check``
+            included; each is announced on stderr first (`torchcross.protocol.plugins`).
     """
 
     out_dir: Path = field(metadata=_opt("path"))
     seed: int = field(default=0, metadata=_opt("int", min=0, max=2**63 - 1))
     seeds: tuple[int, ...] | None = field(default=None, metadata=_opt("int_list?"))
-    device: str = field(default="cpu", metadata=_opt("str"))
+    device: str = field(default="cpu", metadata=_opt("device"))
     resume: bool = field(default=True, metadata=_opt("bool"))
     checkpoint_every: int = field(default=200, metadata=_opt("int", min=0, max=_MAX_STEPS))
     plot: bool = field(default=True, metadata=_opt("bool"))
@@ -437,6 +449,8 @@ def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_d
         if choices is not None and value not in choices:
             raise ValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
         return value
+    if kind == "device":
+        return _device_string(where, value)
     if kind == "threads":
         if value == "auto":
             return value
@@ -453,6 +467,25 @@ def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_d
         raise ValueError(f"{where} must be >= {spec['min']}, got {value!r}")
     if "max" in spec and value > spec["max"]:
         raise ValueError(f"{where} must be <= {spec['max']}, got {value!r}")
+    return value
+
+
+def _device_string(where: str, value: Any) -> str:
+    """``value`` if it names a torch device the protocol can train on (`DEVICE_TYPES`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a device string such as 'cpu' or 'cuda:0', got {value!r}")
+    import torch
+
+    accepted = "'cpu', 'cuda', 'cuda:N' or 'mps'"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{where} = {value!r} is not a torch device; use {accepted}") from None
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"{where} = {value!r} is a {device.type!r} device, which the protocol cannot train on; "
+            f"use {accepted}"
+        )
     return value
 
 
@@ -523,35 +556,6 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     return ProtocolConfig(run=run, **parts)
 
 
-def import_plugin(plugin: str, base_dir: str | Path | None = None) -> Any:
-    """Import a ``[run] plugins`` entry: a module name, or a ``.py`` file (relative to ``base_dir``).
-
-    Raises:
-        FileNotFoundError: a ``.py`` file that does not exist.
-        ImportError: a module that cannot be imported.
-    """
-    import importlib
-    import importlib.util
-    import sys
-
-    if not plugin.endswith(".py"):
-        try:
-            return importlib.import_module(plugin)
-        except ImportError as exc:
-            raise ImportError(f"[run] plugins: cannot import module {plugin!r}: {exc}") from exc
-    path = Path(plugin).expanduser()
-    if not path.is_absolute() and base_dir is not None:
-        path = Path(base_dir) / path
-    if not path.is_file():
-        raise FileNotFoundError(f"[run] plugins: file {str(path)!r} does not exist")
-    name = f"torchcross_plugin_{path.stem}"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
-    sys.modules[name] = module
-    spec.loader.exec_module(module)  # type: ignore[union-attr]
-    return module
-
-
 def _read_toml(path: Path) -> Any:
     try:
         import tomllib  # Python >= 3.11
@@ -593,11 +597,19 @@ def load_config(path: str | Path) -> ProtocolConfig:
 
     Raises:
         FileNotFoundError: if ``path`` does not exist.
-        ValueError: for another suffix, a parse error, or an invalid config.
+        IsADirectoryError: if ``path`` is a folder.
+        ValueError: for a path that is not a regular file (a FIFO, a device), another
+            suffix, a parse error, or an invalid config.
     """
     path = Path(path)
-    if not path.is_file():
+    if path.is_dir():
+        raise IsADirectoryError(
+            f"config file {str(path)!r} is a directory; give the .toml or .yaml file itself"
+        )
+    if not path.exists():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
+    if not path.is_file():  # never opened: reading a FIFO or a device could block or never end
+        raise ValueError(f"config file {str(path)!r} is not a regular file; give a .toml or .yaml file")
     suffix = path.suffix.lower()
     if suffix == ".toml":
         raw = _read_toml(path)
@@ -607,6 +619,10 @@ def load_config(path: str | Path) -> ProtocolConfig:
         raise ValueError(f"config file {str(path)!r} must end in .toml, .yaml or .yml")
     if raw is None:
         raise ValueError(f"config file {str(path)!r} is empty")
+    if not isinstance(raw, Mapping):
+        raise TypeError(
+            f"config file {str(path)!r} must hold sections ([data], [run], ...), not a {type(raw).__name__}"
+        )
     return config_from_dict(raw, base_dir=path.parent.resolve())
 
 

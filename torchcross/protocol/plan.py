@@ -45,6 +45,11 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if self.config.run.plugins:
+            lines.append(
+                f"plugins (imported when the config was read: their code ran): "
+                f"{', '.join(self.config.run.plugins)}"
+            )
         for t in self.targets:
             lines.append(
                 f"target {t.dataset_id}: tasks {list(t.tasks)}; {len(t.sources)} source tasks from "
@@ -57,6 +62,7 @@ def check_out_dir(out_dir: Path) -> None:
     """Create ``out_dir`` if needed and check that files can be written in it.
 
     Raises:
+        NotADirectoryError: ``out_dir`` exists and is not a folder.
         PermissionError: the folder cannot be created or written to.
 
     Examples:
@@ -66,6 +72,10 @@ def check_out_dir(out_dir: Path) -> None:
         ...     (Path(tmp) / "run").is_dir()
         True
     """
+    if os.path.lexists(out_dir) and not out_dir.is_dir():
+        raise NotADirectoryError(
+            f"output folder {str(out_dir)!r} exists and is not a folder; choose another [run] out_dir"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         fd, probe = tempfile.mkstemp(prefix=".torchcross-write-test-", dir=out_dir)
@@ -85,6 +95,15 @@ def _check_device(name: str) -> torch.device:
         raise ValueError(f"[run] device {name!r} is not a torch device: {exc}") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"[run] device {name!r} asked for CUDA, which is not available here; use 'cpu'")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"[run] device {name!r}: this machine has {torch.cuda.device_count()} CUDA device(s), "
+            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}; choose one of them or 'cuda'"
+        )
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(
+            f"[run] device {name!r} asked for MPS (Apple GPUs), which is not available here; use 'cpu'"
+        )
     return device
 
 
