@@ -102,10 +102,12 @@ def main(out: Path) -> None:
                 resumed, dataloaders=eval_loader(), verbose=False
             )
             results[f"{name}/val_loss"] = metrics[0]["val_loss"]
+            results[f"{name}/val_scores"] = metrics[0]
     tuner = FineTuningEvaluation(FineTuner(h.backbone(), 4, num_steps=3, lr=0.1))
-    results["finetuner/test_loss"] = trainer(1, limit_val_batches=None).test(
+    results["finetuner/test_scores"] = trainer(1, limit_val_batches=None).test(
         tuner, dataloaders=eval_loader(), verbose=False
-    )[0]["test_loss"]
+    )[0]
+    results["finetuner/test_loss"] = results["finetuner/test_scores"]["test_loss"]
     if t.global_rank == 0:
         torch.save(results, out / "results.pt")
 

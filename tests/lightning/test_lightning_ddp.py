@@ -8,6 +8,7 @@ One run covers every module (starting processes is slow); the tests read its res
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributed"))
 import distributed_helpers as h
 
+from torchcross.evaluation import evaluate
 from torchcross.learners import MAML, FineTuner, ProtoNet
 from torchcross.lightning.modules import episode_loss
 
@@ -80,3 +82,39 @@ def test_evaluation_under_inference_mode_equals_the_mean_episode_loss(results: d
     assert results["finetuner/test_loss"] == pytest.approx(
         float(episode_loss(tuner.predict, tasks)), rel=1e-6
     )
+
+
+def test_logged_auroc_and_accuracy_are_means_over_both_ranks_episodes(results: dict[str, Any]) -> None:
+    tasks = [h.make_task(h.DESCS[i % 4], 5000 + i) for i in range(4)]  # 2 on each rank
+    maml = MAML(h.backbone(), 4, inner_lr=0.3, num_inner_steps=2, meta_sgd=True, head_init="kaiming")
+    maml.load_state_dict({k[len("learner.") :]: v for k, v in results["maml/resumed"].items()})
+    tuner = FineTuner(h.backbone(), 4, num_steps=3, lr=0.1)
+    for learner, logged, split in (
+        (maml, "maml/val_scores", "val"),
+        (tuner, "finetuner/test_scores", "test"),
+    ):
+        summary = evaluate(learner, tasks, progress=False).summary()
+        for name in ("auroc", "accuracy"):
+            assert results[logged][f"{split}_{name}"] == pytest.approx(summary[name].mean, rel=1e-6), name
+
+
+def test_the_lightning_recipe_of_the_docs_runs_on_two_ranks(tmp_path: Path) -> None:
+    page = (ROOT / "docs" / "scaling-out.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"^```python[^\n]*\n(.*?)^```", page, re.DOTALL | re.MULTILINE)
+    (recipe,) = [b for b in blocks if "\nDEVICES = 1  #" in b]
+    script = tmp_path / "train.py"
+    script.write_text(recipe.replace("\nDEVICES = 1  #", "\nDEVICES = 2  #"), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    # both ranks print (lines may interleave): the resumed stream, the logged keys, evaluate()'s AUROC
+    out = done.stdout
+    assert (out.count("20"), out.count("'val_auroc'"), out.count("True"), out.count("False")) == (
+        2,
+        2,
+        2,
+        0,
+    ), out

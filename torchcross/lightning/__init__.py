@@ -4,7 +4,7 @@
   ``meta_backward``
   ([`MAML`][torchcross.learners.maml.MAML] and its variants,
   [`ProtoNet`][torchcross.learners.protonet.ProtoNet]),
-  episodic validation and testing;
+  episodic validation and testing (``val_loss``, ``val_auroc``, ``val_accuracy``);
 * [`MultiTaskModule`][torchcross.lightning.modules.MultiTaskModule]: multi-task pre-training
   ([`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]);
 * [`FineTuningEvaluation`][torchcross.lightning.modules.FineTuningEvaluation]: episodic evaluation with a

@@ -18,18 +18,30 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from torchmetrics import MeanMetric
 
 from torchcross.distributed.gradients import all_reduce_gradients
+from torchcross.evaluation.metrics import compute_metrics
 from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.lightning.stream import EpisodeStream
 from torchcross.nn import loss
 from torchcross.tasks.task import Task, TaskDescription
 
-__all__ = ["FineTuningEvaluation", "MetaLearningModule", "MultiTaskModule", "episode_loss"]
+__all__ = [
+    "SCORE_NAMES",
+    "FineTuningEvaluation",
+    "MetaLearningModule",
+    "MultiTaskModule",
+    "episode_loss",
+    "episode_scores",
+]
 
 OptimizerFactory = Callable[[Iterable[nn.Parameter]], torch.optim.Optimizer]
 _CONSUMED = "torchcross_consumed_batches"
+
+SCORE_NAMES: tuple[str, ...] = ("auroc", "accuracy")
+"""The scores logged per evaluation split besides the loss (``val_auroc``, ``test_accuracy``, ...)."""
 
 
 def _default_optimizer(params: Iterable[nn.Parameter]) -> torch.optim.Optimizer:
@@ -58,11 +70,67 @@ def episode_loss(predict: Callable[[Task], Tensor], tasks: list[Task]) -> Tensor
     return torch.stack(losses).mean().detach()
 
 
-class _Resumable(LightningModule):
+def episode_scores(predict: Callable[[Task], Tensor], tasks: list[Task]) -> dict[str, Tensor]:
+    """Query loss, AUROC and accuracy of ``predict`` on each task, after adaptation.
+
+    The scores are [`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics]'s, the ones
+    [`evaluate()`][torchcross.evaluation.episodic.evaluate] records per episode (AUROC is NaN where
+    undefined, every score NaN where a logit is not finite). Gradients stay on (adaptation) under
+    inference mode.
+
+    Returns:
+        ``{"loss": ..., "auroc": ..., "accuracy": ...}``, each of shape ``(len(tasks),)``.
+
+    Examples:
+        >>> from torchcross.learners import FineTuner, mlp
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+        >>> y = torch.tensor([0, 1, 0, 1])
+        >>> task = Task((torch.randn(4, 3), y), (torch.randn(4, 3), y), d)
+        >>> scores = episode_scores(FineTuner(mlp(3, (4,)), 4, num_steps=1).predict, [task, task])
+        >>> sorted(scores), scores["auroc"].shape
+        (['accuracy', 'auroc', 'loss'], torch.Size([2]))
+    """
+    losses, rows = [], []
+    with torch.inference_mode(False), torch.enable_grad():
+        for task in map(_trainable, tasks):
+            logits = predict(task)
+            losses.append(loss(logits, task.query[1], task.description).detach())
+            metrics = compute_metrics(logits.detach(), task.query[1], task.description)
+            rows.append([metrics[name] for name in SCORE_NAMES])
+    scores = torch.tensor(rows, dtype=torch.float64).reshape(len(rows), len(SCORE_NAMES))
+    return {"loss": torch.stack(losses), **{name: scores[:, i] for i, name in enumerate(SCORE_NAMES)}}
+
+
+class _Scores(LightningModule):
+    """Logs ``{split}_auroc`` and ``{split}_accuracy``: means over the epoch's scores, on every rank.
+
+    One `torchmetrics.MeanMetric` per split and score, NaN scores left out (an undefined AUROC,
+    as [`evaluate()`][torchcross.evaluation.episodic.evaluate]'s summary leaves it out; NaN when
+    every score was NaN). Lightning computes it at the end of the epoch from the sums of all ranks,
+    and resets it.
+    """
+
+    def __init__(self, splits: tuple[str, ...]) -> None:
+        super().__init__()
+        self.score_means = nn.ModuleDict(
+            {f"{split}_{name}": MeanMetric(nan_strategy="ignore") for split in splits for name in SCORE_NAMES}
+        )
+
+    def _log_scores(self, split: str, scores: dict[str, Tensor]) -> None:
+        for name in SCORE_NAMES:
+            values = scores[name].reshape(-1)
+            key = f"{split}_{name}"
+            self.score_means[key].update(values.to(self.device, torch.float32))
+            self.log(key, self.score_means[key], on_step=False, on_epoch=True, batch_size=values.numel())
+
+
+class _Resumable(_Scores):
     """Counts the training batches consumed, saves the count, and streams from there."""
 
-    def __init__(self, train_batches: Callable[[int], Any] | None, num_workers: int) -> None:
-        super().__init__()
+    def __init__(
+        self, train_batches: Callable[[int], Any] | None, num_workers: int, splits: tuple[str, ...]
+    ) -> None:
+        super().__init__(splits)
         if train_batches is not None and not callable(train_batches):
             raise TypeError(
                 f"train_batches must be callable (step -> batch), got {type(train_batches).__name__}"
@@ -100,8 +168,12 @@ class MetaLearningModule(_Resumable):
 
     A training batch is this rank's list of tasks (its share of the global meta-batch);
     ``meta_backward`` averages the gradients over ranks, then the optimiser steps. Validation
-    and test batches are tasks (or lists of them); the mean query loss after adaptation is
-    logged as ``val_loss`` / ``test_loss``, averaged over ranks.
+    and test batches are tasks (or lists of them), scored after adaptation on their query sets:
+    ``val_auroc`` and ``val_accuracy`` (``test_...`` in testing) are the means over the epoch's
+    tasks on all ranks (see [`episode_scores()`][torchcross.lightning.modules.episode_scores]; tasks
+    whose AUROC is undefined are left out of ``val_auroc``, as in
+    [`evaluate()`][torchcross.evaluation.episodic.evaluate]); ``val_loss`` is the mean of the
+    ranks' mean losses (the same when ranks hold equal shares) and is NaN if any loss is.
 
     Args:
         learner: e.g. [`MAML`][torchcross.learners.maml.MAML] or
@@ -120,7 +192,7 @@ class MetaLearningModule(_Resumable):
         train_batches: Callable[[int], Any] | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(train_batches, num_workers)
+        super().__init__(train_batches, num_workers, ("val", "test"))
         if not callable(getattr(learner, "meta_backward", None)):
             raise TypeError(f"learner must have meta_backward (MAML, ProtoNet), got {type(learner).__name__}")
         self.learner, self.optimizer_factory = learner, optimizer
@@ -137,21 +209,19 @@ class MetaLearningModule(_Resumable):
         self.consumed_batches += 1
         self._log_loss("train_loss", value, len(tasks))
 
-    def _evaluate(self, batch: list[Task] | Task, name: str) -> Tensor:
+    def _evaluate(self, batch: list[Task] | Task, split: str) -> Tensor:
         tasks = [batch] if isinstance(batch, Task) else list(batch)
-        with torch.inference_mode(False), torch.enable_grad():
-            losses = [
-                loss(self.learner.predict(t), t.query[1], t.description) for t in map(_trainable, tasks)
-            ]
-        value = torch.stack(losses).mean().detach()
-        self._log_loss(name, value, len(tasks))
+        scores = episode_scores(self.learner.predict, tasks)
+        value = scores["loss"].mean()
+        self._log_loss(f"{split}_loss", value, len(tasks))
+        self._log_scores(split, scores)
         return value
 
     def validation_step(self, batch: list[Task] | Task, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "val_loss")
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: list[Task] | Task, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test_loss")
+        return self._evaluate(batch, "test")
 
 
 class MultiTaskModule(_Resumable):
@@ -159,6 +229,10 @@ class MultiTaskModule(_Resumable):
 
     Each rank trains on its own batch; gradients (and BatchNorm running statistics) are averaged
     over ranks in one all-reduce before the step, so heads that only some ranks used stay in sync.
+    Validation batches have the same form; ``val_auroc`` and ``val_accuracy`` are the means over
+    the epoch's batches on all ranks (``val_loss``: the mean of the ranks' means) of each batch's scores
+    ([`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] on the batch, as the
+    protocol's mm-PT early stopping scores it; batches whose AUROC is undefined are left out).
 
     Args:
         pretrainer: the [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer].
@@ -174,7 +248,7 @@ class MultiTaskModule(_Resumable):
         train_batches: Callable[[int], Any] | None = None,
         num_workers: int = 0,
     ) -> None:
-        super().__init__(train_batches, num_workers)
+        super().__init__(train_batches, num_workers, ("val",))
         if not isinstance(pretrainer, MultiTaskPretrainer):
             raise TypeError(f"pretrainer must be a MultiTaskPretrainer, got {type(pretrainer).__name__}")
         self.pretrainer, self.optimizer_factory = pretrainer, optimizer
@@ -194,33 +268,40 @@ class MultiTaskModule(_Resumable):
 
     def validation_step(self, batch: tuple[tuple[Tensor, Tensor], TaskDescription], batch_idx: int) -> Tensor:
         (inputs, labels), description = batch
-        value = self.pretrainer.loss((inputs, labels), description).detach()
+        logits = self.pretrainer(inputs, description).detach()
+        value = loss(logits, labels, description)
+        metrics = compute_metrics(logits, labels, description)
         self._log_loss("val_loss", value, len(inputs))
+        self._log_scores("val", {name: torch.tensor([metrics[name]]) for name in SCORE_NAMES})
         return value
 
 
-class FineTuningEvaluation(LightningModule):
+class FineTuningEvaluation(_Scores):
     """Episodic evaluation with a [`FineTuner`][torchcross.learners.finetuner.FineTuner] (``Trainer.validate``
     / ``test``).
 
     Each rank evaluates its share of the episodes (episode datasets shard over ranks by
-    themselves); the mean query loss is logged as ``val_loss`` / ``test_loss``, averaged over ranks.
+    themselves); the mean query loss is logged as ``val_loss`` / ``test_loss``, averaged over ranks,
+    and the mean AUROC and accuracy over all ranks' episodes as ``val_auroc``, ``val_accuracy``
+    (``test_...``), as in [`MetaLearningModule`][torchcross.lightning.modules.MetaLearningModule].
     """
 
     def __init__(self, tuner: FineTuner) -> None:
-        super().__init__()
+        super().__init__(("val", "test"))
         if not isinstance(tuner, FineTuner):
             raise TypeError(f"tuner must be a FineTuner, got {type(tuner).__name__}")
         self.tuner = tuner
 
-    def _evaluate(self, batch: list[Task] | Task, name: str) -> Tensor:
+    def _evaluate(self, batch: list[Task] | Task, split: str) -> Tensor:
         tasks = [batch] if isinstance(batch, Task) else list(batch)
-        value = episode_loss(self.tuner.predict, tasks)
-        self.log(name, float(value), batch_size=len(tasks), sync_dist=True)
+        scores = episode_scores(self.tuner.predict, tasks)
+        value = scores["loss"].mean()
+        self.log(f"{split}_loss", float(value), batch_size=len(tasks), sync_dist=True)
+        self._log_scores(split, scores)
         return value
 
     def validation_step(self, batch: list[Task] | Task, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "val_loss")
+        return self._evaluate(batch, "val")
 
     def test_step(self, batch: list[Task] | Task, batch_idx: int) -> Tensor:
-        return self._evaluate(batch, "test_loss")
+        return self._evaluate(batch, "test")
