@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -20,6 +24,7 @@ MULTILABEL = TaskDescription("MULTILABEL_CLASSIFICATION", {0: "x", 1: "y", 2: "z
 ORDINAL = TaskDescription("ORDINAL_REGRESSION", {1: "none", 4: "mild", 6: "severe"}, "ord")
 DESCS = (MULTICLASS, BINARY, MULTILABEL, ORDINAL)
 WIDTH_3 = (MULTICLASS, MULTILABEL, ORDINAL)  # three outputs each: one learned head fits all
+ROOT = Path(__file__).resolve().parents[2]
 GLOBAL_TASKS = 4  # tasks per global meta-batch
 STEPS = 3
 MAML_OPTIONS: dict[str, dict[str, Any]] = {
@@ -140,3 +145,13 @@ def train_pretrainer(
             (model.loss(batch, desc) / 2).backward()
         opt.step()
     return model, opt
+
+
+def torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node 2 *args`` from the repository root."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    if check:
+        assert done.returncode == 0, done.stderr[-4000:]
+    return done

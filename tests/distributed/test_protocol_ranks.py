@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
+import distributed_helpers as h
 import pytest
 import torch
 
@@ -48,11 +47,7 @@ def _config(folder: Path, data: Path, out: str, steps: int, meta_batch: int = 1)
 
 
 def _torchrun(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", *args]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
-    assert done.returncode == 0, done.stderr[-4000:]
-    return done
+    return h.torchrun(*args)
 
 
 @pytest.fixture(scope="module")
@@ -174,16 +169,17 @@ def test_episode_share_reads_only_its_episodes() -> None:
     )
 
 
-def test_ranks_that_cannot_agree_on_the_resume_step_all_raise(monkeypatch: pytest.MonkeyPatch) -> None:
-    """What every rank raises (one rank's view, with the others' outcomes injected)."""
+def test_ranks_resume_from_the_newest_step_all_saved_or_all_raise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """What every rank decides (one rank's view, with the others' outcomes injected)."""
     monkeypatch.setattr(training, "rank_and_world_size", lambda: (0, 2))
-    monkeypatch.setattr(Team, "gather", lambda self, value: [value, (4, None)])
-    with pytest.raises(CheckpointError, match=r"different steps \(rank 0: step 2, rank 1: step 4\); delete"):
-        training._agree_on_start(2, None, "mm-PT on x")
-    monkeypatch.setattr(Team, "gather", lambda self, value: [value, (0, "checkpoint c is damaged")])
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, ([0, 2], None)])
+    assert training._agree_on_start([0, 2, 4], None, "mm-PT on x") == 2  # rank 1 died saving step 4
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, ([0], None)])
+    assert training._agree_on_start([0, 4], None, "mm-PT on x") == 0  # rank 1 saved nothing
+    monkeypatch.setattr(Team, "gather", lambda self, value: [value, ([0], "checkpoint c is damaged")])
     with pytest.raises(CheckpointError, match="rank 1 cannot resume mm-PT on x: checkpoint c is damaged"):
-        training._agree_on_start(0, None, "mm-PT on x")
-    training._agree_on_start(0, CheckpointError("own"), "mm-PT on x")  # the rank raises its own error
+        training._agree_on_start([0], None, "mm-PT on x")
+    training._agree_on_start([0], CheckpointError("own"), "mm-PT on x")  # the rank raises its own error
 
 
 def test_each_rank_draws_its_own_augmentation_and_resumes_it(

@@ -12,6 +12,11 @@ DDP's hooks.
 * [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]: average gradients (and
   floating-point buffers such as
   BatchNorm running statistics) over ranks in one collective call;
+* [`broadcast_parameters()`][torchcross.distributed.replicas.broadcast_parameters]: copy rank 0's
+  parameters and buffers to every rank (call it once before training unless every rank builds the
+  model from the same seed);
+* [`check_replicas()`][torchcross.distributed.replicas.check_replicas]: raise, naming the rank and the
+  parameter, unless every rank holds the same model (`all_reduce_gradients` runs it on its first call);
 * [`shared_seed()`][torchcross.distributed.seeds.shared_seed]: a seed that every rank agrees on (rank 0's,
   broadcast);
 * [`derived_seed()`][torchcross.distributed.seeds.derived_seed]: a seed that is a pure function of integer
@@ -28,6 +33,8 @@ from torchcross._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "all_reduce_gradients": "gradients",
+    "broadcast_parameters": "replicas",
+    "check_replicas": "replicas",
     "check_unwrapped": "gradients",
     "derived_seed": "seeds",
     "shared_seed": "seeds",

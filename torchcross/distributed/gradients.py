@@ -10,15 +10,20 @@ Examples:
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 
 import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from torchcross.distributed.replicas import check_replicas, module_layout
 from torchcross.distributed.seeds import is_distributed
 
 __all__ = ["all_reduce_gradients", "check_unwrapped"]
+
+# module -> (process group, layout) that check_replicas last passed for it
+_CHECKED: weakref.WeakKeyDictionary[nn.Module, tuple[int, tuple[object, ...]]] = weakref.WeakKeyDictionary()
 
 
 def check_unwrapped(module: nn.Module) -> None:
@@ -71,6 +76,13 @@ def all_reduce_gradients(
     (dtype, device) group, usually one per step. Without an initialised process group of more
     than one rank this does nothing.
 
+    The first call for a module (and the first after its parameters or buffers were added,
+    removed or reshaped) first runs
+    [`check_replicas()`][torchcross.distributed.replicas.check_replicas]: every rank must
+    hold the same layout and bit-identical parameters, else every rank raises a
+    ``ValueError`` naming the rank and the parameter (instead of aborting in the all-reduce
+    or training models that drift apart).
+
     Args:
         module: the learner (its sub-modules must not be DDP-wrapped).
         buffers: also average floating-point buffers.
@@ -81,7 +93,9 @@ def all_reduce_gradients(
 
     Raises:
         TypeError: ``module`` is not an ``nn.Module`` or contains a DDP wrapper.
-        ValueError: a gradient is sparse.
+        ValueError: a gradient is sparse, or (first call) the ranks' modules differ in
+            layout or parameter values (seed every rank alike, or call
+            [`broadcast_parameters()`][torchcross.distributed.replicas.broadcast_parameters]).
     """
     if not isinstance(module, nn.Module):
         raise TypeError(f"module must be an nn.Module, got {type(module).__name__}")
@@ -93,6 +107,11 @@ def all_reduce_gradients(
     for p in params:
         if p.grad is not None and p.grad.is_sparse:
             raise ValueError("all_reduce_gradients does not support sparse gradients; use dense ones")
+    group = dist.group.WORLD if process_group is None else process_group
+    layout = module_layout(module)
+    if _CHECKED.get(module) != (id(group), layout):
+        check_replicas(module, process_group=process_group)
+        _CHECKED[module] = (id(group), layout)
     bufs = [b for b in module.buffers() if b.is_floating_point()] if buffers else []
     calls = 0
     param_groups, buffer_groups = _groups(params), _groups(bufs)

@@ -39,6 +39,7 @@ __all__ = [
     "TrainingInterrupted",
     "config_fingerprint",
     "load_checkpoint",
+    "previous_checkpoint",
     "save_checkpoint",
     "train_steps",
 ]
@@ -237,23 +238,36 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
     return state
 
 
-def _agree_on_start(start: int, error: CheckpointError | None, description: str) -> None:
-    """Under ``torchrun``: raise on every rank when one cannot resume or the ranks' steps differ."""
+def previous_checkpoint(path: str | os.PathLike[str]) -> Path:
+    """Where `train_steps()` keeps a rank's previous checkpoint under ``torchrun``.
+
+    Examples:
+        >>> previous_checkpoint("checkpoints/rank-1/mm-PT.pt").name
+        'mm-PT.previous.pt'
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.previous{path.suffix}")
+
+
+def _agree_on_start(steps: list[int], error: CheckpointError | None, description: str) -> int:
+    """The newest step every rank can resume from (``steps``: this rank's, 0 = start over).
+
+    Under ``torchrun`` the ranks share their steps; if one cannot resume (``error``),
+    every rank raises. A rank that died while saving holds an older checkpoint than the
+    others; they all resume from the newest step each of them saved (they keep their
+    previous checkpoint for that).
+    """
     team = Team(*rank_and_world_size())
     if team.world_size == 1:
-        return
-    outcomes = team.gather((start, None if error is None else str(error)))
+        return max(steps)
+    outcomes = team.gather((sorted(set(steps)), None if error is None else str(error)))
     if error is not None:
-        return  # the caller raises its own error
+        return 0  # the caller raises its own error
     failed = [(r, e) for r, (_, e) in enumerate(outcomes) if e is not None]
     if failed:
         raise CheckpointError(f"rank {failed[0][0]} cannot resume {description}: {failed[0][1]}")
-    if len({s for s, _ in outcomes}) > 1:
-        at = ", ".join(f"rank {r}: step {s}" for r, (s, _) in enumerate(outcomes))
-        raise CheckpointError(
-            f"the ranks' checkpoints of {description} are at different steps ({at}); delete them "
-            "(checkpoints/ and checkpoints/rank-*/ in out_dir) or set [run] resume = false"
-        )
+    common = set.intersection(*(set(s) for s, _ in outcomes))
+    return max(common | {0})
 
 
 def _unit_name(unit: Any) -> str:
@@ -296,7 +310,9 @@ def train_steps(
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
     Under a process group of several ranks (``torchrun``) every rank calls it with its own
-    checkpoint file: the ranks check that they resume from the same step, and the loss
+    checkpoint file and keeps its previous checkpoint beside it (`previous_checkpoint()`):
+    a rank that died while saving is one checkpoint behind the others, and every rank
+    resumes from the newest step all ranks saved (step 0 if one saved none). The loss
     returned, logged and checked for NaN is the mean over the ranks (one small collective
     call per step). ``step_fn`` must average the gradients itself (the learners' own
     ``meta_backward``, or
@@ -318,7 +334,8 @@ def train_steps(
             leave the step count out of it, so a finished run can be extended.
         settings: the settings themselves (JSON-serialisable), instead of ``fingerprint``:
             the checkpoint records them, so a refused resume names what changed.
-        resume: continue from ``checkpoint`` if it exists (else start over and overwrite it).
+        resume: continue from ``checkpoint`` if it exists (else start over and overwrite it and,
+            under ``torchrun``, its previous copy).
         progress: tqdm progress bar; ``None`` shows it only on a terminal.
         description: progress bar label (and the name in ``log`` messages).
         logger: a ``MetricsLogger`` receiving
@@ -334,8 +351,8 @@ def train_steps(
 
     Raises:
         CheckpointMismatchError: the checkpoint was written with other settings.
-        CheckpointError: the checkpoint is damaged or not a torchcross checkpoint (on any
-            rank), or the ranks' checkpoints are at different steps.
+        CheckpointError: the checkpoint (or, under ``torchrun``, its previous copy) is
+            damaged or not a torchcross checkpoint (on any rank: every rank raises).
         NonFiniteLossError: a step's loss is NaN or infinite (the step is not applied;
             the last checkpoint stays as it was).
         ValueError: the units ran out before ``steps`` updates.
@@ -361,16 +378,41 @@ def train_steps(
         settings_text = json.dumps(settings, sort_keys=True, default=str)
         fingerprint = fingerprint or config_fingerprint(settings)
 
-    def restore() -> tuple[int, list[float]]:
-        exists = path is not None and (path.exists() or path.is_symlink())
-        state = load_checkpoint(path, fingerprint, settings_text) if (exists and resume) else None
-        if state is None:
-            return 0, []
-        if int(state["step"]) > steps:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} is at step {state['step']}, beyond the {steps} steps asked for; "
-                "ask for at least as many steps, use a new out_dir, or set [run] resume = false"
-            )
+    rank, world = rank_and_world_size()
+    # under torchrun each rank keeps its previous checkpoint: a rank that dies while saving
+    # leaves the others one save ahead, and all resume from the newest step every rank saved
+    previous = previous_checkpoint(path) if path is not None and world > 1 else None
+
+    def read(file: Path | None, newer: int | None) -> dict[str, Any] | None:
+        if file is None or not resume or not (file.exists() or file.is_symlink()):
+            return None
+        if file != previous:
+            return load_checkpoint(file, fingerprint, settings_text)
+        try:
+            state = load_checkpoint(file, fingerprint, settings_text)
+        except CheckpointMismatchError:
+            return None  # another run's: the next save replaces it
+        useful = int(state["step"]) <= steps and (newer is None or int(state["step"]) < newer)
+        return state if useful else None
+
+    def candidates() -> dict[int, tuple[Path, dict[str, Any]]]:
+        """The checkpoints this rank can resume from, by step."""
+        out: dict[int, tuple[Path, dict[str, Any]]] = {}
+        current = read(path, None)
+        if path is not None and current is not None:
+            if int(current["step"]) > steps:
+                raise CheckpointMismatchError(
+                    f"checkpoint {path} is at step {current['step']}, beyond the {steps} steps asked for; "
+                    "ask for at least as many steps, use a new out_dir, or set [run] resume = false"
+                )
+            out[int(current["step"])] = (path, current)
+        older = read(previous, None if current is None else int(current["step"]))
+        if previous is not None and older is not None:
+            out[int(older["step"])] = (previous, older)
+        return out
+
+    def restore(file: Path, state: dict[str, Any], newest: int) -> list[float]:
+        start = int(state["step"])
         try:
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
@@ -378,33 +420,54 @@ def train_steps(
                 sampler.load_state_dict(state["sampler"])
             torch.set_rng_state(state["torch_rng"])
         except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise _damaged(path, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
+            raise _damaged(file, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
         if early_stopping is not None and state.get("early_stopping") is not None:
             early_stopping.load_state_dict(state["early_stopping"])
-        if log is not None and int(state["step"]) < steps:
-            log(f"resuming {description} from step {state['step']} of {steps} ({path})")
-        return int(state["step"]), list(state["losses"])
+        if log is not None and start < steps:
+            why = f"; the newest step every rank saved (this rank also saved step {newest})"
+            log(
+                f"resuming {description} from step {start} of {steps} ({file})"
+                + (why if newest > start else "")
+            )
+        return list(state["losses"])
 
     try:
-        start, losses = restore()
+        states = candidates()
     except CheckpointError as exc:
-        _agree_on_start(0, exc, description)  # the other ranks raise too
+        _agree_on_start([0], exc, description)  # the other ranks raise too
         raise
-    _agree_on_start(start, None, description)
-    rank, world = rank_and_world_size()
+    start = _agree_on_start([0, *states], None, description)
+    losses: list[float] = []
+    path_is_ours = False  # whether ``path`` holds this run's checkpoint, which a save moves to ``previous``
+    if start > 0:
+        try:
+            losses = restore(*states[start], max(states))
+        except CheckpointError as exc:
+            _agree_on_start([start], exc, description)
+            raise
+        _agree_on_start([start], None, description)  # every rank restored its state
+        path_is_ours = states[start][0] == path
+    elif states and log is not None:
+        log(
+            f"starting {description} from step 0, the newest step every rank saved "
+            f"(this rank saved step {max(states)})"
+        )
+    del states
     if start == 0 and world > 1:  # each rank its own augmentation draws, a function of (seed, rank)
         torch.manual_seed(derived_seed(torch.initial_seed(), rank))
     saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
     ctrl_c = _CtrlC()
 
     def save(step: int) -> None:
-        nonlocal saved_step
+        nonlocal saved_step, path_is_ours
         if path is None:
             return
         sampler_state = None
         if sampler is not None:
             sampler_state = sampler.state_dict(consumed=step - start)
         with ctrl_c.saving_block():  # a Ctrl-C while saving lands after the step is recorded
+            if previous is not None and path_is_ours and path.is_file():
+                os.replace(path, previous)
             save_checkpoint(
                 path,
                 {
@@ -421,7 +484,7 @@ def train_steps(
                     "early_stopping": None if early_stopping is None else early_stopping.state_dict(),
                 },
             )
-            saved_step = step
+            saved_step, path_is_ours = step, True
 
     stopped = early_stopping is not None and early_stopping.stopped
     if start >= steps or stopped:
