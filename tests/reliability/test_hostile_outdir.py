@@ -17,6 +17,7 @@ from reliability_helpers import no_hang, small_root, tiny_config
 from torchcross import _io
 from torchcross._io import lock_folder, remove_stale_temp_files
 from torchcross.cli import main
+from torchcross.cli.demo import demo_config
 from torchcross.cli.demo import main as demo_main
 from torchcross.protocol import run_protocol
 from torchcross.protocol.plan import OUT_DIR_MARKER, check_out_dir
@@ -83,6 +84,9 @@ def test_the_cli_refuses_out_and_names_the_flag(
     assert f"'{tmp_path}' is a folder that torchcross did not create: it holds exp.toml" in err
     assert "--allow-existing-out" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["exp.toml"]
+    assert main(["run", str(config), "--out", str(tmp_path), "--allow-existing-out"]) == 0
+    assert (tmp_path / "results.md").is_file()
+    assert config.read_text().startswith("[data]")
 
 
 def test_demo_out_into_a_foreign_folder_is_refused_before_any_data_is_written(
@@ -94,6 +98,7 @@ def test_demo_out_into_a_foreign_folder_is_refused_before_any_data_is_written(
         capsys.readouterr().err
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]  # no data/ written
+    assert demo_config(tmp_path, allow_existing_out_dir=True).run.allow_existing_out_dir
 
 
 def test_an_allowed_existing_folder_keeps_every_file_and_look_alike_temporary_of_the_user(
