@@ -10,12 +10,14 @@ two runs out of one output folder.
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fnmatch
 import os
 import re
 import secrets
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+import stat
+from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +31,7 @@ __all__ = [
 ]
 
 Writer = Callable[[Path], Any]
-_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>\.[A-Za-z0-9]+)?$")
+_TEMP = re.compile(r"^\.(?P<name>.+)\.tmp-(?P<pid>\d+)-[0-9a-f]{8}(?P<suffix>.*)$")
 LOCK_NAME = ".torchcross.lock"
 
 
@@ -83,6 +85,27 @@ def _fsync_file(path: Path) -> None:
         os.close(fd)
 
 
+def _remove_quietly(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):  # no folder: nothing to remove
+        path.unlink()
+
+
+def _write_failure(path: Path, exc: OSError) -> str:
+    """Why writing ``path`` failed and what to do, naming the folder that is in the way."""
+    folder = path.parent
+    # the deepest folder on the way that exists: where the file (or its folder) is created
+    there = next((p for p in (folder, *folder.parents) if os.path.lexists(p)), folder)
+    if not there.is_dir():
+        hint = f"{str(there)!r} is a file where a folder should be: move it away, or write elsewhere"
+    elif exc.errno == errno.ENOSPC:
+        hint = "free some space and run again"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = f"make the folder {str(there)!r} writable, or write elsewhere"
+    else:
+        hint = f"check the folder {str(there)!r} and run again"
+    return f"cannot write {str(path)!r}: {exc.strerror or exc}; it was left as it was; {hint}"
+
+
 def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Path:
     """Write ``data`` to ``path`` so that it is either fully replaced or left as it was.
 
@@ -92,8 +115,9 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Pa
     created if needed.
 
     Raises:
-        OSError: naming ``path`` (e.g. a full disk); the old file, if any, is unchanged
-            and the temporary file is removed.
+        OSError: naming ``path``, the cause (a full disk, a folder that cannot be created
+            or written) and what to do; the old file, if any, is unchanged and the
+            temporary file is removed.
 
     Examples:
         >>> import tempfile
@@ -104,9 +128,9 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Pa
         ('second', ['notes.txt'])
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_name(path)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(data, str):
             data = data.encode("utf-8")
         if isinstance(data, bytes):
@@ -121,22 +145,36 @@ def atomic_write(path: str | os.PathLike[str], data: str | bytes | Writer) -> Pa
         _fsync_file(tmp)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        hint = (
-            "free some space and run again" if exc.errno == errno.ENOSPC else "check the folder and run again"
-        )
-        raise OSError(
-            exc.errno, f"cannot write {str(path)!r}: {exc.strerror or exc}; it was left as it was; {hint}"
-        ) from exc
+        _remove_quietly(tmp)
+        raise OSError(exc.errno, _write_failure(path, exc)) from exc
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        _remove_quietly(tmp)
         raise
     _fsync_dir(path.parent)
     return path
 
 
-def remove_stale_temp_files(folder: str | os.PathLike[str], recursive: bool = True) -> list[Path]:
-    """Delete the temporary files `atomic_write()` calls of dead processes left in ``folder``.
+def _stale_temp_target(name: str) -> str | None:
+    """The file a temporary of `atomic_write()` by a dead process was for (else ``None``).
+
+    Only names that `temp_name()` makes count: ``.<name>.tmp-<pid>-<8 hex digits><name's
+    suffix>``, with ``<pid>`` a process that no longer exists.
+    """
+    m = _TEMP.match(name)
+    if m is None or m["suffix"] != Path(m["name"]).suffix or process_alive(int(m["pid"])):
+        return None
+    return m["name"]
+
+
+def remove_stale_temp_files(
+    folder: str | os.PathLike[str], names: Collection[str], *, recursive: bool = False
+) -> list[Path]:
+    """Delete the temporary files that `atomic_write()` calls of dead processes left in ``folder``.
+
+    Only the temporaries of the files that ``names`` match (names or glob patterns,
+    e.g. ``["results.json", "*.pt"]``) are removed, and only regular files: a user's file
+    that merely looks like a temporary of another name is left alone. With
+    ``recursive``, subfolders are searched too (without following symbolic links).
 
     Returns:
         the files removed.
@@ -145,31 +183,92 @@ def remove_stale_temp_files(folder: str | os.PathLike[str], recursive: bool = Tr
         >>> import tempfile
         >>> folder = Path(tempfile.mkdtemp())
         >>> _ = (folder / ".a.json.tmp-999999999-0123abcd.json").write_text("{")
-        >>> [p.name for p in remove_stale_temp_files(folder)], list(folder.iterdir())
-        (['.a.json.tmp-999999999-0123abcd.json'], [])
+        >>> _ = (folder / ".b.txt.tmp-999999999-0123abcd.txt").write_text("mine")
+        >>> [p.name for p in remove_stale_temp_files(folder, ["*.json"])]
+        ['.a.json.tmp-999999999-0123abcd.json']
+        >>> [p.name for p in folder.iterdir()]
+        ['.b.txt.tmp-999999999-0123abcd.txt']
     """
+    if isinstance(names, str):
+        raise TypeError(f"names must be a collection of names or patterns, not the string {names!r}")
     folder = Path(folder)
     if not folder.is_dir():
         return []
+    if recursive:
+        places = [(Path(top), files) for top, _, files in os.walk(folder)]  # symlinks are not followed
+    else:
+        places = [(folder, [p.name for p in folder.iterdir()])]
     removed = []
-    for path in folder.rglob(".*.tmp-*") if recursive else folder.glob(".*.tmp-*"):
-        m = _TEMP.match(path.name)
-        if m is None or not path.is_file() or path.is_symlink() or process_alive(int(m["pid"])):
-            continue
-        path.unlink(missing_ok=True)
-        removed.append(path)
+    for top, files in places:
+        for name in sorted(files):
+            path = top / name
+            target = _stale_temp_target(name) if name.startswith(".") else None
+            if target is None or not any(fnmatch.fnmatchcase(target, n) for n in names):
+                continue
+            try:
+                if not stat.S_ISREG(os.lstat(path).st_mode):
+                    continue
+                path.unlink()
+            except FileNotFoundError:  # removed meanwhile
+                continue
+            removed.append(path)
     return removed
 
 
-@contextmanager
+_PID_LINE = re.compile(rb"\d*\n?")
+
+
+def _not_ours(lock: Path, problem: str) -> OSError:
+    return FileExistsError(
+        f"the lock file {str(lock)!r} {problem}; torchcross leaves it as it is: move it away and run again"
+    )
+
+
+def _open_lock(lock: Path) -> int:
+    """Open (or create) the lock file without following a symbolic link; only a lock file of ours."""
+    if os.path.islink(lock):
+        raise _not_ours(lock, "is a symbolic link (torchcross does not follow it)")
+    if os.path.lexists(lock) and not os.path.isfile(lock):
+        raise _not_ours(lock, "is not a regular file")
+    flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
+    try:
+        fd = os.open(lock, flags | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # made a link meanwhile
+            raise _not_ours(lock, "is a symbolic link (torchcross does not follow it)") from None
+        raise OSError(
+            exc.errno, f"cannot open the lock file {str(lock)!r}: {exc.strerror or exc}; check the folder"
+        ) from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            problem = "is not a regular file"
+        elif info.st_nlink > 1:
+            problem = "has other names (hard links), so it may be another file"
+        elif info.st_size > 32 or not _PID_LINE.fullmatch(os.pread(fd, 33, 0)):
+            problem = "holds other data than a process id, so it is not a torchcross lock file"
+        else:
+            return fd
+    except BaseException:
+        os.close(fd)
+        raise
+    os.close(fd)
+    raise _not_ours(lock, problem)
+
+
+@contextlib.contextmanager
 def lock_folder(folder: str | os.PathLike[str], what: str = "output folder") -> Iterator[Path]:
     """Hold an exclusive lock on ``folder`` (a ``.torchcross.lock`` file in it) while in the block.
 
     The lock is released when the block ends or the process dies. Where ``fcntl`` is
-    missing (Windows) the block runs unlocked.
+    missing (Windows) the block runs unlocked. The lock file is opened without following
+    a symbolic link, and only an empty file or one holding a process id (a lock file of an
+    earlier run) is used: nothing else is ever truncated.
 
     Raises:
         FolderInUseError: another process holds the lock (naming the folder and its id).
+        OSError: the lock file is a symbolic link, not a regular file, or not a lock file
+            (naming it; it is left as it is).
 
     Examples:
         >>> import tempfile
@@ -185,7 +284,7 @@ def lock_folder(folder: str | os.PathLike[str], what: str = "output folder") -> 
     except ImportError:  # pragma: no cover - Windows
         yield lock
         return
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    fd = _open_lock(lock)
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -115,10 +115,11 @@ def test_stale_temporary_files_of_dead_processes_are_removed(tmp_path: Path) -> 
     other = tmp_path / ".notes.tmp"
     for p in (dead, mine, other):
         p.write_text("{")
-    assert remove_stale_temp_files(tmp_path) == [dead]
+    assert remove_stale_temp_files(tmp_path, ["results.json"]) == []  # not recursive by default
+    assert remove_stale_temp_files(tmp_path, ["*.json"], recursive=True) == [dead]
     assert mine.exists()
     assert other.exists()
-    assert remove_stale_temp_files(tmp_path / "missing") == []
+    assert remove_stale_temp_files(tmp_path / "missing", ["*.json"]) == []
 
 
 def test_a_locked_folder_is_refused_with_the_holders_process_id(tmp_path: Path) -> None:

@@ -21,6 +21,7 @@ from torchcross.data import TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler
 from torchcross.protocol import check_protocol, run_protocol, training
 from torchcross.protocol.config import load_config
+from torchcross.protocol.plan import check_out_dir
 from torchcross.protocol.training import (
     CheckpointError,
     CheckpointMismatchError,
@@ -107,6 +108,7 @@ def test_a_crafted_checkpoint_runs_no_code(tmp_path: Path, container: str) -> No
 def test_a_crafted_checkpoint_in_an_out_dir_runs_no_code(data_root: Path, tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     ckpt = tmp_path / "out" / "checkpoints" / "tgt" / "mm-PT.pt"
+    check_out_dir(tmp_path / "out")  # a run's folder, where a crafted file was put
     ckpt.parent.mkdir(parents=True)
     torch.save({"x": _Payload(marker)}, ckpt)
     with pytest.raises(CheckpointError, match=r"mm-PT\.pt.*resume = false"):
@@ -354,6 +356,7 @@ def test_damaged_resume_files_are_redone_to_the_same_results(
 
 def test_stale_temporary_files_are_removed_and_reported(data_root: Path, tmp_path: Path) -> None:
     stale = tmp_path / "out" / "evaluations" / ".scratch.json.tmp-999999999-0123abcd.json"
+    check_out_dir(tmp_path / "out")  # the folder of a run that was killed while writing
     stale.parent.mkdir(parents=True)
     stale.write_text("{")
     lines: list[str] = []

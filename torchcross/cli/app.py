@@ -121,6 +121,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("config", help="a .toml, .yaml or .yml file")
     p.add_argument("--out", help="override [run] out_dir")
+    p.add_argument(
+        "--allow-existing-out",
+        action="store_true",
+        help="write into an out_dir that torchcross did not create (set [run] allow_existing_out_dir)",
+    )
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints and finished evaluations")
     p.add_argument("--check", action="store_true", help="validate the config and data, print the plan, stop")
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")

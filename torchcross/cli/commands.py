@@ -231,6 +231,8 @@ def run_command(args: argparse.Namespace) -> int:
         run = dataclasses.replace(run, out_dir=Path(args.out))
     if args.no_resume:
         run = dataclasses.replace(run, resume=False)
+    if args.allow_existing_out:
+        run = dataclasses.replace(run, allow_existing_out_dir=True)
     config = dataclasses.replace(config, run=run)
     if args.check:
         plan = check_protocol(config)

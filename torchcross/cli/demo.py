@@ -89,6 +89,7 @@ def demo_config(
     plot: bool = True,
     num_threads: int | str | None = "auto",
     device: str = "cpu",
+    allow_existing_out_dir: bool = False,
 ) -> ProtocolConfig:
     """The demo's protocol configuration.
 
@@ -107,6 +108,8 @@ def demo_config(
             bits depend on the thread count, and with one thread the documented tables
             (docs/demo.md) are reproduced digit for digit on any machine.
         device: where training and evaluation run (``"cpu"``, ``"cuda"``).
+        allow_existing_out_dir: write into an ``out_dir`` that torchcross did not create
+            (``[run] allow_existing_out_dir``).
 
     Examples:
         >>> cfg = demo_config("out", quick=True)
@@ -132,6 +135,7 @@ def demo_config(
         "plot": plot,
         "num_threads": num_threads,
         "device": device,
+        "allow_existing_out_dir": allow_existing_out_dir,
     }
     return config_from_dict(raw)
 
@@ -148,6 +152,7 @@ def run_demo(
     plot: bool = True,
     num_threads: int | str | None = "auto",
     device: str = "cpu",
+    allow_existing_out_dir: bool = False,
     progress: bool | None = None,
     log: Any = print,
 ) -> Any:
@@ -155,6 +160,8 @@ def run_demo(
 
     ``out_dir`` defaults to ``torchcross-demo`` (``torchcross-demo-quick`` with ``quick``: the two
     runs train with other settings, so each keeps its own checkpoints and resumes on its own).
+    A folder that torchcross did not create is refused before any data is written, unless
+    ``allow_existing_out_dir`` (see [`check_out_dir()`][torchcross.protocol.plan.check_out_dir]).
 
     Returns:
         the [`ProtocolResult`][torchcross.protocol.run.ProtocolResult].
@@ -176,8 +183,9 @@ def run_demo(
         plot=plot,
         num_threads=num_threads,
         device=device,
+        allow_existing_out_dir=allow_existing_out_dir,
     )
-    check_out_dir(Path(out_dir))
+    check_out_dir(Path(out_dir), allow_existing=allow_existing_out_dir)
     write_demo_medimeta(config.data.root, size=16, seed=seed)
     check_protocol(config)  # names and paths are checked before any training
     return run_protocol(config, progress=progress, log=log)
@@ -305,6 +313,11 @@ def _parser(prog: str = "torchcross demo") -> argparse.ArgumentParser:
         help="output folder (default: torchcross-demo, or torchcross-demo-quick with --quick)",
     )
     p.add_argument("--data", default=None, help="folder for the demo datasets (default: OUT/data)")
+    p.add_argument(
+        "--allow-existing-out",
+        action="store_true",
+        help="write into an --out folder that torchcross did not create (its files are never replaced)",
+    )
     p.add_argument("--quick", action="store_true", help="a reduced run: 10 episodes per task, short training")
     p.add_argument("--episodes", type=int, default=None, help="episodes per target task (default: 100)")
     p.add_argument(
@@ -351,6 +364,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "torchcross demo") -> in
             plot=not args.no_plot,
             num_threads=args.threads,
             device=args.device,
+            allow_existing_out_dir=args.allow_existing_out,
             progress=True if args.progress else None,
         )
     except KeyboardInterrupt as exc:

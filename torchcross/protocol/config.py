@@ -325,7 +325,9 @@ class RunConfig:
     """Where results go and how the run behaves.
 
     Attributes:
-        out_dir: results, episodes, checkpoints and the plot are written here.
+        out_dir: results, episodes, checkpoints and the plot are written here. A folder
+            that torchcross did not create (one that exists, is not empty and lacks the
+            ``.torchcross-run`` file a run writes into its folder) is refused.
         seed: seeds weights, episodes and samplers.
         seeds: train and evaluate every method once per seed (on the same episodes,
             drawn with ``seed``) and report the between-seed spread; ``None``: ``[seed]``.
@@ -351,6 +353,10 @@ class RunConfig:
             ``.py`` files (relative to the config file), or module names, never looked up
             in the current directory. They run code when the config is read, ``--check``
             included; each is announced on stderr first (`torchcross.protocol.plugins`).
+        allow_existing_out_dir: write into an ``out_dir`` that torchcross did not create
+            (it is then marked as torchcross's); files and folders named like the ones a
+            run writes (``results.csv``, ``checkpoints/``, ...) are never replaced: such a
+            folder is refused all the same.
     """
 
     out_dir: Path = field(metadata=_opt("path"))
@@ -364,6 +370,7 @@ class RunConfig:
     logger: str = field(default="csv", metadata=_opt("str", choices=("csv", "tensorboard", "none")))
     num_workers: int = field(default=0, metadata=_opt("int", min=0, max=1024))
     plugins: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
+    allow_existing_out_dir: bool = field(default=False, metadata=_opt("bool"))
 
 
 @dataclass(frozen=True)

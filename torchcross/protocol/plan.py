@@ -10,6 +10,7 @@ and device.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,12 +18,49 @@ from typing import Any
 
 import torch
 
+from torchcross._io import LOCK_NAME
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 from torchcross.protocol.methods import resolve_methods
 from torchcross.protocol.registry import get_method
 
-__all__ = ["ProtocolPlan", "check_out_dir", "check_protocol", "open_split"]
+__all__ = [
+    "OUT_DIR_MARKER",
+    "RESULT_FILES",
+    "RUN_FOLDERS",
+    "ProtocolPlan",
+    "check_out_dir",
+    "check_protocol",
+    "open_split",
+]
+
+OUT_DIR_MARKER = ".torchcross-run"
+"""The file that marks a folder as a run's ``out_dir``: written when a run creates (or is
+allowed to adopt) the folder; torchcross replaces its own files only in a folder that has it."""
+
+RESULT_FILES: tuple[str, ...] = (
+    "results.csv",
+    "results.md",
+    "results.json",
+    "episodes.csv",
+    "paired.csv",
+    "supervised.csv",
+    "auroc.png",
+)
+"""The files a run writes at the top of ``out_dir``."""
+
+RUN_FOLDERS: dict[str, str] = {
+    "episodes": "*.json",
+    "evaluations": "*.json",
+    "checkpoints": "*.pt",
+    "curves": "*.csv",
+}
+"""The folders a run makes in ``out_dir``, with the names of the files it writes in them."""
+
+_MARKER_TEXT = (
+    "This folder is the out_dir of a torchcross protocol run: torchcross writes and replaces "
+    f"{', '.join(RESULT_FILES)} and the folders {', '.join(f'{n}/' for n in RUN_FOLDERS)} here.\n"
+)
 
 
 @dataclass(frozen=True)
@@ -58,29 +96,91 @@ class ProtocolPlan:
         return "\n".join(lines)
 
 
-def check_out_dir(out_dir: Path) -> None:
-    """Create ``out_dir`` if needed and check that files can be written in it.
+def _is_ours(name: str) -> bool:
+    """Files torchcross puts in a folder before anything else: the lock, the marker, a write test."""
+    return name in (LOCK_NAME, OUT_DIR_MARKER) or name.startswith(".torchcross-write-test-")
+
+
+def _shown(names: list[str]) -> str:
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _claim(out_dir: Path, allow_existing: bool) -> None:
+    """Mark ``out_dir`` as a run's folder, unless it holds files that torchcross did not write."""
+    marker = out_dir / OUT_DIR_MARKER
+    if os.path.lexists(marker):
+        if stat.S_ISREG(os.lstat(marker).st_mode):
+            return
+        raise FileExistsError(
+            f"{str(marker)!r} is not a regular file (torchcross writes one there to mark its "
+            "output folder); remove it, or choose another [run] out_dir",
+        )
+    theirs = sorted(p.name + ("/" if p.is_dir() else "") for p in out_dir.iterdir() if not _is_ours(p.name))
+    earlier = (
+        f" (if an earlier torchcross version wrote them, mark the folder as torchcross's by "
+        f"creating the empty file {str(marker)!r})"
+        if os.path.lexists(out_dir / LOCK_NAME)
+        else ""
+    )
+    if theirs and not allow_existing:
+        raise FileExistsError(
+            f"[run] out_dir {str(out_dir)!r} is a folder that torchcross did not create: it holds "
+            f"{_shown(theirs)} and no {OUT_DIR_MARKER} file{earlier}; a run writes "
+            f"{', '.join(RESULT_FILES)} and {', '.join(f'{n}/' for n in RUN_FOLDERS)} there. "
+            "Choose a new or empty folder, or set [run] allow_existing_out_dir = true "
+            "(torchcross run --allow-existing-out) to write beside its files",
+        )
+    clash = [n for n in theirs if n.rstrip("/") in RESULT_FILES or n.rstrip("/") in RUN_FOLDERS]
+    if clash:
+        raise FileExistsError(
+            f"[run] out_dir {str(out_dir)!r} holds {_shown(clash)}, which torchcross did not write "
+            f"and a run would replace{earlier}; move them away or choose another folder",
+        )
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    try:
+        fd = os.open(marker, flags, 0o644)
+    except FileExistsError:  # written meanwhile (another rank of the same run)
+        return _claim(out_dir, allow_existing)
+    try:
+        os.write(fd, _MARKER_TEXT.encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+def check_out_dir(out_dir: Path, *, allow_existing: bool = False) -> None:
+    """Create ``out_dir`` if needed, mark it as a run's folder and check that files can be written in it.
+
+    A folder that torchcross did not create (it exists, holds files and lacks the
+    `OUT_DIR_MARKER` file) is refused, so that no file of the user's is replaced; with
+    ``allow_existing`` it is used (and marked) when it holds nothing named like what a
+    run writes (`RESULT_FILES`, `RUN_FOLDERS`). An empty folder is used and marked.
 
     Raises:
         NotADirectoryError: ``out_dir`` exists and is not a folder.
+        FileExistsError: a folder that torchcross did not create (naming it, what it holds
+            and what to do).
         PermissionError: the folder cannot be created or written to.
 
     Examples:
         >>> import tempfile
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     check_out_dir(Path(tmp) / "run")
-        ...     (Path(tmp) / "run").is_dir()
-        True
+        ...     sorted(p.name for p in (Path(tmp) / "run").iterdir())
+        ['.torchcross-run']
     """
+    out_dir = Path(out_dir)
     if os.path.lexists(out_dir) and not out_dir.is_dir():
         raise NotADirectoryError(
             f"output folder {str(out_dir)!r} exists and is not a folder; choose another [run] out_dir"
         )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
+        _claim(out_dir, allow_existing)
         fd, probe = tempfile.mkstemp(prefix=".torchcross-write-test-", dir=out_dir)
         os.close(fd)
         os.unlink(probe)
+    except FileExistsError:
+        raise
     except OSError as exc:
         raise PermissionError(
             f"output folder {str(out_dir)!r} is not writable ({exc.strerror or exc}); "
@@ -118,6 +218,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         FileNotFoundError: a missing data root or weights file.
         ValueError: unknown names (listing what exists), a missing split, mixed image
             sizes without ``[data] image_size``, or an unusable device.
+        FileExistsError: an output folder that torchcross did not create (see
+            `check_out_dir()`).
         PermissionError: an unwritable output folder.
         ImportError: a missing optional dependency (naming the extra).
     """
@@ -184,7 +286,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         for ds, task in t.sources:
             for split in sorted(source_splits):
                 open_split(config, ds, task, split, in_channels, image_size)
-    check_out_dir(Path(config.run.out_dir))
+    check_out_dir(Path(config.run.out_dir), allow_existing=config.run.allow_existing_out_dir)
     return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems, methods)
 
 

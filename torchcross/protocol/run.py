@@ -56,7 +56,7 @@ from torchcross.protocol.methods import (
     method_fingerprint,
     train_method,
 )
-from torchcross.protocol.plan import ProtocolPlan, check_protocol, open_split
+from torchcross.protocol.plan import RESULT_FILES, RUN_FOLDERS, ProtocolPlan, check_protocol, open_split
 from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.registry import get_method
 from torchcross.protocol.report import summarize_results, write_results
@@ -341,6 +341,19 @@ def _read_json(path: Path, log: Log) -> dict[str, Any]:
     return saved
 
 
+def _remove_stale_temp_files(out: Path) -> list[Path]:
+    """The temporaries that killed runs left of the files a run writes, where it writes them.
+
+    Only ``out_dir`` itself (the result files) and the folders a run makes in it
+    (``episodes/``, ``checkpoints/``, ...) are searched, never the rest of a tree.
+    """
+    removed = remove_stale_temp_files(out, RESULT_FILES)
+    for name, pattern in RUN_FOLDERS.items():
+        if not (out / name).is_symlink():
+            removed += remove_stale_temp_files(out / name, [pattern], recursive=True)
+    return removed
+
+
 def _set_threads(config: ProtocolConfig, say: Log) -> int:
     """Apply ``[run] num_threads`` and say what was chosen (an oversubscription warning as a line)."""
     with warnings.catch_warnings(record=True) as caught:
@@ -375,7 +388,9 @@ def run_protocol(
     thread count is set by ``[run] num_threads`` for the run and restored afterwards.
     Every file is written atomically (see ``torchcross._io.atomic_write``), and
     ``out_dir`` is locked while the run works in it. Before any training it raises what
-    [`check_protocol()`][torchcross.protocol.plan.check_protocol] raises.
+    [`check_protocol()`][torchcross.protocol.plan.check_protocol] raises: a folder that
+    torchcross did not create is refused unless ``[run] allow_existing_out_dir`` (see
+    [`check_out_dir()`][torchcross.protocol.plan.check_out_dir]).
 
     Launched by ``torchrun`` with more than one process, every rank runs it: training is
     shared (synchronised gradients), each rank scores its share of the target episodes,
@@ -400,7 +415,7 @@ def run_protocol(
 
         def lock() -> None:
             stack.enter_context(lock_folder(out, "[run] out_dir"))
-            for stale in remove_stale_temp_files(out):
+            for stale in _remove_stale_temp_files(out):
                 say(f"removed {stale}, a temporary file left by an interrupted run")
 
         team.leader(lock)

@@ -160,12 +160,22 @@ def _changed(saved: str, now: str) -> str:
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
-    """Write a checkpoint (tensors and plain values only) atomically, naming the file on failure."""
+    """Write a checkpoint (tensors and plain values only) atomically.
+
+    Raises:
+        OSError: the checkpoint cannot be written, naming it, the folder in the way and
+            what to do (the previous checkpoint, if any, is unchanged).
+    """
     import io
 
     buffer = io.BytesIO()
     torch.save(dict(state), buffer)
-    atomic_write(path, buffer.getvalue())
+    try:
+        atomic_write(path, buffer.getvalue())
+    except OSError as exc:
+        raise OSError(
+            exc.errno, f"checkpoint not saved: {exc.strerror} (in a protocol run: another [run] out_dir)"
+        ) from exc
 
 
 def _damaged(path: Path, problem: str) -> CheckpointError:
