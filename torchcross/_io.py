@@ -5,7 +5,8 @@ flushes it to disk, renames it over the target and flushes the folder: a kill or
 disk at any moment leaves the old file or the new one, never part of one. Temporary
 names carry the writer's process id, so `remove_stale_temp_files()` can tell the
 leftovers of a killed process from the files of a live one. `lock_folder()` keeps
-two runs out of one output folder.
+two runs out of one output folder. `read_regular_file()` reads a file without ever
+blocking: a FIFO, a device or a directory in its place is an error naming it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ __all__ = [
     "atomic_write",
     "lock_folder",
     "process_alive",
+    "read_regular_file",
     "remove_stale_temp_files",
     "temp_name",
 ]
@@ -303,3 +305,59 @@ def lock_folder(folder: str | os.PathLike[str], what: str = "output folder") -> 
             fcntl.flock(fd, fcntl.LOCK_UN)
     finally:
         os.close(fd)
+
+
+def read_regular_file(path: str | os.PathLike[str], what: str = "file") -> bytes:
+    """The bytes of ``path`` if it is a regular file (or a link to one); opening never blocks.
+
+    The file is opened non-blocking and checked with ``fstat`` before anything is read, so
+    a FIFO (which would wait for a writer), a device such as ``/dev/zero`` (endless) or a
+    directory in its place is refused instead of hanging or filling memory.
+
+    Args:
+        path: the file.
+        what: what the file is, for the message (e.g. ``"episode set file"``).
+
+    Raises:
+        ValueError: ``path`` is a FIFO, a device, a socket or a directory (naming it).
+        OSError: it cannot be opened or read (e.g. ``FileNotFoundError``), naming it.
+
+    Examples:
+        >>> import tempfile
+        >>> folder = Path(tempfile.mkdtemp())
+        >>> _ = (folder / "a.txt").write_text("hello")
+        >>> read_regular_file(folder / "a.txt")
+        b'hello'
+        >>> read_regular_file(folder, "results file")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        ...
+        ValueError: results file '...' is a directory, not a regular file; ...
+    """
+    name = os.fspath(path)
+    try:
+        fd = os.open(name, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:  # pragma: no cover - Linux opens directories read-only
+        fd = None
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot open {what} {name!r}: {exc.strerror or exc}") from None
+    try:
+        mode = os.stat(name).st_mode if fd is None else os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            kinds = [
+                (stat.S_ISDIR, "a directory"),
+                (stat.S_ISFIFO, "a FIFO (named pipe)"),
+                (stat.S_ISSOCK, "a socket"),
+            ]
+            kind = next((k for test, k in kinds if test(mode)), "a device")
+            raise ValueError(
+                f"{what} {name!r} is {kind}, not a regular file; give the path of the file itself"
+            )
+        chunks = []
+        while chunk := os.read(fd, 1 << 20):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    except OSError as exc:
+        raise type(exc)(exc.errno, f"cannot read {what} {name!r}: {exc.strerror or exc}") from None
+    finally:
+        if fd is not None:
+            os.close(fd)

@@ -99,10 +99,20 @@ class CSVLogger(_Closing):
             self._read_existing()
 
     def _read_existing(self) -> None:
-        text = self.path.read_text(encoding="utf-8")
+        fix = "delete it or move it away (a new curve is started), or pass resume=False"
+        try:
+            text = self.path.read_text(encoding="utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(
+                f"training-curve CSV {str(self.path)!r} is not UTF-8 text ({exc.reason} at byte "
+                f"{exc.start}): it is damaged; {fix}"
+            ) from None
         if not text.endswith("\n"):  # a row cut short by a crash: drop it
             text = text[: text.rfind("\n") + 1]
-        rows = list(csv.reader(io.StringIO(text)))
+        try:
+            rows = list(csv.reader(io.StringIO(text)))
+        except csv.Error as exc:
+            raise ValueError(f"training-curve CSV {str(self.path)!r} is damaged ({exc}); {fix}") from None
         if not rows:
             return
         if not rows[0] or rows[0][0] != "step":
@@ -110,6 +120,12 @@ class CSVLogger(_Closing):
                 f"{self.path} is not a training-curve CSV (its first column is not 'step'); "
                 "move it away or pass resume=False"
             )
+        for line, row in enumerate(rows[1:], start=2):
+            if row and not (row[0].isascii() and row[0].isdigit()):
+                raise ValueError(
+                    f"training-curve CSV {str(self.path)!r}, line {line}: the step {row[0][:20]!r} is not a "
+                    f"whole number: the file is damaged; {fix}"
+                )
         self._columns = rows[0][1:]
         self._kept = rows[1:]
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from torchcross._io import atomic_write
+from torchcross._io import atomic_write, read_regular_file
 
 __all__ = ["ResultsTable"]
 
@@ -212,9 +212,18 @@ class ResultsTable:
         """Read a table written by [`to_json()`][torchcross.evaluation.results.ResultsTable.to_json].
 
         Raises:
-            ValueError: if the file does not hold a JSON array of objects.
+            ValueError: naming the file: it is not UTF-8 JSON (e.g. cut short), does not hold
+                a JSON array of objects, or is a FIFO, device or directory (never read).
+            OSError: it cannot be read (e.g. ``FileNotFoundError``).
         """
-        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        text = _read_text(path, "JSON results file")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(
+                f"JSON results file {str(path)!r} is not valid JSON ({exc.msg} at line {exc.lineno}, "
+                f"column {exc.colno}): it was cut short or damaged; write it again (to_json())"
+            ) from None
         if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
             raise ValueError(f"{path} does not hold a JSON array of row objects")
         return cls(data)
@@ -222,11 +231,42 @@ class ResultsTable:
     @classmethod
     def read_csv(cls, path: str | Path) -> ResultsTable:
         """Read a table written by [`to_csv()`][torchcross.evaluation.results.ResultsTable.to_csv] (numbers
-        parsed back, empty cells become ``None``)."""
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
+        parsed back, empty cells become ``None``).
+
+        Raises:
+            ValueError: naming the file (and row): not UTF-8 CSV, empty, a row with more cells
+                than the header, or a FIFO, device or directory (never read).
+            OSError: it cannot be read (e.g. ``FileNotFoundError``).
+        """
+        text = _read_text(path, "CSV results file")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        try:
             header = next(reader, None)
             if header is None:
                 raise ValueError(f"{path} is empty; expected a CSV header row")
-            rows = [dict(zip(header, (_parse_csv_cell(v) for v in line))) for line in reader]
+            rows = []
+            for line in reader:
+                if len(line) > len(header):
+                    raise ValueError(
+                        f"CSV results file {str(path)!r}, line {reader.line_num}: {len(line)} cells, but the "
+                        f"header has {len(header)}; the file is damaged: write it again (to_csv())"
+                    )
+                rows.append(dict(zip(header, (_parse_csv_cell(v) for v in line))))
+        except csv.Error as exc:
+            raise ValueError(
+                f"CSV results file {str(path)!r}, line {reader.line_num}: {exc}; the file is damaged: "
+                "write it again (to_csv())"
+            ) from None
         return cls(rows, header)
+
+
+def _read_text(path: str | Path, what: str) -> str:
+    """The UTF-8 text of a regular file (a FIFO or a device is refused, never read)."""
+    raw = read_regular_file(path, what)
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{what} {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); "
+            "the file is damaged or not a results file: write it again"
+        ) from None

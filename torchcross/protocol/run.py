@@ -31,6 +31,7 @@ results into ``run.out_dir`` and resumes from them when started again.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -106,31 +107,16 @@ def _shared_episode_set(team: Team, plan: ProtocolPlan, source: Any, ds: str, ta
 
 
 def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
+    """The target task's episodes, drawn from the run's seed; the file is checked against them.
+
+    Episodes are a pure function of the seed and the labels, so they are always drawn
+    (indices only: cheap) and a stored file is only compared with them: one that differs
+    (edited, damaged, drawn with other settings) is reported and rewritten, never used.
+    """
     from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
     ev, run = plan.config.evaluation, plan.config.run
     path = _episode_path(plan, ds, task)
-    episodes = None
-    if path.is_file() and run.resume:
-        try:
-            episodes = EpisodeSet.load(path, task_source=source)
-        except (ValueError, OSError) as exc:
-            log(f"{exc}; drawing the episodes again (same seed, same episodes)")
-            episodes = None
-    if path.is_file() and run.resume and episodes is not None:
-        wanted = {
-            "seed": run.seed,
-            "length": ev.n_episodes,
-            "filter_classes_min_samples": plan.config.data.min_class_size,
-        }
-        got = {k: episodes.sampling.get(k) for k in wanted}
-        shots = (
-            episodes.sampling.get("n_support_samples_per_class"),
-            episodes.sampling.get("n_query_samples_per_class"),
-        )
-        if got == wanted and shots == (ev.n_shot, ev.n_query):
-            return episodes
-        log(f"episodes in {path} were drawn with other settings; drawing them again")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(
@@ -143,6 +129,19 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
         )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
+    if path.is_file() and run.resume:
+        try:
+            difference = EpisodeSet.load(path, task_source=source).first_difference(episodes)
+        except (ValueError, OSError) as exc:
+            log(f"warning: {exc}; drawing the episodes again (same seed, same episodes)")
+        else:
+            if difference is None:
+                return episodes
+            log(
+                f"warning: episodes in {path}: {difference} differs from what seed {run.seed} draws "
+                "(edited, damaged or drawn with other settings); drawing the episodes again and "
+                "rewriting the file"
+            )
     path.parent.mkdir(parents=True, exist_ok=True)
     episodes.save(path)
     return episodes
@@ -195,23 +194,69 @@ def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -
     return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
 
 
+def _records_problem(
+    records: Any, plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, tasks: Any
+) -> str | None:
+    """What is wrong with saved records of ``method`` on ``tasks`` of ``target`` (``None``: all there)."""
+    per_task = get_method(method).per_task
+    n = 1 if per_task else plan.config.evaluation.n_episodes
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        return "the records are not a list of objects"
+    for task in tasks:
+        name = f"{target.dataset_id}/{task}"
+        mine = [r for r in records if r.get("target") == name]
+        if any(r.get("method") != method for r in mine):
+            return f"records of {name} name another method than {method!r}"
+        if not all(isinstance(r.get("auroc"), (int, float, type(None))) for r in mine):
+            return f"a record of {name} has no AUROC"
+        if not per_task and any(r.get("seed") != seed or r.get("dataset") != target.dataset_id for r in mine):
+            return f"records of {name} are of another seed or dataset"
+        episodes = [r.get("episode") for r in mine]
+        complete = per_task or (all(type(e) is int for e in episodes) and sorted(episodes) == list(range(n)))
+        if len(mine) != n or not complete:
+            return f"{name} has {len(mine)} records, {n} expected (one per episode)"
+    if len(records) != n * len(tasks):
+        return f"{len(records)} records, {n * len(tasks)} expected"
+    return None
+
+
 def _saved_evaluation(
     plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, fingerprint: str, log: Log
 ) -> tuple[list[dict[str, Any]] | None, dict[str, list[dict[str, Any]]]]:
-    """A finished evaluation's records (else ``None``), and the tasks a stopped one finished."""
+    """A finished evaluation's records (else ``None``), and the tasks a stopped one finished.
+
+    A file of this fingerprint is reused only if its digest matches its content and it
+    holds the expected records (every target task, every episode, this method and seed);
+    otherwise the evaluation is redone, with a warning naming the file.
+    """
     config = plan.config
     done_file = _done_file(plan, target, method, seed)
     if config.run.resume and done_file.is_file():
         saved = _read_json(done_file, log)
         if saved.get("fingerprint") == fingerprint and isinstance(saved.get("records"), list):
-            log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
-            return saved["records"], {}
+            problem = _content_problem(saved) or _records_problem(
+                saved["records"], plan, target, method, seed, target.tasks
+            )
+            if problem is None:
+                log(f"[{target.dataset_id}] {method}: reusing finished evaluation from {done_file}")
+                return saved["records"], {}
+            log(f"warning: {done_file}: {problem}; evaluating again")
     # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
     partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
     if config.run.resume and partial_file.is_file():
         saved = _read_json(partial_file, log)
         if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
-            return None, saved["tasks"]
+            tasks = saved["tasks"]
+            problem = _content_problem(saved)
+            if problem is None and not set(tasks) <= set(target.tasks):
+                problem = (
+                    f"target tasks {sorted(set(tasks) - set(target.tasks))} are not evaluated in this run"
+                )
+            for task in tasks:
+                problem = problem or _records_problem(tasks[task], plan, target, method, seed, [task])
+            if problem is None:
+                return None, tasks
+            log(f"warning: {partial_file}: {problem}; evaluating its tasks again")
     return None, {}
 
 
@@ -268,9 +313,9 @@ def _evaluate_method(
         records += task_records
         finished[task] = task_records
         if team.is_leader:
-            _write_json(partial_file, {"fingerprint": fingerprint, "tasks": finished})
+            _write_json(partial_file, _with_digest({"fingerprint": fingerprint, "tasks": finished}))
     if team.is_leader:
-        _write_json(done_file, {"fingerprint": fingerprint, "records": records})
+        _write_json(done_file, _with_digest({"fingerprint": fingerprint, "records": records}))
         partial_file.unlink(missing_ok=True)
     return records
 
@@ -326,6 +371,27 @@ def _strict(obj: Any) -> Any:
 def _write_json(path: Path, obj: Any) -> None:
     """Write ``obj`` as strict JSON (NaN as null) in one rename (see ``atomic_write``)."""
     atomic_write(path, json.dumps(_strict(obj), default=str, allow_nan=False))
+
+
+def _digest(obj: Any) -> str:
+    """``"sha256:<hex>"`` of ``obj`` as strict JSON with sorted keys (the same after a JSON round trip)."""
+    text = json.dumps(_strict(obj), sort_keys=True, default=str, allow_nan=False)
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _with_digest(content: dict[str, Any]) -> dict[str, Any]:
+    """``content`` with the digest of its other fields (checked by `_content_problem()`)."""
+    return {**content, "digest": _digest(content)}
+
+
+def _content_problem(saved: dict[str, Any]) -> str | None:
+    """Whether a saved evaluation's fields still match the digest written with them."""
+    content = {k: v for k, v in saved.items() if k != "digest"}
+    if "digest" not in saved:
+        return "it has no digest of its content (written by an older torchcross or edited)"
+    if saved["digest"] != _digest(content):
+        return "its content does not match the digest written with it (edited or damaged)"
+    return None
 
 
 def _read_json(path: Path, log: Log) -> dict[str, Any]:

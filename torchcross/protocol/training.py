@@ -37,6 +37,7 @@ __all__ = [
     "CheckpointMismatchError",
     "NonFiniteLossError",
     "TrainingInterrupted",
+    "checkpoint_checksum",
     "config_fingerprint",
     "load_checkpoint",
     "previous_checkpoint",
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 _FORMAT = "torchcross-protocol-checkpoint"
-_VERSION = 2
+_VERSION = 3  # 3: with a checksum of the content (version 2 had none and is refused)
 _WHAT_TO_DO = "delete it (training starts again from step 0) or set [run] resume = false"
 
 
@@ -159,8 +160,45 @@ def _changed(saved: str, now: str) -> str:
     return "; changed: " + ", ".join(f"{k} (saved {old.get(k)!r}, now {new.get(k)!r})" for k in keys)
 
 
+def _update_digest(digest: Any, value: Any) -> None:
+    """Feed ``value`` (nested dicts, lists, tuples of tensors and plain values) to a hash, in order."""
+    if isinstance(value, torch.Tensor):
+        t = value.detach().cpu().contiguous()
+        digest.update(f"T{t.dtype}{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    elif isinstance(value, Mapping):
+        digest.update(f"D{len(value)}|".encode())
+        for k, v in value.items():
+            _update_digest(digest, k)
+            _update_digest(digest, v)
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__[0]}{len(value)}|".encode())
+        for v in value:
+            _update_digest(digest, v)
+    else:  # plain values; repr is exact for floats
+        digest.update(f"{type(value).__name__}:{value!r}|".encode())
+
+
+def checkpoint_checksum(state: Mapping[str, Any]) -> str:
+    """``"sha256:<hex>"`` of a checkpoint's content: every field but ``"checksum"``, tensors' bytes included.
+
+    Examples:
+        >>> a = checkpoint_checksum({"w": torch.zeros(2), "step": 1})
+        >>> a == checkpoint_checksum({"w": torch.zeros(2), "step": 1, "checksum": "x"})
+        True
+        >>> a == checkpoint_checksum({"w": torch.tensor([0.0, 1e-45]), "step": 1})
+        False
+    """
+    digest = hashlib.sha256()
+    _update_digest(digest, {k: v for k, v in state.items() if k != "checksum"})
+    return "sha256:" + digest.hexdigest()
+
+
 def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> None:
     """Write a checkpoint (tensors and plain values only) atomically.
+
+    The checkpoint stores `checkpoint_checksum()` of its content under ``"checksum"``;
+    `load_checkpoint()` refuses a file whose content no longer matches it.
 
     Raises:
         OSError: the checkpoint cannot be written, naming it, the folder in the way and
@@ -168,8 +206,10 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> N
     """
     import io
 
+    state = dict(state)
+    state["checksum"] = checkpoint_checksum(state)
     buffer = io.BytesIO()
-    torch.save(dict(state), buffer)
+    torch.save(state, buffer)
     try:
         atomic_write(path, buffer.getvalue())
     except OSError as exc:
@@ -186,7 +226,9 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
     """Read a checkpoint written by `train_steps()` without running any code from it.
 
     The file is read with ``torch.load(..., weights_only=True)`` (tensors and plain
-    values only); its format, fields and fingerprint are checked before anything is used.
+    values only); its format, fields, checksum (`checkpoint_checksum()`, over every
+    tensor's bytes) and fingerprint are checked before anything is used. Checkpoints of
+    format version 2 (older torchcross, no checksum) are refused.
 
     Raises:
         CheckpointError: a damaged, foreign or malformed file (naming it and what to do).
@@ -223,8 +265,24 @@ def load_checkpoint(path: str | os.PathLike[str], fingerprint: str, settings: st
         ) from None
     if not isinstance(state, dict) or state.get("format") != _FORMAT:
         raise CheckpointError(f"{path} is not a torchcross protocol checkpoint; {_WHAT_TO_DO}")
+    if state.get("version") == 2:
+        raise _damaged(
+            path,
+            "was written by an older torchcross (format version 2, without a checksum), so its content "
+            "cannot be checked",
+        )
     if state.get("version") != _VERSION:
         raise _damaged(path, f"has format version {state.get('version')!r}, this torchcross reads {_VERSION}")
+    try:
+        actual = checkpoint_checksum(state)
+    except (RuntimeError, TypeError, ValueError) as exc:  # e.g. tensors of a kind torchcross never writes
+        actual = f"unreadable ({type(exc).__name__})"
+    if state.get("checksum") != actual:
+        raise _damaged(
+            path,
+            f"is damaged: its content does not match the checksum written with it "
+            f"(stored {str(state.get('checksum'))[:80]!r}); a byte changed on disk or the file was edited",
+        )
     if state.get("fingerprint") != fingerprint:
         raise CheckpointMismatchError(
             f"checkpoint {path} was written with other settings (fingerprint {state.get('fingerprint')}, "

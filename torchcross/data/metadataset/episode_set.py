@@ -7,7 +7,11 @@ writes a JSON file (format version, task description, sampling parameters, a SHA
 checksum of the source's canonical labels, and one line per episode with indices and
 relabelled labels), and [`EpisodeSet.load()`][torchcross.data.metadataset.EpisodeSet.load] reads it back and,
 given the source,
-refuses a file whose checksum no longer matches the data. No pickle is involved.
+refuses a file whose checksum no longer matches the data. Every episode is checked on load
+(indices within the source, none repeated, support and query disjoint, labels in range) and,
+given the source, its stored labels against the source's labels at its indices, so an edited
+or damaged file is refused, naming the episode. Only regular files are read (a FIFO in
+its place is an error, never a hang). No pickle is involved.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from torchcross._checks import check_int
-from torchcross._io import atomic_write
+from torchcross._io import atomic_write, read_regular_file
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
 from torchcross.data.metadataset.few_shot import FewShotMetaDataset
 from torchcross.data.sources import canonical_labels
@@ -31,7 +35,7 @@ from torchcross.sampling.defaults import (
     DEFAULT_QUERY_PER_CLASS,
     DEFAULT_SHOTS,
 )
-from torchcross.sampling.episodes import EpisodeIndices, episode_labels, relabel_description
+from torchcross.sampling.episodes import EpisodeIndices, episode_labels, index_labels, relabel_description
 from torchcross.tasks.task import Task, TaskDescription, TaskTarget
 
 __all__ = [
@@ -88,6 +92,44 @@ def _labels_to_json(labels: np.ndarray) -> list:
     )
 
 
+def _entry(e: EpisodeRecord) -> dict[str, Any]:
+    """An episode as its JSON object in the file."""
+    return {
+        "classes": list(e.classes),
+        "support": e.support.tolist(),
+        "support_labels": _labels_to_json(e.support_labels),
+        "query": e.query.tolist(),
+        "query_labels": _labels_to_json(e.query_labels),
+    }
+
+
+def _labels_problem(index: Any, record: EpisodeRecord) -> str | None:
+    """What is wrong with ``record``'s classes or labels given the source's label index (``None``: fine)."""
+    unknown = [c for c in record.classes if c not in index.keys]
+    if unknown:
+        return f"classes {unknown} are not class keys of the source ({list(index.keys)})"
+    try:
+        expected = episode_labels(index, EpisodeIndices(record.support, record.query, record.classes))
+    except ValueError as exc:
+        return str(exc)
+    for name, want in zip(("support", "query"), expected):
+        got = getattr(record, f"{name}_labels")
+        want = want.reshape(got.shape) if want.size == got.size else want
+        if got.shape != want.shape or not np.array_equal(got, want):
+            bad = next(
+                (j for j in range(min(len(got), len(want))) if not np.array_equal(got[j], want[j])),
+                min(len(got), len(want)),
+            )
+            idx = getattr(record, name)
+            at = f"example {int(idx[bad])} (position {bad})" if bad < len(idx) else f"position {bad}"
+            return (
+                f"its {name} labels do not match the source's labels at its indices: {at} is stored "
+                f"as {got[bad].tolist() if bad < len(got) else 'missing'}, the source says "
+                f"{want[bad].tolist() if bad < len(want) else 'nothing'}"
+            )
+    return None
+
+
 @dataclass(frozen=True, eq=False)
 class EpisodeSet:
     """A fixed list of episodes of one task, with what is needed to check and reload them.
@@ -142,6 +184,35 @@ class EpisodeSet:
                 f"{self.num_examples} examples; source {actual}, {len(labels)} examples); the data changed: "
                 "re-sample the episodes"
             )
+        index = index_labels(labels, self.description.task_target)
+        for i, record in enumerate(self.episodes):
+            problem = _labels_problem(index, record)
+            if problem is not None:
+                raise ValueError(
+                    f"{where}: episode {i}: {problem}; the file was edited or damaged: re-sample the episodes"
+                )
+
+    def first_difference(self, other: EpisodeSet) -> str | None:
+        """Where ``other`` differs from this set as saved (``None``: the files would be the same).
+
+        Examples:
+            >>> import torch
+            >>> from torchcross.data.sources import TensorTaskSource
+            >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
+            >>> src = TensorTaskSource(torch.randn(40, 2), torch.arange(40) % 2, d)
+            >>> a, b = (sample_episode_set(src, 3, 2, 2, seed=s) for s in (0, 0))
+            >>> a.first_difference(b) is None, a.first_difference(sample_episode_set(src, 3, 2, 2, seed=1))
+            (True, "its 'sampling' (the settings the episodes were drawn with)")
+        """
+        mine, theirs = self._header(), other._header()
+        for key in mine:
+            if mine[key] != theirs.get(key):
+                what = {"sampling": " (the settings the episodes were drawn with)"}.get(key, "")
+                return f"its {key!r}{what}"
+        for i, (a, b) in enumerate(zip(self.episodes, other.episodes)):
+            if _entry(a) != _entry(b):
+                return f"episode {i}"
+        return None
 
     def as_dataset(
         self, task_source: Any, collate_fn: Callable | None = None, output_indices: bool = False
@@ -149,8 +220,8 @@ class EpisodeSet:
         """A map-style dataset of the stored episodes, reading inputs from ``task_source``."""
         return FixedEpisodeMetaDataset(self, task_source, collate_fn, output_indices)
 
-    def to_json(self) -> str:
-        """The file content: one header key per line, then one line per episode."""
+    def _header(self) -> dict[str, Any]:
+        """The file's header fields, as JSON values (a JSON round trip of the set gives the same)."""
         d = self.description
         header = {
             "format": FORMAT,
@@ -165,17 +236,12 @@ class EpisodeSet:
             "labels": {"checksum": self.labels_checksum, "num_examples": self.num_examples},
             "n_episodes": len(self.episodes),
         }
-        lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in header.items()]
-        episodes = []
-        for e in self.episodes:
-            entry = {
-                "classes": list(e.classes),
-                "support": e.support.tolist(),
-                "support_labels": _labels_to_json(e.support_labels),
-                "query": e.query.tolist(),
-                "query_labels": _labels_to_json(e.query_labels),
-            }
-            episodes.append("    " + json.dumps(entry))
+        return json.loads(json.dumps(header))
+
+    def to_json(self) -> str:
+        """The file content: one header key per line, then one line per episode."""
+        lines = ["{"] + [f"  {json.dumps(k)}: {json.dumps(v)}," for k, v in self._header().items()]
+        episodes = ["    " + json.dumps(_entry(e)) for e in self.episodes]
         lines += ['  "episodes": [', ",\n".join(episodes), "  ]", "}"]
         return "\n".join(lines) + "\n"
 
@@ -191,18 +257,20 @@ class EpisodeSet:
         ``task_source``, check its labels' checksum.
 
         Raises:
-            ValueError: a malformed file, or (given a source) labels that changed.
+            ValueError: a malformed file (naming the episode: an index out of range or
+                repeated, support and query sharing an example, a label out of range), a
+                FIFO, device or directory in place of the file, or (given a source) labels
+                that changed or episode labels that differ from the source's.
+            OSError: the file cannot be read (e.g. ``FileNotFoundError``).
         """
         where = f"episode set file {os.fspath(path)!r}"
+        raw = read_regular_file(path, "episode set file")
         try:
-            with open(path, encoding="utf-8") as f:
-                data = json.load(f)
+            data = json.loads(raw.decode("utf-8"))
         except json.JSONDecodeError as exc:
             raise ValueError(f"{where} is not valid JSON: {exc}") from None
         except UnicodeDecodeError as exc:
             raise ValueError(f"{where} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-        except IsADirectoryError:
-            raise ValueError(f"{where} is a directory, not an episode set file") from None
         episode_set = _from_json(data, where)
         if task_source is not None:
             episode_set.verify(task_source, where)
@@ -226,31 +294,68 @@ def _from_json(data: Any, where: str) -> EpisodeSet:
         )
         num_examples = int(data["labels"]["num_examples"])
         checksum = str(data["labels"]["checksum"])
-        records = tuple(_record(e, description, num_examples) for e in data["episodes"])
+        episodes = data["episodes"]
+        if not isinstance(episodes, list):
+            raise TypeError(f"'episodes' must be a list, got {type(episodes).__name__}")
+        records = tuple(_record(i, e, description, num_examples) for i, e in enumerate(episodes))
     except (KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{where} is malformed: missing or wrong field ({exc!r})") from None
     except ValueError as exc:
-        raise ValueError(f"{where} is malformed: {exc}") from None
+        raise ValueError(f"{where} is malformed: {exc}; re-sample the episodes") from None
     if data.get("n_episodes", len(records)) != len(records):
         raise ValueError(f"{where} says n_episodes={data['n_episodes']} but holds {len(records)} episodes")
     return EpisodeSet(description, records, data.get("sampling", {}), checksum, num_examples)
 
 
-def _record(entry: Mapping[str, Any], description: TaskDescription, num_examples: int) -> EpisodeRecord:
+def _int_array(values: Any, what: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.size == 0:
+        return np.zeros(arr.shape, dtype=np.int64)
+    if arr.dtype.kind not in "iu":  # floats, booleans, strings, numbers beyond int64
+        raise ValueError(f"{what} must be whole numbers, got {np.asarray(values).ravel()[:5].tolist()}")
+    return arr.astype(np.int64)
+
+
+def _record(
+    number: int, entry: Mapping[str, Any], description: TaskDescription, num_examples: int
+) -> EpisodeRecord:
+    """One episode of a file, checked on its own (``number``: its position, for messages)."""
+    where = f"episode {number}"
     classes = tuple(int(c) for c in entry["classes"])
+    kind = description.task_target
+    if len(set(classes)) != len(classes):
+        raise ValueError(f"{where} lists a class twice: {list(classes)}")
     parts = {}
     for name in ("support", "query"):
-        idx = np.asarray(entry[name], dtype=np.int64).reshape(-1)
-        labels = np.asarray(entry[f"{name}_labels"], dtype=np.int64)
-        if description.task_target is TaskTarget.BINARY_CLASSIFICATION:
+        idx = _int_array(entry[name], f"{where}: {name} indices").reshape(-1)
+        labels = _int_array(entry[f"{name}_labels"], f"{where}: {name} labels")
+        if kind is TaskTarget.BINARY_CLASSIFICATION:
             labels = labels.reshape(-1, 1)
         if len(labels) != len(idx) or (idx.size and (idx.min() < 0 or idx.max() >= num_examples)):
             raise ValueError(
-                f"episode {name} has {len(idx)} indices (0..{num_examples - 1}) and {len(labels)} labels"
+                f"{where}: {name} has {len(idx)} indices (0..{num_examples - 1}) and {len(labels)} labels"
+            )
+        values, counts = np.unique(idx, return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"{where}: {name} lists example {int(values[counts > 1][0])} more than once")
+        width = len(classes)
+        if kind is TaskTarget.MULTILABEL_CLASSIFICATION:  # one 0/1 column per class
+            ok, want, high = labels.size == 0 or labels.shape[1:] == (width,), f"{width} columns", 1
+        else:
+            ok, want, high = (
+                labels.ndim == (2 if kind is TaskTarget.BINARY_CLASSIFICATION else 1),
+                "one each",
+                width - 1,
+            )
+        if not ok or (labels.size and (labels.min() < 0 or labels.max() > high)):
+            raise ValueError(
+                f"{where}: {name} labels must be {want} in 0..{high} (the episode has {width} classes), "
+                f"got values {np.unique(labels).tolist()[:10]} with shape {labels.shape}"
             )
         parts[name], parts[f"{name}_labels"] = idx, labels
-    if np.intersect1d(parts["support"], parts["query"]).size:
-        raise ValueError("an episode's support and query share examples")
+    shared = np.intersect1d(parts["support"], parts["query"])
+    if shared.size:
+        raise ValueError(f"{where}: support and query share examples {shared[:5].tolist()}")
     return EpisodeRecord(classes, **parts)
 
 
