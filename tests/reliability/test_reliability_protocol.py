@@ -124,7 +124,10 @@ def test_a_crafted_checkpoint_in_an_out_dir_runs_no_code(data_root: Path, tmp_pa
         (lambda p: p.write_bytes(os.urandom(300)), "damaged|holds objects"),
         (lambda p: (p.unlink(), p.mkdir()), "is not a regular file"),
         (lambda p: torch.save([1, 2], p), "is not a torchcross protocol checkpoint"),
-        (lambda p: torch.save({**torch.load(p, weights_only=True), "losses": [1.0]}, p), "is malformed"),
+        (  # save_checkpoint: a malformed state with a valid checksum
+            lambda p: training.save_checkpoint(p, {**torch.load(p, weights_only=True), "losses": [1.0]}),
+            "is malformed",
+        ),
         (lambda p: torch.save({**torch.load(p, weights_only=True), "version": 1}, p), "format version 1"),
     ],
 )
