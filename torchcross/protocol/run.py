@@ -36,7 +36,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -195,7 +195,7 @@ def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -
 
 
 def _records_problem(
-    records: Any, plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, tasks: Any
+    records: Any, plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, tasks: Sequence[str]
 ) -> str | None:
     """What is wrong with saved records of ``method`` on ``tasks`` of ``target`` (``None``: all there)."""
     per_task = get_method(method).per_task

@@ -114,18 +114,14 @@ def _labels_problem(index: Any, record: EpisodeRecord) -> str | None:
         return str(exc)
     for name, want in zip(("support", "query"), expected):
         got = getattr(record, f"{name}_labels")
-        want = want.reshape(got.shape) if want.size == got.size else want
-        if got.shape != want.shape or not np.array_equal(got, want):
-            bad = next(
-                (j for j in range(min(len(got), len(want))) if not np.array_equal(got[j], want[j])),
-                min(len(got), len(want)),
-            )
-            idx = getattr(record, name)
-            at = f"example {int(idx[bad])} (position {bad})" if bad < len(idx) else f"position {bad}"
+        want = want.reshape(got.shape)  # the same size: both have one row per index
+        bad = np.flatnonzero((got != want).reshape(len(got), -1).any(axis=1))
+        if bad.size:
+            j = int(bad[0])
             return (
-                f"its {name} labels do not match the source's labels at its indices: {at} is stored "
-                f"as {got[bad].tolist() if bad < len(got) else 'missing'}, the source says "
-                f"{want[bad].tolist() if bad < len(want) else 'nothing'}"
+                f"its {name} labels do not match the source's labels at its indices: example "
+                f"{int(getattr(record, name)[j])} (position {j}) is stored as {got[j].tolist()}, "
+                f"the source says {want[j].tolist()}"
             )
     return None
 
