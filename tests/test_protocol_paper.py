@@ -338,10 +338,14 @@ def test_supervised_baseline_on_a_medimeta_fixture(demo_root: Path, tmp_path: Pa
     assert summary["supervised"]["auroc_mean"] == row["auroc"]
     assert summary["scratch"]["n_episodes"] == 4
     assert (tmp_path / "out" / "supervised.csv").is_file()
+    lines: list[str] = []
     again = run_protocol(
-        _small(demo_root, tmp_path / "out", ["supervised", "scratch"]), progress=False, log=None
+        _small(demo_root, tmp_path / "out", ["supervised", "scratch"]), progress=False, log=lines.append
     )
     assert again.supervised.to_records() == result.supervised.to_records()
+    # both finished evaluations pass the checks of reused records (one record per task for supervised)
+    assert sum("reusing finished evaluation" in line for line in lines) == 2, lines
+    assert not any(line.startswith("warning") for line in lines), lines
 
 
 def test_seeds_give_a_between_seed_spread_and_methods_are_paired(demo_root: Path, tmp_path: Path) -> None:

@@ -123,6 +123,19 @@ def test_a_protocol_episode_file_that_is_not_what_the_seed_draws_is_redrawn(
     assert scores(result) == [r for r in scores(reference) if r["method"] == "scratch"]
 
 
+def test_untouched_artefacts_are_reused_without_a_warning(data_root: Path, tmp_path: Path, reference) -> None:
+    config = tiny_config(data_root, tmp_path / "out")
+    run_protocol(config, progress=False, log=None)
+    episodes = tmp_path / "out" / "episodes" / "tgt" / "abnormal.json"
+    written = episodes.stat().st_mtime_ns
+    lines: list[str] = []
+    result = run_protocol(config, progress=False, log=lines.append)
+    assert not any(line.startswith("warning") for line in lines), lines
+    assert sum("reusing finished evaluation" in line for line in lines) == 2
+    assert episodes.stat().st_mtime_ns == written  # compared, not rewritten
+    assert scores(result) == scores(reference)
+
+
 # -- 2. finished evaluation records --------------------------------------------------------------------------
 def _drop_method(saved: dict) -> None:
     saved["records"] = []
