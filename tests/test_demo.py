@@ -260,7 +260,7 @@ def test_docs_show_the_generated_demo_output() -> None:
 def test_demo_device_reaches_the_protocol_and_is_checked(tmp_path: Path, capsys) -> None:
     assert demo_config(tmp_path, device="cuda:1").run.device == "cuda:1"
     assert demo_main(["--out", str(tmp_path / "o"), "--device", "gpu", "--quick"]) == 2
-    assert "[run] device 'gpu' is not a torch device" in capsys.readouterr().err
+    assert "[run] device = 'gpu' is not a torch device; use 'cpu'" in capsys.readouterr().err
 
 
 def test_publish_docs_rewrites_only_its_block_and_names_missing_markers(tmp_path: Path) -> None:
