@@ -35,9 +35,9 @@ its batch; ``"support"`` normalises with the support set's statistics:
 The backbone's own buffers are never changed under any policy.
 
 Evaluation never scores a diverged fine-tuning run: if the support loss after the last
-step is non-finite or far above the one before the first
-([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]), the episode's logits are
-NaN, with a [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning].
+step is non-finite or far above the one before the first, or a support logit is absurdly
+large ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]), the episode's
+logits are NaN, with a [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning].
 
 Examples:
     >>> import torch
