@@ -170,8 +170,8 @@ def adapt_backbone_and_head(
         ``differentiable=False`` (evaluation) the support loss after the last step is
         compared with the one before the first, and the support logits with a bound: if the
         adaptation diverged ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]) the
-        parameters are NaN
-        and a [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning] says so.
+        parameters are NaN and a
+        [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning] says so.
     """
     xs, ys = support
     kind = get_task_kind(description)
