@@ -12,7 +12,10 @@ from torchcross.learners.finetuner import FINETUNE_BATCH_NORM, FineTuner
 
 
 def _train_then_eval(backbone, task, *, steps, lr, finetune_backbone):
-    """The authors' loop: a deep copy in train mode on the support set, eval mode on the query set."""
+    """The authors' loop: a deep copy in train mode on the support set, eval mode on the query set.
+
+    A linear probe sets the running statistics to the support set's (one train-mode pass with
+    momentum 1), then computes support and query features alike in eval mode with them."""
     model = copy.deepcopy(backbone)
     head = torch.nn.Linear(backbone.num_features, num_out(task.description)).double()
     torch.nn.init.zeros_(head.weight)
@@ -25,8 +28,13 @@ def _train_then_eval(backbone, task, *, steps, lr, finetune_backbone):
             opt.zero_grad()
             reference_loss(head(model(task.support[0])), task.support[1], task.description).backward()
             opt.step()
-    else:  # a linear probe computes the support features once (one update of the statistics)
+    else:  # a linear probe: support statistics once, then eval-mode features for support and query
+        for m in model.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._NormBase):
+                m.momentum = 1.0
         with torch.no_grad():
+            model(task.support[0])
+            model.eval()
             feats = model(task.support[0])
         for _ in range(steps):
             opt.zero_grad()

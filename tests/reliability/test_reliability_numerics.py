@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
+from reliability_helpers import small_root, tiny_config
 
 from torchcross.data import TensorTaskSource
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.evaluation.episodic import LEFT_OUT, evaluate, format_summary, summarize
 from torchcross.evaluation.metrics import accuracy, auroc, compute_metrics
+from torchcross.learners.divergence import DivergenceRule
 from torchcross.learners.finetuner import FineTuner
 from torchcross.nn.heads import head_forward, init_head_params
+from torchcross.protocol.run import run_protocol
+from torchcross.protocol.training import DivergedLossError, NonFiniteLossError, train_steps
 from torchcross.tasks.task import Task, TaskDescription
 
 BINARY = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
@@ -100,3 +105,67 @@ def test_a_head_of_another_width_than_the_features_is_a_clear_error() -> None:
         ValueError, match=r"give the learner num_features equal to the backbone's output width"
     ):
         learner.predict(task)
+
+
+def _scripted(losses: list[float]):
+    """A model and a step function whose step ``k`` returns ``losses[k]`` (with a real gradient)."""
+    model = torch.nn.Linear(1, 1)
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+
+    def step(unit: int) -> torch.Tensor:
+        out = model(torch.ones(1, 1)).sum() * 0 + losses[unit]
+        out.backward()
+        return out
+
+    return model, opt, step
+
+
+def test_a_finite_but_diverged_loss_stops_training_naming_step_loss_and_start(tmp_path: Path) -> None:
+    losses = [0.7, 0.6, 2500.0, 0.5]
+    model, opt, step = _scripted(losses)
+    with pytest.raises(
+        DivergedLossError,
+        match=r"train: the loss is 2500 at step 3 of 4 \(task unknown\), above 1000 = min\(1e\+06, 1000 x "
+        r"max\(\|first loss\|, 1\)\) with a first loss of 0\.7: training diverged; lower the learning rate",
+    ) as caught:
+        train_steps(model, opt, step, lambda: iter(range(4)), 4, progress=False)
+    assert isinstance(caught.value, NonFiniteLossError)  # one except catches NaN and divergence
+    # a run that diverged in its first step (MAML with inner_lr = 1e30: a loss near 1e29) stops there
+    model, opt, step = _scripted([1.5e29])
+    with pytest.raises(DivergedLossError, match=r"the loss is 1\.5e\+29 at step 1 of 1 .*above 1e\+06"):
+        train_steps(model, opt, step, lambda: iter(range(1)), 1, progress=False)
+    # within the limit, or with the check switched off, training goes on
+    model, opt, step = _scripted([0.7, 900.0, 0.5])
+    assert train_steps(model, opt, step, lambda: iter(range(3)), 3, progress=False)[1] == 900.0
+    model, opt, step = _scripted(losses)
+    assert len(train_steps(model, opt, step, lambda: iter(range(4)), 4, progress=False, divergence=None)) == 4
+    model, opt, step = _scripted(losses)
+    loose = DivergenceRule(factor=1e4, bound=1e7)
+    assert (
+        len(train_steps(model, opt, step, lambda: iter(range(4)), 4, progress=False, divergence=loose)) == 4
+    )
+
+
+def test_a_resumed_run_measures_divergence_from_its_first_step(tmp_path: Path) -> None:
+    ckpt = tmp_path / "c.pt"
+    scripted = [0.7, 0.6, 1.5, 1400.0]
+    model, opt, step = _scripted(scripted)
+    train_steps(model, opt, step, lambda: iter(range(2)), 2, checkpoint=ckpt, progress=False)
+    model, opt, step = _scripted(scripted)
+    # the resumed run starts at 1.5 (limit 1500), but the first loss is still step 1's (limit 1000)
+    with pytest.raises(DivergedLossError, match=r"loss is 1400 at step 4 of 4 .*first loss of 0\.7"):
+        train_steps(model, opt, step, lambda: iter(range(2, 4)), 4, checkpoint=ckpt, progress=False)
+
+
+def test_maml_with_an_absurd_inner_lr_stops_instead_of_reporting_a_score(tmp_path: Path) -> None:
+    """One inner step of 1e30 under a zero head: the losses were finite (about 1e29) and an AUROC was
+    reported; now the first step's loss is beyond the divergence bound."""
+    root = small_root(tmp_path / "data")
+    config = tiny_config(
+        root, tmp_path / "out", evaluation={"methods": ["mm-MAML"]}, maml={"inner_lr": 1e30, "inner_steps": 1}
+    )
+    with pytest.raises(
+        DivergedLossError, match=r"mm-MAML on tgt: the loss is .*e\+2\d at step 1 of 2 \(task src/class\)"
+    ):
+        run_protocol(config, progress=False, log=None)
+    assert not (tmp_path / "out" / "results.json").exists()

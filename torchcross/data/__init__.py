@@ -30,6 +30,7 @@ _EXPORTS: dict[str, str] = {
     "identity": "collate",
     "stack": "collate",
     "collate_task": "collate",
+    "collate_tasks": "collate",
     "sample_episode": "torchcross.sampling.episodes",
     "EpisodeIndices": "torchcross.sampling.episodes",
     "MetaDataset": "metadataset",

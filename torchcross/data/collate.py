@@ -8,6 +8,13 @@
 * [`collate_task()`][torchcross.data.collate.collate_task] builds a [`Task`][torchcross.tasks.task.Task] with
   tensors from
   support and query lists of ``(input, label)`` pairs, labels in canonical form.
+* [`collate_tasks()`][torchcross.data.collate.collate_tasks] turns a batch of episodes into a meta-batch: the
+  list of tasks the learners take.
+
+Importing this module (every episode dataset does) registers ``Task`` with
+``torch.utils.data.default_collate`` (its ``default_collate_fn_map``, the extension point that
+``default_collate``'s documentation describes), so a plain ``DataLoader(episodes, batch_size=4)``
+yields meta-batches of 4 tasks: lists, as from ``collate_fn=collate_tasks``.
 
 ``torchcross.utils.collate_fn`` re-exports [`identity()`][torchcross.data.collate.identity] and
 [`stack()`][torchcross.data.collate.stack] under their
@@ -26,7 +33,7 @@ import torch
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import Task, TaskDescription
 
-__all__ = ["collate_task", "identity", "stack"]
+__all__ = ["collate_task", "collate_tasks", "identity", "stack"]
 
 _T = TypeVar("_T")
 
@@ -164,3 +171,54 @@ def collate_task(
         _collate_pairs(query, "query", description),
         description,
     )
+
+
+def collate_tasks(batch: Sequence[Any]) -> list[Task[Any]]:
+    """A meta-batch from a batch of episodes: the list of [`Task`][torchcross.tasks.task.Task]s, as the
+    learners take it.
+
+    Use it as a ``DataLoader``'s ``collate_fn`` (a plain ``DataLoader(episodes, batch_size=4)``
+    does the same: see the module doc). Tasks of one description and equal shapes can also be
+    stacked into one task of ``(T, N, ...)`` tensors with
+    [`stack_tasks()`][torchcross.data.task_batch.stack_tasks].
+
+    Raises:
+        TypeError: ``batch`` is not a sequence, or an item is not a ``Task``.
+        ValueError: ``batch`` is empty.
+
+    Examples:
+        >>> import torch
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
+        >>> t = collate_task([(torch.zeros(3), 0), (torch.ones(3), 1)], [(torch.ones(3), 1)], d)
+        >>> len(collate_tasks([t, t])), torch.utils.data.default_collate([t, t]) == [t, t]
+        (2, True)
+    """
+    if isinstance(batch, (str, bytes, Task)) or not isinstance(batch, Sequence):
+        raise TypeError(f"collate_tasks expects a list of tasks, got {type(batch).__name__}")
+    if len(batch) == 0:
+        raise ValueError("cannot collate an empty batch of tasks; a meta-batch needs at least one task")
+    bad = _first_mismatch(list(batch), lambda t: isinstance(t, Task))
+    if bad is not None:
+        raise TypeError(
+            f"collate_tasks: item {bad} is a {type(batch[bad]).__name__}, not a Task; a meta-batch holds "
+            "episodes (Task objects)"
+        )
+    return list(batch)
+
+
+def _collate_tasks_for_torch(batch: Sequence[Any], *, collate_fn_map: Any = None) -> list[Task[Any]]:
+    return collate_tasks(batch)
+
+
+def _register_with_default_collate() -> None:
+    """Teach ``torch.utils.data.default_collate`` that a batch of tasks is a list of them (once;
+    a handler registered for ``Task`` before is kept)."""
+    try:
+        from torch.utils.data._utils.collate import default_collate_fn_map
+    except ImportError:  # a torch without the extension point: DataLoaders need collate_fn=collate_tasks
+        return
+    default_collate_fn_map.setdefault(Task, _collate_tasks_for_torch)
+
+
+_register_with_default_collate()

@@ -40,6 +40,9 @@ _EXPORTS: dict[str, str] = {
     "prototypes": "functional",
     "prototype_logits": "functional",
     "task_buffers": "functional",
+    "BackboneInputError": "stateless",
+    "DivergenceRule": "divergence",
+    "DivergenceWarning": "divergence",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,16 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from torchcross.data.task_batch import PaddedTaskBatch
+from torchcross.learners.stateless import BackboneInputError
 from torchcross.tasks.task import Task, TaskDescription
 
-__all__ = ["as_task_list", "check_task", "signature", "stack_tensors", "task_tensors"]
+__all__ = ["as_task_list", "check_task", "naming_task", "signature", "stack_tensors", "task_tensors"]
+
+
+@contextmanager
+def naming_task(task: Task) -> Iterator[None]:
+    """Context: a [`BackboneInputError`][torchcross.learners.stateless.BackboneInputError] raised inside
+    is raised again naming ``task`` (chained to torch's own error). Free until something raises."""
+    try:
+        yield
+    except BackboneInputError as exc:
+        if exc.task_identifier is not None:
+            raise
+        tid = task.description.task_identifier
+        named = BackboneInputError(f"task {tid!r}: {exc}", task_identifier=tid)
+        raise named from exc.__cause__ or exc
 
 
 def _split(pair: Any, where: str) -> tuple[Tensor, Tensor]:

@@ -18,11 +18,26 @@ logits as [`FineTuner.predict()`][torchcross.learners.finetuner.FineTuner.predic
 BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
 pre-trained weights expect); ``"batch"`` normalises every forward with the statistics of
-its batch; ``"support"`` runs them in train mode on the support set (batch statistics,
-running statistics updated on a per-episode copy, once per fine-tuning step) and in eval
-mode on the query set with those updated statistics (train mode for fitting, eval mode
-for testing, as a standard training loop would). The backbone's own buffers are never
-changed under any policy.
+its batch; ``"support"`` normalises with the support set's statistics:
+
+* fine-tuning the backbone, train mode on the support set (batch statistics, running
+  statistics updated on a per-episode copy, once per fine-tuning step) and eval mode on
+  the query set with those updated statistics (train mode for fitting, eval mode for
+  testing, as a standard training loop would);
+* a linear probe (``finetune_backbone=False``) computes the support features once, so it
+  first sets the running statistics (of a per-episode copy) to the support set's own
+  (one train-mode pass with momentum 1: mean and unbiased variance), then computes the
+  support features it fits the head on and the query features alike, in eval mode with
+  those statistics: support and query are normalised identically. (A training loop that
+  recomputed the frozen features in train mode at every step would move its running
+  statistics towards the same values, 99.5% of the way after 50 steps.)
+
+The backbone's own buffers are never changed under any policy.
+
+Evaluation never scores a diverged fine-tuning run: if the support loss after the last
+step is non-finite or far above the one before the first, or a support logit is absurdly
+large ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]), the episode's
+logits are NaN, with a [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning].
 
 Examples:
     >>> import torch
@@ -45,8 +60,10 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.learners._tasks import check_task, task_tensors
+from torchcross.learners._tasks import check_task, naming_task, task_tensors
+from torchcross.learners.divergence import nan_if_diverged
 from torchcross.learners.functional import finetune, forward, task_buffers
+from torchcross.learners.inner_loop import inner_loop
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
 from torchcross.learners.task_adaptation import check_logits
 from torchcross.learners.task_heads import check_head_width, resolve_head
@@ -59,6 +76,23 @@ ParamDict = dict[str, Tensor]
 
 FINETUNE_BATCH_NORM = ("frozen", "batch", "support")
 """BatchNorm policies of [`FineTuner`][torchcross.learners.finetuner.FineTuner] (see the module doc)."""
+
+
+class _NormsMomentum:
+    """Context: every normalisation layer of ``module`` with the given ``momentum``; restored on exit."""
+
+    def __init__(self, module: nn.Module, momentum: float) -> None:
+        self._mods = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._NormBase)]
+        self._momentum = momentum
+        self._saved = [m.momentum for m in self._mods]
+
+    def __enter__(self) -> None:
+        for m in self._mods:
+            m.momentum = self._momentum
+
+    def __exit__(self, *exc: object) -> None:
+        for m, momentum in zip(self._mods, self._saved):
+            m.momentum = momentum
 
 
 class _NormsInMode:
@@ -223,10 +257,40 @@ class FineTuner(nn.Module):
         with _NormsInMode(self.backbone, training=fitting):
             return forward(self.backbone, params, buffers, x, "batch")
 
+    def _set_support_statistics(self, params: ParamDict, buffers: dict[str, Any], x: Tensor) -> None:
+        """Set the running statistics in ``buffers`` (a per-episode copy) to those of ``x``: one
+        train-mode pass with momentum 1 (a linear probe under the ``"support"`` policy)."""
+        with _NormsMomentum(self.backbone, 1.0):
+            self._features(params, buffers, x, fitting=True)
+
+    def _finetune(
+        self,
+        logits_fn: Any,
+        params: ParamDict,
+        targets: Tensor,
+        desc: TaskDescription,
+        final_logits: Any = None,
+    ) -> ParamDict:
+        """Fine-tune ``params`` on the loss of ``logits_fn(params)``; NaN parameters (and a warning) if the
+        run diverged, judged by the support logits after it (``final_logits``, default ``logits_fn``)."""
+        kind = get_task_kind(desc)
+
+        def loss_fn(p: ParamDict) -> Tensor:
+            return kind.loss(logits_fn(p), targets, None, "mean")
+
+        result = inner_loop(loss_fn, params, self.inner_optimizer, self.num_steps, differentiable=False)
+        if not self.num_steps:
+            return result.params
+        with torch.no_grad():
+            logits = (final_logits or logits_fn)(result.params)
+            final = kind.loss(logits, targets, None, "mean")
+        return nan_if_diverged(result.params, float(result.losses[0]), final, logits, desc, "fine-tuning")
+
     @torch.inference_mode(False)
     def adapt(self, task: Task) -> ParamDict:
         """Fine-tuned parameters for ``task``: ``"head.*"`` and (if fine-tuned) ``"backbone.*"``, detached."""
-        return self._adapt(task)[0]
+        with naming_task(task):
+            return self._adapt(task)[0]
 
     def _adapt(self, task: Task) -> tuple[ParamDict, dict[str, Any]]:
         xs, ys, _, _, desc = task_tensors(check_task(task))
@@ -237,24 +301,29 @@ class FineTuner(nn.Module):
         head = self._new_head(desc, self._like())
         if not self.finetune_backbone:
             with torch.no_grad():
-                feats = self._features(backbone, buffers, xs, fitting=True)
+                if self.batch_norm == "support" and _has_batch_statistics(self.backbone):
+                    # support and query features are normalised alike, with the support's statistics
+                    self._set_support_statistics(backbone, buffers, xs)
+                feats = self._features(backbone, buffers, xs)
 
-            def probe_loss(p: ParamDict) -> Tensor:
-                return kind.loss(head_forward(feats, p), targets, None, "mean")
+            def probe_logits(p: ParamDict) -> Tensor:
+                return head_forward(feats, p)
 
-            fitted = finetune(probe_loss, head, self.inner_optimizer, self.num_steps)
+            fitted = self._finetune(probe_logits, head, targets, desc)
             return {"head.weight": fitted["weight"], "head.bias": fitted["bias"]}, buffers
         params = {
             **{"backbone." + k: v for k, v in backbone.items()},
             **{"head." + k: v for k, v in head.items()},
         }
 
-        def full_loss(p: ParamDict) -> Tensor:
+        def full_logits(p: ParamDict, buffers: dict[str, Any] = buffers) -> Tensor:
             backbone_params = {k[9:]: v for k, v in p.items() if k.startswith("backbone.")}
-            f = self._features(backbone_params, buffers, xs, fitting=True)
-            return kind.loss(self._logits(f, p, desc), targets, None, "mean")
+            return self._logits(self._features(backbone_params, buffers, xs, fitting=True), p, desc)
 
-        return finetune(full_loss, params, self.inner_optimizer, self.num_steps), buffers
+        def final_logits(p: ParamDict) -> Tensor:  # on copies: "support" would update the statistics
+            return full_logits(p, {k: v.clone() if isinstance(v, Tensor) else v for k, v in buffers.items()})
+
+        return self._finetune(full_logits, params, targets, desc, final_logits), buffers
 
     def _logits(self, features: Tensor, params: ParamDict, desc: TaskDescription) -> Tensor:
         if self.head_mode == "none":
@@ -264,14 +333,15 @@ class FineTuner(nn.Module):
     @torch.inference_mode(False)
     def predict(self, task: Task) -> Tensor:
         """Query logits ``(N_query, num_outputs)`` after fine-tuning on ``task``'s support set."""
-        params, buffers = self._adapt(task)
-        _, _, xq, _, _ = task_tensors(task)
-        backbone = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
-        if not backbone:
-            backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        with torch.no_grad():
-            feats = self._features(backbone, buffers, xq)
-            return self._logits(feats, params, task.description)
+        with naming_task(task):
+            params, buffers = self._adapt(task)
+            _, _, xq, _, _ = task_tensors(task)
+            backbone = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
+            if not backbone:
+                backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
+            with torch.no_grad():
+                feats = self._features(backbone, buffers, xq)
+                return self._logits(feats, params, task.description)
 
     def _batched_ok(self) -> bool:
         return not self.finetune_backbone and not (
@@ -296,7 +366,7 @@ class FineTuner(nn.Module):
         reps, inverse = _unique_rows(inputs)
         backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
         buffers = self._episode_buffers()
-        with torch.no_grad():
+        with torch.no_grad(), naming_task(tasks[0]):  # every task has these input shapes
             unique = inputs[reps]
             feats = torch.cat(
                 [
@@ -347,4 +417,13 @@ class FineTuner(nn.Module):
             return batched_loss(p, fs, targets).sum()
 
         fitted = finetune(total_loss, stacked, self.inner_optimizer, self.num_steps)
+        if self.num_steps:  # every episode's own divergence check, as predict() makes it
+            with torch.no_grad():
+                start, final = batched_loss(stacked, fs, targets).tolist(), batched_loss(fitted, fs, targets)
+                logits = torch.func.vmap(head_forward)(fs, fitted)
+            for i in range(fs.shape[0]):
+                one = {k: v[i] for k, v in fitted.items()}
+                checked = nan_if_diverged(one, start[i], final[i], logits[i], desc, "fine-tuning")
+                if checked is not one:
+                    fitted = {k: torch.cat([v[:i], checked[k][None], v[i + 1 :]]) for k, v in fitted.items()}
         return torch.func.vmap(head_forward)(fq, fitted)

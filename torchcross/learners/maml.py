@@ -49,7 +49,7 @@ from torchcross._checks import check_int
 from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
 from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.learners import batching as _batching
-from torchcross.learners._tasks import as_task_list, check_task, task_tensors
+from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
 from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
@@ -343,7 +343,9 @@ class MAML(nn.Module):
         losses = []
         for i, task in enumerate(tasks):
             xs, ys, xq, yq, desc = task_tensors(task)
-            losses.append(self._task_loss(meta, self.new_head(desc, like, first + i), xs, ys, xq, yq, desc))
+            head = self.new_head(desc, like, first + i)
+            with naming_task(task):
+                losses.append(self._task_loss(meta, head, xs, ys, xq, yq, desc))
         self._advance_heads()
         return torch.stack(losses).mean()
 
@@ -407,8 +409,9 @@ class MAML(nn.Module):
         for i, task in enumerate(tasks):
             xs, ys, xq, yq, desc = task_tensors(task)
             head = self.new_head(desc, like, first + i)
-            task_loss = self._task_loss(meta, head, xs, ys, xq, yq, desc) / len(tasks)
-            task_loss.backward()
+            with naming_task(task):
+                task_loss = self._task_loss(meta, head, xs, ys, xq, yq, desc) / len(tasks)
+                task_loss.backward()
             total += task_loss.detach()
         return float(total)
 
@@ -422,7 +425,9 @@ class MAML(nn.Module):
         like = self._like()
         first = _first_slot(len(tasks))
         heads = [self.new_head(t.description, like, first + i) for i, t in enumerate(tasks)]
-        grads, value = _batching.vmap_meta_gradients(self._task_loss, self._meta(detach=True), heads, tasks)
+        meta = self._meta(detach=True)
+        with naming_task(tasks[0]):  # one description and one shape for all
+            grads, value = _batching.vmap_meta_gradients(self._task_loss, meta, heads, tasks)
         for k, p in self._named_meta().items():
             p.grad = grads[k] if p.grad is None else p.grad + grads[k]
         return value
@@ -455,7 +460,7 @@ class MAML(nn.Module):
         """
         task = check_task(task)
         xs, ys, xq, _, desc = task_tensors(task)
-        with torch.inference_mode(False), torch.enable_grad():
+        with torch.inference_mode(False), torch.enable_grad(), naming_task(task):
             meta = self._meta(detach=not training)
             params, features = self._adapt(
                 meta, self.new_head(desc, self._like(), slot), xs, ys, desc, training=training
@@ -474,7 +479,7 @@ class MAML(nn.Module):
         """
         task = check_task(task)
         xs, ys, _, _, desc = task_tensors(task)
-        with torch.enable_grad():
+        with torch.enable_grad(), naming_task(task):
             params, _ = self._adapt(
                 self._meta(detach=True), self.new_head(desc, self._like()), xs, ys, desc, training=False
             )
@@ -491,7 +496,7 @@ class MAML(nn.Module):
         task = check_task(task)
         xs, ys, xq, _, desc = task_tensors(task)
         meta = self._meta(detach=True)
-        with torch.enable_grad():
+        with torch.enable_grad(), naming_task(task):
             logits = self._adapted_logits(
                 meta, self.new_head(desc, self._like()), xs, ys, xq, desc, training=False
             )

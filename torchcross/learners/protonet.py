@@ -34,7 +34,7 @@ from torch import Tensor, nn
 
 from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
 from torchcross.learners._prototypes import DISTANCES, prototype_logits, prototypes
-from torchcross.learners._tasks import as_task_list, check_task, task_tensors
+from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
 from torchcross.learners.functional import BATCH_NORM_POLICIES, forward, task_buffers
 from torchcross.nn import loss
 from torchcross.tasks.task import Task
@@ -81,8 +81,9 @@ class ProtoNet(nn.Module):
         xs, ys, xq, _, desc = task_tensors(check_task(task))
         params = dict(self.backbone.named_parameters())
         buffers = task_buffers(self.backbone, self.batch_norm)
-        protos = prototypes(forward(self.backbone, params, buffers, xs, self.batch_norm), ys, desc)
-        fq = forward(self.backbone, params, buffers, xq, self.batch_norm)
+        with naming_task(task):
+            protos = prototypes(forward(self.backbone, params, buffers, xs, self.batch_norm), ys, desc)
+            fq = forward(self.backbone, params, buffers, xq, self.batch_norm)
         return prototype_logits(fq, protos, desc, self.distance, self.scale)
 
     def meta_loss(self, tasks: Sequence[Task] | Task) -> Tensor:

@@ -13,13 +13,68 @@ updated. Running statistics are therefore never shared between tasks by accident
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any, Literal
 
+import torch
 from torch import Tensor, nn
 from torch.func import functional_call
 
-__all__ = ["BATCH_NORM_POLICIES", "forward", "task_buffers"]
+__all__ = ["BATCH_NORM_POLICIES", "BackboneInputError", "expected_input", "forward", "task_buffers"]
+
+
+class BackboneInputError(ValueError, RuntimeError):
+    """The backbone cannot run on the inputs it was given (their shape, channels, dtype or device).
+
+    A ``ValueError`` (bad input) that is also the ``RuntimeError`` torch raised before, chained
+    to it (``__cause__``). The learners add the task's name at their boundary.
+
+    Attributes:
+        task_identifier: the task whose inputs these were (``None`` until a learner names it).
+    """
+
+    def __init__(self, message: str, task_identifier: str | None = None) -> None:
+        super().__init__(message)
+        self.task_identifier = task_identifier
+
+
+def expected_input(module: nn.Module) -> str:
+    """What ``module``'s first layer with parameters takes, in words (``""`` if it cannot say).
+
+    Examples:
+        >>> expected_input(nn.Sequential(nn.Flatten(), nn.Linear(16, 8)))
+        'its first layer, Linear(in_features=16, out_features=8, bias=True), takes inputs of shape (N, 16)'
+    """
+    first = next((m for m in module.modules() if next(m.parameters(recurse=False), None) is not None), None)
+    shape = ""
+    if isinstance(first, nn.modules.lazy.LazyModuleMixin):
+        return ""
+    if isinstance(first, nn.Linear):
+        shape = f"(N, {first.in_features})"
+    elif isinstance(first, nn.modules.conv._ConvNd):
+        spatial = {1: "L", 2: "H, W", 3: "D, H, W"}.get(len(first.kernel_size), "...")
+        shape = f"(N, {first.in_channels}, {spatial})"
+    return f"its first layer, {first}, takes inputs of shape {shape}" if shape else ""
+
+
+# what torch says when a module cannot take its input: shapes, channels, dtypes, devices
+_INPUT_PROBLEM = re.compile(
+    r"shape|size|channel|dimension|dtype|scalar type|device|expected|must match|should be the same", re.I
+)
+
+
+def _input_error(module: nn.Module, x: Any, exc: RuntimeError) -> BackboneInputError:
+    what = f"of shape {tuple(x.shape)} ({x.dtype}, {x.device})" if isinstance(x, Tensor) else type(x).__name__
+    cause = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    expected = expected_input(module)
+    return BackboneInputError(
+        f"the backbone cannot take inputs {what}: {cause}"
+        + (f"; {expected}" if expected else "")
+        + "; give the task inputs of the shape (and dtype, device) the backbone was built for, or a "
+        "backbone built for these inputs"
+    )
+
 
 BATCH_NORM_POLICIES = ("batch", "frozen")
 """``"batch"``: normalise with the current batch's statistics, hide the running ones;
@@ -89,6 +144,11 @@ def forward(
 
     With ``batch_norm="frozen"`` normalisation layers run in eval mode for the call.
 
+    Raises:
+        BackboneInputError: the module raised a ``RuntimeError`` on ``x`` (other than
+            running out of memory): the message names the input's shape and what the
+            module's first layer takes; the original error is the ``__cause__``.
+
     Examples:
         >>> import torch
         >>> lin = nn.Linear(2, 1)
@@ -96,5 +156,11 @@ def forward(
         >>> forward(lin, p, {}, torch.tensor([[1.0, 2.0]]))
         tensor([[3.]])
     """
-    with _NormsInEvalMode(module, batch_norm == "frozen"):
-        return functional_call(module, (dict(params), dict(buffers)), (x,), strict=False)
+    try:
+        with _NormsInEvalMode(module, batch_norm == "frozen"):
+            return functional_call(module, (dict(params), dict(buffers)), (x,), strict=False)
+    except RuntimeError as exc:  # costs nothing until torch raises
+        known = isinstance(exc, (BackboneInputError, torch.OutOfMemoryError))
+        if known or not _INPUT_PROBLEM.search(str(exc)):
+            raise
+        raise _input_error(module, x, exc) from exc

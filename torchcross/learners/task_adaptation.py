@@ -40,6 +40,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from torchcross.learners.divergence import nan_if_diverged
 from torchcross.learners.inner_loop import inner_loop
 from torchcross.learners.inner_optimizers import InnerOptimizer, SkipsZeroGradients
 from torchcross.nn import get_task_kind, head_forward, num_outputs
@@ -165,7 +166,12 @@ def adapt_backbone_and_head(
             [`inner_loop()`][torchcross.learners.functional.inner_loop].
 
     Returns:
-        The adapted parameters (detached when ``differentiable=False``).
+        The adapted parameters (detached when ``differentiable=False``). With
+        ``differentiable=False`` (evaluation) the support loss after the last step is
+        compared with the one before the first, and the support logits with a bound: if the
+        adaptation diverged ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]) the
+        parameters are NaN and a
+        [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning] says so.
     """
     xs, ys = support
     kind = get_task_kind(description)
@@ -174,19 +180,22 @@ def adapt_backbone_and_head(
     adapted_backbone = backbone if adapt_backbone is None else list(adapt_backbone)
     support_features = FeatureCache(functools.partial(features, x=xs), backbone, not checkpoint)
 
-    def support_loss(p: ParamDict) -> Tensor:
+    def support_logits(p: ParamDict) -> Tensor:
         if not head:
-            return kind.loss(check_logits(support_features(p), description), targets, None, "mean")
-        return kind.loss(head_forward(support_features(p), _head(p)), targets, None, "mean")
+            return check_logits(support_features(p), description)
+        return head_forward(support_features(p), _head(p))
+
+    def support_loss(p: ParamDict) -> Tensor:
+        return kind.loss(support_logits(p), targets, None, "mean")
 
     kwargs: dict[str, Any] = dict(
         first_order=first_order, checkpoint=checkpoint, differentiable=differentiable, use_func=use_func
     )
-    steps, state = num_steps, None
+    steps, state, first_loss = num_steps, None, None
     if steps and head and adapted_backbone and zero_head and _skips_zero_gradients(optimizer):
         # Under a zero head the backbone's gradient is exactly zero, so the first step
         # only moves the head; the backbone's support features are reused by the second.
-        params, state, _ = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
+        params, state, first_loss = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
         steps -= 1
         cached = differentiable and not use_func and not checkpoint
         if steps and cached and all(params[k].requires_grad for k in adapted_backbone):
@@ -202,7 +211,13 @@ def adapt_backbone_and_head(
             )
             steps -= 1
     adapt = [*adapted_backbone, *(HEAD_NAMES if head else ())]
-    params = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs).params
+    params, _, losses = inner_loop(support_loss, params, optimizer, steps, adapt=adapt, state=state, **kwargs)
     if not differentiable:
         params = {k: v.detach() for k, v in params.items()}
+        if num_steps:  # evaluation: a diverged adaptation predicts NaN (see torchcross.learners.divergence)
+            start = first_loss if first_loss is not None else losses
+            with torch.no_grad():
+                logits = support_logits(params)
+                final = kind.loss(logits, targets, None, "mean")
+            params = nan_if_diverged(params, float(start[0]), final, logits, description, "the inner loop")
     return params

@@ -121,6 +121,27 @@ def _predict_key(logits: Tensor, description: TaskDescription) -> Tensor:
 # --- sigmoid kinds: binary and multi-label ---------------------------------------------------
 
 
+def _in_transform(labels: Tensor) -> bool:
+    functorch = getattr(torch._C, "_functorch", None)
+    return functorch is not None and functorch.is_functorch_wrapped_tensor(labels)
+
+
+def _check_zero_one(labels: Tensor, description: TaskDescription) -> None:
+    """Refuse binary / multi-label values other than 0 and 1 (skipped inside ``torch.func`` transforms,
+    as the class-key check of the softmax kinds is: it reads the values)."""
+    if labels.numel() == 0 or _in_transform(labels):
+        return
+    bad = (labels != 0) & (labels != 1)  # NaN is bad too
+    if bool(bad.any()):
+        values = torch.unique(labels[bad]).tolist()
+        kind = "binary" if description.task_target is TaskTarget.BINARY_CLASSIFICATION else "multi-label"
+        raise ValueError(
+            f"{kind} labels of task {description.task_identifier!r} must be 0/1, got values {values[:10]}; "
+            "map them to 0/1 first (e.g. -1/+1 labels with (labels > 0).long(), or the source's labels "
+            "with torchcross.tasks.labels.normalize_labels)"
+        )
+
+
 def _encode_binary(labels: Tensor, description: TaskDescription) -> Tensor:
     if labels.dim() == 1:
         labels = labels.reshape(labels.shape[0], 1)
@@ -129,6 +150,7 @@ def _encode_binary(labels: Tensor, description: TaskDescription) -> Tensor:
             f"binary labels of task {description.task_identifier!r} must have shape (N, 1) (or (N,)) with "
             f"values 0/1, got {tuple(labels.shape)}"
         )
+    _check_zero_one(labels, description)
     return labels.to(torch.get_default_dtype() if not labels.is_floating_point() else labels.dtype)
 
 
@@ -139,6 +161,7 @@ def _encode_multilabel(labels: Tensor, description: TaskDescription) -> Tensor:
             f"multi-label labels of task {description.task_identifier!r} must have shape (N, {n_labels}) "
             f"(one 0/1 column per label), got {tuple(labels.shape)}"
         )
+    _check_zero_one(labels, description)
     return labels.to(torch.get_default_dtype() if not labels.is_floating_point() else labels.dtype)
 
 
@@ -246,7 +269,8 @@ def encode_labels(labels: Tensor, description: TaskDescription) -> Tensor:
 
     Raises:
         ValueError: a shape that does not fit the kind, or (outside ``torch.func``
-            transforms) an ordinal/multi-class label that is not a class key.
+            transforms) an ordinal/multi-class label that is not a class key, or a
+            binary/multi-label value other than 0 and 1.
         TypeError: float labels for a multi-class or ordinal task.
 
     Examples:
@@ -285,15 +309,14 @@ def loss(
     ``F.binary_cross_entropy_with_logits``; ``"none"`` returns ``(N,)`` for softmax kinds
     and ``(N, 1)`` / ``(N, L)`` for binary / multi-label.
 
-    Labels are checked for shape; ordinal and multi-class keys are also checked for
-    membership (except inside ``torch.func`` transforms). Binary and multi-label values
-    are not re-checked here (that needs a device sync on every call):
-    [`torchcross.tasks.labels.normalize_labels()`][torchcross.tasks.labels.normalize_labels] checks them at
-    the source boundary.
+    Labels are checked for shape and values (except inside ``torch.func`` transforms, where
+    values cannot be read): ordinal and multi-class labels must be class keys, binary and
+    multi-label values 0 or 1, as
+    [`encode_labels()`][torchcross.nn.kinds.encode_labels] checks them.
 
     Raises:
         ValueError: a bad ``reduction``, logits or labels of the wrong shape, a label that
-            is not a class key, or class weights of the wrong size.
+            is not a class key (binary, multi-label: not 0 or 1), or class weights of the wrong size.
         TypeError: float labels for a multi-class or ordinal task.
 
     Examples:

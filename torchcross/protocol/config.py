@@ -265,7 +265,9 @@ class FinetuneConfig:
         lr: Adam learning rate.
         freeze_backbone: train only the head (a linear probe).
         batch_norm: ``"support"`` (train mode on the support set, running statistics
-            updated on a copy, eval mode on the query: the paper), ``"frozen"`` (the
+            updated on a copy, eval mode on the query: the paper; with ``freeze_backbone``
+            support and query features alike are normalised with the support set's
+            statistics), ``"frozen"`` (the
             backbone's running statistics, never updated) or ``"batch"`` (each batch's
             own statistics).
     """

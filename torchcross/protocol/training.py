@@ -30,11 +30,13 @@ from torch import nn
 from torchcross._io import atomic_write
 from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.evaluation.loggers import MetricsLogger
+from torchcross.learners.divergence import DIVERGENCE, DivergenceRule
 from torchcross.protocol.ranks import Team, mean_over_ranks
 
 __all__ = [
     "CheckpointError",
     "CheckpointMismatchError",
+    "DivergedLossError",
     "NonFiniteLossError",
     "TrainingInterrupted",
     "checkpoint_checksum",
@@ -76,6 +78,12 @@ class TrainingInterrupted(KeyboardInterrupt):
 
 class NonFiniteLossError(ValueError):
     """Training produced a NaN or infinite loss (the message names the step and the task)."""
+
+
+class DivergedLossError(NonFiniteLossError):
+    """Training diverged to a finite but absurd loss: above ``min(1e6, 1000 x max(|first loss|, 1))``
+    ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]); the message names the step,
+    the task, the loss and the first loss. A ``NonFiniteLossError``, so one ``except`` catches both."""
 
 
 class _CtrlC:
@@ -374,6 +382,7 @@ def train_steps(
     logger: MetricsLogger | None = None,
     log: Callable[[str], None] | None = None,
     early_stopping: Any = None,
+    divergence: DivergenceRule | None = DIVERGENCE,
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
@@ -413,6 +422,10 @@ def train_steps(
             validate when due, stop when it says so, and end with its best weights in
             ``model``; its state is checkpointed (a resumed run that had stopped trains
             no further).
+        divergence: when a finite loss counts as diverged
+            ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]; default: above
+            ``min(1e6, 1000 x max(|first loss|, 1))``, the first loss being step 1's, also after a
+            resume); ``None`` checks for NaN and inf only.
 
     Returns:
         the loss of every step (including those of a resumed earlier run).
@@ -423,6 +436,7 @@ def train_steps(
             damaged or not a torchcross checkpoint (on any rank: every rank raises).
         NonFiniteLossError: a step's loss is NaN or infinite (the step is not applied;
             the last checkpoint stays as it was).
+        DivergedLossError: a step's loss is finite but diverged by ``divergence`` (likewise).
         ValueError: the units ran out before ``steps`` updates.
         TrainingInterrupted: on Ctrl-C (a ``KeyboardInterrupt`` naming the step a rerun
             resumes from).
@@ -589,6 +603,15 @@ def train_steps(
                     f"(task {_unit_name(unit)}); "
                     "training diverged or the data hold NaN/inf: lower the learning rate or check the data "
                     "(the last checkpoint is kept)"
+                )
+            first = losses[0] if losses else loss
+            if divergence is not None and divergence.diverged(loss, first):
+                raise DivergedLossError(
+                    f"{description}: the loss is {loss:.4g} at step {step + 1} of {steps} "
+                    f"(task {_unit_name(unit)}), above {divergence.limit(first):.4g} = "
+                    f"{divergence.describe()} with a first loss of {first:.4g}: training diverged; lower "
+                    "the learning rate (for MAML also [maml] inner_lr) (the step is not applied; the last "
+                    "checkpoint is kept)"
                 )
             optimizer.step()
             losses.append(loss)

@@ -17,6 +17,7 @@
   pre-sampled evaluation episodes saved as JSON with a checksum of the source labels.
 """
 
+import torchcross.data.collate  # noqa: F401  (registers Task with default_collate: DataLoader batches)
 from torchcross.data.metadataset.base import EpisodeMetaDataset, load_episode
 from torchcross.data.metadataset.collection import CollectionMetaDataset
 from torchcross.data.metadataset.episode_set import (
