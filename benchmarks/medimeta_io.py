@@ -6,7 +6,7 @@ Writes a MedIMeta folder of ``--n-images`` RGB 224x224 noise images (two tasks: 
 images per episode) with torchcross's own writer, then times, interleaved over
 repetitions (medians reported):
 
-* floors: gathering the episode's raw uint8 rows from a memory map of ``images.hdf5``
+* floors: gathering the episode's raw uint8 rows from ``images.hdf5`` (``HDF5Images``)
   (``raw gather``) and that plus the conversion to a float ``(N, C, H, W)`` tensor
   normalised like medimeta 0.0.6 (``x / 127.5 - 1``): the **float floor**;
 * torchcross ``MedIMeta.get_batch`` (float, ``mean=std=0.5``, same output as medimeta 0.0.6),

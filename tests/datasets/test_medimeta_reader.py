@@ -178,9 +178,9 @@ def test_split_files_tolerate_blank_and_trailing_lines(fresh_root: Path) -> None
 
 def test_pickles_without_handles_and_reads_after_unpickling(medimeta_root: Path) -> None:
     src = MedIMeta(medimeta_root, "toy", "abnormal", split="train")
-    before = src.get_batch([1, 2])[0]  # opens the memory map in this process
+    before = src.get_batch([1, 2])[0]  # opens images.hdf5 in this process
     clone = pickle.loads(pickle.dumps(src))
-    assert clone._store._array is None
+    assert clone._store._file is None
     assert torch.equal(clone.get_batch([1, 2])[0], before)
     src.close()
     assert torch.equal(src.get_batch([1, 2])[0], before)

@@ -61,8 +61,9 @@ def _add_medimeta(sub: argparse._SubParsersAction) -> None:
     p = mms.add_parser(
         "convert",
         help="convert MedMNIST .npz or an image folder to MedIMeta format",
-        description="Write a MedIMeta-format dataset folder from a MedMNIST .npz file or a "
-        "class-per-sub-folder image tree (80/10/20 train/val/test split drawn with --seed).",
+        description="Write a MedIMeta-format dataset folder from a MedMNIST .npz file (its own "
+        "train/val/test splits) or a class-per-sub-folder image tree (a 70/10/20 train/val/test split "
+        "drawn with --seed).",
     )
     p.add_argument("format", choices=["medmnist", "folder"], help="the input format")
     p.add_argument("source", help="the .npz file or the image folder")
@@ -72,7 +73,7 @@ def _add_medimeta(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--domain", help="imaging domain (default: from the source)")
     p.add_argument("--image-size", type=int, default=None, help="folder: resize images to this size")
     p.add_argument("--channels", type=int, choices=[1, 3], default=3, help="folder: 1 (grey) or 3 (RGB)")
-    p.add_argument("--seed", type=int, default=0, help="folder: seed of the split")
+    p.add_argument("--seed", type=int, default=0, help="folder: seed of the 70/10/20 split")
     p.add_argument("--tiffs", action="store_true", help="also write images/NNNNNN.tiff")
     p.add_argument("--overwrite", action="store_true", help="replace an existing dataset folder")
     p.add_argument(

@@ -70,7 +70,16 @@ def info_command(args: argparse.Namespace) -> int:
 
     cat = _catalogue(args.data_path)
     if args.dataset not in cat:
-        raise ValueError(f"unknown dataset {args.dataset!r}; known datasets: {', '.join(cat.ids)}")
+        msg = f"unknown dataset {args.dataset!r}; known datasets: {', '.join(cat.ids)}"
+        if args.data_path is None:
+            msg += (
+                " (the MedIMeta v1.0 catalogue). For a dataset on disk, e.g. one written by "
+                "'torchcross medimeta convert', give the folder that holds it: "
+                f"torchcross medimeta info {args.dataset} --data-path DIR"
+            )
+        else:
+            msg += f" (the datasets under {args.data_path})"
+        raise ValueError(msg)
     d = cat.dataset(args.dataset)
     print(f"{d.id}: {d.name}")
     print(f"  domain: {d.domain}")

@@ -92,14 +92,9 @@ def _read_description(path: Path, domain: str | None) -> GivenDescription:
         except json.JSONDecodeError as exc:
             raise ValueError(f"{path} is not valid JSON: {exc}") from None
     elif path.suffix.lower() in (".yaml", ".yml"):
-        try:
-            import yaml
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise ImportError('reading YAML needs PyYAML: pip install "torchcross[medimeta]"') from exc
-        try:
-            raw = yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            raise ValueError(f"{path} is not valid YAML: {exc}") from None
+        from torchcross.datasets.medimeta.folder import load_yaml
+
+        raw = load_yaml(text, str(path))  # refuses alias bombs, names the file
     else:
         raise ValueError(f"description file {str(path)!r} must end in .json, .yaml or .yml")
     allowed = ("kind", "classes", "task", "domain")

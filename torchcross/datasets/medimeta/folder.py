@@ -7,6 +7,7 @@ the good ones. Nothing is cached across calls: a changed folder is seen at once.
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import warnings
@@ -29,6 +30,7 @@ __all__ = [
     "TaskInfo",
     "available_datasets",
     "available_tasks",
+    "load_yaml",
     "read_info",
     "read_split",
     "scan_datasets",
@@ -193,17 +195,94 @@ def read_info(dataset_dir: str | os.PathLike[str]) -> DatasetInfo:
     Raises:
         MedIMetaFileError: naming the file (and key) if it is missing or malformed.
     """
-    yaml = require("yaml")
     dataset_dir = os.fspath(dataset_dir)
     path = os.path.join(dataset_dir, "info.yaml")
     if not os.path.lexists(path):
         raise MedIMetaFileError(f"{path}: missing (every MedIMeta dataset folder has an info.yaml)")
-    text = read_text(path)
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise MedIMetaFileError(f"{path}: not valid YAML ({exc})") from None
+    raw = load_yaml(read_text(path), path)
     return parse_info(raw, path, os.path.basename(os.path.normpath(dataset_dir)))
+
+
+MAX_INFO_SIZE = 10_000_000
+"""The largest a YAML document (``info.yaml``) may be once its aliases are expanded, counted
+as characters of its values plus one per value; a real ``info.yaml`` is a few thousand. Larger
+documents are refused while they are parsed, before anything is built."""
+
+
+def load_yaml(text: str, path: str) -> Any:
+    """Parse ``text`` (the YAML file ``path``) safely, refusing alias bombs.
+
+    PyYAML's safe loader, except that a document whose aliases (``*name``) expand it
+    beyond `MAX_INFO_SIZE` is refused while it is parsed (a "billion laughs" document of
+    a kilobyte would otherwise load, then exhaust memory when printed or compared), and
+    so is an alias inside the value it names.
+
+    Raises:
+        MedIMetaFileError: naming ``path`` (and the line) for invalid or too large YAML.
+
+    Examples:
+        >>> load_yaml("splits: &s {train: 3}\\noriginal: *s", "info.yaml")
+        {'splits': {'train': 3}, 'original': {'train': 3}}
+    """
+    yaml = require("yaml")
+    loader = _bounded_loader(yaml)(text)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        if getattr(exc, "context", None) == _TOO_LARGE:
+            raise MedIMetaFileError(
+                f"{path}: line {exc.problem_mark.line + 1}: with its YAML aliases ('*name') written out it "
+                f"holds more than {MAX_INFO_SIZE:,} characters; refused (a kilobyte of aliases can expand "
+                "to gigabytes): write the values out without aliases"
+            ) from None
+        raise MedIMetaFileError(f"{path}: not valid YAML ({exc})") from None
+    finally:
+        loader.dispose()
+
+
+_TOO_LARGE = "info.yaml expands beyond MAX_INFO_SIZE"
+
+
+@functools.cache
+def _bounded_loader(yaml: Any) -> type:
+    """PyYAML's safe loader, refusing documents that expand beyond `MAX_INFO_SIZE`.
+
+    Aliases (``*name``) share one object, so a "billion laughs" document of a kilobyte
+    loads quickly, then exhausts memory when it is printed, compared or copied. The
+    composer counts each node's size with its aliases expanded and stops at the limit;
+    an alias inside the value it names (a recursive value) is refused too.
+    """
+
+    class BoundedSafeLoader(yaml.SafeLoader):
+        def compose_document(self) -> Any:
+            self._sizes: dict[int, int] = {}
+            try:
+                return super().compose_document()
+            finally:
+                self._sizes = {}
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            alias = self.check_event(yaml.AliasEvent)
+            mark = self.peek_event().start_mark
+            node = super().compose_node(parent, index)
+            if alias:
+                if id(node) not in self._sizes:
+                    raise yaml.composer.ComposerError(
+                        None, None, "found an alias inside the value it names (a recursive value)", mark
+                    )
+                size = self._sizes[id(node)]
+            elif isinstance(node, yaml.SequenceNode):
+                size = 1 + sum(self._sizes[id(v)] for v in node.value)
+            elif isinstance(node, yaml.MappingNode):
+                size = 1 + sum(self._sizes[id(k)] + self._sizes[id(v)] for k, v in node.value)
+            else:
+                size = 1 + len(node.value)
+            self._sizes[id(node)] = size
+            if size > MAX_INFO_SIZE:
+                raise yaml.composer.ComposerError(_TOO_LARGE, None, "too large", mark)
+            return node
+
+    return BoundedSafeLoader
 
 
 def read_split(path: str | os.PathLike[str], num_images: int) -> np.ndarray:

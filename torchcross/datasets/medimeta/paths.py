@@ -36,7 +36,8 @@ __all__ = [
 DATASET_ENTRIES = frozenset(
     {"info.yaml", "images.hdf5", "images", "task_labels", "splits", "original_splits", "annotations.csv"}
 )
-"""The entries of a MedIMeta dataset folder: ``overwrite=True`` replaces only folders made of these."""
+"""The entries of a MedIMeta dataset folder: ``overwrite=True`` replaces only folders made of these
+(and, inside ``images/``, ``task_labels/`` and the split folders, only of the files the writer makes)."""
 
 WRITER_FOLDER = re.compile(r"^\.(?P<id>.+)\.(?P<kind>tmp|old)-(?P<pid>\d+)-[0-9a-f]{8}$")
 """Hidden folders of [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta]:
@@ -130,31 +131,70 @@ def writer_folder(root: str, dataset_id: str, kind: str) -> str:
     return os.path.join(root, f".{dataset_id}.{kind}-{os.getpid()}-{secrets.token_hex(4)}")
 
 
+_WRITER_FILES = {
+    "images": re.compile(r"^\d{6,}\.tiff$"),
+    "task_labels": re.compile(r"^[^./\\][^/\\]*\.npy$"),
+    "splits": re.compile(r"^(?:train|val|test)\.txt$"),
+    "original_splits": re.compile(r"^(?:train|val|test)\.txt$"),
+}
+"""The files [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] writes in each
+sub-folder; its top-level files are ``info.yaml``, ``images.hdf5`` and ``annotations.csv``."""
+
+
+def _foreign_entries(target: str) -> list[str]:
+    """The paths under ``target`` (relative, sorted) that the writer would not have made.
+
+    Only regular files and real folders named as the writer names them count as its own:
+    anything else (another file, a link, a FIFO, a nested folder) is foreign.
+    """
+    foreign: list[str] = []
+    for entry in sorted(os.listdir(target)):
+        path = os.path.join(target, entry)
+        mode = os.lstat(path).st_mode
+        if entry in _WRITER_FILES and stat.S_ISDIR(mode):
+            pattern = _WRITER_FILES[entry]
+            foreign += [
+                f"{entry}/{name}"
+                for name in sorted(os.listdir(path))
+                if not (pattern.match(name) and stat.S_ISREG(os.lstat(os.path.join(path, name)).st_mode))
+            ]
+        elif entry not in DATASET_ENTRIES or entry in _WRITER_FILES or not stat.S_ISREG(mode):
+            foreign.append(entry)
+    return foreign
+
+
 def check_replaceable(target: str) -> None:
     """Raise ``FileExistsError`` unless ``target`` is a MedIMeta dataset folder (or empty).
 
-    Only folders made of `DATASET_ENTRIES` with an ``info.yaml`` are replaced, so
-    ``overwrite=True`` never deletes files that are not part of a dataset.
+    Only folders holding nothing but files that
+    [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] writes (``info.yaml``,
+    ``images.hdf5``, ``annotations.csv``, ``images/NNNNNN.tiff``, ``task_labels/<task>.npy``,
+    ``splits/`` and ``original_splits/`` ``train|val|test.txt``) and an ``info.yaml`` are
+    replaced, so ``overwrite=True`` never deletes a file it could not have written: the whole
+    tree is checked, not only its top level.
     """
     if os.path.islink(target) or not os.path.isdir(target):
         raise FileExistsError(
             f"{target} exists and is not a dataset folder (a file or a link); overwrite=True replaces "
             "only MedIMeta dataset folders: move it away or choose another dataset_id"
         )
-    entries = set(os.listdir(target))
-    foreign = sorted(entries - DATASET_ENTRIES)
+    foreign = _foreign_entries(target)
+    entries = os.listdir(target)
     if foreign or (entries and "info.yaml" not in entries):
-        what = f"holds {foreign[:5]}, which are" if foreign else "has no info.yaml, so it is"
+        more = f" (and {len(foreign) - 5} more)" if len(foreign) > 5 else ""
+        what = f"holds {foreign[:5]}{more}, which are" if foreign else "has no info.yaml, so it is"
         raise FileExistsError(
-            f"{target} {what} not part of a MedIMeta dataset; overwrite=True replaces only dataset "
-            "folders: move those files away or choose another dataset_id"
+            f"{target} {what} not part of a MedIMeta dataset; overwrite=True deletes only files a "
+            "MedIMeta writer makes, and left the folder untouched: move those files away or choose "
+            "another dataset_id"
         )
 
 
 def install_folder(tmp: str, target: str) -> None:
     """Move the finished folder ``tmp`` to ``target`` by renames: a kill leaves a whole dataset.
 
-    An existing ``target`` is renamed to a hidden ``.old`` folder first and deleted last;
+    An existing ``target`` is checked again with `check_replaceable()` (files may have been
+    added while the new copy was written), renamed to a hidden ``.old`` folder and deleted last;
     a kill between the renames leaves both copies hidden, and
     `clean_writer_leftovers()` puts the old one back.
     """
@@ -163,6 +203,7 @@ def install_folder(tmp: str, target: str) -> None:
     if not os.path.lexists(target):
         os.rename(tmp, target)
         return
+    check_replaceable(target)
     old = writer_folder(root, dataset_id, "old")
     os.rename(target, old)
     try:

@@ -14,7 +14,7 @@ from torchcross.data.sources import TaskSource
 from torchcross.data.workers.shm_pool import worker_empty
 from torchcross.datasets._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels, rgb_to_gray
 from torchcross.datasets._optional import require
-from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError, file_kind, open_regular
 from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
 from torchcross.datasets.medimeta.folder import (
     DatasetInfo,
@@ -80,9 +80,9 @@ class MedIMeta(TaskSource):
     device.
 
     [`get_batch()`][torchcross.datasets.medimeta.MedIMeta.get_batch] reads many items (a whole episode) in one
-    gather from a memory map
-    of ``images.hdf5``. The HDF5 file is opened lazily in each process, so the object
-    pickles and works with ``spawn`` and ``fork`` DataLoader workers.
+    pass over ``images.hdf5`` (positioned reads straight into one array). The HDF5 file is
+    opened lazily in each process, so the object pickles and works with ``spawn`` and
+    ``fork`` DataLoader workers.
 
     Args:
         data_path: the folder holding one sub-folder per dataset id.
@@ -189,18 +189,21 @@ class MedIMeta(TaskSource):
 
     # ------------------------------------------------------------------ loading
     def _load_labels(self) -> np.ndarray:
-        if not os.path.isfile(self.label_file):
+        if file_kind(self.label_file) == "missing":
             raise MedIMetaFileError(f"{self.label_file}: missing (the labels of task {self.task_name!r})")
         try:
-            raw = np.load(self.label_file, allow_pickle=False)
+            with open_regular(self.label_file) as fh:
+                raw = np.load(fh, allow_pickle=False)
             return normalize_labels(raw, self.task_description)
+        except MedIMetaFileError:
+            raise
         except (ValueError, TypeError, OSError) as exc:
             raise MedIMetaFileError(f"{self.label_file}: {exc}") from None
 
     def _open_images(self, n_labels: int) -> int:
         if self.use_hdf5:
             path = os.path.join(self.dataset_dir, "images.hdf5")
-            if not os.path.isfile(path):
+            if file_kind(path) == "missing":
                 hint = " (use_hdf5=False reads the TIFF folder)" if os.path.isdir(self._tiff_dir) else ""
                 raise MedIMetaFileError(f"{path}: missing{hint}")
             self._store: HDF5Images | None = HDF5Images(path)
@@ -210,7 +213,7 @@ class MedIMeta(TaskSource):
             self._store = None
             self._images_name = self._tiff_dir
             first = self._tiff_path(0)
-            if not os.path.isfile(first):
+            if file_kind(first) == "missing":
                 raise MedIMetaFileError(f"{first}: missing (use_hdf5=False reads images/NNNNNN.tiff)")
             sample = self._read_tiffs([0])
             shape = (n_labels, *sample.shape[1:])
@@ -238,9 +241,22 @@ class MedIMeta(TaskSource):
         for row in rows:
             path = self._tiff_path(int(row))
             try:
-                with image_mod.open(path) as im:
+                with open_regular(path) as fh, image_mod.open(fh) as im:
+                    if (im.size[1], im.size[0]) != (h, w):  # checked before decoding anything
+                        raise MedIMetaFileError(
+                            f"{path}: image is {(im.size[1], im.size[0])}, but info.yaml input_size "
+                            f"{list(self.input_size)} means {want}; re-convert the dataset or read "
+                            "images.hdf5 (use_hdf5=True)"
+                        )
                     arrays.append(np.asarray(im.convert("RGB") if im.mode not in ("L", "RGB") else im))
-            except (OSError, FileNotFoundError) as exc:
+            except (image_mod.DecompressionBombError, image_mod.DecompressionBombWarning) as exc:
+                raise MedIMetaFileError(
+                    f"{path}: refused to decode a possible decompression bomb ({exc}); info.yaml "
+                    f"input_size {list(self.input_size)} means {want}: re-convert the dataset or "
+                    "read images.hdf5 (use_hdf5=True), or raise PIL.Image.MAX_IMAGE_PIXELS if you trust "
+                    "the file"
+                ) from None
+            except OSError as exc:
                 raise MedIMetaFileError(f"{path}: cannot read image ({exc})") from None
             if arrays[-1].shape != want:
                 raise MedIMetaFileError(

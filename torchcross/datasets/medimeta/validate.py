@@ -18,7 +18,7 @@ from typing import Literal
 
 import numpy as np
 
-from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
+from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError, file_kind, open_regular
 from torchcross.datasets.medimeta.catalogue import medimeta_catalogue
 from torchcross.datasets.medimeta.folder import SPLITS, DatasetInfo, read_info, read_split
 from torchcross.datasets.medimeta.paths import read_text
@@ -123,7 +123,7 @@ class _Checker:
         f = self.path("images.hdf5")
         c, h, w = info.input_size
         n = None
-        if not os.path.isfile(f):
+        if file_kind(f) == "missing":
             self.add(f, "missing")
         else:
             try:
@@ -163,11 +163,15 @@ class _Checker:
                 self.add(os.path.join(folder, extra), "not a task declared in info.yaml", "warning")
         for t in info.tasks:
             f = os.path.join(folder, f"{t.name}.npy")
-            if not os.path.isfile(f):
+            if file_kind(f) == "missing":
                 self.add(f, f"missing (labels of task {t.name!r})")
                 continue
             try:
-                arr = np.load(f, allow_pickle=False)
+                with open_regular(f) as fh:
+                    arr = np.load(fh, allow_pickle=False)
+            except MedIMetaFileError as exc:
+                self.add(f, str(exc).removeprefix(f"{f}: "))
+                continue
             except (OSError, ValueError) as exc:
                 self.add(f, f"cannot be read as .npy ({exc})")
                 continue
@@ -189,7 +193,7 @@ class _Checker:
         for split in SPLITS:
             f = os.path.join(base, f"{split}.txt")
             want = counts.get(split)
-            if not os.path.isfile(f):
+            if file_kind(f) == "missing":
                 if want:
                     self.add(f, f"missing; info.yaml {folder}_num_samples.{split} is {want}")
                 continue
@@ -211,7 +215,7 @@ class _Checker:
 
     def annotations(self, n: int | None) -> None:
         f = self.path("annotations.csv")
-        if not os.path.isfile(f):
+        if file_kind(f) == "missing":
             self.add(f, "missing", "warning")
             return
         try:

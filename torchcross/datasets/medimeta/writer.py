@@ -193,9 +193,10 @@ def write_medimeta(
         annotations: extra ``annotations.csv`` columns (e.g. ``{"patient_id": [...]}``).
         domain_overlaps, subject_overlaps: ids of overlapping datasets.
         info: further ``info.yaml`` keys (e.g. ``license``).
-        overwrite: replace an existing dataset folder (only one made of MedIMeta files:
-            a folder holding anything else is refused). The old dataset stays readable
-            until the new one is complete.
+        overwrite: replace an existing dataset folder (only one made of the files this
+            writer makes, checked through the whole tree: a folder holding anything else,
+            e.g. ``images/photo1.jpg``, is refused and left untouched). The old dataset
+            stays readable until the new one is complete.
 
     Returns:
         The dataset folder.
@@ -312,6 +313,10 @@ def write_medimeta(
         with open(os.path.join(tmp, "info.yaml"), "w", encoding="utf-8") as f:
             yaml.safe_dump(doc, f, sort_keys=False, allow_unicode=True)
         _sync_tree(tmp)
+        if not overwrite and os.path.lexists(target):
+            raise FileExistsError(
+                f"{target} appeared while it was written; pass overwrite=True to replace it"
+            )
         install_folder(tmp, target)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
