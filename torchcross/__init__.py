@@ -1,10 +1,8 @@
 """torchcross: cross-domain few-shot learning and meta-learning for PyTorch.
 
-Subpackages follow the pipeline: `torchcross.data` (tasks, task sources,
-episodes, interleaving, collation), [`torchcross.datasets`][torchcross.tasks.catalogue.Catalogue.datasets]
-(MedIMeta and other
-meta-datasets), `torchcross.nn` (what depends on the task kind: heads, losses),
-`torchcross.learners` (MAML, fine-tuning, ProtoNets, multi-task pre-training),
+Subpackages follow the pipeline: `torchcross.data` (tasks, task sources, episodes, interleaving, collation),
+`torchcross.datasets` (MedIMeta and other meta-datasets), `torchcross.nn` (what depends on the task kind:
+heads, losses), `torchcross.learners` (MAML, fine-tuning, ProtoNets, multi-task pre-training),
 [`torchcross.evaluation.metrics`][torchcross.evaluation.metrics] and
 [`torchcross.evaluation.episodic`][torchcross.evaluation.episodic].
 

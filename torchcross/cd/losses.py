@@ -37,8 +37,7 @@ def get_loss_func(
     """``(logits, labels, pos_class_weights=None) -> loss`` for a task kind and its classes.
 
     ``pos_class_weights`` are [`torchcross.nn.loss()`][torchcross.nn.kinds.loss]'s ``class_weights``.
-    Regression
-    tasks get ``F.mse_loss``. ``device`` is accepted for 0.0.6 signatures and not needed.
+    Regression tasks get ``F.mse_loss``. ``device`` is accepted for 0.0.6 signatures and not needed.
 
     Raises:
         ValueError: classes that do not fit the task kind.

@@ -1,13 +1,12 @@
 """``torchcross demo``: the whole cross-domain few-shot protocol on real bundled data, no download.
 
-The demo writes the handwritten-digits meta-dataset of `torchcross.cli.demo_data` (four
-MedIMeta-format datasets, three imaging domains, tasks of all four kinds) and runs
+The demo writes the handwritten-digits meta-dataset of `torchcross.cli.demo_data` (four MedIMeta-format
+datasets, three imaging domains, tasks of all four kinds) and runs
 [`torchcross.protocol.run.run_protocol()`][torchcross.protocol.run.run_protocol] on it with target dataset
-``digits_scan_a``:
-leave-one-out selection drops ``digits_scan_b`` (same domain) and trains on the
-negative-film and defocused datasets; scratch (the IM-PT baseline without ImageNet
-weights, which the demo cannot download), mm-PT and mm-MAML are evaluated on 100 fixed
-5-shot episodes of each of the target's four tasks.
+``digits_scan_a``: leave-one-out selection drops ``digits_scan_b`` (same domain) and trains on the
+negative-film and defocused datasets; scratch (the IM-PT baseline without ImageNet weights, which the demo
+cannot download), mm-PT and mm-MAML are evaluated on 100 fixed 5-shot episodes of each of the target's four
+tasks.
 
 The demo keeps the paper's protocol (episodes from the whole dataset, proportional task
 sampling, zero-initialised heads, validation early stopping, random-shot MAML episodes,

@@ -1,10 +1,9 @@
 """Batches of one task source as an iterable dataset, split across workers and ranks.
 
 [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource] keeps the torchcross 0.0.6 parameters
-and import path
-([`torchcross.data.sources`][torchcross.data.sources]) and fixes its bugs: the batch order is a pure
-function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each
-produce their own share of the batches instead of all of them.
+and import path ([`torchcross.data.sources`][torchcross.data.sources]) and fixes its bugs: the batch order is
+a pure function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each produce their own
+share of the batches instead of all of them.
 """
 
 from __future__ import annotations
@@ -51,17 +50,13 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
     of pairs, as in torchcross 0.0.6). With ``collate_fn=stack`` and a source that
     has ``get_batch``, a batch is read in one ``get_batch`` call (same result).
 
-    Determinism and sharding: the batches of an epoch are a pure function of
-    ``(seed, epoch)``. Call [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] before
-    each epoch for a new order (like
-    ``DistributedSampler``; the epoch lives in shared memory, so DataLoader workers,
-    persistent ones too, follow it). Iterating yields only this process-and-worker's share
-    (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with any
-    number of workers, on any number of ranks, produces every batch exactly once;
-    with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
-    number of batches;
-    [`num_batches_in_shard()`][torchcross.data.batched_source.BatchedTaskSource.num_batches_in_shard] gives
-    one shard's.
+    Determinism and sharding: the batches of an epoch are a pure function of ``(seed, epoch)``. Call
+    [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] before each epoch for a new
+    order (like ``DistributedSampler``; the epoch lives in shared memory, so DataLoader workers, persistent
+    ones too, follow it). Iterating yields only this process-and-worker's share (batches ``k, k + S, k + 2S,
+    ...`` of ``S`` shards), so a DataLoader with any number of workers, on any number of ranks, produces every
+    batch exactly once; with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
+    number of batches, and ``num_batches_in_shard()`` (below) gives one shard's.
 
     For datasets that schedule batches themselves (e.g. ``RandomInterleaveDataset``),
     [`batch_indices()`][torchcross.data.batched_source.BatchedTaskSource.batch_indices] returns all batches of

@@ -1,13 +1,11 @@
 """Class splits: meta-train, meta-validation and meta-test tasks over disjoint classes of one task.
 
-The standard N-way K-shot benchmarks (Omniglot, mini-ImageNet) split the *classes* of one
-dataset, not its examples: episodes for meta-training come from some classes and the
-episodes a method is evaluated on from others it never saw (torchmeta's ``ClassSplitter``
-idea). [`split_classes()`][torchcross.data.class_split.split_classes] draws such a split with a seed and
-returns one
+The standard N-way K-shot benchmarks (Omniglot, mini-ImageNet) split the *classes* of one dataset, not its
+examples: episodes for meta-training come from some classes and the episodes a method is evaluated on from
+others it never saw (torchmeta's ``ClassSplitter`` idea).
+[`split_classes()`][torchcross.data.class_split.split_classes] draws such a split with a seed and returns one
 [`ClassSubsetTaskSource`][torchcross.data.class_split.ClassSubsetTaskSource] per part: the examples of the
-part's classes, relabelled to
-``0..k-1`` with a description that names them.
+part's classes, relabelled to ``0..k-1`` with a description that names them.
 """
 
 from __future__ import annotations

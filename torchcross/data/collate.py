@@ -148,8 +148,7 @@ def collate_task(
     """Build a [`Task`][torchcross.tasks.task.Task] with tensors from lists of ``(input, label)`` pairs.
 
     Inputs are stacked with [`stack()`][torchcross.data.collate.stack]; labels are stacked and put into the
-    canonical
-    form of ``description``'s kind (e.g. binary labels become ``(N, 1)`` int64).
+    canonical form of ``description``'s kind (e.g. binary labels become ``(N, 1)`` int64).
 
     Raises:
         TypeError: if ``description`` is not a [`TaskDescription`][torchcross.tasks.task.TaskDescription] or

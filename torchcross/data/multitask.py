@@ -1,11 +1,9 @@
 """Multi-task streams: batches or meta-batches of episodes drawn from many tasks.
 
 [`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler] yields ``(batch, TaskDescription)``
-pairs, each batch
-from one task (multi-domain multi-task pre-training: one task per update, with that
-task's head). [`MultiTaskEpisodeSampler`][torchcross.data.multitask.MultiTaskEpisodeSampler] yields
-meta-batches of episodes drawn
-from several episode datasets (meta-training over many tasks).
+pairs, each batch from one task (multi-domain multi-task pre-training: one task per update, with that task's
+head). [`MultiTaskEpisodeSampler`][torchcross.data.multitask.MultiTaskEpisodeSampler] yields meta-batches of
+episodes drawn from several episode datasets (meta-training over many tasks).
 
 Both are `torch.utils.data.IterableDataset` objects whose stream is a pure
 function of ``(seed, epoch)``:
@@ -14,9 +12,8 @@ function of ``(seed, epoch)``:
   task by the weighting policy applied to what remains.
 - ``mode="infinite"``: each draw picks a task independently with the policy's fixed
   probabilities (see [`torchcross.sampling.weighting`][torchcross.sampling.weighting]); within a task, items
-  are
-  taken in seeded cycles through all its items. ``length=L`` makes epochs of ``L``
-  items, each epoch its own stream.
+  are taken in seeded cycles through all its items. ``length=L`` makes epochs of ``L`` items, each epoch its
+  own stream.
 
 Work is split across DataLoader workers and ``torch.distributed`` ranks with nothing
 repeated and nothing lost: global item ``p`` goes to rank ``p % world_size``, and a

@@ -66,8 +66,7 @@ class TaskSource(Dataset):
 
     Subclasses set ``self.task_description`` and ``self.labels`` (any array-like; call
     [`canonical_labels()`][torchcross.data.sources.canonical_labels] to read them in canonical form) and
-    implement
-    ``__getitem__``; ``__len__`` defaults to the number of labels.
+    implement ``__getitem__``; ``__len__`` defaults to the number of labels.
 
     Subclasses written for torchcross 0.0.6, which set ``task_target``, ``classes``
     and ``task_identifier`` as attributes and never call ``super().__init__()``, keep

@@ -4,10 +4,8 @@
   fixed-shot episodes
   of one source) become one [`Task`][torchcross.tasks.task.Task] of ``(T, N, ...)`` tensors;
 * [`pad_tasks()`][torchcross.data.task_batch.pad_tasks]: tasks of different sizes, class counts or kinds
-  become a
-  [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch] with zero-padded tensors and masks, for
-  learners that batch
-  tasks (``vmap`` over the task dimension, or one padded forward pass).
+  become a [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch] with zero-padded tensors and masks,
+  for learners that batch tasks (``vmap`` over the task dimension, or one padded forward pass).
 
 Both expect collated tasks: ``support`` and ``query`` are ``(inputs, labels)`` tensors.
 """

@@ -1,8 +1,7 @@
 """Wrapping any map-style dataset of ``(input, label)`` pairs as a task source.
 
 [`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource] finds the labels once, without decoding inputs
-when it can,
-and normalises them to the canonical form of the task's kind. It is importable from
+when it can, and normalises them to the canonical form of the task's kind. It is importable from
 [`torchcross.data.sources`][torchcross.data.sources] too (its torchcross 0.0.6 path).
 """
 

@@ -2,14 +2,11 @@
 
 Any map-style dataset with labels becomes a task source with
 [`torchcross.data.wrap_source.WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource]; the two classes
-here add what
-images need: [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource] holds uint8 images
-(channels last, as
-MedIMeta and MedMNIST store them) and converts whole batches at once with the same
-channel policy and output options as [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta];
+here add what images need: [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource] holds
+uint8 images (channels last, as MedIMeta and MedMNIST store them) and converts whole batches at once with the
+same channel policy and output options as [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta];
 [`ImageFolderTaskSource`][torchcross.datasets.generic.ImageFolderTaskSource] reads a ``root/<class
-name>/<image>`` tree with Pillow
-(no torchvision needed). Both mix with MedIMeta tasks in the same episode and
+name>/<image>`` tree with Pillow (no torchvision needed). Both mix with MedIMeta tasks in the same episode and
 multi-task samplers, and [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] converts them.
 """
 
@@ -170,11 +167,10 @@ def read_image_folder(
 class ImageFolderTaskSource(TaskSource):
     """A multi-class task from a ``root/<class name>/<image>`` tree, decoded with Pillow.
 
-    Images are resized to ``image_size`` (``(H, W)`` or one int) when given, so they stack;
-    ``channels`` is 1 (``"L"``) or 3 (``"RGB"``). Items are ``((C, H, W) tensor, label)``.
+    Images are resized to ``image_size`` (``(H, W)`` or one int) when given, so they stack; ``channels`` is 1
+    (``"L"``) or 3 (``"RGB"``). Items are ``((C, H, W) tensor, label)``.
     [`images`][torchcross.datasets.generic.ImageFolderTaskSource.images] is a lazy sequence of the uint8
-    images that
-    [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] can convert.
+    images that [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] can convert.
 
     Examples:
         >>> import tempfile

@@ -57,9 +57,8 @@ class BatchPredictor(Protocol):
     """Anything with ``predict_many(tasks) -> [query logits per task]``, equal to ``predict`` task by task.
 
     [`evaluate()`][torchcross.evaluation.episodic.evaluate] with ``batch_size > 1`` hands such a learner
-    ``batch_size``
-    episodes at once (a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner] then shares
-    backbone passes across episodes).
+    ``batch_size`` episodes at once (a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner]
+    then shares backbone passes across episodes).
     """
 
     def predict_many(self, tasks: Sequence[Task]) -> list[torch.Tensor]: ...
@@ -228,9 +227,8 @@ def evaluate(
         confidence: level of the confidence intervals.
         batch_size: episodes handed to the learner at once when it is a
             [`BatchPredictor`][torchcross.evaluation.episodic.BatchPredictor] (has ``predict_many(tasks)``,
-            e.g. a linear-probe
-            [`FineTuner`][torchcross.learners.finetuner.FineTuner], which then shares backbone passes
-            across episodes); 1 calls ``predict`` episode by episode.
+            e.g. a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner], which then shares
+            backbone passes across episodes); 1 calls ``predict`` episode by episode.
 
     Returns:
         an [`EvaluationResult`][torchcross.evaluation.episodic.EvaluationResult].

@@ -1,12 +1,10 @@
 """Summary statistics over episodes: means with Student-t intervals, and paired comparisons.
 
 [`summarize_values()`][torchcross.evaluation.stats.summarize_values] gives a mean with a Student-t confidence
-interval;
-[`paired_difference()`][torchcross.evaluation.stats.paired_difference] compares two methods scored on the same
-episodes (mean
-difference with a t interval, Wilcoxon signed-rank test, sign test). The t quantile, the
-signed-rank distribution and the binomial tail are computed here, so the core library
-needs no SciPy; tests check them against ``scipy.stats``.
+interval; [`paired_difference()`][torchcross.evaluation.stats.paired_difference] compares two methods scored
+on the same episodes (mean difference with a t interval, Wilcoxon signed-rank test, sign test). The t
+quantile, the signed-rank distribution and the binomial tail are computed here, so the core library needs no
+SciPy; tests check them against ``scipy.stats``.
 """
 
 from __future__ import annotations

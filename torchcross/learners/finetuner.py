@@ -1,14 +1,11 @@
 """Fine-tuning per episode: the IM-PT / mm-PT evaluation learner.
 
 [`FineTuner`][torchcross.learners.finetuner.FineTuner] gives every episode a new head sized from its
-description and
-trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam,
-either alone on frozen features (a linear probe) or together with a copy of the
-backbone; then it predicts the query set. Episodes are independent: the backbone
-module is never modified. ``head=nn.Linear(...)`` starts every episode from a copy of a
-given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None``
-fine-tunes a backbone that outputs the logits itself
-([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
+description and trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam, either alone
+on frozen features (a linear probe) or together with a copy of the backbone; then it predicts the query set.
+Episodes are independent: the backbone module is never modified. ``head=nn.Linear(...)`` starts every episode
+from a copy of a given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None`` fine-tunes a
+backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
 
 With a frozen backbone, [`FineTuner.predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many]
 computes every distinct input's

@@ -1,12 +1,11 @@
 """The pure functional core of the learners, on ``torch.func``: one import for all of it.
 
 Models run from parameter dicts ([`forward()`][torchcross.learners.maml.MAML.forward],
-``torch.func.functional_call``);
-adaptation is a function from parameters to parameters
-([`inner_loop()`][torchcross.learners.functional.inner_loop]); nothing
-here writes to a module's parameters or buffers. The learner classes
-([`MAML`][torchcross.learners.maml.MAML], [`FineTuner`][torchcross.learners.finetuner.FineTuner],
-[`ProtoNet`][torchcross.learners.protonet.ProtoNet]) are thin shells over these functions.
+``torch.func.functional_call``); adaptation is a function from parameters to parameters
+([`inner_loop()`][torchcross.learners.functional.inner_loop]); nothing here writes to a module's parameters or
+buffers. The learner classes ([`MAML`][torchcross.learners.maml.MAML],
+[`FineTuner`][torchcross.learners.finetuner.FineTuner], [`ProtoNet`][torchcross.learners.protonet.ProtoNet])
+are thin shells over these functions.
 
 The pieces live in modules named for what they do; this module gathers them:
 

@@ -215,9 +215,8 @@ def maml_query_loss(
     """MAML's task loss: adapt on the support loss, return the query loss of the result.
 
     ``inner_kwargs`` go to [`inner_loop()`][torchcross.learners.functional.inner_loop] (``adapt``,
-    ``first_order``, ``checkpoint``,
-    ``use_func``). Differentiate the result with respect to ``params`` for the
-    meta-gradient.
+    ``first_order``, ``checkpoint``, ``use_func``). Differentiate the result with respect to ``params`` for
+    the meta-gradient.
 
     Examples:
         >>> from torchcross.learners.inner_optimizers import SGD

@@ -14,11 +14,9 @@ of the pieces in [`torchcross.learners.transforms`][torchcross.learners.transfor
   ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``.
 
 [`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer] turns any other chain into an
-inner optimiser. Nothing is
-written in place, so the new parameters can be differentiated with respect to the
-starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Without
-gradient tracking, [`SGD`][torchcross.learners.inner_optimizers.SGD] computes exactly what ``torch.optim.SGD``
-computes, and
+inner optimiser. Nothing is written in place, so the new parameters can be differentiated with respect to the
+starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Without gradient tracking,
+[`SGD`][torchcross.learners.inner_optimizers.SGD] computes exactly what ``torch.optim.SGD`` computes, and
 [`Adam`][torchcross.learners.inner_optimizers.Adam] what ``torch.optim.Adam`` computes up to rounding.
 
 Examples:
@@ -92,12 +90,11 @@ class InnerOptimizer(Protocol):
 class SkipsZeroGradients(Protocol):
     """An inner optimiser that says whether its first step skips parameters with a zero gradient.
 
-    When ``first_step_skips_zero_gradients`` is true, a first step (from ``init``) that
-    gets a zero gradient for a parameter returns that parameter unchanged, and later
-    steps behave as if that parameter had not been in the first step at all. MAML's
-    zero-head shortcut
-    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head])
-    relies on it; optimisers without it take every step in full.
+    When ``first_step_skips_zero_gradients`` is true, a first step (from ``init``) that gets a zero gradient
+    for a parameter returns that parameter unchanged, and later steps behave as if that parameter had not been
+    in the first step at all. MAML's zero-head shortcut
+    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head]) relies on it;
+    optimisers without it take every step in full.
     """
 
     @property

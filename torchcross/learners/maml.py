@@ -1,11 +1,10 @@
 """MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh or a learned head.
 
 [`MAML`][torchcross.learners.maml.MAML] meta-learns a backbone. By default (``head="per_task"``) it makes a
-new
-linear head for every task, sized from the task's description (zero-initialised by
-default, as in the MedIMeta paper's mm-MAML), adapts backbone and head on the support set
-with a few inner steps, and scores the query set with the loss of the task's kind. Tasks
-of different kinds and class counts mix freely in one meta-batch.
+new linear head for every task, sized from the task's description (zero-initialised by default, as in the
+MedIMeta paper's mm-MAML), adapts backbone and head on the support set with a few inner steps, and scores the
+query set with the loss of the task's kind. Tasks of different kinds and class counts mix freely in one
+meta-batch.
 
 Classic MAML (Finn et al. 2017) meta-learns the head too: ``head="learned"`` with
 ``num_outputs=N`` (or ``head=nn.Linear(num_backbone_features, N)``) holds one head whose
@@ -85,16 +84,15 @@ class MAML(nn.Module):
             have the head's width of outputs
             ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]).
         num_outputs: the width of a ``head="learned"`` head (only with it).
-        head_init: ``"zero"`` (the default) or ``"kaiming"``, for the heads this module makes.
-            Per-task ``"kaiming"`` heads are drawn from a generator seeded with
-            ``(seed, head_step, slot)``, where the buffer ``head_step`` counts training calls
+        head_init: ``"zero"`` (the default) or ``"kaiming"``, for the heads this module makes. Per-task
+            ``"kaiming"`` heads are drawn from a generator seeded with ``(seed, head_step, slot)``, where the
+            buffer ``head_step`` counts training calls
             ([`meta_loss()`][torchcross.learners.maml.MAML.meta_loss],
             [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]; saved in ``state_dict``) and
-            ``slot`` is the
-            task's position in the global meta-batch (``rank * len(tasks) + i`` under
-            ``torch.distributed``), so distributed and resumed runs draw the heads of one process.
-            A ``"learned"`` head is drawn once, from ``seed``. Not accepted with a given module
-            or ``head=None``.
+            ``slot`` is the task's position in the global meta-batch (``rank * len(tasks) + i`` under
+            ``torch.distributed``), so distributed and resumed runs draw the heads of one process. A
+            ``"learned"`` head is drawn once, from ``seed``. Not accepted with a given module or
+            ``head=None``.
         inner_optimizer: ``"sgd"``, ``"adam"``, or a callable ``lr -> InnerOptimizer``.
         meta_sgd: learn per-element inner learning rates for the backbone and one per head
             tensor (per-task heads change size between tasks; a learned head gets
@@ -367,12 +365,11 @@ class MAML(nn.Module):
         Equally shaped tasks of one description may run in one ``vmap`` instead
         (``batching``; see `torchcross.learners.batching`).
 
-        Under ``torch.distributed`` (an initialised process group of several ranks, e.g.
-        ``torchrun``) the gradients are then averaged over ranks in one all-reduce
-        ([`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]), so every
-        rank holds the
-        meta-gradient of the global meta-batch; ``sync=False`` skips that (e.g. to
-        accumulate several calls and sync on the last).
+        Under ``torch.distributed`` (an initialised process group of several ranks, e.g. ``torchrun``) the
+        gradients are then averaged over ranks in one all-reduce
+        ([`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]), so every rank
+        holds the meta-gradient of the global meta-batch; ``sync=False`` skips that (e.g. to accumulate
+        several calls and sync on the last).
 
         Returns:
             This rank's meta-loss value.
@@ -435,13 +432,11 @@ class MAML(nn.Module):
     def adapted_logits(self, task: Task, *, training: bool = True, slot: int = -1) -> tuple[Tensor, Tensor]:
         """Support and query logits after adapting on ``task``'s support set.
 
-        With ``training=True`` (``num_inner_steps``, differentiable inner loop) the query logits
-        carry the graph back to the meta-parameters, for training loops that need per-task
-        outputs (e.g. to log metrics); [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] is the
-        memory-lean way to train.
-        With ``training=False`` it adapts like [`predict()`][torchcross.learners.maml.MAML.predict] and both
-        are detached.
-        The support logits are always detached. ``slot``: as in
+        With ``training=True`` (``num_inner_steps``, differentiable inner loop) the query logits carry the
+        graph back to the meta-parameters, for training loops that need per-task outputs (e.g. to log
+        metrics); [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] is the memory-lean way to
+        train. With ``training=False`` it adapts like [`predict()`][torchcross.learners.maml.MAML.predict] and
+        both are detached. The support logits are always detached. ``slot``: as in
         [`new_head()`][torchcross.learners.maml.MAML.new_head].
 
         Examples:

@@ -1,12 +1,11 @@
 """Meta-SGD: learned inner learning rates stored next to the parameters they belong to.
 
-A learner's meta-parameters are one flat dict: the parameters by name, and the learning
-rate of parameter ``name`` under ``"lr." + name`` (`META_SGD_PREFIX`).
+A learner's meta-parameters are one flat dict: the parameters by name, and the learning rate of parameter
+``name`` under ``"lr." + name`` (`META_SGD_PREFIX`).
 [`split_meta_sgd_rates()`][torchcross.learners.meta_sgd.split_meta_sgd_rates] separates the two for the inner
-loop; [`with_meta_sgd_rates()`][torchcross.learners.meta_sgd.with_meta_sgd_rates] builds the
-dict. Modules store the rates in an ``nn.ParameterDict``, whose keys cannot contain
-``"."``: [`meta_sgd_key()`][torchcross.learners.meta_sgd.meta_sgd_key] is the key of a parameter's rate there,
-and
+loop; [`with_meta_sgd_rates()`][torchcross.learners.meta_sgd.with_meta_sgd_rates] builds the dict. Modules
+store the rates in an ``nn.ParameterDict``, whose keys cannot contain ``"."``:
+[`meta_sgd_key()`][torchcross.learners.meta_sgd.meta_sgd_key] is the key of a parameter's rate there, and
 [`init_meta_sgd_rates()`][torchcross.learners.meta_sgd.init_meta_sgd_rates] the starting rates.
 
 Examples:

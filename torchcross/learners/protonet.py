@@ -1,12 +1,11 @@
 """Prototypical networks for all four task kinds.
 
 [`ProtoNet`][torchcross.learners.protonet.ProtoNet] embeds support and query sets with its backbone, builds
-prototypes
-from the support set ([`prototypes()`][torchcross.learners.functional.prototypes]: one per class
-for multi-class and ordinal tasks, a negative and a positive one per label for binary
-and multi-label tasks) and scores the query set by distance
-([`prototype_logits()`][torchcross.learners.functional.prototype_logits]). Meta-training minimises the
-query loss of each task's kind.
+prototypes from the support set ([`prototypes()`][torchcross.learners.functional.prototypes]: one per class
+for multi-class and ordinal tasks, a negative and a positive one per label for binary and multi-label tasks)
+and scores the query set by distance
+([`prototype_logits()`][torchcross.learners.functional.prototype_logits]). Meta-training minimises the query
+loss of each task's kind.
 
 BatchNorm policy: as [`MAML`][torchcross.learners.maml.MAML] (``"batch"``: support and query
 are each normalised with their own batch statistics; running statistics are never read

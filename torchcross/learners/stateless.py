@@ -1,14 +1,12 @@
 """Running a module statelessly from parameter dicts, under a BatchNorm policy.
 
 [`forward()`][torchcross.learners.maml.MAML.forward] calls a module with the parameters and buffers it is
-given
-(``torch.func.functional_call``) and never writes to the module.
-[`task_buffers()`][torchcross.learners.functional.task_buffers]
-picks the buffers for one task under a BatchNorm policy: with ``batch_norm="batch"``
-every forward normalises with the statistics of the batch it sees, and the running
-statistics are hidden from the module, so they are neither read nor written; with
-``batch_norm="frozen"`` the stored running statistics are used as constants and never
-updated. Running statistics are therefore never shared between tasks by accident.
+given (``torch.func.functional_call``) and never writes to the module.
+[`task_buffers()`][torchcross.learners.functional.task_buffers] picks the buffers for one task under a
+BatchNorm policy: with ``batch_norm="batch"`` every forward normalises with the statistics of the batch it
+sees, and the running statistics are hidden from the module, so they are neither read nor written; with
+``batch_norm="frozen"`` the stored running statistics are used as constants and never updated. Running
+statistics are therefore never shared between tasks by accident.
 """
 
 from __future__ import annotations

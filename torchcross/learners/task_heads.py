@@ -5,9 +5,8 @@ The learners that make heads ([`MAML`][torchcross.learners.maml.MAML] and
 
 * ``"per_task"`` (default): every task gets a new linear head sized from its description
   ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]), initialised by ``head_init``; tasks of
-  any kind and
-  class count mix in one meta-batch (the MedIMeta paper's mm-MAML), and only the backbone
-  is meta-learned.
+  any kind and class count mix in one meta-batch (the MedIMeta paper's mm-MAML), and only the backbone is
+  meta-learned.
 * ``"learned"`` (with ``num_outputs=N``), or an ``nn.Linear(num_features, N)`` of your own:
   one head of fixed width ``N`` whose weights are parameters of the learner (in
   ``parameters()`` and ``state_dict`` under ``"head."``). It is every task's starting head:

@@ -11,8 +11,7 @@
   [`FineTuner`][torchcross.learners.finetuner.FineTuner];
 * [`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] and
   [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]: a training stream that a resumed
-  ``Trainer``
-  continues exactly, because the modules count the batches they consumed in their checkpoints.
+  ``Trainer`` continues exactly, because the modules count the batches they consumed in their checkpoints.
 
 The modules use manual optimisation: the learners all-reduce their gradients once per step
 themselves (`torchcross.distributed`), which works under ``Trainer(strategy="ddp")``.

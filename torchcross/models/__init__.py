@@ -1,13 +1,12 @@
 """torchcross 0.0.6's models (``torchcross.models``), over the torchcross learners.
 
-Plain ``nn.Module`` models with 0.0.6's names and constructor signatures:
-`SimpleClassifier`, `SimpleCrossDomainClassifier` (on
-[`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]),
-[`MAML`][torchcross.learners.maml.MAML] and [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]
-(on [`MAML`][torchcross.learners.maml.MAML]), [`ProtoNet`][torchcross.learners.protonet.ProtoNet] and
-`SimpleCrossDomainProtoNet`
-(on [`ProtoNet`][torchcross.learners.protonet.ProtoNet]). Their Lightning versions, which 0.0.6 scripts
-train with a ``Trainer``, are in `torchcross.models.lightning` (needs the ``lightning`` extra).
+Plain ``nn.Module`` models with 0.0.6's names and constructor signatures: `SimpleClassifier`,
+`SimpleCrossDomainClassifier` (on [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]),
+[`MAML`][torchcross.learners.maml.MAML] and [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML] (on
+[`MAML`][torchcross.learners.maml.MAML]), [`ProtoNet`][torchcross.learners.protonet.ProtoNet] and
+`SimpleCrossDomainProtoNet` (on [`ProtoNet`][torchcross.learners.protonet.ProtoNet]). Their Lightning
+versions, which 0.0.6 scripts train with a ``Trainer``, are in `torchcross.models.lightning` (needs the
+``lightning`` extra).
 
 New code uses `torchcross.learners` and `torchcross.lightning` directly.
 

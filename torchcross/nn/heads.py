@@ -9,10 +9,9 @@ initialisation (Kaiming-uniform weights with ``a=sqrt(5)``, bias uniform in
 ``±1/sqrt(num_features)``) drawn from an explicit generator.
 
 [`init_head_params()`][torchcross.nn.heads.init_head_params] returns a plain parameter dict for functional
-learners
-(``torch.func.functional_call`` style), [`make_head()`][torchcross.nn.heads.make_head] an ``nn.Linear`` with
-the same
-values, and [`head_forward()`][torchcross.nn.heads.head_forward] applies a parameter dict.
+learners (``torch.func.functional_call`` style), [`make_head()`][torchcross.nn.heads.make_head] an
+``nn.Linear`` with the same values, and [`head_forward()`][torchcross.nn.heads.head_forward] applies a
+parameter dict.
 """
 
 from __future__ import annotations

@@ -14,9 +14,8 @@ binary                 ``1``        BCE with logits     sigmoid    ``logit > 0``
 multi-label            ``L``        BCE with logits     sigmoid    ``logit > 0``
 =====================  ===========  ==================  =========  ===================
 
-Ordinal labels hold the task's class keys (which may have gaps); they become
-indices through [`torchcross.tasks.labels.keys_to_indices()`][torchcross.tasks.labels.keys_to_indices], the
-one place that
+Ordinal labels hold the task's class keys (which may have gaps); they become indices through
+[`torchcross.tasks.labels.keys_to_indices()`][torchcross.tasks.labels.keys_to_indices], the one place that
 mapping is written. ``REGRESSION`` has no row: asking for it raises ``ValueError``.
 
 Everything here is built from differentiable tensor operations without reading

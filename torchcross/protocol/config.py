@@ -264,12 +264,10 @@ class FinetuneConfig:
         steps: optimisation steps on the support set per episode.
         lr: Adam learning rate.
         freeze_backbone: train only the head (a linear probe).
-        batch_norm: ``"support"`` (train mode on the support set, running statistics
-            updated on a copy, eval mode on the query: the paper; with ``freeze_backbone``
-            support and query features alike are normalised with the support set's
-            statistics), ``"frozen"`` (the
-            backbone's running statistics, never updated) or ``"batch"`` (each batch's
-            own statistics).
+        batch_norm: ``"support"`` (train mode on the support set, running statistics updated on a copy, eval
+            mode on the query: the paper; with ``freeze_backbone`` support and query features alike are
+            normalised with the support set's statistics), ``"frozen"`` (the backbone's running statistics,
+            never updated) or ``"batch"`` (each batch's own statistics).
     """
 
     steps: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_STEPS))

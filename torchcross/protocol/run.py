@@ -22,10 +22,8 @@ method is trained once per seed and the between-seed spread is reported beside t
 episode interval.
 
 [`check_protocol()`][torchcross.protocol.plan.check_protocol] validates everything (paths, names, output
-folder, weights)
-before any training; [`run_protocol()`][torchcross.protocol.run.run_protocol] runs it, writes episodes,
-checkpoints and
-results into ``run.out_dir`` and resumes from them when started again.
+folder, weights) before any training; [`run_protocol()`][torchcross.protocol.run.run_protocol] runs it, writes
+episodes, checkpoints and results into ``run.out_dir`` and resumes from them when started again.
 """
 
 from __future__ import annotations

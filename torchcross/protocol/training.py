@@ -386,16 +386,14 @@ def train_steps(
 ) -> list[float]:
     """Run ``steps`` updates ``optimizer.zero_grad(); loss = step_fn(unit); optimizer.step()``.
 
-    Under a process group of several ranks (``torchrun``) every rank calls it with its own
-    checkpoint file and keeps its previous checkpoint beside it (`previous_checkpoint()`):
-    a rank that died while saving is one checkpoint behind the others, and every rank
-    resumes from the newest step all ranks saved (step 0 if one saved none). The loss
-    returned, logged and checked for NaN is the mean over the ranks (one small collective
-    call per step). ``step_fn`` must average the gradients itself (the learners' own
-    ``meta_backward``, or
-    [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]). A fresh
-    start reseeds torch's global RNG with a function of its seed and the rank, so each rank
-    draws its own augmentation (and dropout); a resumed rank restores its own RNG state.
+    Under a process group of several ranks (``torchrun``) every rank calls it with its own checkpoint file and
+    keeps its previous checkpoint beside it (`previous_checkpoint()`): a rank that died while saving is one
+    checkpoint behind the others, and every rank resumes from the newest step all ranks saved (step 0 if one
+    saved none). The loss returned, logged and checked for NaN is the mean over the ranks (one small
+    collective call per step). ``step_fn`` must average the gradients itself (the learners' own
+    ``meta_backward``, or [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]).
+    A fresh start reseeds torch's global RNG with a function of its seed and the rank, so each rank draws its
+    own augmentation (and dropout); a resumed rank restores its own RNG state.
 
     Args:
         model: whose ``state_dict`` is checkpointed (all trained parameters must be in it).

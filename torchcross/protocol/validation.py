@@ -1,11 +1,10 @@
 """Early stopping on a validation score, with the best weights kept: for mm-PT, mm-MAML, supervised.
 
-Training validates every ``val_every`` updates (one validation "epoch": a multi-task
-stream has no natural epoch, so the authors' fixed interval is used). After
-``patience`` validations in a row without a higher score it stops and the weights of
-the best validation are restored. [`EarlyStopping`][torchcross.protocol.validation.EarlyStopping] holds that
-state as tensors
-and plain Python values, so it is saved in (and resumed from) the training checkpoint.
+Training validates every ``val_every`` updates (one validation "epoch": a multi-task stream has no natural
+epoch, so the authors' fixed interval is used). After ``patience`` validations in a row without a higher score
+it stops and the weights of the best validation are restored.
+[`EarlyStopping`][torchcross.protocol.validation.EarlyStopping] holds that state as tensors and plain Python
+values, so it is saved in (and resumed from) the training checkpoint.
 """
 
 from __future__ import annotations

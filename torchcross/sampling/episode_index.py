@@ -1,14 +1,12 @@
 """The index of a task's labels that episode sampling works on, and episode labels.
 
 [`index_labels()`][torchcross.sampling.episode_index.index_labels] groups the examples of each class once
-(multi-label: each label's
-positives and negatives), so that each episode costs a few slices instead of a pass over
-all labels; [`episode_labels()`][torchcross.sampling.episode_index.episode_labels] turns an episode's indices
-into its labels ``0..k-1``.
-[`torchcross.sampling.episodes`][torchcross.sampling.episodes] re-exports the index, the episode and its
-labels;
-[`as_label_index()`][torchcross.sampling.episode_index.as_label_index] and
-[`check_classes()`][torchcross.sampling.episode_index.check_classes] are the argument checks the rules share.
+(multi-label: each label's positives and negatives), so that each episode costs a few slices instead of a pass
+over all labels; [`episode_labels()`][torchcross.sampling.episode_index.episode_labels] turns an episode's
+indices into its labels ``0..k-1``. [`torchcross.sampling.episodes`][torchcross.sampling.episodes] re-exports
+the index, the episode and its labels; [`as_label_index()`][torchcross.sampling.episode_index.as_label_index]
+and [`check_classes()`][torchcross.sampling.episode_index.check_classes] are the argument checks the rules
+share.
 """
 
 from __future__ import annotations

@@ -1,12 +1,10 @@
 """Few-shot episode sampling rules: pure functions of labels, parameters and a generator.
 
 Every rule takes canonical labels (or a [`LabelIndex`][torchcross.sampling.episode_index.LabelIndex] built
-from them once),
-its parameters and an explicit `numpy.random.Generator`, and returns an
+from them once), its parameters and an explicit `numpy.random.Generator`, and returns an
 [`EpisodeIndices`][torchcross.sampling.episode_index.EpisodeIndices]: the support and query indices into the
-source and the class
-keys (multi-label: label columns) the episode uses, in episode order. Episode label
-``i`` means ``classes[i]``.
+source and the class keys (multi-label: label columns) the episode uses, in episode order. Episode label ``i``
+means ``classes[i]``.
 
 ==================  ===========================================================
 kind                rule

@@ -1,13 +1,11 @@
 """Drawing a given number of examples of each class: the core of the single-label rules.
 
 [`sample_per_class()`][torchcross.sampling.per_class.sample_per_class] draws any per-class counts (imbalanced
-support too);
-[`fixed_shot_plan()`][torchcross.sampling.per_class.fixed_shot_plan] prepares what every episode with the same
-classes and shots
-shares, so that each draw ([`FixedShotPlan.draw()`][torchcross.sampling.per_class.FixedShotPlan.draw]) costs a
-few vectorised operations.
-Within a class, examples come in random order (independent of file order); support and
-query are class-major (all examples of ``classes[0]`` first) and never share an example.
+support too); [`fixed_shot_plan()`][torchcross.sampling.per_class.fixed_shot_plan] prepares what every episode
+with the same classes and shots shares, so that each draw
+([`FixedShotPlan.draw()`][torchcross.sampling.per_class.FixedShotPlan.draw]) costs a few vectorised
+operations. Within a class, examples come in random order (independent of file order); support and query are
+class-major (all examples of ``classes[0]`` first) and never share an example.
 """
 
 from __future__ import annotations

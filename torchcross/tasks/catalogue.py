@@ -3,11 +3,9 @@
 A [`Catalogue`][torchcross.tasks.catalogue.Catalogue] lists
 [`DatasetEntry`][torchcross.tasks.catalogue.DatasetEntry] values, each with its
 [`TaskEntry`][torchcross.tasks.catalogue.TaskEntry] values. Datasets declare which other datasets share their
-imaging
-domain or their subjects; the catalogue makes these relations symmetric. Leave-one-out
-cross-domain transfer (the MedIMeta protocol) trains on every task of every dataset
-that overlaps the target dataset in neither way:
-[`leave_one_out_sources()`][torchcross.tasks.catalogue.leave_one_out_sources].
+imaging domain or their subjects; the catalogue makes these relations symmetric. Leave-one-out cross-domain
+transfer (the MedIMeta protocol) trains on every task of every dataset that overlaps the target dataset in
+neither way: [`leave_one_out_sources()`][torchcross.tasks.catalogue.leave_one_out_sources].
 
 Examples:
     >>> def binary(ds):

@@ -11,8 +11,7 @@ regression             ``(N,)``/``(N, D)``  float32
 =====================  ===============  ===========================================
 
 [`keys_to_indices()`][torchcross.tasks.labels.keys_to_indices] is the one place where gapped ordinal keys
-become
-contiguous indices ``0..C-1`` (for heads, losses and metrics).
+become contiguous indices ``0..C-1`` (for heads, losses and metrics).
 """
 
 from __future__ import annotations

@@ -1,9 +1,8 @@
 """The task vocabulary: what kind of prediction a task asks for, and what a task is.
 
 These are pure values. [`TaskDescription`][torchcross.tasks.task.TaskDescription] is frozen and hashable, so
-it can key
-per-task heads and metrics; [`Task`][torchcross.tasks.task.Task] bundles a support set, a query set and the
-description of the task they belong to.
+it can key per-task heads and metrics; [`Task`][torchcross.tasks.task.Task] bundles a support set, a query set
+and the description of the task they belong to.
 """
 
 from __future__ import annotations

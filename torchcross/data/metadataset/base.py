@@ -2,8 +2,7 @@
 seeded episode datasets.
 
 [`MetaDataset`][torchcross.data.metadataset.MetaDataset] (defined in `torchcross.data.metadataset.meta`) is
-what torchcross
-0.0.6 called it: a map-style dataset of [`Task`][torchcross.tasks.task.Task]; the medimeta
+what torchcross 0.0.6 called it: a map-style dataset of [`Task`][torchcross.tasks.task.Task]; the medimeta
 package subclasses it.
 
 [`EpisodeMetaDataset`][torchcross.data.metadataset.EpisodeMetaDataset] is the base of the sampled episode
@@ -426,9 +425,8 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
     def set_epoch(self, epoch: int) -> None:
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch.
 
-        A new epoch is iterated from its first episode; setting the current epoch again keeps a
-        position restored by
-        [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict].
+        A new epoch is iterated from its first episode; setting the current epoch again keeps a position
+        restored by [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict].
         """
         epoch = check_int(epoch, "epoch", 0)
         if epoch != self.epoch:

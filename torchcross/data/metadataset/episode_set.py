@@ -1,17 +1,15 @@
 """Fixed evaluation episodes: sample once, save as readable JSON, load and check against the data.
 
-The paper's protocol evaluates every target task on the same 100 five-shot episodes (10
-query examples per class). [`sample_episode_set()`][torchcross.data.metadataset.sample_episode_set] draws
-them, [`EpisodeSet.save()`][torchcross.data.metadataset.EpisodeSet.save]
-writes a JSON file (format version, task description, sampling parameters, a SHA-256
-checksum of the source's canonical labels, and one line per episode with indices and
-relabelled labels), and [`EpisodeSet.load()`][torchcross.data.metadataset.EpisodeSet.load] reads it back and,
-given the source,
-refuses a file whose checksum no longer matches the data. Every episode is checked on load
-(indices within the source, none repeated, support and query disjoint, labels in range) and,
-given the source, its stored labels against the source's labels at its indices, so an edited
-or damaged file is refused, naming the episode. Only regular files are read (a FIFO in
-its place is an error, never a hang). No pickle is involved.
+The paper's protocol evaluates every target task on the same 100 five-shot episodes (10 query examples per
+class). [`sample_episode_set()`][torchcross.data.metadataset.sample_episode_set] draws them,
+[`EpisodeSet.save()`][torchcross.data.metadataset.EpisodeSet.save] writes a JSON file (format version, task
+description, sampling parameters, a SHA-256 checksum of the source's canonical labels, and one line per
+episode with indices and relabelled labels), and
+[`EpisodeSet.load()`][torchcross.data.metadataset.EpisodeSet.load] reads it back and, given the source,
+refuses a file whose checksum no longer matches the data. Every episode is checked on load (indices within the
+source, none repeated, support and query disjoint, labels in range) and, given the source, its stored labels
+against the source's labels at its indices, so an edited or damaged file is refused, naming the episode. Only
+regular files are read (a FIFO in its place is an error, never a hang). No pickle is involved.
 """
 
 from __future__ import annotations

@@ -1,11 +1,9 @@
 """The MedIMeta v1.0 catalogue (19 datasets, 54 tasks), shipped as data, and what is on disk.
 
-The catalogue is read from ``catalogue.json`` next to this module (no PyYAML needed) and
-built as a [`torchcross.tasks.catalogue.Catalogue`][torchcross.tasks.catalogue.Catalogue], so the generic
-leave-one-out
+The catalogue is read from ``catalogue.json`` next to this module (no PyYAML needed) and built as a
+[`torchcross.tasks.catalogue.Catalogue`][torchcross.tasks.catalogue.Catalogue], so the generic leave-one-out
 helper applies: [`leave_one_out_tasks()`][torchcross.datasets.medimeta.leave_one_out_tasks] picks the source
-tasks for a target dataset,
-excluding every dataset with a domain or subject overlap.
+tasks for a target dataset, excluding every dataset with a domain or subject overlap.
 
 Examples:
     >>> cat = medimeta_catalogue()

@@ -1,17 +1,14 @@
 """Write any images plus task labels as a MedIMeta dataset folder.
 
 [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] produces exactly the layout the reader, the
-validator and medimeta
-0.0.6 read: ``images.hdf5`` (contiguous uint8 ``images``), optional ``images/NNNNNN.tiff``,
-``task_labels/<task>.npy``, ``splits/`` and ``original_splits/``, ``annotations.csv``
-and ``info.yaml``. The folder is assembled under a hidden temporary name, flushed to
-disk and renamed into place at the end, so a failed write leaves nothing behind and a
-kill leaves only a hidden folder, which the next write of that dataset (and discovery)
-reports and cleans. ``overwrite=True`` replaces only MedIMeta dataset folders, by
-renames (never a half-deleted dataset).
-[`write_synthetic_medimeta()`][torchcross.datasets.medimeta.write_synthetic_medimeta] writes
-small random datasets (tests, docs, benchmarks), optionally shaped like a catalogue
-dataset.
+validator and medimeta 0.0.6 read: ``images.hdf5`` (contiguous uint8 ``images``), optional
+``images/NNNNNN.tiff``, ``task_labels/<task>.npy``, ``splits/`` and ``original_splits/``, ``annotations.csv``
+and ``info.yaml``. The folder is assembled under a hidden temporary name, flushed to disk and renamed into
+place at the end, so a failed write leaves nothing behind and a kill leaves only a hidden folder, which the
+next write of that dataset (and discovery) reports and cleans. ``overwrite=True`` replaces only MedIMeta
+dataset folders, by renames (never a half-deleted dataset).
+[`write_synthetic_medimeta()`][torchcross.datasets.medimeta.write_synthetic_medimeta] writes small random
+datasets (tests, docs, benchmarks), optionally shaped like a catalogue dataset.
 """
 
 from __future__ import annotations
