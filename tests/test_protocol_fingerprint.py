@@ -460,6 +460,6 @@ def test_changed_episode_settings_redraw_the_episodes_and_a_run_setting_keeps_ev
     assert json.loads(path.read_text())["sampling"]["fingerprint"] == stored
     lines.clear()
     run_protocol(_config(demo_root, out, evaluation={"n_query": 3}), progress=False, log=lines.append)
-    assert any("were drawn with other settings; drawing them again" in line for line in lines)
+    assert any("its 'sampling' (the settings the episodes were drawn with)" in line for line in lines)
     assert not any("reusing finished evaluation" in line for line in lines)
     assert json.loads(path.read_text())["sampling"]["fingerprint"] != stored
