@@ -160,7 +160,7 @@ def test_a_changed_protocol_setting_is_named_at_resume(data_root: Path, tmp_path
     run_protocol(config, progress=False, log=None)
     changed = dataclasses.replace(config, pretrain=dataclasses.replace(config.pretrain, batch_size=4))
     (tmp_path / "out" / "evaluations" / "tgt" / "mm-PT.json").unlink()
-    with pytest.raises(CheckpointMismatchError, match=r"changed: training\.batch_size \(saved 8, now 4\)"):
+    with pytest.raises(CheckpointMismatchError, match=r"changed: pretrain\.batch_size \(saved 8, now 4\)"):
         run_protocol(changed, progress=False, log=None)
 
 

@@ -303,11 +303,20 @@ class MAML(nn.Module):
         use_func: bool = False,
     ) -> Tensor:
         params, features = self._adapt(meta, head, xs, ys, desc, training=training, use_func=use_func)
+        return self._logits(params, features, xq, desc)
+
+    def _logits(
+        self,
+        params: ParamDict,
+        features: Callable[[ParamDict, Tensor], Tensor],
+        x: Tensor,
+        desc: TaskDescription,
+    ) -> Tensor:
+        """Logits of ``x`` under (adapted) ``params``: through the head, or the features without one."""
         if self.head_mode == "none":
-            return check_logits(features(params, xq), desc)
-        return head_forward(
-            features(params, xq), {"weight": params["head.weight"], "bias": params["head.bias"]}
-        )
+            return check_logits(features(params, x), desc)
+        head = {"weight": params["head.weight"], "bias": params["head.bias"]}
+        return head_forward(features(params, x), head)
 
     def _task_loss(
         self,
@@ -460,10 +469,9 @@ class MAML(nn.Module):
             params, features = self._adapt(
                 meta, self.new_head(desc, self._like(), slot), xs, ys, desc, training=training
             )
-            head = {"weight": params["head.weight"], "bias": params["head.bias"]}
-            query = head_forward(features(params, xq), head)
+            query = self._logits(params, features, xq, desc)
             with torch.no_grad():
-                support = head_forward(features(params, xs), head)
+                support = self._logits(params, features, xs, desc)
         return support.detach(), query if training else query.detach()
 
     @torch.inference_mode(False)

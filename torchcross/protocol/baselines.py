@@ -7,7 +7,6 @@ fine-tuned with it on the support set for ``[finetune] steps`` Adam steps (the p
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from torch import nn
@@ -16,18 +15,12 @@ from torchcross.learners.finetuner import FineTuner
 from torchcross.protocol.registry import MethodContext, Trained
 
 __all__ = [
-    "finetune_settings",
     "finetuner",
     "finetuner_from_random",
     "finetuner_from_trained",
     "finetuner_from_weights",
     "linear_probe",
 ]
-
-
-def finetune_settings(config: Any) -> dict[str, Any]:
-    """The settings a fine-tuning evaluation depends on."""
-    return {"finetune": dataclasses.asdict(config.finetune)}
 
 
 def finetuner(

@@ -8,14 +8,16 @@ dataset); with ``[maml] n_shot`` unset each episode has a random number of shots
 ``val_episodes`` fixed episodes of the sources' ``val`` splits is computed; after
 ``patience`` validations without improvement training stops with the best weights.
 
-Evaluation: mm-MAML and FOMAML fine-tune their backbone as IM-PT (``[maml] evaluation
-= "finetune"``, the paper) or adapt with the MAML inner loop (``"inner-loop"``); ANIL,
-Meta-SGD and ProtoNet always use their own adaptation (it is what they learned).
+Which learner is trained is the method's
+[`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant] (``ctx.variant``, declared
+when the method is registered), never its name. Evaluation: MAML and FOMAML fine-tune their
+backbone as IM-PT (``[maml] evaluation = "finetune"``, the paper) or adapt with the MAML inner
+loop (``"inner-loop"``); ANIL, Meta-SGD and ProtoNet always use their own adaptation (it is
+what they learned).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -27,24 +29,33 @@ from torch import nn
 from torchcross.evaluation.metrics import auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.baselines import finetuner
+from torchcross.protocol.fingerprint import Reads
 from torchcross.protocol.pretrain import validation_sources
 from torchcross.protocol.registry import MethodContext, Trained
 from torchcross.protocol.validation import EarlyStopping
+from torchcross.protocol.variants import MetaLearnVariant
 from torchcross.tasks.task import Task
 
-__all__ = ["maml_learner", "maml_settings", "train_maml"]
+__all__ = ["MetaLearnVariant", "maml_learner", "train_maml"]
 
 _EPISODES_PER_SOURCE = 1_000_000  # episodes are a pure function of their index: any length costs nothing
-_OWN_ADAPTATION = ("ANIL", "Meta-SGD", "ProtoNet")
+# what the checkpoint depends on: all that the training reads, less the step count (extending is resuming)
+# and the evaluation's settings
+_TRAINING_READS = Reads(
+    ("backbone", "data.normalize", "data.source_split", "augmentation", "maml"),
+    without=("maml.steps", "maml.evaluation", "maml.eval_inner_steps"),
+)
 
 
-def _evaluates_with_finetuning(method: str, config: Any) -> bool:
-    return method not in _OWN_ADAPTATION and config.maml.evaluation == "finetune"
-
-
-def maml_settings(config: Any) -> dict[str, Any]:
-    """The settings an episodic method's results depend on (``[finetune]`` included, used or not)."""
-    return {"maml": dataclasses.asdict(config.maml), "finetune": dataclasses.asdict(config.finetune)}
+def _variant(ctx: MethodContext) -> MetaLearnVariant:
+    """The method's declared variant (``ctx.variant``); never guessed from its name."""
+    if not isinstance(ctx.variant, MetaLearnVariant):
+        raise TypeError(
+            f"method {ctx.method!r} uses the episodic trainer, which needs a MetaLearnVariant, got "
+            f"{ctx.variant!r}; register it like= an episodic method (e.g. like='mm-MAML') or pass "
+            "variant=MetaLearnVariant(...)"
+        )
+    return ctx.variant
 
 
 def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) -> dict[str, Any]:
@@ -78,8 +89,8 @@ def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) 
 
 
 def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> nn.Module:
-    mc = ctx.config.maml
-    if ctx.method == "ProtoNet":
+    mc, variant = ctx.config.maml, _variant(ctx)
+    if variant.protonet:
         from torchcross.learners.protonet import ProtoNet
 
         return ProtoNet(backbone)
@@ -91,9 +102,9 @@ def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> nn.Module:
         inner_lr=mc.inner_lr,
         num_inner_steps=mc.inner_steps,
         eval_num_inner_steps=mc.eval_inner_steps,
-        first_order=mc.first_order or ctx.method == "FOMAML",
-        anil=ctx.method == "ANIL",
-        meta_sgd=ctx.method == "Meta-SGD",
+        first_order=mc.first_order or variant.first_order,
+        anil=variant.anil,
+        meta_sgd=variant.meta_sgd,
     )
 
 
@@ -128,10 +139,14 @@ def _episode_auroc(
 
 
 def train_maml(ctx: MethodContext) -> Trained:
-    """Train the episodic method ``ctx.method`` on ``ctx.target``'s sources (resuming from its checkpoint)."""
+    """Train the episodic method ``ctx.method`` (its ``ctx.variant``) on ``ctx.target``'s sources.
+
+    Resumes from its checkpoint.
+    """
     from torchcross.data.multitask import MultiTaskEpisodeSampler
 
     cfg, mc = ctx.config, ctx.config.maml
+    _variant(ctx)  # before any data is read
     episodes = _episode_datasets(ctx, ctx.source_tasks(cfg.data.source_split or "all"), _EPISODES_PER_SOURCE)
     if not episodes:
         raise ValueError(
@@ -161,17 +176,14 @@ def train_maml(ctx: MethodContext) -> Trained:
         f"[{ctx.target.dataset_id}] {ctx.method}: up to {mc.steps} meta-steps, {len(episodes)} source tasks"
         + (f", validating every {mc.val_every} (patience {mc.patience})" if early else "")
     )
-    training = {
-        k: v
-        for k, v in dataclasses.asdict(mc).items()
-        if k not in ("steps", "evaluation", "eval_inner_steps")
-    }
-    losses = ctx.train_model(model, optimizer, step, sampler, mc.steps, training, early)
+    losses = ctx.train_model(
+        model, optimizer, step, sampler, mc.steps, early_stopping=early, reads=_TRAINING_READS
+    )
     return Trained(model.backbone, width, model, losses, list(early.history) if early else [])
 
 
 def maml_learner(ctx: MethodContext, trained: Trained) -> Any:
     """Fine-tuning of the trained backbone (``evaluation = "finetune"``), or the method's own adaptation."""
-    if _evaluates_with_finetuning(ctx.method, ctx.config):
+    if not _variant(ctx).own_adaptation and ctx.config.maml.evaluation == "finetune":
         return finetuner(ctx, trained.backbone, trained.num_features)
     return trained.model

@@ -18,8 +18,8 @@ import torch
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan
+from torchcross.protocol.fingerprint import EPISODE_READS, EVALUATION_READS, fingerprint
 from torchcross.protocol.registry import MethodContext, get_method
-from torchcross.protocol.training import config_fingerprint
 
 __all__ = ["evaluation_learner", "method_context", "method_fingerprint", "resolve_methods", "train_method"]
 
@@ -78,39 +78,23 @@ def method_context(
         folder / target.dataset_id,
         log,
         progress,
+        variant=get_method(method).variant,
     )
 
 
 def method_fingerprint(ctx: MethodContext) -> str:
-    """A hash of every setting that affects the method's evaluation on the target (for resuming)."""
-    cfg = ctx.config
+    """The fingerprint of the method's evaluation on the target (a finished one is reused while it is equal).
+
+    Built by [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] from what the
+    evaluation reads: the method's registered ``reads``, the episodes' settings
+    ([`EPISODE_READS`][torchcross.protocol.fingerprint.EPISODE_READS], unless it is scored per
+    task) and ``[evaluation] confidence``; with the method's identity (variant, target and
+    its tasks, sources, seed, input shape) and its ``settings(config)``, if registered.
+    """
     spec = get_method(ctx.method)
-    ev = cfg.evaluation
-    settings = dict(spec.settings(cfg)) if spec.settings is not None else {}
-    _, world = rank_and_world_size()
-    trains = spec.train is not None or spec.per_task
-    return config_fingerprint(
-        {
-            **({"world_size": world} if trains and world > 1 else {}),  # training depends on it
-            "method": ctx.method,
-            "target": ctx.target.dataset_id,
-            "sources": [list(s) for s in ctx.target.sources] if spec.train is not None else None,
-            "backbone": [cfg.backbone.name, str(cfg.backbone.weights), cfg.backbone.hidden],
-            "input": [ctx.in_channels, ctx.image_size, cfg.data.normalize, cfg.data.source_split],
-            "seed": ctx.seed,
-            "episodes": [
-                list(ctx.target.tasks),
-                cfg.data.target_split,
-                cfg.data.min_class_size,
-                ev.n_shot,
-                ev.n_query,
-                ev.n_episodes,
-                cfg.run.seed,
-            ],
-            "confidence": ev.confidence,
-            "settings": settings,
-        }
-    )
+    reads = (spec.reads, EVALUATION_READS) if spec.per_task else (spec.reads, EVALUATION_READS, EPISODE_READS)
+    extra = {"settings": dict(spec.settings(ctx.config))} if spec.settings is not None else {}
+    return fingerprint(ctx.config, *reads, **ctx.identity(), tasks=list(ctx.target.tasks), **extra)
 
 
 def train_method(ctx: MethodContext) -> Any:

@@ -217,7 +217,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     Raises:
         FileNotFoundError: a missing data root or weights file.
         ValueError: unknown names (listing what exists), a missing split, mixed image
-            sizes without ``[data] image_size``, or an unusable device.
+            sizes without ``[data] image_size``, a method's ``reads`` naming a setting that
+            does not exist, or an unusable device.
         FileExistsError: an output folder that torchcross did not create (see
             `check_out_dir()`).
         PermissionError: an unwritable output folder.
@@ -231,6 +232,11 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     catalogue, problems = load_catalogue(config.data.root)
     targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
     methods = resolve_methods(config)
+    for m in methods:  # what each method declares it reads names settings that exist
+        try:
+            get_method(m).reads.resolve(config)
+        except ValueError as exc:
+            raise ValueError(f"method {m!r}: {exc}; fix reads= of its register_method") from None
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
     sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
     channels = {s[0] for s in sizes}

@@ -11,7 +11,6 @@ kept ([`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Callable
 from typing import Any
@@ -22,19 +21,17 @@ from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
+from torchcross.protocol.fingerprint import Reads
 from torchcross.protocol.registry import MethodContext, Trained
 from torchcross.protocol.validation import EarlyStopping
 
-__all__ = ["pretrain_settings", "train_pretrain", "validation_sources"]
+__all__ = ["train_pretrain", "validation_sources"]
 
-
-def pretrain_settings(config: Any) -> dict[str, Any]:
-    """The settings mm-PT's results depend on."""
-    pt = config.pretrain
-    return {
-        "pretrain": {**dataclasses.asdict(pt), "lr": paper_lr(config.backbone.name, pt.lr)},
-        "finetune": dataclasses.asdict(config.finetune),
-    }
+# what the checkpoint depends on: all that mm-PT's training reads, less the step count (extending is resuming)
+_TRAINING_READS = Reads(
+    ("backbone", "data.normalize", "data.source_split", "augmentation", "pretrain"),
+    without=("pretrain.steps",),
+)
 
 
 def validation_sources(ctx: MethodContext) -> dict[str, Any]:
@@ -118,6 +115,7 @@ def train_pretrain(ctx: MethodContext) -> Trained:
         f"[{ctx.target.dataset_id}] {ctx.method}: up to {pt.steps} steps over {len(sources)} source tasks"
         + (f", validating every {pt.val_every} (patience {pt.patience})" if early else "")
     )
-    training = {k: v for k, v in pretrain_settings(cfg)["pretrain"].items() if k != "steps"}
-    losses = ctx.train_model(model, optimizer, step, sampler, pt.steps, training, early)
+    losses = ctx.train_model(
+        model, optimizer, step, sampler, pt.steps, early_stopping=early, reads=_TRAINING_READS
+    )
     return Trained(model.backbone, width, model, losses, list(early.history) if early else [])

@@ -22,13 +22,24 @@ Examples:
     >>> "my-protonet" in method_names()
     True
     >>> unregister_method("my-protonet")
+
+A method on a built-in trainer takes it ``like=`` a built-in method, with its own variant
+(a value, never read from the name) and the built-in's declared reads:
+
+    >>> from torchcross.protocol.variants import MetaLearnVariant
+    >>> variant = MetaLearnVariant(first_order=True, anil=True)
+    >>> spec = register_method("fo-ANIL", like="mm-MAML", variant=variant)
+    >>> maml = get_method("mm-MAML")
+    >>> spec.train is maml.train, spec.reads == maml.reads, spec.variant.anil
+    (True, True, True)
+    >>> unregister_method("fo-ANIL")
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,7 +50,9 @@ from torch import nn
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.backbone import build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
-from torchcross.protocol.training import config_fingerprint, train_steps
+from torchcross.protocol.fingerprint import RESULT_READS, TRAINING_READS, Reads, fingerprint_settings
+from torchcross.protocol.training import train_steps
+from torchcross.protocol.variants import MetaLearnVariant
 
 __all__ = [
     "BUILTIN_METHODS",
@@ -74,6 +87,8 @@ class MethodContext:
         log: receives progress lines.
         progress: tqdm progress bars (``None``: only on a terminal).
         logger: a ``MetricsLogger`` for the training curve (``None``: none).
+        variant: the method's variant (e.g. a
+            [`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant]), as registered.
     """
 
     method: str
@@ -87,6 +102,7 @@ class MethodContext:
     log: Log = print
     progress: bool | None = None
     logger: Any = None
+    variant: Any = None
 
     def build_backbone(self, weights: Any = "config") -> tuple[nn.Module, int]:
         """The run's initial backbone on ``device`` and its feature width.
@@ -102,32 +118,48 @@ class MethodContext:
         )
         return net.to(self.device), width
 
-    def fingerprint(self, training: Mapping[str, Any]) -> str:
-        """A hash of what the method's training depends on (checkpoints are resumed only if equal).
+    def identity(self) -> dict[str, Any]:
+        """What names this method's artefacts beside the config values they read.
 
-        Leave the step count out of ``training``, so a finished run can be extended.
+        The method and its variant, the target, the training seed and the input shape; for
+        a method that trains on sources, the sources; for one that trains at all, under
+        ``torchrun``, the number of ranks (a checkpoint is resumed only by as many ranks as
+        wrote it).
         """
-        return config_fingerprint(self.training_settings(training))
-
-    def training_settings(self, training: Mapping[str, Any]) -> dict[str, Any]:
-        """What the method's training depends on (``train_steps(settings=...)`` records it).
-
-        Under ``torchrun`` the number of ranks too, so a checkpoint is resumed only by as
-        many ranks as wrote it.
-        """
-        c = self.config
+        spec = get_method(self.method)
         _, world = rank_and_world_size()
+        trains = spec.train is not None or spec.per_task
         return {
-            **({"world_size": world} if world > 1 else {}),
             "method": self.method,
+            "variant": _as_settings(self.variant),
             "target": self.target.dataset_id,
-            "sources": [list(s) for s in self.target.sources],
+            "sources": [list(s) for s in self.target.sources] if spec.train is not None else None,
             "seed": self.seed,
-            "backbone": [c.backbone.name, str(c.backbone.weights), c.backbone.hidden],
-            "input": [self.in_channels, self.image_size, c.data.normalize, c.data.source_split],
-            "augmentation": dataclasses.asdict(c.augmentation),
-            "training": dict(training),
+            "input": [self.in_channels, self.image_size],
+            **({"world_size": world} if trains and world > 1 else {}),
         }
+
+    def checkpoint_settings(self, reads: Reads | None = None, **values: Any) -> dict[str, Any]:
+        """What a checkpoint of this method's training is fingerprinted by (``train_steps(settings=...)``).
+
+        The config values ``reads`` names (``None``:
+        [`TRAINING_READS`][torchcross.protocol.fingerprint.TRAINING_READS]), this method's
+        `identity()` and ``values`` (e.g. the target task of a per-task training). See
+        [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint].
+
+        Raises:
+            ValueError: ``reads`` names a setting the method's registered ``reads`` leave out
+                (its finished evaluations would be reused after that setting changed).
+        """
+        reads = TRAINING_READS if reads is None else reads
+        spec = get_method(self.method)
+        undeclared = sorted(set(reads.resolve(self.config)) - set(spec.reads.resolve(self.config)))
+        if undeclared:
+            raise ValueError(
+                f"method {self.method!r}: its training reads {', '.join(undeclared)}, which its registered "
+                "reads leave out; add them to reads= of register_method (or leave reads= out: every setting)"
+            )
+        return fingerprint_settings(self.config, reads, **self.identity(), **values)
 
     def train_model(
         self,
@@ -136,14 +168,19 @@ class MethodContext:
         step: Callable[[Any], Any],
         sampler: Any,
         steps: int,
-        training: Mapping[str, Any],
+        training: Mapping[str, Any] | None = None,
         early_stopping: Any = None,
+        *,
+        reads: Reads | None = None,
     ) -> list[float]:
         """`train_steps()` with this run's checkpoint file, resume setting, logger and progress bar.
 
-        ``training`` holds the method's settings (see `training_settings()`), ``sampler`` a
-        multi-task sampler iterated through `stream()`. Logs the best validation score
-        when ``early_stopping`` ran. Returns the loss of every step.
+        The checkpoint is resumed only while `checkpoint_settings()` are unchanged: the
+        config values ``reads`` names (what this training reads, less its step count, so a
+        finished run can be extended; ``None``: the backbone, inputs and augmentation) and
+        ``training``, any further values it depends on. ``sampler`` is a multi-task sampler
+        iterated through `stream()`. Logs the best validation score when
+        ``early_stopping`` ran. Returns the loss of every step.
         """
         losses = train_steps(
             model,
@@ -154,7 +191,7 @@ class MethodContext:
             sampler=sampler,
             checkpoint=self.checkpoint_dir / f"{self.method}.pt",
             checkpoint_every=self.config.run.checkpoint_every,
-            settings=self.training_settings(training),
+            settings=self.checkpoint_settings(reads, **({"training": dict(training)} if training else {})),
             resume=self.config.run.resume,
             progress=self.progress,
             description=f"{self.method} on {self.target.dataset_id}",
@@ -212,11 +249,18 @@ class MethodSpec:
         name: its name in ``[evaluation] methods`` and in the results.
         train: ``ctx -> trained`` (``None``: no training; ``learner`` gets ``None``).
         learner: ``(ctx, trained) -> predictor`` evaluated on the target episodes.
-        settings: ``config -> JSON-ready dict`` of everything that changes its results
-            (resumed evaluations are reused only while these are unchanged).
+        settings: ``config -> JSON-ready dict`` of further values its results depend on
+            (beside ``reads``), or ``None``.
         summary: one line for ``torchcross run --help`` and the docs.
         per_task: trained and scored per target task without episodes (the supervised
             baseline); ``learner`` is not used.
+        reads: the config values its results depend on, training and adaptation (its
+            evaluations are reused only while they, the episodes' settings and
+            ``[evaluation] confidence`` are unchanged; see
+            [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint]).
+        variant: its variant of the trainer it uses (e.g. a
+            [`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant]), handed to
+            ``train`` and ``learner`` as ``ctx.variant``; part of every fingerprint of its results.
     """
 
     name: str
@@ -225,6 +269,17 @@ class MethodSpec:
     settings: Callable[[Any], Mapping[str, Any]] | None = None
     summary: str = ""
     per_task: bool = False
+    reads: Reads = RESULT_READS
+    variant: Any = None
+
+
+def _as_settings(value: Any) -> Any:
+    """A variant as JSON-ready values: a dataclass as its class name and fields."""
+    if value is None:
+        return None
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {"kind": type(value).__name__, **dataclasses.asdict(value)}
+    return repr(value)
 
 
 def _lazy(path: str) -> Callable[..., Any]:
@@ -237,14 +292,32 @@ def _lazy(path: str) -> Callable[..., Any]:
     return call
 
 
-def _builtin(name: str, train: str | None, learner: str, settings: str, summary: str) -> MethodSpec:
+# What the built-in methods read (their training reads the same, less its step count: see the trainers).
+_ON_BACKBONE = ("backbone", "data.normalize")  # every method starts from the run's backbone on its inputs
+_FINETUNE_READS = Reads((*_ON_BACKBONE, "finetune"))
+_PRETRAIN_READS = Reads((*_ON_BACKBONE, "data.source_split", "augmentation", "pretrain", "finetune"))
+_METALEARN_READS = Reads((*_ON_BACKBONE, "data.source_split", "augmentation", "maml", "finetune"))
+_SUPERVISED_READS = Reads((*_ON_BACKBONE, "augmentation", "supervised"))
+
+
+def _builtin(
+    name: str,
+    train: str | None,
+    learner: str,
+    reads: Reads,
+    summary: str,
+    variant: Any = None,
+    per_task: bool = False,
+) -> MethodSpec:
     return MethodSpec(
         name,
         _lazy(train) if train else None,
         _lazy(learner),
-        _lazy(settings),
+        None,
         summary,
-        per_task=name == "supervised",
+        per_task=per_task,
+        reads=reads,
+        variant=variant,
     )
 
 
@@ -253,71 +326,77 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "IM-PT",
         None,
         "baselines:finetuner_from_weights",
-        "baselines:finetune_settings",
+        _FINETUNE_READS,
         "fine-tune the backbone's weights (ImageNet by default) with a new head per episode",
     ),
     _builtin(
         "scratch",
         None,
         "baselines:finetuner_from_random",
-        "baselines:finetune_settings",
+        _FINETUNE_READS,
         "fine-tune a seeded random initialisation (IM-PT without weights)",
     ),
     _builtin(
         "linear-probe",
         None,
         "baselines:linear_probe",
-        "baselines:finetune_settings",
+        _FINETUNE_READS,
         "train only a new head on the backbone's frozen features",
     ),
     _builtin(
         "mm-PT",
         "pretrain:train_pretrain",
         "baselines:finetuner_from_trained",
-        "pretrain:pretrain_settings",
+        _PRETRAIN_READS,
         "multi-domain multi-task pre-training, then fine-tuning as IM-PT",
     ),
     _builtin(
         "mm-MAML",
         "metalearn:train_maml",
         "metalearn:maml_learner",
-        "metalearn:maml_settings",
+        _METALEARN_READS,
         "second-order MAML on source episodes, then fine-tuning as IM-PT ([maml] evaluation)",
+        MetaLearnVariant(),
     ),
     _builtin(
         "FOMAML",
         "metalearn:train_maml",
         "metalearn:maml_learner",
-        "metalearn:maml_settings",
+        _METALEARN_READS,
         "first-order MAML, evaluated as mm-MAML",
+        MetaLearnVariant(first_order=True),
     ),
     _builtin(
         "ANIL",
         "metalearn:train_maml",
         "metalearn:maml_learner",
-        "metalearn:maml_settings",
+        _METALEARN_READS,
         "MAML adapting only the head in the inner loop; evaluated with its inner loop",
+        MetaLearnVariant(anil=True),
     ),
     _builtin(
         "Meta-SGD",
         "metalearn:train_maml",
         "metalearn:maml_learner",
-        "metalearn:maml_settings",
+        _METALEARN_READS,
         "MAML with learned per-parameter inner learning rates; evaluated with its inner loop",
+        MetaLearnVariant(meta_sgd=True),
     ),
     _builtin(
         "ProtoNet",
         "metalearn:train_maml",
         "metalearn:maml_learner",
-        "metalearn:maml_settings",
+        _METALEARN_READS,
         "prototypical networks trained on source episodes",
+        MetaLearnVariant(protonet=True),
     ),
     _builtin(
         "supervised",
         None,
         "supervised:unused_learner",
-        "supervised:supervised_settings",
+        _SUPERVISED_READS,
         "fully supervised per target task: train split, val early stopping, test AUROC with bootstrap CI",
+        per_task=True,
     ),
 )
 
@@ -346,41 +425,71 @@ def get_method(name: str) -> MethodSpec:
 
 def register_method(
     name: str,
-    train: Callable[[MethodContext], Any] | None,
-    learner: Callable[[MethodContext, Any], Any],
+    train: Callable[[MethodContext], Any] | None = None,
+    learner: Callable[[MethodContext, Any], Any] | None = None,
     *,
+    like: str | None = None,
+    variant: Any = None,
+    reads: Reads | Iterable[str] | None = None,
     settings: Callable[[Any], Mapping[str, Any]] | None = None,
     summary: str = "",
     replace: bool = False,
 ) -> MethodSpec:
-    """Add a method to the protocol.
+    """Add a method to the protocol: your own functions, or a registered method with another variant.
 
     Args:
         name: its name in ``[evaluation] methods`` and the results (case-insensitive
             in configs, unique).
         train: ``ctx -> trained`` on the target's sources, or ``None``.
         learner: ``(ctx, trained) -> predictor`` with ``predict(task)``.
-        settings: ``config -> dict`` of the settings its results depend on (for resuming).
+        like: instead of ``train`` and ``learner``: a registered method (e.g. ``"mm-MAML"``)
+            whose functions, reads, settings and variant this one takes; the arguments
+            given here replace them.
+        variant: the method's variant of its trainer, handed to it as ``ctx.variant`` (e.g.
+            ``MetaLearnVariant(anil=True)`` for the episodic trainer of ``like="mm-MAML"``).
+        reads: the config sections (``"maml"``) and keys (``"data.normalize"``) its results
+            depend on, or a [`Reads`][torchcross.protocol.fingerprint.Reads]; ``None``: every
+            setting a result may depend on
+            ([`RESULT_READS`][torchcross.protocol.fingerprint.RESULT_READS]), so a changed
+            setting never reuses a stale evaluation.
+        settings: ``config -> dict`` of further values its results depend on.
         summary: one line describing it.
         replace: allow replacing a registered method of the same name (not a built-in).
 
     Raises:
-        ValueError: an empty or taken name, or an attempt to replace a built-in.
-        TypeError: ``train`` or ``learner`` not callable.
+        ValueError: an empty or taken name, an attempt to replace a built-in, an unknown
+            ``like``, or ``like`` with ``train`` or ``learner``.
+        TypeError: ``train`` or ``learner`` not callable, or ``reads`` not a ``Reads`` or
+            strings.
     """
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ValueError(f"a method name must be a non-empty string without '/', got {name!r}")
+    per_task = False
+    if like is not None:
+        if train is not None or learner is not None:
+            raise ValueError(f"method {name!r}: pass like= or train and learner, not both")
+        base = get_method(like)
+        train, learner = base.train, base.learner
+        variant = base.variant if variant is None else variant
+        reads = base.reads if reads is None else reads
+        settings = base.settings if settings is None else settings
+        summary = summary or base.summary
+        per_task = base.per_task
     if train is not None and not callable(train):
         raise TypeError(f"train must be callable or None, got {type(train).__name__}")
     if not callable(learner):
         raise TypeError(f"learner must be callable, got {type(learner).__name__}")
+    if reads is None:
+        reads = RESULT_READS
+    elif not isinstance(reads, Reads):
+        reads = Reads(reads)
     taken = [n for n in _REGISTRY if n.casefold() == name.casefold()]
     if taken and (taken[0] in BUILTIN_METHODS or not replace):
         what = "a built-in method" if taken[0] in BUILTIN_METHODS else "taken (pass replace=True)"
         raise ValueError(f"method name {name!r} is {what}; choose another name")
     for n in taken:
         del _REGISTRY[n]
-    spec = MethodSpec(name, train, learner, settings, summary)
+    spec = MethodSpec(name, train, learner, settings, summary, per_task, reads, variant)
     _REGISTRY[name] = spec
     return spec
 

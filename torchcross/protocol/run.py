@@ -49,6 +49,7 @@ from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan
+from torchcross.protocol.fingerprint import EPISODE_READS, fingerprint
 from torchcross.protocol.methods import (
     evaluation_learner,
     method_context,
@@ -110,11 +111,14 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     Episodes are a pure function of the seed and the labels, so they are always drawn
     (indices only: cheap) and a stored file is only compared with them: one that differs
     (edited, damaged, drawn with other settings) is reported and rewritten, never used.
+    The set records the fingerprint of the settings it is drawn with
+    ([`EPISODE_READS`][torchcross.protocol.fingerprint.EPISODE_READS]) in its ``sampling``.
     """
     from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
     ev, run = plan.config.evaluation, plan.config.run
     path = _episode_path(plan, ds, task)
+    stamp = fingerprint(plan.config, EPISODE_READS, target=f"{ds}/{task}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(
@@ -127,6 +131,7 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
         )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
+    episodes = dataclasses.replace(episodes, sampling={**episodes.sampling, "fingerprint": stamp})
     if path.is_file() and run.resume:
         try:
             difference = EpisodeSet.load(path, task_source=source).first_difference(episodes)

@@ -10,7 +10,6 @@ percentile bootstrap over test examples (``[supervised] bootstrap`` resamples, s
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import time
 from typing import Any
@@ -22,17 +21,18 @@ from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
+from torchcross.protocol.fingerprint import Reads
 from torchcross.protocol.registry import MethodContext
 from torchcross.protocol.training import train_steps
 from torchcross.protocol.validation import EarlyStopping
 
-__all__ = ["bootstrap_interval", "supervised_settings", "train_and_test", "unused_learner"]
+__all__ = ["bootstrap_interval", "train_and_test", "unused_learner"]
 
-
-def supervised_settings(config: Any) -> dict[str, Any]:
-    """The settings the supervised baseline's results depend on."""
-    sv = config.supervised
-    return {"supervised": {**dataclasses.asdict(sv), "lr": paper_lr(config.backbone.name, sv.lr)}}
+# what a task's checkpoint depends on: all that its training reads, less the step count and the bootstrap
+_TRAINING_READS = Reads(
+    ("backbone", "data.normalize", "augmentation", "supervised"),
+    without=("supervised.steps", "supervised.bootstrap"),
+)
 
 
 def unused_learner(ctx: MethodContext, trained: Any) -> Any:
@@ -124,9 +124,6 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
 
     early = EarlyStopping(validate, sv.val_every, sv.patience) if sv.patience > 0 and len(val) else None
     ctx.log(f"[{ds}] supervised on {task!r}: up to {sv.steps} steps on {len(train)} training examples")
-    settings = {
-        k: v for k, v in supervised_settings(cfg)["supervised"].items() if k not in ("steps", "bootstrap")
-    }
     train_steps(
         model,
         optimizer,
@@ -138,7 +135,7 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
         / "supervised"
         / f"{''.join(c if c.isalnum() else '_' for c in task)}.pt",
         checkpoint_every=cfg.run.checkpoint_every,
-        settings=ctx.training_settings({"task": task, **settings}),
+        settings=ctx.checkpoint_settings(_TRAINING_READS, task=task),
         resume=cfg.run.resume,
         progress=ctx.progress,
         description=f"supervised {ds}/{task}",

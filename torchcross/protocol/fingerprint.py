@@ -1,0 +1,158 @@
+"""One fingerprint for every artefact of a run: checkpoints, evaluations and episode sets.
+
+An artefact declares the config values it reads as [`Reads`][torchcross.protocol.fingerprint.Reads]:
+sections (``"pretrain"``: every key of it) and keys (``"data.normalize"``), less some keys (a
+checkpoint leaves out its step count, so a finished run can be extended).
+[`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] hashes exactly those values, with what
+names the artefact (its method, target, seed, ...). A run reuses an artefact only while its
+fingerprint is unchanged: changing a setting it reads (``[augmentation]`` included) redoes it, and
+changing one it does not read (``[run] out_dir``, ``num_threads``, ``plot``, ...) keeps it.
+
+Examples:
+    >>> from torchcross.protocol.config import config_from_dict
+    >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+    >>> config = config_from_dict(raw)
+    >>> reads = Reads(("augmentation",), without=("augmentation.rotation",))
+    >>> reads.resolve(config)
+    ('augmentation.crop_fraction', 'augmentation.crop_p', 'augmentation.enabled', 'augmentation.flip_p')
+    >>> off = config_from_dict({**raw, "augmentation": {"enabled": False}})
+    >>> fingerprint(config, reads, seed=0) == fingerprint(off, reads, seed=0)
+    False
+    >>> elsewhere = config_from_dict({**raw, "run": {"out_dir": "elsewhere", "num_threads": 1}})
+    >>> fingerprint(config, reads, seed=0) == fingerprint(elsewhere, reads, seed=0)
+    True
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from torchcross.protocol.training import config_fingerprint
+
+__all__ = [
+    "EPISODE_READS",
+    "EVALUATION_READS",
+    "RESULT_READS",
+    "TRAINING_READS",
+    "Reads",
+    "fingerprint",
+    "fingerprint_settings",
+]
+
+
+def _entries(value: Any, what: str) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, Iterable):
+        raise TypeError(f"Reads {what} must be a sequence of strings, got {value!r}")
+    out = tuple(value)
+    for entry in out:
+        if not isinstance(entry, str) or not entry or entry.count(".") > 1 or "" in entry.split("."):
+            raise ValueError(
+                f"Reads {what}: {entry!r} is not a config section ('pretrain'), a key ('pretrain.lr') or '*'"
+            )
+    return out
+
+
+@dataclass(frozen=True)
+class Reads:
+    """The config values an artefact depends on: sections and keys, less some of them.
+
+    Attributes:
+        keys: ``"section"`` (every key of it), ``"section.key"``, or ``"*"`` (every section).
+        without: sections or keys left out of ``keys``.
+
+    Raises:
+        TypeError: ``keys`` or ``without`` is not a sequence of strings.
+        ValueError: an entry that is neither a section nor a ``section.key``.
+    """
+
+    keys: tuple[str, ...]
+    without: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "keys", _entries(self.keys, "keys"))
+        object.__setattr__(self, "without", _entries(self.without, "without"))
+
+    def resolve(self, config: Any) -> tuple[str, ...]:
+        """Every ``"section.key"`` of ``config`` these reads name, sorted.
+
+        Raises:
+            ValueError: a section or key ``config`` does not have (listing the ones it has).
+        """
+        sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+
+        def expand(entry: str) -> set[str]:
+            if entry == "*":
+                return {key for name in sections for key in expand(name)}
+            name, _, key = entry.partition(".")
+            if name not in sections:
+                raise ValueError(
+                    f"reads {entry!r}: the config has no section [{name}]; sections: {', '.join(sections)}"
+                )
+            keys = [f.name for f in dataclasses.fields(sections[name])]
+            if key and key not in keys:
+                raise ValueError(
+                    f"reads {entry!r}: section [{name}] has no key {key!r}; keys: {', '.join(keys)}"
+                )
+            return {f"{name}.{key}"} if key else {f"{name}.{k}" for k in keys}
+
+        named = set().union(*(expand(e) for e in self.keys))
+        left_out = set().union(*(expand(e) for e in self.without))
+        return tuple(sorted(named - left_out))
+
+
+EPISODE_READS = Reads(
+    (
+        "data.target_split",
+        "data.min_class_size",
+        "evaluation.n_shot",
+        "evaluation.n_query",
+        "evaluation.n_episodes",
+        "run.seed",
+    )
+)
+"""What a target task's fixed episodes are drawn with (and so every episodic evaluation)."""
+
+EVALUATION_READS = Reads(("evaluation.confidence",))
+"""What an evaluation reads beside its method's settings (and its episodes, if it has them)."""
+
+TRAINING_READS = Reads(("backbone", "data.normalize", "data.source_split", "augmentation"))
+"""What source training reads unless it declares its own: the backbone, the inputs, augmentation."""
+
+RESULT_READS = Reads(
+    ("*",),
+    without=(
+        "run",  # where and how a run works: out_dir, resume, device, threads, workers, plot, logger, ...
+        "data.root",  # where the data is (episode files check the labels they were drawn from)
+        "data.targets",  # the target and its sources name every artefact instead
+        "data.sources",
+        "data.source_tasks",
+        "evaluation.methods",
+        "evaluation.batch_size",  # episodes per call: the same results
+    ),
+)
+"""Every setting a result may depend on: what a registered method reads unless it declares less."""
+
+
+def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[str, Any]:
+    """What [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] hashes.
+
+    ``{section: {key: value}}`` of every key the ``reads`` name (together), and
+    ``identity`` (what names the artefact: method, target, seed, ...) under ``"artefact"``.
+    """
+    out: dict[str, Any] = {}
+    for name in sorted(set().union(*(r.resolve(config) for r in reads))):
+        section, key = name.split(".")
+        out.setdefault(section, {})[key] = getattr(getattr(config, section), key)
+    return {**out, "artefact": identity}
+
+
+def fingerprint(config: Any, *reads: Reads, **identity: Any) -> str:
+    """The fingerprint of an artefact that reads ``reads`` of ``config`` and is named by ``identity``.
+
+    A short hash of [`fingerprint_settings()`][torchcross.protocol.fingerprint.fingerprint_settings]:
+    equal exactly when every value read and every identity value are equal.
+    """
+    return config_fingerprint(fingerprint_settings(config, *reads, **identity))
