@@ -191,12 +191,26 @@ def test_training_stops_at_the_first_non_finite_loss(tmp_path: Path) -> None:
     assert torch.load(ckpt, weights_only=True)["step"] == 2  # the last good state is kept
 
 
+@pytest.fixture
+def python_sigint():
+    """Python's own SIGINT handler, whatever the test runner inherited.
+
+    A shell starts background jobs (``pytest &``, CI runners) with SIGINT ignored, and
+    ``train_steps`` leaves a handler that is not Python's default alone, as it should.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _ctrl_c() -> None:
     os.kill(os.getpid(), signal.SIGINT)
 
 
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")  # the swallowed one
-def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_training_at_the_next_step(tmp_path: Path) -> None:
+def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_training_at_the_next_step(
+    tmp_path: Path, python_sigint: None
+) -> None:
     model, opt, step, sampler = _linear()
     calls = []
 
@@ -229,7 +243,7 @@ def test_a_ctrl_c_swallowed_by_a_finaliser_still_stops_training_at_the_next_step
 
 
 def test_a_ctrl_c_during_a_save_lands_after_the_checkpoint_is_written(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, python_sigint: None
 ) -> None:
     model, opt, step, sampler = _linear()
     real_save = training.save_checkpoint
