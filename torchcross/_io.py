@@ -20,7 +20,7 @@ import secrets
 import stat
 from collections.abc import Callable, Collection, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "FolderInUseError",
@@ -353,7 +353,7 @@ def read_regular_file(path: str | os.PathLike[str], what: str = "file") -> bytes
                 f"{what} {name!r} is {kind}, not a regular file; give the path of the file itself"
             )
         chunks = []
-        while chunk := os.read(fd, 1 << 20):
+        while chunk := os.read(cast(int, fd), 1 << 20):  # a regular file: fd was opened
             chunks.append(chunk)
         return b"".join(chunks)
     except OSError as exc:

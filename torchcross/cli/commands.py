@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 __all__ = [
     "convert_command",
@@ -152,8 +152,8 @@ def convert_command(args: argparse.Namespace) -> int:
             s: np.arange(sum(sizes[:i]), sum(sizes[: i + 1])) for i, s in enumerate(("train", "val", "test"))
         }
         dataset_id = args.id or parts["train"].flag
-        task_name = args.task or desc.task_identifier.split("/")[-1]
-        domain = args.domain or desc.domain_identifier
+        task_name = args.task or cast(str, desc.task_identifier).split("/")[-1]  # MedMNIST names its task
+        domain = args.domain or cast(str, desc.domain_identifier)
     elif given is not None:
         raise ValueError(
             "--kind, --classes and --description apply to medmnist files; "

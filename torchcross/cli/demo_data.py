@@ -339,7 +339,7 @@ def write_demo_medimeta(root: str | Path, size: int = 16, seed: int = 0, overwri
             "pass overwrite=True or use another folder"
         )
     for arrays in build_demo_arrays(size, seed):
-        spec: DemoDataset = arrays["spec"]
+        spec = arrays["spec"]
         tasks = {
             t.name: (TaskDescription(t.task_target, t.classes, t.name, spec.domain), t.labels)
             for t in arrays["tasks"]

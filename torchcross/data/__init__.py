@@ -6,7 +6,51 @@ import FewShotMetaDataset`` works and only imports what it needs).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.data.batched_source import BatchedTaskSource as BatchedTaskSource
+    from torchcross.data.capabilities import BatchReadable as BatchReadable
+    from torchcross.data.capabilities import SupportsSetEpoch as SupportsSetEpoch
+    from torchcross.data.class_split import ClassSubsetTaskSource as ClassSubsetTaskSource
+    from torchcross.data.class_split import split_classes as split_classes
+    from torchcross.data.collate import collate_task as collate_task
+    from torchcross.data.collate import collate_tasks as collate_tasks
+    from torchcross.data.collate import identity as identity
+    from torchcross.data.collate import stack as stack
+    from torchcross.data.interleave import InterleaveDataset as InterleaveDataset
+    from torchcross.data.interleave import RandomInterleaveDataset as RandomInterleaveDataset
+    from torchcross.data.metadataset import EpisodeSet as EpisodeSet
+    from torchcross.data.metadataset import FewShotMetaDataset as FewShotMetaDataset
+    from torchcross.data.metadataset import MetaDataset as MetaDataset
+    from torchcross.data.metadataset import SubTaskRandomFewShotMetaDataset as SubTaskRandomFewShotMetaDataset
+    from torchcross.data.metadataset import VariableWayShotMetaDataset as VariableWayShotMetaDataset
+    from torchcross.data.metadataset import sample_episode_set as sample_episode_set
+    from torchcross.data.multitask import MultiTaskBatchSampler as MultiTaskBatchSampler
+    from torchcross.data.multitask import MultiTaskEpisodeSampler as MultiTaskEpisodeSampler
+    from torchcross.data.sources import ConcatTaskSource as ConcatTaskSource
+    from torchcross.data.sources import SubsetTaskSource as SubsetTaskSource
+    from torchcross.data.sources import TaskSource as TaskSource
+    from torchcross.data.sources import TensorTaskSource as TensorTaskSource
+    from torchcross.data.sources import canonical_labels as canonical_labels
+    from torchcross.data.task_batch import PaddedTaskBatch as PaddedTaskBatch
+    from torchcross.data.task_batch import pad_tasks as pad_tasks
+    from torchcross.data.task_batch import stack_tasks as stack_tasks
+    from torchcross.data.wrap_source import WrapTaskSource as WrapTaskSource
+    from torchcross.sampling.episodes import EpisodeIndices as EpisodeIndices
+    from torchcross.sampling.episodes import sample_episode as sample_episode
+    from torchcross.tasks.catalogue import Catalogue as Catalogue
+    from torchcross.tasks.catalogue import DatasetEntry as DatasetEntry
+    from torchcross.tasks.catalogue import TaskEntry as TaskEntry
+    from torchcross.tasks.catalogue import leave_one_out_sources as leave_one_out_sources
+    from torchcross.tasks.labels import count_samples_per_class as count_samples_per_class
+    from torchcross.tasks.labels import keys_to_indices as keys_to_indices
+    from torchcross.tasks.labels import normalize_labels as normalize_labels
+    from torchcross.tasks.task import Task as Task
+    from torchcross.tasks.task import TaskDescription as TaskDescription
+    from torchcross.tasks.task import TaskTarget as TaskTarget
 
 # public name -> submodule that defines it
 _EXPORTS: dict[str, str] = {

@@ -186,6 +186,7 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
 
     def load_batch(self, indices: Any) -> Any:
         """Read and collate the examples at ``indices``: one element as iteration yields it."""
+        batch: Any
         if self.collate_fn is stack and isinstance(self.task_source, BatchReadable):
             batch = self.task_source.get_batch(np.asarray(indices, dtype=np.int64))
         else:

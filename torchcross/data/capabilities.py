@@ -47,7 +47,6 @@ class _CapabilityMeta(type(Protocol)):  # type: ignore[misc]
 
 def _capability(*members: str) -> Callable[[_P], _P]:
     def register(cls: _P) -> _P:
-        cls = runtime_checkable(cls)
         _MEMBERS[cls] = members
         return cls
 
@@ -55,6 +54,7 @@ def _capability(*members: str) -> Callable[[_P], _P]:
 
 
 @_capability("get_batch")
+@runtime_checkable
 class BatchReadable(Protocol, metaclass=_CapabilityMeta):
     """A source that reads many examples in one operation: ``get_batch(indices) -> (inputs, labels)``.
 
@@ -68,6 +68,7 @@ class BatchReadable(Protocol, metaclass=_CapabilityMeta):
 
 
 @_capability("set_epoch")
+@runtime_checkable
 class SupportsSetEpoch(Protocol, metaclass=_CapabilityMeta):
     """Something whose order or episodes depend on an epoch it is told with ``set_epoch(epoch)``."""
 
@@ -77,6 +78,7 @@ class SupportsSetEpoch(Protocol, metaclass=_CapabilityMeta):
 
 
 @_capability("__getitem__", "__len__")
+@runtime_checkable
 class MapStyle(Protocol, metaclass=_CapabilityMeta):
     """A map-style dataset: ``len(ds)`` items, read with ``ds[i]``."""
 
@@ -86,6 +88,7 @@ class MapStyle(Protocol, metaclass=_CapabilityMeta):
 
 
 @_capability("batch_indices", "load_batch")
+@runtime_checkable
 class PlannedBatches(Protocol, metaclass=_CapabilityMeta):
     """An iterable whose batches are planned up front: ``batch_indices()`` then ``load_batch(indices)``.
 
@@ -103,6 +106,7 @@ class PlannedBatches(Protocol, metaclass=_CapabilityMeta):
 
 
 @_capability("num_batches_in_shard")
+@runtime_checkable
 class ShardSized(Protocol, metaclass=_CapabilityMeta):
     """An iterable that knows how many batches one shard (worker and rank) of it yields."""
 
@@ -115,6 +119,7 @@ class ShardSized(Protocol, metaclass=_CapabilityMeta):
 
 
 @_capability("iter_shard")
+@runtime_checkable
 class ShardIterable(Protocol, metaclass=_CapabilityMeta):
     """An iterable that splits itself into shards and yields any one of them: ``iter_shard(position)``.
 

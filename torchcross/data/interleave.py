@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterable, Iterator, Sized
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from torch.utils.data import IterableDataset
@@ -86,7 +86,7 @@ class InterleaveDataset(IterableDataset):
     ) -> None:
         if isinstance(datasets, (str, bytes)) or not isinstance(datasets, Iterable):
             raise TypeError(f"datasets must be a list of iterables, got {type(datasets).__name__}")
-        self.datasets = list(datasets)
+        self.datasets: list[Any] = list(datasets)  # duck-typed: see the capabilities checked below
         if not self.datasets:
             raise ValueError(f"{type(self).__name__} needs at least one source, got an empty list")
         for i, d in enumerate(self.datasets):
@@ -204,7 +204,7 @@ class RandomInterleaveDataset(InterleaveDataset):
     ) -> None:
         super().__init__(datasets, rank=rank, world_size=world_size)
         if seed is None:
-            seed = int(np.random.SeedSequence().entropy)
+            seed = int(cast(int, np.random.SeedSequence().entropy))
         self.seed = check_int(seed, "seed", 0)
 
     def _plan_order(self, counts: np.ndarray) -> np.ndarray:
@@ -218,7 +218,8 @@ class RandomInterleaveDataset(InterleaveDataset):
         remaining = np.array([n if n is not None else 1 for n in lengths], dtype=np.float64)
         if known and position.count > 1:  # position-split sources hold about 1/count of their items
             remaining = np.array(
-                [_shard_length(d, n, position) for d, n in zip(self.datasets, lengths)], dtype=np.float64
+                [_shard_length(d, cast(int, n), position) for d, n in zip(self.datasets, lengths)],
+                dtype=np.float64,
             )
         alive = list(range(len(iterators)))
         rng = np.random.default_rng([self.seed, self.epoch, position.index, position.count])

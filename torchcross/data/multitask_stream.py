@@ -111,8 +111,8 @@ class MultiSourceStream(ResumableStream, IterableDataset):
             "seed": self.seed,
         }
 
-    @property
-    def epoch(self) -> int:
+    @property  # read-only here: set_epoch() sets it (ResumableStream only needs to read it)
+    def epoch(self) -> int:  # type: ignore[override]
         """The epoch whose stream `__iter__()` yields."""
         return self._epoch
 

@@ -30,7 +30,7 @@ def _pairs(tasks: Sequence[Task], fn: str) -> list[tuple[Tensor, Tensor, Tensor,
     for i, task in enumerate(tasks):
         if not isinstance(task, Task):
             raise TypeError(f"{fn}: item {i} is a {type(task).__name__}, not a Task")
-        parts = []
+        parts: list[Tensor] = []
         for name in ("support", "query"):
             pair = getattr(task, name)
             if not (
@@ -47,7 +47,8 @@ def _pairs(tasks: Sequence[Task], fn: str) -> list[tuple[Tensor, Tensor, Tensor,
                     f"{fn}: task {i}'s {name} has {len(pair[0])} inputs but {len(pair[1])} labels"
                 )
             parts.extend(pair)
-        out.append(tuple(parts))
+        support_x, support_y, query_x, query_y = parts
+        out.append((support_x, support_y, query_x, query_y))
     return out
 
 
@@ -135,7 +136,8 @@ class PaddedTaskBatch:
             if y.dim() - 1 > len(shape):  # promoted from (n,) to (n, 1)
                 y = y[:, 0]
             if shape:
-                y = y[(slice(None), *(slice(0, s) for s in shape))]
+                crop = (slice(None), *(slice(0, s) for s in shape))
+                y = y[crop]
             return inputs[index, :n], y
 
         return Task(
@@ -158,7 +160,8 @@ def _pad_stack(tensors: list[Tensor], value: float, what: str, same_trailing: bo
         dtype = torch.promote_types(dtype, t.dtype)
     out = torch.full((len(tensors), n, *width), value, dtype=dtype, device=tensors[0].device)
     for i, t in enumerate(tensors):
-        out[(i, slice(0, t.shape[0]), *(slice(0, s) for s in t.shape[1:]))] = t
+        where: tuple[int | slice, ...] = (i, slice(0, t.shape[0]), *(slice(0, s) for s in t.shape[1:]))
+        out[where] = t
     return out
 
 

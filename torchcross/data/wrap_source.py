@@ -8,7 +8,7 @@ when it can, and normalises them to the canonical form of the task's kind. It is
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -199,5 +199,5 @@ class _BatchReadableWrap(WrapTaskSource):
     def get_batch(self, indices: Any) -> tuple[Any, torch.Tensor]:
         """``(inputs, labels)`` at ``indices``: inputs in one call to the wrapped source, labels from here."""
         idx = np.asarray(indices, dtype=np.int64)
-        inputs, _ = self.dataset.get_batch(idx)
+        inputs, _ = cast(BatchReadable, self.dataset).get_batch(idx)  # WrapTaskSource picks this class then
         return inputs, self._label_tensor[torch.from_numpy(idx)]

@@ -11,7 +11,34 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.datasets._images import images_to_tensor as images_to_tensor
+    from torchcross.datasets._images import normalize_batch as normalize_batch
+    from torchcross.datasets.generic import ImageArrayTaskSource as ImageArrayTaskSource
+    from torchcross.datasets.generic import ImageFolderTaskSource as ImageFolderTaskSource
+    from torchcross.datasets.generic import read_image_folder as read_image_folder
+    from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError as MedIMetaFileError
+    from torchcross.datasets.medimeta.catalogue import leave_one_out_tasks as leave_one_out_tasks
+    from torchcross.datasets.medimeta.catalogue import list_datasets as list_datasets
+    from torchcross.datasets.medimeta.catalogue import list_tasks as list_tasks
+    from torchcross.datasets.medimeta.catalogue import medimeta_catalogue as medimeta_catalogue
+    from torchcross.datasets.medimeta.folder import MedIMetaFolderWarning as MedIMetaFolderWarning
+    from torchcross.datasets.medimeta.folder import available_datasets as available_datasets
+    from torchcross.datasets.medimeta.folder import available_tasks as available_tasks
+    from torchcross.datasets.medimeta.reader import MedIMeta as MedIMeta
+    from torchcross.datasets.medimeta.validate import ValidationReport as ValidationReport
+    from torchcross.datasets.medimeta.validate import validate_all as validate_all
+    from torchcross.datasets.medimeta.validate import validate_medimeta as validate_medimeta
+    from torchcross.datasets.medimeta.writer import write_medimeta as write_medimeta
+    from torchcross.datasets.medimeta.writer import write_synthetic_medimeta as write_synthetic_medimeta
+    from torchcross.datasets.medmnist import MEDMNIST_INFO as MEDMNIST_INFO
+    from torchcross.datasets.medmnist import MedMNIST as MedMNIST
+    from torchcross.datasets.medmnist import medmnist_description as medmnist_description
+    from torchcross.datasets.medmnist import medmnist_flag as medmnist_flag
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {

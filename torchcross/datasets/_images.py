@@ -82,7 +82,6 @@ def _convert(src: torch.Tensor, out: torch.Tensor, mean: Stats, std: Stats) -> t
     if (mean is None) != (std is None):
         raise ValueError(f"give both mean and std or neither, got mean={mean!r}, std={std!r}")
     m, s = _stats_tensor(mean, c, "mean"), _stats_tensor(std, c, "std")
-    like = {"dtype": out.dtype, "device": out.device}
     out.copy_(src)
     if m is None:
         return out.div_(255.0)
@@ -90,8 +89,8 @@ def _convert(src: torch.Tensor, out: torch.Tensor, mean: Stats, std: Stats) -> t
     if bool((s64 == 0).any()):
         raise ValueError(f"std must be non-zero, got std={std!r}")
     shape = (*([1] * (src.dim() - 3)), c, 1, 1) if m64.dim() or s64.dim() else ()
-    shift = (255.0 * m64).expand(shape).to(**like)
-    scale = (255.0 * s64).expand(shape).to(**like)
+    shift = (255.0 * m64).expand(shape).to(dtype=out.dtype, device=out.device)
+    scale = (255.0 * s64).expand(shape).to(dtype=out.dtype, device=out.device)
     return out.sub_(shift).div_(scale)
 
 

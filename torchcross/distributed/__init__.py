@@ -29,7 +29,19 @@ Names are imported lazily on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.distributed.gradients import all_reduce_gradients as all_reduce_gradients
+    from torchcross.distributed.gradients import check_unwrapped as check_unwrapped
+    from torchcross.distributed.replicas import broadcast_parameters as broadcast_parameters
+    from torchcross.distributed.replicas import check_replicas as check_replicas
+    from torchcross.distributed.seeds import derived_seed as derived_seed
+    from torchcross.distributed.seeds import is_distributed as is_distributed
+    from torchcross.distributed.seeds import rank_and_world_size as rank_and_world_size
+    from torchcross.distributed.seeds import shared_seed as shared_seed
 
 _EXPORTS: dict[str, str] = {
     "all_reduce_gradients": "gradients",

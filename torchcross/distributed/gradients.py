@@ -103,7 +103,7 @@ def all_reduce_gradients(
     if not is_distributed(process_group):
         return 0
     world = dist.get_world_size(process_group)
-    params = [p for p in module.parameters() if p.requires_grad]
+    params: list[Tensor] = [p for p in module.parameters() if p.requires_grad]
     for p in params:
         if p.grad is not None and p.grad.is_sparse:
             raise ValueError("all_reduce_gradients does not support sparse gradients; use dense ones")

@@ -64,7 +64,8 @@ def _digest(t: Tensor) -> str:
     if data.is_sparse:
         data = data.to_dense()
     data = data.resolve_conj().resolve_neg().reshape(-1).contiguous().cpu()
-    return hashlib.blake2b(data.view(torch.uint8).numpy(), digest_size=8).hexdigest()
+    # numpy types the buffer protocol from Python 3.12
+    return hashlib.blake2b(data.view(torch.uint8).numpy(), digest_size=8).hexdigest()  # type: ignore[arg-type]
 
 
 def _global_rank(process_group: dist.ProcessGroup | None, rank: int) -> int:

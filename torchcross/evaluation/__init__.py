@@ -9,7 +9,39 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.evaluation.episodic import METRICS as METRICS
+    from torchcross.evaluation.episodic import BatchPredictor as BatchPredictor
+    from torchcross.evaluation.episodic import EvaluationResult as EvaluationResult
+    from torchcross.evaluation.episodic import Predictor as Predictor
+    from torchcross.evaluation.episodic import evaluate as evaluate
+    from torchcross.evaluation.episodic import format_summary as format_summary
+    from torchcross.evaluation.episodic import summarize as summarize
+    from torchcross.evaluation.loggers import CSVLogger as CSVLogger
+    from torchcross.evaluation.loggers import MetricsLogger as MetricsLogger
+    from torchcross.evaluation.loggers import TensorBoardLogger as TensorBoardLogger
+    from torchcross.evaluation.metrics import METRIC_NAMES as METRIC_NAMES
+    from torchcross.evaluation.metrics import ORDINAL_METRIC_NAMES as ORDINAL_METRIC_NAMES
+    from torchcross.evaluation.metrics import accuracy as accuracy
+    from torchcross.evaluation.metrics import auroc as auroc
+    from torchcross.evaluation.metrics import compute_metrics as compute_metrics
+    from torchcross.evaluation.metrics import ordinal_mae as ordinal_mae
+    from torchcross.evaluation.metrics import quadratic_weighted_kappa as quadratic_weighted_kappa
+    from torchcross.evaluation.paired import paired_comparisons as paired_comparisons
+    from torchcross.evaluation.paired import seed_spread as seed_spread
+    from torchcross.evaluation.plotting import plot_metric as plot_metric
+    from torchcross.evaluation.results import ResultsTable as ResultsTable
+    from torchcross.evaluation.stats import PairedComparison as PairedComparison
+    from torchcross.evaluation.stats import Summary as Summary
+    from torchcross.evaluation.stats import paired_difference as paired_difference
+    from torchcross.evaluation.stats import sign_test as sign_test
+    from torchcross.evaluation.stats import summarize_values as summarize_values
+    from torchcross.evaluation.stats import t_quantile as t_quantile
+    from torchcross.evaluation.stats import wilcoxon_signed_rank as wilcoxon_signed_rank
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

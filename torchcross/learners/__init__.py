@@ -20,7 +20,31 @@ Names are imported lazily on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.learners.backbones import MLP as MLP
+    from torchcross.learners.backbones import Conv4 as Conv4
+    from torchcross.learners.backbones import conv4 as conv4
+    from torchcross.learners.backbones import mlp as mlp
+    from torchcross.learners.divergence import DivergenceRule as DivergenceRule
+    from torchcross.learners.divergence import DivergenceWarning as DivergenceWarning
+    from torchcross.learners.finetuner import FineTuner as FineTuner
+    from torchcross.learners.functional import finetune as finetune
+    from torchcross.learners.functional import inner_loop as inner_loop
+    from torchcross.learners.functional import maml_query_loss as maml_query_loss
+    from torchcross.learners.functional import prototype_logits as prototype_logits
+    from torchcross.learners.functional import prototypes as prototypes
+    from torchcross.learners.functional import task_buffers as task_buffers
+    from torchcross.learners.inner_optimizers import SGD as SGD
+    from torchcross.learners.inner_optimizers import Adam as Adam
+    from torchcross.learners.maml import MAML as MAML
+    from torchcross.learners.maml import CrossDomainMAML as CrossDomainMAML
+    from torchcross.learners.multitask import MultiTaskPretrainer as MultiTaskPretrainer
+    from torchcross.learners.protonet import ProtoNet as ProtoNet
+    from torchcross.learners.stateless import BackboneInputError as BackboneInputError
 
 _EXPORTS: dict[str, str] = {
     "MAML": "maml",

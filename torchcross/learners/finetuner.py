@@ -51,7 +51,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -233,7 +233,7 @@ class FineTuner(nn.Module):
         return init_head_params(
             self.num_backbone_features,
             description,
-            self.head_init,
+            cast(str, self.head_init),  # per-task heads have one
             generator=gen,
             device=like.device,
             dtype=like.dtype,

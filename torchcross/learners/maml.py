@@ -38,8 +38,8 @@ Examples:
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Sequence
-from typing import Literal
+from collections.abc import Callable, Mapping, Sequence
+from typing import Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -117,6 +117,8 @@ class MAML(nn.Module):
         >>> sorted(k for k in maml.state_dict() if k.startswith("head."))
         ['head.bias', 'head.weight']
     """
+
+    head_step: Tensor  # a buffer (registered with a per-task "kaiming" head)
 
     def __init__(
         self,
@@ -201,7 +203,7 @@ class MAML(nn.Module):
 
     def _module_params(self, trainable_only: bool) -> ParamDict:
         """The backbone's parameters (``"backbone.*"``) and a learned head's (``"head.*"``)."""
-        named = {_PREFIX + k: p for k, p in self.backbone.named_parameters()}
+        named: dict[str, Tensor] = {_PREFIX + k: p for k, p in self.backbone.named_parameters()}
         if self.head is not None:
             named.update({"head." + k: p for k, p in self.head.named_parameters()})
         return {k: p for k, p in named.items() if p.requires_grad} if trainable_only else named
@@ -213,7 +215,8 @@ class MAML(nn.Module):
     def _meta(self, detach: bool = False) -> ParamDict:
         meta = self._module_params(trainable_only=False)
         if self.inner_lrs is not None:
-            meta = with_meta_sgd_rates(meta, self.inner_lrs, [*meta, *self._scalar_rate_names()])
+            rates = cast("Mapping[str, Tensor]", self.inner_lrs)
+            meta = with_meta_sgd_rates(meta, rates, [*meta, *self._scalar_rate_names()])
         return {k: v.detach() for k, v in meta.items()} if detach else meta
 
     def new_head(self, description: TaskDescription, like: Tensor, slot: int = -1) -> ParamDict:
@@ -239,7 +242,7 @@ class MAML(nn.Module):
         head = init_head_params(
             self.num_backbone_features,
             description,
-            self.head_init,
+            cast(str, self.head_init),  # per-task heads have one
             generator=gen,
             device=like.device,
             dtype=like.dtype,
@@ -398,7 +401,7 @@ class MAML(nn.Module):
         device = self._like().device
         mode = self._chooser.choose(self.batching, tasks, device)
         if mode == "calibrate":
-            run = {
+            run: dict[str, Callable[[], float]] = {
                 "loop": functools.partial(self._loop_backward, tasks),
                 "vmap": functools.partial(self._vmap_backward, tasks),
             }
@@ -424,7 +427,8 @@ class MAML(nn.Module):
     def _named_meta(self) -> dict[str, Tensor]:
         named = self._module_params(trainable_only=True)
         if self.inner_lrs is not None:
-            named = with_meta_sgd_rates(named, self.inner_lrs, [*named, *self._scalar_rate_names()])
+            rates = cast("Mapping[str, Tensor]", self.inner_lrs)
+            named = with_meta_sgd_rates(named, rates, [*named, *self._scalar_rate_names()])
         return named
 
     def _vmap_backward(self, tasks: list[Task]) -> float:

@@ -33,7 +33,6 @@ Examples:
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
@@ -107,7 +106,7 @@ def step_on_cached_features(
         )
     grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
     grads.update({"head.weight": g_weight, "head.bias": g_bias})
-    return optimizer.update(params, grads, state)  # type: ignore[return-value]
+    return optimizer.update(params, grads, state)
 
 
 def check_logits(logits: Tensor, description: TaskDescription) -> Tensor:
@@ -178,7 +177,7 @@ def adapt_backbone_and_head(
     targets = kind.encode_labels(ys, description)
     backbone = list(backbone)
     adapted_backbone = backbone if adapt_backbone is None else list(adapt_backbone)
-    support_features = FeatureCache(functools.partial(features, x=xs), backbone, not checkpoint)
+    support_features = FeatureCache(lambda p: features(p, xs), backbone, not checkpoint)
 
     def support_logits(p: ParamDict) -> Tensor:
         if not head:

@@ -22,7 +22,16 @@ Names are imported lazily on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.lightning.modules import FineTuningEvaluation as FineTuningEvaluation
+    from torchcross.lightning.modules import MetaLearningModule as MetaLearningModule
+    from torchcross.lightning.modules import MultiTaskModule as MultiTaskModule
+    from torchcross.lightning.stream import EpisodeStream as EpisodeStream
+    from torchcross.lightning.stream import RankMetaBatches as RankMetaBatches
 
 _EXPORTS: dict[str, str] = {
     "MetaLearningModule": "modules",

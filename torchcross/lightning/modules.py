@@ -12,7 +12,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -27,6 +27,9 @@ from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.lightning.stream import EpisodeStream
 from torchcross.nn import loss
 from torchcross.tasks.task import Task, TaskDescription
+
+if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
 
 __all__ = [
     "SCORE_NAMES",
@@ -120,8 +123,9 @@ class _Scores(LightningModule):
         for name in SCORE_NAMES:
             values = scores[name].reshape(-1)
             key = f"{split}_{name}"
-            self.score_means[key].update(values.to(self.device, torch.float32))
-            self.log(key, self.score_means[key], on_step=False, on_epoch=True, batch_size=values.numel())
+            mean = cast(MeanMetric, self.score_means[key])
+            mean.update(values.to(self.device, torch.float32))
+            self.log(key, mean, on_step=False, on_epoch=True, batch_size=values.numel())
 
 
 class _Resumable(_Scores):
@@ -185,6 +189,8 @@ class MetaLearningModule(_Resumable):
         num_workers: DataLoader workers of `train_dataloader()`.
     """
 
+    learner: Any  # an nn.Module with meta_backward and predict (checked in __init__)
+
     def __init__(
         self,
         learner: nn.Module,
@@ -202,7 +208,7 @@ class MetaLearningModule(_Resumable):
 
     def training_step(self, batch: list[Task] | Task, batch_idx: int) -> None:
         tasks = [batch] if isinstance(batch, Task) else list(batch)
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad(set_to_none=True)
         value = self.learner.meta_backward(tasks)  # all-reduces once under torch.distributed
         optimizer.step()
@@ -258,7 +264,7 @@ class MultiTaskModule(_Resumable):
 
     def training_step(self, batch: tuple[tuple[Tensor, Tensor], TaskDescription], batch_idx: int) -> None:
         (inputs, labels), description = batch
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad(set_to_none=True)
         value = self.pretrainer.backward_step((inputs, labels), description)
         all_reduce_gradients(self.pretrainer)

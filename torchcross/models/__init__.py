@@ -15,7 +15,19 @@ Names are imported lazily on first use.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.models.cross_domain import CrossDomainModel as CrossDomainModel
+    from torchcross.models.cross_domain import SimpleCrossDomainClassifier as SimpleCrossDomainClassifier
+    from torchcross.models.episodic import EpisodicModel as EpisodicModel
+    from torchcross.models.maml import MAML as MAML
+    from torchcross.models.maml import CrossDomainMAML as CrossDomainMAML
+    from torchcross.models.protonet import ProtoNet as ProtoNet
+    from torchcross.models.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
+    from torchcross.models.simple import SimpleClassifier as SimpleClassifier
 
 _EXPORTS: dict[str, str] = {
     "CrossDomainModel": "cross_domain",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Iterable
+from typing import cast
 
 import torch
 from torch import Tensor, nn
@@ -92,7 +93,7 @@ class SimpleCrossDomainClassifier(CrossDomainModel):
     def get_net(self, task_description: TaskDescription) -> nn.Module:
         return nn.Sequential(
             OrderedDict(
-                input_module=self.pretrainer.backbone.input_module,
+                input_module=cast(nn.Module, self.pretrainer.backbone.input_module),
                 backbone=self.backbone,
                 head=self.head(task_description),
             )

@@ -56,7 +56,7 @@ head_init_t = Literal[
 ]
 """0.0.6's head initialisation names (``"unicorn"`` and ``"proto"`` were never implemented)."""
 
-_FRESH = {"zero": "zero", "kaiming": "kaiming", "default": "kaiming"}
+_FRESH: dict[str, Literal["zero", "kaiming"]] = {"zero": "zero", "kaiming": "kaiming", "default": "kaiming"}
 _ADAPTIVE = ("adaptive", "adaptive normal", "adaptive uniform")
 
 
@@ -111,6 +111,7 @@ class _EpisodicMAML(EpisodicModel):
     [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]: a training and an evaluation learner."""
 
     learner: _MAMLLearner
+    eval_learner: _MAMLLearner  # set in _set_learners(), unregistered
 
     def _set_learners(self, train: _MAMLLearner, evaluate: _MAMLLearner) -> None:
         self.learner = train

@@ -18,6 +18,8 @@ Examples:
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
@@ -28,7 +30,11 @@ from torchcross.tasks.task import Task
 
 __all__ = ["DISTANCES", "ProtoNet", "SimpleCrossDomainProtoNet"]
 
-DISTANCES = {"squared_euclidean": "euclidean", "euclidean": "euclidean", "cosine": "cosine"}
+DISTANCES: dict[str, Literal["euclidean", "cosine"]] = {
+    "squared_euclidean": "euclidean",
+    "euclidean": "euclidean",
+    "cosine": "cosine",
+}
 """0.0.6's distance names and the [`torchcross.learners.ProtoNet`][torchcross.learners.protonet.ProtoNet]
 distance each runs."""
 

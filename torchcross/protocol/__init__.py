@@ -7,7 +7,26 @@ from Python.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.protocol.config import ProtocolConfig as ProtocolConfig
+    from torchcross.protocol.config import config_from_dict as config_from_dict
+    from torchcross.protocol.config import config_to_dict as config_to_dict
+    from torchcross.protocol.config import load_config as load_config
+    from torchcross.protocol.fingerprint import Reads as Reads
+    from torchcross.protocol.plan import ProtocolPlan as ProtocolPlan
+    from torchcross.protocol.plan import check_protocol as check_protocol
+    from torchcross.protocol.registry import MethodContext as MethodContext
+    from torchcross.protocol.registry import get_method as get_method
+    from torchcross.protocol.registry import method_names as method_names
+    from torchcross.protocol.registry import register_method as register_method
+    from torchcross.protocol.registry import unregister_method as unregister_method
+    from torchcross.protocol.run import ProtocolResult as ProtocolResult
+    from torchcross.protocol.run import run_protocol as run_protocol
+    from torchcross.protocol.variants import MetaLearnVariant as MetaLearnVariant
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -12,7 +12,7 @@ identity, so the backbone outputs features; ``fc`` weights are ignored.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -127,7 +127,7 @@ def build_backbone(
             from torchcross.learners.backbones import conv4
 
             net: nn.Module = conv4(in_channels, hidden=hidden, image_size=image_size)
-            width = int(net.num_features)
+            width = int(cast(int, net.num_features))
             if weights is not None:
                 _load_weights(net, weights, name=name)
             return net, width
@@ -144,7 +144,7 @@ def build_backbone(
                     "or use backbone 'conv4'"
                 ) from exc
             net = getattr(torchvision.models, name)(weights=None)
-            width = int(net.fc.in_features)
+            width = int(cast(Any, net).fc.in_features)
             if weights is not None:
                 _load_weights(net, weights, ignore_prefixes=("fc.",), name=name)
             net.fc = nn.Identity()

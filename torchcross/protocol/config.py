@@ -568,7 +568,7 @@ def _read_toml(path: Path) -> Any:
         import tomllib  # Python >= 3.11
     except ImportError:  # pragma: no cover - Python 3.10
         try:
-            import tomli as tomllib  # type: ignore[no-redef]
+            import tomli as tomllib  # type: ignore[no-redef, unused-ignore]
         except ImportError as exc:
             raise ImportError(
                 "reading TOML configs on Python 3.10 needs `pip install tomli` (or use a YAML config)"

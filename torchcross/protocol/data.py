@@ -135,8 +135,8 @@ def plan_targets(
             chosen_sources = tuple((t.dataset_id, t.task_name) for t in leave_one_out_sources(catalogue, ds))
             if source_tasks == "first":
                 firsts: dict[str, tuple[str, str]] = {}
-                for s in chosen_sources:
-                    firsts.setdefault(s[0], s)
+                for pair in chosen_sources:
+                    firsts.setdefault(pair[0], pair)
                 chosen_sources = tuple(firsts.values())
         else:
             own = [s for s in explicit if s[0] == ds]

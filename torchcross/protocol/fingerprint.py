@@ -28,7 +28,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from torchcross.protocol.training import config_fingerprint
 
@@ -70,6 +70,10 @@ class Reads:
 
     keys: tuple[str, ...]
     without: tuple[str, ...] = ()
+
+    if TYPE_CHECKING:  # what __post_init__ accepts: any iterables of strings
+
+        def __init__(self, keys: Iterable[str], without: Iterable[str] = ()) -> None: ...
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "keys", _entries(self.keys, "keys"))

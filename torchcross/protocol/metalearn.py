@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -35,6 +35,10 @@ from torchcross.protocol.registry import MethodContext, Trained
 from torchcross.protocol.validation import EarlyStopping
 from torchcross.protocol.variants import MetaLearnVariant
 from torchcross.tasks.task import Task
+
+if TYPE_CHECKING:
+    from torchcross.learners.maml import MAML
+    from torchcross.learners.protonet import ProtoNet
 
 __all__ = ["MetaLearnVariant", "maml_learner", "train_maml"]
 
@@ -62,7 +66,7 @@ def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) 
     from torchcross.data.metadataset import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
-    out = {}
+    out: dict[str, FewShotMetaDataset] = {}
     for name, source in sources.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
@@ -88,7 +92,7 @@ def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) 
     return out
 
 
-def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> nn.Module:
+def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> MAML | ProtoNet:
     mc, variant = ctx.config.maml, _variant(ctx)
     if variant.protonet:
         from torchcross.learners.protonet import ProtoNet
@@ -123,7 +127,7 @@ def _to_device(
 
 
 def _episode_auroc(
-    model: nn.Module, episodes: dict[str, Any], n: int, ctx: MethodContext
+    model: MAML | ProtoNet, episodes: dict[str, Any], n: int, ctx: MethodContext
 ) -> Callable[[], float]:
     names = list(episodes)
 

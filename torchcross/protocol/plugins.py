@@ -34,7 +34,8 @@ def _is_current_dir(index: int, entry: str, cwd: str) -> bool:
     """Whether a ``sys.path`` entry stands for the current directory without the user saying so."""
     if entry in ("", "."):
         return True
-    if index != 0 or sys.flags.safe_path:  # ``python -P``: Python put no such entry first
+    # ``python -P`` (Python >= 3.11): Python put no such entry first
+    if index != 0 or getattr(sys.flags, "safe_path", False):
         return False
     try:
         return os.path.samefile(entry, cwd)

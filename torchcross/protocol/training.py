@@ -367,7 +367,7 @@ def _unit_name(unit: Any) -> str:
 def train_steps(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
-    step_fn: Callable[[Any], float],
+    step_fn: Callable[[Any], float | torch.Tensor],
     units: Callable[[], Iterable[Any]],
     steps: int,
     *,

@@ -24,7 +24,42 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.sampling.bits import row_bits as row_bits
+    from torchcross.sampling.defaults import (
+        DEFAULT_FILTER_CLASSES_MIN_SAMPLES as DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
+    )
+    from torchcross.sampling.defaults import DEFAULT_QUERY_PER_CLASS as DEFAULT_QUERY_PER_CLASS
+    from torchcross.sampling.defaults import DEFAULT_SHOTS as DEFAULT_SHOTS
+    from torchcross.sampling.episode_index import EpisodeIndices as EpisodeIndices
+    from torchcross.sampling.episode_index import LabelIndex as LabelIndex
+    from torchcross.sampling.episode_index import episode_labels as episode_labels
+    from torchcross.sampling.episode_index import index_labels as index_labels
+    from torchcross.sampling.episode_index import relabel_description as relabel_description
+    from torchcross.sampling.episodes import EPISODE_KINDS as EPISODE_KINDS
+    from torchcross.sampling.episodes import EpisodeKind as EpisodeKind
+    from torchcross.sampling.episodes import get_episode_kind as get_episode_kind
+    from torchcross.sampling.episodes import sample_binary_episode as sample_binary_episode
+    from torchcross.sampling.episodes import sample_episode as sample_episode
+    from torchcross.sampling.episodes import sample_multiclass_episode as sample_multiclass_episode
+    from torchcross.sampling.episodes import sample_multilabel_episode as sample_multilabel_episode
+    from torchcross.sampling.episodes import sample_ordinal_episode as sample_ordinal_episode
+    from torchcross.sampling.multilabel import cover_quotas as cover_quotas
+    from torchcross.sampling.multilabel import sample_multilabel_indices as sample_multilabel_indices
+    from torchcross.sampling.multitask_plan import StreamPlan as StreamPlan
+    from torchcross.sampling.multitask_plan import exhaustive_order as exhaustive_order
+    from torchcross.sampling.multitask_plan import occurrences as occurrences
+    from torchcross.sampling.multitask_plan import task_permutation as task_permutation
+    from torchcross.sampling.per_class import sample_per_class as sample_per_class
+    from torchcross.sampling.variable import sample_variable_episode as sample_variable_episode
+    from torchcross.sampling.weighting import WEIGHTINGS as WEIGHTINGS
+    from torchcross.sampling.weighting import TaskWeighting as TaskWeighting
+    from torchcross.sampling.weighting import resolve_weighting as resolve_weighting
+    from torchcross.sampling.weighting import sampling_probabilities as sampling_probabilities
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -108,15 +108,16 @@ class LabelIndex:
         pos = self.position(key)
         if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
             return self.positives[pos]
-        start = int(self.starts[pos])
-        return self.order[start : start + int(self.sizes[pos])]
+        starts, sizes = cast(np.ndarray, self.starts), cast(np.ndarray, self.sizes)  # single-label: set
+        start = int(starts[pos])
+        return cast(np.ndarray, self.order)[start : start + int(sizes[pos])]
 
     def counts(self, negatives: bool = False) -> dict[int, int]:
         """Examples per class key (multi-label: positives, or negatives with ``negatives=True``)."""
-        n = len(self.labels)
+        n, sizes = len(self.labels), cast(np.ndarray, self.sizes)  # every kind has sizes
         if negatives:
-            return {k: n - int(s) for k, s in zip(self.keys, self.sizes)}
-        return {k: int(s) for k, s in zip(self.keys, self.sizes)}
+            return {k: n - int(s) for k, s in zip(self.keys, sizes)}
+        return {k: int(s) for k, s in zip(self.keys, sizes)}
 
     @functools.cached_property
     def row_bits(self) -> list[int]:
@@ -249,10 +250,10 @@ def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarr
         [[0, 1], [0, 1]]
     """
     if index.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-        cols = list(episode.classes)
+        cols, matrix = list(episode.classes), cast(np.ndarray, index.matrix)
         return (
-            index.matrix[episode.support][:, cols].astype(np.int64),
-            index.matrix[episode.query][:, cols].astype(np.int64),
+            matrix[episode.support][:, cols].astype(np.int64),
+            matrix[episode.query][:, cols].astype(np.int64),
         )
     if episode.support_labels is not None and episode.query_labels is not None:
         support, query = episode.support_labels, episode.query_labels
@@ -261,7 +262,8 @@ def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarr
         return support, query
     lut = np.full(len(index.keys), -1, dtype=np.int64)
     lut[[index.position(c) for c in episode.classes]] = np.arange(len(episode.classes))
-    support, query = lut[index.codes[episode.support]], lut[index.codes[episode.query]]
+    codes = cast(np.ndarray, index.codes)  # single-label: set
+    support, query = lut[codes[episode.support]], lut[codes[episode.query]]
     if (support < 0).any() or (query < 0).any():
         raise ValueError(f"the episode holds examples of classes outside its classes {list(episode.classes)}")
     if index.task_target is TaskTarget.BINARY_CLASSIFICATION:

@@ -159,7 +159,10 @@ class EpisodePlan(Protocol):
     """Fixed-shot draws over given classes, prepared once (see
     [`EpisodeKind.plan`][torchcross.protocol.plan])."""
 
-    classes: tuple[int, ...]
+    @property
+    def classes(self) -> tuple[int, ...]:
+        """The episode's class keys (multi-label: label columns), in episode order."""
+        ...
 
     def draw(self, index: LabelIndex, rng: np.random.Generator) -> EpisodeIndices:
         """One episode from ``index`` (the index the plan was prepared for)."""

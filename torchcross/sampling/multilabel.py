@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -206,7 +207,7 @@ def sample_multilabel_indices(
         >>> len(set(s) & set(q))
         0
     """
-    n = index.matrix.shape[0]
+    n = cast(np.ndarray, index.matrix).shape[0]  # a multi-label index
     need = n_support + n_query
     short = []
     for c in columns:

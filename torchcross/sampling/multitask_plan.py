@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
+from typing import cast
 
 import numpy as np
 
@@ -90,7 +91,7 @@ def _dynamic_order(counts: np.ndarray, policy: TaskWeighting, rng: np.random.Gen
     # Weights remaining ** (1 / T), one task's updated per step, in a pure-Python loop
     # (K is small). They are scaled by the largest remaining count, and rescaled when
     # they shrink, so that a small T neither overflows nor underflows to nothing.
-    inv_t = 1.0 / float(policy.temperature)
+    inv_t = 1.0 / float(cast(float, policy.temperature))  # the "temperature" policy has one
     remaining = [int(c) for c in counts]
     ref = 0.0
 

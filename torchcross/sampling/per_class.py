@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -123,8 +123,12 @@ def sample_per_class(
         raise ValueError(f"sample_per_class needs a single-label task, got {index.task_target.name}")
     classes = check_classes(index, classes)
     k = len(classes)
-    uniform = isinstance(shots, (int, np.integer)) and isinstance(queries, (int, np.integer))
-    if uniform and shots >= 0 and queries >= 0:
+    if (
+        isinstance(shots, (int, np.integer))
+        and isinstance(queries, (int, np.integer))
+        and shots >= 0
+        and queries >= 0
+    ):
         return fixed_shot_plan(index, classes, int(shots), int(queries)).draw(index, rng)
     positions = index.key_positions
     pos = np.array([positions[c] for c in classes], dtype=np.int64)
@@ -139,11 +143,12 @@ def sample_per_class(
         )
     if (shot < 0).any() or (query < 0).any():
         raise ValueError(f"shot and query counts must be >= 0, got {shot.tolist()} / {query.tolist()}")
-    sizes, need = index.sizes[pos], shot + query
+    starts, sizes_all = cast(np.ndarray, index.starts), cast(np.ndarray, index.sizes)  # single-label: set
+    sizes, need = sizes_all[pos], shot + query
     if (sizes < need).any():
         _raise_short(classes, sizes, need)
-    flat = _draw_without_replacement(index.starts[pos], sizes, need, rng)
-    picked = index.order[flat]
+    flat = _draw_without_replacement(starts[pos], sizes, need, rng)
+    picked = cast(np.ndarray, index.order)[flat]
     block = np.repeat(np.arange(k), need)
     rank = np.arange(len(picked)) - np.repeat(np.cumsum(need) - need, need)
     is_support = rank < shot[block]
@@ -177,7 +182,9 @@ class FixedShotPlan:
 
         ``index`` must be the one the plan was prepared for.
         """
-        picked = index.order[_draw_uniform(self.starts, self.sizes, self.n_shot + self.n_query, rng)]
+        picked = cast(np.ndarray, index.order)[
+            _draw_uniform(self.starts, self.sizes, self.n_shot + self.n_query, rng)
+        ]
         return EpisodeIndices(
             picked[:, : self.n_shot].ravel(),
             picked[:, self.n_shot :].ravel(),
@@ -207,13 +214,14 @@ def fixed_shot_plan(index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_
     """
     positions = index.key_positions
     pos = np.fromiter((positions[c] for c in classes), dtype=np.int64, count=len(classes))
-    sizes = index.sizes[pos]
+    sizes = cast(np.ndarray, index.sizes)[pos]  # every kind has sizes
     if (sizes < n_shot + n_query).any():
         _raise_short(classes, sizes, np.full(len(classes), n_shot + n_query))
     ids = np.arange(len(classes), dtype=np.int64)
     support_labels, query_labels = np.repeat(ids, n_shot), np.repeat(ids, n_query)
     support_labels.flags.writeable = query_labels.flags.writeable = False  # shared by all episodes
-    return FixedShotPlan(classes, index.starts[pos], sizes, n_shot, n_query, support_labels, query_labels)
+    starts = cast(np.ndarray, index.starts)[pos]  # a single-label index
+    return FixedShotPlan(classes, starts, sizes, n_shot, n_query, support_labels, query_labels)
 
 
 def _raise_short(classes: tuple[int, ...], sizes: np.ndarray, need: np.ndarray) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 
@@ -69,7 +70,8 @@ def sample_variable_episode(
     max_support_size = check_int(max_support_size, "max_support_size", max_ways)
     kind = get_episode_kind(index.task_target)
     candidates = check_classes(index, kind.fixed_classes or classes)
-    sizes_all = np.array([index.sizes[index.position(c)] for c in candidates], dtype=np.int64)
+    sizes = cast(np.ndarray, index.sizes)  # every kind has sizes
+    sizes_all = np.array([sizes[index.position(c)] for c in candidates], dtype=np.int64)
     if len(candidates) < 2 or (sizes_all < 2).any():
         raise ValueError(
             f"the variable rule needs >= 2 candidate classes with >= 2 examples each, got counts "

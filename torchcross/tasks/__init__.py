@@ -12,7 +12,22 @@ Examples:
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from torchcross._lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from torchcross.tasks.catalogue import Catalogue as Catalogue
+    from torchcross.tasks.catalogue import DatasetEntry as DatasetEntry
+    from torchcross.tasks.catalogue import TaskEntry as TaskEntry
+    from torchcross.tasks.catalogue import leave_one_out_sources as leave_one_out_sources
+    from torchcross.tasks.labels import count_samples_per_class as count_samples_per_class
+    from torchcross.tasks.labels import keys_to_indices as keys_to_indices
+    from torchcross.tasks.labels import normalize_labels as normalize_labels
+    from torchcross.tasks.labels import samples_per_class_array as samples_per_class_array
+    from torchcross.tasks.task import Task as Task
+    from torchcross.tasks.task import TaskDescription as TaskDescription
+    from torchcross.tasks.task import TaskTarget as TaskTarget
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {

@@ -275,8 +275,8 @@ class Catalogue:
                 d.name,
                 d.domain,
                 d.tasks,
-                self._overlaps["domain"][d.id] & kept,
-                self._overlaps["subject"][d.id] & kept,
+                frozenset(self._overlaps["domain"][d.id] & kept),
+                frozenset(self._overlaps["subject"][d.id] & kept),
                 d.info,
             )
             for d in (self._datasets[i] for i in keep)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from multiprocessing.reduction import ForkingPickler
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 __all__ = ["Task", "TaskDescription", "TaskTarget", "rebuild_task"]
 
@@ -183,6 +183,16 @@ class TaskDescription:
     task_identifier: str | None = ""
     domain_identifier: str | None = ""
 
+    if TYPE_CHECKING:  # what __post_init__ accepts: a kind's name, and None classes as 0.0.6 did
+
+        def __init__(
+            self,
+            task_target: TaskTarget | str,
+            classes: Mapping[int, str] | None = ...,
+            task_identifier: str | None = "",
+            domain_identifier: str | None = "",
+        ) -> None: ...
+
     def __post_init__(self) -> None:
         target = TaskTarget.parse(self.task_target)
         object.__setattr__(self, "task_target", target)
@@ -349,8 +359,8 @@ def _compact(value: Any, memo: dict[int, Any]) -> Any:
         items = [_compact(v, memo) for v in value]
         out = value if all(a is b for a, b in zip(items, value)) else type(value)(items)
     elif type(value) is dict:
-        items = {k: _compact(v, memo) for k, v in value.items()}
-        out = value if all(items[k] is v for k, v in value.items()) else items
+        entries = {k: _compact(v, memo) for k, v in value.items()}
+        out = value if all(entries[k] is v for k, v in value.items()) else entries
     memo[key] = out
     return out
 

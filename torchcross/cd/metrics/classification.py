@@ -22,7 +22,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor
@@ -54,6 +54,10 @@ __all__ = [
     "get_accuracy_func",
     "get_auroc_func",
 ]
+
+# torchmetrics' ``average`` values (multi-class AUROC has no "micro")
+_Average = Literal["micro", "macro", "weighted", "none"]
+_MulticlassAUROCAverage = Literal["macro", "weighted", "none"]
 
 
 def _scorer(score: Callable[..., float], description: TaskDescription) -> Callable[[Tensor, Tensor], Tensor]:
@@ -118,9 +122,9 @@ class IndexedMulticlassAccuracy(_ClassKeyLabels, MulticlassAccuracy):
     def __init__(
         self,
         classes: Mapping[int, str],
-        top_k: int | None = 1,
-        average: str | None = "micro",
-        multidim_average: str = "global",
+        top_k: int = 1,
+        average: _Average | None = "micro",
+        multidim_average: Literal["global", "samplewise"] = "global",
         ignore_index: int | None = None,
         validate_args: bool = True,
         **kwargs: Any,
@@ -143,7 +147,7 @@ class IndexedMulticlassAUROC(_ClassKeyLabels, MulticlassAUROC):
     def __init__(
         self,
         classes: Mapping[int, str],
-        average: str | None = "macro",
+        average: _MulticlassAUROCAverage | None = "macro",
         thresholds: int | list[float] | Tensor | None = None,
         ignore_index: int | None = None,
         validate_args: bool = True,
@@ -183,8 +187,8 @@ class Accuracy(_TorchmetricsAccuracy):
         *,
         top_k: int = 1,
         threshold: float = 0.5,
-        average: str | None = "micro",
-        multidim_average: str = "global",
+        average: _Average | None = "micro",
+        multidim_average: Literal["global", "samplewise"] = "global",
         ignore_index: int | None = None,
         validate_args: bool = True,
         **kwargs: Any,
@@ -218,7 +222,7 @@ class AUROC(_TorchmetricsAUROC):
         cls,
         task_description: TaskDescription,
         *,
-        average: str | None = "macro",
+        average: _Average | None = "macro",
         max_fpr: float | None = None,
         thresholds: int | list[float] | Tensor | None = None,
         ignore_index: int | None = None,
@@ -229,9 +233,9 @@ class AUROC(_TorchmetricsAUROC):
         kwargs.update(thresholds=thresholds, ignore_index=ignore_index, validate_args=validate_args)
         n = len(d.classes)
         if d.task_target is TaskTarget.MULTICLASS_CLASSIFICATION:
-            return MulticlassAUROC(n, average, **kwargs)
+            return MulticlassAUROC(n, cast("_MulticlassAUROCAverage | None", average), **kwargs)
         if d.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
             return MultilabelAUROC(n, average, **kwargs)
         if d.task_target is TaskTarget.BINARY_CLASSIFICATION:
             return BinaryAUROC(max_fpr, **kwargs)
-        return IndexedMulticlassAUROC(d.classes, average, **kwargs)
+        return IndexedMulticlassAUROC(d.classes, cast("_MulticlassAUROCAverage | None", average), **kwargs)

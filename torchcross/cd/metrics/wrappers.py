@@ -16,7 +16,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from torch import nn
 from torchmetrics import Metric
@@ -75,7 +75,7 @@ class CrossDomainWrapper(WrapperMetric):
                     f"task {tid!r} has no metric; add it with add_metric or set auto_add_metrics"
                 )
             self.add_metric(task_description)
-        return self.metrics[self.keys[tid]]
+        return cast(Metric, self.metrics[self.keys[tid]])
 
     def update(self, task_description: TaskDescription, *args: Any, **kwargs: Any) -> None:
         """Update the task's metric."""
@@ -88,12 +88,12 @@ class CrossDomainWrapper(WrapperMetric):
 
     def compute(self) -> Any:
         """``{task_identifier: value}`` over the tasks seen."""
-        return {tid: self.metrics[key].compute() for tid, key in self.keys.items()}
+        return {tid: cast(Metric, self.metrics[key]).compute() for tid, key in self.keys.items()}
 
     def reset(self) -> None:
         """Reset every task's metric."""
         for metric in self.metrics.values():
-            metric.reset()
+            cast(Metric, metric).reset()
         super().reset()
 
 
@@ -108,5 +108,5 @@ class CrossDomainMeanWrapper(CrossDomainWrapper):
         """The mean of the tasks' values."""
         if not self.keys:
             raise ValueError("CrossDomainMeanWrapper.compute: no task has been scored yet")
-        values = [self.metrics[key].compute() for key in self.keys.values()]
+        values = [cast(Metric, self.metrics[key]).compute() for key in self.keys.values()]
         return sum(values) / len(values)

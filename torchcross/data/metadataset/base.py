@@ -25,6 +25,7 @@ import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import numpy as np
@@ -207,7 +208,7 @@ def episode_generator(key: np.ndarray, index: int, reuse: bool = False) -> np.ra
     cached = getattr(_THREAD, "philox", None)
     if cached is None:
         counter = np.zeros(4, dtype=np.uint64)
-        state = {
+        state: dict[str, Any] = {
             "bit_generator": "Philox",
             "state": {"counter": counter, "key": key},
             "buffer": np.zeros(4, dtype=np.uint64),
@@ -226,7 +227,8 @@ def episode_generator(key: np.ndarray, index: int, reuse: bool = False) -> np.ra
 def _user_stacklevel() -> int:
     """The ``stacklevel`` that points a warning at the first frame outside this package."""
     package = os.path.dirname(os.path.abspath(__file__))
-    frame, level = sys._getframe(1), 1
+    frame: FrameType | None = sys._getframe(1)
+    level = 1
     while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(package):
         frame, level = frame.f_back, level + 1
     return level

@@ -25,8 +25,8 @@ Examples:
 from __future__ import annotations
 
 import abc
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sized
+from typing import Any, cast
 
 from torch.utils.data import ChainDataset, Dataset, IterableDataset
 
@@ -55,7 +55,8 @@ class MetaDataset(Dataset[Task], abc.ABC):
     @abc.abstractmethod
     def __getitem__(self, index: Any) -> Task: ...
 
-    def __add__(self, other: Dataset[Task]) -> MetaConcatDataset:
+    # a MetaConcatDataset, not the ConcatDataset of torch's Dataset.__add__
+    def __add__(self, other: Dataset[Task]) -> MetaConcatDataset:  # type: ignore[override]
         return MetaConcatDataset([self, other])
 
 
@@ -85,7 +86,7 @@ class MetaConcatDataset(MetaDataset):
 
     def __len__(self) -> int:
         """The total number of tasks (every dataset must have a length)."""
-        return sum(len(d) for d in self.datasets)  # type: ignore[arg-type]
+        return sum(len(d) for d in cast("list[Sized]", self.datasets))
 
 
 class IterableMetaDataset(IterableDataset[Task], abc.ABC):

@@ -42,12 +42,13 @@ class ShardPosition(tuple):
     def __new__(cls, index: int, count: int) -> ShardPosition:
         return super().__new__(cls, (index, count))
 
+    # ``index`` and ``count`` name the fields, shadowing tuple's methods of the same names
     @property
-    def index(self) -> int:
+    def index(self) -> int:  # type: ignore[override]
         return self[0]
 
     @property
-    def count(self) -> int:
+    def count(self) -> int:  # type: ignore[override]
         return self[1]
 
 

@@ -320,7 +320,8 @@ def worker_empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
             f"worker sends ({error}); give /dev/shm more room (docker run --shm-size=2g), use fewer "
             f"workers or a smaller prefetch_factor"
         ) from error
-    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)
+    # torch's stubs lack set_(storage, offset, size) without a stride
+    return torch.empty(0, dtype=dtype).set_(storage, 0, shape)  # type: ignore[call-overload]
 
 
 def _plain(t: torch.Tensor) -> torch.Tensor:

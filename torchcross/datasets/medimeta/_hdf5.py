@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import os
 import stat
-from typing import IO, Any
+from typing import IO, Any, cast
 
 import numpy as np
 
@@ -270,7 +270,8 @@ class HDF5Images:
     def _read_contiguous(self, idx: np.ndarray, rows: np.ndarray) -> None:
         """Read file rows ``idx`` into ``rows`` (same order): one ``preadv`` per run of adjacent rows."""
         size = self._row_bytes
-        view = memoryview(rows.reshape(-1))  # C-contiguous uint8: a flat byte view, no copy
+        # C-contiguous uint8: a flat byte view, no copy (numpy types the buffer protocol from Python 3.12)
+        view = memoryview(rows.reshape(-1))  # type: ignore[arg-type]
         wanted = idx.tolist()
         run: list[memoryview] = []
         first = prev = -2
@@ -287,7 +288,7 @@ class HDF5Images:
             self._read_at(run, self._offset + first * size)
 
     def _read_at(self, buffers: list[memoryview], offset: int) -> None:
-        fh = self._file
+        fh = cast(_Descriptor, self._file)  # opened by _open()
         want = len(buffers) * self._row_bytes
         got = _preadv(fh, buffers, offset)
         while got < want:  # a short read: only at the end of the file

@@ -85,7 +85,7 @@ def catalogue_from_infos(infos: Iterable[DatasetInfo]) -> Catalogue:
     ids = {i.id for i in infos}
     entries = []
     for i in infos:
-        raw = {
+        raw: dict[str, Any] = {
             **dict(i.raw),
             "domain_overlaps": [d for d in i.domain_overlaps if d in ids],
             "subject_overlaps": [d for d in i.subject_overlaps if d in ids],

@@ -127,7 +127,7 @@ def _task(raw: Any, i: int, path: str) -> TaskInfo:
         check_name(name, "task name")
     except ValueError as exc:
         raise _err(path, f"{key}.task_name", str(exc)) from None
-    target_name = raw.get("task_target")
+    target_name: Any = raw.get("task_target")  # TaskTarget.parse checks it
     try:
         target = TaskTarget.parse(target_name)
     except (ValueError, TypeError) as exc:

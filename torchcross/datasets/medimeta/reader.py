@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 import torch
@@ -317,8 +317,8 @@ class MedIMeta(TaskSource):
         """
         pos = self._positions(indices)
         if self.transform is not None:
-            images, labels = self._transformed(pos)
-            return torch.stack(list(images)), labels
+            transformed, labels = self._transformed(pos)
+            return torch.stack(list(transformed)), labels
         out = output or self.output
         mean, std = (self.mean, self.std) if out == "float" else (None, None)
         rows = self.split_indices[pos]
@@ -329,17 +329,18 @@ class MedIMeta(TaskSource):
         return images, self._label_tensor[torch.from_numpy(pos)]
 
     def _transformed(self, pos: np.ndarray) -> tuple[list[Any], torch.Tensor]:
+        transform = cast("Callable[[Any], Any]", self.transform)  # called only with a transform
         raw = self._read_rows(self.split_indices[pos])
         labels = self._label_tensor[torch.from_numpy(pos)]
         if self.transform_input == "tensor":
             images = images_to_tensor(raw, self.num_channels, self.output, self.mean, self.std)
-            return [self.transform(x) for x in images], labels
+            return [transform(x) for x in images], labels
         image_mod = require("PIL.Image")
         if raw.ndim == 4 and self.num_channels == 1:
             raw = rgb_to_gray(raw)
         elif raw.ndim == 3 and self.num_channels == 3:
             raw = np.repeat(raw[..., None], 3, axis=-1)
-        return [self.transform(image_mod.fromarray(x)) for x in raw], labels
+        return [transform(image_mod.fromarray(x)) for x in raw], labels
 
     def close(self) -> None:
         """Release this process's file handles (reads re-open them)."""

@@ -17,7 +17,7 @@ import csv
 import os
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -289,14 +289,15 @@ def write_medimeta(
             writer = csv.writer(f)
             writer.writerow(header)
             writer.writerows(rows)
+        shape = cast("tuple[int, ...]", shape)  # n > 0: the first batch set it
         channels = 1 if len(shape) == 2 else 3
-        doc = {
+        doc: dict[str, Any] = {
             "id": dataset_id,
             "name": name or dataset_id,
             "summary": summary,
             "domain": domain,
             "tasks": [
-                {"task_name": t, "task_target": d.task_target.name, "labels": d.classes.to_dict()}
+                {"task_name": t, "task_target": d.task_target.name, "labels": dict(d.classes)}
                 for t, (d, _) in labels.items()
             ],
             "input_size": [channels, int(shape[0]), int(shape[1])],

@@ -10,7 +10,7 @@ frequent task's, so every task weighs the same in an epoch.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from lightning.pytorch import LightningModule
@@ -20,6 +20,10 @@ from torchcross.models.cross_domain import CrossDomainModel
 from torchcross.models.lightning.mixins import EpochLRSchedule
 from torchcross.nn import loss, probabilities
 from torchcross.tasks.task import TaskDescription
+
+if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
+    from torchmetrics import MetricCollection
 
 __all__ = ["CrossDomainLightningModule"]
 
@@ -32,6 +36,9 @@ class CrossDomainLightningModule(CrossDomainModel, EpochLRSchedule, LightningMod
     optimizer: Callable[..., torch.optim.Optimizer]
     lr_scheduler: Callable[..., Any] | None = None
     pos_class_weights: Mapping[Any, Tensor] | None = None
+    training_metrics: MetricCollection
+    validation_metrics: MetricCollection
+    test_metrics: MetricCollection
 
     def __init__(self) -> None:
         super().__init__()
@@ -74,7 +81,7 @@ class CrossDomainLightningModule(CrossDomainModel, EpochLRSchedule, LightningMod
         return value * (max(self.previous_train_counts.values()) / previous)
 
     def training_step(self, batch: Batch, batch_idx: int) -> None:
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad()
         _, value = self.get_metrics_and_loss(batch, "train")
         self.manual_backward(self._scale(value, batch[1]))

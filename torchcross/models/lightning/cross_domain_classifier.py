@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
@@ -29,6 +29,9 @@ from torchcross.cd.metrics import AUROC, Accuracy, CrossDomainMeanWrapper
 from torchcross.models.cross_domain import SimpleCrossDomainClassifier as PlainSimpleCrossDomainClassifier
 from torchcross.models.lightning.cross_domain import Batch, CrossDomainLightningModule
 from torchcross.tasks.task import TaskDescription
+
+if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
 
 __all__ = ["SimpleCrossDomainClassifier"]
 
@@ -65,7 +68,8 @@ class SimpleCrossDomainClassifier(PlainSimpleCrossDomainClassifier, CrossDomainL
     ) -> None:
         if isinstance(backbone, tuple) and len(backbone) == 2 and callable(num_backbone_features):
             # the form (backbone, num_features), optimizer, ... of older 0.0.x scripts
-            backbone, num_backbone_features, optimizer = backbone[0], backbone[1], num_backbone_features
+            optimizer = num_backbone_features
+            backbone, num_backbone_features = cast(Any, backbone)  # (nn.Module, int), len checked
         if optimizer is None:
             raise TypeError(
                 "SimpleCrossDomainClassifier needs an optimizer, e.g. partial(torch.optim.Adam, lr=1e-3)"
@@ -93,7 +97,9 @@ class SimpleCrossDomainClassifier(PlainSimpleCrossDomainClassifier, CrossDomainL
         except RuntimeError:  # not attached to a Trainer (yet)
             attached = False
         if attached:
-            self.optimizers().optimizer.add_param_group({"params": list(head.parameters())})
+            cast("LightningOptimizer", self.optimizers()).optimizer.add_param_group(
+                {"params": list(head.parameters())}
+            )
         return head
 
     def call_metrics(self, mode: str, task_description: TaskDescription, pred: Tensor, y: Tensor) -> Any:

@@ -9,7 +9,7 @@ Lightning's default ``inference_mode`` too.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import Tensor
@@ -20,6 +20,12 @@ from torchcross.models.episodic import EpisodicModel
 from torchcross.models.lightning.mixins import EpochLRSchedule, MeanMetricsMixin
 from torchcross.nn import loss
 from torchcross.tasks.task import Task
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from lightning.pytorch.core.optimizer import LightningOptimizer
+    from torchmetrics import Metric
 
 __all__ = ["EPISODIC_KEYS", "EpisodicLightningModule", "query_loss", "score", "trainable"]
 
@@ -92,10 +98,10 @@ class EpisodicLightningModule(EpisodicModel, EpochLRSchedule, MeanMetricsMixin):
         size = len(tasks)
         self.log(f"loss/meta{mode}/support", torch.stack(support_losses).mean(), batch_size=size)
         self.log(f"loss/meta{mode}/query", torch.stack(query_losses).mean(), batch_size=size, prog_bar=True)
-        self.log_dict(self.metrics_of(mode), batch_size=size)
+        self.log_dict(cast("Mapping[str, Metric]", self.metrics_of(mode)), batch_size=size)
 
     def training_step(self, batch: Sequence[Task] | Task, batch_idx: int) -> None:
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad()
         self._run(batch, "train")
         optimizer.step()

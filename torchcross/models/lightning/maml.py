@@ -29,7 +29,7 @@ __all__ = ["MAML", "CrossDomainMAML"]
 
 class _MAMLSteps(EpisodicLightningModule):
     def task_results(self, task: Task, slot: int) -> tuple[tuple[Tensor, ...], Tensor, Tensor]:
-        support_logits, query_logits = self.outputs(task, slot)  # type: ignore[attr-defined]
+        support_logits, query_logits = self.outputs(task, slot)  # type: ignore[operator]
         support_loss = loss(support_logits, task.support[1], task.description)
         metrics = (
             *score(support_logits, task.support[1], task),

@@ -67,6 +67,7 @@ class MeanMetricsMixin(LightningModule):
         The batch's mean of each key enters the running mean with the batch's size as weight.
         """
         metrics = self.metrics_of(mode)
+        rows: list[Sequence[Tensor]]
         if isinstance(batch_metrics, tuple):
             rows, size = [batch_metrics], 1
         else:

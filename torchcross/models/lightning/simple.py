@@ -19,7 +19,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
@@ -31,6 +31,9 @@ from torchcross.cd.metrics import AUROC, Accuracy
 from torchcross.models.lightning.mixins import EpochLRSchedule
 from torchcross.models.simple import SimpleClassifier as PlainSimpleClassifier
 from torchcross.tasks.task import TaskDescription
+
+if TYPE_CHECKING:
+    from lightning.pytorch.core.optimizer import LightningOptimizer
 
 __all__ = ["SimpleClassifier"]
 
@@ -93,7 +96,7 @@ class SimpleClassifier(PlainSimpleClassifier, EpochLRSchedule, LightningModule):
         self.log_dict(self.get_metrics(mode), batch_size=size, prog_bar=mode == "val")
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        optimizer = self.optimizers()
+        optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad()
         value = self.do_step(batch, "train")
         self.manual_backward(value)
