@@ -23,13 +23,13 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 from torchcross.protocol.plugins import import_plugin
+from torchcross.protocol.schema import section_from_dict, section_values
 
 __all__ = [
     "BACKBONES",
@@ -59,7 +59,12 @@ pre-training, and from MAML. Every method of [`torchcross.protocol.registry`][to
 can be
 listed in ``[evaluation] methods``."""
 
-BACKBONES: tuple[str, ...] = ("conv4", "resnet18", "resnet34", "resnet50")
+BackboneName = Literal["conv4", "resnet18", "resnet34", "resnet50"]
+"""The backbone names (`BACKBONES`), as the annotation of ``[backbone] name``."""
+Split = Literal["train", "val", "test", "all"]
+"""A split name, as the annotation of ``[data] target_split`` and ``source_split``."""
+
+BACKBONES: tuple[str, ...] = get_args(BackboneName)
 """Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
 
 DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
@@ -67,8 +72,6 @@ DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
 the ones the protocol trains on. Others that ``torch.device`` parses (``"meta"`` holds no data) are
 refused when the config is read."""
 
-_SPLITS = ("train", "val", "test", "all")
-_WEIGHT_KEYWORDS = ("imagenet", "random")
 # upper bounds: beyond them a value is a typo that would exhaust memory or never finish
 _MAX_THREADS = 1024
 _MAX_SIZE = 4096
@@ -110,8 +113,23 @@ def paper_lr(backbone: str, lr: float | None) -> float:
     return 1e-4 if backbone == "resnet50" else 1e-3
 
 
-def _opt(kind: Any, **checks: Any) -> dict[str, Any]:
-    return {"kind": kind, **checks}
+def _device_string(where: str, value: Any) -> str:
+    """``value`` if it names a torch device the protocol can train on (`DEVICE_TYPES`)."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a device string such as 'cpu' or 'cuda:0', got {value!r}")
+    import torch
+
+    accepted = "'cpu', 'cuda', 'cuda:N' or 'mps'"
+    try:
+        device = torch.device(value)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"{where} = {value!r} is not a torch device; use {accepted}") from None
+    if device.type not in DEVICE_TYPES:
+        raise ValueError(
+            f"{where} = {value!r} is a {device.type!r} device, which the protocol cannot train on; "
+            f"use {accepted}"
+        )
+    return value
 
 
 @dataclass(frozen=True)
@@ -135,15 +153,15 @@ class DataConfig:
             ``"imagenet"`` (ImageNet mean and std, what ImageNet weights expect).
     """
 
-    root: Path = field(metadata=_opt("path"))
-    targets: tuple[str, ...] = field(metadata=_opt("str_list"))
-    sources: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
-    source_tasks: str = field(default="all", metadata=_opt("str", choices=("all", "first")))
-    target_split: str = field(default="all", metadata=_opt("str", choices=_SPLITS))
-    min_class_size: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_COUNT))
-    source_split: str | None = field(default=None, metadata=_opt("str?", choices=_SPLITS))
-    image_size: int | None = field(default=None, metadata=_opt("int?", min=8, max=_MAX_SIZE))
-    normalize: str = field(default="imagenet", metadata=_opt("str", choices=("none", "half", "imagenet")))
+    root: Path
+    targets: tuple[str, ...]
+    sources: tuple[str, ...] | None = None
+    source_tasks: Literal["all", "first"] = "all"
+    target_split: Split = "all"
+    min_class_size: int = field(default=50, metadata={"min": 0, "max": _MAX_COUNT})
+    source_split: Split | None = None
+    image_size: int | None = field(default=None, metadata={"min": 8, "max": _MAX_SIZE})
+    normalize: Literal["none", "half", "imagenet"] = "imagenet"
 
 
 @dataclass(frozen=True)
@@ -160,12 +178,12 @@ class EvaluationConfig:
             (a linear-probe fine-tuner); results are the same as one at a time.
     """
 
-    methods: tuple[str, ...] = field(default=METHODS, metadata=_opt("str_list"))
-    n_shot: int = field(default=5, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    n_query: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    n_episodes: int = field(default=100, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    confidence: float = field(default=0.95, metadata=_opt("float", min=0.5, max=0.999999))
-    batch_size: int = field(default=20, metadata=_opt("int", min=1, max=_MAX_COUNT))
+    methods: tuple[str, ...] = METHODS
+    n_shot: int = field(default=5, metadata={"min": 1, "max": _MAX_COUNT})
+    n_query: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
+    n_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})
+    confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999999})
+    batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
 
 
 @dataclass(frozen=True)
@@ -181,9 +199,9 @@ class BackboneConfig:
         hidden: filters per layer of ``conv4``.
     """
 
-    name: str = field(default="resnet18", metadata=_opt("str", choices=BACKBONES))
-    weights: str | Path = field(default="imagenet", metadata=_opt("weights"))
-    hidden: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_SIZE))
+    name: BackboneName = "resnet18"
+    weights: Literal["imagenet", "random"] | Path = "imagenet"
+    hidden: int = field(default=64, metadata={"min": 1, "max": _MAX_SIZE})
 
 
 @dataclass(frozen=True)
@@ -205,15 +223,15 @@ class PretrainConfig:
             then restore the best weights (0: no validation, run all ``steps``).
     """
 
-    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    batch_size: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    lr: float | None = field(default=None, metadata=_opt("float?", min=0.0))
-    weight_decay: float = field(default=0.0, metadata=_opt("float", min=0.0))
-    weighting: str = field(default="proportional", metadata=_opt("str", choices=("uniform", "proportional")))
-    head_init: str = field(default="zero", metadata=_opt("str", choices=("zero", "kaiming")))
-    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_STEPS))
-    val_batches: int = field(default=200, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    patience: int = field(default=10, metadata=_opt("int", min=0, max=_MAX_COUNT))
+    steps: int = field(default=500_000, metadata={"min": 0, "max": _MAX_STEPS})
+    batch_size: int = field(default=64, metadata={"min": 1, "max": _MAX_COUNT})
+    lr: float | None = field(default=None, metadata={"min": 0.0})
+    weight_decay: float = field(default=0.0, metadata={"min": 0.0})
+    weighting: Literal["uniform", "proportional"] = "proportional"
+    head_init: Literal["zero", "kaiming"] = "zero"
+    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
 
 
 @dataclass(frozen=True)
@@ -239,21 +257,21 @@ class MAMLConfig:
             then restore the best weights (0: no validation, run all ``steps``).
     """
 
-    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    meta_batch_size: int = field(default=1, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    inner_lr: float = field(default=0.1, metadata=_opt("float", min=0.0))
-    inner_steps: int = field(default=4, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    outer_lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
-    first_order: bool = field(default=False, metadata=_opt("bool"))
-    eval_inner_steps: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
-    n_shot: int | None = field(default=None, metadata=_opt("int?", min=1, max=_MAX_COUNT))
-    min_shot: int = field(default=1, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    max_shot: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    n_query: int = field(default=10, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    evaluation: str = field(default="finetune", metadata=_opt("str", choices=("finetune", "inner-loop")))
-    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    val_episodes: int = field(default=100, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    patience: int = field(default=5, metadata=_opt("int", min=0, max=_MAX_COUNT))
+    steps: int = field(default=500_000, metadata={"min": 0, "max": _MAX_STEPS})
+    meta_batch_size: int = field(default=1, metadata={"min": 1, "max": _MAX_COUNT})
+    inner_lr: float = field(default=0.1, metadata={"min": 0.0})
+    inner_steps: int = field(default=4, metadata={"min": 1, "max": _MAX_COUNT})
+    outer_lr: float = field(default=1e-3, metadata={"min": 0.0})
+    first_order: bool = False
+    eval_inner_steps: int | None = field(default=None, metadata={"min": 1, "max": _MAX_COUNT})
+    n_shot: int | None = field(default=None, metadata={"min": 1, "max": _MAX_COUNT})
+    min_shot: int = field(default=1, metadata={"min": 1, "max": _MAX_COUNT})
+    max_shot: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
+    n_query: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
+    evaluation: Literal["finetune", "inner-loop"] = "finetune"
+    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_COUNT})
+    val_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})
+    patience: int = field(default=5, metadata={"min": 0, "max": _MAX_COUNT})
 
 
 @dataclass(frozen=True)
@@ -270,10 +288,10 @@ class FinetuneConfig:
             never updated) or ``"batch"`` (each batch's own statistics).
     """
 
-    steps: int = field(default=50, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    lr: float = field(default=1e-3, metadata=_opt("float", min=0.0))
-    freeze_backbone: bool = field(default=False, metadata=_opt("bool"))
-    batch_norm: str = field(default="support", metadata=_opt("str", choices=("support", "frozen", "batch")))
+    steps: int = field(default=50, metadata={"min": 0, "max": _MAX_STEPS})
+    lr: float = field(default=1e-3, metadata={"min": 0.0})
+    freeze_backbone: bool = False
+    batch_norm: Literal["support", "frozen", "batch"] = "support"
 
 
 @dataclass(frozen=True)
@@ -290,11 +308,11 @@ class AugmentationConfig:
         flip_p, rotation, crop_p, crop_fraction: see above.
     """
 
-    enabled: bool = field(default=True, metadata=_opt("bool"))
-    flip_p: float = field(default=0.25, metadata=_opt("float", min=0.0, max=1.0))
-    rotation: float = field(default=10.0, metadata=_opt("float", min=0.0, max=180.0))
-    crop_p: float = field(default=0.25, metadata=_opt("float", min=0.0, max=1.0))
-    crop_fraction: float = field(default=200 / 224, metadata=_opt("float", min=0.05, max=1.0))
+    enabled: bool = True
+    flip_p: float = field(default=0.25, metadata={"min": 0.0, "max": 1.0})
+    rotation: float = field(default=10.0, metadata={"min": 0.0, "max": 180.0})
+    crop_p: float = field(default=0.25, metadata={"min": 0.0, "max": 1.0})
+    crop_fraction: float = field(default=200 / 224, metadata={"min": 0.05, "max": 1.0})
 
 
 @dataclass(frozen=True)
@@ -311,13 +329,13 @@ class SupervisedConfig:
         bootstrap: bootstrap resamples of the test split for the confidence interval.
     """
 
-    steps: int = field(default=500_000, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    batch_size: int = field(default=64, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    lr: float | None = field(default=None, metadata=_opt("float?", min=0.0))
-    val_every: int = field(default=2000, metadata=_opt("int", min=1, max=_MAX_STEPS))
-    val_batches: int = field(default=200, metadata=_opt("int", min=1, max=_MAX_COUNT))
-    patience: int = field(default=10, metadata=_opt("int", min=0, max=_MAX_COUNT))
-    bootstrap: int = field(default=1000, metadata=_opt("int", min=10, max=_MAX_COUNT))
+    steps: int = field(default=500_000, metadata={"min": 0, "max": _MAX_STEPS})
+    batch_size: int = field(default=64, metadata={"min": 1, "max": _MAX_COUNT})
+    lr: float | None = field(default=None, metadata={"min": 0.0})
+    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
+    bootstrap: int = field(default=1000, metadata={"min": 10, "max": _MAX_COUNT})
 
 
 @dataclass(frozen=True)
@@ -359,18 +377,20 @@ class RunConfig:
             folder is refused all the same.
     """
 
-    out_dir: Path = field(metadata=_opt("path"))
-    seed: int = field(default=0, metadata=_opt("int", min=0, max=2**63 - 1))
-    seeds: tuple[int, ...] | None = field(default=None, metadata=_opt("int_list?"))
-    device: str = field(default="cpu", metadata=_opt("device"))
-    resume: bool = field(default=True, metadata=_opt("bool"))
-    checkpoint_every: int = field(default=200, metadata=_opt("int", min=0, max=_MAX_STEPS))
-    plot: bool = field(default=True, metadata=_opt("bool"))
-    num_threads: int | str | None = field(default="auto", metadata=_opt("threads?", min=1, max=_MAX_THREADS))
-    logger: str = field(default="csv", metadata=_opt("str", choices=("csv", "tensorboard", "none")))
-    num_workers: int = field(default=0, metadata=_opt("int", min=0, max=1024))
-    plugins: tuple[str, ...] | None = field(default=None, metadata=_opt("str_list?"))
-    allow_existing_out_dir: bool = field(default=False, metadata=_opt("bool"))
+    out_dir: Path
+    seed: int = field(default=0, metadata={"min": 0, "max": 2**63 - 1})
+    seeds: tuple[int, ...] | None = field(default=None, metadata={"min": 0, "distinct": True})
+    device: str = field(default="cpu", metadata={"parse": _device_string})
+    resume: bool = True
+    checkpoint_every: int = field(default=200, metadata={"min": 0, "max": _MAX_STEPS})
+    plot: bool = True
+    num_threads: int | Literal["auto"] | None = field(
+        default="auto", metadata={"min": 1, "max": _MAX_THREADS}
+    )
+    logger: Literal["csv", "tensorboard", "none"] = "csv"
+    num_workers: int = field(default=0, metadata={"min": 0, "max": 1024})
+    plugins: tuple[str, ...] | None = None
+    allow_existing_out_dir: bool = False
 
 
 @dataclass(frozen=True)
@@ -386,6 +406,27 @@ class ProtocolConfig:
     finetune: FinetuneConfig = FinetuneConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     supervised: SupervisedConfig = SupervisedConfig()
+    method_sections: tuple[tuple[str, Any], ...] = ()
+
+    def sections(self) -> dict[str, Any]:
+        """Every section by name: the built-in ones, then the own sections of registered methods.
+
+        A method registered with ``config=`` (a dataclass type) reads its section ``[<method name>]``
+        ([`register_method()`][torchcross.protocol.registry.register_method]); the config holds it when
+        the method is listed in ``[evaluation] methods`` or its section is in the file.
+        """
+        return {**{name: getattr(self, name) for name in _SECTIONS}, **dict(self.method_sections)}
+
+    def section(self, name: str) -> Any:
+        """The section ``[name]`` (see `sections()`).
+
+        Raises:
+            ValueError: a section the config does not hold, listing the ones it holds.
+        """
+        sections = self.sections()
+        if name not in sections:
+            raise ValueError(f"the config has no section [{name}]; sections: {', '.join(sections)}")
+        return sections[name]
 
     @property
     def training_seeds(self) -> tuple[int, ...]:
@@ -406,117 +447,9 @@ _SECTIONS: dict[str, type] = {
 }
 
 
-def _convert(section: str, key: str, value: Any, spec: Mapping[str, Any], base_dir: Path | None) -> Any:
-    kind: str = spec["kind"]
-    where = f"[{section}] {key}"
-    optional = kind.endswith("?")
-    kind = kind.rstrip("?")
-    if value is None:
-        if optional:
-            return None
-        raise ValueError(f"{where} must be set (got nothing)")
-    if kind == "weights":
-        if isinstance(value, str) and value.strip().casefold() in _WEIGHT_KEYWORDS:
-            return value.strip().casefold()
-        kind = "path"
-    if kind == "int_list":
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]
-        if (
-            not isinstance(value, (list, tuple))
-            or not value
-            or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in value)
-            or len(set(value)) != len(value)
-        ):
-            raise TypeError(f"{where} must be a non-empty list of distinct integers >= 0, got {value!r}")
-        return tuple(value)
-    if kind == "path":
-        if not isinstance(value, (str, Path)) or str(value) == "":
-            raise TypeError(f"{where} must be a path string, got {value!r}")
-        path = Path(value).expanduser()
-        return path if path.is_absolute() or base_dir is None else (base_dir / path)
-    if kind == "str_list":
-        if isinstance(value, str):
-            value = [value]
-        if (
-            not isinstance(value, (list, tuple))
-            or not value
-            or not all(isinstance(v, str) and v for v in value)
-        ):
-            raise TypeError(f"{where} must be a non-empty list of strings, got {value!r}")
-        return tuple(value)
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise TypeError(f"{where} must be true or false, got {value!r}")
-        return value
-    if kind == "str":
-        if not isinstance(value, str):
-            raise TypeError(f"{where} must be a string, got {value!r}")
-        choices = spec.get("choices")
-        if choices is not None and value not in choices:
-            raise ValueError(f"{where} = {value!r} is not one of {', '.join(choices)}")
-        return value
-    if kind == "device":
-        return _device_string(where, value)
-    if kind == "threads":
-        if value == "auto":
-            return value
-        if isinstance(value, (str, bool)) or not isinstance(value, int):
-            raise TypeError(f'{where} must be "auto" or an integer, got {value!r}')
-    if kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where} must be an integer, got {value!r}")
-    elif kind == "float":
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise TypeError(f"{where} must be a number, got {value!r}")
-        value = float(value)
-    if "min" in spec and value < spec["min"]:
-        raise ValueError(f"{where} must be >= {spec['min']}, got {value!r}")
-    if "max" in spec and value > spec["max"]:
-        raise ValueError(f"{where} must be <= {spec['max']}, got {value!r}")
-    return value
-
-
-def _device_string(where: str, value: Any) -> str:
-    """``value`` if it names a torch device the protocol can train on (`DEVICE_TYPES`)."""
-    if not isinstance(value, str):
-        raise TypeError(f"{where} must be a device string such as 'cpu' or 'cuda:0', got {value!r}")
-    import torch
-
-    accepted = "'cpu', 'cuda', 'cuda:N' or 'mps'"
-    try:
-        device = torch.device(value)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"{where} = {value!r} is not a torch device; use {accepted}") from None
-    if device.type not in DEVICE_TYPES:
-        raise ValueError(
-            f"{where} = {value!r} is a {device.type!r} device, which the protocol cannot train on; "
-            f"use {accepted}"
-        )
-    return value
-
-
 def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
     cls = _SECTIONS[name]
-    if raw is None:
-        raw = {}
-    if not isinstance(raw, Mapping):
-        raise TypeError(f"section [{name}] must be a table of key = value, got {type(raw).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = [k for k in raw if k not in fields]
-    if unknown:
-        keys = (
-            "unknown keys " + ", ".join(repr(k) for k in unknown)
-            if len(unknown) > 1
-            else f"unknown key {unknown[0]!r}"
-        )
-        raise ValueError(f"{keys} in section [{name}]; allowed keys: {', '.join(fields)}")
-    kwargs = {}
-    for key, f in fields.items():
-        if key in raw:
-            kwargs[key] = _convert(name, key, raw[key], f.metadata, base_dir)
-        elif f.default is dataclasses.MISSING:
-            raise ValueError(f"section [{name}] needs the key {key!r} (see `torchcross run --help`)")
+    kwargs = section_values(name, cls, raw, base_dir)
     if name == "evaluation" and "methods" in kwargs:
         methods = tuple(normalize_method(m) for m in kwargs["methods"])
         if len(set(methods)) != len(methods):
@@ -543,12 +476,9 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     """
     if not isinstance(raw, Mapping):
         raise TypeError(f"a protocol config must be a mapping of sections, got {type(raw).__name__}")
-    unknown = [k for k in raw if k not in _SECTIONS]
-    if unknown:
-        raise ValueError(
-            f"unknown config section(s) {', '.join(repr(k) for k in unknown)}; allowed sections: "
-            f"{', '.join(_SECTIONS)}"
-        )
+    run_raw = raw.get("run")
+    if not (isinstance(run_raw, Mapping) and run_raw.get("plugins")):  # else once plugins registered theirs
+        _check_sections(raw)
     base = Path(base_dir) if base_dir is not None else None
     for required in ("data", "run"):
         if required not in raw:
@@ -559,8 +489,46 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     run = _section("run", raw.get("run"), base)
     for plugin in run.plugins or ():
         import_plugin(plugin, base)
+    own = _check_sections(raw)
     parts = {name: _section(name, raw.get(name), base) for name in _SECTIONS if name in raw and name != "run"}
-    return ProtocolConfig(run=run, **parts)
+    listed = parts["evaluation"].methods if "evaluation" in parts else METHODS
+    given = {own[k]: raw[k] for k in raw if k in own}
+    method_sections = tuple(
+        (name, section_from_dict(name, cls, given.get(name), base))
+        for name, cls in _method_section_types().items()
+        if name in listed or name in given
+    )
+    return ProtocolConfig(run=run, **parts, method_sections=method_sections)
+
+
+def _method_section_types() -> dict[str, type]:
+    """``{method name: its config type}`` of the registered methods that declare their own section."""
+    from torchcross.protocol.registry import get_method, method_names
+
+    types = {name: get_method(name).config for name in method_names()}
+    return {name: t for name, t in types.items() if t is not None}
+
+
+def _check_sections(raw: Mapping[str, Any]) -> dict[str, str]:
+    """``{section as written: method}`` of the methods' own sections in ``raw``.
+
+    Raises:
+        ValueError: a section that is neither built-in nor a registered method's own (named, with the
+            allowed ones), or a method's section given twice (in two spellings).
+    """
+    own_types = _method_section_types()
+    by_fold = {name.casefold(): name for name in own_types}
+    own = {k: by_fold[k.casefold()] for k in raw if k not in _SECTIONS and k.casefold() in by_fold}
+    unknown = [k for k in raw if k not in _SECTIONS and k not in own]
+    if unknown:
+        raise ValueError(
+            f"unknown config section(s) {', '.join(repr(k) for k in unknown)}; allowed sections: "
+            f"{', '.join([*_SECTIONS, *own_types])}"
+        )
+    if len(set(own.values())) != len(own):
+        twice = sorted(k for k in own if list(own.values()).count(own[k]) > 1)
+        raise ValueError(f"the sections {', '.join(repr(k) for k in twice)} are one method's; keep one")
+    return own
 
 
 def _read_toml(path: Path) -> Any:
@@ -642,8 +610,7 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
         ['t']
     """
     out: dict[str, dict[str, Any]] = {}
-    for name in _SECTIONS:
-        section = getattr(config, name)
+    for name, section in config.sections().items():
         values = {}
         for f in dataclasses.fields(section):
             v = getattr(section, f.name)

@@ -85,7 +85,7 @@ class Reads:
         Raises:
             ValueError: a section or key ``config`` does not have (listing the ones it has).
         """
-        sections = {f.name: getattr(config, f.name) for f in dataclasses.fields(config)}
+        sections = config.sections()
 
         def expand(entry: str) -> set[str]:
             if entry == "*":
@@ -149,7 +149,7 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     out: dict[str, Any] = {}
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
-        out.setdefault(section, {})[key] = getattr(getattr(config, section), key)
+        out.setdefault(section, {})[key] = getattr(config.section(section), key)
     return {**out, "artefact": identity}
 
 

@@ -27,7 +27,8 @@ Log = Callable[[str], None]
 
 
 def resolve_methods(config: ProtocolConfig) -> tuple[str, ...]:
-    """The methods a run reports: ``[evaluation] methods``; IM-PT is ``"scratch"`` under random weights.
+    """The methods a run reports: ``[evaluation] methods``, each as its declared ``under_random_weights``
+    under random weights (IM-PT is then ``"scratch"``).
 
     Examples:
         >>> from torchcross.protocol.config import config_from_dict
@@ -37,7 +38,8 @@ def resolve_methods(config: ProtocolConfig) -> tuple[str, ...]:
     """
     out: list[str] = []
     for m in config.evaluation.methods:
-        name = "scratch" if m == "IM-PT" and config.backbone.weights == "random" else m
+        alias = get_method(m).under_random_weights
+        name = alias if alias is not None and config.backbone.weights == "random" else m
         if name not in out:
             out.append(name)
     return tuple(out)
@@ -104,11 +106,11 @@ def train_method(ctx: MethodContext) -> Any:
         return None
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
-        return spec.train(ctx)
+        return spec.fit(ctx)
 
 
 def evaluation_learner(ctx: MethodContext, trained: Any) -> Any:
     """What [`evaluate()`][torchcross.evaluation.episodic.evaluate] calls on the target episodes."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(ctx.seed)
-        return get_method(ctx.method).learner(ctx, trained)
+        return get_method(ctx.method).predictor(ctx, trained)

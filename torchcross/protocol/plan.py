@@ -254,9 +254,13 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     from torchcross.protocol.backbone import build_backbone
 
     # torchvision, and the weights (read, or fetched into torch's cache, now rather than after training)
-    weights = "random" if methods == ("scratch",) else backbone.weights
+    specs = [get_method(m) for m in methods]
+    fixed = {
+        spec.fixed_weights for spec in specs
+    }  # the configured weights, unless no method starts from them
+    weights = fixed.pop() if len(fixed) == 1 and None not in fixed else backbone.weights
     build_backbone(backbone.name, in_channels, image_size, weights=weights, hidden=backbone.hidden)
-    trains = [m for m in methods if get_method(m).train is not None or get_method(m).per_task]
+    trains = [spec for spec in specs if spec.trains]
     if trains and config.augmentation.enabled:
         from torchcross.protocol.augment import build_augmentation
 
@@ -277,14 +281,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 'or set [run] logger = "csv"'
             ) from exc
     device = _check_device(config.run.device)
-    source_splits = set()
-    if "mm-PT" in methods:
-        source_splits.add(config.data.source_split or "train")
-    if any(m in methods for m in ("mm-MAML", "FOMAML", "ANIL", "Meta-SGD", "ProtoNet")):
-        source_splits.add(config.data.source_split or "all")
-    target_splits = {config.data.target_split} | (
-        {"train", "val", "test"} if "supervised" in methods else set()
-    )
+    # the splits the methods declare they read
+    source_splits = {config.data.source_split or s.source_split for s in specs if s.source_split is not None}
+    target_splits = {config.data.target_split}.union(*(s.target_splits for s in specs))
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             for split in sorted(target_splits):

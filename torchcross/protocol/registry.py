@@ -37,6 +37,7 @@ A method on a built-in trainer takes it ``like=`` a built-in method, with its ow
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import importlib
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -56,6 +57,7 @@ from torchcross.protocol.variants import MetaLearnVariant
 
 __all__ = [
     "BUILTIN_METHODS",
+    "AbstractMethod",
     "MethodContext",
     "MethodSpec",
     "get_method",
@@ -118,6 +120,12 @@ class MethodContext:
         )
         return net.to(self.device), width
 
+    @property
+    def section(self) -> Any:
+        """The config section of the method (its own ``[<name>]``, or the trainer's it declares)."""
+        name = get_method(self.method).section
+        return None if name is None else self.config.section(name)
+
     def identity(self) -> dict[str, Any]:
         """What names this method's artefacts beside the config values they read.
 
@@ -128,7 +136,7 @@ class MethodContext:
         """
         spec = get_method(self.method)
         _, world = rank_and_world_size()
-        trains = spec.train is not None or spec.per_task
+        trains = spec.trains
         return {
             "method": self.method,
             "variant": _as_settings(self.variant),
@@ -241,9 +249,45 @@ class MethodContext:
         return {f"{ds}/{task}": self.open(ds, task, split) for ds, task in self.target.sources}
 
 
+class AbstractMethod(abc.ABC):
+    """What the protocol asks of a method: its declared properties, its training and its learner.
+
+    The run reads only these, never the method's name: which source and target splits to open before
+    any training (``source_split``, ``target_splits``), what to report it as under random weights
+    (``under_random_weights``), which section configures it (``section``, of type ``config`` for a
+    method's own), what its results depend on (``reads``) and its variant of a shared trainer
+    (``variant``). [`MethodSpec`][torchcross.protocol.registry.MethodSpec] is the final implementation
+    that [`register_method()`][torchcross.protocol.registry.register_method] makes.
+    """
+
+    name: str
+    per_task: bool
+    reads: Reads
+    variant: Any
+    config: type | None
+    section: str | None
+    source_split: str | None
+    target_splits: tuple[str, ...]
+    under_random_weights: str | None
+    fixed_weights: str | None
+
+    @property
+    @abc.abstractmethod
+    def trains(self) -> bool:
+        """Whether it trains before evaluation (on the sources, or per target task)."""
+
+    @abc.abstractmethod
+    def fit(self, ctx: MethodContext) -> Any:
+        """Its training on ``ctx`` (``None`` if it has none); what it returns goes to `predictor()`."""
+
+    @abc.abstractmethod
+    def predictor(self, ctx: MethodContext, trained: Any) -> Any:
+        """What [`evaluate()`][torchcross.evaluation.episodic.evaluate] calls on the target episodes."""
+
+
 @dataclass(frozen=True)
-class MethodSpec:
-    """A registered method.
+class MethodSpec(AbstractMethod):
+    """A registered method (final: register a new one, ``like=`` another, rather than subclass it).
 
     Attributes:
         name: its name in ``[evaluation] methods`` and in the results.
@@ -261,6 +305,18 @@ class MethodSpec:
         variant: its variant of the trainer it uses (e.g. a
             [`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant]), handed to
             ``train`` and ``learner`` as ``ctx.variant``; part of every fingerprint of its results.
+        config: the dataclass type of its own config section ``[<name>]`` (``None``: none).
+        section: the section that configures it (``ctx.section``): its own, or a built-in
+            trainer's (``"maml"``); ``None``: none.
+        source_split: the split of the source tasks its training reads when ``[data]
+            source_split`` is unset (opened before any training); ``None``: it reads no
+            source task, or opens its own.
+        target_splits: the splits of the target tasks it reads beside ``[data] target_split``
+            (opened before any training).
+        under_random_weights: the method it is reported as when ``[backbone] weights =
+            "random"`` (IM-PT is then ``"scratch"``); ``None``: itself.
+        fixed_weights: the backbone weights it starts from whatever ``[backbone] weights``
+            says (``"random"`` for ``"scratch"``); ``None``: the configured ones.
     """
 
     name: str
@@ -271,6 +327,25 @@ class MethodSpec:
     per_task: bool = False
     reads: Reads = RESULT_READS
     variant: Any = None
+    config: type | None = None
+    section: str | None = None
+    source_split: str | None = None
+    target_splits: tuple[str, ...] = ()
+    under_random_weights: str | None = None
+    fixed_weights: str | None = None
+
+    @property
+    def trains(self) -> bool:
+        """Whether it trains before evaluation (on the sources, or per target task)."""
+        return self.train is not None or self.per_task
+
+    def fit(self, ctx: MethodContext) -> Any:
+        """``train(ctx)``, or ``None`` without training."""
+        return None if self.train is None else self.train(ctx)
+
+    def predictor(self, ctx: MethodContext, trained: Any) -> Any:
+        """``learner(ctx, trained)``."""
+        return self.learner(ctx, trained)
 
 
 def _as_settings(value: Any) -> Any:
@@ -307,7 +382,7 @@ def _builtin(
     reads: Reads,
     summary: str,
     variant: Any = None,
-    per_task: bool = False,
+    **declared: Any,
 ) -> MethodSpec:
     return MethodSpec(
         name,
@@ -315,10 +390,13 @@ def _builtin(
         _lazy(learner),
         None,
         summary,
-        per_task=per_task,
         reads=reads,
         variant=variant,
+        **declared,
     )
+
+
+_EPISODIC = {"section": "maml", "source_split": "all"}
 
 
 _BUILTINS: tuple[MethodSpec, ...] = (
@@ -328,6 +406,8 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "baselines:finetuner_from_weights",
         _FINETUNE_READS,
         "fine-tune the backbone's weights (ImageNet by default) with a new head per episode",
+        section="finetune",
+        under_random_weights="scratch",
     ),
     _builtin(
         "scratch",
@@ -335,6 +415,8 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "baselines:finetuner_from_random",
         _FINETUNE_READS,
         "fine-tune a seeded random initialisation (IM-PT without weights)",
+        section="finetune",
+        fixed_weights="random",
     ),
     _builtin(
         "linear-probe",
@@ -342,6 +424,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "baselines:linear_probe",
         _FINETUNE_READS,
         "train only a new head on the backbone's frozen features",
+        section="finetune",
     ),
     _builtin(
         "mm-PT",
@@ -349,6 +432,8 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "baselines:finetuner_from_trained",
         _PRETRAIN_READS,
         "multi-domain multi-task pre-training, then fine-tuning as IM-PT",
+        section="pretrain",
+        source_split="train",
     ),
     _builtin(
         "mm-MAML",
@@ -357,6 +442,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _METALEARN_READS,
         "second-order MAML on source episodes, then fine-tuning as IM-PT ([maml] evaluation)",
         MetaLearnVariant(),
+        **_EPISODIC,
     ),
     _builtin(
         "FOMAML",
@@ -365,6 +451,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _METALEARN_READS,
         "first-order MAML, evaluated as mm-MAML",
         MetaLearnVariant(first_order=True),
+        **_EPISODIC,
     ),
     _builtin(
         "ANIL",
@@ -373,6 +460,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _METALEARN_READS,
         "MAML adapting only the head in the inner loop; evaluated with its inner loop",
         MetaLearnVariant(anil=True),
+        **_EPISODIC,
     ),
     _builtin(
         "Meta-SGD",
@@ -381,6 +469,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _METALEARN_READS,
         "MAML with learned per-parameter inner learning rates; evaluated with its inner loop",
         MetaLearnVariant(meta_sgd=True),
+        **_EPISODIC,
     ),
     _builtin(
         "ProtoNet",
@@ -389,6 +478,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _METALEARN_READS,
         "prototypical networks trained on source episodes",
         MetaLearnVariant(protonet=True),
+        **_EPISODIC,
     ),
     _builtin(
         "supervised",
@@ -397,6 +487,8 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         _SUPERVISED_READS,
         "fully supervised per target task: train split, val early stopping, test AUROC with bootstrap CI",
         per_task=True,
+        section="supervised",
+        target_splits=("train", "val", "test"),
     ),
 )
 
@@ -432,6 +524,9 @@ def register_method(
     variant: Any = None,
     reads: Reads | Iterable[str] | None = None,
     settings: Callable[[Any], Mapping[str, Any]] | None = None,
+    config: type | None = None,
+    source_split: str | None = None,
+    target_splits: Iterable[str] | None = None,
     summary: str = "",
     replace: bool = False,
 ) -> MethodSpec:
@@ -453,17 +548,37 @@ def register_method(
             ([`RESULT_READS`][torchcross.protocol.fingerprint.RESULT_READS]), so a changed
             setting never reuses a stale evaluation.
         settings: ``config -> dict`` of further values its results depend on.
+        config: the dataclass type of its own config section ``[<name>]``: each field a key,
+            checked as its annotation says (`torchcross.protocol.schema`), unknown keys refused
+            with the allowed ones. The method reads it as ``ctx.section``; its results depend on it.
+        source_split: the split of the source tasks its training reads when ``[data]
+            source_split`` is unset; the run opens every source task on it before any training
+            (``like=`` takes the other method's).
+        target_splits: splits of the target tasks it reads beside ``[data] target_split``, opened
+            before any training (``like=`` takes the other method's).
         summary: one line describing it.
         replace: allow replacing a registered method of the same name (not a built-in).
 
     Raises:
         ValueError: an empty or taken name, an attempt to replace a built-in, an unknown
-            ``like``, or ``like`` with ``train`` or ``learner``.
-        TypeError: ``train`` or ``learner`` not callable, or ``reads`` not a ``Reads`` or
-            strings.
+            ``like``, ``like`` with ``train`` or ``learner``, or ``config`` for a method named
+            like a built-in section.
+        TypeError: ``train`` or ``learner`` not callable, ``reads`` not a ``Reads`` or
+            strings, or ``config`` not a dataclass type with supported annotations.
+
+    Examples:
+        >>> from dataclasses import dataclass, field
+        >>> @dataclass(frozen=True)
+        ... class MyConfig:
+        ...     alpha: float = field(default=0.1, metadata={"min": 0.0})
+        >>> spec = register_method("my-method", like="IM-PT", config=MyConfig)
+        >>> spec.section, spec.reads.keys[-1]
+        ('my-method', 'my-method')
+        >>> unregister_method("my-method")
     """
     if not isinstance(name, str) or not name.strip() or "/" in name:
         raise ValueError(f"a method name must be a non-empty string without '/', got {name!r}")
+    declared: dict[str, Any] = {"section": None, "source_split": None, "target_splits": ()}
     per_task = False
     if like is not None:
         if train is not None or learner is not None:
@@ -475,6 +590,22 @@ def register_method(
         settings = base.settings if settings is None else settings
         summary = summary or base.summary
         per_task = base.per_task
+        declared = {k: getattr(base, k) for k in declared}
+        declared["fixed_weights"] = base.fixed_weights
+    if source_split is not None:
+        declared["source_split"] = source_split
+    if target_splits is not None:
+        declared["target_splits"] = tuple(target_splits)
+    if config is not None:
+        from torchcross.protocol.config import ProtocolConfig
+        from torchcross.protocol.schema import check_section_type
+
+        if name.casefold() in {f.name for f in dataclasses.fields(ProtocolConfig)}:
+            raise ValueError(
+                f"method {name!r} with config=: [{name}] is a built-in section; choose another name"
+            )
+        check_section_type(config, name)
+        declared["section"] = name
     if train is not None and not callable(train):
         raise TypeError(f"train must be callable or None, got {type(train).__name__}")
     if not callable(learner):
@@ -483,13 +614,15 @@ def register_method(
         reads = RESULT_READS
     elif not isinstance(reads, Reads):
         reads = Reads(reads)
+    if config is not None and "*" not in reads.keys and name not in reads.keys:
+        reads = Reads((*reads.keys, name), reads.without)  # its results depend on its own section
     taken = [n for n in _REGISTRY if n.casefold() == name.casefold()]
     if taken and (taken[0] in BUILTIN_METHODS or not replace):
         what = "a built-in method" if taken[0] in BUILTIN_METHODS else "taken (pass replace=True)"
         raise ValueError(f"method name {name!r} is {what}; choose another name")
     for n in taken:
         del _REGISTRY[n]
-    spec = MethodSpec(name, train, learner, settings, summary, per_task, reads, variant)
+    spec = MethodSpec(name, train, learner, settings, summary, per_task, reads, variant, config, **declared)
     _REGISTRY[name] = spec
     return spec
 
