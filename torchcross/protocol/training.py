@@ -20,9 +20,9 @@ import signal
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -35,9 +35,14 @@ from torchcross.protocol.ranks import Team, mean_over_ranks
 
 __all__ = [
     "CheckpointError",
+    "Checkpointer",
     "CheckpointMismatchError",
     "DivergedLossError",
+    "LossCurve",
     "NonFiniteLossError",
+    "Stateful",
+    "StreamPosition",
+    "TorchRNG",
     "TrainingInterrupted",
     "checkpoint_checksum",
     "config_fingerprint",
@@ -364,6 +369,250 @@ def _unit_name(unit: Any) -> str:
     return ", ".join(dict.fromkeys(names)) or "unknown"
 
 
+@runtime_checkable
+class Stateful(Protocol):
+    """What a `Checkpointer` composes: an object whose state is a ``state_dict`` (a model, an optimiser)."""
+
+    def state_dict(self) -> Any: ...
+
+    def load_state_dict(self, state: Any) -> Any: ...
+
+
+class TorchRNG:
+    """torch's global CPU RNG as a `Stateful` part of a checkpoint.
+
+    Examples:
+        >>> rng = TorchRNG()
+        >>> state = rng.state_dict()
+        >>> a = torch.rand(1)
+        >>> rng.load_state_dict(state)
+        >>> bool(torch.rand(1) == a)
+        True
+    """
+
+    def state_dict(self) -> torch.Tensor:
+        return torch.get_rng_state()
+
+    def load_state_dict(self, state: torch.Tensor) -> None:
+        torch.set_rng_state(state)
+
+
+class LossCurve:
+    """The loss of every step so far, a `Stateful` part of a checkpoint (its state is the list itself)."""
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+
+    def state_dict(self) -> list[float]:
+        return self.values
+
+    def load_state_dict(self, state: list[float]) -> None:
+        self.values = list(state)
+
+
+class StreamPosition:
+    """A resumable stream's position as a `Stateful` part: the sampler's state, counted where units are taken.
+
+    ``sampler`` has ``state_dict(consumed=...)`` and ``load_state_dict`` (the multi-task samplers);
+    the training loop counts the units it takes in ``consumed`` (since the start or the resume).
+    """
+
+    def __init__(self, sampler: Any) -> None:
+        self.sampler = sampler
+        self.consumed = 0
+
+    def state_dict(self) -> Any:
+        return self.sampler.state_dict(consumed=self.consumed)
+
+    def load_state_dict(self, state: Any) -> None:
+        self.sampler.load_state_dict(state)
+
+
+class Checkpointer:
+    """Saves a training's state, composed of its parts' ``state_dict``s, and resumes from it.
+
+    A checkpoint holds ``format``, ``version``, ``fingerprint``, ``settings`` and ``step``, then
+    ``{name: part.state_dict()}`` in the order of ``parts`` (``None`` for a part that is ``None``),
+    under a checksum (`save_checkpoint()`); `resume()` restores them in the same order. Under a
+    process group of several ranks (``torchrun``) each rank keeps its previous checkpoint beside
+    its own (`previous_checkpoint()`) and the ranks agree on the newest step all of them saved.
+
+    Args:
+        path: the checkpoint file (``None``: no checkpoints; `resume()` starts at step 0).
+        parts: what the checkpoint composes, by name (`Stateful` objects or ``None``).
+        fingerprint: what the checkpoint must match to be resumed (see `config_fingerprint()`).
+        settings: the settings behind it as JSON text (a refused resume names what changed).
+        resume: resume from ``path`` if it exists (else start over and overwrite it).
+        description: the training's name in messages.
+        log: receives the resume messages.
+        guard: a context manager around every save (`train_steps()` holds Ctrl-C back in it).
+
+    Examples:
+        >>> import tempfile
+        >>> model = nn.Linear(1, 1)
+        >>> curve = LossCurve()
+        >>> folder = tempfile.mkdtemp()
+        >>> saver = Checkpointer(f"{folder}/a.pt", {"model": model, "losses": curve}, fingerprint="x")
+        >>> curve.values.append(0.5)
+        >>> saver.save(1)
+        >>> other, curve2 = nn.Linear(1, 1), LossCurve()
+        >>> Checkpointer(f"{folder}/a.pt", {"model": other, "losses": curve2}, fingerprint="x").resume(5)
+        1
+        >>> torch.equal(other.weight, model.weight), curve2.values
+        (True, [0.5])
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str] | None,
+        parts: Mapping[str, Stateful | None],
+        *,
+        fingerprint: str = "",
+        settings: str = "",
+        resume: bool = True,
+        description: str = "train",
+        log: Callable[[str], None] | None = None,
+        guard: Callable[[], AbstractContextManager[Any]] = nullcontext,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
+        self.parts = dict(parts)
+        self.fingerprint = fingerprint
+        self.settings = settings
+        self.allow_resume = resume
+        self.description = description
+        self.log = log
+        self.guard = guard
+        _, world = rank_and_world_size()
+        # under torchrun each rank keeps its previous checkpoint: a rank that dies while saving
+        # leaves the others one save ahead, and all resume from the newest step every rank saved
+        self.previous = previous_checkpoint(self.path) if self.path is not None and world > 1 else None
+        self.saved_step = 0  # a rerun resumes from the last checkpoint saved (0: starts over)
+        self._path_is_ours = False  # whether ``path`` holds this run's checkpoint (a save moves it)
+
+    def _read(self, file: Path | None, steps: int, newer: int | None) -> dict[str, Any] | None:
+        if file is None or not self.allow_resume or not (file.exists() or file.is_symlink()):
+            return None
+        if file != self.previous:
+            return load_checkpoint(file, self.fingerprint, self.settings)
+        try:
+            state = load_checkpoint(file, self.fingerprint, self.settings)
+        except CheckpointMismatchError:
+            return None  # another run's: the next save replaces it
+        useful = int(state["step"]) <= steps and (newer is None or int(state["step"]) < newer)
+        return state if useful else None
+
+    def _candidates(self, steps: int) -> dict[int, tuple[Path, dict[str, Any]]]:
+        """The checkpoints this rank can resume from, by step."""
+        out: dict[int, tuple[Path, dict[str, Any]]] = {}
+        current = self._read(self.path, steps, None)
+        if self.path is not None and current is not None:
+            if int(current["step"]) > steps:
+                raise CheckpointMismatchError(
+                    f"checkpoint {self.path} is at step {current['step']}, beyond the {steps} steps asked "
+                    "for; ask for at least as many steps, use a new out_dir, or set [run] resume = false"
+                )
+            out[int(current["step"])] = (self.path, current)
+        older = self._read(self.previous, steps, None if current is None else int(current["step"]))
+        if self.previous is not None and older is not None:
+            out[int(older["step"])] = (self.previous, older)
+        return out
+
+    def _restore(self, file: Path, state: dict[str, Any], steps: int, newest: int) -> None:
+        start = int(state["step"])
+        try:
+            for name, part in self.parts.items():
+                if part is not None and state.get(name) is not None:
+                    part.load_state_dict(state[name])
+        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
+            raise _damaged(file, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
+        if self.log is not None and start < steps:
+            why = f"; the newest step every rank saved (this rank also saved step {newest})"
+            self.log(
+                f"resuming {self.description} from step {start} of {steps} ({file})"
+                + (why if newest > start else "")
+            )
+
+    def resume(self, steps: int) -> int:
+        """Restore every part from the newest checkpoint all ranks can resume; returns its step (0: none).
+
+        Raises:
+            CheckpointMismatchError: the checkpoint was written with other settings, or is beyond ``steps``.
+            CheckpointError: the checkpoint (or, under ``torchrun``, its previous copy) is damaged or
+                not a torchcross checkpoint (on any rank: every rank raises).
+        """
+        try:
+            states = self._candidates(steps)
+        except CheckpointError as exc:
+            _agree_on_start([0], exc, self.description)  # the other ranks raise too
+            raise
+        start = _agree_on_start([0, *states], None, self.description)
+        if start > 0:
+            try:
+                self._restore(*states[start], steps, max(states))
+            except CheckpointError as exc:
+                _agree_on_start([start], exc, self.description)
+                raise
+            _agree_on_start([start], None, self.description)  # every rank restored its state
+            self._path_is_ours = states[start][0] == self.path
+        elif states and self.log is not None:
+            self.log(
+                f"starting {self.description} from step 0, the newest step every rank saved "
+                f"(this rank saved step {max(states)})"
+            )
+        self.saved_step = start
+        return start
+
+    def state_dict(self, step: int) -> dict[str, Any]:
+        """The checkpoint's content at ``step``: the header, then every part's ``state_dict``."""
+        header = {
+            "format": _FORMAT,
+            "version": _VERSION,
+            "fingerprint": self.fingerprint,
+            "settings": self.settings,
+            "step": step,
+        }
+        return {**header, **{k: None if p is None else p.state_dict() for k, p in self.parts.items()}}
+
+    def save(self, step: int) -> None:
+        """Save every part at ``step`` atomically (under ``torchrun`` the last one becomes the previous)."""
+        if self.path is None:
+            return
+        with self.guard():
+            if self.previous is not None and self._path_is_ours and self.path.is_file():
+                os.replace(self.path, self.previous)
+            save_checkpoint(self.path, self.state_dict(step))
+            self.saved_step, self._path_is_ours = step, True
+
+
+def _checked_loss(
+    value: float | torch.Tensor,
+    losses: list[float],
+    divergence: DivergenceRule | None,
+    description: str,
+    at: str,
+    unit: Any,
+) -> float:
+    """A step's loss as a float averaged over the ranks, refused if not finite or diverged (``at``: where)."""
+    loss = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
+    loss = mean_over_ranks(loss)  # under torchrun: every rank logs and checks the same loss
+    if not math.isfinite(loss):
+        raise NonFiniteLossError(
+            f"{description}: the loss is {loss} at {at} (task {_unit_name(unit)}); "
+            "training diverged or the data hold NaN/inf: lower the learning rate or check the data "
+            "(the last checkpoint is kept)"
+        )
+    first = losses[0] if losses else loss
+    if divergence is not None and divergence.diverged(loss, first):
+        raise DivergedLossError(
+            f"{description}: the loss is {loss:.4g} at {at} "
+            f"(task {_unit_name(unit)}), above {divergence.limit(first):.4g} = "
+            f"{divergence.describe()} with a first loss of {first:.4g}: training diverged; lower "
+            "the learning rate (for MAML also [maml] inner_lr) (the step is not applied; the last "
+            "checkpoint is kept)"
+        )
+    return loss
+
+
 def train_steps(
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
@@ -452,184 +701,82 @@ def train_steps(
     """
     from tqdm.auto import tqdm
 
-    path = Path(checkpoint) if checkpoint is not None else None
     settings_text = ""
     if settings is not None:
         settings_text = json.dumps(settings, sort_keys=True, default=str)
         fingerprint = fingerprint or config_fingerprint(settings)
-
+    curve, stream, ctrl_c = LossCurve(), StreamPosition(sampler) if sampler is not None else None, _CtrlC()
+    parts: dict[str, Stateful | None] = {
+        "model": model,
+        "optimizer": optimizer,
+        "sampler": stream,
+        "torch_rng": TorchRNG(),
+    }
+    checkpointer = Checkpointer(
+        checkpoint,
+        {**parts, "losses": curve, "early_stopping": early_stopping},
+        fingerprint=fingerprint,
+        settings=settings_text,
+        resume=resume,
+        description=description,
+        log=log,
+        guard=ctrl_c.saving_block,  # a Ctrl-C while saving lands after the step is recorded
+    )
+    start = checkpointer.resume(steps)
     rank, world = rank_and_world_size()
-    # under torchrun each rank keeps its previous checkpoint: a rank that dies while saving
-    # leaves the others one save ahead, and all resume from the newest step every rank saved
-    previous = previous_checkpoint(path) if path is not None and world > 1 else None
-
-    def read(file: Path | None, newer: int | None) -> dict[str, Any] | None:
-        if file is None or not resume or not (file.exists() or file.is_symlink()):
-            return None
-        if file != previous:
-            return load_checkpoint(file, fingerprint, settings_text)
-        try:
-            state = load_checkpoint(file, fingerprint, settings_text)
-        except CheckpointMismatchError:
-            return None  # another run's: the next save replaces it
-        useful = int(state["step"]) <= steps and (newer is None or int(state["step"]) < newer)
-        return state if useful else None
-
-    def candidates() -> dict[int, tuple[Path, dict[str, Any]]]:
-        """The checkpoints this rank can resume from, by step."""
-        out: dict[int, tuple[Path, dict[str, Any]]] = {}
-        current = read(path, None)
-        if path is not None and current is not None:
-            if int(current["step"]) > steps:
-                raise CheckpointMismatchError(
-                    f"checkpoint {path} is at step {current['step']}, beyond the {steps} steps asked for; "
-                    "ask for at least as many steps, use a new out_dir, or set [run] resume = false"
-                )
-            out[int(current["step"])] = (path, current)
-        older = read(previous, None if current is None else int(current["step"]))
-        if previous is not None and older is not None:
-            out[int(older["step"])] = (previous, older)
-        return out
-
-    def restore(file: Path, state: dict[str, Any], newest: int) -> list[float]:
-        start = int(state["step"])
-        try:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            if sampler is not None and state.get("sampler") is not None:
-                sampler.load_state_dict(state["sampler"])
-            torch.set_rng_state(state["torch_rng"])
-        except (RuntimeError, ValueError, KeyError, TypeError) as exc:
-            raise _damaged(file, f"does not fit this model ({str(exc).splitlines()[0][:200]})") from None
-        if early_stopping is not None and state.get("early_stopping") is not None:
-            early_stopping.load_state_dict(state["early_stopping"])
-        if log is not None and start < steps:
-            why = f"; the newest step every rank saved (this rank also saved step {newest})"
-            log(
-                f"resuming {description} from step {start} of {steps} ({file})"
-                + (why if newest > start else "")
-            )
-        return list(state["losses"])
-
-    try:
-        states = candidates()
-    except CheckpointError as exc:
-        _agree_on_start([0], exc, description)  # the other ranks raise too
-        raise
-    start = _agree_on_start([0, *states], None, description)
-    losses: list[float] = []
-    path_is_ours = False  # whether ``path`` holds this run's checkpoint, which a save moves to ``previous``
-    if start > 0:
-        try:
-            losses = restore(*states[start], max(states))
-        except CheckpointError as exc:
-            _agree_on_start([start], exc, description)
-            raise
-        _agree_on_start([start], None, description)  # every rank restored its state
-        path_is_ours = states[start][0] == path
-    elif states and log is not None:
-        log(
-            f"starting {description} from step 0, the newest step every rank saved "
-            f"(this rank saved step {max(states)})"
-        )
-    del states
     if start == 0 and world > 1:  # each rank its own augmentation draws, a function of (seed, rank)
         torch.manual_seed(derived_seed(torch.initial_seed(), rank))
-    saved_step = start  # a rerun resumes from the last checkpoint saved (0: starts over)
-    ctrl_c = _CtrlC()
-
-    def save(step: int) -> None:
-        nonlocal saved_step, path_is_ours
-        if path is None:
-            return
-        sampler_state = None
-        if sampler is not None:
-            sampler_state = sampler.state_dict(consumed=step - start)
-        with ctrl_c.saving_block():  # a Ctrl-C while saving lands after the step is recorded
-            if previous is not None and path_is_ours and path.is_file():
-                os.replace(path, previous)
-            save_checkpoint(
-                path,
-                {
-                    "format": _FORMAT,
-                    "version": _VERSION,
-                    "fingerprint": fingerprint,
-                    "settings": settings_text,
-                    "step": step,
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "sampler": sampler_state,
-                    "torch_rng": torch.get_rng_state(),
-                    "losses": losses,
-                    "early_stopping": None if early_stopping is None else early_stopping.state_dict(),
-                },
-            )
-            saved_step, path_is_ours = step, True
-
-    stopped = early_stopping is not None and early_stopping.stopped
-    if start >= steps or stopped:
-        if early_stopping is not None:
-            early_stopping.restore_best(model)
-        return losses
-    iterator = iter(units())
-    bar = tqdm(
-        total=steps,
-        initial=start,
-        desc=description,
-        unit="step",
-        disable=None if progress is None else not progress,
-        leave=False,
-    )
-    try:
-        ctrl_c.install()
-        model.train()
-        for step in range(start, steps):
-            ctrl_c.check()
-            try:
-                unit = next(iterator)
-            except StopIteration:
-                raise ValueError(
-                    f"{description}: the training data ran out after {step} of {steps} steps"
-                ) from None
-            optimizer.zero_grad(set_to_none=True)
-            value = step_fn(unit)
-            loss = float(value.detach()) if isinstance(value, torch.Tensor) else float(value)
-            loss = mean_over_ranks(loss)  # under torchrun: every rank logs and checks the same loss
-            if not math.isfinite(loss):
-                raise NonFiniteLossError(
-                    f"{description}: the loss is {loss} at step {step + 1} of {steps} "
-                    f"(task {_unit_name(unit)}); "
-                    "training diverged or the data hold NaN/inf: lower the learning rate or check the data "
-                    "(the last checkpoint is kept)"
-                )
-            first = losses[0] if losses else loss
-            if divergence is not None and divergence.diverged(loss, first):
-                raise DivergedLossError(
-                    f"{description}: the loss is {loss:.4g} at step {step + 1} of {steps} "
-                    f"(task {_unit_name(unit)}), above {divergence.limit(first):.4g} = "
-                    f"{divergence.describe()} with a first loss of {first:.4g}: training diverged; lower "
-                    "the learning rate (for MAML also [maml] inner_lr) (the step is not applied; the last "
-                    "checkpoint is kept)"
-                )
-            optimizer.step()
-            losses.append(loss)
-            bar.update(1)
-            bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
-            done = step + 1
-            if logger is not None:
-                logger.log_metrics(done, {"loss": loss})
-            if early_stopping is not None and early_stopping.due(done) and early_stopping.check(done, model):
-                save(done)
-                break
-            if checkpoint_every and done % checkpoint_every == 0 and done < steps:
-                save(done)
-        else:
-            save(steps)
-    except KeyboardInterrupt as exc:
-        raise TrainingInterrupted(description, saved_step if path is not None else None) from exc
-    finally:
-        ctrl_c.restore()
-        bar.close()
+    losses = curve.values
+    if start < steps and not (early_stopping is not None and early_stopping.stopped):
+        iterator = iter(units())
+        bar = tqdm(
+            total=steps,
+            initial=start,
+            desc=description,
+            unit="step",
+            disable=None if progress is None else not progress,
+            leave=False,
+        )
+        try:
+            ctrl_c.install()
+            model.train()
+            for step in range(start, steps):
+                ctrl_c.check()
+                try:
+                    unit = next(iterator)
+                except StopIteration:
+                    raise ValueError(
+                        f"{description}: the training data ran out after {step} of {steps} steps"
+                    ) from None
+                if stream is not None:
+                    stream.consumed += 1
+                optimizer.zero_grad(set_to_none=True)
+                at = f"step {step + 1} of {steps}"
+                loss = _checked_loss(step_fn(unit), losses, divergence, description, at, unit)
+                optimizer.step()
+                losses.append(loss)
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
+                done = step + 1
+                if logger is not None:
+                    logger.log_metrics(done, {"loss": loss})
+                if (
+                    early_stopping is not None
+                    and early_stopping.due(done)
+                    and early_stopping.check(done, model)
+                ):
+                    checkpointer.save(done)
+                    break
+                if checkpoint_every and done % checkpoint_every == 0 and done < steps:
+                    checkpointer.save(done)
+            else:
+                checkpointer.save(steps)
+        except KeyboardInterrupt as exc:
+            resume_step = checkpointer.saved_step if checkpoint is not None else None
+            raise TrainingInterrupted(description, resume_step) from exc
+        finally:
+            ctrl_c.restore()
+            bar.close()
     if early_stopping is not None:
         early_stopping.restore_best(model)
     return losses
