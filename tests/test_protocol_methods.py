@@ -110,8 +110,14 @@ def test_a_config_section_must_be_a_typed_dataclass_and_not_a_builtin_name() -> 
         register_method("untyped", like="IM-PT", config=Untyped)
     with pytest.raises(TypeError, match=r"must be a dataclass type"):
         register_method("untyped", like="IM-PT", config=dict)
-    with pytest.raises(ValueError, match=r"\[maml\] is a built-in section"):
-        register_method("maml", like="IM-PT", config=_MyConfig)
+    register_method("MAML", like="IM-PT", config=_MyConfig)
+    try:
+        with pytest.raises(
+            ValueError, match=r"but \[MAML\] is a built-in section; register it under another"
+        ):
+            config_from_dict(_raw())
+    finally:
+        unregister_method("MAML")
     assert "untyped" not in method_names()
 
 

@@ -506,7 +506,14 @@ def _method_section_types() -> dict[str, type]:
     from torchcross.protocol.registry import get_method, method_names
 
     types = {name: get_method(name).config for name in method_names()}
-    return {name: t for name, t in types.items() if t is not None}
+    own = {name: t for name, t in types.items() if t is not None}
+    for name in own:
+        if name.casefold() in _SECTIONS:
+            raise ValueError(
+                f"method {name!r} is registered with its own config section, but [{name}] is a built-in "
+                "section; register it under another name"
+            )
+    return own
 
 
 def _check_sections(raw: Mapping[str, Any]) -> dict[str, str]:

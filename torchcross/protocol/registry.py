@@ -561,8 +561,8 @@ def register_method(
 
     Raises:
         ValueError: an empty or taken name, an attempt to replace a built-in, an unknown
-            ``like``, ``like`` with ``train`` or ``learner``, or ``config`` for a method named
-            like a built-in section.
+            ``like``, or ``like`` with ``train`` or ``learner`` (a method with ``config`` named
+            like a built-in section, ``"maml"``, is refused when a config is read).
         TypeError: ``train`` or ``learner`` not callable, ``reads`` not a ``Reads`` or
             strings, or ``config`` not a dataclass type with supported annotations.
 
@@ -597,13 +597,8 @@ def register_method(
     if target_splits is not None:
         declared["target_splits"] = tuple(target_splits)
     if config is not None:
-        from torchcross.protocol.config import ProtocolConfig
         from torchcross.protocol.schema import check_section_type
 
-        if name.casefold() in {f.name for f in dataclasses.fields(ProtocolConfig)}:
-            raise ValueError(
-                f"method {name!r} with config=: [{name}] is a built-in section; choose another name"
-            )
         check_section_type(config, name)
         declared["section"] = name
     if train is not None and not callable(train):

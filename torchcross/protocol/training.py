@@ -449,14 +449,14 @@ class Checkpointer:
 
     Examples:
         >>> import tempfile
-        >>> model = nn.Linear(1, 1)
-        >>> curve = LossCurve()
-        >>> folder = tempfile.mkdtemp()
-        >>> saver = Checkpointer(f"{folder}/a.pt", {"model": model, "losses": curve}, fingerprint="x")
+        >>> def parts(model, curve):
+        ...     opt = torch.optim.SGD(model.parameters(), lr=0.1)
+        ...     return {"model": model, "optimizer": opt, "torch_rng": TorchRNG(), "losses": curve}
+        >>> model, curve, path = nn.Linear(1, 1), LossCurve(), f"{tempfile.mkdtemp()}/a.pt"
         >>> curve.values.append(0.5)
-        >>> saver.save(1)
+        >>> Checkpointer(path, parts(model, curve), fingerprint="x").save(1)
         >>> other, curve2 = nn.Linear(1, 1), LossCurve()
-        >>> Checkpointer(f"{folder}/a.pt", {"model": other, "losses": curve2}, fingerprint="x").resume(5)
+        >>> Checkpointer(path, parts(other, curve2), fingerprint="x").resume(5)
         1
         >>> torch.equal(other.weight, model.weight), curve2.values
         (True, [0.5])
