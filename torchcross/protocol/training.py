@@ -6,6 +6,10 @@ iterator of training units (mm-PT batches, mm-MAML meta-batches). Every
 optimiser state, the position of the (seeded, resumable) sampler, the torch RNG state
 and the losses so far. Started again with the same checkpoint file it continues from
 the saved step and produces the same weights as an uninterrupted run.
+
+The loop is plain; what it saves is a `Checkpointer` composing the ``state_dict`` of each part
+(`Stateful`: the model, the optimiser, the stream's `StreamPosition`, torch's RNG (`TorchRNG`),
+the `LossCurve` and early stopping), so a new piece of state is one more part.
 """
 
 from __future__ import annotations
