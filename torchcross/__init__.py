@@ -32,6 +32,7 @@ _SUBMODULES = frozenset(
         "models",
         "utils",
         "cli",
+        "compat",
     }
 )
 

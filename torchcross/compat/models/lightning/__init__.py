@@ -22,14 +22,14 @@ from typing import TYPE_CHECKING
 from torchcross._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from torchcross.models.lightning.cross_domain_classifier import (
+    from torchcross.compat.models.lightning.cross_domain_classifier import (
         SimpleCrossDomainClassifier as SimpleCrossDomainClassifier,
     )
-    from torchcross.models.lightning.maml import MAML as MAML
-    from torchcross.models.lightning.maml import CrossDomainMAML as CrossDomainMAML
-    from torchcross.models.lightning.protonet import ProtoNet as ProtoNet
-    from torchcross.models.lightning.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
-    from torchcross.models.lightning.simple import SimpleClassifier as SimpleClassifier
+    from torchcross.compat.models.lightning.maml import MAML as MAML
+    from torchcross.compat.models.lightning.maml import CrossDomainMAML as CrossDomainMAML
+    from torchcross.compat.models.lightning.protonet import ProtoNet as ProtoNet
+    from torchcross.compat.models.lightning.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
+    from torchcross.compat.models.lightning.simple import SimpleClassifier as SimpleClassifier
 
 _EXPORTS: dict[str, str] = {
     "SimpleClassifier": "simple",

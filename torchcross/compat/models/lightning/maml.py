@@ -17,10 +17,10 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from torchcross.models.lightning.episodic import EPISODIC_KEYS, EpisodicLightningModule, query_loss, score
-from torchcross.models.maml import MAML as PlainMAML
-from torchcross.models.maml import CrossDomainMAML as PlainCrossDomainMAML
-from torchcross.models.maml import head_init_t
+from torchcross.compat.models.lightning.episodic import EPISODIC_KEYS, EpisodicLightningModule, query_loss, score
+from torchcross.compat.models.maml import MAML as PlainMAML
+from torchcross.compat.models.maml import CrossDomainMAML as PlainCrossDomainMAML
+from torchcross.compat.models.maml import head_init_t
 from torchcross.nn import loss
 from torchcross.tasks.task import Task, TaskDescription
 

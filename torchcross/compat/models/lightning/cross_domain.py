@@ -16,8 +16,8 @@ import torch
 from lightning.pytorch import LightningModule
 from torch import Tensor
 
-from torchcross.models.cross_domain import CrossDomainModel
-from torchcross.models.lightning.mixins import EpochLRSchedule
+from torchcross.compat.models.cross_domain import CrossDomainModel
+from torchcross.compat.models.lightning.mixins import EpochLRSchedule
 from torchcross.nn import loss, probabilities
 from torchcross.tasks.task import TaskDescription
 

@@ -2,7 +2,7 @@
 
 Examples:
     >>> import torch
-    >>> from torchcross.cd.metrics import Accuracy
+    >>> from torchcross.compat.cd.metrics import Accuracy
     >>> from torchcross.tasks.task import TaskDescription
     >>> a = TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "y"}, "task.a")
     >>> b = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "x", 1: "y"}, "task.b")

@@ -16,8 +16,8 @@ from torch import Tensor
 
 from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import accuracy, auroc
-from torchcross.models.episodic import EpisodicModel
-from torchcross.models.lightning.mixins import EpochLRSchedule, MeanMetricsMixin
+from torchcross.compat.models.episodic import EpisodicModel
+from torchcross.compat.models.lightning.mixins import EpochLRSchedule, MeanMetricsMixin
 from torchcross.nn import loss
 from torchcross.tasks.task import Task
 

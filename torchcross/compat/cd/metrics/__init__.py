@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from torchcross.cd.metrics.classification import (
+from torchcross.compat.cd.metrics.classification import (
     AUROC,
     Accuracy,
     IndexedMulticlassAccuracy,
@@ -10,7 +10,7 @@ from torchcross.cd.metrics.classification import (
     get_accuracy_func,
     get_auroc_func,
 )
-from torchcross.cd.metrics.wrappers import CrossDomainMeanWrapper, CrossDomainWrapper
+from torchcross.compat.cd.metrics.wrappers import CrossDomainMeanWrapper, CrossDomainWrapper
 
 __all__ = [
     "AUROC",

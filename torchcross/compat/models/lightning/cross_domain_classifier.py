@@ -25,9 +25,9 @@ from typing import TYPE_CHECKING, Any, cast
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from torchcross.cd.metrics import AUROC, Accuracy, CrossDomainMeanWrapper
-from torchcross.models.cross_domain import SimpleCrossDomainClassifier as PlainSimpleCrossDomainClassifier
-from torchcross.models.lightning.cross_domain import Batch, CrossDomainLightningModule
+from torchcross.compat.cd.metrics import AUROC, Accuracy, CrossDomainMeanWrapper
+from torchcross.compat.models.cross_domain import SimpleCrossDomainClassifier as PlainSimpleCrossDomainClassifier
+from torchcross.compat.models.lightning.cross_domain import Batch, CrossDomainLightningModule
 from torchcross.tasks.task import TaskDescription
 
 if TYPE_CHECKING:

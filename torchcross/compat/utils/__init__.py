@@ -21,7 +21,7 @@ from torchcross._threads import (
     configure_threads,
     recommended_num_threads,
 )
-from torchcross.utils import collate_fn
+from torchcross.compat.utils import collate_fn
 
 
 def to_numpy(arg: Any, /) -> np.ndarray:

@@ -17,9 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchcross.models.expand import with_rgb_input
-from torchcross.models.lightning.episodic import EpisodicLightningModule, query_loss, score
-from torchcross.models.protonet import ProtoNet as PlainProtoNet
+from torchcross.compat.models.expand import with_rgb_input
+from torchcross.compat.models.lightning.episodic import EpisodicLightningModule, query_loss, score
+from torchcross.compat.models.protonet import ProtoNet as PlainProtoNet
 from torchcross.tasks.task import Task
 
 __all__ = ["PROTONET_KEYS", "ProtoNet", "SimpleCrossDomainProtoNet"]

@@ -1,10 +1,10 @@
 """The torchcross 0.0.6 import path of the collate functions.
 
 New code imports them from [`torchcross.data.collate`][torchcross.data.collate]; this module keeps
-``from torchcross.utils.collate_fn import identity`` working.
+``from torchcross.compat.utils.collate_fn import identity`` working.
 
 Examples:
-    >>> from torchcross.utils.collate_fn import identity, stack
+    >>> from torchcross.compat.utils.collate_fn import identity, stack
     >>> from torchcross.data.collate import stack as data_stack
     >>> stack is data_stack, identity([1, 2])
     (True, [1, 2])

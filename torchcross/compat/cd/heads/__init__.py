@@ -2,6 +2,6 @@
 
 from __future__ import annotations
 
-from torchcross.cd.heads.classification import new_classification_head
+from torchcross.compat.cd.heads.classification import new_classification_head
 
 __all__ = ["new_classification_head"]

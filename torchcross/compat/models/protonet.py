@@ -24,8 +24,8 @@ from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.learners.protonet import ProtoNet as _ProtoNetLearner
-from torchcross.models.episodic import EpisodicModel
-from torchcross.models.expand import with_rgb_input
+from torchcross.compat.models.episodic import EpisodicModel
+from torchcross.compat.models.expand import with_rgb_input
 from torchcross.tasks.task import Task
 
 __all__ = ["DISTANCES", "ProtoNet", "SimpleCrossDomainProtoNet"]

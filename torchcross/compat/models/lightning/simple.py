@@ -25,11 +25,11 @@ from lightning.pytorch import LightningModule
 from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
-from torchcross.cd.activations import get_prob_func
-from torchcross.cd.losses import get_criterion
-from torchcross.cd.metrics import AUROC, Accuracy
-from torchcross.models.lightning.mixins import EpochLRSchedule
-from torchcross.models.simple import SimpleClassifier as PlainSimpleClassifier
+from torchcross.compat.cd.activations import get_prob_func
+from torchcross.compat.cd.losses import get_criterion
+from torchcross.compat.cd.metrics import AUROC, Accuracy
+from torchcross.compat.models.lightning.mixins import EpochLRSchedule
+from torchcross.compat.models.simple import SimpleClassifier as PlainSimpleClassifier
 from torchcross.tasks.task import TaskDescription
 
 if TYPE_CHECKING:

@@ -20,14 +20,14 @@ from typing import TYPE_CHECKING
 from torchcross._lazy import lazy_exports
 
 if TYPE_CHECKING:
-    from torchcross.models.cross_domain import CrossDomainModel as CrossDomainModel
-    from torchcross.models.cross_domain import SimpleCrossDomainClassifier as SimpleCrossDomainClassifier
-    from torchcross.models.episodic import EpisodicModel as EpisodicModel
-    from torchcross.models.maml import MAML as MAML
-    from torchcross.models.maml import CrossDomainMAML as CrossDomainMAML
-    from torchcross.models.protonet import ProtoNet as ProtoNet
-    from torchcross.models.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
-    from torchcross.models.simple import SimpleClassifier as SimpleClassifier
+    from torchcross.compat.models.cross_domain import CrossDomainModel as CrossDomainModel
+    from torchcross.compat.models.cross_domain import SimpleCrossDomainClassifier as SimpleCrossDomainClassifier
+    from torchcross.compat.models.episodic import EpisodicModel as EpisodicModel
+    from torchcross.compat.models.maml import MAML as MAML
+    from torchcross.compat.models.maml import CrossDomainMAML as CrossDomainMAML
+    from torchcross.compat.models.protonet import ProtoNet as ProtoNet
+    from torchcross.compat.models.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
+    from torchcross.compat.models.simple import SimpleClassifier as SimpleClassifier
 
 _EXPORTS: dict[str, str] = {
     "CrossDomainModel": "cross_domain",

@@ -8,6 +8,6 @@ Examples:
 
 from __future__ import annotations
 
-from torchcross.models.expand import Expand
+from torchcross.compat.models.expand import Expand
 
 __all__ = ["Expand"]

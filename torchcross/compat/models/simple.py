@@ -18,8 +18,8 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.cd.heads import new_classification_head
-from torchcross.models.expand import Expand
+from torchcross.compat.cd.heads import new_classification_head
+from torchcross.compat.models.expand import Expand
 from torchcross.tasks.task import TaskDescription
 
 __all__ = ["SimpleClassifier"]
