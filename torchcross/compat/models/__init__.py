@@ -21,7 +21,9 @@ from torchcross._lazy import lazy_exports
 
 if TYPE_CHECKING:
     from torchcross.compat.models.cross_domain import CrossDomainModel as CrossDomainModel
-    from torchcross.compat.models.cross_domain import SimpleCrossDomainClassifier as SimpleCrossDomainClassifier
+    from torchcross.compat.models.cross_domain import (
+        SimpleCrossDomainClassifier as SimpleCrossDomainClassifier,
+    )
     from torchcross.compat.models.episodic import EpisodicModel as EpisodicModel
     from torchcross.compat.models.maml import MAML as MAML
     from torchcross.compat.models.maml import CrossDomainMAML as CrossDomainMAML

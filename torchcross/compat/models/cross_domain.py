@@ -24,8 +24,8 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.compat.models.expand import with_rgb_input
+from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.tasks.task import TaskDescription
 
 __all__ = ["CrossDomainModel", "SimpleCrossDomainClassifier"]

@@ -43,10 +43,10 @@ from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.compat.cd.heads import new_classification_head
-from torchcross.learners.maml import MAML as _MAMLLearner
 from torchcross.compat.models.episodic import EpisodicModel
 from torchcross.compat.models.expand import with_rgb_input
 from torchcross.compat.models.optimizers import inner_optimizer_spec
+from torchcross.learners.maml import MAML as _MAMLLearner
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML", "head_init_t"]

@@ -23,9 +23,9 @@ from typing import Literal
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.learners.protonet import ProtoNet as _ProtoNetLearner
 from torchcross.compat.models.episodic import EpisodicModel
 from torchcross.compat.models.expand import with_rgb_input
+from torchcross.learners.protonet import ProtoNet as _ProtoNetLearner
 from torchcross.tasks.task import Task
 
 __all__ = ["DISTANCES", "ProtoNet", "SimpleCrossDomainProtoNet"]

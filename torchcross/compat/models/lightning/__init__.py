@@ -28,7 +28,9 @@ if TYPE_CHECKING:
     from torchcross.compat.models.lightning.maml import MAML as MAML
     from torchcross.compat.models.lightning.maml import CrossDomainMAML as CrossDomainMAML
     from torchcross.compat.models.lightning.protonet import ProtoNet as ProtoNet
-    from torchcross.compat.models.lightning.protonet import SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet
+    from torchcross.compat.models.lightning.protonet import (
+        SimpleCrossDomainProtoNet as SimpleCrossDomainProtoNet,
+    )
     from torchcross.compat.models.lightning.simple import SimpleClassifier as SimpleClassifier
 
 _EXPORTS: dict[str, str] = {

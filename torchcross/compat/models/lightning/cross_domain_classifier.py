@@ -26,7 +26,9 @@ from torch import Tensor, nn
 from torchmetrics import MetricCollection
 
 from torchcross.compat.cd.metrics import AUROC, Accuracy, CrossDomainMeanWrapper
-from torchcross.compat.models.cross_domain import SimpleCrossDomainClassifier as PlainSimpleCrossDomainClassifier
+from torchcross.compat.models.cross_domain import (
+    SimpleCrossDomainClassifier as PlainSimpleCrossDomainClassifier,
+)
 from torchcross.compat.models.lightning.cross_domain import Batch, CrossDomainLightningModule
 from torchcross.tasks.task import TaskDescription
 

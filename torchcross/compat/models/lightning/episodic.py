@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any, cast
 import torch
 from torch import Tensor
 
-from torchcross.distributed.gradients import all_reduce_gradients
-from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.compat.models.episodic import EpisodicModel
 from torchcross.compat.models.lightning.mixins import EpochLRSchedule, MeanMetricsMixin
+from torchcross.distributed.gradients import all_reduce_gradients
+from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.nn import loss
 from torchcross.tasks.task import Task
 

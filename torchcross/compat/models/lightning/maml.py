@@ -17,7 +17,12 @@ from typing import Any
 
 from torch import Tensor, nn
 
-from torchcross.compat.models.lightning.episodic import EPISODIC_KEYS, EpisodicLightningModule, query_loss, score
+from torchcross.compat.models.lightning.episodic import (
+    EPISODIC_KEYS,
+    EpisodicLightningModule,
+    query_loss,
+    score,
+)
 from torchcross.compat.models.maml import MAML as PlainMAML
 from torchcross.compat.models.maml import CrossDomainMAML as PlainCrossDomainMAML
 from torchcross.compat.models.maml import head_init_t
