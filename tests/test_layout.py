@@ -33,7 +33,14 @@ LAYERS = (
     "compat",  # torchcross 0.0.6 behind a fence: it may import every layer, no layer imports it
 )
 BASE = frozenset(
-    {"torchcross", "torchcross._checks", "torchcross._io", "torchcross._lazy", "torchcross._threads"}
+    {
+        "torchcross",
+        "torchcross._checks",
+        "torchcross._io",
+        "torchcross._lazy",
+        "torchcross._threads",
+        "torchcross.threads",
+    }
 )  # left of every layer
 # torchcross 0.0.6 import paths, kept as one-line alias modules of torchcross.compat: every module under
 # these packages, and these modules

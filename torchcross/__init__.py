@@ -33,6 +33,7 @@ _SUBMODULES = frozenset(
         "utils",
         "cli",
         "compat",
+        "threads",
     }
 )
 

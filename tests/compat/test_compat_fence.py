@@ -104,3 +104,11 @@ def test_importing_the_core_never_imports_compat() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_thread_policy_has_a_core_home() -> None:
+    import torchcross.threads
+    import torchcross.utils
+
+    for name in torchcross.threads.__all__:
+        assert getattr(torchcross.utils, name) is getattr(torchcross.threads, name), name

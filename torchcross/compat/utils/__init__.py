@@ -1,10 +1,12 @@
-"""Small helpers: the thread policy, and collate functions kept at their torchcross 0.0.6 import paths.
+"""torchcross 0.0.6's helpers: ``to_numpy``, the collate functions and ``Expand`` at their 0.0.6 paths.
 
-``recommended_num_threads`` and ``configure_threads`` choose torch's thread
-count from the CPUs the process may actually use (see ``torchcross._threads``).
 `torchcross.utils.collate_fn` re-exports the collate functions of
 [`torchcross.data.collate`][torchcross.data.collate] (``identity``, ``stack``) for code written for 0.0.6,
 such as the ``medimeta`` package.
+
+The thread policy (``available_cpus``, ``recommended_num_threads``, ``configure_threads``,
+``OversubscriptionWarning``) is served here too, for code that imports it from ``torchcross.utils``;
+its home is [`torchcross.threads`][torchcross.threads].
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from torchcross._threads import (
+from torchcross.compat.utils import collate_fn
+from torchcross.threads import (
     OversubscriptionWarning,
     available_cpus,
     configure_threads,
     recommended_num_threads,
 )
-from torchcross.compat.utils import collate_fn
 
 
 def to_numpy(arg: Any, /) -> np.ndarray:
