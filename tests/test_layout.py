@@ -27,26 +27,33 @@ LAYERS = (
     "nn",
     "learners",
     "evaluation",
-    "cd",
     "lightning",
-    "models",
     "protocol",
     "cli",
+    "compat",  # torchcross 0.0.6 behind a fence: it may import every layer, no layer imports it
 )
 BASE = frozenset(
-    {"torchcross", "torchcross._checks", "torchcross._io", "torchcross._lazy", "torchcross._threads"}
-)  # left of every layer
-# torchcross 0.0.6 import paths, kept as re-export modules: nothing in the package imports them
-SHIMS = frozenset(
     {
-        "torchcross.data.dataset",
-        "torchcross.data.task",
-        "torchcross.data.task_source",
-        "torchcross.utils",
-        "torchcross.utils.collate_fn",
-        "torchcross.utils.layers",
+        "torchcross",
+        "torchcross._checks",
+        "torchcross._io",
+        "torchcross._lazy",
+        "torchcross._threads",
+        "torchcross.threads",
     }
-)
+)  # left of every layer
+# torchcross 0.0.6 import paths, kept as one-line alias modules of torchcross.compat: every module under
+# these packages, and these modules
+ALIAS_PACKAGES = ("torchcross.models", "torchcross.cd", "torchcross.utils")
+ALIAS_MODULES = frozenset({"torchcross.data.dataset", "torchcross.data.task", "torchcross.data.task_source"})
+
+
+def _is_alias(module: str) -> bool:
+    return module in ALIAS_MODULES or any(module == p or module.startswith(p + ".") for p in ALIAS_PACKAGES)
+
+
+def _is_compat(module: str) -> bool:
+    return module == "torchcross.compat" or module.startswith("torchcross.compat.")
 
 
 @dataclass(frozen=True)
@@ -160,10 +167,10 @@ def _cycles(modules: set[str], edges: list[Edge]) -> list[list[str]]:
 
 
 def _rank(module: str) -> int | None:
-    """Position in the layer order (0: the base modules); None for shims and unknown folders."""
+    """Position in the layer order (0: the base modules); None for aliases and unknown folders."""
     if module in BASE:
         return 0
-    if module in SHIMS:
+    if _is_alias(module):
         return None
     parts = module.split(".")
     return LAYERS.index(parts[1]) + 1 if len(parts) > 1 and parts[1] in LAYERS else None
@@ -206,15 +213,51 @@ def test_imports_are_absolute() -> None:
     assert not relative, "relative imports: " + ", ".join(relative)
 
 
-def test_nothing_in_the_package_imports_the_0_0_6_shims() -> None:
+def test_nothing_in_the_package_imports_the_0_0_6_aliases() -> None:
     _, edges, _ = _graph()
-    bad = [str(e) for e in edges if e.target in SHIMS and e.source not in SHIMS]
-    assert not bad, "modules importing the 0.0.6 re-export modules:\n" + "\n".join(bad)
+    bad = [str(e) for e in edges if _is_alias(e.target) and not _is_alias(e.source)]
+    assert not bad, "modules importing the 0.0.6 aliases (import torchcross.compat...):\n" + "\n".join(bad)
+
+
+def test_the_core_does_not_import_compat() -> None:
+    """The fence: only torchcross.compat itself and the 0.0.6 alias modules import torchcross.compat."""
+    _, edges, _ = _graph()
+    fenced = [e for e in edges if _is_compat(e.target)]
+    bad = [str(e) for e in fenced if not (_is_compat(e.source) or _is_alias(e.source))]
+    assert not bad, "core modules importing torchcross.compat (0.0.6 compatibility only):\n" + "\n".join(bad)
+
+
+def test_aliases_are_one_line_re_exports_of_compat() -> None:
+    """An alias module holds a docstring and imports, from its compat twin (or another alias) only."""
+    modules = _module_names()
+    bad = []
+    for name, path in modules.items():
+        if not _is_alias(name):
+            continue
+        twin = name.replace("torchcross.", "torchcross.compat.", 1)
+        if twin not in modules:
+            bad.append(f"{name}: no {twin}")
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        body = tree.body[1:] if ast.get_docstring(tree) else tree.body
+        for node in body:
+            if isinstance(node, ast.ImportFrom) and node.module == twin:
+                continue
+            if isinstance(node, ast.Import) and all(_is_alias(a.name) for a in node.names):
+                continue
+            bad.append(f"{name}:{node.lineno}: {ast.unparse(node)[:80]}")
+    assert not bad, "alias modules doing more than re-exporting torchcross.compat:\n" + "\n".join(bad)
+
+
+def test_every_compat_module_of_a_0_0_6_package_has_its_alias() -> None:
+    modules = _module_names()
+    twins = [m.replace("torchcross.compat.", "torchcross.", 1) for m in modules if _is_compat(m)]
+    missing = sorted(t for t in twins if _is_alias(t) and t not in modules)
+    assert not missing, f"0.0.6 import paths without an alias module: {missing}"
 
 
 def test_layers_import_only_to_the_left() -> None:
     modules, edges, _ = _graph()
-    unplaced = sorted(m for m in modules if _rank(m) is None and m not in SHIMS)
+    unplaced = sorted(m for m in modules if _rank(m) is None and not _is_alias(m))
     assert not unplaced, f"modules outside the layers {LAYERS}: {unplaced}"
     bad = [
         f"{e}  [{e.source.split('.')[1]} may not import {e.target.split('.')[1]}]"

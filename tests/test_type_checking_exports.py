@@ -67,8 +67,8 @@ LAZY = _lazy_namespaces()
 
 
 def test_the_lazy_namespaces_are_found() -> None:
-    names = "cli data datasets distributed evaluation learners lightning models models.lightning protocol"
-    expected = {f"torchcross.{name}" for name in (*names.split(), "sampling", "tasks")}
+    names = "cli compat.models.lightning data datasets distributed evaluation learners lightning protocol"
+    expected = {f"torchcross.{name}" for name in (*names.split(), "sampling", "tasks", "compat.models")}
     assert expected <= set(LAZY)
 
 

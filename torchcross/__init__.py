@@ -32,6 +32,8 @@ _SUBMODULES = frozenset(
         "models",
         "utils",
         "cli",
+        "compat",
+        "threads",
     }
 )
 

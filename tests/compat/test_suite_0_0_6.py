@@ -149,8 +149,8 @@ def test_wrap_task_source(target: TaskTarget) -> None:
     dataset = Pairs()
     source = WrapTaskSource(dataset, target, AB)
     assert source.labels.ravel().tolist() == dataset.labels.tolist()  # binary: canonical (N, 1)
-    assert source.classes == AB
-    assert source.task_target is target
+    assert source.task_description.classes == AB  # 0.0.6's WrapTaskSource had only the description
+    assert source.task_description.task_target is target
     for i in range(len(dataset)):
         x, y = source[i]
         assert x == dataset[i][0]
@@ -184,8 +184,7 @@ def test_concat_task_source_items_and_descriptions() -> None:
         source, j = (first, i) if i < len(first) else (second, i - len(first))
         assert x == source[j][0]
         assert torch.equal(y, source[j][1])
-        assert description.task_target is source.task_target
-        assert description.classes == source.classes
+        assert description == source.task_description
 
 
 # ----------------------------------------------------------------- cd/metrics/classification.py

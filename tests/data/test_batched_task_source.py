@@ -10,7 +10,8 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from torchcross.data import BatchedTaskSource, TaskSource, TensorTaskSource
+from torchcross.compat.data.task_source import LegacyTaskSource
+from torchcross.data import BatchedTaskSource, TensorTaskSource
 from torchcross.data.collate import identity, stack
 from torchcross.data.workers.sharding import ShardPosition
 from torchcross.tasks.task import TaskDescription, TaskTarget
@@ -42,7 +43,7 @@ class _SpySource(TensorTaskSource):
         return super().get_batch(indices)
 
 
-class _OldSource(TaskSource):
+class _OldSource(LegacyTaskSource):
     """0.0.6 style: attributes only, no super().__init__()."""
 
     def __init__(self) -> None:
@@ -120,12 +121,12 @@ def test_seed_none_draws_a_fresh_seed_that_travels_to_copies() -> None:
     assert [x.tolist() for x in copy.batch_indices()] == [x.tolist() for x in a.batch_indices()]
 
 
-def test_with_task_description_yields_pairs_and_0_0_6_attributes() -> None:
+def test_with_task_description_yields_pairs_and_the_description() -> None:
     b = BatchedTaskSource(_source(), 4, collate_fn=stack, with_task_description=True, seed=0)
     batch, desc = next(iter(b))
     assert desc == MC
     assert batch[0].shape == (4, 1)
-    assert (b.task_target, b.classes, b.task_identifier) == (MC.task_target, MC.classes, "mc")
+    assert b.task_description.task_identifier == "mc"
     assert b.task_description == MC
     assert b.class_counts() == {0: 8, 1: 8, 2: 7}
     assert b.class_counts(neg=True) == {0: 15, 1: 15, 2: 16}

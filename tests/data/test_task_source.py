@@ -10,6 +10,7 @@ import pytest
 import torch
 from torch.utils.data import Dataset, IterableDataset, Subset
 
+from torchcross.compat.data.task_source import LegacyTaskSource
 from torchcross.data import (
     ConcatTaskSource,
     SubsetTaskSource,
@@ -47,7 +48,7 @@ def _reference_counts(canon: np.ndarray, desc: TaskDescription) -> tuple[dict, d
     return pos, {k: n - v for k, v in pos.items()}
 
 
-class OldStyleSource(TaskSource):
+class OldStyleSource(LegacyTaskSource):
     """Like medimeta 0.0.6's reader: sets attributes, never calls super().__init__()."""
 
     def __init__(self, labels: np.ndarray, with_description: bool = True) -> None:
@@ -117,15 +118,24 @@ def test_derived_description_follows_attribute_changes() -> None:
 
 
 def test_0_0_6_attributes_are_derived_from_the_description() -> None:
+    src = OldStyleSource(np.array([0, 1]))
+    del src.task_target, src.classes, src.task_identifier, src.domain_identifier
+    assert src.task_target is TaskTarget.BINARY_CLASSIFICATION
+    assert src.classes == {0: "healthy", 1: "sick"}
+    assert src.task_identifier == "Old: task"
+    assert src.domain_identifier == "Old domain"
+
+
+def test_core_sources_have_no_0_0_6_attributes() -> None:
+    """The derived 0.0.6 attributes live in torchcross.compat: a core source has only its description."""
     src = _tensor_source(ORD)
-    assert src.task_target is TaskTarget.ORDINAL_REGRESSION
-    assert src.classes == ORD.classes
-    assert src.task_identifier == "ord"
-    assert src.domain_identifier == ""
+    for name in ("task_target", "classes", "task_identifier", "domain_identifier"):
+        assert not hasattr(src, name), name
+    assert src.task_description.task_target is TaskTarget.ORDINAL_REGRESSION
 
 
 def test_missing_description_is_an_attribute_error_with_the_fix() -> None:
-    class Bare(TaskSource):
+    class Bare(LegacyTaskSource):
         def __getitem__(self, index: int) -> int:
             return index
 
@@ -137,6 +147,13 @@ def test_missing_description_is_an_attribute_error_with_the_fix() -> None:
     with pytest.raises(AttributeError, match="no attribute 'whatever'"):
         _ = src.whatever
     assert not hasattr(src, "task_description")
+
+    class CoreBare(TaskSource):  # the core base derives nothing: a plain AttributeError
+        def __getitem__(self, index: int) -> int:
+            return index
+
+    with pytest.raises(AttributeError, match="no attribute 'task_description'"):
+        _ = CoreBare().task_description
 
 
 def test_base_len_defaults_to_the_number_of_labels() -> None:
@@ -333,7 +350,6 @@ def test_wrap_keeps_the_0_0_6_signature() -> None:
     )
     assert positional.task_description == TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "p"})
     assert by_name.task_description == TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "p"}, "t", "d")
-    assert by_name.task_target is TaskTarget.BINARY_CLASSIFICATION
     assert positional.class_counts() == by_name.class_counts() == {0: 1, 1: 2}
 
 
@@ -447,7 +463,7 @@ def test_subset_accepts_any_integer_sequence(indices: object) -> None:
 def test_subset_of_a_0_0_6_source_has_canonical_labels_and_no_get_batch() -> None:
     sub = SubsetTaskSource(OldStyleSource(np.array([0, 1, 1])), [2, 0])
     assert sub.labels.tolist() == [[1], [0]]
-    assert sub.task_identifier == "Old: task"
+    assert sub.task_description.task_identifier == "Old: task"
     assert not hasattr(sub, "get_batch")
     assert sub[0][0].tolist() == [2.0, 2.0]
 
@@ -518,7 +534,7 @@ def test_concat_of_different_tasks_yields_items_with_descriptions() -> None:
 
 def test_concat_of_different_tasks_has_no_single_description() -> None:
     cat = ConcatTaskSource([_tensor_source(MC, 2), _tensor_source(BIN, 3)])
-    for name in ("task_description", "labels", "task_target", "classes"):
+    for name in ("task_description", "labels"):
         with pytest.raises(AttributeError, match=rf"different tasks \['mc', 'bin'\] has no single {name}"):
             getattr(cat, name)
     assert not hasattr(cat, "task_description")
@@ -530,7 +546,7 @@ def test_concat_of_one_task_has_its_description_and_labels() -> None:
     train, val = _tensor_source(MC, 4), SubsetTaskSource(_tensor_source(MC), [5, 4])
     cat = ConcatTaskSource(iter([train, val]))
     assert cat.task_description == MC
-    assert cat.task_target is TaskTarget.MULTICLASS_CLASSIFICATION
+    assert cat.task_description.task_target is TaskTarget.MULTICLASS_CLASSIFICATION
     assert cat.labels.tolist() == [0, 2, 2, 1, 0, 2]
     assert cat.class_counts() == {0: 2, 1: 1, 2: 3}
     assert canonical_labels(cat) is cat.labels

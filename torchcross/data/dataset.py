@@ -1,15 +1,4 @@
-"""The torchcross 0.0.6 import path of the interleaving datasets ; see
-[`torchcross.data.interleave`][torchcross.data.interleave].
+"""torchcross 0.0.6's import path: an alias of `torchcross.compat.data.dataset`."""
 
-Examples:
-    >>> from torchcross.data.dataset import RandomInterleaveDataset
-    >>> from torchcross.data import RandomInterleaveDataset as Same
-    >>> RandomInterleaveDataset is Same
-    True
-"""
-
-from __future__ import annotations
-
-from torchcross.data.interleave import InterleaveDataset, RandomInterleaveDataset
-
-__all__ = ["InterleaveDataset", "RandomInterleaveDataset"]
+from torchcross.compat.data.dataset import *  # noqa: F403
+from torchcross.compat.data.dataset import __all__ as __all__

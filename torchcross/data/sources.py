@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 import numpy as np
@@ -48,17 +48,7 @@ __all__ = [
     "store_canonical_labels",
 ]
 
-_COMPAT_ATTRS = ("task_target", "classes", "task_identifier", "domain_identifier")
-_MISSING = object()
 _CACHE = "_tc_canonical_cache"
-
-
-def _plain_attr(obj: Any, name: str) -> Any:
-    """``obj.name`` without falling back to `TaskSource.__getattr__()` (``_MISSING`` if unset)."""
-    try:
-        return object.__getattribute__(obj, name)
-    except AttributeError:
-        return _MISSING
 
 
 class TaskSource(Dataset):
@@ -68,45 +58,27 @@ class TaskSource(Dataset):
     [`canonical_labels()`][torchcross.data.sources.canonical_labels] to read them in canonical form) and
     implement ``__getitem__``; ``__len__`` defaults to the number of labels.
 
-    Subclasses written for torchcross 0.0.6, which set ``task_target``, ``classes``
-    and ``task_identifier`` as attributes and never call ``super().__init__()``, keep
-    working: the missing attributes are derived from the ones that are set.
+    (0.0.6-style subclasses that set ``task_target`` and ``classes`` instead of ``task_description``
+    subclass ``torchcross.compat.data.task_source.TaskSource``, also importable as
+    ``torchcross.data.task_source.TaskSource``.)
 
     Examples:
-        >>> class Old(TaskSource):  # a 0.0.6-style subclass
+        >>> class Coins(TaskSource):
         ...     def __init__(self):
-        ...         self.task_target = TaskTarget.BINARY_CLASSIFICATION
-        ...         self.classes = {0: "no", 1: "yes"}
+        ...         self.task_description = TaskDescription("BINARY_CLASSIFICATION", {0: "tails", 1: "heads"})
         ...         self.labels = np.array([[0], [1], [1]])
         ...
         ...     def __getitem__(self, i):
         ...         return i, self.labels[i]
-        >>> src = Old()
-        >>> src.task_description.num_classes, len(src), src.class_counts(neg=True)
-        (2, 3, {0: 2, 1: 1})
-        >>> src.get_num_samples_per_class(), src.get_num_samples_per_class(neg=True)  # 0.0.6's arrays
+        >>> src = Coins()
+        >>> len(src), src.class_counts(neg=True)
+        (3, {0: 2, 1: 1})
+        >>> src.get_num_samples_per_class(), src.get_num_samples_per_class(neg=True)  # as arrays
         (array([2]), array([1]))
     """
 
     task_description: TaskDescription
     labels: Any
-
-    def __getattr__(self, name: str) -> Any:
-        # Only called when normal lookup fails: derive the 0.0.6 attributes from the
-        # description, or the description from the 0.0.6 attributes.
-        if name == "task_description":
-            desc = _derive_description(self)
-            if desc is not None:
-                return desc
-            raise AttributeError(
-                f"{type(self).__name__} object has no attribute 'task_description'; set "
-                "self.task_description = TaskDescription(...) (or task_target and classes) in __init__"
-            )
-        if name in _COMPAT_ATTRS:
-            desc = _plain_attr(self, "task_description")
-            if isinstance(desc, TaskDescription):
-                return getattr(desc, name)
-        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -127,26 +99,6 @@ class TaskSource(Dataset):
         See [`samples_per_class_array()`][torchcross.tasks.labels.samples_per_class_array].
         """
         return samples_per_class_array(canonical_labels(self), self.task_description, neg=neg)
-
-
-def _derive_description(source: Any) -> TaskDescription | None:
-    """Build (and memoise) a description from 0.0.6-style attributes, or return None."""
-    target = _plain_attr(source, "task_target")
-    classes = _plain_attr(source, "classes")
-    if target is _MISSING or classes is _MISSING:
-        return None
-    tid = _plain_attr(source, "task_identifier")
-    did = _plain_attr(source, "domain_identifier")
-    tid = "" if tid in (_MISSING, None) else tid
-    did = "" if did in (_MISSING, None) else did
-    items = tuple(classes.items()) if isinstance(classes, Mapping) else classes
-    key = (target, items, tid, did)
-    memo = source.__dict__.get("_tc_derived_description")
-    if memo is not None and memo[0] == key:
-        return memo[1]
-    desc = TaskDescription(target, classes, tid, did)
-    source.__dict__["_tc_derived_description"] = (key, desc)
-    return desc
 
 
 def canonical_labels(source: Any) -> np.ndarray:
@@ -350,7 +302,7 @@ class SubsetTaskSource(TaskSource):
     those indices; ``get_batch`` is available when the source has one.
 
     Args:
-        task_source: any task source (also 0.0.6-style ones).
+        task_source: any task source.
         indices: ints in ``-len(task_source)..len(task_source)-1``.
 
     Raises:
@@ -391,7 +343,7 @@ class SubsetTaskSource(TaskSource):
                 f"the wrapped {type(inner).__name__} has no get_batch (it is not BatchReadable), so neither "
                 "has this SubsetTaskSource; read examples with source[i]"
             )
-        return super().__getattr__(name)
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
 
 
 class _BatchReadableSubset(SubsetTaskSource):
@@ -448,13 +400,13 @@ class ConcatTaskSource(TaskSource):
 
     def __getattr__(self, name: str) -> Any:
         d = self.__dict__
-        if name in ("task_description", "labels", *_COMPAT_ATTRS) and "task_description" not in d:
+        if name in ("task_description", "labels") and "task_description" not in d:
             ids = [desc.task_identifier for desc in d.get("task_descriptions", ())]
             raise AttributeError(
                 f"ConcatTaskSource of different tasks {ids} has no single {name}; "
                 "use task_descriptions, or the description that comes with each item"
             )
-        return super().__getattr__(name)
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
 
     def __len__(self) -> int:
         return self.cumulative_sizes[-1]

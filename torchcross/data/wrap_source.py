@@ -122,7 +122,7 @@ class WrapTaskSource(TaskSource):
         >>> src.labels.ravel().tolist(), src[0][1].tolist()
         ([1, 0, 1], [1])
         >>> old = WrapTaskSource(data, TaskTarget.BINARY_CLASSIFICATION, {0: "no", 1: "yes"})
-        >>> old.task_target.name, old.class_counts(), old.get_num_samples_per_class()
+        >>> old.task_description.task_target.name, old.class_counts(), old.get_num_samples_per_class()
         ('BINARY_CLASSIFICATION', {0: 1, 1: 2}, array([2]))
     """
 
@@ -188,7 +188,7 @@ class WrapTaskSource(TaskSource):
                 f"the wrapped {type(inner).__name__} has no get_batch (it is not a BatchReadable task "
                 "source), so neither has this WrapTaskSource; read examples with source[i]"
             )
-        return super().__getattr__(name)
+        raise AttributeError(f"{type(self).__name__} object has no attribute {name!r}")
 
 
 class _BatchReadableWrap(WrapTaskSource):

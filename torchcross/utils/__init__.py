@@ -1,56 +1,9 @@
-"""Small helpers: the thread policy, and collate functions kept at their torchcross 0.0.6 import paths.
+"""torchcross 0.0.6's import path: an alias of `torchcross.compat.utils`."""
 
-``recommended_num_threads`` and ``configure_threads`` choose torch's thread
-count from the CPUs the process may actually use (see ``torchcross._threads``).
-`torchcross.utils.collate_fn` re-exports the collate functions of
-[`torchcross.data.collate`][torchcross.data.collate] (``identity``, ``stack``) for code written for 0.0.6,
-such as the ``medimeta`` package.
-"""
-
-from __future__ import annotations
-
-from collections.abc import Sequence
-from typing import Any
-
-import numpy as np
-import torch
-
-from torchcross._threads import (
-    OversubscriptionWarning,
-    available_cpus,
-    configure_threads,
-    recommended_num_threads,
-)
-from torchcross.utils import collate_fn
-
-
-def to_numpy(arg: Any, /) -> np.ndarray:
-    """``arg`` as a NumPy array (torchcross 0.0.6's helper): tensors are detached and copied to
-    the CPU, sequences and sets (sorted) converted element by element, arrays returned as they are.
-
-    Examples:
-        >>> import torch
-        >>> to_numpy([torch.tensor([1, 2]), (3, 4)]).tolist()
-        [[1, 2], [3, 4]]
-        >>> to_numpy({3, 1}).tolist()
-        [1, 3]
-    """
-    if isinstance(arg, np.ndarray):
-        return arg
-    if isinstance(arg, torch.Tensor):
-        return arg.detach().cpu().numpy()
-    if isinstance(arg, (set, frozenset)):
-        return np.array([to_numpy(item) for item in sorted(arg)])
-    if isinstance(arg, Sequence) and not isinstance(arg, (str, bytes)):
-        return np.array([to_numpy(item) for item in arg])
-    return np.array(arg)
-
-
-__all__ = [
-    "OversubscriptionWarning",
-    "available_cpus",
-    "collate_fn",
-    "configure_threads",
-    "recommended_num_threads",
-    "to_numpy",
-]
+import torchcross.utils.collate_fn as collate_fn  # noqa: F401  (this alias module, not compat's)
+from torchcross.compat.utils import OversubscriptionWarning as OversubscriptionWarning
+from torchcross.compat.utils import __all__ as __all__
+from torchcross.compat.utils import available_cpus as available_cpus
+from torchcross.compat.utils import configure_threads as configure_threads
+from torchcross.compat.utils import recommended_num_threads as recommended_num_threads
+from torchcross.compat.utils import to_numpy as to_numpy

@@ -1,13 +1,4 @@
-"""The torchcross 0.0.6 import path of `Expand`; defined in `torchcross.models.expand`.
+"""torchcross 0.0.6's import path: an alias of `torchcross.compat.utils.layers`."""
 
-Examples:
-    >>> import torch
-    >>> Expand(-1, 3, -1, -1)(torch.zeros(1, 1, 2, 2)).shape
-    torch.Size([1, 3, 2, 2])
-"""
-
-from __future__ import annotations
-
-from torchcross.models.expand import Expand
-
-__all__ = ["Expand"]
+from torchcross.compat.utils.layers import *  # noqa: F403
+from torchcross.compat.utils.layers import __all__ as __all__

@@ -1,7 +1,4 @@
-"""torchcross 0.0.6's ``torchcross.cd.heads``: `new_classification_head()`."""
+"""torchcross 0.0.6's import path: an alias of `torchcross.compat.cd.heads`."""
 
-from __future__ import annotations
-
-from torchcross.cd.heads.classification import new_classification_head
-
-__all__ = ["new_classification_head"]
+from torchcross.compat.cd.heads import *  # noqa: F403
+from torchcross.compat.cd.heads import __all__ as __all__

@@ -1,24 +1,4 @@
-"""torchcross 0.0.6's ``torchcross.cd.metrics`` (needs torchmetrics, part of the ``lightning`` extra)."""
+"""torchcross 0.0.6's import path: an alias of `torchcross.compat.cd.metrics`."""
 
-from __future__ import annotations
-
-from torchcross.cd.metrics.classification import (
-    AUROC,
-    Accuracy,
-    IndexedMulticlassAccuracy,
-    IndexedMulticlassAUROC,
-    get_accuracy_func,
-    get_auroc_func,
-)
-from torchcross.cd.metrics.wrappers import CrossDomainMeanWrapper, CrossDomainWrapper
-
-__all__ = [
-    "AUROC",
-    "Accuracy",
-    "CrossDomainMeanWrapper",
-    "CrossDomainWrapper",
-    "IndexedMulticlassAUROC",
-    "IndexedMulticlassAccuracy",
-    "get_accuracy_func",
-    "get_auroc_func",
-]
+from torchcross.compat.cd.metrics import *  # noqa: F403
+from torchcross.compat.cd.metrics import __all__ as __all__

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal, cast
 
 import numpy as np
@@ -26,6 +26,7 @@ from torchcross.datasets.medimeta.folder import (
 )
 from torchcross.datasets.medimeta.paths import check_name
 from torchcross.tasks.labels import normalize_labels
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["MedIMeta"]
 
@@ -361,3 +362,24 @@ class MedIMeta(TaskSource):
     # 0.0.6-style helpers
     get_available_datasets = staticmethod(available_datasets)
     get_available_tasks = staticmethod(available_tasks)
+
+    # medimeta 0.0.6's attribute names: parts of the description
+    @property
+    def task_target(self) -> TaskTarget:
+        """``task_description.task_target``."""
+        return self.task_description.task_target
+
+    @property
+    def classes(self) -> Mapping[int, str]:
+        """``task_description.classes``."""
+        return self.task_description.classes
+
+    @property
+    def task_identifier(self) -> str | None:
+        """``task_description.task_identifier``."""
+        return self.task_description.task_identifier
+
+    @property
+    def domain_identifier(self) -> str | None:
+        """``task_description.domain_identifier``."""
+        return self.task_description.domain_identifier
