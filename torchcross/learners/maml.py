@@ -50,7 +50,6 @@ from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapp
 from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.learners import batching as _batching
 from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
-from torchcross.learners.inner_optimizers import SGD, Adam, LearningRate
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
 from torchcross.learners.policies import (
     HEAD_KEYWORDS,
@@ -62,9 +61,15 @@ from torchcross.learners.policies import (
     split_keywords,
 )
 from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
-from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head, check_logits
+from torchcross.learners.task_adaptation import (
+    HEAD_NAMES,
+    adapt_backbone_and_head,
+    adapted_logits,
+    maml_task_loss,
+)
 from torchcross.learners.task_heads import check_head_width, resolve_head
-from torchcross.nn import head_forward, init_head_params, loss
+from torchcross.learners.transforms import LearningRate, adam, sgd
+from torchcross.nn import init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
@@ -185,7 +190,7 @@ class MAML(nn.Module):
             raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
         inner_optimizer = inner.optimizer
         if isinstance(inner_optimizer, str):
-            inner_optimizer = SGD if inner_optimizer == "sgd" else Adam
+            inner_optimizer = sgd if inner_optimizer == "sgd" else adam
         self._make_optimizer = inner_optimizer
         self.first_order, self.anil = inner.first_order, inner.anil
         self.head_init = (
@@ -267,30 +272,18 @@ class MAML(nn.Module):
         backbone = {k[len(_PREFIX) :]: v for k, v in params.items() if k.startswith(_PREFIX)}
         return forward(self.backbone, backbone, buffers, x, self.batch_norm)
 
-    def _adapt(
-        self,
-        meta: ParamDict,
-        head: ParamDict,
-        xs: Tensor,
-        ys: Tensor,
-        desc: TaskDescription,
-        *,
-        training: bool,
-        use_func: bool = False,
-    ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
-        """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
+    def _adaptation(
+        self, meta: ParamDict, head: ParamDict, *, training: bool, use_func: bool = False
+    ) -> tuple[Callable[[ParamDict, Tensor], Tensor], ParamDict, dict[str, Any]]:
+        """``(features, starting params, adapt_backbone_and_head's other arguments)`` for one task."""
         params, rates = split_meta_sgd_rates(meta)
         lr: LearningRate = self.inner_lr if self.inner_lrs is None else rates
         features = functools.partial(self._features, task_buffers(self.backbone, self.batch_norm))
         backbone = [k for k in params if k.startswith(_PREFIX)]
         trainable = {_PREFIX + k for k, p in self.backbone.named_parameters() if p.requires_grad}
-        adapted = adapt_backbone_and_head(
-            features,
-            {**params, **head},
-            (xs, ys),
-            desc,
-            self._make_optimizer(lr),
-            self.num_inner_steps if training else self.eval_num_inner_steps,
+        options = dict(
+            optimizer=self._make_optimizer(lr),
+            num_steps=self.num_inner_steps if training else self.eval_num_inner_steps,
             backbone=backbone,
             adapt_backbone=[] if self.anil else [k for k in backbone if k in trainable],
             zero_head=self.head_mode == "per_task" and self.head_init == "zero",
@@ -300,22 +293,21 @@ class MAML(nn.Module):
             differentiable=training,
             use_func=use_func,
         )
-        return adapted, features
+        return features, {**params, **head}, options
 
-    def _adapted_logits(
+    def _adapt(
         self,
         meta: ParamDict,
         head: ParamDict,
         xs: Tensor,
         ys: Tensor,
-        xq: Tensor,
         desc: TaskDescription,
         *,
         training: bool,
-        use_func: bool = False,
-    ) -> Tensor:
-        params, features = self._adapt(meta, head, xs, ys, desc, training=training, use_func=use_func)
-        return self._logits(params, features, xq, desc)
+    ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
+        """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
+        features, params, options = self._adaptation(meta, head, training=training)
+        return adapt_backbone_and_head(features, params, (xs, ys), desc, **options), features
 
     def _logits(
         self,
@@ -325,10 +317,7 @@ class MAML(nn.Module):
         desc: TaskDescription,
     ) -> Tensor:
         """Logits of ``x`` under (adapted) ``params``: through the head, or the features without one."""
-        if self.head_mode == "none":
-            return check_logits(features(params, x), desc)
-        head = {"weight": params["head.weight"], "bias": params["head.bias"]}
-        return head_forward(features(params, x), head)
+        return adapted_logits(features, params, x, desc, head=self.head_mode != "none")
 
     def _task_loss(
         self,
@@ -341,8 +330,9 @@ class MAML(nn.Module):
         desc: TaskDescription,
         use_func: bool = False,
     ) -> Tensor:
-        logits = self._adapted_logits(meta, head, xs, ys, xq, desc, training=True, use_func=use_func)
-        return loss(logits, yq, desc)
+        """The task's query loss after adaptation, by the functional path (`maml_task_loss`)."""
+        features, params, options = self._adaptation(meta, head, training=True, use_func=use_func)
+        return maml_task_loss(features, params, (xs, ys), (xq, yq), desc, **options)
 
     # ------------------------------------------------------------------ public API
 
@@ -514,9 +504,10 @@ class MAML(nn.Module):
         xs, ys, xq, _, desc = task_tensors(task)
         meta = self._meta(detach=True)
         with torch.enable_grad(), naming_task(task):
-            logits = self._adapted_logits(
-                meta, self.new_head(desc, self._like()), xs, ys, xq, desc, training=False
+            params, features = self._adapt(
+                meta, self.new_head(desc, self._like()), xs, ys, desc, training=False
             )
+            logits = self._logits(params, features, xq, desc)
         return logits.detach()
 
 
