@@ -1,14 +1,16 @@
 """Learners: adapt to a task's support set, predict its query set.
 
 A pure functional core ([`torchcross.learners.functional`][torchcross.learners.functional]: ``inner_loop``,
-``maml_query_loss``, ``finetune``, ``adapt_backbone_and_head``, ``prototypes``; inner
-optimisers chained from the gradient transformations of
-[`torchcross.learners.transforms`][torchcross.learners.transforms]) and thin classes over it:
+``maml_query_loss``, ``maml_task_loss``, ``finetune``, ``adapt_backbone_and_head``, ``prototypes``; one
+optimiser abstraction, the ``GradientTransformation``, with ``sgd()`` and ``adam()`` chained from the pieces
+of [`torchcross.learners.transforms`][torchcross.learners.transforms]) and thin classes over it, configured
+with two shared values, ``InnerLoop`` (how to adapt) and ``HeadPolicy`` (which head)
+([`torchcross.learners.policies`][torchcross.learners.policies]):
 
 * [`MAML`][torchcross.learners.maml.MAML] / [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]:
   meta-learning across task kinds, with a
   fresh (zero-initialised) head per task, or a meta-learned head for tasks of one width
-  (``head="learned"``, classic MAML); second order, first order, ANIL, Meta-SGD;
+  (``HeadPolicy.learned(N)``, classic MAML); second order, first order, ANIL, Meta-SGD;
 * [`FineTuner`][torchcross.learners.finetuner.FineTuner]: fine-tune a new (or given) head (linear probe) or
   head and backbone per episode;
 * [`ProtoNet`][torchcross.learners.protonet.ProtoNet]: prototypical networks for all four task kinds;
@@ -43,8 +45,14 @@ if TYPE_CHECKING:
     from torchcross.learners.maml import MAML as MAML
     from torchcross.learners.maml import CrossDomainMAML as CrossDomainMAML
     from torchcross.learners.multitask import MultiTaskPretrainer as MultiTaskPretrainer
+    from torchcross.learners.policies import HeadPolicy as HeadPolicy
+    from torchcross.learners.policies import InnerLoop as InnerLoop
     from torchcross.learners.protonet import ProtoNet as ProtoNet
     from torchcross.learners.stateless import BackboneInputError as BackboneInputError
+    from torchcross.learners.transforms import GradientTransformation as GradientTransformation
+    from torchcross.learners.transforms import adam as adam
+    from torchcross.learners.transforms import chain as chain
+    from torchcross.learners.transforms import sgd as sgd
 
 _EXPORTS: dict[str, str] = {
     "MAML": "maml",
@@ -52,6 +60,12 @@ _EXPORTS: dict[str, str] = {
     "FineTuner": "finetuner",
     "ProtoNet": "protonet",
     "MultiTaskPretrainer": "multitask",
+    "InnerLoop": "policies",
+    "HeadPolicy": "policies",
+    "GradientTransformation": "transforms",
+    "chain": "transforms",
+    "sgd": "transforms",
+    "adam": "transforms",
     "SGD": "inner_optimizers",
     "Adam": "inner_optimizers",
     "Conv4": "backbones",

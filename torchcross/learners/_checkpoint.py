@@ -1,14 +1,14 @@
 """Gradient checkpointing of second-order inner steps.
 
-A checkpointed step keeps only its inputs (parameters, the optimiser's tensors such as
-learned learning rates, the optimiser state). Its forward pass runs the step without
+A checkpointed step keeps only its inputs (parameters and the optimiser state, which carries
+the optimiser's tensors such as learned learning rates). Its forward pass runs the step without
 building a graph; the backward pass runs it again with ``create_graph=True`` and
 back-propagates through that recomputation, so at most one step's graph exists at a
 time. ``torch.utils.checkpoint`` is not used here: an inner step differentiates inside
 the checkpointed region, which makes it recompute every step during the forward pass
 as well.
 
-Optimiser and state are taken apart generically (`flatten_tensors()`): any nesting
+The state is taken apart generically (`flatten_tensors()`): any nesting
 of ``NamedTuple`` s, tuples, lists, dicts and frozen dataclasses whose leaves are tensors
 or plain values (numbers, strings, ``None``).
 """
@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from torchcross.learners.inner_optimizers import InnerOptimizer
+from torchcross.learners.transforms import GradientTransformation, apply_updates, holds_tensors_in_state
 
 __all__ = ["Unflatten", "checkpointed_step", "flatten_tensors", "supports_checkpoint"]
 
@@ -87,13 +87,17 @@ def _flattenable(tree: Any) -> bool:
     return True
 
 
-def supports_checkpoint(optimizer: InnerOptimizer, state: Any) -> bool:
+def supports_checkpoint(optimizer: Any, state: Any) -> bool:
     """Whether `checkpointed_step()` can find every tensor of ``optimizer`` and ``state``.
 
-    Optimisers that hide tensors in closures (a
-    [`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer]) are not
-    supported; their steps are checkpointed with ``torch.utils.checkpoint`` instead.
+    A ``GradientTransformation`` qualifies when its update reads tensors from its arguments only
+    ([`holds_tensors_in_state()`][torchcross.learners.transforms.holds_tensors_in_state]: the pieces of
+    [`transforms`][torchcross.learners.transforms] and their chains); other objects (the older
+    inner-optimiser dataclasses) when they can be taken apart. Transformations made elsewhere may hide
+    tensors in closures; their steps are checkpointed with ``torch.utils.checkpoint`` instead.
     """
+    if isinstance(optimizer, GradientTransformation):
+        return holds_tensors_in_state(optimizer) and _flattenable(state)
     return _flattenable(optimizer) and _flattenable(state)
 
 
@@ -133,7 +137,7 @@ class _Step(torch.autograd.Function):
 
 def checkpointed_step(
     loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation,
     names: list[str],
     params: ParamDict,
     state: Any,
@@ -145,24 +149,23 @@ def checkpointed_step(
     outside receive no gradient through a checkpointed step).
     """
     keys = list(params)
-    opt_tensors, rebuild_optimizer = flatten_tensors(optimizer)
     state_tensors, rebuild_state = flatten_tensors(state)
-    n_p, n_opt = len(keys), len(opt_tensors)
+    n_p = len(keys)
     loss_box: list[Tensor] = []
     out_state: list[Unflatten] = []
 
     def run(tensors: list[Tensor], create_graph: bool) -> list[Tensor]:
         p = dict(zip(keys, tensors[:n_p]))
-        opt = rebuild_optimizer(tensors[n_p : n_p + n_opt]) if n_opt else optimizer
         loss = loss_fn(p)
         grads = torch.autograd.grad(loss, [p[n] for n in names], create_graph=create_graph)
-        new, new_state = opt.update(p, dict(zip(names, grads)), rebuild_state(tensors[n_p + n_opt :]))
+        updates, new_state = optimizer.update(dict(zip(names, grads)), rebuild_state(tensors[n_p:]), p)
+        new = apply_updates(p, updates)
         loss_box.append(loss.detach())
         new_state_tensors, rebuild_new_state = flatten_tensors(new_state)
         out_state.append(rebuild_new_state)
         return [new[n] for n in names] + new_state_tensors
 
-    outputs = _Step.apply(run, *params.values(), *opt_tensors, *state_tensors)
+    outputs = _Step.apply(run, *params.values(), *state_tensors)
     new = dict(params)
     new.update(zip(names, outputs[: len(names)]))
     return new, out_state[0](list(outputs[len(names) :])), loss_box[0]

@@ -41,7 +41,8 @@ Examples:
     >>> from torchcross.tasks.task import Task, TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> backbone = mlp(4, (8,))
-    >>> tuner = FineTuner(backbone, backbone.num_features, num_steps=5, lr=0.1)
+    >>> from torchcross.learners.policies import InnerLoop
+    >>> tuner = FineTuner(backbone, backbone.num_features, inner=InnerLoop(lr=0.1, steps=5, optimizer="adam"))
     >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
     >>> task = Task((torch.randn(6, 4), torch.arange(3).repeat(2)), (torch.randn(3, 4), torch.arange(3)), d)
     >>> tuner.predict(task).shape
@@ -50,6 +51,7 @@ Examples:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -62,12 +64,20 @@ from torchcross.learners.divergence import nan_if_diverged
 from torchcross.learners.functional import finetune, forward, task_buffers
 from torchcross.learners.inner_loop import inner_loop
 from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
+from torchcross.learners.policies import (
+    HEAD_KEYWORDS,
+    HeadPolicy,
+    InnerLoop,
+    head_policy_from_keywords,
+    split_keywords,
+)
 from torchcross.learners.task_adaptation import check_logits
 from torchcross.learners.task_heads import check_head_width, resolve_head
+from torchcross.learners.transforms import check_learning_rate
 from torchcross.nn import get_task_kind, head_forward, init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
-__all__ = ["FINETUNE_BATCH_NORM", "FineTuner"]
+__all__ = ["FINETUNER_KEYWORDS", "FINETUNE_BATCH_NORM", "FineTuner"]
 
 ParamDict = dict[str, Tensor]
 
@@ -138,31 +148,80 @@ def _unique_rows(x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
     return reps, inverse
 
 
+FINETUNER_KEYWORDS = ("num_steps", "lr", "optimizer", "weight_decay", "momentum", "head_init", "seed")
+"""FineTuner's older keyword arguments, still accepted: the first five instead of ``inner=``, the last two
+(with ``head`` given as ``"per_task"``, an ``nn.Linear`` or ``None``) instead of a ``HeadPolicy``."""
+
+
+def _finetune_loop(inner: InnerLoop | None, legacy: dict[str, Any]) -> InnerLoop:
+    """``inner`` (checked: fine-tuning has steps, a learning rate and an optimiser), or the one of the older
+    keywords (default: 100 Adam steps of learning rate 1e-3)."""
+    if inner is not None:
+        if not isinstance(inner, InnerLoop):
+            raise TypeError(f"inner must be an InnerLoop(lr=..., steps=...), got {type(inner).__name__}")
+        if legacy:
+            raise TypeError(
+                f"inner=InnerLoop(...) replaces {', '.join(sorted(legacy))}=: pass lr, steps and optimizer "
+                "(e.g. functools.partial(Adam, weight_decay=0.01)) in the InnerLoop"
+            )
+        extra = [f for f in ("eval_steps", "first_order", "anil", "meta_sgd") if getattr(inner, f)]
+        if extra:
+            raise ValueError(
+                f"FineTuner fine-tunes without a graph and meta-learns nothing: InnerLoop {', '.join(extra)} "
+                "must be left out (a linear probe is finetune_backbone=False)"
+            )
+        return inner
+    steps = check_int(legacy.get("num_steps", 100), "num_steps", 0)
+    optimizer = legacy.get("optimizer", "adam")
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    lr = legacy.get("lr", 1e-3)
+    weight_decay, momentum = legacy.get("weight_decay", 0.0), legacy.get("momentum", 0.0)
+    make: Any = optimizer
+    if optimizer == "adam" and weight_decay != 0.0:
+        make = functools.partial(Adam, weight_decay=weight_decay)
+    elif optimizer == "sgd" and (momentum, weight_decay) != (0.0, 0.0):
+        make = functools.partial(SGD, momentum=momentum, weight_decay=weight_decay)
+    check_learning_rate(lr)  # the optimiser's other settings are checked when FineTuner builds it
+    return InnerLoop(lr, steps, optimizer=make)
+
+
 class FineTuner(nn.Module):
     """Fine-tune a new head (and optionally the backbone) on each episode's support set.
 
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width.
-        num_steps: full-batch optimisation steps on the support set.
-        lr: learning rate.
-        optimizer: ``"adam"`` or ``"sgd"`` (as ``torch.optim``; ``momentum`` for SGD).
+        inner: the fine-tuning run ([`InnerLoop`][torchcross.learners.policies.InnerLoop]): ``steps``
+            full-batch steps on the support set of learning rate ``lr`` with ``optimizer`` (``"adam"``,
+            ``"sgd"`` or a callable ``lr -> optimiser``, e.g. ``functools.partial(SGD, momentum=0.9)``).
+            Default: ``InnerLoop(lr=1e-3, steps=100, optimizer="adam")``.
         finetune_backbone: also train (a copy of) the backbone; ``False`` is a linear probe.
-        head: ``"per_task"`` (default): a new head per episode; an
-            ``nn.Linear(num_backbone_features, N)``: every episode starts from a copy of it
-            (the module is never modified; every episode must have ``N`` outputs); ``None``:
-            no head, the backbone outputs the logits (needs ``finetune_backbone=True``).
-        head_init: ``"zero"`` (default) or ``"kaiming"`` (from a generator seeded with ``seed``),
-            for per-episode heads only.
+        head: a [`HeadPolicy`][torchcross.learners.policies.HeadPolicy]: ``HeadPolicy()`` (default): a new
+            head per episode (``init="kaiming"``: drawn from a generator seeded with ``seed``);
+            ``HeadPolicy.learned(module=nn.Linear(num_backbone_features, N))``: every episode starts from a
+            copy of it (the module is never modified; every episode must have ``N`` outputs);
+            ``HeadPolicy.none()``: no head, the backbone outputs the logits (needs
+            ``finetune_backbone=True``).
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
-        weight_decay: L2 penalty.
-        momentum: SGD momentum.
         feature_batch_size: inputs per backbone call in
             [`predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many].
-        seed: seed of the head generator.
+        **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
+            ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
+            ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
 
     Raises:
         ValueError: a bad argument, naming it.
+        TypeError: an unknown keyword; ``inner`` together with the older keywords it replaces.
+
+    Examples:
+        >>> from torchcross.learners.backbones import mlp
+        >>> from torchcross.learners.policies import HeadPolicy, InnerLoop
+        >>> tuner = FineTuner(
+        ...     mlp(4, (8,)), 8, inner=InnerLoop(lr=0.1, steps=5), head=HeadPolicy(init="kaiming")
+        ... )
+        >>> tuner.num_steps, tuner.head_init
+        (5, 'kaiming')
     """
 
     def __init__(
@@ -170,33 +229,42 @@ class FineTuner(nn.Module):
         backbone: nn.Module,
         num_backbone_features: int,
         *,
-        num_steps: int = 100,
-        lr: float = 1e-3,
-        optimizer: Literal["adam", "sgd"] = "adam",
+        inner: InnerLoop | None = None,
         finetune_backbone: bool = False,
-        head: Literal["per_task"] | nn.Linear | None = "per_task",
-        head_init: Literal["zero", "kaiming"] | None = None,
+        head: HeadPolicy | Literal["per_task"] | nn.Linear | None = "per_task",
         batch_norm: Literal["frozen", "batch", "support"] = "frozen",
-        weight_decay: float = 0.0,
-        momentum: float = 0.0,
         feature_batch_size: int = 256,
-        seed: int = 0,
+        **legacy: Any,
     ) -> None:
         super().__init__()
+        legacy = split_keywords(legacy, FINETUNER_KEYWORDS, "FineTuner")
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
-        num_steps = check_int(num_steps, "num_steps", 0)
-        if optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
-        if isinstance(head, str) and head == "learned":
+        inner = _finetune_loop(inner, {k: v for k, v in legacy.items() if k not in HEAD_KEYWORDS})
+        head_keywords = {k: v for k, v in legacy.items() if k in HEAD_KEYWORDS}
+        if isinstance(head, HeadPolicy):
+            if head_keywords:
+                raise TypeError(
+                    f"head=HeadPolicy(...) replaces {', '.join(sorted(head_keywords))}=: put them in the "
+                    "HeadPolicy (init=, seed=)"
+                )
+            head_arg, _, head_init, seed = head.keywords()
+        else:
+            head_arg, head_init, seed = head, head_keywords.get("head_init"), head_keywords.get("seed", 0)
+        if isinstance(head_arg, str) and head_arg == "learned":
             raise ValueError(
                 "FineTuner meta-learns nothing, so it has no head='learned'; pass the nn.Linear to start "
                 "every episode from (e.g. head=maml.head of a MAML with a learned head)"
             )
         like = next(backbone.parameters(), torch.zeros(()))
         self.head_mode, given = resolve_head(
-            head, num_backbone_features, num_outputs=None, head_init=head_init, seed=seed, like=like
+            head_arg, num_backbone_features, num_outputs=None, head_init=head_init, seed=seed, like=like
+        )
+        self.head_policy = (
+            head
+            if isinstance(head, HeadPolicy)
+            else head_policy_from_keywords(head_arg, None, head_init, seed, given)
         )
         if self.head_mode == "none" and not finetune_backbone:
             raise ValueError(
@@ -209,12 +277,13 @@ class FineTuner(nn.Module):
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
         self.head: nn.Linear | None = given
-        self.head_init = None if self.head_mode != "per_task" else (head_init or "zero")
-        self.num_steps, self.finetune_backbone = num_steps, bool(finetune_backbone)
+        self.head_init = None if self.head_mode != "per_task" else self.head_policy.init
+        self.inner, self.num_steps, self.finetune_backbone = inner, inner.steps, bool(finetune_backbone)
         self.batch_norm, self.feature_batch_size, self.seed = batch_norm, feature_batch_size, seed
-        self.inner_optimizer: InnerOptimizer = (
-            Adam(lr, weight_decay=weight_decay) if optimizer == "adam" else SGD(lr, momentum, weight_decay)
-        )
+        make = inner.optimizer
+        if isinstance(make, str):
+            make = Adam if make == "adam" else SGD
+        self.inner_optimizer: InnerOptimizer = make(inner.lr)
         self._generators: dict[str, torch.Generator] = {}
 
     def _new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:

@@ -16,13 +16,16 @@ The pieces live in modules named for what they do; this module gathers them:
   [`inner_loop()`][torchcross.learners.functional.inner_loop] (second order, first order,
   plain fine-tuning), [`maml_query_loss()`][torchcross.learners.functional.maml_query_loss],
   [`finetune()`][torchcross.learners.functional.finetune];
-* [`inner_optimizers`][torchcross.learners.inner_optimizers] and
-  [`transforms`][torchcross.learners.transforms]:
-  [`SGD`][torchcross.learners.inner_optimizers.SGD], [`Adam`][torchcross.learners.inner_optimizers.Adam] and
-  the gradient transformations they are chained from;
+* [`transforms`][torchcross.learners.transforms]: the one optimiser abstraction, the
+  ``GradientTransformation`` (``update(updates, state, params)``), with
+  [`sgd()`][torchcross.learners.transforms.sgd], [`adam()`][torchcross.learners.transforms.adam] and the
+  pieces they are chained from ([`inner_optimizers`][torchcross.learners.inner_optimizers] keeps the older
+  ``SGD`` and ``Adam`` objects working);
 * [`task_adaptation`][torchcross.learners.task_adaptation]:
   [`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head], MAML's
-  inner loop over a backbone and a task head, with the zero-head shortcuts;
+  inner loop over a backbone and a task head, with the zero-head shortcuts, and
+  [`maml_task_loss()`][torchcross.learners.task_adaptation.maml_task_loss], the task loss
+  [`MAML`][torchcross.learners.maml.MAML] trains on;
 * [`meta_sgd`][torchcross.learners.meta_sgd]: learned inner learning rates in a flat
   parameter dict;
 * [`prototypes()`][torchcross.learners.functional.prototypes] and
@@ -31,7 +34,7 @@ The pieces live in modules named for what they do; this module gathers them:
 Examples:
     >>> import torch
     >>> w = torch.tensor([2.0], requires_grad=True)
-    >>> adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": w}, SGD(lr=0.25), num_steps=1).params
+    >>> adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": w}, sgd(0.25), num_steps=1).params
     >>> adapted["w"]  # 2 - 0.25 * 4, still a function of w
     tensor([1.], grad_fn=<AddBackward0>)
     >>> torch.autograd.grad(adapted["w"].sum(), w)[0]  # d/dw (w - 0.25 * 2w) = 0.5
@@ -50,6 +53,7 @@ from torchcross.learners.inner_optimizers import (
     SGDState,
     SkipsZeroGradients,
     TransformOptimizer,
+    as_transformation,
 )
 from torchcross.learners.meta_sgd import (
     META_SGD_PREFIX,
@@ -59,17 +63,19 @@ from torchcross.learners.meta_sgd import (
     with_meta_sgd_rates,
 )
 from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
-from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head
+from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head, maml_task_loss
 from torchcross.learners.transforms import (
     EmptyState,
     GradientTransformation,
     ScaleByAdamState,
     TraceState,
+    adam,
     add_decayed_weights,
     apply_updates,
     chain,
     scale_by_adam,
     scale_by_learning_rate,
+    sgd,
     trace,
 )
 
@@ -90,8 +96,10 @@ __all__ = [
     "SkipsZeroGradients",
     "TraceState",
     "TransformOptimizer",
+    "adam",
     "adapt_backbone_and_head",
     "add_decayed_weights",
+    "as_transformation",
     "apply_updates",
     "chain",
     "finetune",
@@ -99,11 +107,13 @@ __all__ = [
     "init_meta_sgd_rates",
     "inner_loop",
     "maml_query_loss",
+    "maml_task_loss",
     "prototype_logits",
     "prototypes",
     "meta_sgd_key",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "sgd",
     "split_meta_sgd_rates",
     "task_buffers",
     "trace",

@@ -10,9 +10,9 @@ Inner loops are loss-agnostic: they take ``loss_fn(params) -> scalar``. Three mo
 
 Examples:
     >>> import torch
-    >>> from torchcross.learners.inner_optimizers import SGD
+    >>> from torchcross.learners.transforms import sgd
     >>> w = torch.tensor([2.0], requires_grad=True)
-    >>> adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": w}, SGD(lr=0.25), num_steps=1).params
+    >>> adapted = inner_loop(lambda p: (p["w"] ** 2).sum(), {"w": w}, sgd(0.25), num_steps=1).params
     >>> adapted["w"]  # 2 - 0.25 * 4, still a function of w
     tensor([1.], grad_fn=<AddBackward0>)
 """
@@ -28,12 +28,27 @@ from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from torchcross._checks import check_int
 from torchcross.learners._checkpoint import checkpointed_step, supports_checkpoint
-from torchcross.learners.inner_optimizers import InnerOptimizer, TransformOptimizer
-from torchcross.learners.transforms import GradientTransformation
+from torchcross.learners.inner_optimizers import InnerOptimizer, as_transformation
+from torchcross.learners.transforms import GradientTransformation, apply_updates
 
-__all__ = ["InnerLoopResult", "finetune", "inner_loop", "maml_query_loss"]
+__all__ = ["InnerLoopResult", "finetune", "inner_loop", "maml_query_loss", "transform_step"]
 
 ParamDict = dict[str, Tensor]
+
+
+def transform_step(
+    transform: GradientTransformation, params: Mapping[str, Tensor], grads: Mapping[str, Tensor], state: Any
+) -> tuple[ParamDict, Any]:
+    """One optimiser step: ``params`` plus ``transform``'s updates of ``grads``, and the new state.
+
+    Examples:
+        >>> from torchcross.learners.transforms import sgd
+        >>> t = sgd(0.5)
+    >>> transform_step(t, {"w": torch.tensor([1.0])}, {"w": torch.tensor([2.0])}, t.init({}))[0]
+        {'w': tensor([0.])}
+    """
+    updates, state = transform.update(grads, state, params)
+    return apply_updates(params, updates), state
 
 
 class InnerLoopResult(NamedTuple):
@@ -66,7 +81,7 @@ def _adapt_names(params: Mapping[str, Tensor], adapt: Collection[str] | None) ->
 
 def _autograd_step(
     loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation,
     names: list[str],
     create_graph: bool,
     params: ParamDict,
@@ -74,13 +89,13 @@ def _autograd_step(
 ) -> tuple[ParamDict, Any, Tensor]:
     loss = loss_fn(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
-    new, state = optimizer.update(params, dict(zip(names, grads)), state)
+    new, state = transform_step(optimizer, params, dict(zip(names, grads)), state)
     return new, state, loss.detach()
 
 
 def _plain_step(
     loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation,
     names: list[str],
     params: ParamDict,
     state: Any,
@@ -90,15 +105,15 @@ def _plain_step(
     loss = loss_fn(params)
     grads = torch.autograd.grad(loss, [params[n] for n in names])
     with torch.no_grad():
-        new, state = optimizer.update(
-            {k: v.detach() for k, v in params.items()}, dict(zip(names, grads)), state
+        new, state = transform_step(
+            optimizer, {k: v.detach() for k, v in params.items()}, dict(zip(names, grads)), state
         )
     return new, state, loss.detach()
 
 
 def _func_step(
     loss_fn: Callable[[ParamDict], Tensor],
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation,
     names: list[str],
     first_order: bool,
     params: ParamDict,
@@ -112,14 +127,14 @@ def _func_step(
     grads, loss = torch.func.grad_and_value(sub_loss)({n: params[n] for n in names})
     if first_order:
         grads = {k: g.detach() for k, g in grads.items()}
-    new, state = optimizer.update(params, grads, state)
+    new, state = transform_step(optimizer, params, grads, state)
     return new, state, loss.detach()
 
 
 def inner_loop(
     loss_fn: Callable[[ParamDict], Tensor],
     params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer | GradientTransformation,
+    optimizer: GradientTransformation | InnerOptimizer,
     num_steps: int,
     *,
     adapt: Collection[str] | None = None,
@@ -134,9 +149,11 @@ def inner_loop(
     Args:
         loss_fn: ``params -> scalar loss`` (it receives all parameters).
         params: the starting parameters; never modified.
-        optimizer: an inner optimiser ([`SGD`][torchcross.learners.inner_optimizers.SGD],
-            [`Adam`][torchcross.learners.inner_optimizers.Adam]), or a gradient
-            transformation (``chain(...)``), whose updates are added to the parameters.
+        optimizer: a gradient transformation ([`sgd()`][torchcross.learners.transforms.sgd],
+            [`adam()`][torchcross.learners.transforms.adam], ``chain(...)``), whose updates are added to the
+            parameters. The older objects ([`SGD`][torchcross.learners.inner_optimizers.SGD],
+            [`Adam`][torchcross.learners.inner_optimizers.Adam]) are still accepted
+            ([`as_transformation()`][torchcross.learners.inner_optimizers.as_transformation]).
         num_steps: number of steps (0 returns ``params`` unchanged).
         adapt: names of the parameters to update (default: all); the others are
             held fixed but still receive outer gradients through ``loss_fn``.
@@ -155,15 +172,14 @@ def inner_loop(
         An [`InnerLoopResult`][torchcross.learners.functional.InnerLoopResult] ``(params, state, losses)``.
 
     Examples:
-        >>> from torchcross.learners.inner_optimizers import SGD
+        >>> from torchcross.learners.transforms import sgd
         >>> p = {"w": torch.tensor([3.0])}
-        >>> r = inner_loop(lambda q: (q["w"] ** 2).sum(), p, SGD(lr=0.5), 2, differentiable=False)
+        >>> r = inner_loop(lambda q: (q["w"] ** 2).sum(), p, sgd(0.5), 2, differentiable=False)
         >>> r.params["w"], r.losses
         (tensor([0.]), tensor([9., 0.]))
     """
     _check_steps(num_steps)
-    if isinstance(optimizer, GradientTransformation):
-        optimizer = TransformOptimizer(optimizer)
+    optimizer = as_transformation(optimizer)
     names = _adapt_names(params, adapt)
     current: ParamDict = dict(params)
     if state is None:
@@ -208,7 +224,7 @@ def maml_query_loss(
     support_loss: Callable[[ParamDict], Tensor],
     query_loss: Callable[[ParamDict], Tensor],
     params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer | GradientTransformation,
+    optimizer: GradientTransformation | InnerOptimizer,
     num_steps: int,
     **inner_kwargs: Any,
 ) -> Tensor:
@@ -219,9 +235,9 @@ def maml_query_loss(
     the meta-gradient.
 
     Examples:
-        >>> from torchcross.learners.inner_optimizers import SGD
+        >>> from torchcross.learners.transforms import sgd
         >>> w = torch.tensor([1.0], requires_grad=True)
-        >>> q = maml_query_loss(lambda p: (p["w"] ** 2).sum(), lambda p: p["w"].sum(), {"w": w}, SGD(0.25), 1)
+        >>> q = maml_query_loss(lambda p: (p["w"] ** 2).sum(), lambda p: p["w"].sum(), {"w": w}, sgd(0.25), 1)
         >>> q, torch.autograd.grad(q, w)[0]
         (tensor(0.5000, grad_fn=<SumBackward0>), tensor([0.5000]))
     """
@@ -232,7 +248,7 @@ def maml_query_loss(
 def finetune(
     loss_fn: Callable[[ParamDict], Tensor],
     params: Mapping[str, Tensor],
-    optimizer: InnerOptimizer | GradientTransformation,
+    optimizer: GradientTransformation | InnerOptimizer,
     num_steps: int,
     *,
     adapt: Collection[str] | None = None,
@@ -241,8 +257,8 @@ def finetune(
     detached parameters.
 
     Examples:
-        >>> from torchcross.learners.inner_optimizers import SGD
-        >>> finetune(lambda p: ((p["w"] - 4) ** 2).sum(), {"w": torch.zeros(1)}, SGD(0.25), 3)["w"]
+        >>> from torchcross.learners.transforms import sgd
+        >>> finetune(lambda p: ((p["w"] - 4) ** 2).sum(), {"w": torch.zeros(1)}, sgd(0.25), 3)["w"]
         tensor([3.5000])
     """
     return inner_loop(loss_fn, params, optimizer, num_steps, adapt=adapt, differentiable=False).params

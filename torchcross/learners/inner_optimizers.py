@@ -1,7 +1,12 @@
-"""Differentiable inner optimisers: [`SGD`][torchcross.learners.inner_optimizers.SGD] and
-[`Adam`][torchcross.learners.inner_optimizers.Adam], composed from gradient transformations.
+"""The older inner-optimiser objects, kept working: [`SGD`][torchcross.learners.inner_optimizers.SGD] and
+[`Adam`][torchcross.learners.inner_optimizers.Adam] describe the chains that
+[`sgd()`][torchcross.learners.transforms.sgd] and [`adam()`][torchcross.learners.transforms.adam] build.
 
-An inner optimiser is a pair of pure functions on parameter dicts,
+Inner loops take one kind of optimiser, a
+[`GradientTransformation`][torchcross.learners.transforms.GradientTransformation] (``update(updates, state,
+params)``); [`as_transformation()`][torchcross.learners.inner_optimizers.as_transformation] turns the objects
+of this module into one (their ``transform``). Deprecated, still accepted: an inner optimiser as a pair of
+pure functions on parameter dicts,
 ``init(params) -> state`` and ``update(params, grads, state) -> (new params, new state)``
 ([`InnerOptimizer`][torchcross.learners.inner_optimizers.InnerOptimizer]).
 [`SGD`][torchcross.learners.inner_optimizers.SGD] and [`Adam`][torchcross.learners.inner_optimizers.Adam] are
@@ -21,7 +26,7 @@ starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Witho
 
 Examples:
     >>> import torch
-    >>> opt = SGD(lr=0.5)
+    >>> opt = SGD(lr=0.5)  # sgd(0.5) is the GradientTransformation it applies
     >>> params = {"w": torch.tensor([1.0, 2.0])}
     >>> new, state = opt.update(params, {"w": torch.tensor([2.0, 2.0])}, opt.init(params))
     >>> new["w"]
@@ -41,13 +46,10 @@ from torchcross.learners.transforms import (
     LearningRate,
     ScaleByAdamState,
     TraceState,
-    add_decayed_weights,
+    adam,
     apply_updates,
-    chain,
     check_learning_rate,
-    scale_by_adam,
-    scale_by_learning_rate,
-    trace,
+    sgd,
 )
 
 __all__ = [
@@ -56,6 +58,7 @@ __all__ = [
     "AdamState",
     "InnerOptimizer",
     "LearningRate",
+    "as_transformation",
     "SGDState",
     "TransformOptimizer",
     "SkipsZeroGradients",
@@ -117,7 +120,7 @@ class TransformOptimizer:
 
     Examples:
         >>> import torch
-        >>> from torchcross.learners.transforms import scale_by_learning_rate, trace
+        >>> from torchcross.learners.transforms import chain, scale_by_learning_rate, trace
         >>> opt = TransformOptimizer(chain(trace(0.9), scale_by_learning_rate(0.5)))
         >>> p = {"w": torch.tensor([1.0])}
         >>> opt.update(p, {"w": torch.tensor([2.0])}, opt.init(p))[0]
@@ -171,9 +174,7 @@ class SGD:
 
         ``chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))``
         """
-        return chain(
-            add_decayed_weights(self.weight_decay), trace(self.momentum), scale_by_learning_rate(self.lr)
-        )
+        return sgd(self.lr, self.momentum, self.weight_decay)
 
     @property
     def first_step_skips_zero_gradients(self) -> bool:
@@ -232,11 +233,7 @@ class Adam:
 
         ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``
         """
-        return chain(
-            add_decayed_weights(self.weight_decay),
-            scale_by_adam(self.betas[0], self.betas[1], self.eps),
-            scale_by_learning_rate(self.lr),
-        )
+        return adam(self.lr, self.betas, self.eps, self.weight_decay)
 
     @property
     def first_step_skips_zero_gradients(self) -> bool:
@@ -253,3 +250,50 @@ class Adam:
     ) -> tuple[ParamDict, AdamState]:
         """One Adam step for every parameter in ``grads``."""
         return _step(self.transform, params, grads, state)
+
+
+def _wrap(optimizer: Any) -> GradientTransformation:
+    """A GradientTransformation over an object with ``update(params, grads, state)``: its updates are the
+    differences of the new parameters and the old ones (equal up to rounding)."""
+
+    def init(params: Mapping[str, Tensor]) -> Any:
+        return optimizer.init(params)
+
+    def update(
+        updates: Mapping[str, Tensor], state: Any, params: Mapping[str, Tensor]
+    ) -> tuple[ParamDict, Any]:
+        new, state = optimizer.update(params, updates, state)
+        return {k: new[k] - params[k] for k in updates}, state
+
+    return GradientTransformation(init, update)
+
+
+def as_transformation(optimizer: Any) -> GradientTransformation:
+    """``optimizer`` as the one optimiser abstraction of inner loops, a ``GradientTransformation``.
+
+    A ``GradientTransformation`` is returned as it is; [`SGD`][torchcross.learners.inner_optimizers.SGD],
+    [`Adam`][torchcross.learners.inner_optimizers.Adam] and
+    [`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer] give their ``transform``
+    (the same steps, bit for bit); any other object with ``init(params)`` and ``update(params, grads,
+    state)`` (the deprecated `InnerOptimizer` form) is wrapped, its updates being the differences of the
+    parameters it returns (equal up to rounding).
+
+    Raises:
+        TypeError: ``optimizer`` is none of these.
+
+    Examples:
+        >>> import torch
+        >>> as_transformation(SGD(0.1)).update({"w": torch.ones(1)}, SGD(0.1).init({}), {})[0]
+        {'w': tensor([-0.1000])}
+    """
+    if isinstance(optimizer, GradientTransformation):
+        return optimizer
+    transform = getattr(optimizer, "transform", None)
+    if isinstance(transform, GradientTransformation):
+        return transform
+    if callable(getattr(optimizer, "init", None)) and callable(getattr(optimizer, "update", None)):
+        return _wrap(optimizer)
+    raise TypeError(
+        f"an inner optimiser must be a GradientTransformation (e.g. sgd(lr), adam(lr) or chain(...) from "
+        f"torchcross.learners.transforms), got {type(optimizer).__name__}"
+    )

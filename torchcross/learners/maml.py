@@ -24,7 +24,8 @@ Examples:
     >>> from torchcross.tasks.task import Task, TaskDescription
     >>> from torchcross.learners.backbones import mlp
     >>> backbone = mlp(4, (8,))
-    >>> maml = MAML(backbone, backbone.num_features, inner_lr=0.1, num_inner_steps=2)
+    >>> from torchcross.learners.policies import InnerLoop
+    >>> maml = MAML(backbone, backbone.num_features, inner=InnerLoop(lr=0.1, steps=2))
     >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
     >>> task = Task(
     ...     (torch.randn(6, 4), torch.tensor([0, 1] * 3)), (torch.randn(4, 4), torch.tensor([0, 1] * 2)), d
@@ -39,7 +40,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import torch
 from torch import Tensor, nn
@@ -49,12 +50,26 @@ from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapp
 from torchcross.distributed.seeds import derived_seed, rank_and_world_size
 from torchcross.learners import batching as _batching
 from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
-from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, LearningRate
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
+from torchcross.learners.policies import (
+    HEAD_KEYWORDS,
+    INNER_LOOP_KEYWORDS,
+    HeadPolicy,
+    InnerLoop,
+    head_policy_from_keywords,
+    inner_loop_from_keywords,
+    split_keywords,
+)
 from torchcross.learners.stateless import BATCH_NORM_POLICIES, forward, task_buffers
-from torchcross.learners.task_adaptation import HEAD_NAMES, adapt_backbone_and_head, check_logits
+from torchcross.learners.task_adaptation import (
+    HEAD_NAMES,
+    adapt_backbone_and_head,
+    adapted_logits,
+    maml_task_loss,
+)
 from torchcross.learners.task_heads import check_head_width, resolve_head
-from torchcross.nn import head_forward, init_head_params, loss
+from torchcross.learners.transforms import LearningRate, adam, sgd
+from torchcross.nn import init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
@@ -68,52 +83,50 @@ class MAML(nn.Module):
 
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
-        num_backbone_features: feature width (sizes each task's head; with ``head=None`` the
+        num_backbone_features: feature width (sizes each task's head; with no head the
             number of logits).
-        inner_lr: inner-loop learning rate (initial value of the learned ones with ``meta_sgd``).
-        num_inner_steps: inner steps during meta-training.
-        eval_num_inner_steps: inner steps in [`predict()`][torchcross.learners.maml.MAML.predict] (default:
-            ``num_inner_steps``).
-        first_order: detach inner gradients (FOMAML).
-        anil: adapt only the head in the inner loop (the backbone still gets meta-gradients).
-        head: ``"per_task"`` (default): a new head for every task; ``"learned"``: one
-            meta-learned head of width ``num_outputs``; an ``nn.Linear(num_backbone_features,
-            N)``: that module as the meta-learned head; ``None``: no head, the backbone outputs
-            the logits. A learned head is the module's ``head`` attribute (state_dict keys
-            ``"head.weight"``, ``"head.bias"``). With a learned head or none, every task must
-            have the head's width of outputs
-            ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]).
-        num_outputs: the width of a ``head="learned"`` head (only with it).
-        head_init: ``"zero"`` (the default) or ``"kaiming"``, for the heads this module makes. Per-task
-            ``"kaiming"`` heads are drawn from a generator seeded with ``(seed, head_step, slot)``, where the
-            buffer ``head_step`` counts training calls
-            ([`meta_loss()`][torchcross.learners.maml.MAML.meta_loss],
+        inner: the inner loop ([`InnerLoop`][torchcross.learners.policies.InnerLoop]): learning rate (the
+            starting value of the learned ones with ``meta_sgd``), steps in training and in
+            [`predict()`][torchcross.learners.maml.MAML.predict] (``eval_steps``), ``first_order`` (FOMAML),
+            ``anil`` (adapt only the head; the backbone still gets meta-gradients), ``meta_sgd`` (learn
+            per-element inner learning rates for the backbone and one per per-task head tensor, or per element
+            for a learned head; parameters of this module, ``inner_lrs``) and ``optimizer`` (``"sgd"``,
+            ``"adam"`` or a callable ``lr -> optimiser``).
+        head: a [`HeadPolicy`][torchcross.learners.policies.HeadPolicy]: ``HeadPolicy()`` (default): a new
+            head for every task; ``HeadPolicy.learned(N)``: one meta-learned head of width ``N``;
+            ``HeadPolicy.learned(module=nn.Linear(num_backbone_features, N))``: that module as the
+            meta-learned head; ``HeadPolicy.none()``: no head, the backbone outputs the logits. A learned head
+            is the module's ``head`` attribute (state_dict keys ``"head.weight"``, ``"head.bias"``). With a
+            learned head or none, every task must have the head's width of outputs
+            ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]). Per-task ``"kaiming"`` heads
+            are drawn from a generator seeded with ``(seed, head_step, slot)``, where the buffer ``head_step``
+            counts training calls ([`meta_loss()`][torchcross.learners.maml.MAML.meta_loss],
             [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]; saved in ``state_dict``) and
             ``slot`` is the task's position in the global meta-batch (``rank * len(tasks) + i`` under
-            ``torch.distributed``), so distributed and resumed runs draw the heads of one process. A
-            ``"learned"`` head is drawn once, from ``seed``. Not accepted with a given module or
-            ``head=None``.
-        inner_optimizer: ``"sgd"``, ``"adam"``, or a callable ``lr -> InnerOptimizer``.
-        meta_sgd: learn per-element inner learning rates for the backbone and one per head
-            tensor (per-task heads change size between tasks; a learned head gets
-            per-element rates too); they are parameters of this module.
+            ``torch.distributed``), so distributed and resumed runs draw the heads of one process. A learned
+            head is drawn once, from ``seed``.
         batch_norm: ``"batch"`` or ``"frozen"`` (see module doc).
         checkpoint: recompute inner steps in the backward pass (less memory, more time).
         batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how
             [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] runs
             equally shaped tasks of one description (see `torchcross.learners.batching`).
-        seed: seed of the generator for ``"kaiming"`` heads.
+        **legacy: the older keywords, still accepted: ``inner_lr``, ``num_inner_steps``,
+            ``eval_num_inner_steps``, ``first_order``, ``anil``, ``meta_sgd``, ``inner_optimizer`` (instead
+            of ``inner``), and with ``head`` given as ``"per_task"``, ``"learned"``, an ``nn.Linear`` or
+            ``None``: ``num_outputs``, ``head_init`` and ``seed``.
 
     Raises:
         ValueError: a bad argument, naming it.
-        TypeError: a ``head`` that is neither a string, an ``nn.Linear`` nor ``None``.
+        TypeError: a ``head`` that is neither a ``HeadPolicy``, a string, an ``nn.Linear`` nor ``None``; an
+            unknown keyword; ``inner`` together with the older inner-loop keywords.
 
     Examples:
         Classic MAML on 5-way tasks, the head meta-learned with the backbone:
 
         >>> from torchcross.learners.backbones import mlp
+        >>> from torchcross.learners.policies import HeadPolicy, InnerLoop
         >>> backbone = mlp(4, (8,))
-        >>> maml = MAML(backbone, 8, inner_lr=0.1, num_inner_steps=1, head="learned", num_outputs=5)
+        >>> maml = MAML(backbone, 8, inner=InnerLoop(lr=0.1, steps=1), head=HeadPolicy.learned(5))
         >>> sorted(k for k in maml.state_dict() if k.startswith("head."))
         ['head.bias', 'head.weight']
     """
@@ -125,37 +138,36 @@ class MAML(nn.Module):
         backbone: nn.Module,
         num_backbone_features: int,
         *,
-        inner_lr: float,
-        num_inner_steps: int,
-        eval_num_inner_steps: int | None = None,
-        first_order: bool = False,
-        anil: bool = False,
-        head: Literal["per_task", "learned"] | nn.Linear | None = "per_task",
-        num_outputs: int | None = None,
-        head_init: Literal["zero", "kaiming"] | None = None,
-        inner_optimizer: str | Callable[[LearningRate], InnerOptimizer] = "sgd",
-        meta_sgd: bool = False,
+        inner: InnerLoop | None = None,
+        head: HeadPolicy | Literal["per_task", "learned"] | nn.Linear | None = "per_task",
         batch_norm: Literal["batch", "frozen"] = "batch",
         checkpoint: bool = False,
         batching: Literal["auto", "loop", "vmap"] = "auto",
-        seed: int = 0,
+        **legacy: Any,
     ) -> None:
         super().__init__()
+        legacy = split_keywords(legacy, (*INNER_LOOP_KEYWORDS, *HEAD_KEYWORDS), type(self).__name__)
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         self.backbone = backbone
         self.num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
-        if isinstance(inner_lr, bool) or not isinstance(inner_lr, (int, float)) or inner_lr < 0:
-            raise ValueError(f"inner_lr must be a non-negative float, got {inner_lr!r}")
-        self.inner_lr = float(inner_lr)
-        self.num_inner_steps = check_int(num_inner_steps, "num_inner_steps", 0)
-        self.eval_num_inner_steps = (
-            num_inner_steps
-            if eval_num_inner_steps is None
-            else check_int(eval_num_inner_steps, "eval_num_inner_steps", 0)
-        )
+        inner = _inner_loop(inner, {k: v for k, v in legacy.items() if k in INNER_LOOP_KEYWORDS})
+        self.inner = inner
+        self.inner_lr, self.num_inner_steps = inner.lr, inner.steps
+        self.eval_num_inner_steps = inner.num_eval_steps
+        head_keywords = {k: v for k, v in legacy.items() if k in HEAD_KEYWORDS}
+        if isinstance(head, HeadPolicy):
+            if head_keywords:
+                raise TypeError(
+                    f"head=HeadPolicy(...) replaces {', '.join(sorted(head_keywords))}=: put them in the "
+                    "HeadPolicy (init=, seed=, width=)"
+                )
+            head_arg, num_outputs, head_init, seed = head.keywords()
+        else:
+            head_arg, seed = head, head_keywords.get("seed", 0)
+            num_outputs, head_init = head_keywords.get("num_outputs"), head_keywords.get("head_init")
         self.head_mode, learned = resolve_head(
-            head,
+            head_arg,
             self.num_backbone_features,
             num_outputs=num_outputs,
             head_init=head_init,
@@ -163,7 +175,12 @@ class MAML(nn.Module):
             like=self._like(),
         )
         self.head: nn.Linear | None = learned
-        if anil and self.head_mode == "none":
+        self.head_policy = (
+            head
+            if isinstance(head, HeadPolicy)
+            else head_policy_from_keywords(head_arg, num_outputs, head_init, seed, learned)
+        )
+        if inner.anil and self.head_mode == "none":
             raise ValueError(
                 "anil=True adapts only the head, and head=None has none; pass a head or anil=False"
             )
@@ -171,19 +188,16 @@ class MAML(nn.Module):
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if batching not in _batching.BATCHING_MODES:
             raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
+        inner_optimizer = inner.optimizer
         if isinstance(inner_optimizer, str):
-            if inner_optimizer not in ("sgd", "adam"):
-                raise ValueError(
-                    f"inner_optimizer must be 'sgd', 'adam' or callable(lr), got {inner_optimizer!r}"
-                )
-            inner_optimizer = SGD if inner_optimizer == "sgd" else Adam
-        elif not callable(inner_optimizer):
-            raise TypeError(
-                f"inner_optimizer must be 'sgd', 'adam' or a callable, got {type(inner_optimizer).__name__}"
-            )
+            inner_optimizer = sgd if inner_optimizer == "sgd" else adam
         self._make_optimizer = inner_optimizer
-        self.first_order, self.anil = bool(first_order), bool(anil)
-        self.head_init = None if head is None or isinstance(head, nn.Module) else (head_init or "zero")
+        self.first_order, self.anil = inner.first_order, inner.anil
+        self.head_init = (
+            None
+            if self.head_policy.kind == "none" or self.head_policy.module is not None
+            else (self.head_policy.init)
+        )
         self.batch_norm, self.checkpoint, self.batching, self.seed = (
             batch_norm,
             bool(checkpoint),
@@ -194,7 +208,7 @@ class MAML(nn.Module):
             self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
         self._chooser = _batching.BatchingChooser()
         self.inner_lrs: nn.ParameterDict | None = None
-        if meta_sgd:
+        if inner.meta_sgd:
             meta_params = self._module_params(trainable_only=False)
             rates = init_meta_sgd_rates(meta_params, self._scalar_rate_names(), self.inner_lr)
             self.inner_lrs = nn.ParameterDict({k: nn.Parameter(v) for k, v in rates.items()})
@@ -258,30 +272,18 @@ class MAML(nn.Module):
         backbone = {k[len(_PREFIX) :]: v for k, v in params.items() if k.startswith(_PREFIX)}
         return forward(self.backbone, backbone, buffers, x, self.batch_norm)
 
-    def _adapt(
-        self,
-        meta: ParamDict,
-        head: ParamDict,
-        xs: Tensor,
-        ys: Tensor,
-        desc: TaskDescription,
-        *,
-        training: bool,
-        use_func: bool = False,
-    ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
-        """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
+    def _adaptation(
+        self, meta: ParamDict, head: ParamDict, *, training: bool, use_func: bool = False
+    ) -> tuple[Callable[[ParamDict, Tensor], Tensor], ParamDict, dict[str, Any]]:
+        """``(features, starting params, adapt_backbone_and_head's other arguments)`` for one task."""
         params, rates = split_meta_sgd_rates(meta)
         lr: LearningRate = self.inner_lr if self.inner_lrs is None else rates
         features = functools.partial(self._features, task_buffers(self.backbone, self.batch_norm))
         backbone = [k for k in params if k.startswith(_PREFIX)]
         trainable = {_PREFIX + k for k, p in self.backbone.named_parameters() if p.requires_grad}
-        adapted = adapt_backbone_and_head(
-            features,
-            {**params, **head},
-            (xs, ys),
-            desc,
-            self._make_optimizer(lr),
-            self.num_inner_steps if training else self.eval_num_inner_steps,
+        options = dict(
+            optimizer=self._make_optimizer(lr),
+            num_steps=self.num_inner_steps if training else self.eval_num_inner_steps,
             backbone=backbone,
             adapt_backbone=[] if self.anil else [k for k in backbone if k in trainable],
             zero_head=self.head_mode == "per_task" and self.head_init == "zero",
@@ -291,22 +293,21 @@ class MAML(nn.Module):
             differentiable=training,
             use_func=use_func,
         )
-        return adapted, features
+        return features, {**params, **head}, options
 
-    def _adapted_logits(
+    def _adapt(
         self,
         meta: ParamDict,
         head: ParamDict,
         xs: Tensor,
         ys: Tensor,
-        xq: Tensor,
         desc: TaskDescription,
         *,
         training: bool,
-        use_func: bool = False,
-    ) -> Tensor:
-        params, features = self._adapt(meta, head, xs, ys, desc, training=training, use_func=use_func)
-        return self._logits(params, features, xq, desc)
+    ) -> tuple[ParamDict, Callable[[ParamDict, Tensor], Tensor]]:
+        """Adapted parameters (backbone and head) and the ``(params, x) -> features`` function."""
+        features, params, options = self._adaptation(meta, head, training=training)
+        return adapt_backbone_and_head(features, params, (xs, ys), desc, **options), features
 
     def _logits(
         self,
@@ -316,10 +317,7 @@ class MAML(nn.Module):
         desc: TaskDescription,
     ) -> Tensor:
         """Logits of ``x`` under (adapted) ``params``: through the head, or the features without one."""
-        if self.head_mode == "none":
-            return check_logits(features(params, x), desc)
-        head = {"weight": params["head.weight"], "bias": params["head.bias"]}
-        return head_forward(features(params, x), head)
+        return adapted_logits(features, params, x, desc, head=self.head_mode != "none")
 
     def _task_loss(
         self,
@@ -332,8 +330,9 @@ class MAML(nn.Module):
         desc: TaskDescription,
         use_func: bool = False,
     ) -> Tensor:
-        logits = self._adapted_logits(meta, head, xs, ys, xq, desc, training=True, use_func=use_func)
-        return loss(logits, yq, desc)
+        """The task's query loss after adaptation, by the functional path (`maml_task_loss`)."""
+        features, params, options = self._adaptation(meta, head, training=True, use_func=use_func)
+        return maml_task_loss(features, params, (xs, ys), (xq, yq), desc, **options)
 
     # ------------------------------------------------------------------ public API
 
@@ -461,7 +460,8 @@ class MAML(nn.Module):
             ...     (torch.randn(2, 3), torch.tensor([1, 0])),
             ...     d,
             ... )
-            >>> maml = MAML(mlp(3, (4,)), 4, inner_lr=0.1, num_inner_steps=1)
+            >>> from torchcross.learners.policies import InnerLoop
+            >>> maml = MAML(mlp(3, (4,)), 4, inner=InnerLoop(lr=0.1, steps=1))
             >>> support, query = maml.adapted_logits(task)
             >>> support.shape, query.shape, query.requires_grad
             (torch.Size([4, 1]), torch.Size([2, 1]), True)
@@ -504,10 +504,25 @@ class MAML(nn.Module):
         xs, ys, xq, _, desc = task_tensors(task)
         meta = self._meta(detach=True)
         with torch.enable_grad(), naming_task(task):
-            logits = self._adapted_logits(
-                meta, self.new_head(desc, self._like()), xs, ys, xq, desc, training=False
+            params, features = self._adapt(
+                meta, self.new_head(desc, self._like()), xs, ys, desc, training=False
             )
+            logits = self._logits(params, features, xq, desc)
         return logits.detach()
+
+
+def _inner_loop(inner: InnerLoop | None, legacy: dict[str, Any]) -> InnerLoop:
+    """``inner``, or the [`InnerLoop`][torchcross.learners.policies.InnerLoop] of the older keywords."""
+    if inner is None:
+        return inner_loop_from_keywords(legacy)
+    if not isinstance(inner, InnerLoop):
+        raise TypeError(f"inner must be an InnerLoop(lr=..., steps=...), got {type(inner).__name__}")
+    if legacy:
+        raise TypeError(
+            f"inner=InnerLoop(...) replaces {', '.join(sorted(legacy))}=: pass them as InnerLoop fields "
+            f"({', '.join(INNER_LOOP_KEYWORDS[k] for k in sorted(legacy))})"
+        )
+    return inner
 
 
 def _first_slot(num_tasks: int) -> int:

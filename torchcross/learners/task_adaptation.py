@@ -11,19 +11,19 @@ backbone is unchanged, bit for bit), and the second step reuses the backbone's s
 features of the first instead of a new forward pass
 ([`step_on_cached_features()`][torchcross.learners.task_adaptation.step_on_cached_features]).
 Both need an optimiser that skips zero gradients on its first step
-([`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients], e.g. SGD or Adam
+([`skips_zero_gradients()`][torchcross.learners.transforms.skips_zero_gradients]: ``sgd(lr)`` or ``adam(lr)``
 without weight decay); with any other optimiser every step runs in full.
 
 Examples:
     >>> import torch
-    >>> from torchcross.learners.inner_optimizers import SGD
+    >>> from torchcross.learners.transforms import sgd
     >>> from torchcross.tasks.task import TaskDescription
     >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
     >>> params = {"backbone.w": torch.eye(2), "head.weight": torch.zeros(1, 2), "head.bias": torch.zeros(1)}
     >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1], [0]])
     >>> def features(p, x):
     ...     return x @ p["backbone.w"]
-    >>> opt = SGD(1.0)
+    >>> opt = sgd(1.0)
     >>> adapted = adapt_backbone_and_head(
     ...     features, params, (x, y), d, opt, 2, backbone=["backbone.w"], zero_head=True, differentiable=False
     ... )
@@ -40,12 +40,21 @@ import torch
 from torch import Tensor
 
 from torchcross.learners.divergence import nan_if_diverged
-from torchcross.learners.inner_loop import inner_loop
-from torchcross.learners.inner_optimizers import InnerOptimizer, SkipsZeroGradients
-from torchcross.nn import get_task_kind, head_forward, num_outputs
+from torchcross.learners.inner_loop import inner_loop, transform_step
+from torchcross.learners.inner_optimizers import InnerOptimizer, as_transformation
+from torchcross.learners.transforms import GradientTransformation, skips_zero_gradients
+from torchcross.nn import get_task_kind, head_forward, loss, num_outputs
 from torchcross.tasks.task import TaskDescription
 
-__all__ = ["HEAD_NAMES", "FeatureCache", "adapt_backbone_and_head", "check_logits", "step_on_cached_features"]
+__all__ = [
+    "HEAD_NAMES",
+    "FeatureCache",
+    "adapt_backbone_and_head",
+    "adapted_logits",
+    "check_logits",
+    "maml_task_loss",
+    "step_on_cached_features",
+]
 
 ParamDict = dict[str, Tensor]
 HEAD_NAMES = ("head.weight", "head.bias")
@@ -80,7 +89,7 @@ def step_on_cached_features(
     backbone_names: list[str],
     targets: Tensor,
     desc: TaskDescription,
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation,
     state: Any,
     *,
     first_order: bool,
@@ -106,7 +115,7 @@ def step_on_cached_features(
         )
     grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
     grads.update({"head.weight": g_weight, "head.bias": g_bias})
-    return optimizer.update(params, grads, state)
+    return transform_step(optimizer, params, grads, state)
 
 
 def check_logits(logits: Tensor, description: TaskDescription) -> Tensor:
@@ -124,16 +133,12 @@ def check_logits(logits: Tensor, description: TaskDescription) -> Tensor:
     return logits
 
 
-def _skips_zero_gradients(optimizer: InnerOptimizer) -> bool:
-    return isinstance(optimizer, SkipsZeroGradients) and optimizer.first_step_skips_zero_gradients
-
-
 def adapt_backbone_and_head(
     features: Callable[[ParamDict, Tensor], Tensor],
     params: ParamDict,
     support: tuple[Tensor, Tensor],
     description: TaskDescription,
-    optimizer: InnerOptimizer,
+    optimizer: GradientTransformation | InnerOptimizer,
     num_steps: int,
     *,
     backbone: Collection[str],
@@ -152,7 +157,8 @@ def adapt_backbone_and_head(
         params: the backbone parameters and ``"head.weight"`` / ``"head.bias"``; never modified.
         support: ``(inputs, canonical labels)`` of the task.
         description: the task (its kind gives the loss).
-        optimizer: the inner optimiser.
+        optimizer: the inner optimiser, a ``GradientTransformation`` (an older ``SGD`` or ``Adam`` is
+            turned into one).
         num_steps: inner steps (0 returns ``params``).
         backbone: the names of the backbone parameters in ``params``.
         adapt_backbone: the backbone parameters to adapt (default: all; ``[]`` is ANIL).
@@ -172,6 +178,7 @@ def adapt_backbone_and_head(
         parameters are NaN and a
         [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning] says so.
     """
+    optimizer = as_transformation(optimizer)
     xs, ys = support
     kind = get_task_kind(description)
     targets = kind.encode_labels(ys, description)
@@ -191,7 +198,7 @@ def adapt_backbone_and_head(
         first_order=first_order, checkpoint=checkpoint, differentiable=differentiable, use_func=use_func
     )
     steps, state, first_loss = num_steps, None, None
-    if steps and head and adapted_backbone and zero_head and _skips_zero_gradients(optimizer):
+    if steps and head and adapted_backbone and zero_head and skips_zero_gradients(optimizer):
         # Under a zero head the backbone's gradient is exactly zero, so the first step
         # only moves the head; the backbone's support features are reused by the second.
         params, state, first_loss = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
@@ -220,3 +227,65 @@ def adapt_backbone_and_head(
                 final = kind.loss(logits, targets, None, "mean")
             params = nan_if_diverged(params, float(start[0]), final, logits, description, "the inner loop")
     return params
+
+
+def adapted_logits(
+    features: Callable[[ParamDict, Tensor], Tensor],
+    params: ParamDict,
+    x: Tensor,
+    description: TaskDescription,
+    *,
+    head: bool = True,
+) -> Tensor:
+    """Logits of ``x`` under (adapted) ``params``: the features through the head ``"head.weight"`` /
+    ``"head.bias"``, or (``head=False``) the features themselves, checked against the task's width."""
+    if not head:
+        return check_logits(features(params, x), description)
+    return head_forward(features(params, x), _head(params))
+
+
+def maml_task_loss(
+    features: Callable[[ParamDict, Tensor], Tensor],
+    params: ParamDict,
+    support: tuple[Tensor, Tensor],
+    query: tuple[Tensor, Tensor],
+    description: TaskDescription,
+    optimizer: GradientTransformation | InnerOptimizer,
+    num_steps: int,
+    **adapt_kwargs: Any,
+) -> Tensor:
+    """MAML's task loss over a backbone and a linear head: adapt on ``support``
+    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head], which
+    takes ``adapt_kwargs``), return the loss of the task's kind on ``query`` (inputs, canonical labels).
+
+    The backbone-and-head counterpart of
+    [`maml_query_loss()`][torchcross.learners.functional.maml_query_loss]; differentiate it with respect to
+    ``params`` for the meta-gradient. [`MAML`][torchcross.learners.maml.MAML] computes its task losses with
+    it.
+
+    Examples:
+        >>> from torchcross.learners.transforms import sgd
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
+        >>> w = torch.eye(2, requires_grad=True)
+        >>> params = {"backbone.w": w, "head.weight": torch.zeros(1, 2), "head.bias": torch.zeros(1)}
+        >>> x, y = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([[1], [0]])
+        >>> q = maml_task_loss(
+        ...     lambda p, x: x @ p["backbone.w"],
+        ...     params,
+        ...     (x, y),
+        ...     (x, y),
+        ...     d,
+        ...     sgd(1.0),
+        ...     2,
+        ...     backbone=["backbone.w"],
+        ...     zero_head=True,
+        ... )
+        >>> q.shape, torch.autograd.grad(q, w)[0].shape
+        (torch.Size([]), torch.Size([2, 2]))
+    """
+    adapted = adapt_backbone_and_head(
+        features, params, support, description, optimizer, num_steps, **adapt_kwargs
+    )
+    logits = adapted_logits(features, adapted, query[0], description, head=adapt_kwargs.get("head", True))
+    return loss(logits, query[1], description)

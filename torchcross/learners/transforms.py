@@ -32,6 +32,7 @@ Examples:
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, NamedTuple, Union
 
@@ -43,13 +44,18 @@ __all__ = [
     "GradientTransformation",
     "LearningRate",
     "ScaleByAdamState",
+    "ScaleByLearningRateState",
     "TraceState",
+    "adam",
     "add_decayed_weights",
     "apply_updates",
     "chain",
     "check_learning_rate",
+    "holds_tensors_in_state",
     "scale_by_adam",
     "scale_by_learning_rate",
+    "sgd",
+    "skips_zero_gradients",
     "trace",
 ]
 
@@ -71,6 +77,58 @@ class GradientTransformation(NamedTuple):
 
 class EmptyState(NamedTuple):
     """The state of a stateless transformation."""
+
+
+class ScaleByLearningRateState(NamedTuple):
+    """State of [`scale_by_learning_rate()`][torchcross.learners.transforms.scale_by_learning_rate] with
+    learning-rate tensors (Meta-SGD): the rates, carried in the state so that every tensor a step reads is
+    in its inputs (checkpointed steps pass them on and differentiate with respect to them)."""
+
+    lr: dict[str, float | Tensor]
+
+
+# What is known about the transformations built here, by their update function (a side table, so that a
+# GradientTransformation stays a plain (init, update) pair).
+_SKIPS_ZERO = "skips_zero_gradients"
+_STATE_TENSORS = "holds_tensors_in_state"
+_TRAITS: weakref.WeakKeyDictionary[Callable[..., Any], frozenset[str]] = weakref.WeakKeyDictionary()
+
+
+def _with_traits(transform: GradientTransformation, *traits: str) -> GradientTransformation:
+    _TRAITS[transform.update] = frozenset(traits)
+    return transform
+
+
+def _traits(transform: GradientTransformation) -> frozenset[str]:
+    return _TRAITS.get(transform.update, frozenset())
+
+
+def skips_zero_gradients(transform: GradientTransformation) -> bool:
+    """Whether a first step (from ``init``) of ``transform`` leaves a parameter with a zero gradient
+    unchanged, and later steps behave as if that parameter had not been in the first step at all.
+
+    True for [`sgd()`][torchcross.learners.transforms.sgd] and [`adam()`][torchcross.learners.transforms.adam]
+    without weight decay; false for other chains (the shortcut it allows is only taken for the optimisers
+    known to permit it). MAML's zero-head shortcut
+    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head]) relies on it.
+
+    Examples:
+        >>> skips_zero_gradients(sgd(0.1)), skips_zero_gradients(sgd(0.1, weight_decay=0.01))
+        (True, False)
+    """
+    return _SKIPS_ZERO in _traits(transform)
+
+
+def holds_tensors_in_state(transform: GradientTransformation) -> bool:
+    """Whether every tensor that ``transform.update`` reads is in its arguments (the state included), none
+    hidden in the function: true for the pieces of this module and their chains (learning-rate tensors are
+    carried in the state), false for transformations made elsewhere. Checkpointed inner steps need it.
+
+    Examples:
+        >>> holds_tensors_in_state(adam({"w": torch.ones(1)}))
+        True
+    """
+    return _STATE_TENSORS in _traits(transform)
 
 
 class TraceState(NamedTuple):
@@ -144,7 +202,8 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
             new_state.append(s)
         return out, tuple(new_state)
 
-    return GradientTransformation(init, update)
+    in_state = all(holds_tensors_in_state(t) for t in transforms)
+    return _with_traits(GradientTransformation(init, update), *((_STATE_TENSORS,) if in_state else ()))
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -167,7 +226,7 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
             return dict(updates), state
         return {k: g + weight_decay * params[k] for k, g in updates.items()}, state
 
-    return GradientTransformation(init, update)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
 
 
 def trace(momentum: float) -> GradientTransformation:
@@ -198,7 +257,7 @@ def trace(momentum: float) -> GradientTransformation:
             out[name] = buffers[name] = g if buf is None else buf * momentum + g
         return out, TraceState(buffers)
 
-    return GradientTransformation(init, update)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
 
 
 def _safe_sqrt(x: Tensor) -> Tensor:
@@ -247,11 +306,15 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
             out[name] = (m / denom) / bias_correction1
         return out, ScaleByAdamState(step, exp_avg, exp_avg_sq)
 
-    return GradientTransformation(init, update)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
 
 
 def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
     """``-lr * u``: a descent step of size ``lr`` (float, or name -> float/tensor for Meta-SGD).
+
+    A mapping that holds tensors is carried in the state
+    ([`ScaleByLearningRateState`][torchcross.learners.transforms.ScaleByLearningRateState]) and read from
+    there.
 
     Examples:
         >>> t = scale_by_learning_rate({"w": torch.tensor([0.1, 1.0])})
@@ -259,16 +322,83 @@ def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
         {'w': tensor([-0.2000, -2.0000])}
     """
     check_learning_rate(lr)
+    in_state = isinstance(lr, Mapping) and any(isinstance(v, Tensor) for v in lr.values())
+    fixed: LearningRate = 0.0 if in_state else lr  # the closure keeps no tensor
 
-    def init(params: Mapping[str, Tensor]) -> EmptyState:
-        return EmptyState()
+    def init(params: Mapping[str, Tensor]) -> EmptyState | ScaleByLearningRateState:
+        return ScaleByLearningRateState(dict(lr)) if in_state and isinstance(lr, Mapping) else EmptyState()
 
     def update(
-        updates: Mapping[str, Tensor], state: EmptyState, params: Mapping[str, Tensor]
-    ) -> tuple[Updates, EmptyState]:
-        return {k: (-_lr_for(lr, k)) * u for k, u in updates.items()}, state  # one op per parameter
+        updates: Mapping[str, Tensor],
+        state: EmptyState | ScaleByLearningRateState,
+        params: Mapping[str, Tensor],
+    ) -> tuple[Updates, EmptyState | ScaleByLearningRateState]:
+        if isinstance(state, ScaleByLearningRateState):
+            rate: LearningRate = state.lr
+        elif in_state:
+            raise TypeError(
+                "scale_by_learning_rate with learning-rate tensors reads them from its state; pass the state "
+                f"its init() made (a ScaleByLearningRateState), got {type(state).__name__}"
+            )
+        else:
+            rate = fixed
+        return {k: (-_lr_for(rate, k)) * u for k, u in updates.items()}, state  # one op per parameter
 
-    return GradientTransformation(init, update)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
+
+
+def sgd(lr: LearningRate, momentum: float = 0.0, weight_decay: float = 0.0) -> GradientTransformation:
+    """Stochastic gradient descent as ``torch.optim.SGD`` (no dampening, no Nesterov), differentiable:
+    ``chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))``.
+
+    Args:
+        lr: learning rate (float, or a mapping name -> float/tensor for Meta-SGD).
+        momentum: momentum factor; the first buffer is the gradient itself.
+        weight_decay: L2 penalty added to the gradient.
+
+    Examples:
+        >>> t = sgd(0.5)
+        >>> p = {"w": torch.tensor([1.0, 2.0])}
+        >>> apply_updates(p, t.update({"w": torch.tensor([2.0, 2.0])}, t.init(p), p)[0])["w"]
+        tensor([0., 1.])
+    """
+    t = chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))
+    return _with_traits(t, _STATE_TENSORS, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
+
+
+def adam(
+    lr: LearningRate,
+    betas: tuple[float, float] = (0.9, 0.999),
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+) -> GradientTransformation:
+    """Adam as ``torch.optim.Adam`` (L2 weight decay, no AMSGrad), differentiable:
+    ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``.
+
+    Args:
+        lr: learning rate (float, or a mapping name -> float/tensor for Meta-SGD).
+        betas: decay rates of the first and second moment estimates.
+        eps: added to the denominator.
+        weight_decay: L2 penalty added to the gradient.
+
+    Raises:
+        ValueError: a bad setting, naming it.
+
+    Examples:
+        >>> t = adam(0.1)
+        >>> p = {"w": torch.tensor([1.0])}
+        >>> apply_updates(p, t.update({"w": torch.tensor([5.0])}, t.init(p), p)[0])["w"]  # moves by ~lr
+        tensor([0.9000])
+    """
+    check_learning_rate(lr)
+    if len(betas) != 2 or not all(
+        isinstance(b, (int, float)) and not isinstance(b, bool) and 0 <= b < 1 for b in betas
+    ):
+        raise ValueError(f"betas must be a pair (beta1, beta2) of floats in [0, 1), got {betas!r}")
+    t = chain(
+        add_decayed_weights(weight_decay), scale_by_adam(betas[0], betas[1], eps), scale_by_learning_rate(lr)
+    )
+    return _with_traits(t, _STATE_TENSORS, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
 
 
 def apply_updates(params: Mapping[str, Tensor], updates: Mapping[str, Tensor]) -> dict[str, Tensor]:

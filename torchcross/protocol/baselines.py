@@ -12,6 +12,7 @@ from typing import Any
 from torch import nn
 
 from torchcross.learners.finetuner import FineTuner
+from torchcross.learners.policies import HeadPolicy, InnerLoop
 from torchcross.protocol.registry import MethodContext, Trained
 
 __all__ = [
@@ -32,12 +33,10 @@ def finetuner(
     return FineTuner(
         backbone,
         width,
-        num_steps=ft.steps,
-        lr=ft.lr,
-        optimizer="adam",
+        inner=InnerLoop(lr=ft.lr, steps=ft.steps, optimizer="adam"),
         finetune_backbone=not (ft.freeze_backbone if freeze is None else freeze),
+        head=HeadPolicy(seed=ctx.seed),
         batch_norm=ft.batch_norm,
-        seed=ctx.seed,
     )
 
 

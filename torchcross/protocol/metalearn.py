@@ -99,17 +99,17 @@ def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> MAML | ProtoN
 
         return ProtoNet(backbone)
     from torchcross.learners.maml import MAML
+    from torchcross.learners.policies import InnerLoop
 
-    return MAML(
-        backbone,
-        width,
-        inner_lr=mc.inner_lr,
-        num_inner_steps=mc.inner_steps,
-        eval_num_inner_steps=mc.eval_inner_steps,
-        first_order=mc.first_order or variant.first_order,
+    inner = InnerLoop(
+        lr=mc.inner_lr,
+        steps=mc.inner_steps,
+        eval_steps=mc.eval_inner_steps,
+        first_order=bool(mc.first_order or variant.first_order),
         anil=variant.anil,
         meta_sgd=variant.meta_sgd,
     )
+    return MAML(backbone, width, inner=inner)
 
 
 def _to_device(
