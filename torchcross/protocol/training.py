@@ -401,8 +401,10 @@ def train_steps(
         step_fn: computes the loss of one unit and accumulates gradients; returns the loss.
         units: returns a fresh iterator over training units (called after restoring state).
         steps: total number of updates.
-        sampler: an object with ``state_dict(consumed=...)`` and ``load_state_dict`` (the
-            multi-task samplers), checkpointed so a resumed run continues its stream.
+        sampler: an object with ``state_dict()`` and ``load_state_dict`` (the multi-task samplers),
+            checkpointed so a resumed run continues its stream; ``units`` iterates it so that it counts
+            the units taken (the sampler itself, or a
+            [`StreamLoader`][torchcross.data.stream.StreamLoader] over it).
         checkpoint: file to save to and resume from (``None``: no checkpoints).
         checkpoint_every: save every this many steps (0: only at the end).
         fingerprint: settings the checkpoint must match (see `config_fingerprint()`);
@@ -544,7 +546,7 @@ def train_steps(
             return
         sampler_state = None
         if sampler is not None:
-            sampler_state = sampler.state_dict(consumed=step - start)
+            sampler_state = sampler.state_dict()
         with ctrl_c.saving_block():  # a Ctrl-C while saving lands after the step is recorded
             if previous is not None and path_is_ours and path.is_file():
                 os.replace(path, previous)

@@ -1,23 +1,21 @@
-"""Epochs and resume positions set in the main process reach DataLoader workers, persistent ones too."""
+"""Epochs and resume positions set in the main process reach DataLoader workers, persistent ones too.
+
+Through `StreamLoader`, which sends the workers the ``(epoch, index)`` of their items; a plain
+DataLoader's persistent workers keep the copy they started with and refuse to iterate it again.
+"""
 
 from __future__ import annotations
-
-import copy
-import multiprocessing as mp
-import pickle
 
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import DataLoader
 
-import torchcross.data.workers.shared_ints as shared_ints
-from torchcross.data import TensorTaskSource
+from torchcross.data import StreamLoader, TensorTaskSource
 from torchcross.data.batched_source import BatchedTaskSource
 from torchcross.data.interleave import RandomInterleaveDataset
 from torchcross.data.metadataset import FewShotMetaDataset
 from torchcross.data.multitask import MultiTaskBatchSampler
-from torchcross.data.workers.shared_ints import SharedInts
 from torchcross.datasets.generic import ImageArrayTaskSource
 from torchcross.tasks.task import TaskDescription
 
@@ -30,10 +28,6 @@ def source(n: int = 40, offset: float = 0.0) -> TensorTaskSource:
     )
 
 
-def first(x):
-    return x
-
-
 def support_ids(tasks) -> list[list[int]]:
     return [[i for i, _ in t.support] for t in tasks]
 
@@ -41,14 +35,7 @@ def support_ids(tasks) -> list[list[int]]:
 @pytest.mark.parametrize("context", ["fork", "spawn"])
 def test_persistent_workers_follow_set_epoch_of_episode_datasets(context: str) -> None:
     meta = FewShotMetaDataset(source(), None, 2, 2, 0, length=6, seed=0, output_indices=True)
-    loader = DataLoader(
-        meta,
-        batch_size=None,
-        num_workers=2,
-        persistent_workers=True,
-        collate_fn=first,
-        multiprocessing_context=context,
-    )
+    loader = StreamLoader(meta, num_workers=2, persistent_workers=True, multiprocessing_context=context)
     seen = []
     for epoch in range(3):
         meta.set_epoch(epoch)
@@ -62,7 +49,7 @@ def test_persistent_workers_pool_image_episodes_across_epochs_without_corrupting
     images = np.random.default_rng(1).integers(0, 256, (30, 6, 6, 3), dtype=np.uint8)
     src = ImageArrayTaskSource(images, [i % 3 for i in range(30)], d, output="uint8")
     meta = FewShotMetaDataset(src, None, 2, 2, 0, length=5, seed=0)
-    loader = DataLoader(meta, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=first)
+    loader = StreamLoader(meta, num_workers=2, persistent_workers=True)
     held = []
     for epoch in range(3):
         meta.set_epoch(epoch)
@@ -78,9 +65,21 @@ def test_persistent_workers_pool_image_episodes_across_epochs_without_corrupting
         assert torch.equal(task.support[1], want.support[1])
 
 
-def test_persistent_workers_follow_set_epoch_of_batched_sources() -> None:
+def test_plain_persistent_workers_refuse_a_stale_shuffled_batched_source() -> None:
     batched = BatchedTaskSource(source(), batch_size=4, shuffle=True, seed=3)
-    loader = DataLoader(batched, batch_size=None, num_workers=2, persistent_workers=True, collate_fn=first)
+    loader = DataLoader(batched, batch_size=None, num_workers=1, persistent_workers=True)
+    assert len(list(loader)) == len(batched)  # the first epoch: the copy the worker started with
+    batched.set_epoch(1)
+    with pytest.raises(RuntimeError, match="iterated again in a persistent DataLoader worker"):
+        list(loader)
+    in_order = BatchedTaskSource(source(), batch_size=4, shuffle=False)  # no epoch to follow
+    loader = DataLoader(in_order, batch_size=None, num_workers=1, persistent_workers=True)
+    assert [len(list(loader)) for _ in range(2)] == [len(in_order)] * 2
+
+
+def test_workers_started_after_set_epoch_follow_it() -> None:
+    batched = BatchedTaskSource(source(), batch_size=4, shuffle=True, seed=3)
+    loader = DataLoader(batched, batch_size=None, num_workers=2)
 
     def batch_firsts(batches) -> list[float]:
         return sorted(float(batch[0][0][0]) for batch in batches)
@@ -96,7 +95,7 @@ def test_persistent_workers_follow_set_epoch_of_batched_sources() -> None:
 def test_persistent_workers_follow_epochs_and_resume_of_multitask_streams() -> None:
     sources = {"a": source(24), "b": source(16, offset=100.0)}
     sampler = MultiTaskBatchSampler(sources, batch_size=4, seed=1)
-    loader = DataLoader(sampler, batch_size=None, num_workers=2, persistent_workers=True)
+    loader = StreamLoader(sampler, num_workers=2, persistent_workers=True)
 
     def rows(batches) -> list[float]:
         return [float(x[0, 0]) for (x, _), _ in batches]
@@ -106,67 +105,28 @@ def test_persistent_workers_follow_epochs_and_resume_of_multitask_streams() -> N
     sampler.set_epoch(0)
     rows(loader)  # epoch 0 through the workers
     sampler.set_epoch(1)
-    assert sorted(rows(loader)) == sorted(reference)
-    sampler.load_state_dict(sampler.state_dict(consumed=4))  # resume epoch 1 after 4 batches
+    assert rows(loader) == reference
+    it = iter(loader)
+    head = rows(next(it) for _ in range(4))
+    sampler.load_state_dict(sampler.state_dict())  # resume epoch 1 after the 4 batches taken
     resumed = rows(loader)
-    assert len(resumed) == len(reference) - 4
-    assert sorted(resumed) == sorted(reference[4:])
+    assert head + resumed == reference
 
 
-def test_persistent_workers_follow_set_epoch_of_random_interleaving() -> None:
+def test_persistent_workers_refuse_to_repeat_a_random_interleaving() -> None:
     data = RandomInterleaveDataset([list(range(10)), list(range(100, 105))], seed=0)
     loader = DataLoader(data, batch_size=None, num_workers=1, persistent_workers=True)
-    orders = []
-    for epoch in range(2):
-        data.set_epoch(epoch)
-        orders.append([int(x) for x in loader])
-        assert orders[-1] == list(data)  # the same order as in this process
-    assert orders[0] != orders[1]
+    assert [int(x) for x in loader] == list(data)
+    data.set_epoch(1)
+    with pytest.raises(RuntimeError, match="persistent_workers=False"):
+        list(loader)
+    loader = DataLoader(data, batch_size=None, num_workers=1)  # workers start with epoch 1
+    assert [int(x) for x in loader] == list(data)
 
 
-def test_shared_ints_copies_and_pickles_are_independent() -> None:
-    a = SharedInts(4, 5)
-    b = pickle.loads(pickle.dumps(a))
-    c = copy.deepcopy(a)
-    b[0] = 40
-    c[1] = 50
-    assert (a[0], a[1], b[0], c[1]) == (4, 5, 40, 50)
-    assert repr(a) == "SharedInts(4, 5)"
-    with pytest.raises(ValueError, match="at least one value"):
-        SharedInts()
-
-
-def _child_reads(values: SharedInts, ready, go, out) -> None:
-    ready.set()
-    go.wait(10)
-    out.put(values[0])
-
-
-@pytest.mark.parametrize("context", ["fork", "spawn"])
-def test_a_child_process_sees_later_writes(context: str) -> None:
-    ctx = mp.get_context(context)
-    values = SharedInts(1)
-    ready, go, out = ctx.Event(), ctx.Event(), ctx.Queue()
-    child = ctx.Process(target=_child_reads, args=(values, ready, go, out))
-    child.start()
-    assert ready.wait(30)
-    values[0] = 99  # written after the child started
-    go.set()
-    assert out.get(timeout=30) == 99
-    child.join(10)
-
-
-def test_slots_are_reused_and_slabs_grow() -> None:
-    import gc
-
-    gc.collect()  # free the slots of earlier tests' garbage first: only ours may be freed below
-    owner = shared_ints._allocator()
-    before = len(owner.slabs)
-    many = [SharedInts(i) for i in range(shared_ints._SLAB + 1)]  # needs one more slab
-    assert len(owner.slabs) >= before + 1
-    assert [m[0] for m in many[:3]] == [0, 1, 2]
-    free_before = sum(u.count(0) for u in owner.used)
-    del many
-    gc.collect()
-    assert sum(u.count(0) for u in owner.used) == free_before + shared_ints._SLAB + 1
-    assert SharedInts(7)[0] == 7
+def test_stream_loader_refuses_what_it_cannot_load() -> None:
+    with pytest.raises(TypeError, match="StreamLoader needs an episode dataset or multi-task sampler"):
+        StreamLoader([1, 2, 3])  # type: ignore[arg-type]
+    meta = FewShotMetaDataset(source(), None, 2, 2, 0, length=6, seed=0)
+    with pytest.raises(TypeError, match="sets batch_size, collate_fn itself"):
+        StreamLoader(meta, batch_size=2, collate_fn=list)
