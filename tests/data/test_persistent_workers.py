@@ -130,3 +130,24 @@ def test_stream_loader_refuses_what_it_cannot_load() -> None:
     meta = FewShotMetaDataset(source(), None, 2, 2, 0, length=6, seed=0)
     with pytest.raises(TypeError, match="sets batch_size, collate_fn itself"):
         StreamLoader(meta, batch_size=2, collate_fn=list)
+
+
+def test_the_shared_memory_pool_is_a_loading_option(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchcross.data.workers import shm_pool
+
+    meta = FewShotMetaDataset(source(), None, 2, 2, 0, length=4, seed=0)
+    expected = [t.support[0].tolist() for t in meta]
+    for pool_mb in (0, 8):
+        loader = StreamLoader(meta, num_workers=1, pool_mb=pool_mb)
+        assert [t.support[0].tolist() for t in loader] == expected
+    info = type("Info", (), {"id": 0, "num_workers": 1})()
+    monkeypatch.setattr(torch.utils.data, "get_worker_info", lambda: info)  # as in a worker
+    try:
+        shm_pool.set_pool_limit(0)
+        assert shm_pool.empty((4,), torch.float32) is None  # pooling off in this "worker"
+    finally:
+        shm_pool.set_pool_limit(None)
+    with pytest.raises(ValueError, match="pool limit must be a whole number"):
+        shm_pool.set_pool_limit(-1)
+    with pytest.raises(ValueError, match="pool_mb"):
+        StreamLoader(meta, num_workers=1, pool_mb=-1)

@@ -12,13 +12,14 @@ and ``stream.state_dict()`` needs no count from the caller.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torchcross._checks import check_int
 from torchcross.data.workers.sharding import ResumableStream, shard_position
+from torchcross.data.workers.shm_pool import set_pool_limit
 
 __all__ = ["StreamLoader"]
 
@@ -47,6 +48,18 @@ class _Keys(Sampler):
         return _keys(self.stream)
 
 
+class _WorkerInit:
+    """A ``worker_init_fn``: cap the worker's shared-memory pool, then run the user's own."""
+
+    def __init__(self, pool_mb: int, then: Callable[[int], None] | None) -> None:
+        self.pool_mb, self.then = pool_mb, then
+
+    def __call__(self, worker_id: int) -> None:
+        set_pool_limit(self.pool_mb)
+        if self.then is not None:
+            self.then(worker_id)
+
+
 def _keys(stream: ResumableStream) -> Iterator[tuple[int, int]]:
     epoch = stream.position.epoch
     shard = shard_position(stream.rank, stream.world_size, stream)  # the main process: its rank
@@ -66,6 +79,10 @@ class StreamLoader:
         stream: an episode dataset or multi-task sampler (a
             [`ResumableStream`][torchcross.data.workers.sharding.ResumableStream]).
         num_workers: DataLoader worker processes (0: load in this process).
+        pool_mb: the most MiB each worker keeps in reused shared-memory blocks for the episodes and
+            images it sends (`torchcross.data.workers.shm_pool`; ``0``: none, every item travels as
+            PyTorch sends it); ``None``: the ``TORCHCROSS_WORKER_POOL_MB`` environment variable
+            (default 1024).
         **loader_options: further ``DataLoader`` options (``persistent_workers``, ``pin_memory``,
             ``prefetch_factor``, ``multiprocessing_context``, ``worker_init_fn``, ``timeout``...).
 
@@ -88,7 +105,14 @@ class StreamLoader:
 
     _OWN = ("batch_size", "batch_sampler", "sampler", "shuffle", "collate_fn", "drop_last", "dataset")
 
-    def __init__(self, stream: ResumableStream, num_workers: int = 0, **loader_options: Any) -> None:
+    def __init__(
+        self,
+        stream: ResumableStream,
+        num_workers: int = 0,
+        *,
+        pool_mb: int | None = None,
+        **loader_options: Any,
+    ) -> None:
         if not isinstance(stream, ResumableStream):
             raise TypeError(
                 "StreamLoader needs an episode dataset or multi-task sampler (a ResumableStream), got "
@@ -99,6 +123,9 @@ class StreamLoader:
             raise TypeError(f"StreamLoader sets {', '.join(own)} itself; leave them out")
         self.stream = stream
         self.num_workers = check_int(num_workers, "num_workers", 0)
+        if pool_mb is not None:
+            pool_mb = check_int(pool_mb, "pool_mb", 0)
+            loader_options["worker_init_fn"] = _WorkerInit(pool_mb, loader_options.get("worker_init_fn"))
         self.loader_options = loader_options
         self._loader: DataLoader | None = None  # built once: persistent workers outlive an iteration
 
