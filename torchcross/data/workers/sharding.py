@@ -199,8 +199,12 @@ class ResumableStream:
 
     @property
     def epoch(self) -> int:
-        """The epoch whose items iteration yields (set it with `set_epoch()`)."""
+        """The epoch whose items iteration yields (assigning it calls `set_epoch()`)."""
         return self.position.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.set_epoch(epoch)
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate; a new epoch starts from its first item.
