@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import itertools
 import pickle
 
@@ -500,5 +501,5 @@ def test_workers_times_ranks_cover_every_episode_once(length, world_size, num_wo
             for worker in range(num_workers):
                 info = type("Info", (), {"id": worker, "num_workers": num_workers})()
                 mp.setattr(torch.utils.data, "get_worker_info", lambda info=info: info)
-                seen += list(ds)
+                seen += list(copy.copy(ds))  # each worker iterates its own copy
     assert sorted(seen) == list(range(length))

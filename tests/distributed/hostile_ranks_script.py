@@ -49,16 +49,19 @@ class Position:
     """A resumable stream of the global meta-batches (what train_steps' ``sampler`` needs)."""
 
     def __init__(self, rank: int) -> None:
-        self.rank, self.start = rank, 0
+        self.rank, self.start, self.consumed = rank, 0, 0
 
-    def state_dict(self, consumed: int) -> dict[str, int]:
-        return {"position": self.start + consumed}
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.start + self.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.start = state["position"]
+        self.start, self.consumed = state["position"], 0
 
     def __iter__(self) -> Any:
-        return (h.local(h.global_batch(k), self.rank, 2) for k in range(self.start, 100))
+        self.consumed = 0
+        for k in range(self.start, 100):
+            self.consumed += 1  # counted where the loop takes the batch
+            yield h.local(h.global_batch(k), self.rank, 2)
 
 
 def train(folder: Path, rank: int, log: list[str]) -> dict[str, Any]:

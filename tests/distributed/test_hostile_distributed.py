@@ -7,6 +7,7 @@ its last checkpoint, then resumed. The fast tests below check the same rules fro
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,22 @@ def test_a_rank_that_died_while_saving_resumes_where_every_rank_saved(launched: 
 
 
 class _Stream:
-    def __init__(self) -> None:
-        self.start = 0
+    """Counts the units the loop takes (the position lives where they are consumed)."""
 
-    def state_dict(self, consumed: int) -> dict[str, int]:
-        return {"position": self.start + consumed}
+    def __init__(self) -> None:
+        self.start, self.consumed = 0, 0
+
+    def state_dict(self) -> dict[str, int]:
+        return {"position": self.start + self.consumed}
 
     def load_state_dict(self, state: dict[str, int]) -> None:
-        self.start = state["position"]
+        self.start, self.consumed = state["position"], 0
+
+    def __iter__(self) -> Iterator[int]:
+        self.consumed = 0
+        for k in range(self.start, 100):
+            self.consumed += 1
+            yield k
 
 
 def _train(path: Path, steps: int, logged: list[str]) -> tuple[torch.nn.Module, list[float]]:
@@ -114,7 +123,7 @@ def _train(path: Path, steps: int, logged: list[str]) -> tuple[torch.nn.Module, 
         loss.backward()
         return loss
 
-    units = lambda: iter(range(stream.start, 100))  # noqa: E731
+    units = lambda: iter(stream)  # noqa: E731
     losses = train_steps(
         model, optimizer, step, units, steps, sampler=stream, checkpoint=path, checkpoint_every=2,
         progress=False, log=logged.append,

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from torchcross.data.sources import TaskSource as TaskSource
     from torchcross.data.sources import TensorTaskSource as TensorTaskSource
     from torchcross.data.sources import canonical_labels as canonical_labels
+    from torchcross.data.stream import StreamLoader as StreamLoader
     from torchcross.data.task_batch import PaddedTaskBatch as PaddedTaskBatch
     from torchcross.data.task_batch import pad_tasks as pad_tasks
     from torchcross.data.task_batch import stack_tasks as stack_tasks
@@ -71,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "split_classes": "class_split",
     "WrapTaskSource": "wrap_source",
     "BatchedTaskSource": "batched_source",
+    "StreamLoader": "stream",
     "identity": "collate",
     "stack": "collate",
     "collate_task": "collate",

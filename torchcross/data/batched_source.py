@@ -21,11 +21,11 @@ from torchcross.data.sources import TaskSource, canonical_labels, check_task_sou
 from torchcross.data.workers.sharding import (
     Shardable,
     ShardPosition,
+    check_fresh_copy,
     remember_ranks,
     shard_indices,
     shard_position,
 )
-from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.distributed.seeds import shared_seed
 from torchcross.tasks.labels import count_samples_per_class, samples_per_class_array
 
@@ -52,11 +52,12 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
 
     Determinism and sharding: the batches of an epoch are a pure function of ``(seed, epoch)``. Call
     [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] before each epoch for a new
-    order (like ``DistributedSampler``; the epoch lives in shared memory, so DataLoader workers, persistent
-    ones too, follow it). Iterating yields only this process-and-worker's share (batches ``k, k + S, k + 2S,
-    ...`` of ``S`` shards), so a DataLoader with any number of workers, on any number of ranks, produces every
-    batch exactly once; with one rank its order equals that of ``num_workers=0``. ``len()`` is the total
-    number of batches, and ``num_batches_in_shard()`` (below) gives one shard's.
+    order (like ``DistributedSampler``; DataLoader workers started after the call follow it, and persistent
+    workers, which keep the copy they started with, refuse to repeat a shuffled epoch). Iterating yields only
+    this process-and-worker's share (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with
+    any number of workers, on any number of ranks, produces every batch exactly once; with one rank its order
+    equals that of ``num_workers=0``. ``len()`` is the total number of batches, and ``num_batches_in_shard()``
+    (below) gives one shard's.
 
     For datasets that schedule batches themselves (e.g. ``RandomInterleaveDataset``),
     [`batch_indices()`][torchcross.data.batched_source.BatchedTaskSource.batch_indices] returns all batches of
@@ -97,11 +98,6 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
         >>> [x.tolist() for x, y in batched]
         [[4.0, 3.0], [2.0, 0.0], [1.0]]
     """
-
-    epoch = SharedInt()
-    """The epoch whose batch orders are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] calls made in the
-    main process."""
 
     def __init__(
         self,
@@ -210,4 +206,5 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
         return len(self._shard(len(self), position))
 
     def __iter__(self) -> Iterator[Any]:
-        return self.iter_shard(shard_position(self.rank, self.world_size, self))
+        check_fresh_copy(self, depends_on_epoch=self.shuffle)  # at the first item: a worker reports it
+        yield from self.iter_shard(shard_position(self.rank, self.world_size, self))

@@ -39,8 +39,13 @@ from torch.utils.data import IterableDataset
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import PlannedBatches, ShardIterable, ShardSized, SupportsSetEpoch
-from torchcross.data.workers.sharding import ShardPosition, remember_ranks, shard_indices, shard_position
-from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.data.workers.sharding import (
+    ShardPosition,
+    check_fresh_copy,
+    remember_ranks,
+    shard_indices,
+    shard_position,
+)
 from torchcross.sampling.multitask_plan import exhaustive_order, occurrences
 from torchcross.sampling.weighting import TaskWeighting
 
@@ -76,11 +81,6 @@ class InterleaveDataset(IterableDataset):
         [1, 'a', 10, 2, 20, 3]
     """
 
-    epoch = SharedInt()
-    """The epoch whose orders are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow [`set_epoch()`][torchcross.data.interleave.InterleaveDataset.set_epoch] calls made in the main
-    process."""
-
     def __init__(
         self, datasets: Iterable[Iterable[Any]], *, rank: int | None = None, world_size: int | None = None
     ) -> None:
@@ -100,7 +100,11 @@ class InterleaveDataset(IterableDataset):
         return remember_ranks(self.__dict__.copy())
 
     def set_epoch(self, epoch: int) -> None:
-        """Use ``epoch``'s order from now on, and pass it on to sources with ``set_epoch``."""
+        """Use ``epoch``'s order from now on, and pass it on to sources with ``set_epoch``.
+
+        Call it in the main process before the epoch's loop: DataLoader workers started after the call
+        follow it (persistent workers keep the copy they started with and refuse to iterate it again).
+        """
         self.epoch = check_int(epoch, "epoch", 0)
         for d in self.datasets:
             if isinstance(d, SupportsSetEpoch):
@@ -156,8 +160,12 @@ class InterleaveDataset(IterableDataset):
             iterators = alive
 
     def __iter__(self) -> Iterator[Any]:
+        depends = isinstance(self, RandomInterleaveDataset) or any(
+            isinstance(d, SupportsSetEpoch) for d in self.datasets
+        )
+        check_fresh_copy(self, depends_on_epoch=depends)  # at the first item: a worker reports it
         position = shard_position(self.rank, self.world_size, self)
-        return self._iter(position, tell=self.rank is not None)
+        yield from self._iter(position, tell=self.rank is not None)
 
     def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
         """Yield the items of shard ``position`` (iterating yields this process and worker's shard).

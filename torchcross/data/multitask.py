@@ -250,5 +250,8 @@ class MultiTaskEpisodeSampler(MultiSourceStream):
         return int(self._permutation(dataset, cycle, self.sizes[dataset])[j]) if self.shuffle else j
 
     def _load_unit(self, tasks: np.ndarray, occ: np.ndarray) -> Any:
-        episodes = [self.datasets[int(d)][self.episode_index(int(d), int(k))] for d, k in zip(tasks, occ)]
+        episodes = [
+            self.member_item(self.datasets[int(d)], self.episode_index(int(d), int(k)))
+            for d, k in zip(tasks, occ)
+        ]
         return self.collate_fn(episodes) if self.collate_fn is not None else episodes

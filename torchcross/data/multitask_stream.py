@@ -5,7 +5,7 @@ See [`torchcross.data.multitask`][torchcross.data.multitask] for the public clas
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -13,8 +13,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import SupportsSetEpoch
+from torchcross.data.workers.position import StreamPosition
 from torchcross.data.workers.sharding import ResumableStream, remember_ranks, shard_position
-from torchcross.data.workers.shared_ints import SharedInt
 from torchcross.sampling.multitask_plan import StreamPlan, exhaustive_order, occurrences, task_permutation
 from torchcross.sampling.weighting import resolve_weighting
 
@@ -52,11 +52,6 @@ class MultiSourceStream(ResumableStream, IterableDataset):
 
     _draws_per_unit = 1
 
-    # in shared memory: DataLoader workers (persistent ones too) follow set_epoch and
-    # load_state_dict calls made in the main process
-    _epoch = SharedInt()
-    _start = SharedInt()
-
     def __init__(
         self,
         names: list[str],
@@ -93,9 +88,10 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         shard_position(rank, world_size)  # validate early
         if mode == "epoch" and sum(self.sizes) > MAX_PLAN:
             raise ValueError(f"an epoch of {sum(self.sizes)} items is too large to plan; use mode='infinite'")
-        self._epoch, self._start, self._consumed = 0, 0, 0
+        self.position = StreamPosition()  # the epoch and where iteration stands (main process)
         self._plans: dict[Any, Any] = {}
         self._plans_epoch = 0
+        self._members_epoch = 0  # the epoch the members were last told
 
     # -- configuration and state -----------------------------------------------------------
     def _config(self) -> dict[str, Any]:
@@ -111,11 +107,6 @@ class MultiSourceStream(ResumableStream, IterableDataset):
             "seed": self.seed,
         }
 
-    @property  # read-only here: set_epoch() sets it (ResumableStream only needs to read it)
-    def epoch(self) -> int:  # type: ignore[override]
-        """The epoch whose stream `__iter__()` yields."""
-        return self._epoch
-
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
@@ -123,14 +114,26 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict], so a
         loop calling ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
-        (seeded episode datasets then draw that epoch's episodes).
+        (seeded episode datasets then draw that epoch's episodes). Call it in the main process;
+        DataLoader workers follow it through [`StreamLoader`][torchcross.data.stream.StreamLoader].
         """
-        epoch = check_int(epoch, "epoch", 0)
+        super().set_epoch(epoch)
+
+    def _epoch_selected(self, epoch: int) -> None:
+        self._tell_members(epoch, streams=True)
+
+    def _tell_members(self, epoch: int, streams: bool) -> None:
+        # members that are resumable streams draw any epoch's items with item(); others are told
         for member in self._members():
-            if isinstance(member, SupportsSetEpoch):
+            if isinstance(member, SupportsSetEpoch) and (streams or not isinstance(member, ResumableStream)):
                 member.set_epoch(epoch)
-        if epoch != self._epoch:
-            self._epoch, self._start, self._consumed = epoch, 0, 0
+        self._members_epoch = epoch
+
+    def member_item(self, member: Any, index: int) -> Any:
+        """Item ``index`` of ``member`` (a source or episode dataset) in the epoch being drawn."""
+        if isinstance(member, ResumableStream):
+            return member.item(self.drawn_epoch(), index)
+        return member[index]
 
     def _state_config(self) -> dict[str, Any]:
         return self._config()
@@ -157,7 +160,7 @@ class MultiSourceStream(ResumableStream, IterableDataset):
 
     def _cache(self) -> dict[Any, Any]:
         """The plans of the current epoch (a worker notices an epoch set in the main process)."""
-        epoch = self._epoch
+        epoch = self.drawn_epoch()
         if self._plans_epoch != epoch:
             self._plans.clear()
             self._plans_epoch = epoch
@@ -173,11 +176,11 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         if self.mode == "infinite":
             plan = plans.get("stream")
             if plan is None:
-                plan = plans["stream"] = StreamPlan(self.probabilities, (self.seed, self._epoch, 1))
+                plan = plans["stream"] = StreamPlan(self.probabilities, (self.seed, self.drawn_epoch(), 1))
             return plan.draws(start, stop)
         plan = plans.get("epoch")
         if plan is None:
-            rng = np.random.default_rng([self.seed, self._epoch, 0])
+            rng = np.random.default_rng([self.seed, self.drawn_epoch(), 0])
             order = exhaustive_order(np.asarray(self.sizes), self.policy, rng)
             plan = plans["epoch"] = (order, occurrences(order, len(self.sizes)))
         return plan[0][start:stop], plan[1][start:stop]
@@ -187,7 +190,8 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         plans = self._cache()
         cached = plans.get(("perm", task))
         if cached is None or cached[0] != cycle:
-            cached = (cycle, task_permutation((self.seed, self._epoch, 2, task, cycle), size, self.shuffle))
+            key = (self.seed, self.drawn_epoch(), 2, task, cycle)
+            cached = (cycle, task_permutation(key, size, self.shuffle))
             plans[("perm", task)] = cached
         return cached[1]
 
@@ -208,19 +212,10 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         ranks = pos.count // (info.num_workers if info is not None else 1)
         return len(range(pos.index % ranks, total, ranks))  # the rank's items, all its workers together
 
-    def __iter__(self) -> Iterator[Any]:
-        pos = shard_position(self.rank, self.world_size, self)
-        info = get_worker_info()
-        total, per, total_draws = self._num_units(), self._draws_per_unit, self._num_draws()
-        in_process = info is None
-        if in_process:
-            self._consumed = 0
-        p, step = self._start + pos.index, pos.count  # this rank's items, round-robin to its workers
-        while total is None or p < total:
-            stop = (p + 1) * per if total_draws is None else min((p + 1) * per, total_draws)
-            tasks, occ = self.draws(p * per, stop)
-            item = self._load_unit(tasks, occ)
-            if in_process:
-                self._consumed += 1
-            yield item
-            p += step
+    def _item(self, index: int) -> Any:
+        epoch = self.drawn_epoch()
+        if epoch != self._members_epoch:  # e.g. in a DataLoader worker, asked for another epoch's item
+            self._tell_members(epoch, streams=False)
+        per, total_draws = self._draws_per_unit, self._num_draws()
+        stop = (index + 1) * per if total_draws is None else min((index + 1) * per, total_draws)
+        return self._load_unit(*self.draws(index * per, stop))

@@ -20,6 +20,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchmetrics import MeanMetric
 
+from torchcross._checks import check_int
+from torchcross.data.workers.position import StreamPosition
 from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import compute_metrics
 from torchcross.learners.finetuner import FineTuner
@@ -129,7 +131,12 @@ class _Scores(LightningModule):
 
 
 class _Resumable(_Scores):
-    """Counts the training batches consumed, saves the count, and streams from there."""
+    """Counts the training batches consumed, saves the count, and streams from there.
+
+    The count is the module's [`StreamPosition`][torchcross.data.workers.position.StreamPosition]
+    (``position``), advanced in ``training_step``: where the batches are consumed, not where the
+    DataLoader's workers produce them ahead.
+    """
 
     def __init__(
         self, train_batches: Callable[[int], Any] | None, num_workers: int, splits: tuple[str, ...]
@@ -140,8 +147,17 @@ class _Resumable(_Scores):
                 f"train_batches must be callable (step -> batch), got {type(train_batches).__name__}"
             )
         self.train_batches, self.num_workers = train_batches, num_workers
-        self.consumed_batches = 0
+        self.position = StreamPosition()  # the training stream's position: batches consumed
         self.automatic_optimization = False
+
+    @property
+    def consumed_batches(self) -> int:
+        """The training batches consumed so far (over every fit of this module and its checkpoints)."""
+        return self.position.resume_point()
+
+    @consumed_batches.setter
+    def consumed_batches(self, value: int) -> None:
+        self.position.restore(0, check_int(value, "consumed_batches", 0))
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint[_CONSUMED] = self.consumed_batches
@@ -157,7 +173,8 @@ class _Resumable(_Scores):
                 f"{type(self).__name__} has no train_batches: pass train_batches=step -> batch "
                 "(e.g. RankMetaBatches) or give Trainer.fit a train dataloader"
             )
-        stream = EpisodeStream(self.train_batches, start=self.consumed_batches)
+        self.position.restore(0, self.consumed_batches)  # the new stream starts at the first batch not taken
+        stream = EpisodeStream(self.train_batches, start=self.position.start)
         return DataLoader(stream, batch_size=None, collate_fn=_keep, num_workers=self.num_workers)
 
     def _log_loss(self, name: str, value: float | Tensor, size: int) -> None:
@@ -212,7 +229,7 @@ class MetaLearningModule(_Resumable):
         optimizer.zero_grad(set_to_none=True)
         value = self.learner.meta_backward(tasks)  # all-reduces once under torch.distributed
         optimizer.step()
-        self.consumed_batches += 1
+        self.position.consumed += 1  # counted where the batch is consumed
         self._log_loss("train_loss", value, len(tasks))
 
     def _evaluate(self, batch: list[Task] | Task, split: str) -> Tensor:
@@ -269,7 +286,7 @@ class MultiTaskModule(_Resumable):
         value = self.pretrainer.backward_step((inputs, labels), description)
         all_reduce_gradients(self.pretrainer)
         optimizer.step()
-        self.consumed_batches += 1
+        self.position.consumed += 1  # counted where the batch is consumed
         self._log_loss("train_loss", value, len(inputs))
 
     def validation_step(self, batch: tuple[tuple[Tensor, Tensor], TaskDescription], batch_idx: int) -> Tensor:

@@ -69,11 +69,6 @@ __all__ = [
 Log = Callable[[str], None]
 
 
-def _as_is(unit: Any) -> Any:
-    """DataLoader collate function: the samplers already batch (picklable, unlike a lambda)."""
-    return unit
-
-
 @dataclass
 class MethodContext:
     """What a method's functions get: the config, the target and the run's resources.
@@ -216,20 +211,16 @@ class MethodContext:
         return losses
 
     def stream(self, sampler: Any) -> Iterator[Any]:
-        """Iterate a multi-task sampler, through ``[run] num_workers`` DataLoader workers if set."""
-        workers = self.config.run.num_workers
-        if workers == 0:
-            return iter(sampler)
-        from torch.utils.data import DataLoader
+        """Iterate a multi-task sampler, through ``[run] num_workers`` DataLoader workers if set.
 
-        loader = DataLoader(
-            sampler,
-            batch_size=None,
-            num_workers=workers,
-            collate_fn=_as_is,
-            pin_memory=self.device.type == "cuda",
-        )
-        return iter(loader)
+        A [`StreamLoader`][torchcross.data.stream.StreamLoader]: it counts the units the loop takes in the
+        sampler's position, which the checkpoint saves.
+        """
+        from torchcross.data.stream import StreamLoader
+
+        workers = self.config.run.num_workers
+        options = {"pin_memory": self.device.type == "cuda"} if workers else {}
+        return iter(StreamLoader(sampler, num_workers=workers, **options))
 
     def open(self, dataset_id: str, task_name: str, split: str) -> Any:
         """One task of the data root as a task source (resized and normalised as configured)."""

@@ -8,8 +8,9 @@ and the losses so far. Started again with the same checkpoint file it continues 
 the saved step and produces the same weights as an uninterrupted run.
 
 The loop is plain; what it saves is a `Checkpointer` composing the ``state_dict`` of each part
-(`Stateful`: the model, the optimiser, the stream's `StreamPosition`, torch's RNG (`TorchRNG`),
-the `LossCurve` and early stopping), so a new piece of state is one more part.
+(`Stateful`: the model, the optimiser, the resumable stream, whose position counts what the loop
+takes, torch's RNG (`TorchRNG`), the `LossCurve` and early stopping), so a new piece of state is one
+more part.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ __all__ = [
     "LossCurve",
     "NonFiniteLossError",
     "Stateful",
-    "StreamPosition",
     "TorchRNG",
     "TrainingInterrupted",
     "checkpoint_checksum",
@@ -414,24 +414,6 @@ class LossCurve:
         self.values = list(state)
 
 
-class StreamPosition:
-    """A resumable stream's position as a `Stateful` part: the sampler's state, counted where units are taken.
-
-    ``sampler`` has ``state_dict(consumed=...)`` and ``load_state_dict`` (the multi-task samplers);
-    the training loop counts the units it takes in ``consumed`` (since the start or the resume).
-    """
-
-    def __init__(self, sampler: Any) -> None:
-        self.sampler = sampler
-        self.consumed = 0
-
-    def state_dict(self) -> Any:
-        return self.sampler.state_dict(consumed=self.consumed)
-
-    def load_state_dict(self, state: Any) -> None:
-        self.sampler.load_state_dict(state)
-
-
 class Checkpointer:
     """Saves a training's state, composed of its parts' ``state_dict``s, and resumes from it.
 
@@ -654,8 +636,10 @@ def train_steps(
         step_fn: computes the loss of one unit and accumulates gradients; returns the loss.
         units: returns a fresh iterator over training units (called after restoring state).
         steps: total number of updates.
-        sampler: an object with ``state_dict(consumed=...)`` and ``load_state_dict`` (the
-            multi-task samplers), checkpointed so a resumed run continues its stream.
+        sampler: an object with ``state_dict()`` and ``load_state_dict`` (the multi-task samplers),
+            checkpointed so a resumed run continues its stream; ``units`` iterates it so that it counts
+            the units taken (the sampler itself, or a
+            [`StreamLoader`][torchcross.data.stream.StreamLoader] over it).
         checkpoint: file to save to and resume from (``None``: no checkpoints).
         checkpoint_every: save every this many steps (0: only at the end).
         fingerprint: settings the checkpoint must match (see `config_fingerprint()`);
@@ -709,11 +693,11 @@ def train_steps(
     if settings is not None:
         settings_text = json.dumps(settings, sort_keys=True, default=str)
         fingerprint = fingerprint or config_fingerprint(settings)
-    curve, stream, ctrl_c = LossCurve(), StreamPosition(sampler) if sampler is not None else None, _CtrlC()
+    curve, ctrl_c = LossCurve(), _CtrlC()
     parts: dict[str, Stateful | None] = {
         "model": model,
         "optimizer": optimizer,
-        "sampler": stream,
+        "sampler": sampler,  # counts the units the loop takes (StreamPosition in the main process)
         "torch_rng": TorchRNG(),
     }
     checkpointer = Checkpointer(
@@ -752,8 +736,6 @@ def train_steps(
                     raise ValueError(
                         f"{description}: the training data ran out after {step} of {steps} steps"
                     ) from None
-                if stream is not None:
-                    stream.consumed += 1
                 optimizer.zero_grad(set_to_none=True)
                 at = f"step {step + 1} of {steps}"
                 loss = _checked_loss(step_fn(unit), losses, divergence, description, at, unit)

@@ -19,7 +19,6 @@ yields the same episodes in the same order with 0, 1 or 4 workers.
 from __future__ import annotations
 
 import abc
-import itertools
 import os
 import sys
 import threading
@@ -40,14 +39,8 @@ from torchcross.data.metadataset.meta import (
     MetaDataset,
 )
 from torchcross.data.sources import canonical_labels
-from torchcross.data.workers.sharding import (
-    ResumableStream,
-    Shardable,
-    ShardPosition,
-    remember_ranks,
-    shard_position,
-)
-from torchcross.data.workers.shared_ints import SharedInt
+from torchcross.data.workers.position import StreamPosition
+from torchcross.data.workers.sharding import ResumableStream, Shardable, ShardPosition, remember_ranks
 from torchcross.data.workers.shm_pool import shared_lease, worker_empty
 from torchcross.distributed.seeds import shared_seed
 from torchcross.sampling.episodes import (
@@ -370,12 +363,6 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
 
     __add__ = IterableMetaDataset.__add__  # type: ignore[assignment]
 
-    epoch = SharedInt()
-    """The epoch whose episodes are drawn; in shared memory, so DataLoader workers (persistent ones
-    too) follow [`set_epoch()`][torchcross.data.metadataset.EpisodeMetaDataset.set_epoch] calls made in the
-    main process."""
-
-    _start = SharedInt()  # the global episode index where iteration starts (a restored position)
     _STATE_MISMATCH = "state dict comes from episodes with other sampling parameters"
     _ITEMS = "episodes"
 
@@ -403,9 +390,7 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
         self.length = check_int(length, "length", 1, allow_none=True)
         self.output_indices = output_indices
         self.seed = shared_seed(seed)  # None: rank 0 draws one and broadcasts it
-        self.epoch = 0
-        self._start = 0
-        self._consumed = 0  # episodes this process took from the current iteration (no workers)
+        self.position = StreamPosition()  # the epoch and where iteration stands (main process)
         self.label_index = index_labels(canonical_labels(task_source), description)
 
     @property
@@ -429,11 +414,10 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
 
         A new epoch is iterated from its first episode; setting the current epoch again keeps a position
         restored by [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict].
+        Call it in the main process; DataLoader workers follow it through
+        [`StreamLoader`][torchcross.data.stream.StreamLoader] (or workers started after the call).
         """
-        epoch = check_int(epoch, "epoch", 0)
-        if epoch != self.epoch:
-            self._start, self._consumed = 0, 0
-        self.epoch = epoch
+        super().set_epoch(epoch)
 
     def _state_config(self) -> dict[str, Any]:
         return {k: v for k, v in self.sampling_parameters().items() if k != "epoch"}
@@ -450,9 +434,10 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
         return episode_generator(self._episode_key(), index, reuse=True)
 
     def _episode_key(self) -> np.ndarray:
+        epoch = self.drawn_epoch()
         cached = self.__dict__.get("_key")
-        if cached is None or cached[0] != (self.seed, self.epoch):
-            cached = ((self.seed, self.epoch), episode_key(self.seed, self.epoch))
+        if cached is None or cached[0] != (self.seed, epoch):
+            cached = ((self.seed, epoch), episode_key(self.seed, epoch))
             self.__dict__["_key"] = cached
         return cached[1]
 
@@ -478,7 +463,11 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
             description = cache[episode.classes] = relabel_description(self.task_description, episode.classes)
         return description
 
+    def _item(self, index: int) -> Task:
+        return self[index]
+
     def __getitem__(self, index: int) -> Task:
+        """Episode ``index`` of the current epoch (`item()` draws one of any epoch)."""
         episode = self.sample_indices(self._check_index(index))
         support_labels, query_labels = episode_labels(self.label_index, episode)
         return load_episode(
@@ -498,9 +487,6 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
             )
         return self.length
 
-    def __iter__(self) -> Iterator[Task]:
-        return self.iter_shard(shard_position(self.rank, self.world_size, owner=self))
-
     def iter_shard(self, position: ShardPosition) -> Iterator[Task]:
         """Yield the episodes of shard ``position``: ``position.index``, then every ``position.count``-th.
 
@@ -519,20 +505,7 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
             >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
             2
         """
-        first = self._start + position.index
-        if self.length is None:
-            indices: Any = itertools.count(first, position.count)
-        else:
-            n = self.length - self.length % position.count if self.even_shards else self.length
-            indices = range(first, n, position.count)
-        in_process = torch.utils.data.get_worker_info() is None
-        if in_process:
-            self._consumed = 0
-        for i in indices:
-            episode = self[i]
-            if in_process:
-                self._consumed += 1
-            yield episode
+        return super().iter_shard(position)
 
     def __repr__(self) -> str:
         params = ", ".join(f"{k}={v!r}" for k, v in self.sampling_parameters().items() if k != "rule")

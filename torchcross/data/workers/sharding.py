@@ -14,18 +14,21 @@ and world size of the process that sends them (`remember_ranks()` in their
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
 import torch
 import torch.utils.data
 
 from torchcross._checks import check_int
+from torchcross.data.workers.position import StreamPosition
 
 __all__ = [
     "ResumableStream",
     "ShardPosition",
     "Shardable",
+    "check_fresh_copy",
     "remember_ranks",
     "shard_indices",
     "shard_position",
@@ -174,27 +177,47 @@ def _plain(value: Any) -> Any:
 
 
 class ResumableStream:
-    """Mixin of seeded, sharded iterations that save and restore where they stand.
+    """Mixin of seeded, sharded streams: item ``k`` of an epoch is a pure function of ``(seed, epoch, k)``.
 
     The global item ``p`` of an epoch goes to rank ``p % world_size``, so after every rank
     took ``n`` items the first ``n * world_size`` are done: the epoch and that position are all
-    a resumed loop needs. Subclasses keep ``_start`` (the item where iteration starts; a
-    `SharedInt` so that persistent DataLoader workers see it) and ``_consumed`` (the items
-    iterated in this process, counted without workers), reset both when ``set_epoch`` selects
-    another epoch, and provide ``epoch``, ``_state_config()`` (what the items depend on) and
-    ``_num_positions()`` (items per epoch, ``None`` for an endless stream).
+    a resumed loop needs. They live in one `StreamPosition` (``self.position``), in the main
+    process: iterating the stream there (or through
+    [`StreamLoader`][torchcross.data.stream.StreamLoader], with DataLoader workers) counts the
+    items the loop consumed, so `state_dict()` needs no count from the caller. Subclasses set
+    ``self.position`` in ``__init__`` and provide `_item()` (item ``k`` of the epoch being drawn,
+    `drawn_epoch()`), ``_state_config()`` (what the items depend on) and ``_num_positions()``
+    (items per epoch, ``None`` for an endless stream).
     """
 
     _STATE_MISMATCH = "state dict comes from a different configuration"
     _ITEMS = "items"
-    _start: int
-    _consumed: int
+    position: StreamPosition
     rank: int | None
     world_size: int | None
-    epoch: int
+    even_shards: bool = False
 
-    def set_epoch(self, epoch: int) -> None:  # pragma: no cover - provided by the subclass
-        raise NotImplementedError
+    @property
+    def epoch(self) -> int:
+        """The epoch whose items iteration yields (assigning it calls `set_epoch()`)."""
+        return self.position.epoch
+
+    @epoch.setter
+    def epoch(self, epoch: int) -> None:
+        self.set_epoch(epoch)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch to iterate; a new epoch starts from its first item.
+
+        Setting the current epoch again keeps a position restored by `load_state_dict()`, so a loop
+        calling ``set_epoch(epoch)`` resumes correctly. Call it in the main process, before the epoch's
+        loop starts (like ``DistributedSampler.set_epoch``).
+        """
+        self.position.set_epoch(check_int(epoch, "epoch", 0))
+        self._epoch_selected(self.position.epoch)
+
+    def _epoch_selected(self, epoch: int) -> None:
+        """Hook: pass ``epoch`` on to members (multi-task streams)."""
 
     def _state_config(self) -> Mapping[str, Any]:  # pragma: no cover - provided by the subclass
         raise NotImplementedError
@@ -202,19 +225,63 @@ class ResumableStream:
     def _num_positions(self) -> int | None:  # pragma: no cover - provided by the subclass
         raise NotImplementedError
 
-    def state_dict(self, consumed: int | None = None) -> dict[str, Any]:
+    def _item(self, index: int) -> Any:  # pragma: no cover - provided by the subclass
+        raise NotImplementedError
+
+    def drawn_epoch(self) -> int:
+        """The epoch whose items are drawn now: ``epoch``, or the one `item()` asks for."""
+        drawing = self.__dict__.get("_drawing_epoch")
+        return self.position.epoch if drawing is None else drawing
+
+    def item(self, epoch: int, index: int) -> Any:
+        """Global item ``index`` of ``epoch``: a pure function of the configuration, ``epoch`` and ``index``.
+
+        Leaves the position alone (what DataLoader workers call, whatever epoch the main process is at).
+        """
+        previous = self.__dict__.get("_drawing_epoch")
+        self.__dict__["_drawing_epoch"] = check_int(epoch, "epoch", 0)
+        try:
+            return self._item(index)
+        finally:
+            self.__dict__["_drawing_epoch"] = previous
+
+    def shard_items(self, shard: ShardPosition) -> Iterable[int]:
+        """The global items of ``shard`` from the position's start: ``start + shard.index``, then every
+        ``shard.count``-th (with ``even_shards``, the epoch's last ``total % shard.count`` items left out)."""
+        first, total = self.position.start + shard.index, self._num_positions()
+        if total is None:
+            return itertools.count(first, shard.count)
+        return range(first, total - total % shard.count if self.even_shards else total, shard.count)
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.iter_shard(shard_position(self.rank, self.world_size, self))
+
+    def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
+        """Yield the items of shard ``position`` of the current epoch, from the position's start.
+
+        In the main process each item taken counts as consumed (`state_dict()`); a DataLoader
+        worker iterates the copy made when its iterator started.
+        """
+        in_process = torch.utils.data.get_worker_info() is None
+        if in_process:
+            self.position.consumed = 0
+        check_fresh_copy(self)
+        epoch = self.position.epoch
+        for k in self.shard_items(position):
+            item = self.item(epoch, k)
+            if in_process:
+                self.position.consumed += 1
+            yield item
+
+    def state_dict(self) -> dict[str, Any]:
         """Where iteration stands: epoch, global position and the configuration (plain values).
 
-        Args:
-            consumed: items this rank took since the current iteration started. Default:
-                as counted by this object when iterated in this process (``num_workers=0``);
-                with DataLoader workers, pass the number of items the loop received.
+        The position counts the items this rank's loop took since its iteration started: iterate the
+        stream in this process, or through [`StreamLoader`][torchcross.data.stream.StreamLoader] with
+        DataLoader workers (a plain DataLoader's workers count nothing here).
         """
-        if consumed is None:
-            consumed = self._consumed
-        consumed = check_int(consumed, "consumed", 0)
         ranks = shard_position(self.rank, self.world_size, self).count  # outside a worker: the ranks
-        position = self._start + consumed * ranks
+        position = self.position.resume_point(ranks)
         total = self._num_positions()
         if total is not None:
             position = min(position, total)
@@ -239,8 +306,30 @@ class ResumableStream:
             raise ValueError(f"{self._STATE_MISMATCH}; " + "; ".join(diffs))
         epoch = check_int(state["epoch"], "state['epoch']", 0)
         position = check_int(state["position"], "state['position']", 0)
-        self.set_epoch(epoch)
         total = self._num_positions()
         if total is not None and position > total:
             raise ValueError(f"state position {position} is beyond the epoch's {total} {self._ITEMS}")
-        self._start, self._consumed = position, 0
+        self.set_epoch(epoch)
+        self.position.restore(epoch, position)
+
+
+_ITERATED = "_torchcross_worker_iterated"
+
+
+def check_fresh_copy(owner: Any, depends_on_epoch: bool = True) -> None:
+    """In a DataLoader worker, refuse to iterate the same copy twice (``persistent_workers=True``).
+
+    A persistent worker keeps the copy of ``owner`` made when it started, so epochs and resume
+    positions set later in the main process cannot reach it; rather than repeat stale items, say so.
+    """
+    if not depends_on_epoch or torch.utils.data.get_worker_info() is None:
+        return
+    if owner.__dict__.get(_ITERATED):
+        raise RuntimeError(
+            f"{type(owner).__name__} iterated again in a persistent DataLoader worker, which keeps the copy "
+            "made when it started: set_epoch() and load_state_dict() calls made since cannot reach it. "
+            "Use persistent_workers=False, or, for an episode dataset or multi-task sampler, "
+            "torchcross.data.StreamLoader(stream, num_workers=..., persistent_workers=True), which sends "
+            "each worker the (epoch, index) of its items"
+        )
+    owner.__dict__[_ITERATED] = True

@@ -30,7 +30,9 @@ How reuse stays safe:
 When ``/dev/shm`` has no room for a new block, the worker drops its free blocks, stops
 growing its pool and warns once; tensors then travel as PyTorch sends them. The
 environment variable ``TORCHCROSS_WORKER_POOL_MB`` caps the pool of each worker
-(default 1024 MiB; ``0`` turns pooling off). Only public PyTorch API is used.
+(default 1024 MiB; ``0`` turns pooling off); `set_pool_limit()`, called in a worker (e.g. by
+[`StreamLoader`][torchcross.data.stream.StreamLoader]'s ``pool_mb=`` option), overrides it for
+that worker. Only public PyTorch API is used.
 
 A lease is meant for one hand-off: a tensor of a lease sent to two processes would be
 released by whichever drops it first. DataLoader workers send each result once.
@@ -54,7 +56,7 @@ import numpy as np
 import torch
 import torch.utils.data
 
-__all__ = ["ENV_VAR", "PooledTensor", "empty", "shared_lease", "worker_empty"]
+__all__ = ["ENV_VAR", "PooledTensor", "empty", "set_pool_limit", "shared_lease", "worker_empty"]
 
 _HEADER = 64  # bytes before the data: the released lease (int64), padded to keep data aligned
 _ALIGN = 4096
@@ -83,7 +85,34 @@ class PooledTensor(torch.Tensor):
         return self.as_subclass(torch.Tensor).__reduce_ex__(protocol)
 
 
+_LIMIT_MIB: int | None = None  # set_pool_limit() in this process, over the environment variable
+
+
+def set_pool_limit(mib: int | None) -> None:
+    """Cap this process's pool at ``mib`` MiB (``0``: no pooling; ``None``: ``TORCHCROSS_WORKER_POOL_MB``).
+
+    Meant for a DataLoader ``worker_init_fn``: each worker has its own pool.
+
+    Raises:
+        ValueError: ``mib`` is negative.
+
+    Examples:
+        >>> set_pool_limit(0)  # this process pools nothing
+        >>> set_pool_limit(None)  # back to the environment variable (default 1024 MiB)
+    """
+    global _LIMIT_MIB, _POOL
+    if mib is not None and (isinstance(mib, bool) or not isinstance(mib, int) or mib < 0):
+        raise ValueError(
+            f"the pool limit must be a whole number of MiB >= 0 (0: no pooling) or None, got {mib!r}"
+        )
+    with _POOL_LOCK:
+        _LIMIT_MIB = mib
+        _POOL = None  # the next lease starts a pool with the new limit
+
+
 def _max_bytes() -> int:
+    if _LIMIT_MIB is not None:
+        return _LIMIT_MIB << 20
     value = os.environ.get(ENV_VAR, "1024")
     try:
         mib = int(value)
