@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any, overload
+import functools
+import warnings
+from collections.abc import Callable
+from typing import Any, ParamSpec, TypeVar, overload
 
 import numpy as np
 
-__all__ = ["IntTypeError", "check_generator", "check_int"]
+__all__ = ["IntTypeError", "check_generator", "check_int", "renamed_keywords"]
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
 
 
 class IntTypeError(TypeError, ValueError):
@@ -77,3 +83,43 @@ def check_generator(rng: Any) -> np.random.Generator:
             "use numpy.random.default_rng(seed)"
         )
     return rng
+
+
+def renamed_keywords(**renames: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Keep the former keyword names of a function's parameters working, with a ``DeprecationWarning``.
+
+    ``@renamed_keywords(n_support="n_shot")``: a call with ``n_support=2`` warns and runs as
+    ``n_shot=2``; passing both names is a ``TypeError``. Type checkers see the new signature only.
+
+    Examples:
+        >>> import warnings
+        >>> @renamed_keywords(n_support="n_shot")
+        ... def f(n_shot: int) -> int:
+        ...     return n_shot
+        >>> with warnings.catch_warnings(record=True) as caught:
+        ...     warnings.simplefilter("always")
+        ...     f(n_support=3), str(caught[0].message)
+        (3, 'f(n_support=...) is deprecated: use n_shot=...')
+    """
+
+    def decorate(function: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(function)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            for old, new in renames.items():
+                if old in kwargs:
+                    if new in kwargs:
+                        raise TypeError(
+                            f"{function.__name__}() got both {old}= and {new}=; {old} is the former name of "
+                            f"{new}: pass {new} only"
+                        )
+                    warnings.warn(
+                        f"{function.__name__}({old}=...) is deprecated: use {new}=...",
+                        DeprecationWarning,
+                        stacklevel=2,
+                    )
+                    kwargs[new] = kwargs.pop(old)
+            return function(*args, **kwargs)
+
+        return wrapper
+
+    return decorate

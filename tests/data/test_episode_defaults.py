@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import torchcross.data.metadataset as metadataset
+import torchcross.data.metadataset.fixed_shot as fixed_shot
 from torchcross.cli.app import build_parser
 from torchcross.data.metadataset import EpisodeMetaDataset, FewShotMetaDataset, sample_episode_set
 from torchcross.data.sources import TensorTaskSource
@@ -23,19 +24,23 @@ from torchcross.sampling.variable import sample_variable_episode
 from torchcross.tasks.task import TaskDescription
 
 DEFAULTS = {
+    "n_shot": DEFAULT_SHOTS,
+    "n_query": DEFAULT_QUERY_PER_CLASS,
     "n_support_samples_per_class": DEFAULT_SHOTS,
     "n_query_samples_per_class": DEFAULT_QUERY_PER_CLASS,
     "max_query_per_class": DEFAULT_QUERY_PER_CLASS,
     "filter_classes_min_samples": DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
 }
 
+# the 0.0.6 signatures at torchcross.data.metadataset (lazy: read via __all__) and the core classes
+_NAMES = [getattr(m, n) for m in (metadataset, fixed_shot) for n in m.__all__]
 EPISODE_DATASETS = sorted(
     (
         obj
-        for obj in vars(metadataset).values()
+        for obj in set(_NAMES)
         if inspect.isclass(obj) and issubclass(obj, EpisodeMetaDataset) and not inspect.isabstract(obj)
     ),
-    key=lambda c: c.__name__,
+    key=lambda c: c.__module__ + "." + c.__name__,
 )
 SAMPLERS: list[Callable] = [*EPISODE_DATASETS, sample_episode_set, sample_variable_episode]
 

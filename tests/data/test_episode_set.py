@@ -49,7 +49,7 @@ def _same_tasks(a, b) -> None:
 def test_round_trip_through_json(kind, tmp_path) -> None:
     src = make_source(kind)
     episodes = sample_episode_set(
-        src, n_episodes=7, n_support_samples_per_class=2, n_query_samples_per_class=3, seed=5
+        src, n_episodes=7, n_shot=2, n_query=3, seed=5
     )
     path = tmp_path / f"{kind}.json"
     episodes.save(path)
@@ -100,7 +100,7 @@ def test_sub_task_and_variable_sets_round_trip(tmp_path) -> None:
 def test_changed_labels_are_refused(tmp_path) -> None:
     src = make_source("binary")
     path = tmp_path / "glaucoma.json"
-    sample_episode_set(src, n_episodes=3, n_support_samples_per_class=2, n_query_samples_per_class=2).save(
+    sample_episode_set(src, n_episodes=3, n_shot=2, n_query=2).save(
         path
     )
     labels = src.labels.copy()

@@ -138,7 +138,7 @@ def test_sample_episode_set_records_n_way_episodes(tmp_path: Path) -> None:
         (
             "multilabel",
             r"n_way=2 has no meaning for MULTILABEL_CLASSIFICATION task 'multilabel-0': .*"
-            r"SubTaskRandomFewShotMetaDataset\(n_classes_min=\.\.\., n_classes_max=\.\.\.\)",
+            r"SubTaskRandomFewShotMetaDataset\(n_way_min=\.\.\., n_way_max=\.\.\.\)",
         ),
     ],
 )

@@ -23,11 +23,13 @@ if TYPE_CHECKING:
     from torchcross.data.interleave import InterleaveDataset as InterleaveDataset
     from torchcross.data.interleave import RandomInterleaveDataset as RandomInterleaveDataset
     from torchcross.data.metadataset import EpisodeSet as EpisodeSet
-    from torchcross.data.metadataset import FewShotMetaDataset as FewShotMetaDataset
     from torchcross.data.metadataset import MetaDataset as MetaDataset
-    from torchcross.data.metadataset import SubTaskRandomFewShotMetaDataset as SubTaskRandomFewShotMetaDataset
     from torchcross.data.metadataset import VariableWayShotMetaDataset as VariableWayShotMetaDataset
     from torchcross.data.metadataset import sample_episode_set as sample_episode_set
+    from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset as FewShotMetaDataset
+    from torchcross.data.metadataset.fixed_shot import (
+        SubTaskRandomFewShotMetaDataset as SubTaskRandomFewShotMetaDataset,
+    )
     from torchcross.data.multitask import MultiTaskBatchSampler as MultiTaskBatchSampler
     from torchcross.data.multitask import MultiTaskEpisodeSampler as MultiTaskEpisodeSampler
     from torchcross.data.sources import ConcatTaskSource as ConcatTaskSource
@@ -80,8 +82,8 @@ _EXPORTS: dict[str, str] = {
     "sample_episode": "torchcross.sampling.episodes",
     "EpisodeIndices": "torchcross.sampling.episodes",
     "MetaDataset": "metadataset",
-    "FewShotMetaDataset": "metadataset",
-    "SubTaskRandomFewShotMetaDataset": "metadataset",
+    "FewShotMetaDataset": "metadataset.fixed_shot",
+    "SubTaskRandomFewShotMetaDataset": "metadataset.fixed_shot",
     "VariableWayShotMetaDataset": "metadataset",
     "EpisodeSet": "metadataset",
     "sample_episode_set": "metadataset",

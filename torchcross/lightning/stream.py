@@ -69,7 +69,8 @@ class RankMetaBatches:
 
     Args:
         dataset: ``dataset[i]`` is episode ``i`` (e.g. a
-            [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset] with ``length=None``).
+            [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset] with
+            ``length=None``).
         tasks_per_rank: ``B``.
         rank, world_size: default to ``torch.distributed``'s at call time.
 

@@ -52,7 +52,11 @@ _REDUCTIONS = ("mean", "sum", "none")
 
 @dataclass(frozen=True)
 class TaskKind:
-    """One row of the dispatch table: everything that depends on the task kind.
+    """One row of the dispatch table: everything the nn layer does differently per task kind.
+
+    The task kind itself has one name, [`TaskTarget`][torchcross.tasks.task.TaskTarget]; a `TaskKind`
+    is the row of rules for one `TaskTarget` (``target``), as
+    [`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind] is the row of episode rules.
 
     Attributes:
         target: the kind this row describes.

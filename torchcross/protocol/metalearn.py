@@ -63,7 +63,7 @@ def _variant(ctx: MethodContext) -> MetaLearnVariant:
 
 
 def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) -> dict[str, Any]:
-    from torchcross.data.metadataset import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
+    from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
     out: dict[str, FewShotMetaDataset] = {}
@@ -74,16 +74,21 @@ def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) 
                 if mc.n_shot is None:
                     out[name] = SubTaskRandomFewShotMetaDataset(
                         source,
-                        n_support_samples_per_class_min=mc.min_shot,
-                        n_support_samples_per_class_max=mc.max_shot,
-                        n_query_samples_per_class=mc.n_query,
+                        n_shot_min=mc.min_shot,
+                        n_shot_max=mc.max_shot,
+                        n_query=mc.n_query,
                         filter_classes_min_samples=0,
                         length=length,
                         seed=ctx.seed,
                     )
                 else:
                     out[name] = FewShotMetaDataset(
-                        source, None, mc.n_shot, mc.n_query, 0, length=length, seed=ctx.seed
+                        source,
+                        n_shot=mc.n_shot,
+                        n_query=mc.n_query,
+                        filter_classes_min_samples=0,
+                        length=length,
+                        seed=ctx.seed,
                     )
             except ValueError as exc:
                 ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name} skipped: {exc}")

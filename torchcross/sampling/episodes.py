@@ -39,7 +39,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from torchcross._checks import check_generator, check_int
+from torchcross._checks import check_generator, check_int, renamed_keywords
 from torchcross.sampling.episode_index import (
     EpisodeIndices,
     LabelIndex,
@@ -73,10 +73,11 @@ __all__ = [
 ]
 
 
+@renamed_keywords(n_support="n_shot")
 def sample_multiclass_episode(
-    labels: Any, n_support: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
+    labels: Any, n_shot: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
 ) -> EpisodeIndices:
-    """``n_support`` support and ``n_query`` query examples per class, in the given class order.
+    """``n_shot`` support and ``n_query`` query examples per class, in the given class order.
 
     Examples:
         >>> import numpy as np
@@ -85,13 +86,14 @@ def sample_multiclass_episode(
         >>> labels[ep.support].tolist(), ep.classes
         ([2, 2, 0, 0], (2, 0))
     """
-    check_int(n_support, "n_support", 1)
+    check_int(n_shot, "n_shot", 1)
     check_int(n_query, "n_query", 0)
-    return sample_per_class(labels, n_support, n_query, rng, classes, TaskTarget.MULTICLASS_CLASSIFICATION)
+    return sample_per_class(labels, n_shot, n_query, rng, classes, TaskTarget.MULTICLASS_CLASSIFICATION)
 
 
+@renamed_keywords(n_support="n_shot")
 def sample_ordinal_episode(
-    labels: Any, n_support: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
+    labels: Any, n_shot: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
 ) -> EpisodeIndices:
     """As [`sample_multiclass_episode()`][torchcross.sampling.episodes.sample_multiclass_episode], but the
     classes are always in key order.
@@ -102,17 +104,16 @@ def sample_ordinal_episode(
         >>> sample_ordinal_episode(labels, 1, 1, np.random.default_rng(0), classes=[6, 1]).classes
         (1, 6)
     """
-    check_int(n_support, "n_support", 1)
+    check_int(n_shot, "n_shot", 1)
     check_int(n_query, "n_query", 0)
     index = as_label_index(labels, TaskTarget.ORDINAL_REGRESSION)
     ordered = None if classes is None else sorted(check_classes(index, classes))
-    return sample_per_class(index, n_support, n_query, rng, ordered, TaskTarget.ORDINAL_REGRESSION)
+    return sample_per_class(index, n_shot, n_query, rng, ordered, TaskTarget.ORDINAL_REGRESSION)
 
 
-def sample_binary_episode(
-    labels: Any, n_support: int, n_query: int, rng: np.random.Generator
-) -> EpisodeIndices:
-    """``n_support`` negatives then ``n_support`` positives; likewise ``n_query`` of each for the query.
+@renamed_keywords(n_support="n_shot")
+def sample_binary_episode(labels: Any, n_shot: int, n_query: int, rng: np.random.Generator) -> EpisodeIndices:
+    """``n_shot`` negatives then ``n_shot`` positives; likewise ``n_query`` of each for the query.
 
     Examples:
         >>> import numpy as np
@@ -121,20 +122,21 @@ def sample_binary_episode(
         >>> labels[ep.support].tolist(), labels[ep.query].tolist()
         ([0, 0, 1, 1], [0, 1])
     """
-    check_int(n_support, "n_support", 1)
+    check_int(n_shot, "n_shot", 1)
     check_int(n_query, "n_query", 0)
-    return sample_per_class(labels, n_support, n_query, rng, (0, 1), TaskTarget.BINARY_CLASSIFICATION)
+    return sample_per_class(labels, n_shot, n_query, rng, (0, 1), TaskTarget.BINARY_CLASSIFICATION)
 
 
+@renamed_keywords(n_support="n_shot")
 def sample_multilabel_episode(
     labels: Any,
-    n_support: int,
+    n_shot: int,
     n_query: int,
     rng: np.random.Generator,
     classes: Sequence[int] | None = None,
     max_attempts: int = 10,
 ) -> EpisodeIndices:
-    """At least ``n_support`` positives and negatives per label (support), ``n_query`` (query).
+    """At least ``n_shot`` positives and negatives per label (support), ``n_query`` (query).
 
     See `torchcross.sampling.multilabel.cover_quotas()` for the algorithm.
 
@@ -146,12 +148,12 @@ def sample_multilabel_episode(
         (True, (0, 1, 2))
     """
     check_generator(rng)
-    check_int(n_support, "n_support", 1)
+    check_int(n_shot, "n_shot", 1)
     check_int(n_query, "n_query", 0)
     check_int(max_attempts, "max_attempts", 1)
     index = as_label_index(labels, TaskTarget.MULTILABEL_CLASSIFICATION)
     classes = check_classes(index, classes)
-    support, query = sample_multilabel_indices(index, classes, n_support, n_query, rng, max_attempts)
+    support, query = sample_multilabel_indices(index, classes, n_shot, n_query, rng, max_attempts)
     return EpisodeIndices(support, query, classes)
 
 
@@ -184,44 +186,47 @@ class MultilabelPlan:
     """
 
     classes: tuple[int, ...]
-    n_support: int
+    n_shot: int
     n_query: int
     max_attempts: int = 10
 
     def draw(self, index: LabelIndex, rng: np.random.Generator) -> EpisodeIndices:
-        """One episode with at least ``n_support`` / ``n_query`` positives and negatives per label."""
+        """One episode with at least ``n_shot`` / ``n_query`` positives and negatives per label."""
         return sample_multilabel_episode(
-            index, self.n_support, self.n_query, rng, self.classes, self.max_attempts
+            index, self.n_shot, self.n_query, rng, self.classes, self.max_attempts
         )
 
 
 def _multilabel_plan(
-    index: LabelIndex, classes: tuple[int, ...], n_support: int, n_query: int, max_attempts: int
+    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, max_attempts: int
 ) -> MultilabelPlan:
-    return MultilabelPlan(classes, n_support, n_query, max_attempts)
+    return MultilabelPlan(classes, n_shot, n_query, max_attempts)
 
 
 def _fixed_shot_plan(
-    index: LabelIndex, classes: tuple[int, ...], n_support: int, n_query: int, max_attempts: int
+    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, max_attempts: int
 ) -> EpisodePlan:
-    return fixed_shot_plan(index, classes, n_support, n_query)
+    return fixed_shot_plan(index, classes, n_shot, n_query)
 
 
 def _binary_rule(
-    index: LabelIndex, n_support: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None
+    index: LabelIndex, n_shot: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None
 ) -> EpisodeIndices:
-    return sample_binary_episode(index, n_support, n_query, rng)
+    return sample_binary_episode(index, n_shot, n_query, rng)
 
 
 @dataclass(frozen=True)
 class EpisodeKind:
     """How episodes of one task kind are drawn: one row of `EPISODE_KINDS`.
 
+    The task kind itself has one name, [`TaskTarget`][torchcross.tasks.task.TaskTarget]; an
+    `EpisodeKind` is the row of sampling rules for one `TaskTarget` (``target``).
+
     Attributes:
         target: the task kind.
-        sample: the kind's rule, ``(index, n_support, n_query, rng, classes) -> EpisodeIndices``
+        sample: the kind's rule, ``(index, n_shot, n_query, rng, classes) -> EpisodeIndices``
             (``classes=None``: all classes).
-        plan: ``(index, classes, n_support, n_query, max_attempts) -> EpisodePlan``:
+        plan: ``(index, classes, n_shot, n_query, max_attempts) -> EpisodePlan``:
             prepares draws over ``classes`` that are already checked (and, with
             `key_order`, in key order).
         fixed_classes: the classes every episode uses (binary: ``(0, 1)``); ``None`` when
@@ -274,7 +279,7 @@ EPISODE_KINDS: Mapping[TaskTarget, EpisodeKind] = MappingProxyType(
             two_sided=True,
             n_way_alternative="an example may carry any number of labels, so an episode has labels, "
             "not ways; for episodes over a random subset of the labels use "
-            "SubTaskRandomFewShotMetaDataset(n_classes_min=..., n_classes_max=...)",
+            "SubTaskRandomFewShotMetaDataset(n_way_min=..., n_way_max=...)",
         ),
     }
 )
@@ -303,9 +308,10 @@ def get_episode_kind(target: TaskTarget | str) -> EpisodeKind:
         ) from None
 
 
+@renamed_keywords(n_support="n_shot")
 def sample_episode(
     index: LabelIndex,
-    n_support: int,
+    n_shot: int,
     n_query: int,
     rng: np.random.Generator,
     classes: Sequence[int] | None = None,
@@ -320,4 +326,4 @@ def sample_episode(
     """
     if not isinstance(index, LabelIndex):
         raise TypeError(f"index must be a LabelIndex (see index_labels), got {type(index).__name__}")
-    return get_episode_kind(index.task_target).sample(index, n_support, n_query, rng, classes)
+    return get_episode_kind(index.task_target).sample(index, n_shot, n_query, rng, classes)

@@ -186,15 +186,15 @@ def _prune(
 def sample_multilabel_indices(
     index: LabelIndex,
     columns: Sequence[int],
-    n_support: int,
+    n_shot: int,
     n_query: int,
     rng: np.random.Generator,
     max_attempts: int = 10,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Support and query sets meeting the quotas ``n_support`` and ``n_query`` for ``columns``.
+    """Support and query sets meeting the quotas ``n_shot`` and ``n_query`` for ``columns``.
 
     Raises:
-        ValueError: if a label has fewer than ``n_support + n_query`` positives or negatives,
+        ValueError: if a label has fewer than ``n_shot + n_query`` positives or negatives,
             or the quotas could not be met within ``max_attempts`` attempts.
 
     Examples:
@@ -208,7 +208,7 @@ def sample_multilabel_indices(
         0
     """
     n = cast(np.ndarray, index.matrix).shape[0]  # a multi-label index
-    need = n_support + n_query
+    need = n_shot + n_query
     short = []
     for c in columns:
         n_pos = len(index.positives[c])
@@ -216,14 +216,14 @@ def sample_multilabel_indices(
             short.append(f"label {c} ({n_pos} positives, {n - n_pos} negatives)")
     if short:
         raise ValueError(
-            f"not enough examples for a multi-label episode with {n_support} support + {n_query} query "
+            f"not enough examples for a multi-label episode with {n_shot} support + {n_query} query "
             f"positives and negatives per label: {', '.join(short)}; lower the shots or drop these labels"
         )
     last: _QuotaExhausted | None = None
     for _ in range(max_attempts):
         taken: set[int] = set()
         try:
-            support = cover_quotas(index, columns, n_support, taken, rng)
+            support = cover_quotas(index, columns, n_shot, taken, rng)
             query = cover_quotas(index, columns, n_query, taken, rng)
         except _QuotaExhausted as exc:
             last = exc
@@ -234,7 +234,7 @@ def sample_multilabel_indices(
     polarity = "positives" if last.positive else "negatives"
     count = len(index.positives[last.column]) if last.positive else n - len(index.positives[last.column])
     raise ValueError(
-        f"could not meet the multi-label quotas ({n_support} support, {n_query} query positives and "
+        f"could not meet the multi-label quotas ({n_shot} support, {n_query} query positives and "
         f"negatives per label) in {max_attempts} attempts: the {count} {polarity} of label {last.column} "
-        "ran out because covering the other labels used them up; lower n_support/n_query or drop that label"
+        "ran out because covering the other labels used them up; lower n_shot/n_query or drop that label"
     )

@@ -345,16 +345,16 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
 
         >>> import torch
         >>> from torchcross.data.sources import TensorTaskSource
-        >>> from torchcross.data.metadataset import FewShotMetaDataset
+        >>> from torchcross.data import FewShotMetaDataset
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
         >>> src = TensorTaskSource(torch.arange(8.0)[:, None], torch.arange(8) % 2, d)
-        >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+        >>> episodes = FewShotMetaDataset(src, n_shot=1, n_query=1, length=6, seed=0)
         >>> it = iter(episodes)
         >>> _ = next(it), next(it)
         >>> state = episodes.state_dict()
         >>> state["position"]
         2
-        >>> resumed = FewShotMetaDataset(src, None, 1, 1, length=6, seed=0)
+        >>> resumed = FewShotMetaDataset(src, n_shot=1, n_query=1, length=6, seed=0)
         >>> resumed.load_state_dict(state)
         >>> rest = [t.support[0].flatten().tolist() for t in it]
         >>> [t.support[0].flatten().tolist() for t in resumed] == rest
@@ -498,10 +498,10 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
             >>> import torch
             >>> from torchcross.data.sources import TensorTaskSource
             >>> from torchcross.data.workers.sharding import ShardPosition
-            >>> from torchcross.data.metadataset import FewShotMetaDataset
+            >>> from torchcross.data import FewShotMetaDataset
             >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"})
             >>> src = TensorTaskSource(torch.zeros(8, 1), torch.arange(8) % 2, d)
-            >>> episodes = FewShotMetaDataset(src, None, 1, 1, length=5, seed=0)
+            >>> episodes = FewShotMetaDataset(src, n_shot=1, n_query=1, length=5, seed=0)
             >>> len(list(episodes.iter_shard(ShardPosition(1, 2))))  # episodes 1 and 3
             2
         """

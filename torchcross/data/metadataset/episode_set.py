@@ -23,10 +23,10 @@ from typing import Any
 
 import numpy as np
 
-from torchcross._checks import check_int
+from torchcross._checks import check_int, renamed_keywords
 from torchcross._io import atomic_write, read_regular_file
 from torchcross.data.metadataset.base import EpisodeMetaDataset, MetaDataset, load_episode
-from torchcross.data.metadataset.few_shot import FewShotMetaDataset
+from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset
 from torchcross.data.sources import canonical_labels
 from torchcross.sampling.defaults import (
     DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
@@ -353,11 +353,12 @@ def _record(
     return EpisodeRecord(classes, **parts)
 
 
+@renamed_keywords(n_support_samples_per_class="n_shot", n_query_samples_per_class="n_query")
 def sample_episode_set(
     task_source: Any,
     n_episodes: int = 100,
-    n_support_samples_per_class: int = DEFAULT_SHOTS,
-    n_query_samples_per_class: int = DEFAULT_QUERY_PER_CLASS,
+    n_shot: int = DEFAULT_SHOTS,
+    n_query: int = DEFAULT_QUERY_PER_CLASS,
     *,
     seed: int = 0,
     filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
@@ -365,32 +366,32 @@ def sample_episode_set(
     permute_labels: bool = True,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
-    [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset] with this ``seed``).
+    [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset] with this ``seed``).
 
     ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
     classes; each stored episode lists its class keys in episode order (``classes[i]`` is
     the class of label ``i``). Multi-class N-way episodes assign their labels in a random
     order per episode unless ``permute_labels=False`` (see
-    [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset]); the order is
+    [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset]); the order is
     stored, so a loaded set gives the same labels.
+
+    The former keywords ``n_support_samples_per_class`` and ``n_query_samples_per_class`` still work,
+    with a ``DeprecationWarning``.
 
     Examples:
         >>> import torch
         >>> from torchcross.data.sources import TensorTaskSource
         >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "healthy", 1: "sick"}, "toy")
         >>> src = TensorTaskSource(torch.randn(40, 2), torch.arange(40) % 2, d)
-        >>> episodes = sample_episode_set(
-        ...     src, n_episodes=3, n_support_samples_per_class=2, n_query_samples_per_class=3
-        ... )
+        >>> episodes = sample_episode_set(src, n_episodes=3, n_shot=2, n_query=3)
         >>> len(episodes), episodes.episodes[0].support_labels.ravel().tolist()
         (3, [0, 0, 1, 1])
     """
     dataset = FewShotMetaDataset(
         task_source,
-        None,
-        n_support_samples_per_class,
-        n_query_samples_per_class,
-        filter_classes_min_samples,
+        n_shot=n_shot,
+        n_query=n_query,
+        filter_classes_min_samples=filter_classes_min_samples,
         length=n_episodes,
         output_indices=True,
         seed=seed,

@@ -30,6 +30,7 @@ from typing import Any, cast
 
 from torch.utils.data import ChainDataset, Dataset, IterableDataset
 
+import torchcross.data.collate  # noqa: F401  (registers Task with default_collate: DataLoader batches)
 from torchcross.tasks.task import Task
 
 __all__ = ["IterableMetaDataset", "MetaChainDataset", "MetaConcatDataset", "MetaDataset"]

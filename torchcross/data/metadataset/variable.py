@@ -29,7 +29,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     Args:
         task_source: a [`TaskSource`][torchcross.data.sources.TaskSource].
         collate_fn, length, output_indices, seed: as for
-            [`FewShotMetaDataset`][torchcross.data.metadataset.FewShotMetaDataset].
+            [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset].
         filter_classes_min_samples: drop classes with fewer examples (classes with fewer
             than 2 examples are always dropped: a class needs a support and a query example).
 
@@ -51,8 +51,8 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     def __init__(
         self,
         task_source: Any,
-        collate_fn: Callable | None = None,
         *,
+        collate_fn: Callable | None = None,
         min_ways: int = 5,
         max_ways: int = 50,
         max_query_per_class: int = DEFAULT_QUERY_PER_CLASS,
