@@ -47,8 +47,7 @@ import numpy as np
 import torch
 from _report import write_json
 
-from torchcross.data import TaskSource
-from torchcross.data.metadataset import FewShotMetaDataset
+from torchcross.data import FewShotMetaDataset, TaskSource
 from torchcross.data.task import TaskDescription
 
 KINDS = ("multiclass", "binary", "multilabel", "ordinal")
@@ -306,8 +305,10 @@ def main(argv: list[str] | None = None) -> int:
                 np.save(path, labels)
                 src = PooledImageSource(labels, desc, pool)
                 common = dict(filter_classes_min_samples=0, seed=0)
-                ds_idx = FewShotMetaDataset(src, None, args.shot, args.query, output_indices=True, **common)
-                ds_full = FewShotMetaDataset(src, None, args.shot, args.query, **common)
+                ds_idx = FewShotMetaDataset(
+                    src, n_shot=args.shot, n_query=args.query, output_indices=True, **common
+                )
+                ds_full = FewShotMetaDataset(src, n_shot=args.shot, n_query=args.query, **common)
                 check = check_ours(ds_idx, labels, args.shot, args.query)
                 measures: dict[str, list[float]] = {
                     "rule": [],

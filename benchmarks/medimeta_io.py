@@ -43,7 +43,7 @@ import torch
 from _report import write_json
 from torch.utils.data import DataLoader
 
-from torchcross.data.metadataset import FewShotMetaDataset
+from torchcross.data import FewShotMetaDataset
 from torchcross.data.task import TaskDescription
 from torchcross.datasets._images import normalize_batch
 from torchcross.datasets.medimeta._hdf5 import HDF5Images, MedIMetaFileError
@@ -133,13 +133,21 @@ def load_medimeta06() -> Any:
 
 def episode_positions(source: Any, n_episodes: int, seed: int) -> list[np.ndarray]:
     meta = FewShotMetaDataset(
-        source, None, 5, 10, filter_classes_min_samples=0, length=n_episodes, seed=seed, output_indices=True
+        source,
+        n_shot=5,
+        n_query=10,
+        filter_classes_min_samples=0,
+        length=n_episodes,
+        seed=seed,
+        output_indices=True,
     )
     return [np.array([i for i, _ in t.support] + [i for i, _ in t.query]) for t in meta]
 
 
 def run_loader(source: Any, n_episodes: int, workers: int, seed: int) -> dict:
-    meta = FewShotMetaDataset(source, None, 5, 10, filter_classes_min_samples=0, length=n_episodes, seed=seed)
+    meta = FewShotMetaDataset(
+        source, n_shot=5, n_query=10, filter_classes_min_samples=0, length=n_episodes, seed=seed
+    )
     loader = DataLoader(meta, batch_size=None, num_workers=workers, collate_fn=identity)
     t0 = time.perf_counter()
     t_first, images = None, 0

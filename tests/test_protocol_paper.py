@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from torchcross.cli.demo_data import write_demo_medimeta
-from torchcross.data.metadataset import SubTaskRandomFewShotMetaDataset
+from torchcross.data import SubTaskRandomFewShotMetaDataset
 from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.maml import MAML
 from torchcross.protocol import (
@@ -170,7 +170,7 @@ def test_mm_maml_builds_the_papers_training_and_evaluation(
     assert len(captured["unit"]) == 1
     episodes = sampler.datasets[0]
     assert isinstance(episodes, SubTaskRandomFewShotMetaDataset)
-    assert (episodes.n_support_samples_per_class_min, episodes.n_support_samples_per_class_max) == (1, 10)
+    assert (episodes.n_shot_min, episodes.n_shot_max) == (1, 10)
     assert episodes.task_source.source.split is None  # all splits of the source dataset
     assert (captured["early_stopping"].every, captured["early_stopping"].patience) == (2000, 5)
     assert captured["optimizer"].param_groups[0]["lr"] == 1e-3

@@ -40,7 +40,6 @@ STREAMS: dict[str, Callable[[], ResumableStream]] = {
     "FewShotMetaDataset-endless": _few_shot(None),
     "VariableWayShotMetaDataset": lambda: VariableWayShotMetaDataset(
         _source(),
-        None,
         min_ways=2,
         max_ways=4,
         max_query_per_class=2,

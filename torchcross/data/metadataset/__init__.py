@@ -17,7 +17,7 @@
   pre-sampled evaluation episodes saved as JSON with a checksum of the source labels.
 
 This package is also torchcross 0.0.6's import path: its names ``FewShotMetaDataset``,
-``SubTaskRandomFewShotMetaDataset`` and ``TakeFirstFewShotMetaDataset`` are the 0.0.6 signatures of
+``SubTaskRandomFewShotMetaDataset`` and ``TakeFirstFewShotMetaDataset`` are the former signatures of
 ``torchcross.compat.data.metadataset`` (positional ``collate_fn``, ``n_support_samples_per_class``, ...),
 served lazily so that importing the core never imports ``torchcross.compat``. New code imports the core
 classes from [`torchcross.data`][torchcross.data] (or the modules
@@ -53,8 +53,8 @@ if TYPE_CHECKING:
     from torchcross.data.metadataset.meta import MetaDataset as MetaDataset
     from torchcross.data.metadataset.variable import VariableWayShotMetaDataset as VariableWayShotMetaDataset
 
-# public name -> submodule that defines it; torchcross 0.0.6's three episode datasets at their 0.0.6 path
-# are the compat classes (0.0.6 signatures), imported on first use so the core never imports compat
+# public name -> submodule that defines it; the three episode datasets of the former signatures are the
+# compat classes, imported on first use so that importing the core never imports torchcross.compat
 _EXPORTS: dict[str, str] = {
     "EpisodeMetaDataset": "base",
     "load_episode": "base",

@@ -1,8 +1,8 @@
 """Fixed-shot and random sub-task few-shot episodes over one task source.
 
 The core classes: one name per concept (``n_shot``, ``n_query``, ``n_way``) and keyword-only parameters
-after the task source. torchcross 0.0.6's names, positional order and derived attributes live in the
-subclasses of ``torchcross.compat.data.metadataset`` (served at the 0.0.6 path
+after the task source. The former signatures (positional ``collate_fn``, ``n_support_samples_per_class``,
+...) and derived attributes live in the subclasses of ``torchcross.compat.data.metadataset`` (served as
 ``torchcross.data.metadataset.FewShotMetaDataset``). Episodes are pure functions of
 ``(seed, epoch, index)`` (see [`EpisodeMetaDataset`][torchcross.data.metadataset.EpisodeMetaDataset]).
 """

@@ -1,5 +1,5 @@
-"""A fixed few-shot task for smoke tests (the core of torchcross 0.0.6's ``TakeFirstFewShotMetaDataset``,
-whose 0.0.6 signature ``(dataset, collate_fn, n_shot_per_class)`` lives in ``torchcross.compat``).
+"""A fixed few-shot task for smoke tests (the former positional signature
+``(dataset, collate_fn, n_shot_per_class)`` lives in ``torchcross.compat.data.metadataset``).
 
 Examples:
     >>> import torch
