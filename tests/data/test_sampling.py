@@ -318,12 +318,12 @@ def test_sample_per_class_imbalanced_and_errors() -> None:
         (
             lambda: sample_multiclass_episode([0, 1] * 5, 0, 1, np.random.default_rng()),
             ValueError,
-            "n_support",
+            "n_shot",
         ),
         (
             lambda: sample_multiclass_episode([0, 1] * 5, 1.5, 1, np.random.default_rng()),
             TypeError,
-            "n_support",
+            "n_shot",
         ),
         (
             lambda: sample_multiclass_episode([0, 1] * 5, 1, -1, np.random.default_rng()),

@@ -290,7 +290,7 @@ def test_a_support_policy_probe_normalises_support_and_query_alike() -> None:
 def _episodes() -> FewShotMetaDataset:
     desc = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"}, "toy/mc")
     source = TensorTaskSource(torch.randn(60, 16), torch.arange(60) % 3, desc)
-    return FewShotMetaDataset(source, None, 2, 2, 0, length=8, seed=0)
+    return FewShotMetaDataset(source, n_shot=2, n_query=2, filter_classes_min_samples=0, length=8, seed=0)
 
 
 @pytest.mark.parametrize("num_workers", [0, 2])
