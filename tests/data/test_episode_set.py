@@ -48,9 +48,7 @@ def _same_tasks(a, b) -> None:
 @pytest.mark.parametrize("kind", list(KINDS))
 def test_round_trip_through_json(kind, tmp_path) -> None:
     src = make_source(kind)
-    episodes = sample_episode_set(
-        src, n_episodes=7, n_shot=2, n_query=3, seed=5
-    )
+    episodes = sample_episode_set(src, n_episodes=7, n_shot=2, n_query=3, seed=5)
     path = tmp_path / f"{kind}.json"
     episodes.save(path)
     text = path.read_text(encoding="utf-8")
@@ -100,9 +98,7 @@ def test_sub_task_and_variable_sets_round_trip(tmp_path) -> None:
 def test_changed_labels_are_refused(tmp_path) -> None:
     src = make_source("binary")
     path = tmp_path / "glaucoma.json"
-    sample_episode_set(src, n_episodes=3, n_shot=2, n_query=2).save(
-        path
-    )
+    sample_episode_set(src, n_episodes=3, n_shot=2, n_query=2).save(path)
     labels = src.labels.copy()
     labels[0] = 1 - labels[0]
     changed = TensorTaskSource(src.inputs, labels, src.task_description)

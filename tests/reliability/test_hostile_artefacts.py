@@ -42,9 +42,7 @@ def _binary_source(n: int = 40) -> TensorTaskSource:
 def _saved_set(tmp_path: Path) -> tuple[Path, TensorTaskSource, dict]:
     src = _binary_source()
     path = tmp_path / "sick.json"
-    sample_episode_set(src, n_episodes=3, n_shot=2, n_query=2).save(
-        path
-    )
+    sample_episode_set(src, n_episodes=3, n_shot=2, n_query=2).save(path)
     return path, src, json.loads(path.read_text())
 
 
