@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
-from torchcross.distributed.seeds import derived_seed, rank_and_world_size
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.learners import batching as _batching
 from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
@@ -67,9 +67,8 @@ from torchcross.learners.task_adaptation import (
     adapted_logits,
     maml_task_loss,
 )
-from torchcross.learners.task_heads import check_head_width, resolve_head
+from torchcross.learners.task_heads import check_head_width, per_task_head, resolve_head
 from torchcross.learners.transforms import LearningRate, adam, sgd
-from torchcross.nn import init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
@@ -249,17 +248,13 @@ class MAML(nn.Module):
             width = self.num_backbone_features if self.head is None else self.head.out_features
             check_head_width(description, self.head_mode, width)
             return {}
-        gen = None
-        if self.head_init == "kaiming":
-            seed = derived_seed(self.seed, int(self.head_step), slot)
-            gen = torch.Generator(device=like.device).manual_seed(seed)
-        head = init_head_params(
+        step = int(self.head_step) if self.head_init == "kaiming" else 0
+        head = per_task_head(
             self.num_backbone_features,
             description,
             cast(str, self.head_init),  # per-task heads have one
-            generator=gen,
-            device=like.device,
-            dtype=like.dtype,
+            key=(self.seed, step, slot),
+            like=like,
         )
         return {"head.weight": head["weight"], "head.bias": head["bias"]}
 
