@@ -1,6 +1,6 @@
 """Fine-tuning per episode: the IM-PT / mm-PT evaluation learner.
 
-[`FineTuner`][torchcross.learners.finetuner.FineTuner] gives every episode a new head sized from its
+[`FineTuner`][FineTuner] gives every episode a new head sized from its
 description and trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam, either alone
 on frozen features (a linear probe) or together with a copy of the backbone; then it predicts the query set.
 Episodes are independent: the backbone module is never modified (with ``HeadPolicy(init="kaiming")``,
@@ -9,10 +9,10 @@ episode ``n`` gets the head of the key ``(seed, n, -1)``, the counter ``head_ste
 from a copy of a given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None`` fine-tunes a
 backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
 
-With a frozen backbone, [`FineTuner.predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many]
+With a frozen backbone, [`FineTuner.predict_many()`][FineTuner.predict_many]
 computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
-logits as [`FineTuner.predict()`][torchcross.learners.finetuner.FineTuner.predict] episode by episode.
+logits as [`FineTuner.predict()`][FineTuner.predict] episode by episode.
 
 BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
@@ -194,14 +194,14 @@ class FineTuner(nn.Module):
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width.
-        inner: the fine-tuning run ([`InnerLoop`][torchcross.learners.policies.InnerLoop]): ``steps``
+        inner: the fine-tuning run ([`InnerLoop`][InnerLoop]): ``steps``
             full-batch steps on the support set of learning rate ``lr`` with ``optimizer`` (``"adam"``,
             ``"sgd"`` or a callable ``lr -> optimiser``, e.g. ``functools.partial(SGD, momentum=0.9)``).
             Default: ``InnerLoop(lr=1e-3, steps=100, optimizer="adam")``.
         finetune_backbone: also train (a copy of) the backbone; ``False`` is a linear probe.
-        head: a [`HeadPolicy`][torchcross.learners.policies.HeadPolicy]: ``HeadPolicy()`` (default): a new
+        head: a [`HeadPolicy`][HeadPolicy]: ``HeadPolicy()`` (default): a new
             head per episode (``init="kaiming"``: episode ``n`` gets the head of the key ``(seed, n, -1)``
-            ([`per_task_head()`][torchcross.learners.task_heads.per_task_head], as MAML draws its heads),
+            ([`per_task_head()`][per_task_head], as MAML draws its heads),
             where the buffer ``head_step`` (saved in ``state_dict``) counts the episodes fine-tuned:
             every ``adapt()`` and ``predict()`` call, and every episode of ``predict_many()`` in order);
             ``HeadPolicy.learned(module=nn.Linear(num_backbone_features, N))``: every episode starts from a
@@ -210,7 +210,7 @@ class FineTuner(nn.Module):
             ``finetune_backbone=True``).
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         feature_batch_size: inputs per backbone call in
-            [`predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many].
+            [`predict_many()`][FineTuner.predict_many].
         **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.

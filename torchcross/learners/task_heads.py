@@ -180,7 +180,7 @@ def per_task_head(
 
     A ``"kaiming"`` head is a pure function of ``key = (seed, step, slot)``: it is drawn from a generator on
     ``like``'s device seeded with
-    [`derived_seed(seed, step, slot)`][torchcross.distributed.seeds.derived_seed], so one key gives one head
+    [`derived_seed(seed, step, slot)`][derived_seed], so one key gives one head
     whatever was drawn before (the same on every run; a CUDA generator draws other values than a CPU one).
     A ``"zero"`` head ignores ``key``. [`MAML`][torchcross.learners.maml.MAML] keys its heads by
     ``(seed, head_step, slot)`` (training calls, position in the meta-batch),
