@@ -73,3 +73,68 @@ def test_the_detector_finds_a_fragment_and_passes_a_paragraph() -> None:
     assert docstring_fragments(bad) == [(3, "learners")]
     table = f'"""Title.\n\n{long_line}\n>>> x\n{long_line}\n"""'
     assert docstring_fragments(table) == []
+
+
+# -- cross-references: scoped where the name is in scope, one link per target per docstring ---------------
+_REF = re.compile(r"\[(?P<title>[^\[\]]+)\]\[(?P<target>torchcross(?:\.\w+)+)\]")
+
+
+def _module_scope(tree: ast.Module, module: str, package: str) -> dict[str, str]:
+    """Names a docstring of ``module`` can use as scoped references, with the full path they stand for."""
+    names: dict[str, str] = {}
+
+    def visit(body: list[ast.stmt]) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+                names[node.name] = f"{module}.{node.name}"
+            elif isinstance(node, ast.ImportFrom):
+                base = package.split(".")[: len(package.split(".")) - max(node.level - 1, 0)]
+                source = (
+                    ".".join([*base, node.module] if node.module else base) if node.level else node.module
+                )
+                for alias in node.names:
+                    names[alias.asname or alias.name] = f"{source}.{alias.name}"
+            elif isinstance(node, ast.If):  # TYPE_CHECKING blocks
+                visit(node.body)
+            elif isinstance(node, ast.Assign | ast.AnnAssign):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names.update({t.id: f"{module}.{t.id}" for t in targets if isinstance(t, ast.Name)})
+
+    visit(tree.body)
+    return names
+
+
+def long_references(path: Path) -> list[str]:
+    """Full-path references that could be scoped (``[X][X.method]``), and repeated links to one target."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+    is_package = parts[-1] == "__init__"
+    module = ".".join(parts[:-1] if is_package else parts)
+    scope = _module_scope(tree, module, module if is_package else module.rsplit(".", 1)[0])
+    found = []
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef):
+            continue
+        doc = ast.get_docstring(node, clean=False) or ""
+        seen: set[str] = set()
+        for match in _REF.finditer(doc):
+            target = match.group("target")
+            if target in seen:
+                found.append(
+                    f"{match.group(0)} (linked earlier in the same docstring: write the title alone)"
+                )
+            seen.add(target)
+            pieces = target.split(".")
+            for i in range(len(pieces), 0, -1):
+                if scope.get(pieces[i - 1]) == ".".join(pieces[:i]):
+                    short = ".".join(pieces[i - 1 :])
+                    found.append(f"{match.group(0)} (in scope here: write [{match.group('title')}][{short}])")
+                    break
+    return found
+
+
+@pytest.mark.parametrize("path", sorted(PACKAGE.rglob("*.py")), ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_cross_references_are_scoped_and_linked_once(path: Path) -> None:
+    """mkdocs resolves scoped references (``scoped_crossrefs: true`` in mkdocs.yml); `mkdocs build --strict`
+    fails on any that does not resolve, so a short reference cannot silently point nowhere."""
+    assert not long_references(path), "\n".join(long_references(path))

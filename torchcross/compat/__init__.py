@@ -1,7 +1,7 @@
 """torchcross 0.0.6 behind a fence: everything that exists only so that code written for 0.0.6 keeps running.
 
 * `torchcross.compat.models` and `torchcross.compat.models.lightning`: 0.0.6's models and
-  LightningModules, over [`torchcross.learners`][torchcross.learners] and `torchcross.lightning`;
+  LightningModules, over `torchcross.learners` and `torchcross.lightning`;
 * `torchcross.compat.cd`: 0.0.6's heads, losses, activations and metrics, over `torchcross.nn` and
   [`torchcross.evaluation.metrics`][torchcross.evaluation.metrics];
 * `torchcross.compat.utils`: 0.0.6's ``to_numpy``, collate functions and ``Expand`` (and the thread policy

@@ -1,6 +1,6 @@
 """Batches of one task source as an iterable dataset, split across workers and ranks.
 
-[`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource] keeps the torchcross 0.0.6 parameters
+[`BatchedTaskSource`][BatchedTaskSource] keeps the torchcross 0.0.6 parameters
 and import path ([`torchcross.data.sources`][torchcross.data.sources]) and fixes its bugs: the batch order is
 a pure function of ``(seed, epoch)``, and DataLoader workers and distributed ranks each produce their own
 share of the batches instead of all of them.
@@ -46,12 +46,12 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
     Each epoch splits the examples of ``task_source`` into batches of ``batch_size``
     (shuffled or in order) and yields ``collate_fn([task_source[i] for i in batch])``,
     as a ``(batch, task_description)`` pair when ``with_task_description`` is set.
-    The default ``collate_fn`` is [`identity()`][torchcross.data.collate.identity] (a list
+    The default ``collate_fn`` is [`identity()`][identity] (a list
     of pairs, as in torchcross 0.0.6). With ``collate_fn=stack`` and a source that
     has ``get_batch``, a batch is read in one ``get_batch`` call (same result).
 
     Determinism and sharding: the batches of an epoch are a pure function of ``(seed, epoch)``. Call
-    [`set_epoch()`][torchcross.data.batched_source.BatchedTaskSource.set_epoch] before each epoch for a new
+    [`set_epoch()`][BatchedTaskSource.set_epoch] before each epoch for a new
     order (like ``DistributedSampler``; DataLoader workers started after the call follow it, and persistent
     workers, which keep the copy they started with, refuse to repeat a shuffled epoch). Iterating yields only
     this process-and-worker's share (batches ``k, k + S, k + 2S, ...`` of ``S`` shards), so a DataLoader with
@@ -60,11 +60,11 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
     (below) gives one shard's.
 
     For datasets that schedule batches themselves (e.g. ``RandomInterleaveDataset``),
-    [`batch_indices()`][torchcross.data.batched_source.BatchedTaskSource.batch_indices] returns all batches of
+    [`batch_indices()`][BatchedTaskSource.batch_indices] returns all batches of
     an epoch as index arrays (unsharded),
-    [`load_batch()`][torchcross.data.batched_source.BatchedTaskSource.load_batch] turns one into the element
+    [`load_batch()`][BatchedTaskSource.load_batch] turns one into the element
     iteration would yield, and
-    [`iter_batches()`][torchcross.data.batched_source.BatchedTaskSource.iter_batches] yields all elements of
+    [`iter_batches()`][BatchedTaskSource.iter_batches] yields all elements of
     an epoch without sharding.
 
     Args:
@@ -77,7 +77,7 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
         seed: the shuffling seed. ``None`` draws one from numpy's OS entropy at
             construction; it is stored in ``seed`` and travels with the object to workers,
             so they all agree. Under ``torch.distributed`` rank 0 draws it and broadcasts it
-            ([`torchcross.distributed.shared_seed()`][torchcross.distributed.seeds.shared_seed]), so all ranks
+            ([`torchcross.distributed.shared_seed()`][shared_seed]), so all ranks
             agree too.
 
     Raises:
@@ -149,12 +149,12 @@ class BatchedTaskSource(Shardable, TaskSource, IterableDataset):
 
     def class_counts(self, neg: bool = False) -> dict[int, int]:
         """Examples per class key in the underlying source (see
-        [`TaskSource.class_counts()`][torchcross.data.sources.TaskSource.class_counts])."""
+        [`TaskSource.class_counts()`][TaskSource.class_counts])."""
         return count_samples_per_class(canonical_labels(self.task_source), self.task_description, neg=neg)
 
     def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
-        """[`class_counts()`][torchcross.data.batched_source.BatchedTaskSource.class_counts] as an array (see
-        [`TaskSource.get_num_samples_per_class()`][torchcross.data.sources.TaskSource.get_num_samples_per_class])."""
+        """[`class_counts()`][BatchedTaskSource.class_counts] as an array (see
+        [`TaskSource.get_num_samples_per_class()`][TaskSource.get_num_samples_per_class])."""
         return samples_per_class_array(canonical_labels(self.task_source), self.task_description, neg=neg)
 
     def batch_indices(self, epoch: int | None = None) -> list[np.ndarray]:

@@ -3,8 +3,8 @@
 The standard N-way K-shot benchmarks (Omniglot, mini-ImageNet) split the *classes* of one dataset, not its
 examples: episodes for meta-training come from some classes and the episodes a method is evaluated on from
 others it never saw (torchmeta's ``ClassSplitter`` idea).
-[`split_classes()`][torchcross.data.class_split.split_classes] draws such a split with a seed and returns one
-[`ClassSubsetTaskSource`][torchcross.data.class_split.ClassSubsetTaskSource] per part: the examples of the
+[`split_classes()`][split_classes] draws such a split with a seed and returns one
+[`ClassSubsetTaskSource`][ClassSubsetTaskSource] per part: the examples of the
 part's classes, relabelled to ``0..k-1`` with a description that names them.
 """
 
@@ -106,8 +106,8 @@ class ClassSubsetTaskSource(TaskSource):
 
 
 class _BatchReadableClassSubset(ClassSubsetTaskSource):
-    """A [`ClassSubsetTaskSource`][torchcross.data.class_split.ClassSubsetTaskSource] of a
-    [`BatchReadable`][torchcross.data.capabilities.BatchReadable] source; the constructor picks it."""
+    """A [`ClassSubsetTaskSource`][ClassSubsetTaskSource] of a
+    [`BatchReadable`][BatchReadable] source; the constructor picks it."""
 
     def get_batch(self, indices: Any) -> tuple[Any, torch.Tensor]:
         """``(inputs, labels)`` at ``indices``: inputs in one call to the wrapped source."""
@@ -146,7 +146,7 @@ def split_classes(
 ) -> tuple[ClassSubsetTaskSource, ...]:
     """Split a task's classes at random into disjoint parts (e.g. meta-train, meta-val, meta-test).
 
-    Each part is a [`ClassSubsetTaskSource`][torchcross.data.class_split.ClassSubsetTaskSource]: the examples
+    Each part is a [`ClassSubsetTaskSource`][ClassSubsetTaskSource]: the examples
     of its classes, relabelled
     to ``0..k-1`` in the task's class order. Which classes go where is a pure function of
     ``seed`` and the task's class keys.

@@ -1,14 +1,14 @@
 """Collate functions: turn a list of examples into tensors.
 
-* [`identity()`][torchcross.data.collate.identity] keeps a batch as the list of examples it is (torchcross
+* [`identity()`][identity] keeps a batch as the list of examples it is (torchcross
   0.0.6's default).
-* [`stack()`][torchcross.data.collate.stack] stacks ``(input, label)`` pairs field by field into ``(inputs,
+* [`stack()`][stack] stacks ``(input, label)`` pairs field by field into ``(inputs,
   labels)``
   tensors, recursing into tuples, lists and dicts.
-* [`collate_task()`][torchcross.data.collate.collate_task] builds a [`Task`][torchcross.tasks.task.Task] with
+* [`collate_task()`][collate_task] builds a [`Task`][Task] with
   tensors from
   support and query lists of ``(input, label)`` pairs, labels in canonical form.
-* [`collate_tasks()`][torchcross.data.collate.collate_tasks] turns a batch of episodes into a meta-batch: the
+* [`collate_tasks()`][collate_tasks] turns a batch of episodes into a meta-batch: the
   list of tasks the learners take.
 
 Importing this module (every episode dataset does) registers ``Task`` with
@@ -16,8 +16,8 @@ Importing this module (every episode dataset does) registers ``Task`` with
 ``default_collate``'s documentation describes), so a plain ``DataLoader(episodes, batch_size=4)``
 yields meta-batches of 4 tasks: lists, as from ``collate_fn=collate_tasks``.
 
-``torchcross.utils.collate_fn`` re-exports [`identity()`][torchcross.data.collate.identity] and
-[`stack()`][torchcross.data.collate.stack] under their
+``torchcross.utils.collate_fn`` re-exports `identity()` and
+`stack()` under their
 0.0.6 import path.
 """
 
@@ -61,7 +61,7 @@ def stack(batch: Sequence[Any]) -> Any:
         ValueError: if ``batch`` is empty, or examples differ in structure or shape.
         TypeError: if ``batch`` is not a sequence, or a field cannot be stacked (e.g.
             a PIL image: convert inputs to tensors first, or collate with
-                [`identity()`][torchcross.data.collate.identity]).
+                [`identity()`][identity]).
 
     Examples:
         >>> import torch
@@ -145,13 +145,13 @@ def _collate_pairs(pairs: Sequence[Any], name: str, description: TaskDescription
 def collate_task(
     support: Sequence[Any], query: Sequence[Any], description: TaskDescription
 ) -> Task[tuple[Any, torch.Tensor]]:
-    """Build a [`Task`][torchcross.tasks.task.Task] with tensors from lists of ``(input, label)`` pairs.
+    """Build a [`Task`][Task] with tensors from lists of ``(input, label)`` pairs.
 
-    Inputs are stacked with [`stack()`][torchcross.data.collate.stack]; labels are stacked and put into the
+    Inputs are stacked with [`stack()`][stack]; labels are stacked and put into the
     canonical form of ``description``'s kind (e.g. binary labels become ``(N, 1)`` int64).
 
     Raises:
-        TypeError: if ``description`` is not a [`TaskDescription`][torchcross.tasks.task.TaskDescription] or
+        TypeError: if ``description`` is not a [`TaskDescription`][TaskDescription] or
             an element is not a pair.
         ValueError: if the support or query set is empty, or labels do not fit the task.
 
@@ -173,7 +173,7 @@ def collate_task(
 
 
 def collate_tasks(batch: Sequence[Any]) -> list[Task[Any]]:
-    """A meta-batch from a batch of episodes: the list of [`Task`][torchcross.tasks.task.Task]s, as the
+    """A meta-batch from a batch of episodes: the list of [`Task`][Task]s, as the
     learners take it.
 
     Use it as a ``DataLoader``'s ``collate_fn`` (a plain ``DataLoader(episodes, batch_size=4)``

@@ -1,7 +1,7 @@
 """Interleave several iterables into one stream: round-robin or at random.
 
-[`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset] takes one item from each source in turn;
-[`RandomInterleaveDataset`][torchcross.data.interleave.RandomInterleaveDataset] picks the source of each item
+[`InterleaveDataset`][InterleaveDataset] takes one item from each source in turn;
+[`RandomInterleaveDataset`][RandomInterleaveDataset] picks the source of each item
 at random, weighted by
 how many items each source has left, so an epoch yields every item exactly once and
 ends cleanly.
@@ -18,8 +18,8 @@ workers and ``torch.distributed`` ranks depends on the sources:
 - other `torch.utils.data.IterableDataset` sources are expected to split
   themselves (torchcross's do), and each shard interleaves what its sources give it.
   Explicit ``rank=``/``world_size=`` reach the sources that can be told a shard
-  ([`ShardIterable`][torchcross.data.capabilities.ShardIterable]: the episode datasets,
-  [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource], interleaves); others
+  ([`ShardIterable`][ShardIterable]: the episode datasets,
+  `BatchedTaskSource`, interleaves); others
   split themselves by ``torch.distributed``.
 - any other iterable (e.g. a list) is split by position: every shard walks all of it
   and keeps every ``count``-th item.
@@ -170,7 +170,7 @@ class InterleaveDataset(IterableDataset):
     def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
         """Yield the items of shard ``position`` (iterating yields this process and worker's shard).
 
-        Sources that shard themselves ([`ShardIterable`][torchcross.data.capabilities.ShardIterable])
+        Sources that shard themselves ([`ShardIterable`][ShardIterable])
         are told ``position`` too.
         """
         return self._iter(position, tell=True)
@@ -193,7 +193,7 @@ class RandomInterleaveDataset(InterleaveDataset):
             objects yielding ``(batch, description)`` pairs.
         seed: the order is a pure function of ``(seed, epoch)``; ``None`` draws a seed
             from the OS at construction (kept in ``self.seed``, so workers agree).
-        rank, world_size: as for [`InterleaveDataset`][torchcross.data.interleave.InterleaveDataset].
+        rank, world_size: as for [`InterleaveDataset`][InterleaveDataset].
 
     Examples:
         >>> stream = RandomInterleaveDataset([[1, 2, 3], ["a", "b"]], seed=0)

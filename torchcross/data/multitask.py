@@ -1,8 +1,8 @@
 """Multi-task streams: batches or meta-batches of episodes drawn from many tasks.
 
-[`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler] yields ``(batch, TaskDescription)``
+[`MultiTaskBatchSampler`][MultiTaskBatchSampler] yields ``(batch, TaskDescription)``
 pairs, each batch from one task (multi-domain multi-task pre-training: one task per update, with that task's
-head). [`MultiTaskEpisodeSampler`][torchcross.data.multitask.MultiTaskEpisodeSampler] yields meta-batches of
+head). [`MultiTaskEpisodeSampler`][MultiTaskEpisodeSampler] yields meta-batches of
 episodes drawn from several episode datasets (meta-training over many tasks).
 
 Both are `torch.utils.data.IterableDataset` objects whose stream is a pure
@@ -56,7 +56,7 @@ class MultiTaskBatchSampler(MultiSourceStream):
         shuffle: shuffle each task's examples (else batches take them in order).
         drop_last: drop each task's last, smaller batch.
         collate_fn: turns a list of ``source[i]`` into a batch; default
-            [`stack()`][torchcross.data.collate.stack] (``(inputs, labels)`` tensors), read in one
+            [`stack()`][stack] (``(inputs, labels)`` tensors), read in one
             ``source.get_batch(indices)`` call when the source has one.
         with_task_description: yield ``(batch, description)`` (default) or the batch alone.
         seed: the stream is a pure function of ``(seed, epoch)``.
@@ -169,7 +169,7 @@ class MultiTaskEpisodeSampler(MultiSourceStream):
             a ``{name: dataset}`` dict.
         meta_batch_size: episodes per meta-batch.
         weighting, temperature, weights, mode, length, seed, rank, world_size: as for
-            [`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler]; ``length`` counts
+            [`MultiTaskBatchSampler`][MultiTaskBatchSampler]; ``length`` counts
             meta-batches.
         shuffle: visit each dataset's episode indices in a seeded random order (else in
             index order, which is fine when episodes are already random by index).

@@ -111,7 +111,7 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         """Select the epoch to iterate; a new epoch starts from its beginning.
 
         Setting the current epoch again keeps a position restored by
-        [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict], so a
+        [`load_state_dict()`][ResumableStream.load_state_dict], so a
         loop calling ``set_epoch(epoch)`` resumes correctly.
         Sources or episode datasets with a ``set_epoch`` method are told the epoch too
         (seeded episode datasets then draw that epoch's episodes). Call it in the main process;

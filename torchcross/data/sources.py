@@ -1,21 +1,19 @@
 """Task sources: map-style datasets that know which task their labels belong to.
 
-A [`TaskSource`][torchcross.data.sources.TaskSource] is a `torch.utils.data.Dataset` of ``(input, label)``
-pairs with two extra attributes: ``task_description`` (a
-[`TaskDescription`][torchcross.tasks.task.TaskDescription])
-and ``labels`` (all labels, in the canonical form of the task's kind, see
-[`torchcross.tasks.labels`][torchcross.tasks.labels]). Episode samplers read ``labels`` instead of loading
-inputs.
+A [`TaskSource`][TaskSource] is a `torch.utils.data.Dataset` of ``(input, label)`` pairs with two extra
+attributes: ``task_description`` (a [`TaskDescription`][TaskDescription]) and ``labels`` (all labels, in the
+canonical form of the task's kind, see [`torchcross.tasks.labels`][torchcross.tasks.labels]). Episode samplers
+read ``labels`` instead of loading inputs.
 
 Sources may offer an optional fast path, ``get_batch(indices) -> (inputs, labels)``,
 that reads many examples in one operation;
 ``isinstance(source, BatchReadable)`` tells ([`torchcross.data.capabilities`][torchcross.data.capabilities]).
 
-* [`TensorTaskSource`][torchcross.data.sources.TensorTaskSource]: in-memory inputs and labels.
+* [`TensorTaskSource`][TensorTaskSource]: in-memory inputs and labels.
 * [`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource]: any dataset of
   ``(input, label)`` pairs plus a description (defined in its own module).
-* [`SubsetTaskSource`][torchcross.data.sources.SubsetTaskSource]: some examples of a source, by index.
-* [`ConcatTaskSource`][torchcross.data.sources.ConcatTaskSource]: several sources (usually different tasks)
+* [`SubsetTaskSource`][SubsetTaskSource]: some examples of a source, by index.
+* [`ConcatTaskSource`][ConcatTaskSource]: several sources (usually different tasks)
   end to end.
 * [`BatchedTaskSource`][torchcross.data.batched_source.BatchedTaskSource]: an iterable of
   batches of one source (defined in its own module).
@@ -55,7 +53,7 @@ class TaskSource(Dataset):
     """Base class of task sources: a map-style dataset plus ``task_description`` and ``labels``.
 
     Subclasses set ``self.task_description`` and ``self.labels`` (any array-like; call
-    [`canonical_labels()`][torchcross.data.sources.canonical_labels] to read them in canonical form) and
+    [`canonical_labels()`][canonical_labels] to read them in canonical form) and
     implement ``__getitem__``; ``__len__`` defaults to the number of labels.
 
     (0.0.6-style subclasses that set ``task_target`` and ``classes`` instead of ``task_description``
@@ -86,17 +84,17 @@ class TaskSource(Dataset):
     def class_counts(self, neg: bool = False) -> dict[int, int]:
         """Examples per class key: positives, or negatives with ``neg=True``.
 
-        See [`count_samples_per_class()`][torchcross.tasks.labels.count_samples_per_class].
+        See [`count_samples_per_class()`][count_samples_per_class].
         """
         return count_samples_per_class(canonical_labels(self), self.task_description, neg=neg)
 
     def get_num_samples_per_class(self, neg: bool = False) -> np.ndarray:
-        """The counts of [`class_counts()`][torchcross.data.sources.TaskSource.class_counts] as the int64
+        """The counts of [`class_counts()`][TaskSource.class_counts] as the int64
         array torchcross 0.0.6 returned.
 
         Shape ``(num_classes,)`` (multi-label: one per label; ordinal: in the order of the
         classes); binary tasks: ``(1,)``, the positives (negatives with ``neg=True``).
-        See [`samples_per_class_array()`][torchcross.tasks.labels.samples_per_class_array].
+        See [`samples_per_class_array()`][samples_per_class_array].
         """
         return samples_per_class_array(canonical_labels(self), self.task_description, neg=neg)
 
@@ -131,7 +129,7 @@ def _remember_canonical(source: Any, labels: Any, desc: TaskDescription, canonic
 
 def store_canonical_labels(source: Any, labels: np.ndarray) -> None:
     """Set ``source.labels`` to ``labels``, already canonical, so
-    [`canonical_labels()`][torchcross.data.sources.canonical_labels] is free.
+    [`canonical_labels()`][canonical_labels] is free.
 
     For task source classes: call it in ``__init__`` after setting ``task_description``.
 
@@ -158,7 +156,7 @@ def label_tensor(labels: np.ndarray) -> torch.Tensor:
 
 
 def check_description(task_description: Any, what: str = "task_description") -> TaskDescription:
-    """``task_description`` itself if it is a [`TaskDescription`][torchcross.tasks.task.TaskDescription]; else
+    """``task_description`` itself if it is a [`TaskDescription`][TaskDescription]; else
     a ``TypeError`` naming ``what``.
 
     Examples:
@@ -205,12 +203,12 @@ class TensorTaskSource(TaskSource):
 
     Args:
         inputs: a tensor (or array) whose first dimension indexes examples.
-        labels: labels in any form [`normalize_labels()`][torchcross.tasks.labels.normalize_labels] accepts.
+        labels: labels in any form [`normalize_labels()`][normalize_labels] accepts.
         task_description: the task the labels belong to.
 
     Raises:
         TypeError: if ``task_description`` is not a
-            [`TaskDescription`][torchcross.tasks.task.TaskDescription].
+            [`TaskDescription`][TaskDescription].
         ValueError: if ``inputs`` and ``labels`` differ in length, the source is empty,
             or the labels do not fit the task.
 
@@ -347,8 +345,8 @@ class SubsetTaskSource(TaskSource):
 
 
 class _BatchReadableSubset(SubsetTaskSource):
-    """A [`SubsetTaskSource`][torchcross.data.sources.SubsetTaskSource] of a
-    [`BatchReadable`][torchcross.data.capabilities.BatchReadable] source; ``SubsetTaskSource(...)`` picks
+    """A [`SubsetTaskSource`][SubsetTaskSource] of a
+    [`BatchReadable`][BatchReadable] source; ``SubsetTaskSource(...)`` picks
     it."""
 
     def get_batch(self, indices: Any) -> Any:

@@ -1,6 +1,6 @@
 """Iterate a resumable stream with DataLoader workers while its position stays in the main process.
 
-[`StreamLoader`][torchcross.data.stream.StreamLoader] is the ``DistributedSampler`` pattern for
+[`StreamLoader`][StreamLoader] is the ``DistributedSampler`` pattern for
 torchcross's streams (the episode datasets and the multi-task samplers, whose item ``k`` of an
 epoch is a pure function of ``(seed, epoch, k)``): the main process turns the stream's
 [`StreamPosition`][torchcross.data.workers.position.StreamPosition] into the ``(epoch, k)`` keys
@@ -77,7 +77,7 @@ class StreamLoader:
 
     Args:
         stream: an episode dataset or multi-task sampler (a
-            [`ResumableStream`][torchcross.data.workers.sharding.ResumableStream]).
+            [`ResumableStream`][ResumableStream]).
         num_workers: DataLoader worker processes (0: load in this process).
         pool_mb: the most MiB each worker keeps in reused shared-memory blocks for the episodes and
             images it sends (`torchcross.data.workers.shm_pool`; ``0``: none, every item travels as

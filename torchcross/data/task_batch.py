@@ -1,10 +1,10 @@
 """Meta-batches: several collated tasks as one set of tensors.
 
-* [`stack_tasks()`][torchcross.data.task_batch.stack_tasks]: tasks of the same task with equal shapes (e.g.
+* [`stack_tasks()`][stack_tasks]: tasks of the same task with equal shapes (e.g.
   fixed-shot episodes
-  of one source) become one [`Task`][torchcross.tasks.task.Task] of ``(T, N, ...)`` tensors;
-* [`pad_tasks()`][torchcross.data.task_batch.pad_tasks]: tasks of different sizes, class counts or kinds
-  become a [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch] with zero-padded tensors and masks,
+  of one source) become one [`Task`][Task] of ``(T, N, ...)`` tensors;
+* [`pad_tasks()`][pad_tasks]: tasks of different sizes, class counts or kinds
+  become a [`PaddedTaskBatch`][PaddedTaskBatch] with zero-padded tensors and masks,
   for learners that batch tasks (``vmap`` over the task dimension, or one padded forward pass).
 
 Both expect collated tasks: ``support`` and ``query`` are ``(inputs, labels)`` tensors.
@@ -55,12 +55,12 @@ def _pairs(tasks: Sequence[Task], fn: str) -> list[tuple[Tensor, Tensor, Tensor,
 def stack_tasks(tasks: Sequence[Task]) -> Task:
     """Stack tasks of equal shapes and equal descriptions into one task of ``(T, ...)`` tensors.
 
-    Returns a [`Task`][torchcross.tasks.task.Task] whose support is ``(inputs (T, N_s, *input_shape), labels
+    Returns a [`Task`][Task] whose support is ``(inputs (T, N_s, *input_shape), labels
     (T, N_s, *label_shape))`` and likewise the query, with the shared description.
 
     Raises:
         ValueError: shapes or descriptions differ (the message names the first mismatch;
-            use [`pad_tasks()`][torchcross.data.task_batch.pad_tasks] for such tasks).
+            use [`pad_tasks()`][pad_tasks] for such tasks).
 
     Examples:
         >>> import torch
@@ -105,7 +105,7 @@ class PaddedTaskBatch:
             has (``C`` is the largest class count).
         descriptions: each task's description.
         label_shapes: each task's original per-example label shape (for
-            [`unpad()`][torchcross.data.task_batch.PaddedTaskBatch.unpad]).
+            [`unpad()`][PaddedTaskBatch.unpad]).
     """
 
     support_inputs: Tensor
@@ -167,7 +167,7 @@ def _pad_stack(tensors: list[Tensor], value: float, what: str, same_trailing: bo
 
 def pad_tasks(tasks: Sequence[Task], label_pad_value: int = -100) -> PaddedTaskBatch:
     """Pad tasks of different sizes, class counts or kinds into one
-    [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch].
+    [`PaddedTaskBatch`][PaddedTaskBatch].
 
     Inputs must share their per-example shape; example counts and label widths are padded.
     ``label_pad_value`` defaults to ``-100``, the ``ignore_index`` of

@@ -1,6 +1,6 @@
 """Wrapping any map-style dataset of ``(input, label)`` pairs as a task source.
 
-[`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource] finds the labels once, without decoding inputs
+[`WrapTaskSource`][WrapTaskSource] finds the labels once, without decoding inputs
 when it can, and normalises them to the canonical form of the task's kind. It is importable from
 [`torchcross.data.sources`][torchcross.data.sources] too (its torchcross 0.0.6 path).
 """
@@ -106,7 +106,7 @@ class WrapTaskSource(TaskSource):
         task_description: the task; optional when ``dataset`` is itself a task source.
             For torchcross 0.0.6 code, ``WrapTaskSource(dataset, task_target, classes)``
             also works.
-        labels: all labels, in any form [`normalize_labels()`][torchcross.tasks.labels.normalize_labels]
+        labels: all labels, in any form [`normalize_labels()`][normalize_labels]
             accepts.
         task_target, classes, task_identifier, domain_identifier: the 0.0.6 way to
             describe the task, instead of ``task_description``.
@@ -192,8 +192,8 @@ class WrapTaskSource(TaskSource):
 
 
 class _BatchReadableWrap(WrapTaskSource):
-    """A [`WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource] of a
-    [`BatchReadable`][torchcross.data.capabilities.BatchReadable] task source; ``WrapTaskSource(...)`` picks
+    """A [`WrapTaskSource`][WrapTaskSource] of a
+    [`BatchReadable`][BatchReadable] task source; ``WrapTaskSource(...)`` picks
     it."""
 
     def get_batch(self, indices: Any) -> tuple[Any, torch.Tensor]:

@@ -2,10 +2,10 @@
 
 Any map-style dataset with labels becomes a task source with
 [`torchcross.data.wrap_source.WrapTaskSource`][torchcross.data.wrap_source.WrapTaskSource]; the two classes
-here add what images need: [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource] holds
+here add what images need: [`ImageArrayTaskSource`][ImageArrayTaskSource] holds
 uint8 images (channels last, as MedIMeta and MedMNIST store them) and converts whole batches at once with the
 same channel policy and output options as [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta];
-[`ImageFolderTaskSource`][torchcross.datasets.generic.ImageFolderTaskSource] reads a ``root/<class
+[`ImageFolderTaskSource`][ImageFolderTaskSource] reads a ``root/<class
 name>/<image>`` tree with Pillow (no torchvision needed). Both mix with MedIMeta tasks in the same episode and
 multi-task samplers, and [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] converts them.
 """
@@ -34,7 +34,7 @@ class ImageArrayTaskSource(TaskSource):
     """A task source over uint8 images ``(N, H, W)`` or ``(N, H, W, C)`` held in memory.
 
     Items are ``((C, H, W) tensor, canonical label)``;
-    [`get_batch()`][torchcross.datasets.generic.ImageArrayTaskSource.get_batch] converts a whole
+    [`get_batch()`][ImageArrayTaskSource.get_batch] converts a whole
     batch in one operation. ``output``, ``channels``, ``mean`` and ``std`` work as in
     [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta]; ``transform`` is applied to each image tensor.
 
@@ -169,7 +169,7 @@ class ImageFolderTaskSource(TaskSource):
 
     Images are resized to ``image_size`` (``(H, W)`` or one int) when given, so they stack; ``channels`` is 1
     (``"L"``) or 3 (``"RGB"``). Items are ``((C, H, W) tensor, label)``.
-    [`images`][torchcross.datasets.generic.ImageFolderTaskSource.images] is a lazy sequence of the uint8
+    [`images`][ImageFolderTaskSource.images] is a lazy sequence of the uint8
     images that [`write_medimeta()`][torchcross.datasets.medimeta.write_medimeta] can convert.
 
     Examples:

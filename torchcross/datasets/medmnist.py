@@ -133,7 +133,7 @@ _SPLITS = ("train", "val", "test")
 
 
 def medmnist_description(flag: str) -> TaskDescription:
-    """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of a MedMNIST 2D flag (identifier
+    """The [`TaskDescription`][TaskDescription] of a MedMNIST 2D flag (identifier
     ``"medmnist/<flag>"``).
 
     Raises:
@@ -176,7 +176,7 @@ class MedMNIST(ImageArrayTaskSource):
         task_description: required for files that are not one of the twelve 2D flags.
         flag: override the flag read from the file name.
         channels, output, mean, std, transform: as in
-            [`ImageArrayTaskSource`][torchcross.datasets.generic.ImageArrayTaskSource].
+            [`ImageArrayTaskSource`][ImageArrayTaskSource].
 
     Raises:
         ValueError: for an unknown flag without a description, an unknown split, a file

@@ -3,26 +3,26 @@
 torchcross learners synchronise themselves instead of being wrapped in
 `DistributedDataParallel`: `MAML.meta_backward`, `ProtoNet.meta_backward` and
 `MultiTaskPretrainer.training_step` end with
-[`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients] when a process group is
+[`all_reduce_gradients()`][all_reduce_gradients] when a process group is
 initialised, so the single-process loop
 runs unchanged under ``torchrun``. Learners that hold a DDP-wrapped sub-module raise
-([`check_unwrapped()`][torchcross.distributed.gradients.check_unwrapped]), because functional calls bypass
+([`check_unwrapped()`][check_unwrapped]), because functional calls bypass
 DDP's hooks.
 
-* [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]: average gradients (and
+* `all_reduce_gradients()`: average gradients (and
   floating-point buffers such as
   BatchNorm running statistics) over ranks in one collective call;
-* [`broadcast_parameters()`][torchcross.distributed.replicas.broadcast_parameters]: copy rank 0's
+* [`broadcast_parameters()`][broadcast_parameters]: copy rank 0's
   parameters and buffers to every rank (call it once before training unless every rank builds the
   model from the same seed);
-* [`check_replicas()`][torchcross.distributed.replicas.check_replicas]: raise, naming the rank and the
+* [`check_replicas()`][check_replicas]: raise, naming the rank and the
   parameter, unless every rank holds the same model (`all_reduce_gradients` runs it on its first call);
-* [`shared_seed()`][torchcross.distributed.seeds.shared_seed]: a seed that every rank agrees on (rank 0's,
+* [`shared_seed()`][shared_seed]: a seed that every rank agrees on (rank 0's,
   broadcast);
-* [`derived_seed()`][torchcross.distributed.seeds.derived_seed]: a seed that is a pure function of integer
+* [`derived_seed()`][derived_seed]: a seed that is a pure function of integer
   keys, e.g. ``(seed, step, slot)``;
-* [`rank_and_world_size()`][torchcross.distributed.seeds.rank_and_world_size],
-  [`is_distributed()`][torchcross.distributed.seeds.is_distributed]: this process's place in the group.
+* [`rank_and_world_size()`][rank_and_world_size],
+  [`is_distributed()`][is_distributed]: this process's place in the group.
 
 Names are imported lazily on first use.
 """

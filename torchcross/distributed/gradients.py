@@ -31,7 +31,7 @@ def check_unwrapped(module: nn.Module) -> None:
 
     torchcross learners call their backbones functionally (``torch.func.functional_call``),
     which bypasses DDP's forward and therefore its gradient hooks; they synchronise their
-    own gradients with [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]
+    own gradients with [`all_reduce_gradients()`][all_reduce_gradients]
     instead.
 
     Raises:
@@ -78,7 +78,7 @@ def all_reduce_gradients(
 
     The first call for a module (and the first after its parameters or buffers were added,
     removed or reshaped) first runs
-    [`check_replicas()`][torchcross.distributed.replicas.check_replicas]: every rank must
+    [`check_replicas()`][check_replicas]: every rank must
     hold the same layout and bit-identical parameters, else every rank raises a
     ``ValueError`` naming the rank and the parameter (instead of aborting in the all-reduce
     or training models that drift apart).

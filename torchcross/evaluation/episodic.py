@@ -1,7 +1,7 @@
 """Evaluate a few-shot learner over episodes: per-episode metrics and their summary.
 
-[`evaluate()`][torchcross.evaluation.episodic.evaluate] asks a learner for query logits on every episode (a
-[`Task`][torchcross.tasks.task.Task]), scores them with
+[`evaluate()`][evaluate] asks a learner for query logits on every episode (a
+[`Task`][Task]), scores them with
 [`torchcross.evaluation.metrics.compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] (AUROC,
 accuracy and loss, each computed the
 way the task's kind requires; ordinal tasks also MAE and quadratic weighted kappa) and
@@ -56,7 +56,7 @@ class Predictor(Protocol):
 class BatchPredictor(Protocol):
     """Anything with ``predict_many(tasks) -> [query logits per task]``, equal to ``predict`` task by task.
 
-    [`evaluate()`][torchcross.evaluation.episodic.evaluate] with ``batch_size > 1`` hands such a learner
+    [`evaluate()`][evaluate] with ``batch_size > 1`` hands such a learner
     ``batch_size`` episodes at once (a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner]
     then shares backbone passes across episodes).
     """
@@ -75,7 +75,7 @@ class EvaluationResult:
             a key of `LEFT_OUT`: why the episode's metrics are NaN).
         seconds: wall time of the evaluation.
         confidence: level of the confidence intervals in
-            [`summary()`][torchcross.evaluation.episodic.EvaluationResult.summary].
+            [`summary()`][EvaluationResult.summary].
     """
 
     records: list[dict[str, Any]] = field(default_factory=list)
@@ -93,12 +93,12 @@ class EvaluationResult:
         return _left_out(self.records, METRICS)
 
     def table(self) -> ResultsTable:
-        """The per-episode records as a [`ResultsTable`][torchcross.evaluation.results.ResultsTable]."""
+        """The per-episode records as a [`ResultsTable`][ResultsTable]."""
         return ResultsTable(self.records)
 
     def summary_table(self, by: Sequence[str] = ("method", "target")) -> ResultsTable:
         """One row per group of ``by`` with each metric's mean, std and interval (see
-        [`summarize()`][torchcross.evaluation.episodic.summarize])."""
+        [`summarize()`][summarize])."""
         return summarize(self.table(), by=by, confidence=self.confidence)
 
     @property
@@ -226,12 +226,12 @@ def evaluate(
         progress: show a tqdm progress bar; ``None`` shows it only on a terminal.
         confidence: level of the confidence intervals.
         batch_size: episodes handed to the learner at once when it is a
-            [`BatchPredictor`][torchcross.evaluation.episodic.BatchPredictor] (has ``predict_many(tasks)``,
+            [`BatchPredictor`][BatchPredictor] (has ``predict_many(tasks)``,
             e.g. a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner], which then shares
             backbone passes across episodes); 1 calls ``predict`` episode by episode.
 
     Returns:
-        an [`EvaluationResult`][torchcross.evaluation.episodic.EvaluationResult].
+        an [`EvaluationResult`][EvaluationResult].
 
     Raises:
         TypeError: if the learner cannot predict or an episode is not a ``Task``.
@@ -365,7 +365,7 @@ def summarize(
 def format_summary(
     summary: ResultsTable, metrics: Sequence[str] = ("auroc", "accuracy"), digits: int = 3
 ) -> ResultsTable:
-    """A compact, human-readable view of a [`summarize()`][torchcross.evaluation.episodic.summarize] table:
+    """A compact, human-readable view of a [`summarize()`][summarize] table:
     ``mean ± half-width`` per metric.
 
     Keeps the grouping columns (everything before ``n_episodes``) and ``n_episodes``, and

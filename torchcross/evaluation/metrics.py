@@ -35,9 +35,9 @@ the result NaN. When no class is defined (e.g. a binary query set of one class) 
 result is NaN either way. No warning is emitted.
 
 **Non-finite scores.** If any score is NaN or infinite (e.g. a diverged model), no
-metric is defined: [`auroc()`][torchcross.evaluation.metrics.auroc],
-[`accuracy()`][torchcross.evaluation.metrics.accuracy] and
-[`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] return
+metric is defined: [`auroc()`][auroc],
+[`accuracy()`][accuracy] and
+[`compute_metrics()`][compute_metrics] return
 NaN, never a value that looks like a result.
 
 torchmetrics is imported on first use, so ``import torchcross.evaluation.metrics`` stays cheap.
@@ -326,7 +326,7 @@ def compute_metrics(
         labels: canonical labels.
         description: the task.
         class_weights: passed to [`torchcross.nn.kinds.loss()`][torchcross.nn.kinds.loss].
-        undefined: passed to [`auroc()`][torchcross.evaluation.metrics.auroc].
+        undefined: passed to [`auroc()`][auroc].
 
     Returns:
         ``{"auroc": ..., "accuracy": ..., "loss": ...}`` as Python floats (AUROC may be

@@ -1,11 +1,11 @@
 """Tables over per-episode results: paired method comparisons and the spread between training seeds.
 
 Methods of one protocol run are scored on the same fixed episodes, so their scores pair
-up by episode: [`paired_comparisons()`][torchcross.evaluation.paired.paired_comparisons] reports, per target
+up by episode: [`paired_comparisons()`][paired_comparisons] reports, per target
 and pair of methods, the
 mean difference with a Student-t interval, the Wilcoxon signed-rank and the sign test
-(see [`paired_difference()`][torchcross.evaluation.stats.paired_difference]).
-[`seed_spread()`][torchcross.evaluation.paired.seed_spread] summarises runs repeated with several training
+(see [`paired_difference()`][paired_difference]).
+[`seed_spread()`][seed_spread] summarises runs repeated with several training
 seeds: the mean and
 standard deviation of the per-seed means, beside the episode interval of each seed.
 """

@@ -1,6 +1,6 @@
 """A small tidy results table: one row per observation, exportable to CSV, JSON and Markdown.
 
-[`ResultsTable`][torchcross.evaluation.results.ResultsTable] holds rows as plain dicts with a fixed column
+[`ResultsTable`][ResultsTable] holds rows as plain dicts with a fixed column
 order. It needs no
 pandas (``pandas.DataFrame(table.rows)`` converts it when pandas is at hand) and writes
 files that pandas, R and spreadsheets read directly.
@@ -209,7 +209,7 @@ class ResultsTable:
 
     @classmethod
     def read_json(cls, path: str | Path) -> ResultsTable:
-        """Read a table written by [`to_json()`][torchcross.evaluation.results.ResultsTable.to_json].
+        """Read a table written by [`to_json()`][ResultsTable.to_json].
 
         Raises:
             ValueError: naming the file: it is not UTF-8 JSON (e.g. cut short), does not hold
@@ -230,7 +230,7 @@ class ResultsTable:
 
     @classmethod
     def read_csv(cls, path: str | Path) -> ResultsTable:
-        """Read a table written by [`to_csv()`][torchcross.evaluation.results.ResultsTable.to_csv] (numbers
+        """Read a table written by [`to_csv()`][ResultsTable.to_csv] (numbers
         parsed back, empty cells become ``None``).
 
         Raises:

@@ -1,7 +1,7 @@
 """Summary statistics over episodes: means with Student-t intervals, and paired comparisons.
 
-[`summarize_values()`][torchcross.evaluation.stats.summarize_values] gives a mean with a Student-t confidence
-interval; [`paired_difference()`][torchcross.evaluation.stats.paired_difference] compares two methods scored
+[`summarize_values()`][summarize_values] gives a mean with a Student-t confidence
+interval; [`paired_difference()`][paired_difference] compares two methods scored
 on the same episodes (mean difference with a t interval, Wilcoxon signed-rank test, sign test). The t
 quantile, the signed-rank distribution and the binomial tail are computed here, so the core library needs no
 SciPy; tests check them against ``scipy.stats``.
@@ -253,7 +253,7 @@ class PairedComparison:
         n: episodes where both scores are finite.
         mean_difference, ci_low, ci_high: mean of ``a - b`` and its Student-t interval.
         wilcoxon_p: two-sided Wilcoxon signed-rank p-value (see
-            [`wilcoxon_signed_rank()`][torchcross.evaluation.stats.wilcoxon_signed_rank]).
+            [`wilcoxon_signed_rank()`][wilcoxon_signed_rank]).
         sign_p: two-sided sign-test p-value.
         wins, losses, ties: episodes where ``a`` scored higher, lower, equal.
         confidence: level of the interval.

@@ -7,14 +7,14 @@ of [`torchcross.learners.transforms`][torchcross.learners.transforms]) and thin 
 with two shared values, ``InnerLoop`` (how to adapt) and ``HeadPolicy`` (which head)
 ([`torchcross.learners.policies`][torchcross.learners.policies]):
 
-* [`MAML`][torchcross.learners.maml.MAML] / [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]:
+* [`MAML`][MAML] / [`CrossDomainMAML`][CrossDomainMAML]:
   meta-learning across task kinds, with a
   fresh (zero-initialised) head per task, or a meta-learned head for tasks of one width
   (``HeadPolicy.learned(N)``, classic MAML); second order, first order, ANIL, Meta-SGD;
-* [`FineTuner`][torchcross.learners.finetuner.FineTuner]: fine-tune a new (or given) head (linear probe) or
+* [`FineTuner`][FineTuner]: fine-tune a new (or given) head (linear probe) or
   head and backbone per episode;
-* [`ProtoNet`][torchcross.learners.protonet.ProtoNet]: prototypical networks for all four task kinds;
-* [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]: a shared backbone with one head
+* [`ProtoNet`][ProtoNet]: prototypical networks for all four task kinds;
+* [`MultiTaskPretrainer`][MultiTaskPretrainer]: a shared backbone with one head
   per source task (mm-PT).
 
 Names are imported lazily on first use.

@@ -91,7 +91,7 @@ def supports_checkpoint(optimizer: Any, state: Any) -> bool:
     """Whether `checkpointed_step()` can find every tensor of ``optimizer`` and ``state``.
 
     A ``GradientTransformation`` qualifies when its update reads tensors from its arguments only
-    ([`holds_tensors_in_state()`][torchcross.learners.transforms.holds_tensors_in_state]: the pieces of
+    ([`holds_tensors_in_state()`][holds_tensors_in_state]: the pieces of
     [`transforms`][torchcross.learners.transforms] and their chains); other objects (the older
     inner-optimiser dataclasses) when they can be taken apart. Transformations made elsewhere may hide
     tensors in closures; their steps are checkpointed with ``torch.utils.checkpoint`` instead.

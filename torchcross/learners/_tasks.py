@@ -18,7 +18,7 @@ __all__ = ["as_task_list", "check_task", "naming_task", "signature", "stack_tens
 
 @contextmanager
 def naming_task(task: Task) -> Iterator[None]:
-    """Context: a [`BackboneInputError`][torchcross.learners.stateless.BackboneInputError] raised inside
+    """Context: a [`BackboneInputError`][BackboneInputError] raised inside
     is raised again naming ``task`` (chained to torch's own error). Free until something raises."""
     try:
         yield
@@ -44,7 +44,7 @@ def _split(pair: Any, where: str) -> tuple[Tensor, Tensor]:
 
 
 def check_task(task: Any) -> Task:
-    """Return ``task`` if it is a collated [`Task`][torchcross.tasks.task.Task] with matching sizes, else
+    """Return ``task`` if it is a collated [`Task`][Task] with matching sizes, else
     raise."""
     if not isinstance(task, Task):
         raise TypeError(f"expected a torchcross Task, got {type(task).__name__}")
@@ -75,10 +75,10 @@ def _unstack(batch: Task) -> list[Task]:
 def as_task_list(tasks: Sequence[Task] | Task | PaddedTaskBatch) -> list[Task]:
     """A list of checked tasks from a list of tasks or from one collated batch.
 
-    A collated batch is a [`Task`][torchcross.tasks.task.Task] whose tensors have a leading task dimension
+    A collated batch is a [`Task`][Task] whose tensors have a leading task dimension
     ``(T, N, ...)`` sharing its description
     ([`torchcross.data.task_batch.stack_tasks()`][torchcross.data.task_batch.stack_tasks]),
-    or a [`PaddedTaskBatch`][torchcross.data.task_batch.PaddedTaskBatch] (``pad_tasks``), unpadded here.
+    or a [`PaddedTaskBatch`][PaddedTaskBatch] (``pad_tasks``), unpadded here.
     """
     if isinstance(tasks, PaddedTaskBatch):
         out = [tasks.unpad(i) for i in range(len(tasks))]

@@ -104,7 +104,7 @@ class MLP(nn.Module):
 
 
 def conv4(in_channels: int, hidden: int = 64, batch_norm: bool = True, image_size: int = 28) -> Conv4:
-    """Build a [`Conv4`][torchcross.learners.backbones.Conv4] (see there).
+    """Build a [`Conv4`][Conv4] (see there).
 
     Examples:
         >>> conv4(1, hidden=16, batch_norm=False).num_features
@@ -114,7 +114,7 @@ def conv4(in_channels: int, hidden: int = 64, batch_norm: bool = True, image_siz
 
 
 def mlp(in_features: int, hidden: Sequence[int] = (64,), batch_norm: bool = False) -> MLP:
-    """Build an [`MLP`][torchcross.learners.backbones.MLP] (see there).
+    """Build an [`MLP`][MLP] (see there).
 
     Examples:
         >>> mlp(4, (3,)).num_features

@@ -1,7 +1,7 @@
 """When a run has diverged: one rule for training loops and for adaptation at evaluation.
 
 A loss *diverged* when it is not finite, or when it is finite but far above where the run
-started ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]): above
+started ([`DivergenceRule`][DivergenceRule]): above
 
     limit(start) = min(bound, factor * max(|start|, 1))
 
@@ -22,7 +22,7 @@ in float32 beyond about 17 for a sigmoid; trained heads give logits of tens.)
 * Adaptation at evaluation (``MAML.predict`` / ``adapt``, ``FineTuner.predict`` /
   ``predict_many``): the support loss and logits after the last step are checked against
   the support loss before the first; a diverged episode gets NaN parameters, hence NaN
-  logits, with a [`DivergenceWarning`][torchcross.learners.divergence.DivergenceWarning], so
+  logits, with a [`DivergenceWarning`][DivergenceWarning], so
   evaluation leaves it out as ``non-finite`` instead of scoring it.
 
 Examples:

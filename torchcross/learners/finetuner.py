@@ -1,16 +1,18 @@
 """Fine-tuning per episode: the IM-PT / mm-PT evaluation learner.
 
-[`FineTuner`][torchcross.learners.finetuner.FineTuner] gives every episode a new head sized from its
+[`FineTuner`][FineTuner] gives every episode a new head sized from its
 description and trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam, either alone
 on frozen features (a linear probe) or together with a copy of the backbone; then it predicts the query set.
-Episodes are independent: the backbone module is never modified. ``head=nn.Linear(...)`` starts every episode
+Episodes are independent: the backbone module is never modified (with ``HeadPolicy(init="kaiming")``,
+episode ``n`` gets the head of the key ``(seed, n, -1)``, the counter ``head_step`` in ``state_dict``).
+``head=nn.Linear(...)`` starts every episode
 from a copy of a given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None`` fine-tunes a
 backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
 
-With a frozen backbone, [`FineTuner.predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many]
+With a frozen backbone, [`FineTuner.predict_many()`][FineTuner.predict_many]
 computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
-logits as [`FineTuner.predict()`][torchcross.learners.finetuner.FineTuner.predict] episode by episode.
+logits as [`FineTuner.predict()`][FineTuner.predict] episode by episode.
 
 BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
@@ -72,9 +74,9 @@ from torchcross.learners.policies import (
     split_keywords,
 )
 from torchcross.learners.task_adaptation import check_logits
-from torchcross.learners.task_heads import check_head_width, resolve_head
+from torchcross.learners.task_heads import check_head_width, per_task_head, resolve_head
 from torchcross.learners.transforms import check_learning_rate
-from torchcross.nn import get_task_kind, head_forward, init_head_params
+from torchcross.nn import get_task_kind, head_forward
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["FINETUNER_KEYWORDS", "FINETUNE_BATCH_NORM", "FineTuner"]
@@ -192,20 +194,23 @@ class FineTuner(nn.Module):
     Args:
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width.
-        inner: the fine-tuning run ([`InnerLoop`][torchcross.learners.policies.InnerLoop]): ``steps``
+        inner: the fine-tuning run ([`InnerLoop`][InnerLoop]): ``steps``
             full-batch steps on the support set of learning rate ``lr`` with ``optimizer`` (``"adam"``,
             ``"sgd"`` or a callable ``lr -> optimiser``, e.g. ``functools.partial(SGD, momentum=0.9)``).
             Default: ``InnerLoop(lr=1e-3, steps=100, optimizer="adam")``.
         finetune_backbone: also train (a copy of) the backbone; ``False`` is a linear probe.
-        head: a [`HeadPolicy`][torchcross.learners.policies.HeadPolicy]: ``HeadPolicy()`` (default): a new
-            head per episode (``init="kaiming"``: drawn from a generator seeded with ``seed``);
+        head: a [`HeadPolicy`][HeadPolicy]: ``HeadPolicy()`` (default): a new
+            head per episode (``init="kaiming"``: episode ``n`` gets the head of the key ``(seed, n, -1)``
+            ([`per_task_head()`][per_task_head], as MAML draws its heads),
+            where the buffer ``head_step`` (saved in ``state_dict``) counts the episodes fine-tuned:
+            every ``adapt()`` and ``predict()`` call, and every episode of ``predict_many()`` in order);
             ``HeadPolicy.learned(module=nn.Linear(num_backbone_features, N))``: every episode starts from a
             copy of it (the module is never modified; every episode must have ``N`` outputs);
             ``HeadPolicy.none()``: no head, the backbone outputs the logits (needs
             ``finetune_backbone=True``).
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         feature_batch_size: inputs per backbone call in
-            [`predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many].
+            [`predict_many()`][FineTuner.predict_many].
         **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
@@ -223,6 +228,8 @@ class FineTuner(nn.Module):
         >>> tuner.num_steps, tuner.head_init
         (5, 'kaiming')
     """
+
+    head_step: Tensor  # a buffer (registered with a per-task "kaiming" head)
 
     def __init__(
         self,
@@ -284,7 +291,8 @@ class FineTuner(nn.Module):
         if isinstance(make, str):
             make = Adam if make == "adam" else SGD
         self.inner_optimizer: InnerOptimizer = make(inner.lr)
-        self._generators: dict[str, torch.Generator] = {}
+        if self.head_mode == "per_task" and self.head_init == "kaiming":
+            self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
 
     def _new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
         if self.head_mode != "per_task":
@@ -293,19 +301,17 @@ class FineTuner(nn.Module):
             if self.head is None:
                 return {}
             return {k: v.detach().clone() for k, v in self.head.named_parameters()}
-        gen = None
-        if self.head_init == "kaiming":
-            key = str(like.device)
-            if key not in self._generators:
-                self._generators[key] = torch.Generator(device=like.device).manual_seed(self.seed)
-            gen = self._generators[key]
-        return init_head_params(
+        step = 0
+        if self.head_init == "kaiming":  # episode head_step's head; the next episode gets the next one
+            step = int(self.head_step)
+            with torch.no_grad():
+                self.head_step += 1
+        return per_task_head(
             self.num_backbone_features,
             description,
             cast(str, self.head_init),  # per-task heads have one
-            generator=gen,
-            device=like.device,
-            dtype=like.dtype,
+            key=(self.seed, step, -1),
+            like=like,
         )
 
     def _like(self) -> Tensor:
@@ -417,6 +423,9 @@ class FineTuner(nn.Module):
     @torch.inference_mode(False)
     def predict_many(self, tasks: Sequence[Task]) -> list[Tensor]:
         """``[predict(t) for t in tasks]``, batched when the backbone is frozen.
+
+        Per-task ``"kaiming"`` heads are the loop's too: the episodes take the keys
+        ``(seed, head_step + i, -1)`` in order, and ``head_step`` ends ``len(tasks)`` further on.
 
         With a linear probe whose features do not depend on the batch (no BatchNorm, or
         ``batch_norm="frozen"``), every distinct input goes through the backbone once and

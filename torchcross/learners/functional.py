@@ -9,23 +9,23 @@ are thin shells over these functions.
 
 The pieces live in modules named for what they do; this module gathers them:
 
-* `stateless`: [`forward()`][torchcross.learners.maml.MAML.forward],
+* `stateless`: `forward()`,
   [`task_buffers()`][torchcross.learners.functional.task_buffers] and the
   BatchNorm policies;
-* [`inner_loop`][torchcross.learners.functional.inner_loop]:
-  [`inner_loop()`][torchcross.learners.functional.inner_loop] (second order, first order,
+* `inner_loop`:
+  `inner_loop()` (second order, first order,
   plain fine-tuning), [`maml_query_loss()`][torchcross.learners.functional.maml_query_loss],
   [`finetune()`][torchcross.learners.functional.finetune];
 * [`transforms`][torchcross.learners.transforms]: the one optimiser abstraction, the
   ``GradientTransformation`` (``update(updates, state, params)``), with
-  [`sgd()`][torchcross.learners.transforms.sgd], [`adam()`][torchcross.learners.transforms.adam] and the
+  [`sgd()`][sgd], [`adam()`][adam] and the
   pieces they are chained from ([`inner_optimizers`][torchcross.learners.inner_optimizers] keeps the older
   ``SGD`` and ``Adam`` objects working);
 * [`task_adaptation`][torchcross.learners.task_adaptation]:
-  [`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head], MAML's
+  [`adapt_backbone_and_head()`][adapt_backbone_and_head], MAML's
   inner loop over a backbone and a task head, with the zero-head shortcuts, and
-  [`maml_task_loss()`][torchcross.learners.task_adaptation.maml_task_loss], the task loss
-  [`MAML`][torchcross.learners.maml.MAML] trains on;
+  [`maml_task_loss()`][maml_task_loss], the task loss
+  `MAML` trains on;
 * [`meta_sgd`][torchcross.learners.meta_sgd]: learned inner learning rates in a flat
   parameter dict;
 * [`prototypes()`][torchcross.learners.functional.prototypes] and

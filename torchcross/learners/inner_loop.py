@@ -153,7 +153,7 @@ def inner_loop(
             [`adam()`][torchcross.learners.transforms.adam], ``chain(...)``), whose updates are added to the
             parameters. The older objects ([`SGD`][torchcross.learners.inner_optimizers.SGD],
             [`Adam`][torchcross.learners.inner_optimizers.Adam]) are still accepted
-            ([`as_transformation()`][torchcross.learners.inner_optimizers.as_transformation]).
+            ([`as_transformation()`][as_transformation]).
         num_steps: number of steps (0 returns ``params`` unchanged).
         adapt: names of the parameters to update (default: all); the others are
             held fixed but still receive outer gradients through ``loss_fn``.

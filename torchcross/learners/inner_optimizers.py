@@ -1,15 +1,15 @@
-"""The older inner-optimiser objects, kept working: [`SGD`][torchcross.learners.inner_optimizers.SGD] and
-[`Adam`][torchcross.learners.inner_optimizers.Adam] describe the chains that
-[`sgd()`][torchcross.learners.transforms.sgd] and [`adam()`][torchcross.learners.transforms.adam] build.
+"""The older inner-optimiser objects, kept working: [`SGD`][SGD] and
+[`Adam`][Adam] describe the chains that
+[`sgd()`][sgd] and [`adam()`][adam] build.
 
 Inner loops take one kind of optimiser, a
-[`GradientTransformation`][torchcross.learners.transforms.GradientTransformation] (``update(updates, state,
-params)``); [`as_transformation()`][torchcross.learners.inner_optimizers.as_transformation] turns the objects
+[`GradientTransformation`][GradientTransformation] (``update(updates, state,
+params)``); [`as_transformation()`][as_transformation] turns the objects
 of this module into one (their ``transform``). Deprecated, still accepted: an inner optimiser as a pair of
 pure functions on parameter dicts,
 ``init(params) -> state`` and ``update(params, grads, state) -> (new params, new state)``
-([`InnerOptimizer`][torchcross.learners.inner_optimizers.InnerOptimizer]).
-[`SGD`][torchcross.learners.inner_optimizers.SGD] and [`Adam`][torchcross.learners.inner_optimizers.Adam] are
+([`InnerOptimizer`][InnerOptimizer]).
+`SGD` and `Adam` are
 friendly names for chains
 of the pieces in [`torchcross.learners.transforms`][torchcross.learners.transforms]:
 
@@ -18,11 +18,11 @@ of the pieces in [`torchcross.learners.transforms`][torchcross.learners.transfor
 * ``Adam(lr, betas, eps, weight_decay)`` is
   ``chain(add_decayed_weights(weight_decay), scale_by_adam(*betas, eps), scale_by_learning_rate(lr))``.
 
-[`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer] turns any other chain into an
+[`TransformOptimizer`][TransformOptimizer] turns any other chain into an
 inner optimiser. Nothing is written in place, so the new parameters can be differentiated with respect to the
 starting ones (second-order MAML) and to learning-rate tensors (Meta-SGD). Without gradient tracking,
-[`SGD`][torchcross.learners.inner_optimizers.SGD] computes exactly what ``torch.optim.SGD`` computes, and
-[`Adam`][torchcross.learners.inner_optimizers.Adam] what ``torch.optim.Adam`` computes up to rounding.
+`SGD` computes exactly what ``torch.optim.SGD`` computes, and
+`Adam` what ``torch.optim.Adam`` computes up to rounding.
 
 Examples:
     >>> import torch
@@ -179,7 +179,7 @@ class SGD:
     @property
     def first_step_skips_zero_gradients(self) -> bool:
         """Without weight decay, yes (see
-        [`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients])."""
+        [`SkipsZeroGradients`][SkipsZeroGradients])."""
         return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> SGDState:
@@ -238,7 +238,7 @@ class Adam:
     @property
     def first_step_skips_zero_gradients(self) -> bool:
         """Without weight decay, yes (see
-        [`SkipsZeroGradients`][torchcross.learners.inner_optimizers.SkipsZeroGradients])."""
+        [`SkipsZeroGradients`][SkipsZeroGradients])."""
         return self.weight_decay == 0
 
     def init(self, params: Mapping[str, Tensor]) -> AdamState:
@@ -271,12 +271,10 @@ def _wrap(optimizer: Any) -> GradientTransformation:
 def as_transformation(optimizer: Any) -> GradientTransformation:
     """``optimizer`` as the one optimiser abstraction of inner loops, a ``GradientTransformation``.
 
-    A ``GradientTransformation`` is returned as it is; [`SGD`][torchcross.learners.inner_optimizers.SGD],
-    [`Adam`][torchcross.learners.inner_optimizers.Adam] and
-    [`TransformOptimizer`][torchcross.learners.inner_optimizers.TransformOptimizer] give their ``transform``
-    (the same steps, bit for bit); any other object with ``init(params)`` and ``update(params, grads,
-    state)`` (the deprecated `InnerOptimizer` form) is wrapped, its updates being the differences of the
-    parameters it returns (equal up to rounding).
+    A ``GradientTransformation`` is returned as it is; [`SGD`][SGD], [`Adam`][Adam] and
+    [`TransformOptimizer`][TransformOptimizer] give their ``transform`` (the same steps, bit for bit); any
+    other object with ``init(params)`` and ``update(params, grads, state)`` (the deprecated `InnerOptimizer`
+    form) is wrapped, its updates being the differences of the parameters it returns (equal up to rounding).
 
     Raises:
         TypeError: ``optimizer`` is none of these.

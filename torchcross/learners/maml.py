@@ -1,6 +1,6 @@
 """MAML across task kinds: second order, first order, ANIL and Meta-SGD, with a fresh or a learned head.
 
-[`MAML`][torchcross.learners.maml.MAML] meta-learns a backbone. By default (``head="per_task"``) it makes a
+[`MAML`][MAML] meta-learns a backbone. By default (``head="per_task"``) it makes a
 new linear head for every task, sized from the task's description (zero-initialised by default, as in the
 MedIMeta paper's mm-MAML), adapts backbone and head on the support set with a few inner steps, and scores the
 query set with the loss of the task's kind. Tasks of different kinds and class counts mix freely in one
@@ -47,7 +47,7 @@ from torch import Tensor, nn
 
 from torchcross._checks import check_int
 from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
-from torchcross.distributed.seeds import derived_seed, rank_and_world_size
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.learners import batching as _batching
 from torchcross.learners._tasks import as_task_list, check_task, naming_task, task_tensors
 from torchcross.learners.meta_sgd import init_meta_sgd_rates, split_meta_sgd_rates, with_meta_sgd_rates
@@ -67,9 +67,8 @@ from torchcross.learners.task_adaptation import (
     adapted_logits,
     maml_task_loss,
 )
-from torchcross.learners.task_heads import check_head_width, resolve_head
+from torchcross.learners.task_heads import check_head_width, per_task_head, resolve_head
 from torchcross.learners.transforms import LearningRate, adam, sgd
-from torchcross.nn import init_head_params
 from torchcross.tasks.task import Task, TaskDescription
 
 __all__ = ["MAML", "CrossDomainMAML"]
@@ -85,14 +84,14 @@ class MAML(nn.Module):
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width (sizes each task's head; with no head the
             number of logits).
-        inner: the inner loop ([`InnerLoop`][torchcross.learners.policies.InnerLoop]): learning rate (the
+        inner: the inner loop ([`InnerLoop`][InnerLoop]): learning rate (the
             starting value of the learned ones with ``meta_sgd``), steps in training and in
-            [`predict()`][torchcross.learners.maml.MAML.predict] (``eval_steps``), ``first_order`` (FOMAML),
+            [`predict()`][MAML.predict] (``eval_steps``), ``first_order`` (FOMAML),
             ``anil`` (adapt only the head; the backbone still gets meta-gradients), ``meta_sgd`` (learn
             per-element inner learning rates for the backbone and one per per-task head tensor, or per element
             for a learned head; parameters of this module, ``inner_lrs``) and ``optimizer`` (``"sgd"``,
             ``"adam"`` or a callable ``lr -> optimiser``).
-        head: a [`HeadPolicy`][torchcross.learners.policies.HeadPolicy]: ``HeadPolicy()`` (default): a new
+        head: a [`HeadPolicy`][HeadPolicy]: ``HeadPolicy()`` (default): a new
             head for every task; ``HeadPolicy.learned(N)``: one meta-learned head of width ``N``;
             ``HeadPolicy.learned(module=nn.Linear(num_backbone_features, N))``: that module as the
             meta-learned head; ``HeadPolicy.none()``: no head, the backbone outputs the logits. A learned head
@@ -100,15 +99,15 @@ class MAML(nn.Module):
             learned head or none, every task must have the head's width of outputs
             ([`torchcross.nn.num_outputs()`][torchcross.nn.kinds.num_outputs]). Per-task ``"kaiming"`` heads
             are drawn from a generator seeded with ``(seed, head_step, slot)``, where the buffer ``head_step``
-            counts training calls ([`meta_loss()`][torchcross.learners.maml.MAML.meta_loss],
-            [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]; saved in ``state_dict``) and
+            counts training calls ([`meta_loss()`][MAML.meta_loss],
+            [`meta_backward()`][MAML.meta_backward]; saved in ``state_dict``) and
             ``slot`` is the task's position in the global meta-batch (``rank * len(tasks) + i`` under
             ``torch.distributed``), so distributed and resumed runs draw the heads of one process. A learned
             head is drawn once, from ``seed``.
         batch_norm: ``"batch"`` or ``"frozen"`` (see module doc).
         checkpoint: recompute inner steps in the backward pass (less memory, more time).
         batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how
-            [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] runs
+            `meta_backward()` runs
             equally shaped tasks of one description (see `torchcross.learners.batching`).
         **legacy: the older keywords, still accepted: ``inner_lr``, ``num_inner_steps``,
             ``eval_num_inner_steps``, ``first_order``, ``anil``, ``meta_sgd``, ``inner_optimizer`` (instead
@@ -249,17 +248,13 @@ class MAML(nn.Module):
             width = self.num_backbone_features if self.head is None else self.head.out_features
             check_head_width(description, self.head_mode, width)
             return {}
-        gen = None
-        if self.head_init == "kaiming":
-            seed = derived_seed(self.seed, int(self.head_step), slot)
-            gen = torch.Generator(device=like.device).manual_seed(seed)
-        head = init_head_params(
+        step = int(self.head_step) if self.head_init == "kaiming" else 0
+        head = per_task_head(
             self.num_backbone_features,
             description,
             cast(str, self.head_init),  # per-task heads have one
-            generator=gen,
-            device=like.device,
-            dtype=like.dtype,
+            key=(self.seed, step, slot),
+            like=like,
         )
         return {"head.weight": head["weight"], "head.bias": head["bias"]}
 
@@ -339,10 +334,9 @@ class MAML(nn.Module):
     def meta_loss(self, tasks: Sequence[Task] | Task) -> Tensor:
         """Mean query loss over ``tasks`` after adaptation; call ``.backward()`` on it.
 
-        ``tasks`` is a list of tasks (of any kinds and class counts) or one collated batch.
-        The whole meta-batch's graph is kept until the backward pass;
-        [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward]
-        needs the memory of one task instead.
+        ``tasks`` is a list of tasks (of any kinds and class counts) or one collated batch. The whole
+        meta-batch's graph is kept until the backward pass; [`meta_backward()`][MAML.meta_backward] needs the
+        memory of one task instead.
         """
         tasks = as_task_list(tasks)
         check_unwrapped(self)
@@ -364,11 +358,11 @@ class MAML(nn.Module):
                 self.head_step += 1
 
     def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
-        """Same as [`meta_loss()`][torchcross.learners.maml.MAML.meta_loss]."""
+        """Same as [`meta_loss()`][MAML.meta_loss]."""
         return self.meta_loss(tasks)
 
     def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
-        """Accumulate the gradient of [`meta_loss()`][torchcross.learners.maml.MAML.meta_loss] into ``.grad``,
+        """Accumulate the gradient of [`meta_loss()`][MAML.meta_loss] into ``.grad``,
         one task at a time.
 
         Each task's graph is freed after its backward pass, so memory is that of one
@@ -378,7 +372,7 @@ class MAML(nn.Module):
 
         Under ``torch.distributed`` (an initialised process group of several ranks, e.g. ``torchrun``) the
         gradients are then averaged over ranks in one all-reduce
-        ([`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]), so every rank
+        ([`all_reduce_gradients()`][all_reduce_gradients]), so every rank
         holds the meta-gradient of the global meta-batch; ``sync=False`` skips that (e.g. to accumulate
         several calls and sync on the last).
 
@@ -446,10 +440,10 @@ class MAML(nn.Module):
 
         With ``training=True`` (``num_inner_steps``, differentiable inner loop) the query logits carry the
         graph back to the meta-parameters, for training loops that need per-task outputs (e.g. to log
-        metrics); [`meta_backward()`][torchcross.learners.maml.MAML.meta_backward] is the memory-lean way to
-        train. With ``training=False`` it adapts like [`predict()`][torchcross.learners.maml.MAML.predict] and
+        metrics); [`meta_backward()`][MAML.meta_backward] is the memory-lean way to
+        train. With ``training=False`` it adapts like [`predict()`][MAML.predict] and
         both are detached. The support logits are always detached. ``slot``: as in
-        [`new_head()`][torchcross.learners.maml.MAML.new_head].
+        [`new_head()`][MAML.new_head].
 
         Examples:
             >>> import torch
@@ -512,7 +506,7 @@ class MAML(nn.Module):
 
 
 def _inner_loop(inner: InnerLoop | None, legacy: dict[str, Any]) -> InnerLoop:
-    """``inner``, or the [`InnerLoop`][torchcross.learners.policies.InnerLoop] of the older keywords."""
+    """``inner``, or the [`InnerLoop`][InnerLoop] of the older keywords."""
     if inner is None:
         return inner_loop_from_keywords(legacy)
     if not isinstance(inner, InnerLoop):
@@ -532,8 +526,8 @@ def _first_slot(num_tasks: int) -> int:
 
 
 class CrossDomainMAML(MAML):
-    """[`MAML`][torchcross.learners.maml.MAML] under the name torchcross 0.0.6 used for mixed-kind
+    """[`MAML`][MAML] under the name torchcross 0.0.6 used for mixed-kind
     meta-batches.
 
-    [`MAML`][torchcross.learners.maml.MAML] already gives every task its own head, so the two are the same.
+    `MAML` already gives every task its own head, so the two are the same.
     """

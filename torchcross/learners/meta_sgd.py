@@ -2,11 +2,11 @@
 
 A learner's meta-parameters are one flat dict: the parameters by name, and the learning rate of parameter
 ``name`` under ``"lr." + name`` (`META_SGD_PREFIX`).
-[`split_meta_sgd_rates()`][torchcross.learners.meta_sgd.split_meta_sgd_rates] separates the two for the inner
-loop; [`with_meta_sgd_rates()`][torchcross.learners.meta_sgd.with_meta_sgd_rates] builds the dict. Modules
+[`split_meta_sgd_rates()`][split_meta_sgd_rates] separates the two for the inner
+loop; [`with_meta_sgd_rates()`][with_meta_sgd_rates] builds the dict. Modules
 store the rates in an ``nn.ParameterDict``, whose keys cannot contain ``"."``:
-[`meta_sgd_key()`][torchcross.learners.meta_sgd.meta_sgd_key] is the key of a parameter's rate there, and
-[`init_meta_sgd_rates()`][torchcross.learners.meta_sgd.init_meta_sgd_rates] the starting rates.
+[`meta_sgd_key()`][meta_sgd_key] is the key of a parameter's rate there, and
+[`init_meta_sgd_rates()`][init_meta_sgd_rates] the starting rates.
 
 Examples:
     >>> import torch
@@ -55,7 +55,7 @@ def init_meta_sgd_rates(
     params: Mapping[str, Tensor], scalar_names: Sequence[str], inner_lr: float
 ) -> dict[str, Tensor]:
     """Starting rates, all ``inner_lr``, keyed by
-    [`meta_sgd_key()`][torchcross.learners.meta_sgd.meta_sgd_key].
+    [`meta_sgd_key()`][meta_sgd_key].
 
     Every tensor of ``params`` gets per-element rates of its shape; every name in
     ``scalar_names`` (parameters whose shape changes between tasks, such as a head) one
@@ -91,7 +91,7 @@ def with_meta_sgd_rates(
 
 def split_meta_sgd_rates(meta: Mapping[str, Tensor]) -> tuple[ParamDict, ParamDict]:
     """``(parameters, learning rates by parameter name)`` of a dict built by
-    [`with_meta_sgd_rates()`][torchcross.learners.meta_sgd.with_meta_sgd_rates]."""
+    [`with_meta_sgd_rates()`][with_meta_sgd_rates]."""
     params = {k: v for k, v in meta.items() if not k.startswith(META_SGD_PREFIX)}
     rates = {k[len(META_SGD_PREFIX) :]: v for k, v in meta.items() if k.startswith(META_SGD_PREFIX)}
     return params, rates

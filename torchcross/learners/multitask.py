@@ -47,7 +47,7 @@ class MultiTaskPretrainer(nn.Module):
         backbone: maps inputs to features ``(N, num_backbone_features)``.
         num_backbone_features: feature width.
         descriptions: the source tasks (more can be added with
-            [`add_task()`][torchcross.learners.multitask.MultiTaskPretrainer.add_task]).
+            [`add_task()`][MultiTaskPretrainer.add_task]).
         head_init: ``"kaiming"`` (default) or ``"zero"``.
         seed: kaiming heads: the ``k``-th head added is drawn from a generator seeded with
             ``(seed, k)``, so a resumed run adds the heads a fresh one would.
@@ -108,7 +108,7 @@ class MultiTaskPretrainer(nn.Module):
 
         Raises:
             KeyError: no head for it (add it with
-                [`add_task()`][torchcross.learners.multitask.MultiTaskPretrainer.add_task]).
+                [`add_task()`][MultiTaskPretrainer.add_task]).
         """
         try:
             return self.heads[self._keys[description]]  # type: ignore[return-value]
@@ -128,12 +128,12 @@ class MultiTaskPretrainer(nn.Module):
         return loss(self(x, description), y, description)
 
     def backward_step(self, batch: tuple[Tensor, Tensor], description: TaskDescription) -> float:
-        """Add the gradient of [`loss()`][torchcross.learners.multitask.MultiTaskPretrainer.loss] to ``.grad``
+        """Add the gradient of [`loss()`][MultiTaskPretrainer.loss] to ``.grad``
         (no zeroing, no sync, no step); return the loss.
 
         For loops that accumulate or synchronise themselves;
-        [`training_step()`][torchcross.learners.multitask.MultiTaskPretrainer.training_step] is
-        ``zero_grad``, this, [`all_reduce_gradients()`][torchcross.distributed.gradients.all_reduce_gradients]
+        [`training_step()`][MultiTaskPretrainer.training_step] is
+        ``zero_grad``, this, [`all_reduce_gradients()`][all_reduce_gradients]
         and ``step``.
         """
         check_unwrapped(self)

@@ -128,7 +128,7 @@ class InnerLoop:
 
 
 def inner_loop_from_keywords(keywords: Mapping[str, Any]) -> InnerLoop:
-    """The [`InnerLoop`][torchcross.learners.policies.InnerLoop] of MAML's older keyword arguments.
+    """The [`InnerLoop`][InnerLoop] of MAML's older keyword arguments.
 
     Errors name the older keywords (``inner_lr must be ...``). Flags are turned into bools as MAML always
     did.
@@ -248,7 +248,7 @@ class HeadPolicy:
 def head_policy_from_keywords(
     head: object, num_outputs: int | None, head_init: str | None, seed: int, module: nn.Linear | None
 ) -> HeadPolicy:
-    """The [`HeadPolicy`][torchcross.learners.policies.HeadPolicy] of checked older head arguments.
+    """The [`HeadPolicy`][HeadPolicy] of checked older head arguments.
 
     ``module`` is the learned head the learner resolved (a given ``nn.Linear``, or the one it made).
 

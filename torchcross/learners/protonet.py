@@ -1,6 +1,6 @@
 """Prototypical networks for all four task kinds.
 
-[`ProtoNet`][torchcross.learners.protonet.ProtoNet] embeds support and query sets with its backbone, builds
+[`ProtoNet`][ProtoNet] embeds support and query sets with its backbone, builds
 prototypes from the support set ([`prototypes()`][torchcross.learners.functional.prototypes]: one per class
 for multi-class and ordinal tasks, a negative and a positive one per label for binary and multi-label tasks)
 and scores the query set by distance
@@ -91,11 +91,11 @@ class ProtoNet(nn.Module):
         return torch.stack([loss(self.query_logits(t), t.query[1], t.description) for t in tasks]).mean()
 
     def forward(self, tasks: Sequence[Task] | Task) -> Tensor:
-        """Same as [`meta_loss()`][torchcross.learners.protonet.ProtoNet.meta_loss]."""
+        """Same as [`meta_loss()`][ProtoNet.meta_loss]."""
         return self.meta_loss(tasks)
 
     def meta_backward(self, tasks: Sequence[Task] | Task, *, sync: bool = True) -> float:
-        """Accumulate the gradient of [`meta_loss()`][torchcross.learners.protonet.ProtoNet.meta_loss] into
+        """Accumulate the gradient of [`meta_loss()`][ProtoNet.meta_loss] into
         ``.grad`` task by task; return the loss.
 
         Under ``torch.distributed`` the gradients are then averaged over ranks in one all-reduce

@@ -1,6 +1,6 @@
 """Adapting a backbone and a linear head on a task's support set: MAML's inner loop.
 
-[`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head] runs the inner loop
+[`adapt_backbone_and_head()`][adapt_backbone_and_head] runs the inner loop
 of one task over parameters named
 ``"backbone.*"`` (read by a ``features`` function) and ``"head.weight"`` /
 ``"head.bias"`` (a linear head sized for the task), with the loss of the task's kind.
@@ -9,9 +9,9 @@ Under a zero-initialised head (``zero_head=True``) two exact shortcuts apply. Th
 backbone's gradient is then exactly zero, so the first step only moves the head (the
 backbone is unchanged, bit for bit), and the second step reuses the backbone's support
 features of the first instead of a new forward pass
-([`step_on_cached_features()`][torchcross.learners.task_adaptation.step_on_cached_features]).
+([`step_on_cached_features()`][step_on_cached_features]).
 Both need an optimiser that skips zero gradients on its first step
-([`skips_zero_gradients()`][torchcross.learners.transforms.skips_zero_gradients]: ``sgd(lr)`` or ``adam(lr)``
+([`skips_zero_gradients()`][skips_zero_gradients]: ``sgd(lr)`` or ``adam(lr)``
 without weight decay); with any other optimiser every step runs in full.
 
 Examples:
@@ -255,7 +255,7 @@ def maml_task_loss(
     **adapt_kwargs: Any,
 ) -> Tensor:
     """MAML's task loss over a backbone and a linear head: adapt on ``support``
-    ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head], which
+    ([`adapt_backbone_and_head()`][adapt_backbone_and_head], which
     takes ``adapt_kwargs``), return the loss of the task's kind on ``query`` (inputs, canonical labels).
 
     The backbone-and-head counterpart of

@@ -38,11 +38,19 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.nn import make_head
+from torchcross.distributed.seeds import derived_seed
+from torchcross.nn import init_head_params, make_head
 from torchcross.nn import num_outputs as task_num_outputs
 from torchcross.tasks.task import TaskDescription
 
-__all__ = ["HEAD_CHOICES", "HEAD_INIT_CHOICES", "HeadMode", "check_head_width", "resolve_head"]
+__all__ = [
+    "HEAD_CHOICES",
+    "HEAD_INIT_CHOICES",
+    "HeadMode",
+    "check_head_width",
+    "per_task_head",
+    "resolve_head",
+]
 
 HeadMode = Literal["per_task", "learned", "none"]
 HEAD_CHOICES = ("per_task", "learned")
@@ -157,4 +165,47 @@ def check_head_width(description: TaskDescription, mode: HeadMode, width: int) -
         f"{description.num_classes} classes) needs {need} output{'s' * (need != 1)} (num_outputs of its "
         f"description), but {has}; a fixed head needs tasks of one width (use fixed-way episodes, "
         "or head='per_task' for tasks of mixed widths)"
+    )
+
+
+def per_task_head(
+    num_features: int,
+    description: TaskDescription,
+    init: str,
+    *,
+    key: tuple[int, int, int],
+    like: Tensor,
+) -> dict[str, Tensor]:
+    """A new per-task head ``{"weight", "bias"}`` on ``like``'s device and dtype (MAML's and FineTuner's).
+
+    A ``"kaiming"`` head is a pure function of ``key = (seed, step, slot)``: it is drawn from a generator on
+    ``like``'s device seeded with
+    [`derived_seed(seed, step, slot)`][derived_seed], so one key gives one head
+    whatever was drawn before (the same on every run; a CUDA generator draws other values than a CPU one).
+    A ``"zero"`` head ignores ``key``. [`MAML`][torchcross.learners.maml.MAML] keys its heads by
+    ``(seed, head_step, slot)`` (training calls, position in the meta-batch),
+    [`FineTuner`][torchcross.learners.finetuner.FineTuner] by ``(seed, head_step, -1)`` (episodes).
+
+    Args:
+        num_features: the width of the features the head reads.
+        description: the task; it gives the head's width.
+        init: ``"zero"`` or ``"kaiming"``.
+        key: ``(seed, step, slot)``, integers (negative ones allowed).
+        like: a tensor on the device and of the dtype of the head.
+
+    Raises:
+        ValueError: an unknown ``init``.
+
+    Examples:
+        >>> d = TaskDescription("MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
+        >>> a = per_task_head(4, d, "kaiming", key=(0, 5, -1), like=torch.zeros(()))
+        >>> b = per_task_head(4, d, "kaiming", key=(0, 5, -1), like=torch.zeros(()))
+        >>> torch.equal(a["weight"], b["weight"]), a["weight"].shape
+        (True, torch.Size([3, 4]))
+    """
+    generator = None
+    if init == "kaiming":
+        generator = torch.Generator(device=like.device).manual_seed(derived_seed(*key))
+    return init_head_params(
+        num_features, description, init, generator=generator, device=like.device, dtype=like.dtype
     )

@@ -1,11 +1,11 @@
 """Gradient transformations: the small pieces inner optimisers are composed from.
 
-A [`GradientTransformation`][torchcross.learners.transforms.GradientTransformation] is a pair of pure
+A [`GradientTransformation`][GradientTransformation] is a pair of pure
 functions, as in optax:
 ``init(params) -> state`` and ``update(updates, state, params) -> (updates, state)``.
 ``updates`` start as the gradients and each piece turns them into new updates;
-[`chain()`][torchcross.learners.transforms.chain] runs pieces one after the other, and
-[`apply_updates()`][torchcross.learners.transforms.apply_updates] adds the
+[`chain()`][chain] runs pieces one after the other, and
+[`apply_updates()`][apply_updates] adds the
 result to the parameters. States are ``NamedTuple`` s of tensors, dicts and numbers
 (a chain's state is the tuple of its pieces' states), so they can be flattened
 generically (checkpointed inner steps do).
@@ -80,7 +80,7 @@ class EmptyState(NamedTuple):
 
 
 class ScaleByLearningRateState(NamedTuple):
-    """State of [`scale_by_learning_rate()`][torchcross.learners.transforms.scale_by_learning_rate] with
+    """State of [`scale_by_learning_rate()`][scale_by_learning_rate] with
     learning-rate tensors (Meta-SGD): the rates, carried in the state so that every tensor a step reads is
     in its inputs (checkpointed steps pass them on and differentiate with respect to them)."""
 
@@ -107,7 +107,7 @@ def skips_zero_gradients(transform: GradientTransformation) -> bool:
     """Whether a first step (from ``init``) of ``transform`` leaves a parameter with a zero gradient
     unchanged, and later steps behave as if that parameter had not been in the first step at all.
 
-    True for [`sgd()`][torchcross.learners.transforms.sgd] and [`adam()`][torchcross.learners.transforms.adam]
+    True for [`sgd()`][sgd] and [`adam()`][adam]
     without weight decay; false for other chains (the shortcut it allows is only taken for the optimisers
     known to permit it). MAML's zero-head shortcut
     ([`adapt_backbone_and_head()`][torchcross.learners.task_adaptation.adapt_backbone_and_head]) relies on it.
@@ -132,14 +132,14 @@ def holds_tensors_in_state(transform: GradientTransformation) -> bool:
 
 
 class TraceState(NamedTuple):
-    """State of [`trace()`][torchcross.learners.transforms.trace]: the momentum buffer of every parameter
+    """State of [`trace()`][trace]: the momentum buffer of every parameter
     updated so far."""
 
     momentum_buffer: dict[str, Tensor]
 
 
 class ScaleByAdamState(NamedTuple):
-    """State of [`scale_by_adam()`][torchcross.learners.transforms.scale_by_adam]: the shared step count and
+    """State of [`scale_by_adam()`][scale_by_adam]: the shared step count and
     the moment estimates."""
 
     step: int
@@ -313,7 +313,7 @@ def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
     """``-lr * u``: a descent step of size ``lr`` (float, or name -> float/tensor for Meta-SGD).
 
     A mapping that holds tensors is carried in the state
-    ([`ScaleByLearningRateState`][torchcross.learners.transforms.ScaleByLearningRateState]) and read from
+    ([`ScaleByLearningRateState`][ScaleByLearningRateState]) and read from
     there.
 
     Examples:

@@ -1,16 +1,16 @@
 """Lightning modules over the torchcross learners (needs the ``lightning`` extra).
 
-* [`MetaLearningModule`][torchcross.lightning.modules.MetaLearningModule]: meta-training of a learner with
+* [`MetaLearningModule`][MetaLearningModule]: meta-training of a learner with
   ``meta_backward``
   ([`MAML`][torchcross.learners.maml.MAML] and its variants,
   [`ProtoNet`][torchcross.learners.protonet.ProtoNet]),
   episodic validation and testing (``val_loss``, ``val_auroc``, ``val_accuracy``);
-* [`MultiTaskModule`][torchcross.lightning.modules.MultiTaskModule]: multi-task pre-training
+* [`MultiTaskModule`][MultiTaskModule]: multi-task pre-training
   ([`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]);
-* [`FineTuningEvaluation`][torchcross.lightning.modules.FineTuningEvaluation]: episodic evaluation with a
+* [`FineTuningEvaluation`][FineTuningEvaluation]: episodic evaluation with a
   [`FineTuner`][torchcross.learners.finetuner.FineTuner];
-* [`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] and
-  [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]: a training stream that a resumed
+* [`EpisodeStream`][EpisodeStream] and
+  [`RankMetaBatches`][RankMetaBatches]: a training stream that a resumed
   ``Trainer`` continues exactly, because the modules count the batches they consumed in their checkpoints.
 
 The modules use manual optimisation: the learners all-reduce their gradients once per step

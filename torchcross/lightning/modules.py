@@ -78,7 +78,7 @@ def episode_loss(predict: Callable[[Task], Tensor], tasks: list[Task]) -> Tensor
 def episode_scores(predict: Callable[[Task], Tensor], tasks: list[Task]) -> dict[str, Tensor]:
     """Query loss, AUROC and accuracy of ``predict`` on each task, after adaptation.
 
-    The scores are [`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics]'s, the ones
+    The scores are [`compute_metrics()`][compute_metrics]'s, the ones
     [`evaluate()`][torchcross.evaluation.episodic.evaluate] records per episode (AUROC is NaN where
     undefined, every score NaN where a logit is not finite). Gradients stay on (adaptation) under
     inference mode.
@@ -133,7 +133,7 @@ class _Scores(LightningModule):
 class _Resumable(_Scores):
     """Counts the training batches consumed, saves the count, and streams from there.
 
-    The count is the module's [`StreamPosition`][torchcross.data.workers.position.StreamPosition]
+    The count is the module's [`StreamPosition`][StreamPosition]
     (``position``), advanced in ``training_step``: where the batches are consumed, not where the
     DataLoader's workers produce them ahead.
     """
@@ -166,7 +166,7 @@ class _Resumable(_Scores):
         self.consumed_batches = int(checkpoint.get(_CONSUMED, 0))
 
     def train_dataloader(self) -> DataLoader:
-        """An [`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] of ``train_batches`` from the first
+        """An [`EpisodeStream`][EpisodeStream] of ``train_batches`` from the first
         batch not yet trained on."""
         if self.train_batches is None:
             raise ValueError(
@@ -191,7 +191,7 @@ class MetaLearningModule(_Resumable):
     ``meta_backward`` averages the gradients over ranks, then the optimiser steps. Validation
     and test batches are tasks (or lists of them), scored after adaptation on their query sets:
     ``val_auroc`` and ``val_accuracy`` (``test_...`` in testing) are the means over the epoch's
-    tasks on all ranks (see [`episode_scores()`][torchcross.lightning.modules.episode_scores]; tasks
+    tasks on all ranks (see [`episode_scores()`][episode_scores]; tasks
     whose AUROC is undefined are left out of ``val_auroc``, as in
     [`evaluate()`][torchcross.evaluation.episodic.evaluate]); ``val_loss`` is the mean of the
     ranks' mean losses (the same when ranks hold equal shares) and is NaN if any loss is.
@@ -254,11 +254,11 @@ class MultiTaskModule(_Resumable):
     over ranks in one all-reduce before the step, so heads that only some ranks used stay in sync.
     Validation batches have the same form; ``val_auroc`` and ``val_accuracy`` are the means over
     the epoch's batches on all ranks (``val_loss``: the mean of the ranks' means) of each batch's scores
-    ([`compute_metrics()`][torchcross.evaluation.metrics.compute_metrics] on the batch, as the
+    ([`compute_metrics()`][compute_metrics] on the batch, as the
     protocol's mm-PT early stopping scores it; batches whose AUROC is undefined are left out).
 
     Args:
-        pretrainer: the [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer].
+        pretrainer: the [`MultiTaskPretrainer`][MultiTaskPretrainer].
         optimizer: ``parameters -> optimiser`` (default: Adam, lr 1e-3).
         train_batches: ``step -> this rank's (batch, description)`` for a resumable stream.
         num_workers: DataLoader workers of `train_dataloader()`.
@@ -300,13 +300,13 @@ class MultiTaskModule(_Resumable):
 
 
 class FineTuningEvaluation(_Scores):
-    """Episodic evaluation with a [`FineTuner`][torchcross.learners.finetuner.FineTuner] (``Trainer.validate``
+    """Episodic evaluation with a [`FineTuner`][FineTuner] (``Trainer.validate``
     / ``test``).
 
     Each rank evaluates its share of the episodes (episode datasets shard over ranks by
     themselves); the mean query loss is logged as ``val_loss`` / ``test_loss``, averaged over ranks,
     and the mean AUROC and accuracy over all ranks' episodes as ``val_auroc``, ``val_accuracy``
-    (``test_...``), as in [`MetaLearningModule`][torchcross.lightning.modules.MetaLearningModule].
+    (``test_...``), as in [`MetaLearningModule`][MetaLearningModule].
     """
 
     def __init__(self, tuner: FineTuner) -> None:

@@ -3,7 +3,7 @@
 A DataLoader prefetches, so the position of its sampler or dataset says how many batches were
 *loaded*, not how many were *trained on*. The Lightning modules count the batches their
 ``training_step`` consumed, save that count in the checkpoint, and start a new
-[`EpisodeStream`][torchcross.lightning.stream.EpisodeStream] there when the ``Trainer`` resumes.
+[`EpisodeStream`][EpisodeStream] there when the ``Trainer`` resumes.
 
 Examples:
     >>> list(EpisodeStream(lambda k: k * 10, start=2, stop=5))
@@ -30,7 +30,7 @@ class EpisodeStream(IterableDataset):
     DataLoader workers take every ``num_workers``-th batch, so a loader with any number of
     workers yields the batches in order, each once. ``batch_at`` must be picklable for workers
     (a module-level function or an object such as
-    [`RankMetaBatches`][torchcross.lightning.stream.RankMetaBatches]).
+    [`RankMetaBatches`][RankMetaBatches]).
 
     Args:
         batch_at: this rank's batch for global step ``k``.

@@ -8,9 +8,9 @@ MedIMeta paper's mm-MAML. ``init="kaiming"`` gives PyTorch's default ``nn.Linear
 initialisation (Kaiming-uniform weights with ``a=sqrt(5)``, bias uniform in
 ``±1/sqrt(num_features)``) drawn from an explicit generator.
 
-[`init_head_params()`][torchcross.nn.heads.init_head_params] returns a plain parameter dict for functional
-learners (``torch.func.functional_call`` style), [`make_head()`][torchcross.nn.heads.make_head] an
-``nn.Linear`` with the same values, and [`head_forward()`][torchcross.nn.heads.head_forward] applies a
+[`init_head_params()`][init_head_params] returns a plain parameter dict for functional
+learners (``torch.func.functional_call`` style), [`make_head()`][make_head] an
+``nn.Linear`` with the same values, and [`head_forward()`][head_forward] applies a
 parameter dict.
 """
 
@@ -105,7 +105,7 @@ def make_head(
     dtype: torch.dtype | None = None,
 ) -> torch.nn.Linear:
     """A new ``nn.Linear(num_features, num_outputs(description))`` initialised like
-    [`init_head_params()`][torchcross.nn.heads.init_head_params] (same arguments, same values for the same
+    [`init_head_params()`][init_head_params] (same arguments, same values for the same
     generator state).
 
     Examples:

@@ -1,7 +1,7 @@
 """What depends on the task kind, in one dispatch table keyed by
-[`TaskTarget`][torchcross.tasks.task.TaskTarget].
+[`TaskTarget`][TaskTarget].
 
-Each row ([`TaskKind`][torchcross.nn.kinds.TaskKind]) says how wide a task's head is, which loss trains it,
+Each row ([`TaskKind`][TaskKind]) says how wide a task's head is, which loss trains it,
 which function turns logits into probabilities, how canonical labels become loss
 targets and how logits become predicted labels:
 
@@ -15,11 +15,11 @@ multi-label            ``L``        BCE with logits     sigmoid    ``logit > 0``
 =====================  ===========  ==================  =========  ===================
 
 Ordinal labels hold the task's class keys (which may have gaps); they become indices through
-[`torchcross.tasks.labels.keys_to_indices()`][torchcross.tasks.labels.keys_to_indices], the one place that
+[`torchcross.tasks.labels.keys_to_indices()`][keys_to_indices], the one place that
 mapping is written. ``REGRESSION`` has no row: asking for it raises ``ValueError``.
 
 Everything here is built from differentiable tensor operations without reading
-tensor values in Python, so [`loss()`][torchcross.nn.kinds.loss] works twice-differentiated (MAML inner
+tensor values in Python, so [`loss()`][loss] works twice-differentiated (MAML inner
 loops with ``create_graph=True``) and under ``torch.func.grad`` / ``vmap``.
 """
 
@@ -315,7 +315,7 @@ def loss(
     Labels are checked for shape and values (except inside ``torch.func`` transforms, where
     values cannot be read): ordinal and multi-class labels must be class keys, binary and
     multi-label values 0 or 1, as
-    [`encode_labels()`][torchcross.nn.kinds.encode_labels] checks them.
+    [`encode_labels()`][encode_labels] checks them.
 
     Raises:
         ValueError: a bad ``reduction``, logits or labels of the wrong shape, a label that

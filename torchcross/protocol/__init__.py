@@ -1,7 +1,7 @@
 """The cross-domain few-shot protocol: config, plan, data, backbones, methods, training, run.
 
 ``torchcross run experiment.toml`` drives it from the command line;
-[`run_protocol()`][torchcross.protocol.run.run_protocol]
+[`run_protocol()`][run_protocol]
 from Python.
 """
 

@@ -27,7 +27,7 @@ __all__ = [
 def finetuner(
     ctx: MethodContext, backbone: nn.Module, width: int, *, freeze: bool | None = None
 ) -> FineTuner:
-    """A [`FineTuner`][torchcross.learners.finetuner.FineTuner] of ``backbone`` with the ``[finetune]``
+    """A [`FineTuner`][FineTuner] of ``backbone`` with the ``[finetune]``
     settings."""
     ft = ctx.config.finetune
     return FineTuner(

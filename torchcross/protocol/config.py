@@ -212,7 +212,7 @@ class PretrainConfig:
         steps: the most parameter updates (each: one batch of one source task).
         batch_size: examples per batch.
         lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see
-            [`paper_lr()`][torchcross.protocol.config.paper_lr]).
+            [`paper_lr()`][paper_lr]).
         weight_decay: Adam L2 penalty.
         weighting: how the task of each update is drawn: ``"proportional"`` to the
             tasks' sizes, or ``"uniform"`` over tasks.
@@ -322,7 +322,7 @@ class SupervisedConfig:
     Attributes:
         steps: the most updates.
         batch_size: examples per batch.
-        lr: Adam learning rate; ``None``: as [`paper_lr()`][torchcross.protocol.config.paper_lr].
+        lr: Adam learning rate; ``None``: as [`paper_lr()`][paper_lr].
         val_every: updates between validations on the task's ``val`` split.
         val_batches: validation batches per validation.
         patience: validations without a better AUROC before stopping (0: run all steps).
@@ -462,7 +462,7 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
 
 
 def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None) -> ProtocolConfig:
-    """Build a [`ProtocolConfig`][torchcross.protocol.config.ProtocolConfig] from nested mappings (a parsed
+    """Build a [`ProtocolConfig`][ProtocolConfig] from nested mappings (a parsed
     TOML/YAML file).
 
     Args:

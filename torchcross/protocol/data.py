@@ -1,7 +1,7 @@
 """The data side of the protocol: the catalogue on disk, target resolution and task sources.
 
 A folder of MedIMeta-format datasets (downloaded MedIMeta, the demo's digits, or a
-user's own) is read into a [`Catalogue`][torchcross.tasks.catalogue.Catalogue] from the
+user's own) is read into a [`Catalogue`][Catalogue] from the
 ``info.yaml`` files, including their declared domain and subject overlaps. Targets are
 dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
 """

@@ -1,9 +1,9 @@
 """One fingerprint for every artefact of a run: checkpoints, evaluations and episode sets.
 
-An artefact declares the config values it reads as [`Reads`][torchcross.protocol.fingerprint.Reads]:
+An artefact declares the config values it reads as [`Reads`][Reads]:
 sections (``"pretrain"``: every key of it) and keys (``"data.normalize"``), less some keys (a
 checkpoint leaves out its step count, so a finished run can be extended).
-[`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] hashes exactly those values, with what
+[`fingerprint()`][fingerprint] hashes exactly those values, with what
 names the artefact (its method, target, seed, ...). A run reuses an artefact only while its
 fingerprint is unchanged: changing a setting it reads (``[augmentation]`` included) redoes it, and
 changing one it does not read (``[run] out_dir``, ``num_threads``, ``plot``, ...) keeps it.
@@ -141,7 +141,7 @@ RESULT_READS = Reads(
 
 
 def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[str, Any]:
-    """What [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] hashes.
+    """What [`fingerprint()`][fingerprint] hashes.
 
     ``{section: {key: value}}`` of every key the ``reads`` name (together), and
     ``identity`` (what names the artefact: method, target, seed, ...) under ``"artefact"``.
@@ -156,7 +156,7 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
 def fingerprint(config: Any, *reads: Reads, **identity: Any) -> str:
     """The fingerprint of an artefact that reads ``reads`` of ``config`` and is named by ``identity``.
 
-    A short hash of [`fingerprint_settings()`][torchcross.protocol.fingerprint.fingerprint_settings]:
+    A short hash of [`fingerprint_settings()`][fingerprint_settings]:
     equal exactly when every value read and every identity value are equal.
     """
     return config_fingerprint(fingerprint_settings(config, *reads, **identity))

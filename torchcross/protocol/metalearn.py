@@ -9,7 +9,7 @@ dataset); with ``[maml] n_shot`` unset each episode has a random number of shots
 ``patience`` validations without improvement training stops with the best weights.
 
 Which learner is trained is the method's
-[`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant] (``ctx.variant``, declared
+[`MetaLearnVariant`][MetaLearnVariant] (``ctx.variant``, declared
 when the method is registered), never its name. Evaluation: MAML and FOMAML fine-tune their
 backbone as IM-PT (``[maml] evaluation = "finetune"``, the paper) or adapt with the MAML inner
 loop (``"inner-loop"``); ANIL, Meta-SGD and ProtoNet always use their own adaptation (it is

@@ -57,7 +57,7 @@ def method_context(
     log: Log,
     progress: bool | None = None,
 ) -> MethodContext:
-    """The [`MethodContext`][torchcross.protocol.registry.MethodContext] of ``method`` on ``target`` with
+    """The [`MethodContext`][MethodContext] of ``method`` on ``target`` with
     ``seed``.
 
     Under ``torchrun`` rank ``r > 0`` checkpoints into ``checkpoints/rank-<r>/`` (each rank
@@ -87,9 +87,9 @@ def method_context(
 def method_fingerprint(ctx: MethodContext) -> str:
     """The fingerprint of the method's evaluation on the target (a finished one is reused while it is equal).
 
-    Built by [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint] from what the
+    Built by [`fingerprint()`][fingerprint] from what the
     evaluation reads: the method's registered ``reads``, the episodes' settings
-    ([`EPISODE_READS`][torchcross.protocol.fingerprint.EPISODE_READS], unless it is scored per
+    ([`EPISODE_READS`][EPISODE_READS], unless it is scored per
     task) and ``[evaluation] confidence``; with the method's identity (variant, target and
     its tasks, sources, seed, input shape) and its ``settings(config)``, if registered.
     """

@@ -1,7 +1,7 @@
-"""The plan of a protocol run: [`check_protocol()`][torchcross.protocol.plan.check_protocol] resolves and
+"""The plan of a protocol run: [`check_protocol()`][check_protocol] resolves and
 checks a config before training.
 
-[`ProtocolPlan`][torchcross.protocol.plan.ProtocolPlan] is what
+[`ProtocolPlan`][ProtocolPlan] is what
 [`run_protocol()`][torchcross.protocol.run.run_protocol] and the
 methods (`torchcross.protocol.methods`) work from: targets, sources, input shape
 and device.

@@ -6,7 +6,7 @@ Adam (the paper: 1e-3 for ResNet-18, 1e-4 for ResNet-50), augmentation as
 ``[augmentation]``. Every ``val_every`` updates the mean AUROC over ``val_batches``
 batches of the sources' ``val`` splits is computed (always the same batches); after
 ``patience`` validations without improvement training stops and the best weights are
-kept ([`EarlyStopping`][torchcross.protocol.validation.EarlyStopping]).
+kept ([`EarlyStopping`][EarlyStopping]).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ the protocol runs on every rank: all ranks train together (the samplers shard th
 training stream, the learners average gradients once per step), target episodes are
 split over the ranks, and rank 0 alone locks and writes ``out_dir`` (episode sets,
 curves, evaluations, results). Decisions rank 0 takes from files reach every rank
-through [`Team.leader()`][torchcross.protocol.ranks.Team.leader], errors included, so no
+through [`Team.leader()`][Team.leader], errors included, so no
 rank waits for ever in a collective call.
 
 Examples:

@@ -1,13 +1,11 @@
 """The protocol's methods by name: the built-in baselines and learners, and your own.
 
-A method is two functions: ``train(ctx)`` runs its source training (or ``None`` for
-none) and returns what it trained; ``learner(ctx, trained)`` returns what
-[`evaluate()`][torchcross.evaluation.episodic.evaluate] calls on each fixed target episode (an object
-with ``predict(task)`` returning query logits). ``ctx`` is a
-[`MethodContext`][torchcross.protocol.registry.MethodContext]:
-the config, the target, the input shape, the device, the training seed, where to
-checkpoint, and helpers to build the backbone and open source tasks. Every method is
-scored on the same fixed episodes, so methods compare pairwise.
+A method is two functions: ``train(ctx)`` runs its source training (or ``None`` for none) and returns what it
+trained; ``learner(ctx, trained)`` returns what [`evaluate()`][torchcross.evaluation.episodic.evaluate] calls
+on each fixed target episode (an object with ``predict(task)`` returning query logits). ``ctx`` is a
+[`MethodContext`][MethodContext]: the config, the target, the input shape, the device, the training seed,
+where to checkpoint, and helpers to build the backbone and open source tasks. Every method is scored on the
+same fixed episodes, so methods compare pairwise.
 
 Register your own before calling [`run_protocol()`][torchcross.protocol.run.run_protocol] (or in a
 module that a script imports before ``torchcross run``), then list its name in
@@ -85,7 +83,7 @@ class MethodContext:
         progress: tqdm progress bars (``None``: only on a terminal).
         logger: a ``MetricsLogger`` for the training curve (``None``: none).
         variant: the method's variant (e.g. a
-            [`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant]), as registered.
+            [`MetaLearnVariant`][MetaLearnVariant]), as registered.
     """
 
     method: str
@@ -146,7 +144,7 @@ class MethodContext:
         """What a checkpoint of this method's training is fingerprinted by (``train_steps(settings=...)``).
 
         The config values ``reads`` names (``None``:
-        [`TRAINING_READS`][torchcross.protocol.fingerprint.TRAINING_READS]), this method's
+        [`TRAINING_READS`][TRAINING_READS]), this method's
         `identity()` and ``values`` (e.g. the target task of a per-task training). See
         [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint].
 
@@ -247,8 +245,8 @@ class AbstractMethod(abc.ABC):
     any training (``source_split``, ``target_splits``), what to report it as under random weights
     (``under_random_weights``), which section configures it (``section``, of type ``config`` for a
     method's own), what its results depend on (``reads``) and its variant of a shared trainer
-    (``variant``). [`MethodSpec`][torchcross.protocol.registry.MethodSpec] is the final implementation
-    that [`register_method()`][torchcross.protocol.registry.register_method] makes.
+    (``variant``). [`MethodSpec`][MethodSpec] is the final implementation
+    that [`register_method()`][register_method] makes.
     """
 
     name: str
@@ -294,7 +292,7 @@ class MethodSpec(AbstractMethod):
             ``[evaluation] confidence`` are unchanged; see
             [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint]).
         variant: its variant of the trainer it uses (e.g. a
-            [`MetaLearnVariant`][torchcross.protocol.variants.MetaLearnVariant]), handed to
+            [`MetaLearnVariant`][MetaLearnVariant]), handed to
             ``train`` and ``learner`` as ``ctx.variant``; part of every fingerprint of its results.
         config: the dataclass type of its own config section ``[<name>]`` (``None``: none).
         section: the section that configures it (``ctx.section``): its own, or a built-in
@@ -534,9 +532,9 @@ def register_method(
         variant: the method's variant of its trainer, handed to it as ``ctx.variant`` (e.g.
             ``MetaLearnVariant(anil=True)`` for the episodic trainer of ``like="mm-MAML"``).
         reads: the config sections (``"maml"``) and keys (``"data.normalize"``) its results
-            depend on, or a [`Reads`][torchcross.protocol.fingerprint.Reads]; ``None``: every
+            depend on, or a [`Reads`][Reads]; ``None``: every
             setting a result may depend on
-            ([`RESULT_READS`][torchcross.protocol.fingerprint.RESULT_READS]), so a changed
+            ([`RESULT_READS`][RESULT_READS]), so a changed
             setting never reuses a stale evaluation.
         settings: ``config -> dict`` of further values its results depend on.
         config: the dataclass type of its own config section ``[<name>]``: each field a key,
@@ -614,7 +612,7 @@ def register_method(
 
 
 def unregister_method(name: str) -> None:
-    """Remove a method added with [`register_method()`][torchcross.protocol.registry.register_method].
+    """Remove a method added with [`register_method()`][register_method].
 
     Raises:
         ValueError: an unknown or built-in name.

@@ -1,8 +1,8 @@
 """The files a protocol run writes: the summary tables, ``results.*``, ``paired.csv`` and the plot.
 
-[`summarize_results()`][torchcross.protocol.report.summarize_results] turns the per-episode records
+[`summarize_results()`][summarize_results] turns the per-episode records
 into the summary (episodic methods, then the supervised rows) and the paired comparisons;
-[`write_results()`][torchcross.protocol.report.write_results] writes them into ``run.out_dir``, each
+[`write_results()`][write_results] writes them into ``run.out_dir``, each
 file atomically.
 """
 

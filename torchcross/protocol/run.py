@@ -21,8 +21,8 @@ Methods are scored on the same episodes, so ``paired.csv`` compares them pairwis
 method is trained once per seed and the between-seed spread is reported beside the
 episode interval.
 
-[`check_protocol()`][torchcross.protocol.plan.check_protocol] validates everything (paths, names, output
-folder, weights) before any training; [`run_protocol()`][torchcross.protocol.run.run_protocol] runs it, writes
+[`check_protocol()`][check_protocol] validates everything (paths, names, output
+folder, weights) before any training; [`run_protocol()`][run_protocol] runs it, writes
 episodes, checkpoints and results into ``run.out_dir`` and resumes from them when started again.
 """
 
@@ -112,7 +112,7 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
     (indices only: cheap) and a stored file is only compared with them: one that differs
     (edited, damaged, drawn with other settings) is reported and rewritten, never used.
     The set records the fingerprint of the settings it is drawn with
-    ([`EPISODE_READS`][torchcross.protocol.fingerprint.EPISODE_READS]) in its ``sampling``.
+    ([`EPISODE_READS`][EPISODE_READS]) in its ``sampling``.
     """
     from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
@@ -457,7 +457,7 @@ def run_protocol(
     thread count is set by ``[run] num_threads`` for the run and restored afterwards.
     Every file is written atomically (see ``torchcross._io.atomic_write``), and
     ``out_dir`` is locked while the run works in it. Before any training it raises what
-    [`check_protocol()`][torchcross.protocol.plan.check_protocol] raises: a folder that
+    [`check_protocol()`][check_protocol] raises: a folder that
     torchcross did not create is refused unless ``[run] allow_existing_out_dir`` (see
     [`check_out_dir()`][torchcross.protocol.plan.check_out_dir]).
 

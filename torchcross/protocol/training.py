@@ -91,7 +91,7 @@ class NonFiniteLossError(ValueError):
 
 class DivergedLossError(NonFiniteLossError):
     """Training diverged to a finite but absurd loss: above ``min(1e6, 1000 x max(|first loss|, 1))``
-    ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]); the message names the step,
+    ([`DivergenceRule`][DivergenceRule]); the message names the step,
     the task, the loss and the first loss. A ``NonFiniteLossError``, so one ``except`` catches both."""
 
 
@@ -658,7 +658,7 @@ def train_steps(
             ``model``; its state is checkpointed (a resumed run that had stopped trains
             no further).
         divergence: when a finite loss counts as diverged
-            ([`DivergenceRule`][torchcross.learners.divergence.DivergenceRule]; default: above
+            ([`DivergenceRule`][DivergenceRule]; default: above
             ``min(1e6, 1000 x max(|first loss|, 1))``, the first loss being step 1's, also after a
             resume); ``None`` checks for NaN and inf only.
 

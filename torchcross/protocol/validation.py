@@ -3,7 +3,7 @@
 Training validates every ``val_every`` updates (one validation "epoch": a multi-task stream has no natural
 epoch, so the authors' fixed interval is used). After ``patience`` validations in a row without a higher score
 it stops and the weights of the best validation are restored.
-[`EarlyStopping`][torchcross.protocol.validation.EarlyStopping] holds that state as tensors and plain Python
+[`EarlyStopping`][EarlyStopping] holds that state as tensors and plain Python
 values, so it is saved in (and resumed from) the training checkpoint.
 """
 
@@ -96,7 +96,7 @@ class EarlyStopping:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restore [`state_dict()`][torchcross.protocol.validation.EarlyStopping.state_dict]."""
+        """Restore [`state_dict()`][EarlyStopping.state_dict]."""
         self.best_score = float(state["best_score"])
         self.best_step = int(state["best_step"])
         self.bad_checks = int(state["bad_checks"])

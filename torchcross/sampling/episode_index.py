@@ -1,11 +1,11 @@
 """The index of a task's labels that episode sampling works on, and episode labels.
 
-[`index_labels()`][torchcross.sampling.episode_index.index_labels] groups the examples of each class once
+[`index_labels()`][index_labels] groups the examples of each class once
 (multi-label: each label's positives and negatives), so that each episode costs a few slices instead of a pass
-over all labels; [`episode_labels()`][torchcross.sampling.episode_index.episode_labels] turns an episode's
+over all labels; [`episode_labels()`][episode_labels] turns an episode's
 indices into its labels ``0..k-1``. [`torchcross.sampling.episodes`][torchcross.sampling.episodes] re-exports
-the index, the episode and its labels; [`as_label_index()`][torchcross.sampling.episode_index.as_label_index]
-and [`check_classes()`][torchcross.sampling.episode_index.check_classes] are the argument checks the rules
+the index, the episode and its labels; [`as_label_index()`][as_label_index]
+and [`check_classes()`][check_classes] are the argument checks the rules
 share.
 """
 
@@ -53,7 +53,7 @@ class EpisodeIndices:
         support_labels, query_labels: single-label rules fill in the episode labels
             ``0..k-1`` they already know (``(n,)`` int64, read-only: episodes of one
             dataset may share them); ``None`` otherwise (see
-            [`episode_labels()`][torchcross.sampling.episode_index.episode_labels]).
+            [`episode_labels()`][episode_labels]).
     """
 
     support: np.ndarray
@@ -66,7 +66,7 @@ class EpisodeIndices:
 @dataclass(frozen=True, eq=False)
 class LabelIndex:
     """Labels of one task, indexed once for fast episode sampling (see
-    [`index_labels()`][torchcross.sampling.episode_index.index_labels]).
+    [`index_labels()`][index_labels]).
 
     Attributes:
         task_target: the kind of task.
@@ -136,7 +136,7 @@ def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> Label
     """Index canonical labels once (``O(N log N)``), so every episode costs ``O(shots)``.
 
     Args:
-        labels: labels in a form [`normalize_labels()`][torchcross.tasks.labels.normalize_labels] accepts.
+        labels: labels in a form [`normalize_labels()`][normalize_labels] accepts.
         kind: the task's description (its class keys are used), or just its kind (class
             keys are then the values present; multi-label: the columns).
 
@@ -190,7 +190,7 @@ def index_labels(labels: Any, kind: TaskDescription | TaskTarget | str) -> Label
 
 
 def as_label_index(labels: Any, target: TaskTarget) -> LabelIndex:
-    """``labels`` as a [`LabelIndex`][torchcross.sampling.episode_index.LabelIndex] for a rule of kind
+    """``labels`` as a [`LabelIndex`][LabelIndex] for a rule of kind
     ``target`` (indexed if need be).
 
     Multi-class and ordinal indexes serve each other's rules; other kinds must match.

@@ -1,8 +1,8 @@
 """Few-shot episode sampling rules: pure functions of labels, parameters and a generator.
 
-Every rule takes canonical labels (or a [`LabelIndex`][torchcross.sampling.episode_index.LabelIndex] built
+Every rule takes canonical labels (or a [`LabelIndex`][LabelIndex] built
 from them once), its parameters and an explicit `numpy.random.Generator`, and returns an
-[`EpisodeIndices`][torchcross.sampling.episode_index.EpisodeIndices]: the support and query indices into the
+[`EpisodeIndices`][EpisodeIndices]: the support and query indices into the
 source and the class keys (multi-label: label columns) the episode uses, in episode order. Episode label ``i``
 means ``classes[i]``.
 
@@ -23,11 +23,8 @@ Support and query never share an example. Within a class, examples come in rando
 order (independent of file order); support and query are class-major (all examples
 of ``classes[0]`` first).
 
-`EPISODE_KINDS` is the dispatch table of the rules: one
-[`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind] per
-kind, read by [`sample_episode()`][torchcross.sampling.episodes.sample_episode] and the episode datasets. A
-new task kind gets
-episodes by adding a row.
+`EPISODE_KINDS` is the dispatch table of the rules: one [`EpisodeKind`][EpisodeKind] per kind, read by
+[`sample_episode()`][sample_episode] and the episode datasets. A new task kind gets episodes by adding a row.
 """
 
 from __future__ import annotations
@@ -95,7 +92,7 @@ def sample_multiclass_episode(
 def sample_ordinal_episode(
     labels: Any, n_shot: int, n_query: int, rng: np.random.Generator, classes: Sequence[int] | None = None
 ) -> EpisodeIndices:
-    """As [`sample_multiclass_episode()`][torchcross.sampling.episodes.sample_multiclass_episode], but the
+    """As [`sample_multiclass_episode()`][sample_multiclass_episode], but the
     classes are always in key order.
 
     Examples:
@@ -174,7 +171,7 @@ class EpisodePlan(Protocol):
 @dataclass(frozen=True)
 class MultilabelPlan:
     """Multi-label draws over given label columns:
-    [`sample_multilabel_episode()`][torchcross.sampling.episodes.sample_multilabel_episode] per episode.
+    [`sample_multilabel_episode()`][sample_multilabel_episode] per episode.
 
     Examples:
         >>> import numpy as np

@@ -1,9 +1,9 @@
 """Drawing a given number of examples of each class: the core of the single-label rules.
 
-[`sample_per_class()`][torchcross.sampling.per_class.sample_per_class] draws any per-class counts (imbalanced
-support too); [`fixed_shot_plan()`][torchcross.sampling.per_class.fixed_shot_plan] prepares what every episode
+[`sample_per_class()`][sample_per_class] draws any per-class counts (imbalanced
+support too); [`fixed_shot_plan()`][fixed_shot_plan] prepares what every episode
 with the same classes and shots shares, so that each draw
-([`FixedShotPlan.draw()`][torchcross.sampling.per_class.FixedShotPlan.draw]) costs a few vectorised
+([`FixedShotPlan.draw()`][FixedShotPlan.draw]) costs a few vectorised
 operations. Within a class, examples come in random order (independent of file order); support and query are
 class-major (all examples of ``classes[0]`` first) and never share an example.
 """
@@ -159,7 +159,7 @@ def sample_per_class(
 @dataclass(frozen=True, eq=False)
 class FixedShotPlan:
     """What every fixed-shot episode over the same classes shares, prepared once by
-    [`fixed_shot_plan()`][torchcross.sampling.per_class.fixed_shot_plan].
+    [`fixed_shot_plan()`][fixed_shot_plan].
 
     Attributes:
         classes: the episode's class keys, in episode order.
@@ -197,7 +197,7 @@ class FixedShotPlan:
 def fixed_shot_plan(index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int) -> FixedShotPlan:
     """Prepare fixed-shot draws of ``n_shot`` + ``n_query`` examples of each of ``classes``.
 
-    ``classes`` must already be checked ([`check_classes()`][torchcross.sampling.episode_index.check_classes])
+    ``classes`` must already be checked ([`check_classes()`][check_classes])
     and the shots be ``>= 0``; a single-label ``index``.
 
     Raises:

@@ -10,10 +10,10 @@ Four policies, applied to the tasks' sizes (their number of batches or episodes)
 ``"explicit"``      ``p_i ~ w_i`` for given positive weights
 ==================  =====================================================
 
-[`resolve_weighting()`][torchcross.sampling.weighting.resolve_weighting] validates a policy once;
-[`TaskWeighting.weights()`][torchcross.sampling.weighting.TaskWeighting.weights]
+[`resolve_weighting()`][resolve_weighting] validates a policy once;
+[`TaskWeighting.weights()`][TaskWeighting.weights]
 evaluates it for given sizes (sizes of zero get weight zero), and
-[`sampling_probabilities()`][torchcross.sampling.weighting.sampling_probabilities] is the one-call form.
+[`sampling_probabilities()`][sampling_probabilities] is the one-call form.
 """
 
 from __future__ import annotations
@@ -171,7 +171,7 @@ def sampling_probabilities(
 
     Raises:
         ValueError: for no tasks, a size below one, or an invalid policy (see
-            [`resolve_weighting()`][torchcross.sampling.weighting.resolve_weighting]).
+            [`resolve_weighting()`][resolve_weighting]).
 
     Examples:
         >>> sampling_probabilities([10, 30], "proportional")

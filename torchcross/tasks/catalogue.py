@@ -1,11 +1,11 @@
 """Catalogues of datasets and their tasks, with declared domain and subject overlaps.
 
-A [`Catalogue`][torchcross.tasks.catalogue.Catalogue] lists
-[`DatasetEntry`][torchcross.tasks.catalogue.DatasetEntry] values, each with its
-[`TaskEntry`][torchcross.tasks.catalogue.TaskEntry] values. Datasets declare which other datasets share their
+A [`Catalogue`][Catalogue] lists
+[`DatasetEntry`][DatasetEntry] values, each with its
+[`TaskEntry`][TaskEntry] values. Datasets declare which other datasets share their
 imaging domain or their subjects; the catalogue makes these relations symmetric. Leave-one-out cross-domain
 transfer (the MedIMeta protocol) trains on every task of every dataset that overlaps the target dataset in
-neither way: [`leave_one_out_sources()`][torchcross.tasks.catalogue.leave_one_out_sources].
+neither way: [`leave_one_out_sources()`][leave_one_out_sources].
 
 Examples:
     >>> def binary(ds):
@@ -55,9 +55,9 @@ class TaskEntry:
     Args:
         dataset_id: id of the dataset the task belongs to.
         task_name: the task's name, unique within its dataset.
-        task_target: the kind of task (a [`TaskTarget`][torchcross.tasks.task.TaskTarget] or its name).
+        task_target: the kind of task (a [`TaskTarget`][TaskTarget] or its name).
         classes: ``{class key: class name}``, validated as
-            [`TaskDescription`][torchcross.tasks.task.TaskDescription] does.
+            [`TaskDescription`][TaskDescription] does.
 
     Examples:
         >>> t = TaskEntry("oct", "disease class", "MULTICLASS_CLASSIFICATION", {0: "a", 1: "b", 2: "c"})
@@ -89,8 +89,8 @@ class TaskEntry:
         return len(self.classes)
 
     def task_description(self, domain_identifier: str = "") -> TaskDescription:
-        """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of this task, identified by
-        [`task_id`][torchcross.tasks.catalogue.TaskEntry.task_id]."""
+        """The [`TaskDescription`][TaskDescription] of this task, identified by
+        [`task_id`][TaskEntry.task_id]."""
         return TaskDescription(self.task_target, self.classes, self.task_id, domain_identifier)
 
 
@@ -109,7 +109,7 @@ class DatasetEntry:
 
     Raises:
         TypeError: for a non-string id or a task that is not a
-            [`TaskEntry`][torchcross.tasks.catalogue.TaskEntry].
+            [`TaskEntry`][TaskEntry].
         ValueError: for a task of another dataset or two tasks with one name.
     """
 
@@ -163,7 +163,7 @@ class Catalogue:
 
     Args:
         datasets: the datasets; ids must be unique and every overlap must name a
-            catalogued dataset (use [`subset()`][torchcross.tasks.catalogue.Catalogue.subset] to make a
+            catalogued dataset (use [`subset()`][Catalogue.subset] to make a
             smaller catalogue).
 
     Raises:
@@ -309,7 +309,7 @@ def leave_one_out_sources(
     Args:
         catalogue: where the datasets come from.
         target: a dataset id, a task id ``"dataset_id/task_name"`` or a
-            [`TaskEntry`][torchcross.tasks.catalogue.TaskEntry].
+            [`TaskEntry`][TaskEntry].
         kinds: which declared overlaps exclude a dataset.
         same_domain_name: also exclude datasets of the same domain name.
         task_targets: keep only tasks of these kinds (default: all kinds).

@@ -10,7 +10,7 @@ ordinal                ``(N,)``         int64 class *keys* (may have gaps, e.g. 
 regression             ``(N,)``/``(N, D)``  float32
 =====================  ===============  ===========================================
 
-[`keys_to_indices()`][torchcross.tasks.labels.keys_to_indices] is the one place where gapped ordinal keys
+[`keys_to_indices()`][keys_to_indices] is the one place where gapped ordinal keys
 become contiguous indices ``0..C-1`` (for heads, losses and metrics).
 """
 
@@ -202,7 +202,7 @@ def _keys_tensor(keys: tuple[int, ...], device: Any) -> Any:
 
 
 def samples_per_class_array(labels: Any, description: TaskDescription, neg: bool = False) -> np.ndarray:
-    """The counts of [`count_samples_per_class()`][torchcross.tasks.labels.count_samples_per_class] as the
+    """The counts of [`count_samples_per_class()`][count_samples_per_class] as the
     int64 array torchcross 0.0.6 returned.
 
     One entry per class key for multi-class (keys ``0..C-1``), multi-label (one per label)

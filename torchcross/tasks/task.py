@@ -1,7 +1,7 @@
 """The task vocabulary: what kind of prediction a task asks for, and what a task is.
 
-These are pure values. [`TaskDescription`][torchcross.tasks.task.TaskDescription] is frozen and hashable, so
-it can key per-task heads and metrics; [`Task`][torchcross.tasks.task.Task] bundles a support set, a query set
+These are pure values. [`TaskDescription`][TaskDescription] is frozen and hashable, so
+it can key per-task heads and metrics; [`Task`][Task] bundles a support set, a query set
 and the description of the task they belong to.
 """
 
@@ -61,7 +61,7 @@ class FrozenClasses(dict):
 
     It is a `dict` (code written for torchcross 0.0.6 checks ``isinstance(classes, dict)``)
     whose mutating methods raise ``TypeError``. It pickles as a plain ``dict`` payload, and a
-    [`TaskDescription`][torchcross.tasks.task.TaskDescription] pickles its classes as a plain ``dict``, so
+    [`TaskDescription`][TaskDescription] pickles its classes as a plain ``dict``, so
     pickles load in
     torchcross 0.0.6 too.
 
@@ -155,7 +155,7 @@ class TaskDescription:
     """What a task is: its kind, its classes and where it comes from.
 
     Args:
-        task_target: the kind of task (a [`TaskTarget`][torchcross.tasks.task.TaskTarget] or its name).
+        task_target: the kind of task (a [`TaskTarget`][TaskTarget] or its name).
         classes: ``{class key: class name}``. Multi-class and multi-label keys are
             ``0..C-1``; binary keys are exactly ``{0, 1}``; ordinal keys are the
             task's ordered levels and may have gaps (``{1: .., 4: .., 6: ..}``);

@@ -6,7 +6,7 @@ Code written for torchcross 0.0.6 imports these; new code uses `torchcross.nn`
 * `torchcross.cd.activations`: ``get_prob_func``, ``get_log_prob_func``;
 * `torchcross.cd.losses`: ``get_loss_func``, ``get_criterion`` and their loss modules;
 * [`torchcross.cd.heads`][torchcross.nn.heads]: ``new_classification_head``;
-* [`torchcross.cd.metrics`][torchcross.evaluation.metrics]: ``Accuracy``, ``AUROC`` (torchmetrics metrics,
+* `torchcross.cd.metrics`: ``Accuracy``, ``AUROC`` (torchmetrics metrics,
   needs the
   ``lightning`` extra), ``get_accuracy_func``, ``get_auroc_func`` and the cross-domain wrappers.
 

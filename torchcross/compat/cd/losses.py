@@ -1,5 +1,5 @@
 """Loss functions by task kind (torchcross 0.0.6's ``torchcross.cd.losses``), as
-[`torchcross.nn.loss()`][torchcross.nn.kinds.loss].
+[`torchcross.nn.loss()`][loss].
 
 Ordinal classes map to head outputs in the order of their keys (as everywhere in torchcross).
 
@@ -36,7 +36,7 @@ def get_loss_func(
 ) -> Callable[..., Tensor]:
     """``(logits, labels, pos_class_weights=None) -> loss`` for a task kind and its classes.
 
-    ``pos_class_weights`` are [`torchcross.nn.loss()`][torchcross.nn.kinds.loss]'s ``class_weights``.
+    ``pos_class_weights`` are [`torchcross.nn.loss()`][loss]'s ``class_weights``.
     Regression tasks get ``F.mse_loss``. ``device`` is accepted for 0.0.6 signatures and not needed.
 
     Raises:
@@ -101,7 +101,7 @@ def get_criterion(
         criterion_kwargs: passed to the loss module (e.g. ``reduction``).
 
     Raises:
-        TypeError: ``task_description`` is not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
+        TypeError: ``task_description`` is not a [`TaskDescription`][TaskDescription].
     """
     if not isinstance(task_description, TaskDescription):
         raise TypeError(f"task_description must be a TaskDescription, got {type(task_description).__name__}")

@@ -2,7 +2,7 @@
 [`torchcross.data.sources`][torchcross.data.sources],
 [`torchcross.data.wrap_source`][torchcross.data.wrap_source] and
 [`torchcross.data.batched_source`][torchcross.data.batched_source]), and
-[`LegacyTaskSource`][torchcross.compat.data.task_source.LegacyTaskSource], the base for sources that
+[`LegacyTaskSource`][LegacyTaskSource], the base for sources that
 describe their task with 0.0.6-style attributes.
 
 Examples:
@@ -52,7 +52,7 @@ def _plain_attr(obj: Any, name: str) -> Any:
 
 
 class LegacyTaskSource(TaskSource):
-    """A [`TaskSource`][torchcross.data.sources.TaskSource] described by attributes, as 0.0.6-style readers
+    """A [`TaskSource`][TaskSource] described by attributes, as 0.0.6-style readers
     are: ``task_target``, ``classes``, ``task_identifier`` and ``domain_identifier``.
 
     Whichever side is missing is derived from the other: ``task_description`` from those attributes

@@ -3,8 +3,8 @@
 Plain ``nn.Module`` models with 0.0.6's names and constructor signatures: `SimpleClassifier`,
 `SimpleCrossDomainClassifier` (on [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]),
 [`MAML`][torchcross.learners.maml.MAML] and [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML] (on
-[`MAML`][torchcross.learners.maml.MAML]), [`ProtoNet`][torchcross.learners.protonet.ProtoNet] and
-`SimpleCrossDomainProtoNet` (on [`ProtoNet`][torchcross.learners.protonet.ProtoNet]). Their Lightning
+`MAML`), [`ProtoNet`][torchcross.learners.protonet.ProtoNet] and
+`SimpleCrossDomainProtoNet` (on `ProtoNet`). Their Lightning
 versions, which 0.0.6 scripts train with a ``Trainer``, are in `torchcross.models.lightning` (needs the
 ``lightning`` extra).
 

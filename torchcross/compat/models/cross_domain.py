@@ -1,6 +1,6 @@
 """One backbone, one head per task (0.0.6's ``CrossDomainModel`` and ``SimpleCrossDomainClassifier``).
 
-`SimpleCrossDomainClassifier` is a [`MultiTaskPretrainer`][torchcross.learners.multitask.MultiTaskPretrainer]
+`SimpleCrossDomainClassifier` is a [`MultiTaskPretrainer`][MultiTaskPretrainer]
 (zero-initialised heads, grey images expanded to three channels) with 0.0.6's interface:
 ``model(x, task_description)``, ``get_net(task_description)``, ``add_head(task_description)``.
 

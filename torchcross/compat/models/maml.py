@@ -11,7 +11,7 @@
 * [`CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML]'s ``head_init`` (``None``/``"zero"``,
   ``"kaiming"``/``"default"``) is
   the learner's; every task gets a fresh head;
-* [`MAML`][torchcross.learners.maml.MAML] (one task kind) meta-learns its head too, unless ``reset_head``
+* `MAML` (one task kind) meta-learns its head too, unless ``reset_head``
   gives every
   episode a fresh one (``"zero"``, ``"kaiming"``/``"default"``, or ``"adaptive normal"`` /
   ``"adaptive uniform"``: drawn with the mean and standard deviation of the meta-learned head).

@@ -8,8 +8,8 @@ importing ``torchopt``.
 
 Accepted: ``functools.partial`` of a class or function named ``SGD``/``MetaSGD`` or ``Adam``/``MetaAdam``
 (torch.optim or torchopt) with keyword arguments, those classes themselves (their default learning rate,
-1e-3), a [`torchcross.learners.SGD`][torchcross.learners.inner_optimizers.SGD] or
-[`torchcross.learners.Adam`][torchcross.learners.inner_optimizers.Adam], or any callable that returns a
+1e-3), a [`torchcross.learners.SGD`][SGD] or
+[`torchcross.learners.Adam`][Adam], or any callable that returns a
 ``torch.optim.SGD`` or ``torch.optim.Adam`` when called with a list of parameters.
 
 Examples:

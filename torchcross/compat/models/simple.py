@@ -36,7 +36,7 @@ class SimpleClassifier(nn.Module):
 
     Raises:
         TypeError: a backbone that is not a module, or not a
-            [`TaskDescription`][torchcross.tasks.task.TaskDescription].
+            [`TaskDescription`][TaskDescription].
     """
 
     def __init__(

@@ -1,8 +1,8 @@
 """Bases of the episode datasets: a map-style [`MetaDataset`][torchcross.data.metadataset.MetaDataset] and
 seeded episode datasets.
 
-[`MetaDataset`][torchcross.data.metadataset.MetaDataset] (defined in `torchcross.data.metadataset.meta`) is
-what torchcross 0.0.6 called it: a map-style dataset of [`Task`][torchcross.tasks.task.Task]; the medimeta
+`MetaDataset` (defined in `torchcross.data.metadataset.meta`) is
+what torchcross 0.0.6 called it: a map-style dataset of [`Task`][Task]; the medimeta
 package subclasses it.
 
 [`EpisodeMetaDataset`][torchcross.data.metadataset.EpisodeMetaDataset] is the base of the sampled episode
@@ -105,7 +105,7 @@ def load_episode(
     collate_fn: Callable[[list[tuple[Any, torch.Tensor]]], Any] | None = None,
     output_indices: bool = False,
 ) -> Task:
-    """Build the [`Task`][torchcross.tasks.task.Task] of one episode from its indices and (relabelled) labels.
+    """Build the [`Task`][Task] of one episode from its indices and (relabelled) labels.
 
     * ``output_indices=True``: support and query are lists of ``(index, label)`` pairs
       (passed through ``collate_fn`` when given), as in torchcross 0.0.6;
@@ -341,7 +341,7 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
 
     Examples:
         A loop stopped after two episodes resumes from
-        [`state_dict()`][torchcross.data.workers.sharding.ResumableStream.state_dict]:
+        [`state_dict()`][ResumableStream.state_dict]:
 
         >>> import torch
         >>> from torchcross.data.sources import TensorTaskSource
@@ -413,7 +413,7 @@ class EpisodeMetaDataset(Shardable, ResumableStream, MetaDataset, IterableMetaDa
         """Draw a different (but again reproducible) set of episodes, e.g. once per training epoch.
 
         A new epoch is iterated from its first episode; setting the current epoch again keeps a position
-        restored by [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict].
+        restored by [`load_state_dict()`][ResumableStream.load_state_dict].
         Call it in the main process; DataLoader workers follow it through
         [`StreamLoader`][torchcross.data.stream.StreamLoader] (or workers started after the call).
         """

@@ -372,7 +372,7 @@ def sample_episode_set(
     classes; each stored episode lists its class keys in episode order (``classes[i]`` is
     the class of label ``i``). Multi-class N-way episodes assign their labels in a random
     order per episode unless ``permute_labels=False`` (see
-    [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset]); the order is
+    `FewShotMetaDataset`); the order is
     stored, so a loaded set gives the same labels.
 
     The former keywords ``n_support_samples_per_class`` and ``n_query_samples_per_class`` still work,

@@ -1,7 +1,7 @@
 """Datasets of tasks, as torchcross 0.0.6 named them, and their sums.
 
 * [`MetaDataset`][torchcross.data.metadataset.MetaDataset]: a map-style dataset of
-  [`Task`][torchcross.tasks.task.Task];
+  [`Task`][Task];
   ``a + b`` is a [`MetaConcatDataset`][torchcross.data.metadataset.MetaConcatDataset];
 * [`IterableMetaDataset`][torchcross.data.metadataset.IterableMetaDataset]: an iterable dataset of tasks; ``a
   + b`` is a

@@ -19,7 +19,7 @@ class VariableWayShotMetaDataset(EpisodeMetaDataset):
     """Episodes with a random number of classes and an imbalanced support set.
 
     The rule of Triantafillou et al., "Meta-Dataset" (ICLR 2020), section 3.2, as
-    implemented by [`sample_variable_episode()`][torchcross.sampling.variable.sample_variable_episode]: ways
+    implemented by [`sample_variable_episode()`][sample_variable_episode]: ways
     uniform in ``[min_ways, max_ways]`` (capped by the usable classes), a balanced query
     of at most ``max_query_per_class`` per class, and a support set of at most
     ``max_support_size`` examples spread over the classes roughly in proportion to their

@@ -1,7 +1,7 @@
 """The MedIMeta v1.0 catalogue (19 datasets, 54 tasks), shipped as data, and what is on disk.
 
 The catalogue is read from ``catalogue.json`` next to this module (no PyYAML needed) and built as a
-[`torchcross.tasks.catalogue.Catalogue`][torchcross.tasks.catalogue.Catalogue], so the generic leave-one-out
+[`torchcross.tasks.catalogue.Catalogue`][Catalogue], so the generic leave-one-out
 helper applies: [`leave_one_out_tasks()`][torchcross.datasets.medimeta.leave_one_out_tasks] picks the source
 tasks for a target dataset, excluding every dataset with a domain or subject overlap.
 
@@ -59,7 +59,7 @@ def _entry(raw: dict[str, Any]) -> DatasetEntry:
 def medimeta_catalogue() -> Catalogue:
     """The MedIMeta v1.0 catalogue.
 
-    Each [`DatasetEntry`][torchcross.tasks.catalogue.DatasetEntry] keeps the rest of its
+    Each [`DatasetEntry`][DatasetEntry] keeps the rest of its
     ``info.yaml`` in ``info`` (``input_size``, ``splits_num_samples``,
     ``original_splits_num_samples``, ``total_num_samples``, ``summary``, ``license``,
     ``download_url``, ``DOI``).
@@ -69,7 +69,7 @@ def medimeta_catalogue() -> Catalogue:
 
 
 def catalogue_from_infos(infos: Iterable[DatasetInfo]) -> Catalogue:
-    """A [`Catalogue`][torchcross.tasks.catalogue.Catalogue] of parsed ``info.yaml`` files (overlaps with
+    """A [`Catalogue`][Catalogue] of parsed ``info.yaml`` files (overlaps with
     absent datasets dropped).
 
     Examples:

@@ -53,7 +53,7 @@ class TaskInfo:
     labels: Mapping[int, str]
 
     def description(self, dataset_id: str, domain: str) -> TaskDescription:
-        """The [`TaskDescription`][torchcross.tasks.task.TaskDescription] of this task, identified as
+        """The [`TaskDescription`][TaskDescription] of this task, identified as
         ``"<dataset id>/<task name>"``."""
         return TaskDescription(self.task_target, self.labels, f"{dataset_id}/{self.name}", domain)
 

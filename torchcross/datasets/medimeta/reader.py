@@ -1,5 +1,5 @@
 """The MedIMeta reader: one task of one dataset folder as a
-[`TaskSource`][torchcross.data.sources.TaskSource]."""
+[`TaskSource`][TaskSource]."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def _split_rows(dataset_dir: str, folder: str, names: Sequence[str], n_images: i
 
 class MedIMeta(TaskSource):
     """One task of a MedIMeta dataset folder, as a map-style
-    [`TaskSource`][torchcross.data.sources.TaskSource].
+    [`TaskSource`][TaskSource].
 
     Items are ``(image, label)`` with ``image`` a ``(C, H, W)`` tensor and ``label`` in the
     canonical form of the task's kind. By default images are float32 in ``[0, 1]``
@@ -92,11 +92,9 @@ class MedIMeta(TaskSource):
         split: ``"train"``, ``"val"``, ``"test"`` or a list of them (concatenated); ``None``
             for every image.
         original_split: the same, for the source dataset's own splits (exclusive with ``split``).
-        transform: applied to each image: it receives the ``(C, H, W)`` tensor in the output
-            form, or a PIL image with ``transform_input="pil"`` (so ``torchvision`` v1
-            pipelines with ``ToTensor`` work). With a transform,
-            [`get_batch()`][torchcross.datasets.medimeta.MedIMeta.get_batch]
-            transforms image by image and stacks the results.
+        transform: applied to each image: it receives the ``(C, H, W)`` tensor in the output form, or a PIL
+            image with ``transform_input="pil"`` (so ``torchvision`` v1 pipelines with ``ToTensor`` work).
+            With a transform, `get_batch()` transforms image by image and stacks the results.
         use_hdf5: read ``images.hdf5`` (default) or the ``images/*.tiff`` files.
         channels: ``"keep"`` (as stored), ``1`` (RGB to grey, as Pillow's ``convert("L")``)
             or ``3`` (grey repeated), e.g. for ImageNet-pretrained backbones.

@@ -182,7 +182,7 @@ def write_medimeta(
         images: uint8 ``(N, H, W)`` / ``(N, H, W, 3)`` array, ``(N, C, H, W)`` tensor, or a
             sequence of same-sized images (arrays, tensors or PIL images).
         tasks: ``{task name: (TaskDescription, labels)}``; labels in any form
-            [`normalize_labels()`][torchcross.tasks.labels.normalize_labels] accepts (class keys).
+            [`normalize_labels()`][normalize_labels] accepts (class keys).
         splits: ``{"train": indices, ...}`` or one split name (or ``None``) per image.
         original_splits: the same for the source's own splits (default: ``splits``).
         name, domain, summary: ``info.yaml`` metadata (``name`` defaults to the id).

@@ -1,5 +1,5 @@
 """A new linear head per task kind (0.0.6's ``new_classification_head``), as
-[`torchcross.nn.make_head()`][torchcross.nn.heads.make_head].
+[`torchcross.nn.make_head()`][make_head].
 
 Examples:
     >>> from torchcross.tasks.task import TaskTarget

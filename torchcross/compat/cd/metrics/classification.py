@@ -1,11 +1,9 @@
 """Accuracy and AUROC by task kind (torchcross 0.0.6's ``torchcross.cd.metrics.classification``).
 
 ``get_accuracy_func`` and ``get_auroc_func`` score probabilities with
-[`torchcross.evaluation.metrics.accuracy()`][torchcross.evaluation.metrics.accuracy] and
-[`auroc()`][torchcross.evaluation.metrics.auroc].
-``Accuracy(task_description)`` and ``AUROC(task_description)`` build the stateful torchmetrics
-metric of the task's kind; ordinal tasks (labels are class keys) get
-`IndexedMulticlassAccuracy` / `IndexedMulticlassAUROC`.
+[`torchcross.evaluation.metrics.accuracy()`][accuracy] and [`auroc()`][auroc]. ``Accuracy(task_description)``
+and ``AUROC(task_description)`` build the stateful torchmetrics metric of the task's kind; ordinal tasks
+(labels are class keys) get `IndexedMulticlassAccuracy` / `IndexedMulticlassAUROC`.
 
 Examples:
     >>> import torch
@@ -177,7 +175,7 @@ class Accuracy(_TorchmetricsAccuracy):
     ``BinaryAccuracy``; ordinal: `IndexedMulticlassAccuracy`.
 
     Raises:
-        TypeError: not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
+        TypeError: not a [`TaskDescription`][TaskDescription].
         ValueError: a regression task.
     """
 
@@ -214,7 +212,7 @@ class AUROC(_TorchmetricsAUROC):
     ``BinaryAUROC``; ordinal: `IndexedMulticlassAUROC`.
 
     Raises:
-        TypeError: not a [`TaskDescription`][torchcross.tasks.task.TaskDescription].
+        TypeError: not a [`TaskDescription`][TaskDescription].
         ValueError: a regression task.
     """
 

@@ -51,10 +51,10 @@ class MAML(PlainMAML, _MAMLSteps):
 
     Args:
         backbone, num_backbone_features, task_description: as
-            [`torchcross.models.MAML`][torchcross.learners.maml.MAML].
+            `torchcross.models.MAML`.
         outer_optimizer: ``parameters -> optimiser`` (e.g. ``partial(torch.optim.Adam, lr=1e-3)``).
         inner_optimizer, eval_inner_optimizer, num_inner_steps, eval_num_inner_steps,
-            transductive, reset_head: as [`torchcross.models.MAML`][torchcross.learners.maml.MAML].
+            transductive, reset_head: as `torchcross.models.MAML`.
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
 
@@ -93,11 +93,11 @@ class CrossDomainMAML(PlainCrossDomainMAML, _MAMLSteps):
 
     Args:
         backbone, num_backbone_features: as
-            [`torchcross.models.CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML].
+            `torchcross.models.CrossDomainMAML`.
         outer_optimizer: ``parameters -> optimiser`` (e.g. ``partial(torch.optim.Adam, lr=1e-3)``).
         inner_optimizer, eval_inner_optimizer, num_inner_steps, eval_num_inner_steps,
             transductive, head_init: as
-                [`torchcross.models.CrossDomainMAML`][torchcross.learners.maml.CrossDomainMAML].
+                `torchcross.models.CrossDomainMAML`.
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
 

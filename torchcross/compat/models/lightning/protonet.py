@@ -36,7 +36,7 @@ class ProtoNet(PlainProtoNet, EpisodicLightningModule):
 
     Args:
         backbone, num_backbone_features, distance: as
-            [`torchcross.models.ProtoNet`][torchcross.learners.protonet.ProtoNet].
+            `torchcross.models.ProtoNet`.
         outer_optimizer: ``parameters -> optimiser``.
         outer_lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
     """
