@@ -54,7 +54,7 @@ _REDUCTIONS = ("mean", "sum", "none")
 class TaskKind:
     """One row of the dispatch table: everything the nn layer does differently per task kind.
 
-    The task kind itself has one name, [`TaskTarget`][torchcross.tasks.task.TaskTarget]; a `TaskKind`
+    The task kind itself has one name, [`TaskTarget`][TaskTarget]; a `TaskKind`
     is the row of rules for one `TaskTarget` (``target``), as
     [`EpisodeKind`][torchcross.sampling.episodes.EpisodeKind] is the row of episode rules.
 

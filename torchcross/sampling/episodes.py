@@ -216,7 +216,7 @@ def _binary_rule(
 class EpisodeKind:
     """How episodes of one task kind are drawn: one row of `EPISODE_KINDS`.
 
-    The task kind itself has one name, [`TaskTarget`][torchcross.tasks.task.TaskTarget]; an
+    The task kind itself has one name, [`TaskTarget`][TaskTarget]; an
     `EpisodeKind` is the row of sampling rules for one `TaskTarget` (``target``).
 
     Attributes:

@@ -366,7 +366,7 @@ def sample_episode_set(
     permute_labels: bool = True,
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
-    [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset] with this ``seed``).
+    [`FewShotMetaDataset`][FewShotMetaDataset] with this ``seed``).
 
     ``n_way`` (multi-class and ordinal tasks) draws N-way episodes over ``n_way`` of the
     classes; each stored episode lists its class keys in episode order (``classes[i]`` is

@@ -223,7 +223,7 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         n_query: query examples per class (default 10).
         n_way_min, n_way_max: the range of classes per episode (default 2 to all usable classes).
         collate_fn, filter_classes_min_samples, length, output_indices, seed, max_attempts: as for
-            [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset].
+            [`FewShotMetaDataset`][FewShotMetaDataset].
 
     Examples:
         >>> import torch
@@ -298,7 +298,7 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         return self._episode_plan(shots, classes).draw(self.label_index, rng)
 
     def sampling_parameters(self) -> dict[str, Any]:
-        """As for [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset], under the
+        """As for [`FewShotMetaDataset`][FewShotMetaDataset], under the
         keys always recorded (``n_support_samples_per_class_min`` for ``n_shot_min``, ``n_classes_min`` for
         ``n_way_min``, and so on)."""
         params = super().sampling_parameters()

@@ -1,6 +1,6 @@
 """torchcross 0.0.6's ``FewShotMetaDataset`` and ``SubTaskRandomFewShotMetaDataset``: the 0.0.6 parameter
 names and positional order, and the attributes 0.0.6 derived, over the core classes of
-[`torchcross.data.metadataset.fixed_shot`][torchcross.data.metadataset.fixed_shot].
+[`torchcross.data.metadataset.fixed_shot`][fixed_shot].
 
 Episodes are the core classes' episodes, bit for bit.
 
@@ -36,7 +36,7 @@ __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
 class FewShotMetaDataset(fixed_shot.FewShotMetaDataset):
     """torchcross 0.0.6's signature of
-    [`FewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.FewShotMetaDataset]:
+    [`FewShotMetaDataset`][fixed_shot.FewShotMetaDataset]:
     ``(task_source, collate_fn, n_support_samples_per_class, n_query_samples_per_class,
     filter_classes_min_samples, length, output_indices)`` positionally, then the keywords of the core
     class. ``n_support_samples_per_class``, ``n_query_samples_per_class`` and ``used_classes`` read the
@@ -95,7 +95,7 @@ class FewShotMetaDataset(fixed_shot.FewShotMetaDataset):
 
 class SubTaskRandomFewShotMetaDataset(fixed_shot.SubTaskRandomFewShotMetaDataset, FewShotMetaDataset):
     """torchcross 0.0.6's signature of
-    [`SubTaskRandomFewShotMetaDataset`][torchcross.data.metadataset.fixed_shot.SubTaskRandomFewShotMetaDataset]:
+    [`SubTaskRandomFewShotMetaDataset`][fixed_shot.SubTaskRandomFewShotMetaDataset]:
     ``n_support_samples_per_class_min``/``_max`` for ``n_shot_min``/``n_shot_max``,
     ``n_query_samples_per_class`` for ``n_query`` and ``n_classes_min``/``_max`` for
     ``n_way_min``/``n_way_max`` (all keyword-only, as in 0.0.6), read back under the same names."""

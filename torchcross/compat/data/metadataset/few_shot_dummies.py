@@ -1,5 +1,5 @@
 """torchcross 0.0.6's ``TakeFirstFewShotMetaDataset(dataset, collate_fn, n_shot_per_class)`` over the core
-[`TakeFirstFewShotMetaDataset`][torchcross.data.metadataset.take_first.TakeFirstFewShotMetaDataset].
+[`TakeFirstFewShotMetaDataset`][take_first.TakeFirstFewShotMetaDataset].
 
 Examples:
     >>> import torch
