@@ -62,8 +62,9 @@ def test_built_site_shows_no_raw_role(tmp_path: Path) -> None:
     import sys
 
     site = tmp_path / "site"
+    # not --quiet: it hides the warnings (unresolved cross-references) that --strict counts
     result = subprocess.run(
-        [sys.executable, "-m", "mkdocs", "build", "--strict", "--quiet", "--site-dir", str(site)],
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "--site-dir", str(site)],
         cwd=ROOT,
         capture_output=True,
         text=True,

@@ -20,7 +20,7 @@ This package is also torchcross 0.0.6's import path: its names ``FewShotMetaData
 ``SubTaskRandomFewShotMetaDataset`` and ``TakeFirstFewShotMetaDataset`` are the former signatures of
 ``torchcross.compat.data.metadataset`` (positional ``collate_fn``, ``n_support_samples_per_class``, ...),
 served lazily so that importing the core never imports ``torchcross.compat``. New code imports the core
-classes from [`torchcross.data`][torchcross.data] (or the modules
+classes from `torchcross.data` (or the modules
 [`fixed_shot`][torchcross.data.metadataset.fixed_shot] and
 [`take_first`][torchcross.data.metadataset.take_first]): keyword-only ``n_shot``, ``n_query``, ``n_way``.
 """
