@@ -70,6 +70,7 @@ from torchcross.learners.policies import (
     HEAD_KEYWORDS,
     HeadPolicy,
     InnerLoop,
+    head_keywords,
     head_policy_from_keywords,
     split_keywords,
 )
@@ -249,16 +250,7 @@ class FineTuner(nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
         num_backbone_features = check_int(num_backbone_features, "num_backbone_features", 1)
         inner = _finetune_loop(inner, {k: v for k, v in legacy.items() if k not in HEAD_KEYWORDS})
-        head_keywords = {k: v for k, v in legacy.items() if k in HEAD_KEYWORDS}
-        if isinstance(head, HeadPolicy):
-            if head_keywords:
-                raise TypeError(
-                    f"head=HeadPolicy(...) replaces {', '.join(sorted(head_keywords))}=: put them in the "
-                    "HeadPolicy (init=, seed=)"
-                )
-            head_arg, _, head_init, seed = head.keywords()
-        else:
-            head_arg, head_init, seed = head, head_keywords.get("head_init"), head_keywords.get("seed", 0)
+        head_arg, _, head_init, seed = head_keywords(head, legacy, fields="init=, seed=")
         if isinstance(head_arg, str) and head_arg == "learned":
             raise ValueError(
                 "FineTuner meta-learns nothing, so it has no head='learned'; pass the nn.Linear to start "

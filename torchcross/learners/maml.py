@@ -56,6 +56,7 @@ from torchcross.learners.policies import (
     INNER_LOOP_KEYWORDS,
     HeadPolicy,
     InnerLoop,
+    head_keywords,
     head_policy_from_keywords,
     inner_loop_from_keywords,
     split_keywords,
@@ -154,17 +155,7 @@ class MAML(nn.Module):
         self.inner = inner
         self.inner_lr, self.num_inner_steps = inner.lr, inner.steps
         self.eval_num_inner_steps = inner.num_eval_steps
-        head_keywords = {k: v for k, v in legacy.items() if k in HEAD_KEYWORDS}
-        if isinstance(head, HeadPolicy):
-            if head_keywords:
-                raise TypeError(
-                    f"head=HeadPolicy(...) replaces {', '.join(sorted(head_keywords))}=: put them in the "
-                    "HeadPolicy (init=, seed=, width=)"
-                )
-            head_arg, num_outputs, head_init, seed = head.keywords()
-        else:
-            head_arg, seed = head, head_keywords.get("seed", 0)
-            num_outputs, head_init = head_keywords.get("num_outputs"), head_keywords.get("head_init")
+        head_arg, num_outputs, head_init, seed = head_keywords(head, legacy, fields="init=, seed=, width=")
         self.head_mode, learned = resolve_head(
             head_arg,
             self.num_backbone_features,

@@ -28,6 +28,7 @@ __all__ = [
     "INNER_LOOP_KEYWORDS",
     "HeadPolicy",
     "InnerLoop",
+    "head_keywords",
     "head_policy_from_keywords",
     "inner_loop_from_keywords",
     "split_keywords",
@@ -264,6 +265,29 @@ def head_policy_from_keywords(
     if head == "learned":
         return HeadPolicy.learned(num_outputs, init=init, seed=seed)
     return HeadPolicy.per_task(init, seed)
+
+
+def head_keywords(
+    head: object, legacy: Mapping[str, Any], *, fields: str
+) -> tuple[object, int | None, str | None, int]:
+    """``(head, num_outputs, head_init, seed)`` from ``head=`` and the older head keywords in ``legacy``.
+
+    A [`HeadPolicy`][HeadPolicy] gives its own (`HeadPolicy.keywords()`); older keywords beside one are
+    refused, naming ``fields``, the policy fields that replace them (the learners share this rule).
+
+    Examples:
+        >>> head_keywords("per_task", {"head_init": "kaiming"}, fields="init=, seed=")
+        ('per_task', None, 'kaiming', 0)
+    """
+    given = {k: v for k, v in legacy.items() if k in HEAD_KEYWORDS}
+    if isinstance(head, HeadPolicy):
+        if given:
+            raise TypeError(
+                f"head=HeadPolicy(...) replaces {', '.join(sorted(given))}=: put them in the "
+                f"HeadPolicy ({fields})"
+            )
+        return head.keywords()
+    return head, given.get("num_outputs"), given.get("head_init"), given.get("seed", 0)
 
 
 def split_keywords(
