@@ -9,6 +9,7 @@ import pytest
 import scipy.stats as scipy_stats
 
 from torchcross.evaluation.paired import paired_comparisons, seed_spread
+from torchcross.evaluation.stats import holm_adjust
 
 
 def _rows(method: str, values, target: str = "t", seed: int = 0) -> list[dict]:
@@ -32,6 +33,33 @@ def test_pairs_follow_episodes_not_row_order() -> None:
     assert ab["mean_difference"] == pytest.approx(float(np.mean(a - b)), rel=1e-12)
     assert ab["wilcoxon_p"] == pytest.approx(scipy_stats.wilcoxon(a - b, method="exact").pvalue, rel=1e-9)
     assert ab["n"] == 30
+
+
+def test_holm_columns_adjust_over_every_target_and_pair() -> None:
+    rng = np.random.default_rng(1)
+    rows = []
+    for target in ("t", "u"):
+        base = rng.uniform(0.5, 0.9, 12)
+        rows += _rows("a", base + 0.05, target) + _rows("b", base + rng.normal(0, 0.02, 12), target)
+        rows += _rows("c", base, target)
+    table = paired_comparisons(rows)
+    assert table.columns[table.columns.index("wilcoxon_p") :][:4] == [
+        "wilcoxon_p",
+        "wilcoxon_p_holm",
+        "sign_p",
+        "sign_p_holm",
+    ]
+    assert len(table) == 6  # one family: 2 targets x 3 pairs, not one family per target
+    for test in ("wilcoxon_p", "sign_p"):
+        raw = table.column(test)
+        assert table.column(f"{test}_holm") == holm_adjust(raw)
+        assert all(r <= h <= 1.0 for r, h in zip(raw, table.column(f"{test}_holm")))
+    # a always beats c by 0.05: the sign convention is a - b, wins of a
+    ac = next(r for r in table if (r["target"], r["method_a"], r["method_b"]) == ("t", "a", "c"))
+    assert ac["mean_difference"] == pytest.approx(0.05)
+    assert (ac["wins"], ac["losses"]) == (12, 0)
+    # the smallest sign-test p-value (12 wins of 12: 2 / 2**12) is multiplied by the 6 comparisons
+    assert min(table.column("sign_p_holm")) == pytest.approx(6 * 2 / 2**12)
 
 
 def test_duplicate_episodes_and_missing_columns_are_refused() -> None:

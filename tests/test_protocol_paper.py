@@ -338,6 +338,12 @@ def test_supervised_baseline_on_a_medimeta_fixture(demo_root: Path, tmp_path: Pa
     assert summary["supervised"]["auroc_mean"] == row["auroc"]
     assert summary["scratch"]["n_episodes"] == 4
     assert (tmp_path / "out" / "supervised.csv").is_file()
+    # results.md says why supervised is not paired (and why there is no paired.csv at all)
+    note = (tmp_path / "out" / "results.md").read_text()
+    assert "No `paired.csv`: it needs two methods scored on episodes." in note
+    assert "Not in `paired.csv`: supervised. It is scored once" in note
+    assert "bootstraps test images, not patients" in note
+    assert not (tmp_path / "out" / "paired.csv").exists()
     lines: list[str] = []
     again = run_protocol(
         _small(demo_root, tmp_path / "out", ["supervised", "scratch"]), progress=False, log=lines.append
@@ -359,6 +365,17 @@ def test_seeds_give_a_between_seed_spread_and_methods_are_paired(demo_root: Path
     assert (pair["method_a"], pair["method_b"], pair["n"]) == ("scratch", "linear-probe", 4)
     assert (tmp_path / "out" / "evaluations" / "seed-1" / "digits_scan_a" / "scratch.json").is_file()
     assert (tmp_path / "out" / "paired.csv").is_file()
+    header = (tmp_path / "out" / "paired.csv").read_text().splitlines()[0].split(",")
+    assert header[header.index("wilcoxon_p") :][:4] == [
+        "wilcoxon_p",
+        "wilcoxon_p_holm",
+        "sign_p",
+        "sign_p_holm",
+    ]
+    assert pair["wilcoxon_p_holm"] == pair["wilcoxon_p"]  # one comparison: Holm leaves it as it is
+    note = (tmp_path / "out" / "results.md").read_text()
+    assert "`mean_difference` is `method_a - method_b` (positive: `method_a` scored" in note
+    assert "Not in `paired.csv`" not in note
 
 
 def test_a_registered_learner_runs_through_torchcross_run(demo_root: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 from torchcross.evaluation.stats import (
     Summary,
+    holm_adjust,
     paired_difference,
     sign_test,
     summarize_values,
@@ -137,3 +138,60 @@ def test_paired_statistics_edge_cases() -> None:
         wilcoxon_signed_rank([1.0], method="normal")
     with pytest.raises(ValueError, match="paired scores need equal lengths, got 2 and 3"):
         paired_difference([1, 2], [1, 2, 3])
+
+
+def test_holm_adjust_hand_computed() -> None:
+    # m = 4 finite p-values (the NaN is not counted), sorted: 0.005, 0.01, 0.03, 0.04
+    #   0.005 * 4 = 0.02
+    #   0.01  * 3 = 0.03 (>= 0.02)
+    #   0.03  * 2 = 0.06 (>= 0.03)
+    #   0.04  * 1 = 0.04 -> raised to the running maximum 0.06 (step-down: never below an earlier one)
+    # back in the input order: [0.01 -> 0.03, 0.04 -> 0.06, 0.03 -> 0.06, 0.005 -> 0.02, nan -> nan]
+    adjusted = holm_adjust([0.01, 0.04, 0.03, 0.005, math.nan])
+    assert adjusted[:4] == pytest.approx([0.03, 0.06, 0.06, 0.02], rel=1e-12)
+    assert math.isnan(adjusted[4])
+    # capped at 1: 0.6 * 2 = 1.2 -> 1, then 0.9 * 1 = 0.9 -> raised to 1
+    assert holm_adjust([0.9, 0.6]) == [1.0, 1.0]
+    # ties share a value: 0.02 * 3 = 0.06, 0.02 * 2 = 0.04 -> 0.06, 0.5 * 1 = 0.5
+    assert holm_adjust([0.02, 0.5, 0.02]) == pytest.approx([0.06, 0.5, 0.06], rel=1e-12)
+    # one p-value is its own family; nothing in, nothing out
+    assert holm_adjust([0.03]) == [0.03]
+    assert holm_adjust([]) == []
+    assert all(math.isnan(v) for v in holm_adjust([math.nan, math.nan]))
+    with pytest.raises(ValueError, match=r"p-value 1\.5 at position 1 is outside \[0, 1\]"):
+        holm_adjust([0.5, 1.5])
+
+
+def _holm_rejects(p: list[float], alpha: float) -> set[int]:
+    """Holm's step-down procedure as stated: reject sorted p_(k) while p_(k) * (m - k + 1) <= alpha."""
+    finite = sorted((i for i, v in enumerate(p) if not math.isnan(v)), key=p.__getitem__)
+    rejected: set[int] = set()
+    for k, i in enumerate(finite):
+        if p[i] * (len(finite) - k) > alpha:
+            break
+        rejected.add(i)
+    return rejected
+
+
+_P_VALUES = st.lists(
+    st.one_of(st.floats(0.0, 1.0), st.sampled_from([0.0, 0.01, 0.05, 1.0, math.nan])), max_size=12
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(_P_VALUES)
+def test_holm_adjust_properties(p: list[float]) -> None:
+    adjusted = holm_adjust(p)
+    assert len(adjusted) == len(p)
+    for raw, adj in zip(p, adjusted):
+        assert math.isnan(raw) == math.isnan(adj)
+        if not math.isnan(raw):
+            assert raw <= adj <= 1.0
+    finite = [(raw, adj) for raw, adj in zip(p, adjusted) if not math.isnan(raw)]
+    for raw_a, adj_a in finite:  # the order of the raw p-values is kept
+        for raw_b, adj_b in finite:
+            if raw_a <= raw_b:
+                assert adj_a <= adj_b
+    # an adjusted p-value at most alpha is exactly a rejection by Holm's procedure at level alpha
+    for alpha in (0.001, 0.01, 0.05, 0.1, 0.5):
+        assert {i for i, v in enumerate(adjusted) if v <= alpha} == _holm_rejects(p, alpha)

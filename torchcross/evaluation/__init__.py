@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from torchcross.evaluation.results import ResultsTable as ResultsTable
     from torchcross.evaluation.stats import PairedComparison as PairedComparison
     from torchcross.evaluation.stats import Summary as Summary
+    from torchcross.evaluation.stats import holm_adjust as holm_adjust
     from torchcross.evaluation.stats import paired_difference as paired_difference
     from torchcross.evaluation.stats import sign_test as sign_test
     from torchcross.evaluation.stats import summarize_values as summarize_values
@@ -65,6 +66,7 @@ _EXPORTS: dict[str, str] = {
     "PairedComparison": "stats",
     "paired_difference": "stats",
     "sign_test": "stats",
+    "holm_adjust": "stats",
     "wilcoxon_signed_rank": "stats",
     "paired_comparisons": "paired",
     "seed_spread": "paired",

@@ -4,7 +4,8 @@ Methods of one protocol run are scored on the same fixed episodes, so their scor
 up by episode: [`paired_comparisons()`][paired_comparisons] reports, per target
 and pair of methods, the
 mean difference with a Student-t interval, the Wilcoxon signed-rank and the sign test
-(see [`paired_difference()`][paired_difference]).
+(see [`paired_difference()`][paired_difference]), each p-value also Holm-adjusted over all the rows
+of the table ([`holm_adjust()`][holm_adjust]).
 [`seed_spread()`][seed_spread] summarises runs repeated with several training
 seeds: the mean and
 standard deviation of the per-seed means, beside the episode interval of each seed.
@@ -18,7 +19,7 @@ from itertools import combinations
 from typing import Any
 
 from torchcross.evaluation.results import ResultsTable
-from torchcross.evaluation.stats import paired_difference, summarize_values
+from torchcross.evaluation.stats import holm_adjust, paired_difference, summarize_values
 
 __all__ = ["paired_comparisons", "seed_spread"]
 
@@ -43,8 +44,14 @@ def paired_comparisons(
     """Every pair of methods compared on the episodes they share, per ``by`` group.
 
     Rows: the ``by`` columns, ``method_a``, ``method_b`` (in order of first appearance),
-    ``n`` (shared episodes with finite scores), ``mean_difference`` (``a - b``),
-    ``ci_low``, ``ci_high``, ``wilcoxon_p``, ``sign_p``, ``wins``, ``losses``, ``ties``.
+    ``n`` (shared episodes with finite scores), ``mean_difference`` (``a - b``: positive when
+    ``a`` scores higher), ``ci_low``, ``ci_high`` (its Student-t interval), ``wilcoxon_p``,
+    ``wilcoxon_p_holm``, ``sign_p``, ``sign_p_holm``, ``wins``, ``losses``, ``ties`` (episodes
+    where ``a`` scores higher, lower, equal). The raw p-values are two-sided and per row; the
+    ``*_holm`` columns adjust each test's p-values with Holm's step-down method over the whole
+    table (every ``by`` group and pair of methods is one family; NaN p-values stay NaN and do not
+    count), so reading a ``*_holm`` value against ``alpha`` controls the chance of any false
+    positive among all the rows.
 
     Raises:
         KeyError: a missing column (naming the columns that exist).
@@ -90,14 +97,19 @@ def paired_comparisons(
                     "ci_low": c.ci_low,
                     "ci_high": c.ci_high,
                     "wilcoxon_p": c.wilcoxon_p,
+                    "wilcoxon_p_holm": math.nan,
                     "sign_p": c.sign_p,
+                    "sign_p_holm": math.nan,
                     "wins": c.wins,
                     "losses": c.losses,
                     "ties": c.ties,
                 }
             )
+    for test in ("wilcoxon_p", "sign_p"):
+        for row, adjusted in zip(out, holm_adjust(row[test] for row in out)):
+            row[f"{test}_holm"] = adjusted
     columns = [*by, "method_a", "method_b", "n", "mean_difference", "ci_low", "ci_high"]
-    columns += ["wilcoxon_p", "sign_p", "wins", "losses", "ties"]
+    columns += ["wilcoxon_p", "wilcoxon_p_holm", "sign_p", "sign_p_holm", "wins", "losses", "ties"]
     return ResultsTable(out, columns=columns)
 
 

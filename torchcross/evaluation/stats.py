@@ -2,7 +2,8 @@
 
 [`summarize_values()`][summarize_values] gives a mean with a Student-t confidence
 interval; [`paired_difference()`][paired_difference] compares two methods scored
-on the same episodes (mean difference with a t interval, Wilcoxon signed-rank test, sign test). The t
+on the same episodes (mean difference with a t interval, Wilcoxon signed-rank test, sign test);
+[`holm_adjust()`][holm_adjust] adjusts a family of p-values for multiple comparisons. The t
 quantile, the signed-rank distribution and the binomial tail are computed here, so the core library needs no
 SciPy; tests check them against ``scipy.stats``.
 """
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 __all__ = [
     "PairedComparison",
     "Summary",
+    "holm_adjust",
     "paired_difference",
     "sign_test",
     "summarize_values",
@@ -301,3 +303,37 @@ def paired_difference(a: Iterable[float], b: Iterable[float], confidence: float 
         ties=sum(d == 0 for d in diffs),
         confidence=confidence,
     )
+
+
+def holm_adjust(p_values: Iterable[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (controls the family-wise error rate).
+
+    With the ``m`` finite p-values sorted ascending, ``p_(1) <= ... <= p_(m)``, the adjusted value of
+    the ``i``-th is ``max over j <= i of min(1, (m - j + 1) * p_(j))``: the smallest is multiplied by
+    ``m``, the next by ``m - 1``, and so on, each at least the one before it and at most 1. Rejecting
+    where the adjusted value is at most ``alpha`` is Holm's test at level ``alpha``. The result is in
+    the input order; it is never below the raw value and keeps the order of the raw values (equal raw
+    values get equal adjusted values). NaN p-values (a comparison without any non-zero difference)
+    stay NaN and do not count in ``m``.
+
+    Raises:
+        ValueError: a p-value outside [0, 1] (naming it and its position).
+
+    Examples:
+        >>> holm_adjust([0.01, 0.04, 0.03, float("nan")])
+        [0.03, 0.06, 0.06, nan]
+    """
+    values = [float(v) for v in p_values]
+    for i, v in enumerate(values):
+        if not math.isnan(v) and not 0.0 <= v <= 1.0:
+            raise ValueError(
+                f"p-value {v!r} at position {i} is outside [0, 1]; pass p-values, not test statistics"
+            )
+    order = sorted((i for i, v in enumerate(values) if not math.isnan(v)), key=values.__getitem__)
+    m = len(order)
+    adjusted = [math.nan] * len(values)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * values[i]))
+        adjusted[i] = running
+    return adjusted

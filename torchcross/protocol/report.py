@@ -9,6 +9,7 @@ file atomically.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +19,9 @@ from torchcross.evaluation.paired import paired_comparisons, seed_spread
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import config_to_dict
 from torchcross.protocol.plan import ProtocolPlan
+from torchcross.protocol.registry import get_method
 
-__all__ = ["seed_mean", "summarize_results", "write_results"]
+__all__ = ["paired_note", "seed_mean", "summarize_results", "write_results"]
 
 
 def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
@@ -77,6 +79,44 @@ def summarize_results(
     return ResultsTable(rows, columns=columns), paired
 
 
+def paired_note(methods: Sequence[str], paired: ResultsTable | None) -> str:
+    """The text under the table of ``results.md`` that explains ``paired.csv`` and names what it leaves out.
+
+    ``paired.csv`` pairs episodic methods on their shared episodes; a method trained and scored per
+    target task without episodes (``per_task``, e.g. ``supervised``) has nothing to pair, and the note
+    says so and why. Empty when there is nothing to say.
+
+    Examples:
+        >>> note = paired_note(["scratch", "supervised"], None).splitlines()
+        >>> note[0]
+        'No `paired.csv`: it needs two methods scored on episodes.'
+        >>> note[1].split(".")[0]
+        'Not in `paired.csv`: supervised'
+    """
+    lines = []
+    if paired is not None:
+        lines.append(
+            "`paired.csv` compares every pair of episodic methods per target task on the episodes "
+            "they share: `mean_difference` is `method_a - method_b` (positive: `method_a` scored "
+            "higher), `ci_low` and `ci_high` its Student-t interval, `wins` / `losses` / `ties` the "
+            "episodes where `method_a` scored higher / lower / equal; `wilcoxon_p` and `sign_p` are "
+            "two-sided p-values per row, `wilcoxon_p_holm` and `sign_p_holm` the same Holm-adjusted "
+            "over all rows of the run."
+        )
+    unpaired = [m for m in methods if get_method(m).per_task]
+    if unpaired and paired is None:
+        lines.append("No `paired.csv`: it needs two methods scored on episodes.")
+    if unpaired:
+        lines.append(
+            f"Not in `paired.csv`: {', '.join(unpaired)}. "
+            f"{'It is' if len(unpaired) == 1 else 'They are'} scored once on each target task's whole "
+            "test split (its interval bootstraps test images, not patients), so "
+            f"{'it has' if len(unpaired) == 1 else 'they have'} no episodes to pair with the episodic "
+            "methods."
+        )
+    return "\n".join(lines)
+
+
 def write_results(
     plan: ProtocolPlan,
     episodes: ResultsTable,
@@ -105,7 +145,9 @@ def write_results(
     summary.to_csv(files["results_csv"])
     ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
     shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
-    format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown(files["results_md"])
+    table_md = format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown()
+    note = paired_note(plan.methods, paired)
+    atomic_write(files["results_md"], table_md + ("\n\n" + note if note else ""))
     if paired is not None:
         files["paired_csv"] = out / "paired.csv"
         paired.to_csv(files["paired_csv"])
