@@ -29,6 +29,7 @@ _EPILOG = """examples:
   torchcross medimeta verify /data/medimeta    # check downloaded folders
   torchcross episodes sample --data-path /data/medimeta --task "glaucoma/Glaucoma suspect" --out eps.json
   torchcross run experiment.toml               # the protocol on real data (see docs/protocol.md)
+  torchcross run experiment.toml --show-config # every setting it would run with, as TOML
 """
 
 
