@@ -29,6 +29,7 @@ _EPILOG = """examples:
   torchcross medimeta verify /data/medimeta    # check downloaded folders
   torchcross episodes sample --data-path /data/medimeta --task "glaucoma/Glaucoma suspect" --out eps.json
   torchcross run experiment.toml               # the protocol on real data (see docs/protocol.md)
+  torchcross run experiment.toml --show-config # every setting it would run with, as TOML
 """
 
 
@@ -128,7 +129,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="write into an out_dir that torchcross did not create (set [run] allow_existing_out_dir)",
     )
     p.add_argument("--no-resume", action="store_true", help="ignore checkpoints and finished evaluations")
-    p.add_argument("--check", action="store_true", help="validate the config and data, print the plan, stop")
+    mode = p.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--check", action="store_true", help="validate the config and data, print the plan, stop"
+    )
+    mode.add_argument(
+        "--show-config",
+        action="store_true",
+        help="print the fully resolved config as TOML (every section and key, defaults included; reloadable) "
+        "and stop, without checking the data or the output folder",
+    )
     p.add_argument("--progress", action="store_true", help="show progress bars even when not on a terminal")
     _add_medimeta(sub)
     ep = sub.add_parser("episodes", help="fixed evaluation episode sets", description="Fixed episode sets.")

@@ -226,11 +226,11 @@ def episodes_sample_command(args: argparse.Namespace) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run (or with ``--check`` only validate) the protocol of a config file."""
+    """Run the protocol of a config file (``--check``: only validate; ``--show-config``: only print it)."""
     import dataclasses
 
     from torchcross.evaluation.episodic import format_summary
-    from torchcross.protocol.config import load_config
+    from torchcross.protocol.config import config_to_toml, load_config
     from torchcross.protocol.plan import check_protocol
     from torchcross.protocol.run import run_protocol
 
@@ -243,6 +243,9 @@ def run_command(args: argparse.Namespace) -> int:
     if args.allow_existing_out:
         run = dataclasses.replace(run, allow_existing_out_dir=True)
     config = dataclasses.replace(config, run=run)
+    if args.show_config:  # the config as it would run (overrides applied); no data or out_dir is looked at
+        print(config_to_toml(config), end="")
+        return 0
     if args.check:
         plan = check_protocol(config)
         print(plan.describe())

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from torchcross.protocol.config import ProtocolConfig as ProtocolConfig
     from torchcross.protocol.config import config_from_dict as config_from_dict
     from torchcross.protocol.config import config_to_dict as config_to_dict
+    from torchcross.protocol.config import config_to_toml as config_to_toml
     from torchcross.protocol.config import load_config as load_config
     from torchcross.protocol.fingerprint import Reads as Reads
     from torchcross.protocol.plan import ProtocolPlan as ProtocolPlan
@@ -38,6 +39,7 @@ _EXPORTS: dict[str, str] = {
     "load_config": "config",
     "config_from_dict": "config",
     "config_to_dict": "config",
+    "config_to_toml": "config",
     "MethodContext": "registry",
     "MetaLearnVariant": "variants",
     "Reads": "fingerprint",

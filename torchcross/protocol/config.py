@@ -23,6 +23,8 @@ Examples:
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,6 +49,7 @@ __all__ = [
     "SupervisedConfig",
     "config_from_dict",
     "config_to_dict",
+    "config_to_toml",
     "import_plugin",
     "load_config",
     "normalize_method",
@@ -624,3 +627,92 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
             values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         out[name] = values
     return out
+
+
+_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
+_TOML_ESCAPES = {'"': '\\"', "\\": "\\\\", "\b": "\\b", "\t": "\\t", "\n": "\\n", "\f": "\\f", "\r": "\\r"}
+
+
+def _toml_string(where: str, text: str) -> str:
+    """``text`` as a TOML basic string: quotes, backslashes and control characters escaped."""
+    out = []
+    for ch in text:
+        code = ord(ch)
+        if ch in _TOML_ESCAPES:
+            out.append(_TOML_ESCAPES[ch])
+        elif code < 0x20 or code == 0x7F:
+            out.append(f"\\u{code:04X}")
+        elif 0xD800 <= code <= 0xDFFF:  # a lone surrogate (an undecodable file name) has no TOML spelling
+            raise ValueError(
+                f"{where} = {text!r} holds the lone surrogate U+{code:04X}, which TOML cannot store; "
+                "rename the file or folder to valid UTF-8"
+            )
+        else:
+            out.append(ch)
+    return '"' + "".join(out) + '"'
+
+
+def _toml_key(name: str) -> str:
+    return name if _BARE_KEY.fullmatch(name) else _toml_string(f"key {name!r}", name)
+
+
+def _toml_value(where: str, value: Any) -> str:
+    """One value of a config section in TOML: bool, int, float, str, Path, or a list of them."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if math.isinf(value):
+            return "inf" if value > 0 else "-inf"
+        return repr(value)  # the shortest spelling that reads back as the same float
+    if isinstance(value, (str, Path)):
+        return _toml_string(where, str(value))
+    if isinstance(value, (tuple, list)):
+        return "[" + ", ".join(_toml_value(where, v) for v in value) + "]"
+    raise TypeError(f"{where} = {value!r}: a {type(value).__name__} cannot be written as TOML")
+
+
+def config_to_toml(config: ProtocolConfig) -> str:
+    """The fully resolved config as TOML: every section and key, defaults included (``--show-config``).
+
+    Loading the text (`config_from_dict()` of the parsed TOML, or `load_config()` of a saved file) gives an
+    equal config. TOML has no null: a key whose value is ``None`` (unset: the default chosen at run time,
+    such as ``[pretrain] lr``) is written commented out, ``# lr = (unset)``, and reads back unset. The one
+    exception is a key that is ``None`` while its default is not (``[run] num_threads`` set to ``null`` in a
+    YAML config): its comment says that TOML cannot store it and that reloading gives the default.
+    Relative paths stay relative (a config read by `load_config()` holds absolute ones); ``[run] plugins``
+    files stay as written, relative to the config file's folder.
+
+    Raises:
+        ValueError: a string that TOML cannot store (a lone surrogate of an undecodable file name).
+
+    Examples:
+        >>> cfg = config_from_dict({"data": {"root": "d", "targets": "glaucoma"}, "run": {"out_dir": "o"}})
+        >>> print("\\n".join(config_to_toml(cfg).splitlines()[2:6]))
+        [data]
+        root = "d"
+        targets = ["glaucoma"]
+        # sources = (unset)
+    """
+    lines = ["# the resolved torchcross protocol config: every key, defaults included", ""]
+    for name, section in config.sections().items():
+        lines.append(f"[{_toml_key(name)}]")
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            key = _toml_key(f.name)
+            if value is None:
+                if f.default is None or f.default is dataclasses.MISSING:
+                    lines.append(f"# {key} = (unset)")
+                else:
+                    default = _toml_value(f"[{name}] {f.name}", f.default)
+                    lines.append(
+                        f"# {key} = (unset; TOML has no null: reloading this file gives the default "
+                        f"{default}; write {f.name}: null in a YAML config)"
+                    )
+                continue
+            lines.append(f"{key} = {_toml_value(f'[{name}] {f.name}', value)}")
+        lines.append("")
+    return "\n".join(lines)
