@@ -350,3 +350,16 @@ def test_info_of_a_converted_dataset_suggests_data_path(
     assert "toy: Synthetic toy" in capsys.readouterr().out
     assert main(["medimeta", "info", "nope", "--data-path", str(root)]) == 2
     assert f"known datasets: toy (the datasets under {root})" in capsys.readouterr().err
+
+
+def test_a_protocol_config_yaml_alias_bomb_is_refused_naming_the_file(tmp_path: Path) -> None:
+    from torchcross.protocol.config import load_config
+
+    levels = [line.split(": ", 1)[1] for line in _BOMB.splitlines()]
+    bomb = tmp_path / "experiment.yaml"
+    bomb.write_text("data:\n  root: d\n  targets: [" + ", ".join(levels) + "]\nrun:\n  out_dir: o\n")
+    with _memory_cap(), pytest.raises(ValueError, match=r"experiment\.yaml: line \d+: with its YAML aliases"):
+        load_config(bomb)
+    harmless = tmp_path / "ok.yaml"
+    harmless.write_text("data:\n  root: &r d\n  targets: [t]\nrun:\n  out_dir: *r\n")
+    assert str(load_config(harmless).run.out_dir).endswith("d")

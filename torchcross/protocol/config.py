@@ -567,13 +567,17 @@ def _read_yaml(path: Path) -> Any:
         import yaml
     except ImportError as exc:  # pragma: no cover - depends on the environment
         raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
+    from torchcross.datasets.medimeta.folder import load_yaml  # aliases bounded: no "billion laughs"
+
     try:
-        return yaml.safe_load(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ValueError(
             f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
         ) from None
-    except yaml.YAMLError as exc:
+    try:
+        return load_yaml(text, str(path))
+    except yaml.YAMLError as exc:  # pragma: no cover - load_yaml names the file itself
         raise ValueError(f"{path} is not valid YAML: {exc}") from exc
 
 
