@@ -29,6 +29,7 @@ __all__ = [
     "process_alive",
     "read_regular_file",
     "remove_stale_temp_files",
+    "special_file_kind",
     "temp_name",
 ]
 
@@ -307,6 +308,30 @@ def lock_folder(folder: str | os.PathLike[str], what: str = "output folder") -> 
         os.close(fd)
 
 
+def special_file_kind(mode: int) -> str | None:
+    """``None`` for a regular file, else what ``mode`` (an ``st_mode``) is: ``"a FIFO"``, ...
+
+    The one naming of non-regular files in the library's messages.
+
+    Examples:
+        >>> import os
+        >>> special_file_kind(os.stat(os.devnull).st_mode), special_file_kind(os.stat(".").st_mode)
+        ('a character device', 'a directory')
+    """
+    if stat.S_ISREG(mode):
+        return None
+    for test, name in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return name
+    return "a special file"
+
+
 def read_regular_file(path: str | os.PathLike[str], what: str = "file") -> bytes:
     """The bytes of ``path`` if it is a regular file (or a link to one); opening never blocks.
 
@@ -342,13 +367,8 @@ def read_regular_file(path: str | os.PathLike[str], what: str = "file") -> bytes
         raise type(exc)(exc.errno, f"cannot open {what} {name!r}: {exc.strerror or exc}") from None
     try:
         mode = os.stat(name).st_mode if fd is None else os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kinds = [
-                (stat.S_ISDIR, "a directory"),
-                (stat.S_ISFIFO, "a FIFO (named pipe)"),
-                (stat.S_ISSOCK, "a socket"),
-            ]
-            kind = next((k for test, k in kinds if test(mode)), "a device")
+        kind = special_file_kind(mode)
+        if kind is not None:
             raise ValueError(
                 f"{what} {name!r} is {kind}, not a regular file; give the path of the file itself"
             )

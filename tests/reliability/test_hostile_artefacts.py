@@ -263,7 +263,7 @@ def test_readers_refuse_special_files_without_blocking(tmp_path: Path, reader: s
         why = "a FIFO"
     elif kind == "device":
         path = Path(os.devnull)
-        why = "a device"
+        why = "a character device"
     else:
         path = tmp_path
         why = "a directory"

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 from typing import IO, Any, cast
 
 import numpy as np
 
+from torchcross._io import special_file_kind
 from torchcross.datasets._optional import require
 
 __all__ = ["HDF5Images", "MedIMetaFileError", "file_kind", "open_regular"]
@@ -33,22 +33,6 @@ _IOV_MAX = 1024  # buffers per preadv call (the POSIX minimum of IOV_MAX)
 
 class MedIMetaFileError(ValueError):
     """A file of a MedIMeta dataset folder is missing or malformed (the message names it)."""
-
-
-def _kind(mode: int) -> str | None:
-    """``None`` for a regular file, else what ``mode`` is (``"a FIFO"``, ``"a directory"``, ...)."""
-    if stat.S_ISREG(mode):
-        return None
-    for test, name in (
-        (stat.S_ISDIR, "a directory"),
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISSOCK, "a socket"),
-    ):
-        if test(mode):
-            return name
-    return "a special file"
 
 
 def file_kind(path: str) -> str | None:
@@ -67,7 +51,7 @@ def file_kind(path: str) -> str | None:
         return "missing"
     except OSError:
         return None  # e.g. no permission: opening the file reports it
-    return _kind(mode)
+    return special_file_kind(mode)
 
 
 def _not_regular(kind: str) -> str:
@@ -85,7 +69,7 @@ def _open_fd(path: str) -> int:
     except OSError as exc:
         raise MedIMetaFileError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
     try:
-        kind = _kind(os.fstat(fd).st_mode)
+        kind = special_file_kind(os.fstat(fd).st_mode)
         if kind is not None:
             raise MedIMetaFileError(f"{path}: {_not_regular(kind)}")
         if hasattr(os, "set_blocking"):

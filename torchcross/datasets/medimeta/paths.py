@@ -18,7 +18,7 @@ import secrets
 import shutil
 import stat
 
-from torchcross._io import process_alive
+from torchcross._io import process_alive, special_file_kind
 from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError
 
 __all__ = [
@@ -85,9 +85,8 @@ def read_text(path: str) -> str:
     except OSError as exc:
         raise MedIMetaFileError(f"{path}: cannot be opened ({exc.strerror or exc})") from None
     try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = "a directory" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "special"
+        kind = special_file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
             raise MedIMetaFileError(f"{path}: is {kind}, not a regular file")
         with os.fdopen(fd, "rb", closefd=False) as fh:
             data = fh.read()
