@@ -179,10 +179,11 @@ def format_results(summary: ResultsTable, metrics: Sequence[str], confidence: fl
             spread = "—" if _is_nan(sd) else f"{sd:.{digits}f}"
             cell = _insert_after(cell, "AUROC CI", SEED_COLUMN, f"{spread} ({n})")
         cells.append(cell)
-    n_seeds = max((r["n_seeds"] for r in shown), default=1) if several else 1
+    n_seeds = max((int(r["n_seeds"] or 1) for r in shown), default=1) if several else 1
     methods = list(dict.fromkeys(str(r["method"]) for r, boot in zip(shown, bootstrap) if boot))
-    legend = _legend(confidence, episodic=not all(bootstrap), bootstrap=methods, n_seeds=n_seeds)
-    return ResultsTable(cells).to_markdown() + "\n\n" + legend
+    episodic = not all(bootstrap)  # an empty table: no paragraph
+    legend = _legend(confidence, episodic=episodic, bootstrap=methods, n_seeds=n_seeds)
+    return ResultsTable(cells).to_markdown() + ("\n\n" + legend if legend else "")
 
 
 def _insert_after(cell: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
