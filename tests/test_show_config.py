@@ -254,6 +254,17 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "confidence interval": (("95%",), {"evaluation.confidence": 0.95}),
     # "one run": no list of seeds
     "training seeds": (("one run",), {"run.seeds": None}),
+    # "fixed lr 1e-3, 50 steps": no selection, the [finetune] values; the grid is the authors'
+    "fine-tuning lr and steps": (
+        ("fixed lr 1e-3, 50 steps",),
+        {
+            "selection.mode": "none",
+            "selection.lrs": (1e-3, 1e-2),
+            "selection.steps": (50, 100),
+            "finetune.lr": 1e-3,
+            "finetune.steps": 50,
+        },
+    ),
 }
 # code in the torchcross column that names an option rather than a default, per row
 _NOT_DEFAULTS = {"fully supervised": {"methods"}}

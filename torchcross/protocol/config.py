@@ -1,7 +1,7 @@
 """Configuration of the cross-domain few-shot protocol, read from TOML or YAML.
 
 A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
-``[maml]``, ``[finetune]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
+``[maml]``, ``[finetune]``, ``[selection]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
 ``data.root``, ``data.targets`` and ``run.out_dir`` are required, and the defaults are the
 MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
 Unknown sections and keys are errors that name them and
@@ -46,6 +46,7 @@ __all__ = [
     "PretrainConfig",
     "ProtocolConfig",
     "RunConfig",
+    "SelectionConfig",
     "SupervisedConfig",
     "config_from_dict",
     "config_to_dict",
@@ -297,6 +298,54 @@ class FinetuneConfig:
     batch_norm: Literal["support", "frozen", "batch"] = "support"
 
 
+def _learning_rates(where: str, value: Any) -> tuple[float, ...]:
+    """``value`` as a non-empty list of distinct positive finite numbers (one number: a list of one)."""
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (
+        not isinstance(items, (list, tuple))
+        or not items
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        or not all(math.isfinite(v) and v > 0 for v in items)
+        or len(set(items)) != len(items)
+    ):
+        raise TypeError(
+            f"{where} must be a non-empty list of distinct positive learning rates, e.g. [1e-3, 1e-2], "
+            f"got {value!r}"
+        )
+    return tuple(float(v) for v in items)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Choosing ``[finetune] lr`` and ``steps`` on episodes disjoint from the test episodes (ours).
+
+    The authors chose the fine-tuning learning rate and step count on the test episodes they
+    report (``deploy_all_ft_test.py`` and ``collect_all_5shot.py`` at 83c2aad try lr 1e-3, 1e-2
+    x 50, 100 steps on the 100 test episodes). ``mode = "target"`` or ``"sources"`` tries the
+    grid ``lrs`` x ``steps`` on ``n_episodes`` selection episodes and evaluates the test
+    episodes with the grid point of the best mean selection AUROC (see
+    [`torchcross.protocol.selection`][torchcross.protocol.selection]); it applies to the methods
+    that fine-tune (IM-PT, mm-PT, mm-MAML with ``[maml] evaluation = "finetune"``, ...).
+
+    Attributes:
+        mode: ``"none"`` (the ``[finetune]`` values: lr 1e-3, 50 steps, the authors' and the
+            default), ``"target"`` (episodes of each target task, drawn from ``split`` with a
+            seed of their own) or ``"sources"`` (episodes of the target's source tasks on ``split``).
+        lrs: the learning rates tried (the authors' grid, ``deploy_all_ft_test.py`` at 83c2aad).
+        steps: the fine-tuning step counts tried (the authors' grid, same file).
+        n_episodes: selection episodes per target task (``"target"``) or per target
+            (``"sources"``); ours.
+        split: the split the selection episodes are drawn from (ours: ``"val"``); with
+            ``[data] target_split = "test"`` target-mode selection and test episodes share no image.
+    """
+
+    mode: Literal["none", "target", "sources"] = "none"
+    lrs: tuple[float, ...] = field(default=(1e-3, 1e-2), metadata={"parse": _learning_rates})
+    steps: tuple[int, ...] = field(default=(50, 100), metadata={"min": 0, "distinct": True})
+    n_episodes: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
+    split: Split = "val"
+
+
 @dataclass(frozen=True)
 class AugmentationConfig:
     """Training-time augmentation of mm-PT, mm-MAML and the supervised baseline (torchvision v2).
@@ -407,6 +456,7 @@ class ProtocolConfig:
     pretrain: PretrainConfig = PretrainConfig()
     maml: MAMLConfig = MAMLConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    selection: SelectionConfig = SelectionConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     supervised: SupervisedConfig = SupervisedConfig()
     method_sections: tuple[tuple[str, Any], ...] = ()
@@ -444,6 +494,7 @@ _SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "maml": MAMLConfig,
     "finetune": FinetuneConfig,
+    "selection": SelectionConfig,
     "augmentation": AugmentationConfig,
     "supervised": SupervisedConfig,
     "run": RunConfig,

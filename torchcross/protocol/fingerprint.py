@@ -135,6 +135,7 @@ RESULT_READS = Reads(
         "data.source_tasks",
         "evaluation.methods",
         "evaluation.batch_size",  # episodes per call: the same results
+        "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""

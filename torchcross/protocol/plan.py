@@ -284,6 +284,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     # the splits the methods declare they read
     source_splits = {config.data.source_split or s.source_split for s in specs if s.source_split is not None}
     target_splits = {config.data.target_split}.union(*(s.target_splits for s in specs))
+    if config.selection.mode != "none":  # where the selection episodes come from
+        (target_splits if config.selection.mode == "target" else source_splits).add(config.selection.split)
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             for split in sorted(target_splits):

@@ -22,6 +22,7 @@ from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import config_to_dict
 from torchcross.protocol.plan import ProtocolPlan
 from torchcross.protocol.registry import get_method
+from torchcross.protocol.selection import selection_note, summary_selection
 
 __all__ = [
     "SEED_COLUMN",
@@ -83,6 +84,7 @@ def summarize_results(
         rows.extend(seed_rows)
         if several:
             rows.append(_over_seeds(seed_rows, METRICS))
+    chosen = summary_selection(rows, episodes, by)  # [selection]: the fine-tuning lr and steps chosen
     methods = {r["method"] for r in pooled} if len(pooled) else set()
     paired = None
     if len(methods) > 1:
@@ -91,6 +93,7 @@ def summarize_results(
         summary.columns
         + [c for c in ("n_seeds", "auroc_seed_std") if several]
         + (["seed", "n_test"] if len(supervised) else [])
+        + chosen
     )
     return ResultsTable(rows, columns=columns), paired
 
@@ -296,7 +299,8 @@ def write_results(
     shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
     confidence = plan.config.evaluation.confidence
     table_md = format_results(summary, ("auroc", "accuracy", *shown), confidence)
-    note = paired_note(plan.methods, paired)
+    notes = (paired_note(plan.methods, paired), selection_note(plan.config, summary))
+    note = "\n\n".join(n for n in notes if n)
     atomic_write(files["results_md"], table_md + ("\n\n" + note if note else ""))
     if paired is not None:
         files["paired_csv"] = out / "paired.csv"

@@ -60,6 +60,7 @@ from torchcross.protocol.plan import RESULT_FILES, RUN_FOLDERS, ProtocolPlan, ch
 from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.registry import get_method
 from torchcross.protocol.report import summarize_results, write_results
+from torchcross.protocol.selection import draw_selection_episodes, selection_applies, tuned_learner
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -283,7 +284,9 @@ def _evaluate_method(
         return done
     start = time.perf_counter()
     per_task = get_method(method).per_task
-    learner = None
+    learner = trained = None
+    picked: dict[str, Any] = {}  # [selection] "sources": one choice for every target task
+    chosen: dict[str, Any]
     if not per_task:
         logger = _curve_logger(plan, target.dataset_id, method, seed) if team.is_leader else None
         try:
@@ -306,13 +309,17 @@ def _evaluate_method(
                 torch.manual_seed(seed)
                 task_records = team.share([train_and_test(ctx, task)])
         else:
+            tuned, chosen = learner, {}  # [selection]: the learner with the chosen lr and steps
+            if selection_applies(plan.config, get_method(method).reads, learner):
+                tuned, chosen = _selected(plan, ctx, trained, task, episode_sets, sources, picked)
             task_records = _evaluate_task(
-                team, plan, learner, method, target, task, episode_sets[task], sources[task], log, progress
+                team, plan, tuned, method, target, task, episode_sets[task], sources[task], log, progress
             )
             for r in task_records:
                 r["dataset"] = target.dataset_id
                 r["seed"] = seed
                 r["train_seconds"] = round(train_seconds, 3)
+                r.update(chosen)
         records += task_records
         finished[task] = task_records
         if team.is_leader:
@@ -321,6 +328,33 @@ def _evaluate_method(
         _write_json(done_file, _with_digest({"fingerprint": fingerprint, "records": records}))
         partial_file.unlink(missing_ok=True)
     return records
+
+
+def _selected(
+    plan: ProtocolPlan,
+    ctx: Any,
+    trained: Any,
+    task: str,
+    episode_sets: dict[str, Any],
+    sources: dict[str, Any],
+    picked: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields."""
+    if "sources" in picked:
+        return picked["sources"]
+    episodes = draw_selection_episodes(
+        plan.config,
+        ctx.target,
+        task,
+        episode_sets[task],
+        sources[task],
+        lambda ds, name, split: open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size),
+        ctx.log,
+    )
+    out = tuned_learner(ctx, trained, evaluation_learner, episodes)
+    if plan.config.selection.mode == "sources":
+        picked["sources"] = out
+    return out
 
 
 def _evaluate_task(
