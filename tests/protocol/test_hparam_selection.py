@@ -26,6 +26,7 @@ from torchcross.protocol.selection import (
     select_finetuning,
     selection_seed,
     selection_settings,
+    summary_selection,
 )
 from torchcross.tasks.task import Task, TaskDescription
 
@@ -256,6 +257,9 @@ def test_a_changed_selection_redoes_the_evaluation_and_the_same_reuses_it(
     again = run_protocol(config, progress=False, log=lines.append)
     assert any("reusing finished evaluation" in line for line in lines)
     assert again.summary.to_records() == first.summary.to_records()
+    # computed again from scratch, the same seed makes the same choice
+    fresh = dataclasses.replace(config, run=dataclasses.replace(config.run, out_dir=tmp_path / "fresh"))
+    assert run_protocol(fresh, progress=False, log=None).summary.to_records() == first.summary.to_records()
     changed = dataclasses.replace(config, selection=dataclasses.replace(config.selection, n_episodes=1))
     lines.clear()
     run_protocol(changed, progress=False, log=lines.append)
@@ -293,6 +297,27 @@ def test_mode_none_leaves_results_and_fingerprints_as_without_selection(
     on = _config(demo_root, tmp_path / "c", selection=_SELECT)
     assert selection_settings(on, get_method("supervised").reads, per_task=True) == {}
     assert selection_settings(on, get_method("mm-PT").reads)["selection"]["mode"] == "target"
+
+
+def test_the_summary_names_each_seeds_choice_when_they_differ() -> None:
+    by = ("method", "target", "task_target")
+    key = {"method": "mm-PT", "target": "t/a", "task_target": "BINARY_CLASSIFICATION"}
+    chosen = {0: (1e-3, 50, 0.6, 0), 1: (1e-2, 50, 0.8, 2)}
+    episodes = [
+        {**key, "seed": seed, "episode": e, **dict(zip(SELECTION_COLUMNS, values))}
+        for seed, values in chosen.items()
+        for e in range(2)
+    ]
+    rows = [dict(key), {**key, "method": "supervised"}]
+    assert summary_selection(rows, episodes, by) == list(SELECTION_COLUMNS)
+    assert {k: rows[0][k] for k in SELECTION_COLUMNS} == {
+        "selected_lr": "0.001/0.01",
+        "selected_steps": 50,
+        "selection_auroc": pytest.approx(0.7),
+        "selection_shared_images": 1.0,
+    }
+    assert "selected_lr" not in rows[1]
+    assert summary_selection(rows, [dict(key, seed=0, episode=0)], by) == []
 
 
 # -- bad values -------------------------------------------------------------------------------------------

@@ -246,7 +246,7 @@ def draw_selection_episodes(
 
     Args:
         config: the run's config.
-        target: the target ([`TargetPlan`][torchcross.protocol.data.TargetPlan]).
+        target: the target (a ``TargetPlan``: its dataset, tasks and source tasks).
         task: the target task.
         test_episodes, test_source: its test episodes and the source they read from.
         open_task: ``(dataset, task, split) -> task source``.
@@ -410,11 +410,12 @@ def selection_note(config: ProtocolConfig, summary: Iterable[Mapping[str, Any]])
     sel = config.selection
     if sel.mode == "none":
         return ""
-    where = (
-        f"each target task's `{sel.split}` split"
-        if sel.mode == "target"
-        else f"the target's source tasks (`{sel.split}` split)"
-    )
+    if sel.mode == "target":
+        where = f"each target task's `{sel.split}` split"
+        how = "a seed of their own, none of them a test episode"
+    else:
+        where = f"the target's source tasks (`{sel.split}` split)"
+        how = "other datasets: no shared domain or subject"
     chosen = [
         f"{r['method']} on {r['target']}: lr {r['selected_lr']}, {r['selected_steps']} steps "
         f"(selection AUROC {float(r['selection_auroc']):.3f}, "
@@ -424,7 +425,7 @@ def selection_note(config: ProtocolConfig, summary: Iterable[Mapping[str, Any]])
     ]
     return (
         f"Fine-tuning lr/steps selected on {sel.n_episodes} episodes of {where}, disjoint from the test "
-        f"episodes (a seed of their own, none of them a test episode), from lr {list(sel.lrs)} x steps "
+        f"episodes ({how}), from lr {list(sel.lrs)} x steps "
         f"{list(sel.steps)}, best mean selection AUROC, instead of the fixed `[finetune]` lr "
         f"{config.finetune.lr:g}, {config.finetune.steps} steps (the paper's: lr 0.001, 50 steps, chosen by "
         f"the authors on the test episodes): {'; '.join(chosen) if chosen else 'no fine-tuning method'}."
