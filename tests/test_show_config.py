@@ -220,7 +220,7 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "augmentation.crop_p": 0.25,
         },
     ),
-    # mm-MAML's validation (every 2000 meta-updates on 100 episodes) is stated in words: [maml] is not epoch-based
+    # mm-MAML's validation (every 2000 meta-updates on 100 episodes) is stated in words, not as maml keys
     "early stopping": (
         ("patience 10 (mm-PT, supervised) / 5 (mm-MAML)", "once per epoch", "the whole validation set"),
         {

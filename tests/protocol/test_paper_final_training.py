@@ -23,7 +23,7 @@ from torchcross.learners.multitask import MultiTaskPretrainer
 from torchcross.protocol import check_protocol, pretrain, registry, supervised
 from torchcross.protocol.baselines import finetuner
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, load_config
-from torchcross.protocol.methods import method_context, train_method
+from torchcross.protocol.methods import method_context, method_fingerprint, train_method
 from torchcross.protocol.pretrain import pooled_task_auroc, task_loss_scales, validation_sources
 from torchcross.protocol.training import CheckpointMismatchError
 from torchcross.protocol.validation import EarlyStopping, epoch_updates
@@ -421,3 +421,9 @@ def test_a_supervised_resume_with_another_head_init_is_refused(demo_root: Path, 
         CheckpointMismatchError, match=r"changed: supervised\.head_init \(saved 'kaiming', now 'zero'\)"
     ):
         supervised.train_and_test(_context(changed, "supervised"), "even digit")
+
+
+def test_a_changed_fine_tuning_head_init_redoes_the_evaluation(demo_root: Path, tmp_path: Path) -> None:
+    kaiming = _context(_config(demo_root, tmp_path / "out"), "IM-PT")
+    zero = _context(_config(demo_root, tmp_path / "out", finetune={"head_init": "zero"}), "IM-PT")
+    assert method_fingerprint(kaiming) != method_fingerprint(zero)
