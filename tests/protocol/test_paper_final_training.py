@@ -427,3 +427,10 @@ def test_a_changed_fine_tuning_head_init_redoes_the_evaluation(demo_root: Path, 
     kaiming = _context(_config(demo_root, tmp_path / "out"), "IM-PT")
     zero = _context(_config(demo_root, tmp_path / "out", finetune={"head_init": "zero"}), "IM-PT")
     assert method_fingerprint(kaiming) != method_fingerprint(zero)
+
+
+def test_an_unknown_head_key_is_refused() -> None:
+    from torchcross.learners.finetuner import FineTuner
+
+    with pytest.raises(ValueError, match="head_key must be 'count' or 'episode', got 'order'"):
+        FineTuner(nn.Linear(2, 2), 2, head_key="order")  # type: ignore[arg-type]
