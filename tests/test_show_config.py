@@ -206,6 +206,10 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "mm-PT task sampling": ((), {"pretrain.weighting": "proportional"}),
     "task heads": ((), {"pretrain.head_init": "zero"}),
+    "fine-tuning and supervised heads": (
+        ("PyTorch's `nn.Linear` default",),
+        {"finetune.head_init": "kaiming", "supervised.head_init": "kaiming"},
+    ),
     "augmentation": (
         ("flips p = 0.25", "±10° rotation", "crop 200 of 224 then resize (p = 0.25)"),
         {
@@ -216,17 +220,20 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "augmentation.crop_p": 0.25,
         },
     ),
+    # mm-MAML's validation (every 2000 meta-updates on 100 episodes) is stated in words, not as maml keys
     "early stopping": (
-        ("patience 10 (mm-PT) / 5 (mm-MAML)",),
+        ("patience 10 (mm-PT, supervised) / 5 (mm-MAML)", "once per epoch", "the whole validation set"),
         {
             "pretrain.patience": 10,
+            "supervised.patience": 10,
             "maml.patience": 5,
-            "pretrain.val_every": 2000,
-            "maml.val_every": 2000,
-            "pretrain.val_batches": 200,
-            "maml.val_episodes": 100,
+            "pretrain.val_every": "epoch",
+            "supervised.val_every": "epoch",
+            "pretrain.val_batches": "all",
+            "supervised.val_batches": "all",
         },
     ),
+    "mm-PT task-loss scaling": ((), {"pretrain.scale_task_loss": True}),
     # a fixed behaviour, no key: nothing to check against the config
     "mm-PT validation data": (("the sources' `val` splits",), {}),
     # "second order": first_order = false

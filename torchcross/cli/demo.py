@@ -9,7 +9,7 @@ cannot download), mm-PT and mm-MAML are evaluated on 100 fixed 5-shot episodes o
 tasks.
 
 The demo keeps the paper's protocol (episodes from the whole dataset, proportional task
-sampling, zero-initialised heads, validation early stopping, random-shot MAML episodes,
+sampling, zero-initialised training heads, validation early stopping, random-shot MAML episodes,
 mm-MAML evaluated by fine-tuning its backbone) and departs from the paper's defaults
 only where its small data or the time limit (well under three minutes on two CPU cores)
 demand; ``docs/demo.md`` lists each departure: a Conv4 backbone with 32 filters on 16x16

@@ -220,9 +220,24 @@ class PretrainConfig:
         weight_decay: Adam L2 penalty.
         weighting: how the task of each update is drawn: ``"proportional"`` to the
             tasks' sizes, or ``"uniform"`` over tasks.
-        head_init: the task heads' initialisation, ``"zero"`` or ``"kaiming"``.
-        val_every: updates between validations (one validation "epoch").
-        val_batches: validation batches (of the sources' ``val`` splits) per validation.
+        head_init: the task heads' initialisation, ``"zero"`` (as the authors' mm-PT heads,
+            0.0.6 ``CrossDomainModel.add_head``) or ``"kaiming"``.
+        val_every: updates between validations: ``"epoch"`` (the authors' cadence:
+            ``val_check_interval`` is commented out in ``cross_domain_pft.py`` at 83c2aad, so
+            Lightning validates once per epoch) or a count. An epoch is one pass over every
+            training batch of every source task, as medimeta's ``MultiMedIMetaBatchTaskSource``
+            iterates them (``drop_last=False``): ``sum(ceil(n_t / batch_size))`` updates over the
+            source tasks ``t`` (divided among ``torchrun`` ranks, rounded up).
+        val_batches: ``"all"`` (every batch of the sources' ``val`` splits, as the authors:
+            ``limit_val_batches`` commented out) or that many batches drawn from them (always
+            the same ones). Either way the score is the AUROC of each source task over all its
+            validation predictions together, averaged over the tasks (the authors' metric
+            wrappers, 0.0.6 ``CrossDomainMeanWrapper``).
+        scale_task_loss: multiply each task's loss by ``max_count / count``, ``count`` being
+            the task's batches per epoch and ``max_count`` the largest one, so every task
+            weighs the same (the authors' ``--scale_loss_by_batch_count``, with which the
+            paper's runs were made: 0.0.6 ``lightning/cross_domain.py``); ``false``: every
+            batch's loss as it is.
         patience: stop after this many validations without a better validation AUROC,
             then restore the best weights (0: no validation, run all ``steps``).
     """
@@ -233,8 +248,9 @@ class PretrainConfig:
     weight_decay: float = field(default=0.0, metadata={"min": 0.0})
     weighting: Literal["uniform", "proportional"] = "proportional"
     head_init: Literal["zero", "kaiming"] = "zero"
-    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
-    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int | Literal["all"] = field(default="all", metadata={"min": 1, "max": _MAX_COUNT})
+    scale_task_loss: bool = True
     patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
 
 
@@ -280,7 +296,7 @@ class MAMLConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How IM-PT and mm-PT adapt to a target episode: fine-tune backbone and a new zero head.
+    """How IM-PT, mm-PT and mm-MAML adapt to a target episode: fine-tune the backbone and a new head.
 
     Attributes:
         steps: optimisation steps on the support set per episode.
@@ -290,12 +306,18 @@ class FinetuneConfig:
             mode on the query: the paper; with ``freeze_backbone`` support and query features alike are
             normalised with the support set's statistics), ``"frozen"`` (the backbone's running statistics,
             never updated) or ``"batch"`` (each batch's own statistics).
+        head_init: each episode's new head: ``"kaiming"`` (PyTorch's ``nn.Linear`` default, as the
+            authors' ``SimpleClassifier`` heads in ``finetune_and_test.py`` at 83c2aad: 0.0.6
+            ``models/simple.py``, ``init="kaiming"``) or ``"zero"``. A kaiming head is drawn from a
+            generator seeded with the training seed and a digest of the episode's support set, so
+            an episode gets the same head in any order, batch or rank.
     """
 
     steps: int = field(default=50, metadata={"min": 0, "max": _MAX_STEPS})
     lr: float = field(default=1e-3, metadata={"min": 0.0})
     freeze_backbone: bool = False
     batch_norm: Literal["support", "frozen", "batch"] = "support"
+    head_init: Literal["kaiming", "zero"] = "kaiming"
 
 
 def _learning_rates(where: str, value: Any) -> tuple[float, ...]:
@@ -375,8 +397,15 @@ class SupervisedConfig:
         steps: the most updates.
         batch_size: examples per batch.
         lr: Adam learning rate; ``None``: as [`paper_lr()`][paper_lr].
-        val_every: updates between validations on the task's ``val`` split.
-        val_batches: validation batches per validation.
+        val_every: updates between validations on the task's ``val`` split: ``"epoch"``
+            (once per pass over the train split, ``ceil(len(train) / batch_size)`` updates, as the
+            authors' DataLoader with ``drop_last=False``: ``val_check_interval`` is commented
+            out in ``fully_supervised.py`` at 83c2aad) or a count.
+        val_batches: ``"all"`` (the whole ``val`` split, as the authors) or that many batches
+            of it; their predictions are pooled into one AUROC.
+        head_init: the head's initialisation: ``"kaiming"`` (PyTorch's ``nn.Linear`` default,
+            as the authors' ``SimpleClassifier``: 0.0.6 ``models/simple.py``, ``init="kaiming"``),
+            drawn from a generator seeded with the training seed, or ``"zero"``.
         patience: validations without a better AUROC before stopping (0: run all steps).
         bootstrap: bootstrap resamples of the test split for the confidence interval.
     """
@@ -384,8 +413,9 @@ class SupervisedConfig:
     steps: int = field(default=500_000, metadata={"min": 0, "max": _MAX_STEPS})
     batch_size: int = field(default=64, metadata={"min": 1, "max": _MAX_COUNT})
     lr: float | None = field(default=None, metadata={"min": 0.0})
-    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
-    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int | Literal["all"] = field(default="all", metadata={"min": 1, "max": _MAX_COUNT})
+    head_init: Literal["kaiming", "zero"] = "kaiming"
     patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
     bootstrap: int = field(default=1000, metadata={"min": 10, "max": _MAX_COUNT})
 

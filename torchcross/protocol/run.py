@@ -4,11 +4,12 @@ For each target dataset: pick the source tasks (leave-one-out: every task of eve
 dataset with no domain or subject overlap), train each method on them, and evaluate it
 on fixed episodes of each target task:
 
-* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new zero head per
-  episode (``"scratch"``: the same from a seeded random initialisation);
+* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new head per
+  episode (``[finetune] head_init``; ``"scratch"``: the same from a seeded random initialisation);
 * ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one source
-  task drawn in proportion to size, through that task's own head; early stopping on
-  validation AUROC), then fine-tune as IM-PT;
+  task drawn in proportion to size, through that task's own head, its loss scaled so that
+  every task weighs the same; early stopping on the validation AUROC of each epoch), then
+  fine-tune as IM-PT;
 * ``mm-MAML``: MAML over source episodes of all kinds, random shots and class subsets,
   with a zero-initialised head per task (early stopping); then fine-tune as IM-PT;
 * any other method of [`torchcross.protocol.registry`][torchcross.protocol.registry] (ProtoNet, ANIL, FOMAML,
