@@ -38,7 +38,11 @@ def hf_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "vit": (
             tf.ViTForImageClassification(
                 tf.ViTConfig(
-                    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    image_size=32,
+                    patch_size=8,
+                    hidden_size=32,
+                    num_hidden_layers=1,
+                    num_attention_heads=2,
                     intermediate_size=64,
                 )
             ),
@@ -47,7 +51,11 @@ def hf_folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "dinov2": (
             tf.Dinov2ForImageClassification(
                 tf.Dinov2Config(
-                    image_size=32, patch_size=8, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                    image_size=32,
+                    patch_size=8,
+                    hidden_size=32,
+                    num_hidden_layers=1,
+                    num_attention_heads=2,
                     mlp_ratio=2,
                 )
             ),

@@ -1,10 +1,10 @@
 """Backbones from the ecosystem: timm, Hugging Face, OpenCLIP and torchvision feature extractors.
 
-[`load_backbone()`][torchcross.backbones.load.load_backbone] turns ``"<family>:<model>"`` and local
-weights into a [`Backbone`][torchcross.backbones.backbone.Backbone]: an ``nn.Module`` from images
+[`load_backbone()`][load_backbone] turns ``"<family>:<model>"`` and local
+weights into a [`Backbone`][Backbone]: an ``nn.Module`` from images
 ``(N, C, H, W)`` to features ``(N, num_features)`` that every learner takes, with the
-[`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing] read from the model's own
-configuration and a [`BackboneIdentity`][torchcross.backbones.backbone.BackboneIdentity] (family, model,
+[`Preprocessing`][Preprocessing] read from the model's own
+configuration and a [`BackboneIdentity`][BackboneIdentity] (family, model,
 weights digest, options). The families' packages are optional extras (``pip install
 "torchcross[timm]"``, ``[hf]``, ``[clip]``), imported only when a backbone of theirs is loaded.
 

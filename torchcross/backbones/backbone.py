@@ -5,7 +5,7 @@
 calls it), and it carries
 
 * ``num_features``, the width of its output, checked by a forward pass when it is built;
-* ``preprocessing``, the [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing] read from
+* ``preprocessing``, the [`Preprocessing`][Preprocessing] read from
   the model's own configuration;
 * ``identity``, a [`BackboneIdentity`][BackboneIdentity] (family, model, weights digest, options) that,
   with ``preprocessing.to_dict()``, keys an embedding cache;
@@ -171,8 +171,11 @@ class Backbone(nn.Module):
         Examples:
             >>> from torch import nn
             >>> from torchcross.backbones.preprocessing import Preprocessing
-            >>> b = Backbone(nn.Flatten(), Preprocessing((2, 2), (0.0,), (1.0,), channels=1),
-            ...              BackboneIdentity("custom", "flatten", "none"))
+            >>> b = Backbone(
+            ...     nn.Flatten(),
+            ...     Preprocessing((2, 2), (0.0,), (1.0,), channels=1),
+            ...     BackboneIdentity("custom", "flatten", "none"),
+            ... )
             >>> b.features(torch.ones(3, 1, 2, 2), dtype=torch.bfloat16).dtype
             torch.float32
         """
@@ -187,10 +190,13 @@ class Backbone(nn.Module):
 
     def extra_repr(self) -> str:
         """The identity and width, shown by ``print(backbone)``."""
-        return f"family={self.identity.family!r}, model={self.identity.model!r}, num_features={self.num_features}"
+        who = self.identity
+        return f"family={who.family!r}, model={who.model!r}, num_features={self.num_features}"
 
 
-def _measure_width(model: nn.Module, preprocessing: Preprocessing, identity: BackboneIdentity) -> tuple[int, list[str]]:
+def _measure_width(
+    model: nn.Module, preprocessing: Preprocessing, identity: BackboneIdentity
+) -> tuple[int, list[str]]:
     """The feature width, and the trainable parameters that the feature pass does not reach."""
     param = next(iter(model.parameters()), None)
     device = param.device if param is not None else torch.device("cpu")
@@ -206,8 +212,8 @@ def _measure_width(model: nn.Module, preprocessing: Preprocessing, identity: Bac
     if not isinstance(out, Tensor) or out.dim() != 2 or out.shape[0] != 1:
         shape = tuple(out.shape) if isinstance(out, Tensor) else type(out).__name__
         raise ValueError(
-            f"backbone {identity.family}:{identity.model} must map images (N, C, H, W) to features (N, width), "
-            f"got {shape} for one image of size {preprocessing.input_size}"
+            f"backbone {identity.family}:{identity.model} must map images (N, C, H, W) to features "
+            f"(N, width), got {shape} for one image of size {preprocessing.input_size}"
         )
     named = [(k, p) for k, p in model.named_parameters() if p.requires_grad]
     unused: list[str] = []

@@ -85,7 +85,7 @@ def _size(value: Any) -> tuple[int, int] | int | None:
 
 
 def hf_preprocessing(folder: Path) -> Preprocessing:
-    """The [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing] in ``preprocessor_config.json``.
+    """The preprocessing in a folder's ``preprocessor_config.json``.
 
     ``size`` ``{height, width}`` squashes, ``{shortest_edge}`` resizes the shorter side; a centre crop
     (``do_center_crop`` with ``crop_size``, or ConvNeXt's ``crop_pct``) sets ``crop_pct``. A
@@ -162,7 +162,7 @@ def load_hf(
     options: dict[str, Any] | None = None,
     preprocessing: Preprocessing | None = None,
 ) -> Backbone:
-    """A Hugging Face image model with ``num_labels=0`` as a [`Backbone`][torchcross.backbones.backbone.Backbone].
+    """A Hugging Face image model with ``num_labels=0`` as a backbone.
 
     ``weights`` is ``None`` (the folder's own weights) or ``"random"`` (its config, initialised under
     ``seed``). See [`load_backbone()`][torchcross.backbones.load.load_backbone].
@@ -182,7 +182,9 @@ def load_hf(
     with _quiet(transformers), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         if weights == "random":
-            config = transformers.AutoConfig.from_pretrained(folder, num_labels=0, local_files_only=True, **options)
+            config = transformers.AutoConfig.from_pretrained(
+                folder, num_labels=0, local_files_only=True, **options
+            )
             model = auto.from_config(config)
         else:
             try:

@@ -3,8 +3,13 @@
 Examples:
     >>> import torch
     >>> b = load_backbone(
-    ...     "timm:vit_tiny_patch16_224", "random",
-    ...     img_size=32, patch_size=8, embed_dim=32, depth=1, num_heads=2,
+    ...     "timm:vit_tiny_patch16_224",
+    ...     "random",
+    ...     img_size=32,
+    ...     patch_size=8,
+    ...     embed_dim=32,
+    ...     depth=1,
+    ...     num_heads=2,
     ... )
     >>> b.num_features, b.preprocessing.input_size, b.preprocessing.interpolation
     (32, (32, 32), 'bicubic')
@@ -72,7 +77,7 @@ def load_backbone(
             ``open_clip.create_model``, the torchvision model); plain JSON values, recorded in the identity.
 
     Returns:
-        A [`Backbone`][torchcross.backbones.backbone.Backbone]: ``(N, C, H, W) -> (N, num_features)``,
+        A [`Backbone`][Backbone]: ``(N, C, H, W) -> (N, num_features)``,
         with ``preprocessing``, ``identity`` and ``text_tower`` (CLIP models).
 
     Raises:

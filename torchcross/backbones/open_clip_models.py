@@ -2,7 +2,7 @@
 
 The features are the image tower's output (``model.visual(x)``, ``model.encode_image`` without
 normalisation): the image embedding in the joint image-text space, ``embed_dim`` wide. The full CLIP
-model stays reachable as ``backbone.text_tower`` (a [`TextTower`][torchcross.backbones.backbone.TextTower]
+model stays reachable as ``backbone.text_tower`` (a [`TextTower`][TextTower]
 with the model's tokenizer), which shares the image tower's parameters, for zero-shot classification.
 
 The name is an OpenCLIP model (``open_clip.list_models()``, or one added with
@@ -23,13 +23,19 @@ from torch import Tensor, nn
 
 from torchcross.backbones.backbone import Backbone, BackboneIdentity, TextTower
 from torchcross.backbones.preprocessing import Preprocessing
-from torchcross.backbones.weights import digest_files, read_state_dict, require, weight_files, weights_mismatch
+from torchcross.backbones.weights import (
+    digest_files,
+    read_state_dict,
+    require,
+    weight_files,
+    weights_mismatch,
+)
 
 __all__ = ["load_open_clip", "open_clip_preprocessing"]
 
 
 def open_clip_preprocessing(model: nn.Module) -> Preprocessing:
-    """The [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing] of an OpenCLIP model's image tower."""
+    """The preprocessing of an OpenCLIP model's image tower (its ``visual.preprocess_cfg``)."""
     cfg = dict(getattr(model.visual, "preprocess_cfg", None) or {})
     if not cfg:
         raise ValueError("the OpenCLIP model has no visual.preprocess_cfg; pass preprocessing=")
@@ -80,7 +86,7 @@ def load_open_clip(
     download: bool = False,
     options: dict[str, Any] | None = None,
 ) -> Backbone:
-    """An OpenCLIP model's image tower as a [`Backbone`][torchcross.backbones.backbone.Backbone].
+    """An OpenCLIP model's image tower as a [`Backbone`][Backbone].
 
     See [`load_backbone()`][torchcross.backbones.load.load_backbone]; ``options`` go to
     ``open_clip.create_model``.
@@ -92,7 +98,9 @@ def load_open_clip(
     if name.startswith(("local-dir:", "hf-hub:")):
         model_name, folder = _local_dir(name, download)
         if weights not in (None, "random"):
-            raise ValueError(f"weights={str(weights)!r}: {name!r} reads its weights from its folder; remove it")
+            raise ValueError(
+                f"weights={str(weights)!r}: {name!r} reads its weights from its folder; remove it"
+            )
     elif name not in open_clip.list_models():
         close = difflib.get_close_matches(name, open_clip.list_models(), n=5, cutoff=0.6)
         hint = f"; close names: {', '.join(close)}" if close else "; see open_clip.list_models()"

@@ -57,7 +57,9 @@ class Preprocessing:
         crop_pct: the fraction of the resized image that the centre crop keeps (1.0: no crop).
 
     Examples:
-        >>> p = Preprocessing((224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic", crop_pct=0.875)
+        >>> p = Preprocessing(
+        ...     (224, 224), (0.5,) * 3, (0.5,) * 3, "bicubic", resize_mode="shortest", crop_pct=0.875
+        ... )
         >>> p.resize_size((300, 400)), p.to_dict()["crop_pct"]
         ((256, 341), 0.875)
     """
@@ -126,8 +128,8 @@ class Preprocessing:
         """``(H, W)`` an image of ``image_size`` is resized to before the centre crop."""
         h, w = self.input_size
         if self.resize_mode == "squash":
-            return (int(math.floor(h / self.crop_pct)), int(math.floor(w / self.crop_pct)))
-        short = int(math.floor(min(h, w) / self.crop_pct))
+            return (math.floor(h / self.crop_pct), math.floor(w / self.crop_pct))
+        short = math.floor(min(h, w) / self.crop_pct)
         ih, iw = image_size
         if ih <= iw:
             return (short, max(short, int(short * iw / ih)))

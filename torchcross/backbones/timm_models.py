@@ -42,7 +42,7 @@ def _check_name(timm: Any, name: str) -> None:
 
 
 def timm_preprocessing(model: nn.Module) -> Preprocessing:
-    """The [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing] of a timm model.
+    """The [`Preprocessing`][Preprocessing] of a timm model.
 
     Read from ``timm.data.resolve_model_data_config(model)``; a fixed-size model's own input size
     (``model.patch_embed.img_size``) wins over its pretrained config's.
@@ -94,7 +94,7 @@ def load_timm(
     download: bool = False,
     options: dict[str, Any] | None = None,
 ) -> Backbone:
-    """A timm model without its classifier as a [`Backbone`][torchcross.backbones.backbone.Backbone].
+    """A timm model without its classifier as a [`Backbone`][Backbone].
 
     See [`load_backbone()`][torchcross.backbones.load.load_backbone] for the arguments (``name`` without
     the ``timm:`` prefix; ``options`` go to ``timm.create_model``).
@@ -126,8 +126,8 @@ def load_timm(
                 arch = json.loads(config.read_text(encoding="utf-8")).get("architecture")
                 if arch is not None and arch != name.split(".", 1)[0]:
                     raise ValueError(
-                        f"timm weights folder {str(source)!r} holds {arch!r}, not {name!r}; name the backbone "
-                        f"'timm:{arch}'"
+                        f"timm weights folder {str(source)!r} holds {arch!r}, not {name!r}; name the "
+                        f"backbone 'timm:{arch}'"
                     )
                 digested = [config, *weight_files(source)]
                 model = _create(timm, f"local-dir:{source}", source, options)
@@ -136,7 +136,9 @@ def load_timm(
                 overlay = {"file": str(source), "hf_hub_id": None, "url": None}
                 model = _create(timm, name, source, options, pretrained_cfg_overlay=overlay)
             else:
-                raise FileNotFoundError(f"timm weights {str(source)!r} do not exist (neither a file nor a folder)")
+                raise FileNotFoundError(
+                    f"timm weights {str(source)!r} do not exist (neither a file nor a folder)"
+                )
     if weights == "random":
         weights_id = f"random:seed={seed}"
     elif digested:

@@ -45,7 +45,7 @@ def load_torchvision(
     download: bool = False,
     options: dict[str, Any] | None = None,
 ) -> Backbone:
-    """A torchvision ResNet without ``fc`` as a [`Backbone`][torchcross.backbones.backbone.Backbone].
+    """A torchvision ResNet without ``fc`` as a [`Backbone`][Backbone].
 
     See [`load_backbone()`][torchcross.backbones.load.load_backbone].
     """
@@ -65,8 +65,9 @@ def load_torchvision(
             if not source.is_file():
                 if not download:
                     raise ValueError(
-                        f"torchvision's ImageNet weights of {name} are not in torch's cache ({str(source)!r}); "
-                        "give weights= a local state_dict file, 'random', or download=True"
+                        f"torchvision's ImageNet weights of {name} are not in torch's cache "
+                        f"({str(source)!r}); give weights= a local state_dict file, 'random', or "
+                        "download=True"
                     )
                 published.get_state_dict(progress=False)
         else:
@@ -78,6 +79,6 @@ def load_torchvision(
             raise err
         model.load_state_dict(state, strict=False)
         weights_id = digest_files([source])
-    model.fc = nn.Identity()  # type: ignore[assignment]
+    model.fc = nn.Identity()
     identity = BackboneIdentity.build("torchvision", name, weights_id, options)
     return Backbone(model, _preprocessing(published), identity)

@@ -3,8 +3,9 @@
 Examples:
     >>> from torch import nn
     >>> err = weights_mismatch(nn.Linear(2, 3), {"weight": torch.zeros(4, 2)}, "w.pth")
-    >>> print(err)
-    weights in 'w.pth' do not fit the backbone: missing keys ['bias']; shape mismatches ['weight': (4, 2) in the file, (3, 2) in the model]
+    >>> print(err)  # doctest: +NORMALIZE_WHITESPACE
+    weights in 'w.pth' do not fit the backbone: missing keys ['bias'];
+    shape mismatches ['weight': (4, 2) in the file, (3, 2) in the model]
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def require(module: str, extra: str) -> ModuleType:
         return importlib.import_module(module)
     except ImportError as exc:
         raise ImportError(
-            f"this backbone needs the {module!r} package; install it with `pip install \"torchcross[{extra}]\"`"
+            f'this backbone needs the {module!r} package; install it with `pip install "torchcross[{extra}]"`'
         ) from exc
 
 
@@ -66,7 +67,9 @@ def read_state_dict(path: str | Path) -> dict[str, Tensor]:
             state = state[key]
             break
     if not isinstance(state, dict) or not all(isinstance(v, Tensor) for v in state.values()):
-        raise ValueError(f"{str(path)!r} must hold a state_dict (a dict of tensors), got {type(state).__name__}")
+        raise ValueError(
+            f"{str(path)!r} must hold a state_dict (a dict of tensors), got {type(state).__name__}"
+        )
     return state
 
 
@@ -92,7 +95,11 @@ def weights_mismatch(
         if tuple(given[k].shape) != tuple(own[k].shape)
     )
     parts = []
-    for what, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("shape mismatches", shapes)):
+    for what, keys in (
+        ("missing keys", missing),
+        ("unexpected keys", unexpected),
+        ("shape mismatches", shapes),
+    ):
         if keys:
             more = f" and {len(keys) - _SHOWN} more" if len(keys) > _SHOWN else ""
             shown = ", ".join(keys[:_SHOWN]) if what == "shape mismatches" else repr(keys[:_SHOWN])[1:-1]
