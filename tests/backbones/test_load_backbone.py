@@ -254,3 +254,60 @@ def test_features_in_bfloat16_on_the_cpu() -> None:
 def test_weights_mismatch_is_none_when_the_weights_fit() -> None:
     net = torch.nn.Linear(2, 3)
     assert weights_mismatch(net, net.state_dict(), "w.pth") is None
+
+
+def test_open_clip_local_folder_with_its_own_preprocessing(clip_name: str, tmp_path: Path) -> None:
+    from conftest import CLIP_CONFIG
+    from safetensors.torch import save_file
+
+    b = load_backbone(f"open_clip:{clip_name}", "random", seed=2)
+    assert b.text_tower is not None
+    folder = tmp_path / "clip"
+    folder.mkdir()
+    preprocess = {
+        "mean": [0.1, 0.2, 0.3],
+        "std": [0.3, 0.2, 0.1],
+        "interpolation": "bilinear",
+        "resize_mode": "squash",
+    }
+    config = {"model_cfg": CLIP_CONFIG, "preprocess_cfg": preprocess}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    state = {k: v.contiguous() for k, v in b.text_tower.model.state_dict().items()}
+    save_file(state, folder / "open_clip_model.safetensors")
+    loaded = load_backbone(f"open_clip:local-dir:{folder}")
+    assert loaded.preprocessing == Preprocessing((32, 32), (0.1, 0.2, 0.3), (0.3, 0.2, 0.1), "bilinear")
+    x = b.preprocessing.apply(_images())
+    torch.testing.assert_close(loaded(x), b(x))
+    assert loaded.identity.weights.startswith("sha256:")
+    assert loaded.text_tower is not None
+    assert loaded.text_tower.encode_text(["a photo"]).shape == (1, 16)
+
+
+def test_hf_clip_vision_features(tmp_path: Path) -> None:
+    import transformers as tf
+
+    config = tf.CLIPConfig(
+        vision_config={
+            "image_size": 32,
+            "patch_size": 8,
+            "hidden_size": 24,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 48,
+        },
+        text_config={
+            "hidden_size": 8,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 16,
+            "vocab_size": 64,
+        },
+    )
+    tf.CLIPForImageClassification(config).save_pretrained(tmp_path)
+    tf.CLIPImageProcessor(size={"shortest_edge": 32}, crop_size={"height": 32, "width": 32}).save_pretrained(
+        tmp_path
+    )
+    b = load_backbone(f"hf:{tmp_path}")
+    assert b.num_features == 24  # the vision tower's width, as the benchmark's TransformersBackbone sees it
+    assert b.preprocessing.mean == pytest.approx((0.48145466, 0.4578275, 0.40821073))
+    assert b.text_tower is None

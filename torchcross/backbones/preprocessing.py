@@ -175,9 +175,45 @@ class Preprocessing:
         x = (x - mean) / std
         return x[0] if single else x
 
+    def to_torchvision(self) -> Any:
+        """The same preprocessing as a torchvision ``transforms.v2.Compose``, for PIL images in a dataset.
+
+        To a float image in ``[0, 1]``, resize (``resize_mode``, ``interpolation``, antialiased,
+        clamped to ``[0, 1]``), centre crop, grey to RGB, normalise: what [`apply()`][Preprocessing.apply]
+        does. Needs torchvision (``pip install
+        "torchcross[vision]"``).
+
+        Examples:
+            >>> p = Preprocessing((4, 4), (0.5,) * 3, (0.5,) * 3)
+            >>> p.to_torchvision()(torch.zeros(3, 8, 8, dtype=torch.uint8)).shape
+            torch.Size([3, 4, 4])
+        """
+        try:
+            from torchvision.transforms import v2
+        except ImportError as exc:
+            raise ImportError(
+                "Preprocessing.to_torchvision() needs torchvision; install it with "
+                '`pip install "torchcross[vision]"`'
+            ) from exc
+        mode = v2.InterpolationMode(self.interpolation)
+        h, w = self.input_size
+        if self.resize_mode == "squash":
+            resize = v2.Resize(self.resize_size((h, w)), interpolation=mode, antialias=True)
+        else:
+            resize = v2.Resize(math.floor(min(h, w) / self.crop_pct), interpolation=mode, antialias=True)
+        steps = [v2.ToImage(), v2.ToDtype(torch.float32, scale=True), resize, _clamp01]
+        steps += [v2.CenterCrop(self.input_size), *([v2.RGB()] if self.channels == 3 else [])]
+        steps.append(v2.Normalize(list(self.mean), list(self.std)))
+        return v2.Compose(steps)
+
     def __call__(self, images: Tensor) -> Tensor:
         """[`apply()`][Preprocessing.apply], so that the value serves as a transform."""
         return self.apply(images)
+
+
+def _clamp01(x: Any) -> Any:
+    """Clamp to ``[0, 1]`` (bicubic resizing overshoots), as resizing 8-bit images does."""
+    return x.clamp(0.0, 1.0)
 
 
 def _center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
@@ -187,5 +223,5 @@ def _center_crop(x: Tensor, size: tuple[int, int]) -> Tensor:
         return x
     if h < th or w < tw:  # resize_size never makes a side smaller than the crop
         raise ValueError(f"cannot crop {(th, tw)} from an image of size {(h, w)}")
-    top, left = (h - th) // 2, (w - tw) // 2
+    top, left = round((h - th) / 2.0), round((w - tw) / 2.0)  # as torchvision's center_crop
     return x[..., top : top + th, left : left + tw]
