@@ -103,3 +103,19 @@ def test_functional_call_uses_the_given_parameters(backbone: Backbone) -> None:
     torch.testing.assert_close(functional_call(backbone, (params, buffers), (x,)), backbone(x))
     shifted = {k: v + 0.05 for k, v in params.items()}
     assert not torch.allclose(functional_call(backbone, (shifted, buffers), (x,)), backbone(x))
+
+
+def test_deepcopy_and_state_dict_round_trip(backbone: Backbone) -> None:
+    """Learners and checkpoints copy backbones and save their state dicts."""
+    import copy
+
+    x = backbone.preprocessing.apply(_task().query[0])
+    twin = copy.deepcopy(backbone)
+    torch.testing.assert_close(twin(x), backbone(x))
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(0.01)
+    twin.load_state_dict(backbone.state_dict())
+    torch.testing.assert_close(twin(x), backbone(x))
+    assert twin.preprocessing == backbone.preprocessing
+    assert twin.identity == backbone.identity

@@ -151,14 +151,19 @@ def test_hf_folder_without_image_processor_needs_preprocessing(
 def test_hf_weights_that_do_not_fit_the_config_name_the_keys(
     hf_folders: dict[str, Path], tmp_path: Path
 ) -> None:
-    folder = tmp_path / "deeper"
-    shutil.copytree(hf_folders["vit"], folder)
-    cfg = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**cfg, "num_hidden_layers": 2}))
-    with pytest.raises(
-        ValueError, match=r"do not fit the model its config.json describes: missing keys \['vit\."
+    cfg = json.loads((hf_folders["vit"] / "config.json").read_text())
+    for change, match in (
+        ({"num_hidden_layers": 2}, r"describes: missing keys \['vit\."),
+        (
+            {"intermediate_size": 48},
+            r"describes: shape mismatches \['vit\..*: \(64,\) in the file, \(48,\) in the model",
+        ),
     ):
-        load_backbone(f"hf:{folder}")
+        folder = tmp_path / str(change)
+        shutil.copytree(hf_folders["vit"], folder)
+        (folder / "config.json").write_text(json.dumps({**cfg, **change}))
+        with pytest.raises(ValueError, match=match):
+            load_backbone(f"hf:{folder}")
 
 
 # --- OpenCLIP -----------------------------------------------------------------------------------------

@@ -189,7 +189,12 @@ def load_hf(
         else:
             try:
                 model, info = auto.from_pretrained(
-                    folder, num_labels=0, local_files_only=True, output_loading_info=True, **options
+                    folder,
+                    num_labels=0,
+                    local_files_only=True,
+                    output_loading_info=True,
+                    ignore_mismatched_sizes=True,  # reported by _check_loading, with the keys named
+                    **options,
                 )
             except (OSError, RuntimeError) as exc:
                 raise ValueError(f"could not load the Hugging Face model in {str(folder)!r}: {exc}") from None
@@ -203,9 +208,16 @@ def load_hf(
     return Backbone(_Logits(model), preprocessing, identity)
 
 
+def _mismatch(entry: Any) -> str:
+    if isinstance(entry, (tuple, list)) and len(entry) == 3:
+        key, stored, wanted = entry
+        return f"{key}: {tuple(stored)} in the file, {tuple(wanted)} in the model"
+    return str(entry[0] if isinstance(entry, (tuple, list)) else entry)
+
+
 def _check_loading(info: dict[str, Any], folder: Path) -> None:
     missing = sorted(k for k in info.get("missing_keys", ()) if not str(k).startswith("classifier"))
-    mismatched = sorted(str(k if isinstance(k, str) else k[0]) for k in info.get("mismatched_keys", ()))
+    mismatched = sorted(_mismatch(k) for k in info.get("mismatched_keys", ()))
     parts = []
     for what, keys in (("missing keys", missing), ("shape mismatches", mismatched)):
         if keys:

@@ -116,7 +116,10 @@ def load_open_clip(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         own_weights = folder is not None and weights is None  # a folder's own checkpoint
-        model = open_clip.create_model(model_name, pretrained=None, load_weights=own_weights, **options)
+        try:
+            model = open_clip.create_model(model_name, pretrained=None, load_weights=own_weights, **options)
+        except RuntimeError as exc:  # a folder's weights that do not fit its config (torch names the keys)
+            raise ValueError(f"could not load the OpenCLIP model {name!r}: {exc}") from None
     if source is not None:
         try:
             open_clip.load_checkpoint(model, str(source))
