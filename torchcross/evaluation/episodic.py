@@ -71,8 +71,9 @@ class EvaluationResult:
     Attributes:
         records: one dict per episode with ``method``, ``target``, ``episode``,
             ``task_identifier``, ``domain``, ``task_target``, ``n_classes``,
-            ``n_support``, ``n_query``, the `METRICS` and ``left_out`` (empty, or
-            a key of `LEFT_OUT`: why the episode's metrics are NaN).
+            ``n_support``, ``n_query``, the `METRICS`, ``left_out`` (empty, or
+            a key of `LEFT_OUT`: why the episode's metrics are NaN) and ``diverged``
+            (its logits were not finite; see `torchcross.evaluation.diverged`).
         seconds: wall time of the evaluation.
         confidence: level of the confidence intervals in
             [`summary()`][EvaluationResult.summary].
@@ -297,6 +298,7 @@ def evaluate(
             }
             record.update({m: float(scores.get(m, math.nan)) for m in METRICS})
             record["left_out"] = reason
+            record["diverged"] = reason == "non-finite"
             records.append(record)
             bar.update(1)
     finally:

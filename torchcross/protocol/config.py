@@ -143,12 +143,6 @@ class DataConfig:
         root: folder holding one sub-folder per dataset (MedIMeta format).
         targets: dataset ids or task ids ``"dataset/task name"``; a dataset id stands for
             the tasks ``target_tasks`` names.
-        target_tasks: which tasks a target given as a dataset id stands for: ``"primary"``
-            (its first task, task 0 of its ``info.yaml``: the one Tables 3 and 4 of the paper
-            report, as the authors' ``finetune_and_test.py`` and ``fully_supervised.py`` at
-            83c2aad default to ``--target_task_id 0``) or ``"all"`` (every task of it). A
-            ``"dataset/task name"`` target is always that task. The supervised baseline
-            follows it.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.
         source_tasks: with leave-one-out selection, ``"all"`` tasks of every source
             dataset, or only its ``"first"`` task (as the authors' experiment code did).
@@ -161,11 +155,16 @@ class DataConfig:
         image_size: resize images to ``image_size x image_size`` (``None`` keeps them).
         normalize: after scaling to ``[0, 1]``: ``"none"``, ``"half"`` (to ``[-1, 1]``) or
             ``"imagenet"`` (ImageNet mean and std, what ImageNet weights expect).
+        target_tasks: which tasks a target given as a dataset id stands for: ``"primary"``
+            (its first task, task 0 of its ``info.yaml``: the one Tables 3 and 4 of the paper
+            report, as the authors' ``finetune_and_test.py`` and ``fully_supervised.py`` at
+            83c2aad default to ``--target_task_id 0``) or ``"all"`` (every task of it). A
+            ``"dataset/task name"`` target is always that task. The supervised baseline
+            follows it.
     """
 
     root: Path
     targets: tuple[str, ...]
-    target_tasks: Literal["primary", "all"] = "primary"
     sources: tuple[str, ...] | None = None
     source_tasks: Literal["all", "first"] = "all"
     target_split: Split = "all"
@@ -173,6 +172,7 @@ class DataConfig:
     source_split: Split | None = None
     image_size: int | None = field(default=None, metadata={"min": 8, "max": _MAX_SIZE})
     normalize: Literal["none", "half", "imagenet"] = "imagenet"
+    target_tasks: Literal["primary", "all"] = "primary"
 
 
 @dataclass(frozen=True)
