@@ -197,10 +197,11 @@ _MARKERS = {
 
 
 def output_table(result: Any) -> str:
-    """The Markdown table a demo run prints (and the docs show)."""
-    from torchcross.evaluation.episodic import format_summary
+    """The Markdown table a demo run prints (and the docs show), then the line that says what its
+    numbers are ("±" is the half-width of the Student-t interval over the episodes, ...)."""
+    from torchcross.protocol.report import format_results
 
-    return format_summary(result.summary).to_markdown()
+    return format_results(result.summary, ("auroc", "accuracy"), result.plan.config.evaluation.confidence)
 
 
 _PATH_OPTIONS = ("--out", "--data", "--docs")

@@ -62,7 +62,11 @@ def _variant(ctx: MethodContext) -> MetaLearnVariant:
     return ctx.variant
 
 
-def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) -> dict[str, Any]:
+def _episode_datasets(
+    ctx: MethodContext, sources: dict[str, Any], length: int, stage: str = "training"
+) -> dict[str, Any]:
+    """Episode datasets of the sources that can fill an episode; ``stage`` (``"training"`` or
+    ``"validation"``) names, in the log line of a source left out, what it is left out of."""
     from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
@@ -91,9 +95,15 @@ def _episode_datasets(ctx: MethodContext, sources: dict[str, Any], length: int) 
                         seed=ctx.seed,
                     )
             except ValueError as exc:
-                ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name} skipped: {exc}")
+                what = (
+                    "no training episodes: this source task is not trained on"
+                    if stage == "training"
+                    else "no validation episodes: early stopping does not score this source task "
+                    "(its training episodes are not affected)"
+                )
+                ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name}, {what}: {exc}")
         for w in caught:
-            ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name}: {w.message}")
+            ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name} ({stage} episodes): {w.message}")
     return out
 
 
@@ -176,7 +186,7 @@ def train_maml(ctx: MethodContext) -> Trained:
     early = None
     if mc.patience > 0:
         val = _episode_datasets(
-            ctx, validation_sources(ctx), math.ceil(mc.val_episodes / max(1, len(episodes)))
+            ctx, validation_sources(ctx), math.ceil(mc.val_episodes / max(1, len(episodes))), "validation"
         )
         if val:
             n_val = min(mc.val_episodes, sum(len(d) for d in val.values()))

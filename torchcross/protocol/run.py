@@ -443,7 +443,8 @@ def run_protocol(
 
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
-    target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
+    target), ``results.md`` (one row per method and target, compact: ``mean ± half-width``, and
+    a paragraph saying what the numbers are), ``results.json``
     (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
