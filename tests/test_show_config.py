@@ -177,6 +177,13 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("5-shot", "10 query per class", "100 fixed episodes"),
         {"evaluation.n_shot": 5, "evaluation.n_query": 10, "evaluation.n_episodes": 100},
     ),
+    # "primary task (task 0)": a dataset target means its first task
+    "target tasks": (("primary task (task 0)",), {"data.target_tasks": "primary"}),
+    "multi-label episodes": (
+        ("`k` random positives and `k` random negatives", "greedy trim"),
+        {"evaluation.multilabel_sampler": "medimeta"},
+    ),
+    "diverged episodes (non-finite logits)": (("scored at chance level",), {"evaluation.diverged": "chance"}),
     "target examples": (
         ("the whole dataset", "< 50 examples dropped"),
         {"data.target_split": "all", "data.min_class_size": 50},

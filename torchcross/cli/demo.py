@@ -43,7 +43,7 @@ DEMO_METHODS: tuple[str, ...] = ("scratch", "mm-PT", "mm-MAML")
 """The demo's methods: the paper's three, IM-PT as ``"scratch"`` (no ImageNet weights here)."""
 
 _FULL: dict[str, dict[str, Any]] = {
-    "data": {"min_class_size": 20},
+    "data": {"min_class_size": 20, "target_tasks": "all"},  # every task kind of the target
     "evaluation": {"n_shot": 5, "n_query": 10, "n_episodes": 100},
     "backbone": {"name": "conv4", "hidden": 32, "weights": "random"},
     "augmentation": {"enabled": False},

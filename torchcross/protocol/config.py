@@ -142,7 +142,8 @@ class DataConfig:
 
     Attributes:
         root: folder holding one sub-folder per dataset (MedIMeta format).
-        targets: dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
+        targets: dataset ids or task ids ``"dataset/task name"``; a dataset id stands for
+            the tasks ``target_tasks`` names.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.
         source_tasks: with leave-one-out selection, ``"all"`` tasks of every source
             dataset, or only its ``"first"`` task (as the authors' experiment code did).
@@ -155,6 +156,12 @@ class DataConfig:
         image_size: resize images to ``image_size x image_size`` (``None`` keeps them).
         normalize: after scaling to ``[0, 1]``: ``"none"``, ``"half"`` (to ``[-1, 1]``) or
             ``"imagenet"`` (ImageNet mean and std, what ImageNet weights expect).
+        target_tasks: which tasks a target given as a dataset id stands for: ``"primary"``
+            (its first task, task 0 of its ``info.yaml``: the one Tables 3 and 4 of the paper
+            report, as the authors' ``finetune_and_test.py`` and ``fully_supervised.py`` at
+            83c2aad default to ``--target_task_id 0``) or ``"all"`` (every task of it). A
+            ``"dataset/task name"`` target is always that task. The supervised baseline
+            follows it.
     """
 
     root: Path
@@ -166,6 +173,7 @@ class DataConfig:
     source_split: Split | None = None
     image_size: int | None = field(default=None, metadata={"min": 8, "max": _MAX_SIZE})
     normalize: Literal["none", "half", "imagenet"] = "imagenet"
+    target_tasks: Literal["primary", "all"] = "primary"
 
 
 @dataclass(frozen=True)
@@ -180,6 +188,16 @@ class EvaluationConfig:
         confidence: level of the confidence intervals.
         batch_size: episodes per ``predict_many`` call of learners that batch episodes
             (a linear-probe fine-tuner); results are the same as one at a time.
+        multilabel_sampler: how multi-label target episodes are drawn: ``"medimeta"`` (the
+            authors': ``k`` random positives and ``k`` random negatives per label, then a greedy
+            trim, as 0.0.6 ``torchcross/data/metadataset/few_shot.py`` with which MedIMeta
+            presampled the test episodes) or ``"cover"`` (ours: a greedy near-minimal cover,
+            torchcross before this key); see ``torchcross.sampling.medimeta_multilabel``.
+        diverged: how an episode whose logits are not finite is scored: ``"chance"`` (a
+            failure at chance level: AUROC 0.5, accuracy 1/C, ...; kept in the mean and in
+            ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
+            (the paper does not say); either way the episodes are counted (``n_diverged``)
+            and a warning says so. See ``torchcross.evaluation.diverged``.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -188,6 +206,8 @@ class EvaluationConfig:
     n_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})
     confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999999})
     batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
+    multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
+    diverged: Literal["chance", "drop"] = "chance"
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     raw.get("run", {}).pop("plugins", None)  # imported when the config was made, relative to its file
     config_from_dict(raw)  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
-    targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
+    data = config.data
+    targets = plan_targets(catalogue, data.targets, data.sources, data.source_tasks, data.target_tasks)
     methods = resolve_methods(config)
     for m in methods:  # what each method declares it reads names settings that exist
         try:

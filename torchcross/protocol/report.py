@@ -47,6 +47,7 @@ def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
         for m in metrics:
             values = [float("nan") if r[m] is None else r[m] for r in rows]
             row[m] = sum(values) / len(values)
+        row["diverged"] = sum(bool(r.get("diverged")) for r in rows)  # seeds where the episode diverged
         out.append(row)
     return ResultsTable(out)
 

@@ -130,6 +130,7 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
             ev.n_query,
             seed=run.seed,
             filter_classes_min_samples=plan.config.data.min_class_size,
+            multilabel_sampler=ev.multilabel_sampler,
         )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
@@ -527,6 +528,7 @@ def run_protocol(
         if team.world_size > 1:
             say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
         records, supervised, torch_threads = _run_targets(team, plan, say, progress)
+        records = _score_diverged(records, config, say if team.is_leader else None)
         episodes = ResultsTable(records)
         summary, paired = summarize_results(plan, episodes, ResultsTable(supervised))
         seconds = time.perf_counter() - start
@@ -536,6 +538,39 @@ def run_protocol(
         )
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
+
+
+def _score_diverged(
+    records: list[dict[str, Any]], config: ProtocolConfig, say: Log | None
+) -> list[dict[str, Any]]:
+    """``records`` with ``[evaluation] diverged`` applied (see
+    [`score_diverged()`][torchcross.evaluation.diverged.score_diverged]); a ``warning:`` line and a
+    ``DivergenceWarning`` per method, target task and seed with diverged episodes (``say=None``: silent)."""
+    from torchcross.evaluation.diverged import score_diverged
+    from torchcross.learners.divergence import DivergenceWarning
+
+    rule = config.evaluation.diverged
+    scored = score_diverged(records, rule)
+    counts: dict[tuple[Any, Any, Any], list[int]] = {}
+    for r in scored:
+        count = counts.setdefault((r["method"], r["target"], r.get("seed")), [0, 0])
+        count[0] += r["diverged"]
+        count[1] += 1
+    how = (
+        "scored as failures at chance level (AUROC 0.5) and kept in the mean and paired.csv"
+        if rule == "chance"
+        else "left out of the mean and paired.csv"
+    )
+    for (method, target, seed), (n, total) in counts.items():
+        if n and say is not None:
+            where = f" (seed {seed})" if config.run.seeds is not None else ""
+            message = (
+                f"{method} on {target}{where}: {n} of {total} episodes diverged (non-finite logits); "
+                f"{how} ([evaluation] diverged = {rule!r}); results.csv counts them in n_diverged"
+            )
+            say(f"warning: {message}")
+            warnings.warn(message, DivergenceWarning, stacklevel=3)
+    return scored
 
 
 def _run_targets(
