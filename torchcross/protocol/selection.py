@@ -226,7 +226,13 @@ def _draw(config: ProtocolConfig, source: Any, n: int, seed: int, name: str, log
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(
-            source, n, ev.n_shot, ev.n_query, seed=seed, filter_classes_min_samples=config.data.min_class_size
+            source,
+            n,
+            ev.n_shot,
+            ev.n_query,
+            seed=seed,
+            filter_classes_min_samples=config.data.min_class_size,
+            multilabel_sampler=ev.multilabel_sampler,
         )
     for w in caught:
         log(f"selection episodes of {name}: {w.message}")
