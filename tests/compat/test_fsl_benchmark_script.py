@@ -18,6 +18,7 @@ import math
 import pickle
 import runpy
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -64,7 +65,7 @@ def test_the_copies_are_the_authors_files_unchanged() -> None:
 
 
 @pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def workdir(tmp_path_factory: pytest.TempPathFactory, offline: None) -> Path:
     """The script and its ``models`` package, tiny backbones as hub-like folders, data and episodes."""
     root = tmp_path_factory.mktemp("fsl_benchmark")
     for name in BLOBS:
@@ -114,18 +115,29 @@ def _presample(data_path: str, out: Path, dataset_id: str, task: str, n_support:
         pickle.dump(list(episodes), f)
 
 
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+@pytest.fixture(scope="module")
+def offline() -> Iterator[None]:
+    """No hub: the environment variables, and huggingface_hub's flag if it was imported before them."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TRANSFORMERS_OFFLINE", "1")
+        import huggingface_hub.constants
+
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield
+
+
+def _forget_models_package() -> None:
+    """The script's ``models`` package is a top-level name: drop it from ``sys.modules``."""
+    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
+        del sys.modules[name]
 
 
 def _run_script(workdir: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *args: str) -> None:
     """``python finetune_and_test.py ARGS`` in ``workdir``, in this process."""
     monkeypatch.chdir(workdir)
     monkeypatch.syspath_prepend(str(workdir))
-    for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
-        monkeypatch.delitem(sys.modules, name)
+    _forget_models_package()
     if not torch.cuda.is_available():
         # The script moves the linear probe's backbone to ``trainer.device_ids[0]``, which Lightning gives as
         # 0 on the CPU too, and ``.to(0)`` means cuda:0: without a GPU, name the trainer's own device.
@@ -141,7 +153,10 @@ def _run_script(workdir: Path, out: Path, monkeypatch: pytest.MonkeyPatch, *args
     argv += ["--optimizer", "Adam", "--learning_rate", str(LR), "--finetuning_steps", str(STEPS)]
     argv += ["--test_dir", str(out), *args]
     monkeypatch.setattr(sys, "argv", argv)
-    runpy.run_path("finetune_and_test.py", run_name="__main__")
+    try:
+        runpy.run_path("finetune_and_test.py", run_name="__main__")
+    finally:
+        _forget_models_package()
 
 
 def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
@@ -166,8 +181,7 @@ def _our_metrics(workdir: Path, backbone_folder: str, linear_probe: bool) -> lis
         from models.tranformers_backbones import get_backbone_from_name
     finally:
         sys.path.remove(str(workdir))
-        for name in [m for m in sys.modules if m == "models" or m.startswith("models.")]:
-            del sys.modules[name]
+        _forget_models_package()
     backbone, width = get_backbone_from_name(str(workdir / backbone_folder))
     episodes = medimeta.PickledMedIMetaTaskDataset(
         str(workdir / "MedIMeta_presampled"),
