@@ -53,6 +53,7 @@ BLOBS = {
 }
 N_EPISODES = 2  # the script opens the file of 100 episodes; it holds these few (see _presample)
 STEPS, LR = 5, 1e-2
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the script's
 
 
 def _git_blob(data: bytes) -> str:
@@ -165,7 +166,7 @@ def _read_csv(path: Path) -> tuple[list[str], list[list[str]]]:
 
 
 def _our_metrics(workdir: Path, backbone_folder: str, linear_probe: bool) -> list[dict[str, float]]:
-    """This library's fine-tuner on the script's episodes: same backbone, head init, Adam, lr and steps.
+    """This library's backbone loader and fine-tuner on the script's episodes and settings.
 
     The BatchNorm policy is the one the script's loop ends up with: ``from_pretrained`` leaves the model in
     eval mode, and since Lightning 2.2 (the script asks for ``lightning>=2.2.3``) ``Trainer.fit`` no longer
@@ -176,13 +177,14 @@ def _our_metrics(workdir: Path, backbone_folder: str, linear_probe: bool) -> lis
     """
     from torchvision import transforms
 
-    sys.path.insert(0, str(workdir))
-    try:
-        from models.tranformers_backbones import get_backbone_from_name
-    finally:
-        sys.path.remove(str(workdir))
-        _forget_models_package()
-    backbone, width = get_backbone_from_name(str(workdir / backbone_folder))
+    from torchcross.backbones import Preprocessing, load_backbone
+
+    # our loader of the same folder (the script's models.tranformers_backbones loads it the same way:
+    # AutoModelForImageClassification with num_labels=0, in eval mode); the tiny folders have no
+    # preprocessor_config.json, so the script's ImageNet normalisation is passed
+    imagenet = Preprocessing(input_size=(16, 16), mean=IMAGENET_MEAN, std=IMAGENET_STD)
+    backbone = load_backbone(f"hf:{workdir / backbone_folder}", preprocessing=imagenet)
+    width = backbone.num_features
     episodes = medimeta.PickledMedIMetaTaskDataset(
         str(workdir / "MedIMeta_presampled"),
         str(workdir / "MedIMeta"),
@@ -193,7 +195,7 @@ def _our_metrics(workdir: Path, backbone_folder: str, linear_probe: bool) -> lis
         length=100,
         collate_fn=tx.utils.collate_fn.stack,
         transform=transforms.Compose(
-            [transforms.ToTensor(), transforms.Normalize([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])]
+            [transforms.ToTensor(), transforms.Normalize(IMAGENET_MEAN, IMAGENET_STD)]
         ),
     )
     tuner = FineTuner(
