@@ -24,11 +24,21 @@ from torch import Tensor
 
 from torchcross.learners.transforms import GradientTransformation, apply_updates, holds_tensors_in_state
 
-__all__ = ["Unflatten", "checkpointed_step", "flatten_tensors", "supports_checkpoint"]
+__all__ = ["Unflatten", "checkpointed_step", "flatten_tensors", "grads_or_zeros", "supports_checkpoint"]
 
 ParamDict = dict[str, Tensor]
 Unflatten = Callable[[list[Tensor]], Any]
 _PLAIN = (int, float, bool, str, type(None))
+
+
+def grads_or_zeros(loss: Tensor, inputs: list[Tensor], create_graph: bool = False) -> list[Tensor]:
+    """``torch.autograd.grad(loss, inputs)``, with zeros for inputs the loss does not use.
+
+    A backbone may hold parameters that its forward pass never uses (DINOv2's ``mask_token``, used
+    only with masked inputs); their gradient is zero, and Adam and SGD leave them unchanged.
+    """
+    grads = torch.autograd.grad(loss, inputs, create_graph=create_graph, allow_unused=True)
+    return [torch.zeros_like(t) if g is None else g for t, g in zip(inputs, grads)]
 
 
 def flatten_tensors(tree: Any) -> tuple[list[Tensor], Unflatten]:
@@ -157,7 +167,7 @@ def checkpointed_step(
     def run(tensors: list[Tensor], create_graph: bool) -> list[Tensor]:
         p = dict(zip(keys, tensors[:n_p]))
         loss = loss_fn(p)
-        grads = torch.autograd.grad(loss, [p[n] for n in names], create_graph=create_graph)
+        grads = grads_or_zeros(loss, [p[n] for n in names], create_graph=create_graph)
         updates, new_state = optimizer.update(dict(zip(names, grads)), rebuild_state(tensors[n_p:]), p)
         new = apply_updates(p, updates)
         loss_box.append(loss.detach())

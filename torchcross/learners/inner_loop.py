@@ -27,7 +27,7 @@ from torch import Tensor
 from torch.utils.checkpoint import checkpoint as _checkpoint
 
 from torchcross._checks import check_int
-from torchcross.learners._checkpoint import checkpointed_step, supports_checkpoint
+from torchcross.learners._checkpoint import checkpointed_step, grads_or_zeros, supports_checkpoint
 from torchcross.learners.inner_optimizers import InnerOptimizer, as_transformation
 from torchcross.learners.transforms import GradientTransformation, apply_updates
 
@@ -88,7 +88,7 @@ def _autograd_step(
     state: Any,
 ) -> tuple[ParamDict, Any, Tensor]:
     loss = loss_fn(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names], create_graph=create_graph)
+    grads = grads_or_zeros(loss, [params[n] for n in names], create_graph=create_graph)
     new, state = transform_step(optimizer, params, dict(zip(names, grads)), state)
     return new, state, loss.detach()
 
@@ -103,7 +103,7 @@ def _plain_step(
     for n in names:
         params[n] = params[n].detach().requires_grad_()
     loss = loss_fn(params)
-    grads = torch.autograd.grad(loss, [params[n] for n in names])
+    grads = grads_or_zeros(loss, [params[n] for n in names])
     with torch.no_grad():
         new, state = transform_step(
             optimizer, {k: v.detach() for k, v in params.items()}, dict(zip(names, grads)), state

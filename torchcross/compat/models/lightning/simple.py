@@ -3,6 +3,11 @@
 Batches are ``(inputs, labels)``. Logs ``loss/{train,val,test}`` and torchmetrics
 ``accuracy/...`` and ``AUROC/...`` (`torchcross.cd.metrics.Accuracy()`, ``AUROC``).
 
+``head_init=`` and ``linear_probe=`` are the later torchcross API that the MedIMeta authors'
+foundation-model benchmark (``finetune_and_test.py``) calls: ``SimpleClassifier(backbone, n, description,
+partial(torch.optim.Adam, lr=1e-4), expand_input_channels=False, head_init="zero", linear_probe=True)``
+trains the head only, the backbone frozen and in eval mode.
+
 Examples:
     >>> from functools import partial
     >>> import torch
@@ -19,7 +24,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from lightning.pytorch import LightningModule
 from torch import Tensor, nn
@@ -48,6 +53,8 @@ class SimpleClassifier(PlainSimpleClassifier, EpochLRSchedule, LightningModule):
         lr_scheduler: ``optimiser -> scheduler``, stepped after every training epoch.
         pos_class_weights: class weights (multi-class, ordinal) or positive weights (binary,
             multi-label) of the loss (`torchcross.cd.losses.get_criterion()`).
+        head_init, linear_probe: as `torchcross.models.SimpleClassifier` (``"kaiming"`` or ``"zero"``;
+            ``True``: the backbone is frozen and kept in eval mode while the head trains).
     """
 
     def __init__(
@@ -59,8 +66,18 @@ class SimpleClassifier(PlainSimpleClassifier, EpochLRSchedule, LightningModule):
         lr_scheduler: Callable[..., Any] | None = None,
         expand_input_channels: bool = True,
         pos_class_weights: Tensor | None = None,
+        *,
+        head_init: Literal["kaiming", "zero"] = "kaiming",
+        linear_probe: bool = False,
     ) -> None:
-        super().__init__(backbone, num_backbone_features, task_description, expand_input_channels)
+        super().__init__(
+            backbone,
+            num_backbone_features,
+            task_description,
+            expand_input_channels,
+            head_init=head_init,
+            linear_probe=linear_probe,
+        )
         self.register_buffer("pos_class_weights", pos_class_weights)
         self.criterion = get_criterion(task_description, pos_class_weights=pos_class_weights)
         self.pred_func = get_prob_func(task_description.task_target)
