@@ -1,13 +1,14 @@
-"""The MedIMeta authors' foundation-model benchmark script, run unchanged on this package.
+"""The MedIMeta authors' foundation-model benchmark script, on this package.
 
-``finetune_and_test.py`` of StefanoWoerner/medimeta-fsl-benchmark (commit 757d7d8; a verbatim copy in
-``tests/compat/data/medimeta_fsl_benchmark``, see its ``PROVENANCE.md``) fine-tunes or linear-probes a
-Hugging Face backbone on presampled MedIMeta episodes with the later torchcross API
-``SimpleClassifier(..., head_init=..., linear_probe=...)`` and a Lightning ``Trainer`` per episode.
-Here it runs on tiny randomly initialised ResNet, ViT and DINOv2 models saved with ``save_pretrained``
-(offline), on a small MedIMeta-format folder, and its per-episode results are compared with this
-library's own [`FineTuner`][torchcross.learners.finetuner.FineTuner] on the same episodes.
-"""
+``finetune_and_test.py`` of StefanoWoerner/medimeta-fsl-benchmark (commit 757d7d8) fine-tunes or
+linear-probes a Hugging Face backbone on presampled MedIMeta episodes with the later torchcross API
+``SimpleClassifier(..., head_init=..., linear_probe=...)`` and a Lightning ``Trainer`` per episode. Its
+repository has no licence file, so its files are not copied here: ``fsl_benchmark_client/`` holds a client
+written in their style (the same calls, command line and output files), and ``TORCHCROSS_FSL_BENCHMARK``
+naming a checkout of their repository runs every test below on their own files as well (checked to be the
+files of that commit). The script runs on tiny randomly initialised ResNet, ViT and DINOv2 models saved with
+``save_pretrained`` (offline), on a small MedIMeta-format folder, and its per-episode results are compared
+with this library's own [`FineTuner`][torchcross.learners.finetuner.FineTuner] on the same episodes."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import functools
 import hashlib
 import itertools
 import math
+import os
 import pickle
 import runpy
 import sys
@@ -45,12 +47,17 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore:No (positive|negative) samples in targets:UserWarning"),
 ]
 
-DATA = Path(__file__).parent / "data" / "medimeta_fsl_benchmark"
-# git blob hashes of the files at the authors' commit 757d7d8 (PROVENANCE.md): the copies are unchanged
+# the client written here in the style of the authors' benchmark script (fsl_benchmark_client/README.md),
+# and, with TORCHCROSS_FSL_BENCHMARK naming a checkout of their repository, their own files
+CLIENT = Path(__file__).parent / "fsl_benchmark_client"
+FILES = ("finetune_and_test.py", "models/tranformers_backbones.py")
+# git blob hashes of the authors' files at their commit 757d7d8: a checkout must hold exactly these
 BLOBS = {
     "finetune_and_test.py": "dfc22c7ad5a198786b4ce5ff8061f016d26f0e42",
     "models/tranformers_backbones.py": "0cf42d702874a90cd76e13c5aed76df3d319e69c",
 }
+AUTHORS = os.environ.get("TORCHCROSS_FSL_BENCHMARK")
+SOURCES = ["client"] + (["authors"] if AUTHORS else [])
 N_EPISODES = 2  # the script opens the file of 100 episodes; it holds these few (see _presample)
 STEPS, LR = 5, 1e-2
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # the script's
@@ -60,18 +67,23 @@ def _git_blob(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
-def test_the_copies_are_the_authors_files_unchanged() -> None:
-    for name, blob in BLOBS.items():
-        assert _git_blob((DATA / f"{name}.txt").read_bytes()) == blob, name
+def _script_files(source: str) -> dict[str, bytes]:
+    """The script and its ``models`` module: the client written here, or the authors' files, unchanged."""
+    if source == "client":
+        return {name: (CLIENT / f"{name}.txt").read_bytes() for name in FILES}
+    files = {name: (Path(str(AUTHORS)) / name).read_bytes() for name in FILES}
+    for name, data in files.items():
+        assert _git_blob(data) == BLOBS[name], f"{name} of {AUTHORS} is not the file of commit 757d7d8"
+    return files
 
 
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory: pytest.TempPathFactory, offline: None) -> Path:
+@pytest.fixture(scope="module", params=SOURCES)
+def workdir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, offline: None) -> Path:
     """The script and its ``models`` package, tiny backbones as hub-like folders, data and episodes."""
-    root = tmp_path_factory.mktemp("fsl_benchmark")
-    for name in BLOBS:
+    root = tmp_path_factory.mktemp(f"fsl_benchmark_{request.param}")
+    for name, data in _script_files(request.param).items():
         (root / name).parent.mkdir(parents=True, exist_ok=True)
-        (root / name).write_bytes((DATA / f"{name}.txt").read_bytes())
+        (root / name).write_bytes(data)
     _save_tiny_models(root / "tiny")
     data = root / "MedIMeta"
     write_synthetic_medimeta(data, "toy", num_images=40, image_size=16, channels=3, seed=0)
