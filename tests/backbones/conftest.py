@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 
-TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
 CLIP_NAME = "torchcross-tiny-clip"
 # the real BPE tokenizer's vocabulary (49408), so that OpenCLIP's tokenizer fits; 8 wide keeps it small
 CLIP_CONFIG = {

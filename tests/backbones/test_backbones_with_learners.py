@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_VIT
+from backbones_helpers import TINY_VIT
 from torch.func import functional_call
 
 from torchcross.backbones import Backbone, load_backbone

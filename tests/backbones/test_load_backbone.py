@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import TINY_VIT
+from backbones_helpers import TINY_VIT
 
 from torchcross.backbones import FAMILIES, Backbone, Preprocessing, load_backbone
 from torchcross.backbones.weights import weights_mismatch
