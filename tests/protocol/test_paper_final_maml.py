@@ -235,6 +235,16 @@ def test_training_runs_several_epochs_and_validates_once_per_epoch(demo_root: Pa
     assert [step for step, _ in trained.validation] == [4, 8, 12]
 
 
+def test_a_run_extended_across_epochs_equals_the_uninterrupted_one(demo_root: Path, tmp_path: Path) -> None:
+    maml = {"episode_pool": 2, "val_inner_steps": 1}  # epochs of 4 meta-updates
+    whole = train_method(_context(_config(demo_root, tmp_path / "whole", maml={**maml, "steps": 9})))
+    train_method(_context(_config(demo_root, tmp_path / "parts", maml={**maml, "steps": 5})))  # mid-epoch
+    resumed = train_method(_context(_config(demo_root, tmp_path / "parts", maml={**maml, "steps": 9})))
+    assert resumed.losses == whole.losses
+    assert resumed.validation == whole.validation
+    assert all(torch.equal(a, b) for a, b in zip(whole.backbone.parameters(), resumed.backbone.parameters()))
+
+
 # -- bad values and resumes ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("line", "message"),
