@@ -195,7 +195,7 @@ def test_docs_show_what_the_quick_demo_prints_now(demo_run) -> None:
     block = re.search(r"<!-- demo-quick-output:start -->(.*)<!-- demo-quick-output:end -->", page, re.S)
     assert block, "docs/demo.md lacks the generated quick-output block"
     documented = [line for line in block.group(1).splitlines() if line.startswith("|")]
-    printed = output_table(result).splitlines()
+    printed = [line for line in output_table(result).splitlines() if line.startswith("|")]
     assert len(documented) == len(printed), "regenerate: python -m torchcross.cli.demo --quick --docs docs"
     for doc_line, new_line in zip(documented, printed):
         doc_text, doc_pairs = _metric_cells(doc_line)
@@ -270,13 +270,14 @@ def test_publish_docs_rewrites_only_its_block_and_names_missing_markers(tmp_path
     from torchcross.evaluation.episodic import summarize
 
     rows = [{"method": "scratch", "target": "t/a", "auroc": v, "accuracy": v, "loss": v} for v in (0.6, 0.8)]
-    result = SimpleNamespace(summary=summarize(rows))
+    result = SimpleNamespace(summary=summarize(rows), plan=SimpleNamespace(config=demo_config("out")))
     page = tmp_path / "demo.md"
     page.write_text("intro\n<!-- demo-quick-output:start -->\nold\n<!-- demo-quick-output:end -->\noutro\n")
     publish_docs(result, tmp_path, 1.0, "torchcross demo --quick", quick=True)
     text = page.read_text()
     assert text.startswith("intro\n<!-- demo-quick-output:start -->\n\nOutput of `torchcross demo --quick`:")
     assert "| scratch | t/a | 2 | 0.700 ± " in text
+    assert text.count("± is the half-width of the 95% Student-t interval") == 1  # said once, under the table
     assert "old" not in text
     assert text.endswith("<!-- demo-quick-output:end -->\noutro\n")
     with pytest.raises(ValueError, match="must contain the markers <!-- demo-output:start -->"):

@@ -24,6 +24,7 @@ LAYERS = (
     "sampling",
     "data",
     "datasets",
+    "backbones",
     "nn",
     "learners",
     "evaluation",

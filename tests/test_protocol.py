@@ -422,10 +422,9 @@ def test_missing_matplotlib_is_reported_before_training(
 def test_an_evaluation_stopped_part_way_continues_with_the_next_task(
     demo_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    config = _config(demo_root, tmp_path / "out", data={"targets": ["digits_scan_a"]})
-    reference = run_protocol(
-        _config(demo_root, tmp_path / "ref", data={"targets": ["digits_scan_a"]}), progress=False, log=None
-    )
+    every = {"targets": ["digits_scan_a"], "target_tasks": "all"}
+    config = _config(demo_root, tmp_path / "out", data=every)
+    reference = run_protocol(_config(demo_root, tmp_path / "ref", data=every), progress=False, log=None)
     real_evaluate = protocol.evaluate
     calls: list[str] = []
 

@@ -61,7 +61,14 @@ def test_defaults_are_the_papers() -> None:
         "proportional",
         "zero",
     )
-    assert (cfg.pretrain.val_every, cfg.pretrain.patience, cfg.maml.patience) == (2000, 10, 5)
+    assert (cfg.pretrain.val_every, cfg.pretrain.patience, cfg.maml.patience) == ("epoch", 10, 5)
+    assert (cfg.pretrain.val_batches, cfg.pretrain.scale_task_loss) == ("all", True)
+    assert (cfg.supervised.val_every, cfg.supervised.val_batches, cfg.supervised.head_init) == (
+        "epoch",
+        "all",
+        "kaiming",
+    )
+    assert cfg.finetune.head_init == "kaiming"
     assert (cfg.maml.inner_lr, cfg.maml.inner_steps, cfg.maml.meta_batch_size) == (0.1, 4, 1)
     assert (cfg.maml.n_shot, cfg.maml.min_shot, cfg.maml.max_shot, cfg.maml.evaluation) == (
         None,
@@ -130,7 +137,7 @@ def _check_paper_finetuner(learner: object) -> None:
     assert isinstance(learner, FineTuner)
     assert (learner.num_steps, learner.inner_optimizer.lr, learner.batch_norm) == (50, 1e-3, "support")
     assert learner.finetune_backbone
-    assert learner.head_init == "zero"
+    assert (learner.head_init, learner.head_key) == ("kaiming", "episode")
 
 
 @pytest.mark.parametrize(("backbone", "lr"), [("resnet18", 1e-3), ("resnet50", 1e-4)])
@@ -150,7 +157,7 @@ def test_mm_pt_builds_the_papers_training(
     assert captured["steps"] == 500_000
     assert all(torch.count_nonzero(p) == 0 for head in model.heads.values() for p in head.parameters())
     early = captured["early_stopping"]
-    assert (early.every, early.patience) == (2000, 10)
+    assert (early.every, early.patience) == (sum(sampler.sizes), 10)  # once per epoch of the sources
     assert len(trained.backbone.state_dict()) > 0
     _check_paper_finetuner(evaluation_learner(ctx, trained))
 

@@ -21,6 +21,7 @@ NAMESPACES = [
     "torchcross.data.metadataset",
     "torchcross.datasets",
     "torchcross.datasets.medimeta",
+    "torchcross.backbones",
     "torchcross.nn",
     "torchcross.learners",
     "torchcross.evaluation",

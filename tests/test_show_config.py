@@ -177,6 +177,13 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("5-shot", "10 query per class", "100 fixed episodes"),
         {"evaluation.n_shot": 5, "evaluation.n_query": 10, "evaluation.n_episodes": 100},
     ),
+    # "primary task (task 0)": a dataset target means its first task
+    "target tasks": (("primary task (task 0)",), {"data.target_tasks": "primary"}),
+    "multi-label episodes": (
+        ("`k` random positives and `k` random negatives", "greedy trim"),
+        {"evaluation.multilabel_sampler": "medimeta"},
+    ),
+    "diverged episodes (non-finite logits)": (("scored at chance level",), {"evaluation.diverged": "chance"}),
     "target examples": (
         ("the whole dataset", "< 50 examples dropped"),
         {"data.target_split": "all", "data.min_class_size": 50},
@@ -210,6 +217,10 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     ),
     "mm-PT task sampling": ((), {"pretrain.weighting": "proportional"}),
     "task heads": ((), {"pretrain.head_init": "zero"}),
+    "fine-tuning and supervised heads": (
+        ("PyTorch's `nn.Linear` default",),
+        {"finetune.head_init": "kaiming", "supervised.head_init": "kaiming"},
+    ),
     "augmentation": (
         ("flips p = 0.25", "±10° rotation", "crop 200 of 224 then resize (p = 0.25)"),
         {
@@ -220,16 +231,20 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "augmentation.crop_p": 0.25,
         },
     ),
+    # mm-MAML's validation is the row "mm-MAML validation"
     "early stopping": (
-        ("patience 10 (mm-PT) / 5 (mm-MAML)",),
+        ("patience 10 (mm-PT, supervised) / 5 (mm-MAML)", "once per epoch", "the whole validation set"),
         {
             "pretrain.patience": 10,
+            "supervised.patience": 10,
             "maml.patience": 5,
-            "pretrain.val_every": 2000,
-            "pretrain.val_batches": 200,
-            "maml.val_episodes": 100,
+            "pretrain.val_every": "epoch",
+            "supervised.val_every": "epoch",
+            "pretrain.val_batches": "all",
+            "supervised.val_batches": "all",
         },
     ),
+    "mm-PT task-loss scaling": ((), {"pretrain.scale_task_loss": True}),
     # a fixed behaviour, no key: nothing to check against the config
     "mm-PT validation data": (("the sources' `val` splits",), {}),
     # "second order": first_order = false
@@ -287,6 +302,17 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     "confidence interval": (("95%",), {"evaluation.confidence": 0.95}),
     # "one run": no list of seeds
     "training seeds": (("one run",), {"run.seeds": None}),
+    # "fixed lr 1e-3, 50 steps": no selection, the [finetune] values; the grid is the authors'
+    "fine-tuning lr and steps": (
+        ("fixed lr 1e-3, 50 steps",),
+        {
+            "selection.mode": "none",
+            "selection.lrs": (1e-3, 1e-2),
+            "selection.steps": (50, 100),
+            "finetune.lr": 1e-3,
+            "finetune.steps": 50,
+        },
+    ),
 }
 # code in the torchcross column that names an option rather than a default, per row
 _NOT_DEFAULTS = {"fully supervised": {"methods"}}

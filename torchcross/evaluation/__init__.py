@@ -14,6 +14,10 @@ from typing import TYPE_CHECKING
 from torchcross._lazy import lazy_exports
 
 if TYPE_CHECKING:
+    from torchcross.evaluation.diverged import DIVERGED_RULES as DIVERGED_RULES
+    from torchcross.evaluation.diverged import chance_scores as chance_scores
+    from torchcross.evaluation.diverged import is_diverged as is_diverged
+    from torchcross.evaluation.diverged import score_diverged as score_diverged
     from torchcross.evaluation.episodic import METRICS as METRICS
     from torchcross.evaluation.episodic import BatchPredictor as BatchPredictor
     from torchcross.evaluation.episodic import EvaluationResult as EvaluationResult
@@ -46,6 +50,10 @@ if TYPE_CHECKING:
 
 # public name -> module that defines it
 _EXPORTS: dict[str, str] = {
+    "DIVERGED_RULES": "diverged",
+    "chance_scores": "diverged",
+    "is_diverged": "diverged",
+    "score_diverged": "diverged",
     "METRICS": "episodic",
     "EvaluationResult": "episodic",
     "Predictor": "episodic",

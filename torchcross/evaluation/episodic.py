@@ -71,8 +71,9 @@ class EvaluationResult:
     Attributes:
         records: one dict per episode with ``method``, ``target``, ``episode``,
             ``task_identifier``, ``domain``, ``task_target``, ``n_classes``,
-            ``n_support``, ``n_query``, the `METRICS` and ``left_out`` (empty, or
-            a key of `LEFT_OUT`: why the episode's metrics are NaN).
+            ``n_support``, ``n_query``, the `METRICS`, ``left_out`` (empty, or
+            a key of `LEFT_OUT`: why the episode's metrics are NaN) and ``diverged``
+            (its logits were not finite; see `torchcross.evaluation.diverged`).
         seconds: wall time of the evaluation.
         confidence: level of the confidence intervals in
             [`summary()`][EvaluationResult.summary].
@@ -297,6 +298,7 @@ def evaluate(
             }
             record.update({m: float(scores.get(m, math.nan)) for m in METRICS})
             record["left_out"] = reason
+            record["diverged"] = reason == "non-finite"
             records.append(record)
             bar.update(1)
     finally:
@@ -316,7 +318,10 @@ def summarize(
     ``<metric>_mean``, ``<metric>_std``, ``<metric>_ci_low`` and ``<metric>_ci_high``
     (Student-t interval at ``confidence``; NaN values are left out), then
     ``n_left_out`` (episodes with a NaN metric) and ``left_out`` (how many for each
-    reason, from the rows' ``left_out`` field, see ``LEFT_OUT``). Groups keep their
+    reason, from the rows' ``left_out`` field, see ``LEFT_OUT``), and ``n_diverged`` (episodes whose
+    logits were not finite, whether scored at chance or left out: see
+    [`score_diverged()`][torchcross.evaluation.diverged.score_diverged]; a row's ``diverged`` field
+    counts as that many episodes, else ``left_out == "non-finite"`` as one). Groups keep their
     order of first appearance. ``metrics=None`` summarises those of ``METRICS`` that
     are columns of the table (all of them for an empty table).
 
@@ -339,7 +344,7 @@ def summarize(
         metrics = [m for m in METRICS if m in table.columns] if len(table) else list(METRICS)
     stats = [f"{m}_{s}" for m in metrics for s in ("mean", "std", "ci_low", "ci_high")]
     if len(table) == 0:
-        return ResultsTable([], columns=[*by, "n_episodes", *stats, "n_left_out", "left_out"])
+        return ResultsTable([], columns=[*by, "n_episodes", *stats, "n_left_out", "left_out", "n_diverged"])
     for name in (*by, *metrics):
         if name not in table.columns:
             raise KeyError(f"no column {name!r} to summarise; columns are {table.columns}")
@@ -358,8 +363,18 @@ def summarize(
         reasons = _left_out(rows, metrics)
         row_out["n_left_out"] = sum(reasons.values())
         row_out["left_out"] = ", ".join(f"{n} {why}" for why, n in reasons.items())
+        row_out["n_diverged"] = sum(_diverged_count(r) for r in rows)
         out.append(row_out)
     return ResultsTable(out)
+
+
+def _diverged_count(row: Mapping[str, Any]) -> int:
+    """How many diverged episodes a row stands for: its ``diverged`` field (a flag, or a count over
+    seeds), else one if it was left out as ``non-finite``."""
+    flag = row.get("diverged")
+    if flag is not None:
+        return int(flag)
+    return int(row.get("left_out") == "non-finite")
 
 
 def format_summary(
@@ -372,7 +387,8 @@ def format_summary(
     adds per metric a ``<METRIC>`` column (``"0.812 ± 0.013"``) and a ``<METRIC> CI``
     column (``"[0.799, 0.825]"``). Cells are strings, so Markdown shows them as they are.
     A metric with no value in a group (MAE and QWK of a non-ordinal task) shows ``"n/a"``.
-    If any episode was left out of a mean, a ``left out`` column says how many and why.
+    If any episode was left out of a mean, a ``left out`` column says how many and why; if any
+    diverged (``n_diverged``), a ``diverged`` column says how many.
 
     Examples:
         >>> rows = [{"method": "a", "auroc": v, "accuracy": v} for v in (0.6, 0.7, 0.8)]
@@ -406,4 +422,7 @@ def format_summary(
     if any(row.get("n_left_out") for row in summary):
         for view, row in zip(out, summary):
             view["left out"] = row.get("left_out") or ""
+    if any(row.get("n_diverged") for row in summary):
+        for view, row in zip(out, summary):
+            view["diverged"] = row.get("n_diverged") or 0
     return ResultsTable(out)

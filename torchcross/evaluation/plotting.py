@@ -36,6 +36,7 @@ def plot_metric(
     *,
     chance: float | None = 0.5,
     title: str | None = None,
+    labels: Mapping[str, str] | None = None,
     dpi: int = 120,
 ) -> Any:
     """Draw ``<metric>_mean`` with its confidence interval per target, one marker colour per method.
@@ -49,6 +50,8 @@ def plot_metric(
         metric: the metric to plot.
         chance: draw a dashed line at this value (``None`` for no line).
         title: figure title (defaults to the metric's name).
+        labels: the legend entry per method (default: the method's name), e.g. to say what its interval
+            is; draw one row per method and target (several seeds: their summary, not one row each).
         dpi: resolution of saved raster images.
 
     Returns:
@@ -91,7 +94,11 @@ def plot_metric(
     methods: list[str] = list(dict.fromkeys(str(m) for m in table.column("method")))
     targets: list[str] = list(dict.fromkeys(str(t) for t in table.column("target")))
     width = 0.8 / len(methods)
-    fig = figure_cls(figsize=(max(5.5, 2.2 + 0.5 * len(targets) * max(1, len(methods))), 3.8), dpi=dpi)
+    legend_width = 0.07 * max(len(labels.get(m, m) if labels is not None else m) for m in methods)
+    fig = figure_cls(
+        figsize=(max(5.5, 2.2 + 0.5 * len(targets) * max(1, len(methods)), 2.2 + legend_width + 1.5), 3.8),
+        dpi=dpi,
+    )
     ax = fig.add_subplot(1, 1, 1)
     for k, method in enumerate(methods):
         xs, ys, lo, hi = [], [], [], []
@@ -106,7 +113,8 @@ def plot_metric(
             ys.append(mean)
             lo.append(mean - low)
             hi.append(high - mean)
-        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, markersize=6, label=method)
+        label = labels.get(method, method) if labels is not None else method
+        ax.errorbar(xs, ys, yerr=[lo, hi], fmt="o", capsize=4, markersize=6, label=label)
     if chance is not None:
         ax.axhline(chance, color="grey", linestyle="--", linewidth=1, label="chance")
     ax.set_xticks(range(len(targets)))

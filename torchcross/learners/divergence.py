@@ -23,7 +23,8 @@ in float32 beyond about 17 for a sigmoid; trained heads give logits of tens.)
   ``predict_many``): the support loss and logits after the last step are checked against
   the support loss before the first; a diverged episode gets NaN parameters, hence NaN
   logits, with a [`DivergenceWarning`][DivergenceWarning], so
-  evaluation leaves it out as ``non-finite`` instead of scoring it.
+  evaluation marks it ``non-finite`` instead of scoring its logits (``torchcross run`` then scores
+  it at chance level or leaves it out, as ``[evaluation] diverged`` says, and counts it).
 
 Examples:
     >>> rule = DivergenceRule()
@@ -141,7 +142,7 @@ def nan_if_diverged(
     else:
         return params
     warnings.warn(
-        f"{problem}; its predictions are NaN (an evaluation leaves the episode out as non-finite): {fix}",
+        f"{problem}; its predictions are NaN (an evaluation marks the episode non-finite): {fix}",
         DivergenceWarning,
         stacklevel=3,
     )

@@ -4,7 +4,8 @@
 description and trains it on the support set for ``num_steps`` full-batch steps with SGD or Adam, either alone
 on frozen features (a linear probe) or together with a copy of the backbone; then it predicts the query set.
 Episodes are independent: the backbone module is never modified (with ``HeadPolicy(init="kaiming")``,
-episode ``n`` gets the head of the key ``(seed, n, -1)``, the counter ``head_step`` in ``state_dict``).
+episode ``n`` gets the head of the key ``(seed, n, -1)``, the counter ``head_step`` in ``state_dict``;
+with ``head_key="episode"`` an episode's head is keyed by its support set instead).
 ``head=nn.Linear(...)`` starts every episode
 from a copy of a given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None`` fine-tunes a
 backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
@@ -54,6 +55,7 @@ Examples:
 from __future__ import annotations
 
 import functools
+import hashlib
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -151,6 +153,16 @@ def _unique_rows(x: Tensor, chunk: int = 1024) -> tuple[Tensor, Tensor]:
     return reps, inverse
 
 
+def _support_digest(task: Task) -> int:
+    """A 63-bit number of the SHA-256 of a task's support inputs and labels (dtype, shape and bytes)."""
+    digest = hashlib.sha256()
+    for t in task.support[:2]:
+        t = t.detach().cpu().contiguous()
+        digest.update(f"{t.dtype}{tuple(t.shape)}|".encode())
+        digest.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return int.from_bytes(digest.digest()[:8], "little") >> 1
+
+
 FINETUNER_KEYWORDS = ("num_steps", "lr", "optimizer", "weight_decay", "momentum", "head_init", "seed")
 """FineTuner's older keyword arguments, still accepted: the first five instead of ``inner=``, the last two
 (with ``head`` given as ``"per_task"``, an ``nn.Linear`` or ``None``) instead of a ``HeadPolicy``."""
@@ -212,6 +224,11 @@ class FineTuner(nn.Module):
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         feature_batch_size: inputs per backbone call in
             [`predict_many()`][FineTuner.predict_many].
+        head_key: how per-task ``"kaiming"`` heads are keyed: ``"count"`` (default: by ``head_step``, see
+            ``head``) or ``"episode"``: by the episode itself, the key ``(seed, digest, -1)`` where
+            ``digest`` is a 63-bit number of the SHA-256 of the support inputs and labels (bytes, dtype
+            and shape), so an episode gets the same head whatever was fine-tuned before it, in any
+            order, batch of ``predict_many()`` or rank (no ``head_step`` is kept). Other heads ignore it.
         **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
@@ -242,6 +259,7 @@ class FineTuner(nn.Module):
         head: HeadPolicy | Literal["per_task"] | nn.Linear | None = "per_task",
         batch_norm: Literal["frozen", "batch", "support"] = "frozen",
         feature_batch_size: int = 256,
+        head_key: Literal["count", "episode"] = "count",
         **legacy: Any,
     ) -> None:
         super().__init__()
@@ -274,6 +292,9 @@ class FineTuner(nn.Module):
             raise ValueError(f"batch_norm must be one of {FINETUNE_BATCH_NORM}, got {batch_norm!r}")
         if feature_batch_size < 1:
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
+        if head_key not in ("count", "episode"):
+            raise ValueError(f"head_key must be 'count' or 'episode', got {head_key!r}")
+        self.head_key = head_key
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
         self.head: nn.Linear | None = given
         self.head_init = None if self.head_mode != "per_task" else self.head_policy.init
@@ -283,10 +304,11 @@ class FineTuner(nn.Module):
         if isinstance(make, str):
             make = Adam if make == "adam" else SGD
         self.inner_optimizer: InnerOptimizer = make(inner.lr)
-        if self.head_mode == "per_task" and self.head_init == "kaiming":
+        if self.head_mode == "per_task" and self.head_init == "kaiming" and head_key == "count":
             self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
 
-    def _new_head(self, description: TaskDescription, like: Tensor) -> ParamDict:
+    def _new_head(self, task: Task, like: Tensor) -> ParamDict:
+        description = task.description
         if self.head_mode != "per_task":
             width = self.num_backbone_features if self.head is None else self.head.out_features
             check_head_width(description, self.head_mode, width)
@@ -294,7 +316,9 @@ class FineTuner(nn.Module):
                 return {}
             return {k: v.detach().clone() for k, v in self.head.named_parameters()}
         step = 0
-        if self.head_init == "kaiming":  # episode head_step's head; the next episode gets the next one
+        if self.head_init == "kaiming" and self.head_key == "episode":
+            step = _support_digest(task)
+        elif self.head_init == "kaiming":  # episode head_step's head; the next episode gets the next one
             step = int(self.head_step)
             with torch.no_grad():
                 self.head_step += 1
@@ -357,12 +381,13 @@ class FineTuner(nn.Module):
             return self._adapt(task)[0]
 
     def _adapt(self, task: Task) -> tuple[ParamDict, dict[str, Any]]:
-        xs, ys, _, _, desc = task_tensors(check_task(task))
+        task = check_task(task)
+        xs, ys, _, _, desc = task_tensors(task)
         kind = get_task_kind(desc)
         targets = kind.encode_labels(ys, desc)
         buffers = self._episode_buffers()
         backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        head = self._new_head(desc, self._like())
+        head = self._new_head(task, self._like())
         if not self.finetune_backbone:
             with torch.no_grad():
                 if self.batch_norm == "support" and _has_batch_statistics(self.backbone):
@@ -447,7 +472,7 @@ class FineTuner(nn.Module):
             offset += xs.shape[0]
             per_task.append((fs, feats[offset : offset + xq.shape[0]]))
             offset += xq.shape[0]
-        heads = [self._new_head(t.description, self._like()) for t in tasks]
+        heads = [self._new_head(t, self._like()) for t in tasks]
         groups: dict[Any, list[int]] = {}
         for i, t in enumerate(tasks):
             key = (t.description, tuple(t.support[1].shape), tuple(t.query[0].shape))

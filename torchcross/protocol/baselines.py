@@ -1,8 +1,10 @@
 """Fine-tuning baselines of the protocol: IM-PT, scratch, linear probe, and fine-tuning a trained backbone.
 
-Each target episode gets a new zero-initialised head; the backbone (a copy) is
-fine-tuned with it on the support set for ``[finetune] steps`` Adam steps (the paper:
-50, lr 1e-3), BatchNorm as ``[finetune] batch_norm`` (the paper: ``"support"``).
+Each target episode gets a new head (``[finetune] head_init``: PyTorch's ``nn.Linear``
+default, as the authors' ``SimpleClassifier``, drawn from the training seed and a digest of the
+episode's support set, or zero); the backbone (a copy) is fine-tuned with it on the support set
+for ``[finetune] steps`` Adam steps (the paper: 50, lr 1e-3), BatchNorm as ``[finetune]
+batch_norm`` (the paper: ``"support"``).
 """
 
 from __future__ import annotations
@@ -35,8 +37,9 @@ def finetuner(
         width,
         inner=InnerLoop(lr=ft.lr, steps=ft.steps, optimizer="adam"),
         finetune_backbone=not (ft.freeze_backbone if freeze is None else freeze),
-        head=HeadPolicy(seed=ctx.seed),
+        head=HeadPolicy(init=ft.head_init, seed=ctx.seed),
         batch_norm=ft.batch_norm,
+        head_key="episode",  # an episode's head whatever the order, batching, ranks or resumed tasks
     )
 
 

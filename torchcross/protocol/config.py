@@ -1,7 +1,7 @@
 """Configuration of the cross-domain few-shot protocol, read from TOML or YAML.
 
 A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
-``[maml]``, ``[finetune]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
+``[maml]``, ``[finetune]``, ``[selection]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
 ``data.root``, ``data.targets`` and ``run.out_dir`` are required, and the defaults are the
 MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
 Unknown sections and keys are errors that name them and
@@ -46,6 +46,7 @@ __all__ = [
     "PretrainConfig",
     "ProtocolConfig",
     "RunConfig",
+    "SelectionConfig",
     "SupervisedConfig",
     "config_from_dict",
     "config_to_dict",
@@ -141,7 +142,8 @@ class DataConfig:
 
     Attributes:
         root: folder holding one sub-folder per dataset (MedIMeta format).
-        targets: dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
+        targets: dataset ids or task ids ``"dataset/task name"``; a dataset id stands for
+            the tasks ``target_tasks`` names.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.
         source_tasks: with leave-one-out selection, ``"all"`` tasks of every source
             dataset, or only its ``"first"`` task (as the authors' experiment code did).
@@ -154,6 +156,12 @@ class DataConfig:
         image_size: resize images to ``image_size x image_size`` (``None`` keeps them).
         normalize: after scaling to ``[0, 1]``: ``"none"``, ``"half"`` (to ``[-1, 1]``) or
             ``"imagenet"`` (ImageNet mean and std, what ImageNet weights expect).
+        target_tasks: which tasks a target given as a dataset id stands for: ``"primary"``
+            (its first task, task 0 of its ``info.yaml``: the one Tables 3 and 4 of the paper
+            report, as the authors' ``finetune_and_test.py`` and ``fully_supervised.py`` at
+            83c2aad default to ``--target_task_id 0``) or ``"all"`` (every task of it). A
+            ``"dataset/task name"`` target is always that task. The supervised baseline
+            follows it.
     """
 
     root: Path
@@ -165,6 +173,7 @@ class DataConfig:
     source_split: Split | None = None
     image_size: int | None = field(default=None, metadata={"min": 8, "max": _MAX_SIZE})
     normalize: Literal["none", "half", "imagenet"] = "imagenet"
+    target_tasks: Literal["primary", "all"] = "primary"
 
 
 @dataclass(frozen=True)
@@ -179,6 +188,16 @@ class EvaluationConfig:
         confidence: level of the confidence intervals.
         batch_size: episodes per ``predict_many`` call of learners that batch episodes
             (a linear-probe fine-tuner); results are the same as one at a time.
+        multilabel_sampler: how multi-label target episodes are drawn: ``"medimeta"`` (the
+            authors': ``k`` random positives and ``k`` random negatives per label, then a greedy
+            trim, as 0.0.6 ``torchcross/data/metadataset/few_shot.py`` with which MedIMeta
+            presampled the test episodes) or ``"cover"`` (ours: a greedy near-minimal cover,
+            torchcross before this key); see ``torchcross.sampling.medimeta_multilabel``.
+        diverged: how an episode whose logits are not finite is scored: ``"chance"`` (a
+            failure at chance level: AUROC 0.5, accuracy 1/C, ...; kept in the mean and in
+            ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
+            (the paper does not say); either way the episodes are counted (``n_diverged``)
+            and a warning says so. See ``torchcross.evaluation.diverged``.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -187,6 +206,8 @@ class EvaluationConfig:
     n_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})
     confidence: float = field(default=0.95, metadata={"min": 0.5, "max": 0.999999})
     batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
+    multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
+    diverged: Literal["chance", "drop"] = "chance"
 
 
 @dataclass(frozen=True)
@@ -221,9 +242,24 @@ class PretrainConfig:
         weight_decay: Adam L2 penalty.
         weighting: how the task of each update is drawn: ``"proportional"`` to the
             tasks' sizes, or ``"uniform"`` over tasks.
-        head_init: the task heads' initialisation, ``"zero"`` or ``"kaiming"``.
-        val_every: updates between validations (one validation "epoch").
-        val_batches: validation batches (of the sources' ``val`` splits) per validation.
+        head_init: the task heads' initialisation, ``"zero"`` (as the authors' mm-PT heads,
+            0.0.6 ``CrossDomainModel.add_head``) or ``"kaiming"``.
+        val_every: updates between validations: ``"epoch"`` (the authors' cadence:
+            ``val_check_interval`` is commented out in ``cross_domain_pft.py`` at 83c2aad, so
+            Lightning validates once per epoch) or a count. An epoch is one pass over every
+            training batch of every source task, as medimeta's ``MultiMedIMetaBatchTaskSource``
+            iterates them (``drop_last=False``): ``sum(ceil(n_t / batch_size))`` updates over the
+            source tasks ``t`` (divided among ``torchrun`` ranks, rounded up).
+        val_batches: ``"all"`` (every batch of the sources' ``val`` splits, as the authors:
+            ``limit_val_batches`` commented out) or that many batches drawn from them (always
+            the same ones). Either way the score is the AUROC of each source task over all its
+            validation predictions together, averaged over the tasks (the authors' metric
+            wrappers, 0.0.6 ``CrossDomainMeanWrapper``).
+        scale_task_loss: multiply each task's loss by ``max_count / count``, ``count`` being
+            the task's batches per epoch and ``max_count`` the largest one, so every task
+            weighs the same (the authors' ``--scale_loss_by_batch_count``, with which the
+            paper's runs were made: 0.0.6 ``lightning/cross_domain.py``); ``false``: every
+            batch's loss as it is.
         patience: stop after this many validations without a better validation AUROC,
             then restore the best weights (0: no validation, run all ``steps``).
     """
@@ -234,8 +270,9 @@ class PretrainConfig:
     weight_decay: float = field(default=0.0, metadata={"min": 0.0})
     weighting: Literal["uniform", "proportional"] = "proportional"
     head_init: Literal["zero", "kaiming"] = "zero"
-    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
-    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int | Literal["all"] = field(default="all", metadata={"min": 1, "max": _MAX_COUNT})
+    scale_task_loss: bool = True
     patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
 
 
@@ -310,7 +347,7 @@ class MAMLConfig:
 
 @dataclass(frozen=True)
 class FinetuneConfig:
-    """How IM-PT and mm-PT adapt to a target episode: fine-tune backbone and a new zero head.
+    """How IM-PT, mm-PT and mm-MAML adapt to a target episode: fine-tune the backbone and a new head.
 
     Attributes:
         steps: optimisation steps on the support set per episode.
@@ -320,12 +357,66 @@ class FinetuneConfig:
             mode on the query: the paper; with ``freeze_backbone`` support and query features alike are
             normalised with the support set's statistics), ``"frozen"`` (the backbone's running statistics,
             never updated) or ``"batch"`` (each batch's own statistics).
+        head_init: each episode's new head: ``"kaiming"`` (PyTorch's ``nn.Linear`` default, as the
+            authors' ``SimpleClassifier`` heads in ``finetune_and_test.py`` at 83c2aad: 0.0.6
+            ``models/simple.py``, ``init="kaiming"``) or ``"zero"``. A kaiming head is drawn from a
+            generator seeded with the training seed and a digest of the episode's support set, so
+            an episode gets the same head in any order, batch or rank.
     """
 
     steps: int = field(default=50, metadata={"min": 0, "max": _MAX_STEPS})
     lr: float = field(default=1e-3, metadata={"min": 0.0})
     freeze_backbone: bool = False
     batch_norm: Literal["support", "frozen", "batch"] = "support"
+    head_init: Literal["kaiming", "zero"] = "kaiming"
+
+
+def _learning_rates(where: str, value: Any) -> tuple[float, ...]:
+    """``value`` as a non-empty list of distinct positive finite numbers (one number: a list of one)."""
+    items = [value] if isinstance(value, (int, float)) and not isinstance(value, bool) else value
+    if (
+        not isinstance(items, (list, tuple))
+        or not items
+        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in items)
+        or not all(math.isfinite(v) and v > 0 for v in items)
+        or len(set(items)) != len(items)
+    ):
+        raise TypeError(
+            f"{where} must be a non-empty list of distinct positive learning rates, e.g. [1e-3, 1e-2], "
+            f"got {value!r}"
+        )
+    return tuple(float(v) for v in items)
+
+
+@dataclass(frozen=True)
+class SelectionConfig:
+    """Choosing ``[finetune] lr`` and ``steps`` on episodes disjoint from the test episodes (ours).
+
+    The authors chose the fine-tuning learning rate and step count on the test episodes they
+    report (``deploy_all_ft_test.py`` and ``collect_all_5shot.py`` at 83c2aad try lr 1e-3, 1e-2
+    x 50, 100 steps on the 100 test episodes). ``mode = "target"`` or ``"sources"`` tries the
+    grid ``lrs`` x ``steps`` on ``n_episodes`` selection episodes and evaluates the test
+    episodes with the grid point of the best mean selection AUROC (see
+    [`torchcross.protocol.selection`][torchcross.protocol.selection]); it applies to the methods
+    that fine-tune (IM-PT, mm-PT, mm-MAML with ``[maml] evaluation = "finetune"``, ...).
+
+    Attributes:
+        mode: ``"none"`` (the ``[finetune]`` values: lr 1e-3, 50 steps, the authors' and the
+            default), ``"target"`` (episodes of each target task, drawn from ``split`` with a
+            seed of their own) or ``"sources"`` (episodes of the target's source tasks on ``split``).
+        lrs: the learning rates tried (the authors' grid, ``deploy_all_ft_test.py`` at 83c2aad).
+        steps: the fine-tuning step counts tried (the authors' grid, same file).
+        n_episodes: selection episodes per target task (``"target"``) or per target
+            (``"sources"``); ours.
+        split: the split the selection episodes are drawn from (ours: ``"val"``); with
+            ``[data] target_split = "test"`` target-mode selection and test episodes share no image.
+    """
+
+    mode: Literal["none", "target", "sources"] = "none"
+    lrs: tuple[float, ...] = field(default=(1e-3, 1e-2), metadata={"parse": _learning_rates})
+    steps: tuple[int, ...] = field(default=(50, 100), metadata={"min": 0, "distinct": True})
+    n_episodes: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
+    split: Split = "val"
 
 
 @dataclass(frozen=True)
@@ -357,8 +448,15 @@ class SupervisedConfig:
         steps: the most updates.
         batch_size: examples per batch.
         lr: Adam learning rate; ``None``: as [`paper_lr()`][paper_lr].
-        val_every: updates between validations on the task's ``val`` split.
-        val_batches: validation batches per validation.
+        val_every: updates between validations on the task's ``val`` split: ``"epoch"``
+            (once per pass over the train split, ``ceil(len(train) / batch_size)`` updates, as the
+            authors' DataLoader with ``drop_last=False``: ``val_check_interval`` is commented
+            out in ``fully_supervised.py`` at 83c2aad) or a count.
+        val_batches: ``"all"`` (the whole ``val`` split, as the authors) or that many batches
+            of it; their predictions are pooled into one AUROC.
+        head_init: the head's initialisation: ``"kaiming"`` (PyTorch's ``nn.Linear`` default,
+            as the authors' ``SimpleClassifier``: 0.0.6 ``models/simple.py``, ``init="kaiming"``),
+            drawn from a generator seeded with the training seed, or ``"zero"``.
         patience: validations without a better AUROC before stopping (0: run all steps).
         bootstrap: bootstrap resamples of the test split for the confidence interval.
     """
@@ -366,8 +464,9 @@ class SupervisedConfig:
     steps: int = field(default=500_000, metadata={"min": 0, "max": _MAX_STEPS})
     batch_size: int = field(default=64, metadata={"min": 1, "max": _MAX_COUNT})
     lr: float | None = field(default=None, metadata={"min": 0.0})
-    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_STEPS})
-    val_batches: int = field(default=200, metadata={"min": 1, "max": _MAX_COUNT})
+    val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_STEPS})
+    val_batches: int | Literal["all"] = field(default="all", metadata={"min": 1, "max": _MAX_COUNT})
+    head_init: Literal["kaiming", "zero"] = "kaiming"
     patience: int = field(default=10, metadata={"min": 0, "max": _MAX_COUNT})
     bootstrap: int = field(default=1000, metadata={"min": 10, "max": _MAX_COUNT})
 
@@ -438,6 +537,7 @@ class ProtocolConfig:
     pretrain: PretrainConfig = PretrainConfig()
     maml: MAMLConfig = MAMLConfig()
     finetune: FinetuneConfig = FinetuneConfig()
+    selection: SelectionConfig = SelectionConfig()
     augmentation: AugmentationConfig = AugmentationConfig()
     supervised: SupervisedConfig = SupervisedConfig()
     method_sections: tuple[tuple[str, Any], ...] = ()
@@ -475,6 +575,7 @@ _SECTIONS: dict[str, type] = {
     "pretrain": PretrainConfig,
     "maml": MAMLConfig,
     "finetune": FinetuneConfig,
+    "selection": SelectionConfig,
     "augmentation": AugmentationConfig,
     "supervised": SupervisedConfig,
     "run": RunConfig,

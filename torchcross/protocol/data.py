@@ -3,7 +3,7 @@
 A folder of MedIMeta-format datasets (downloaded MedIMeta, the demo's digits, or a
 user's own) is read into a [`Catalogue`][Catalogue] from the
 ``info.yaml`` files, including their declared domain and subject overlaps. Targets are
-dataset ids (every task of the dataset) or task ids ``"dataset/task name"``.
+dataset ids (the dataset's primary task, or every task of it) or task ids ``"dataset/task name"``.
 """
 
 from __future__ import annotations
@@ -87,21 +87,29 @@ def plan_targets(
     targets: Sequence[str],
     sources: Sequence[str] | None = None,
     source_tasks: str = "all",
+    target_tasks: str = "all",
 ) -> list[TargetPlan]:
     """Resolve targets and pick each target dataset's source tasks.
 
     Args:
         catalogue: the datasets available.
         targets: dataset ids or ``"dataset/task name"`` ids; tasks of one dataset are grouped.
+            A dataset id stands for the tasks ``target_tasks`` names.
         sources: ``None`` for leave-one-out selection (no domain or subject overlap with
             the target dataset), else explicit ``"dataset/task name"`` (or dataset) ids.
         source_tasks: with leave-one-out selection, ``"all"`` tasks of each source
             dataset or only its ``"first"``.
+        target_tasks: what a dataset id among ``targets`` stands for: ``"all"`` its tasks or
+            only its ``"primary"`` task (its first, task 0 of its ``info.yaml``: what the
+            paper's Tables 3 and 4 report). A ``"dataset/task name"`` target is always that task.
 
     Raises:
         ValueError: an unknown dataset or task (listing what exists), a target without
-            any source task, or an explicit source from the target's own dataset.
+            any source task, an explicit source from the target's own dataset, or an
+            unknown ``target_tasks``.
     """
+    if target_tasks not in ("primary", "all"):
+        raise ValueError(f"target_tasks must be 'primary' or 'all', got {target_tasks!r}")
     grouped: dict[str, list[str]] = {}
     for target in targets:
         ds, _, task = target.partition("/")
@@ -113,7 +121,8 @@ def plan_targets(
         if task and task not in names:
             raise ValueError(f"dataset {ds!r} has no task {task!r}; its tasks are {names}")
         chosen = grouped.setdefault(ds, [])
-        for name in [task] if task else names:
+        wanted = [task] if task else names[:1] if target_tasks == "primary" else names
+        for name in wanted:
             if name not in chosen:
                 chosen.append(name)
     explicit: list[tuple[str, str]] | None = None

@@ -114,6 +114,7 @@ EPISODE_READS = Reads(
         "evaluation.n_shot",
         "evaluation.n_query",
         "evaluation.n_episodes",
+        "evaluation.multilabel_sampler",
         "run.seed",
     )
 )
@@ -131,10 +132,13 @@ RESULT_READS = Reads(
         "run",  # where and how a run works: out_dir, resume, device, threads, workers, plot, logger, ...
         "data.root",  # where the data is (episode files check the labels they were drawn from)
         "data.targets",  # the target and its sources name every artefact instead
+        "data.target_tasks",  # so do its tasks (an evaluation's fingerprint lists them)
         "data.sources",
         "data.source_tasks",
         "evaluation.methods",
         "evaluation.batch_size",  # episodes per call: the same results
+        "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
+        "evaluation.diverged",  # applied to the stored records whenever the results are written
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""

@@ -40,7 +40,7 @@ from torchcross.protocol.config import paper_lr
 from torchcross.protocol.fingerprint import Reads
 from torchcross.protocol.pretrain import validation_sources
 from torchcross.protocol.registry import MethodContext, Trained
-from torchcross.protocol.validation import EarlyStopping
+from torchcross.protocol.validation import EarlyStopping, epoch_updates
 from torchcross.protocol.variants import MetaLearnVariant
 from torchcross.tasks.task import Task
 
@@ -72,8 +72,10 @@ def _variant(ctx: MethodContext) -> MetaLearnVariant:
 
 
 def _episode_datasets(
-    ctx: MethodContext, sources: dict[str, Any], length: int, seed: int, what: str = "source"
+    ctx: MethodContext, sources: dict[str, Any], length: int, seed: int, stage: str = "training"
 ) -> dict[str, Any]:
+    """Episode datasets of the sources that can fill an episode; ``stage`` (``"training"`` or
+    ``"validation"``) names, in the log line of a source left out, what it is left out of."""
     from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
@@ -102,9 +104,15 @@ def _episode_datasets(
                         seed=seed,
                     )
             except ValueError as exc:
-                ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: {what} {name} skipped: {exc}")
+                what = (
+                    "no training episodes: this source task is not trained on"
+                    if stage == "training"
+                    else "no validation episodes: early stopping does not score this source task "
+                    "(its training episodes are not affected)"
+                )
+                ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name}, {what}: {exc}")
         for w in caught:
-            ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: {what} {name}: {w.message}")
+            ctx.log(f"[{ctx.target.dataset_id}] {ctx.method}: source {name} ({stage} episodes): {w.message}")
     return out
 
 
@@ -146,7 +154,7 @@ def _validation_every(ctx: MethodContext, episodes: dict[str, Any]) -> int:
     if mc.val_every != "epoch":
         return int(mc.val_every)
     units = -(-sum(len(ds) for ds in episodes.values()) // mc.meta_batch_size)
-    return max(1, -(-units // rank_and_world_size()[1]))
+    return epoch_updates(units, rank_and_world_size()[1])
 
 
 def _model(ctx: MethodContext, backbone: nn.Module, width: int) -> MAML | ProtoNet:
@@ -221,7 +229,7 @@ def _validation(ctx: MethodContext, model: MAML | ProtoNet, every: int) -> Early
         sources, seed = validation_sources(ctx), ctx.seed
     else:  # the training splits: a seed of their own, so no validation episode is a training episode
         sources, seed = ctx.source_tasks("all"), derived_seed(ctx.seed, _VALIDATION_SEED)
-    val = _episode_datasets(ctx, sources, mc.val_episodes, seed, what="validation episodes of source")
+    val = _episode_datasets(ctx, sources, mc.val_episodes, seed, "validation")
     return EarlyStopping(_episode_auroc(model, val, ctx), every, mc.patience) if val else None
 
 

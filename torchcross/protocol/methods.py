@@ -20,6 +20,7 @@ from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan
 from torchcross.protocol.fingerprint import EPISODE_READS, EVALUATION_READS, fingerprint
 from torchcross.protocol.registry import MethodContext, get_method
+from torchcross.protocol.selection import selection_settings
 
 __all__ = ["evaluation_learner", "method_context", "method_fingerprint", "resolve_methods", "train_method"]
 
@@ -91,11 +92,14 @@ def method_fingerprint(ctx: MethodContext) -> str:
     evaluation reads: the method's registered ``reads``, the episodes' settings
     ([`EPISODE_READS`][EPISODE_READS], unless it is scored per
     task) and ``[evaluation] confidence``; with the method's identity (variant, target and
-    its tasks, sources, seed, input shape) and its ``settings(config)``, if registered.
+    its tasks, sources, seed, input shape) and its ``settings(config)``, if registered; and
+    ``[selection]`` where it chooses the method's fine-tuning
+    ([`selection_settings()`][selection_settings]).
     """
     spec = get_method(ctx.method)
     reads = (spec.reads, EVALUATION_READS) if spec.per_task else (spec.reads, EVALUATION_READS, EPISODE_READS)
     extra = {"settings": dict(spec.settings(ctx.config))} if spec.settings is not None else {}
+    extra.update(selection_settings(ctx.config, spec.reads, spec.per_task))
     return fingerprint(ctx.config, *reads, **ctx.identity(), tasks=list(ctx.target.tasks), **extra)
 
 

@@ -230,7 +230,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     raw.get("run", {}).pop("plugins", None)  # imported when the config was made, relative to its file
     config_from_dict(raw)  # every bound again, for configs built in code
     catalogue, problems = load_catalogue(config.data.root)
-    targets = plan_targets(catalogue, config.data.targets, config.data.sources, config.data.source_tasks)
+    data = config.data
+    targets = plan_targets(catalogue, data.targets, data.sources, data.source_tasks, data.target_tasks)
     methods = resolve_methods(config)
     for m in methods:  # what each method declares it reads names settings that exist
         try:
@@ -284,6 +285,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     # the splits the methods declare they read
     source_splits = {config.data.source_split or s.source_split for s in specs if s.source_split is not None}
     target_splits = {config.data.target_split}.union(*(s.target_splits for s in specs))
+    if config.selection.mode != "none":  # where the selection episodes come from
+        (target_splits if config.selection.mode == "target" else source_splits).add(config.selection.split)
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             for split in sorted(target_splits):

@@ -9,6 +9,8 @@ file atomically.
 from __future__ import annotations
 
 import json
+import math
+import statistics
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -20,8 +22,18 @@ from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import config_to_dict
 from torchcross.protocol.plan import ProtocolPlan
 from torchcross.protocol.registry import get_method
+from torchcross.protocol.selection import selection_note, summary_selection
 
-__all__ = ["paired_note", "seed_mean", "summarize_results", "write_results"]
+__all__ = [
+    "SEED_COLUMN",
+    "format_results",
+    "paired_note",
+    "plot_labels",
+    "seed_mean",
+    "shown_rows",
+    "summarize_results",
+    "write_results",
+]
 
 
 def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
@@ -35,6 +47,7 @@ def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
         for m in metrics:
             values = [float("nan") if r[m] is None else r[m] for r in rows]
             row[m] = sum(values) / len(values)
+        row["diverged"] = sum(bool(r.get("diverged")) for r in rows)  # seeds where the episode diverged
         out.append(row)
     return ResultsTable(out)
 
@@ -56,6 +69,7 @@ def summarize_results(
         for r in rows:
             s = spread[tuple(r[b] for b in by)]
             r["n_seeds"], r["auroc_seed_std"] = s["n_seeds"], s["auroc_seed_std"]
+    per_target: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in supervised:
         row = {**{b: r[b] for b in by}, "n_episodes": 0}
         for m in METRICS:
@@ -65,8 +79,13 @@ def summarize_results(
             row[f"{m}_ci_high"] = r.get(f"{m}_ci_high", float("nan"))
         if several:
             row["n_seeds"], row["auroc_seed_std"] = 1, float("nan")
-        row["seed"] = r["seed"]
-        rows.append(row)
+        row["seed"], row["n_test"] = r["seed"], r.get("n_test")
+        per_target.setdefault(tuple(r[b] for b in by), []).append(row)
+    for seed_rows in per_target.values():
+        rows.extend(seed_rows)
+        if several:
+            rows.append(_over_seeds(seed_rows, METRICS))
+    chosen = summary_selection(rows, episodes, by)  # [selection]: the fine-tuning lr and steps chosen
     methods = {r["method"] for r in pooled} if len(pooled) else set()
     paired = None
     if len(methods) > 1:
@@ -74,9 +93,143 @@ def summarize_results(
     columns = (
         summary.columns
         + [c for c in ("n_seeds", "auroc_seed_std") if several]
-        + (["seed"] if len(supervised) else [])
+        + (["seed", "n_test"] if len(supervised) else [])
+        + chosen
     )
     return ResultsTable(rows, columns=columns), paired
+
+
+def _over_seeds(seed_rows: list[dict[str, Any]], metrics: Sequence[str]) -> dict[str, Any]:
+    """The row over all seeds of one per-task (bootstrap) method and target: the seeds' means and bounds
+    averaged, ``n_seeds`` and ``auroc_seed_std``; ``seed`` is empty."""
+    row = dict(seed_rows[0])
+    for m in metrics:
+        for stat in ("mean", "ci_low", "ci_high"):
+            values = [r[f"{m}_{stat}"] for r in seed_rows]
+            row[f"{m}_{stat}"] = math.fsum(values) / len(values)
+    aurocs = [r["auroc_mean"] for r in seed_rows if not math.isnan(r["auroc_mean"])]
+    row["n_seeds"] = len(seed_rows)
+    row["auroc_seed_std"] = statistics.stdev(aurocs) if len(aurocs) > 1 else float("nan")
+    row["seed"] = None
+    return row
+
+
+def _is_nan(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def shown_rows(summary: ResultsTable) -> ResultsTable:
+    """The rows of ``results.md`` and ``auroc.png``: one per method and target task.
+
+    ``results.csv`` also holds a per-task method's (``supervised``'s) row per training seed; where it has
+    their row over all seeds (empty ``seed``), only that one is shown.
+
+    Examples:
+        >>> rows = [{"method": "supervised", "target": "t", "seed": s} for s in (0, 1, None)]
+        >>> shown_rows(ResultsTable(rows)).rows
+        [{'method': 'supervised', 'target': 't', 'seed': None}]
+    """
+    if "seed" not in summary.columns:
+        return summary
+    over_seeds = {(r["method"], r["target"]) for r in summary if r["seed"] is None}
+    kept = [r for r in summary if r["seed"] is None or (r["method"], r["target"]) not in over_seeds]
+    return ResultsTable(kept, summary.columns)
+
+
+SEED_COLUMN = "AUROC seeds: sd (n)"
+"""The column of ``results.md`` with the between-seed spread (``[run] seeds`` with several seeds)."""
+
+
+def format_results(summary: ResultsTable, metrics: Sequence[str], confidence: float, digits: int = 3) -> str:
+    """The table of ``results.md`` (one row per method and target task), then one paragraph saying what
+    its numbers are: what "±" is, what the between-seed column is, what a bootstrap row's interval is.
+
+    Episodic rows show ``mean ± half-width`` of the Student-t interval over their episodes and its bounds;
+    a per-task method's rows (``supervised``, with ``n_test``) show the mean and the bounds of its
+    (asymmetric) bootstrap interval, and ``episodes`` names the test split instead. With several training
+    seeds the column `SEED_COLUMN` shows the standard deviation of the per-seed mean AUROCs and the number
+    of seeds.
+
+    Args:
+        summary: the summary of [`summarize_results()`][summarize_results] (``results.csv``).
+        metrics: the metrics shown (e.g. ``("auroc", "accuracy")``).
+        confidence: the level of the intervals (``[evaluation] confidence``).
+        digits: decimals of the numbers.
+
+    Examples:
+        >>> from torchcross.evaluation.episodic import summarize
+        >>> rows = [{"method": "a", "target": "t", "auroc": v} for v in (0.6, 0.7, 0.8)]
+        >>> summary = summarize(rows, by=["method", "target"], metrics=["auroc"])
+        >>> text = format_results(summary, ["auroc"], 0.95)
+        >>> print(text.splitlines()[2])
+        | a | t | 3 | 0.700 ± 0.248 | [0.452, 0.948] |
+        >>> print(text.splitlines()[-1].split(";")[0])
+        ± is the half-width of the 95% Student-t interval of the mean over a row's episodes
+    """
+    shown = shown_rows(summary)
+    view = format_summary(shown, metrics, digits)
+    bootstrap = ["n_test" in shown.columns and not _is_nan(r["n_test"]) for r in shown]
+    several = "n_seeds" in shown.columns
+    cells = []
+    for row, cell, boot in zip(shown, view, bootstrap):
+        if boot:
+            cell["episodes"] = f"— (test split: {row['n_test']} images)"
+            for m in metrics:
+                name = m.upper() if m in ("auroc", "mae", "qwk") else m
+                if cell[name] != "n/a":
+                    cell[name] = f"{row[f'{m}_mean']:.{digits}f}"
+        if several:
+            sd, n = row["auroc_seed_std"], row["n_seeds"]
+            spread = "—" if _is_nan(sd) else f"{sd:.{digits}f}"
+            cell = _insert_after(cell, "AUROC CI", SEED_COLUMN, f"{spread} ({n})")
+        cells.append(cell)
+    n_seeds = max((int(r["n_seeds"] or 1) for r in shown), default=1) if several else 1
+    methods = list(dict.fromkeys(str(r["method"]) for r, boot in zip(shown, bootstrap) if boot))
+    episodic = not all(bootstrap)  # an empty table: no paragraph
+    legend = _legend(confidence, episodic=episodic, bootstrap=methods, n_seeds=n_seeds)
+    return ResultsTable(cells).to_markdown() + ("\n\n" + legend if legend else "")
+
+
+def _insert_after(cell: dict[str, Any], after: str, key: str, value: Any) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in cell.items():
+        out[k] = v
+        if k == after:
+            out[key] = value
+    if key not in out:
+        out[key] = value
+    return out
+
+
+def _legend(confidence: float, *, episodic: bool, bootstrap: Sequence[str], n_seeds: int) -> str:
+    """What the numbers of the ``results.md`` table are (said once, under the table)."""
+    level = f"{confidence:.0%}"
+    parts = []
+    if episodic:
+        parts.append(
+            f"± is the half-width of the {level} Student-t interval of the mean over a row's episodes; the "
+            "CI columns give its bounds."
+        )
+        if n_seeds > 1:
+            parts.append(
+                f"Each episode's scores are first averaged over the {n_seeds} training seeds, so that "
+                f"interval leaves out the training noise; `{SEED_COLUMN}` shows it: the standard deviation "
+                "of the per-seed mean AUROCs, over n seeds."
+            )
+    if bootstrap:
+        one = len(bootstrap) == 1
+        parts.append(
+            f"{', '.join(bootstrap)} {'has' if one else 'have'} no ±: {'it is' if one else 'they are'} "
+            "trained on a target task's train split and scored once on its whole test split (`episodes` "
+            f"gives its size); the CI is a {level} percentile bootstrap interval over the test images (not "
+            "patients), not symmetric, so shown as its bounds."
+        )
+        if n_seeds > 1:
+            parts.append(
+                "With several seeds, that score and its bounds are the means of the seeds' ones, and "
+                f"`{SEED_COLUMN}` is the spread of the seeds' test AUROCs."
+            )
+    return " ".join(parts)
 
 
 def paired_note(methods: Sequence[str], paired: ResultsTable | None) -> str:
@@ -145,8 +298,10 @@ def write_results(
     summary.to_csv(files["results_csv"])
     ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
     shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
-    table_md = format_summary(summary, ("auroc", "accuracy", *shown)).to_markdown()
-    note = paired_note(plan.methods, paired)
+    confidence = plan.config.evaluation.confidence
+    table_md = format_results(summary, ("auroc", "accuracy", *shown), confidence)
+    notes = (paired_note(plan.methods, paired), selection_note(plan.config, summary))
+    note = "\n\n".join(n for n in notes if n)
     atomic_write(files["results_md"], table_md + ("\n\n" + note if note else ""))
     if paired is not None:
         files["paired_csv"] = out / "paired.csv"
@@ -179,8 +334,30 @@ def write_results(
     if plan.config.run.plot:
         from torchcross.evaluation.plotting import plot_metric
 
-        ev = plan.config.evaluation
+        rows = shown_rows(summary)
+        title, labels = plot_labels(plan, rows)
         files["plot"] = out / "auroc.png"
-        title = f"{ev.n_shot}-shot AUROC (mean, {ev.confidence:.0%} CI)"
-        atomic_write(files["plot"], lambda tmp: plot_metric(summary, tmp, "auroc", title=title))
+        atomic_write(files["plot"], lambda tmp: plot_metric(rows, tmp, "auroc", title=title, labels=labels))
     return files
+
+
+def plot_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict[str, str]]:
+    """The title and the legend labels (by method) of ``auroc.png``, which draws ``rows`` (one per
+    method and target task, [`shown_rows()`][shown_rows]).
+
+    The title says what a marker and its bar are (with several seeds: the mean over them); each label says
+    what its method's score is: ``n``-shot episodes with a Student-t interval, or (``supervised``) the
+    whole train split with a bootstrap interval over the test images.
+    """
+    ev = plan.config.evaluation
+    n_seeds = max((int(r["n_seeds"]) for r in rows), default=1) if "n_seeds" in rows.columns else 1
+    title = f"AUROC per target task: mean and {ev.confidence:.0%} CI"
+    if n_seeds > 1:
+        title += f"\n(scores averaged over {n_seeds} training seeds)"
+    labels = {}
+    for method in dict.fromkeys(str(m) for m in rows.column("method")):
+        if get_method(method).per_task:
+            labels[method] = f"{method} (full training; CI: bootstrap, test images)"
+        else:
+            labels[method] = f"{method} ({ev.n_shot}-shot; CI: t, {ev.n_episodes} episodes)"
+    return title, labels

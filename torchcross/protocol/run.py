@@ -4,11 +4,12 @@ For each target dataset: pick the source tasks (leave-one-out: every task of eve
 dataset with no domain or subject overlap), train each method on them, and evaluate it
 on fixed episodes of each target task:
 
-* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new zero head per
-  episode (``"scratch"``: the same from a seeded random initialisation);
+* ``IM-PT``: no source training; fine-tune the ImageNet backbone with a new head per
+  episode (``[finetune] head_init``; ``"scratch"``: the same from a seeded random initialisation);
 * ``mm-PT``: multi-domain multi-task pre-training (each update: a batch of one source
-  task drawn in proportion to size, through that task's own head; early stopping on
-  validation AUROC), then fine-tune as IM-PT;
+  task drawn in proportion to size, through that task's own head, its loss scaled so that
+  every task weighs the same; early stopping on the validation AUROC of each epoch), then
+  fine-tune as IM-PT;
 * ``mm-MAML``: MAML over source episodes of all kinds, random shots and class subsets,
   with a zero-initialised head per task (early stopping); then fine-tune as IM-PT;
 * any other method of [`torchcross.protocol.registry`][torchcross.protocol.registry] (ProtoNet, ANIL, FOMAML,
@@ -60,6 +61,7 @@ from torchcross.protocol.plan import RESULT_FILES, RUN_FOLDERS, ProtocolPlan, ch
 from torchcross.protocol.ranks import EpisodeShare, Team, joined
 from torchcross.protocol.registry import get_method
 from torchcross.protocol.report import summarize_results, write_results
+from torchcross.protocol.selection import draw_selection_episodes, selection_applies, tuned_learner
 
 __all__ = ["ProtocolPlan", "ProtocolResult", "check_protocol", "run_protocol"]
 
@@ -128,6 +130,7 @@ def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) 
             ev.n_query,
             seed=run.seed,
             filter_classes_min_samples=plan.config.data.min_class_size,
+            multilabel_sampler=ev.multilabel_sampler,
         )
     for w in caught:
         log(f"target {ds}/{task}: {w.message}")
@@ -283,7 +286,9 @@ def _evaluate_method(
         return done
     start = time.perf_counter()
     per_task = get_method(method).per_task
-    learner = None
+    learner = trained = None
+    picked: dict[str, Any] = {}  # [selection] "sources": one choice for every target task
+    chosen: dict[str, Any]
     if not per_task:
         logger = _curve_logger(plan, target.dataset_id, method, seed) if team.is_leader else None
         try:
@@ -306,13 +311,17 @@ def _evaluate_method(
                 torch.manual_seed(seed)
                 task_records = team.share([train_and_test(ctx, task)])
         else:
+            tuned, chosen = learner, {}  # [selection]: the learner with the chosen lr and steps
+            if selection_applies(plan.config, get_method(method).reads, learner):
+                tuned, chosen = _selected(plan, ctx, trained, task, episode_sets, sources, picked)
             task_records = _evaluate_task(
-                team, plan, learner, method, target, task, episode_sets[task], sources[task], log, progress
+                team, plan, tuned, method, target, task, episode_sets[task], sources[task], log, progress
             )
             for r in task_records:
                 r["dataset"] = target.dataset_id
                 r["seed"] = seed
                 r["train_seconds"] = round(train_seconds, 3)
+                r.update(chosen)
         records += task_records
         finished[task] = task_records
         if team.is_leader:
@@ -321,6 +330,33 @@ def _evaluate_method(
         _write_json(done_file, _with_digest({"fingerprint": fingerprint, "records": records}))
         partial_file.unlink(missing_ok=True)
     return records
+
+
+def _selected(
+    plan: ProtocolPlan,
+    ctx: Any,
+    trained: Any,
+    task: str,
+    episode_sets: dict[str, Any],
+    sources: dict[str, Any],
+    picked: dict[str, Any],
+) -> tuple[Any, dict[str, Any]]:
+    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields."""
+    if "sources" in picked:
+        return picked["sources"]
+    episodes = draw_selection_episodes(
+        plan.config,
+        ctx.target,
+        task,
+        episode_sets[task],
+        sources[task],
+        lambda ds, name, split: open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size),
+        ctx.log,
+    )
+    out = tuned_learner(ctx, trained, evaluation_learner, episodes)
+    if plan.config.selection.mode == "sources":
+        picked["sources"] = out
+    return out
 
 
 def _evaluate_task(
@@ -442,7 +478,8 @@ def run_protocol(
 
     Writes ``episodes.csv`` (one row per method, target task and episode),
     ``results.csv`` (mean, std and confidence interval of every metric per method and
-    target), ``results.md`` (the same, compact: ``mean ± half-width``), ``results.json``
+    target), ``results.md`` (one row per method and target, compact: ``mean ± half-width``, and
+    a paragraph saying what the numbers are), ``results.json``
     (both tables, the resolved config, the plan and the wall time) and ``auroc.png``
     (with ``[run] plot``), plus ``episodes/`` (the fixed episode sets), ``checkpoints/``
     and ``evaluations/`` used to resume (per method, and per target task while a
@@ -491,6 +528,7 @@ def run_protocol(
         if team.world_size > 1:
             say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
         records, supervised, torch_threads = _run_targets(team, plan, say, progress)
+        records = _score_diverged(records, config, say if team.is_leader else None)
         episodes = ResultsTable(records)
         summary, paired = summarize_results(plan, episodes, ResultsTable(supervised))
         seconds = time.perf_counter() - start
@@ -500,6 +538,39 @@ def run_protocol(
         )
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
+
+
+def _score_diverged(
+    records: list[dict[str, Any]], config: ProtocolConfig, say: Log | None
+) -> list[dict[str, Any]]:
+    """``records`` with ``[evaluation] diverged`` applied (see
+    [`score_diverged()`][torchcross.evaluation.diverged.score_diverged]); a ``warning:`` line and a
+    ``DivergenceWarning`` per method, target task and seed with diverged episodes (``say=None``: silent)."""
+    from torchcross.evaluation.diverged import score_diverged
+    from torchcross.learners.divergence import DivergenceWarning
+
+    rule = config.evaluation.diverged
+    scored = score_diverged(records, rule)
+    counts: dict[tuple[Any, Any, Any], list[int]] = {}
+    for r in scored:
+        count = counts.setdefault((r["method"], r["target"], r.get("seed")), [0, 0])
+        count[0] += r["diverged"]
+        count[1] += 1
+    how = (
+        "scored as failures at chance level (AUROC 0.5) and kept in the mean and paired.csv"
+        if rule == "chance"
+        else "left out of the mean and paired.csv"
+    )
+    for (method, target, seed), (n, total) in counts.items():
+        if n and say is not None:
+            where = f" (seed {seed})" if config.run.seeds is not None else ""
+            message = (
+                f"{method} on {target}{where}: {n} of {total} episodes diverged (non-finite logits); "
+                f"{how} ([evaluation] diverged = {rule!r}); results.csv counts them in n_diverged"
+            )
+            say(f"warning: {message}")
+            warnings.warn(message, DivergenceWarning, stacklevel=3)
+    return scored
 
 
 def _run_targets(

@@ -1,11 +1,14 @@
 """The fully supervised baseline (the paper's Table 3): per target task, train, validate, test.
 
-For each target task: the backbone (``[backbone] weights``) with a zero-initialised head
-is trained on the task's ``train`` split (Adam, batches of ``[supervised] batch_size``,
-augmentation as ``[augmentation]``), validated every ``val_every`` updates on up to
-``val_batches`` batches of its ``val`` split (pooled AUROC) with early stopping, and the
-best weights are scored on the whole ``test`` split. The confidence interval is a
-percentile bootstrap over test examples (``[supervised] bootstrap`` resamples, seeded).
+For each target task: the backbone (``[backbone] weights``) with a new head
+(``[supervised] head_init``: PyTorch's ``nn.Linear`` default drawn from the training seed, as
+the authors' ``SimpleClassifier``, or zero) is trained on the task's ``train`` split (Adam,
+batches of ``[supervised] batch_size``, augmentation as ``[augmentation]``), validated every
+``val_every`` updates (default: once per pass over the train split) on ``val_batches``
+batches of its ``val`` split (default: all of it; the predictions pooled into one AUROC, as
+the authors' epoch-level metric) with early stopping, and the best weights are scored on the
+whole ``test`` split. The confidence interval is a percentile bootstrap over test examples
+(``[supervised] bootstrap`` resamples, seeded).
 """
 
 from __future__ import annotations
@@ -18,13 +21,14 @@ import numpy as np
 import torch
 
 from torchcross.distributed.gradients import all_reduce_gradients
+from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.evaluation.metrics import accuracy, auroc
 from torchcross.protocol.augment import build_augmentation
 from torchcross.protocol.config import paper_lr
 from torchcross.protocol.fingerprint import Reads
 from torchcross.protocol.registry import MethodContext
 from torchcross.protocol.training import train_steps
-from torchcross.protocol.validation import EarlyStopping
+from torchcross.protocol.validation import EarlyStopping, epoch_updates
 
 __all__ = ["bootstrap_interval", "train_and_test", "unused_learner"]
 
@@ -99,7 +103,7 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
     train, val, test = (ctx.open(ds, task, split) for split in ("train", "val", "test"))
     description = train.task_description
     backbone, width = ctx.build_backbone()
-    model = MultiTaskPretrainer(backbone, width, [description], head_init="zero", seed=ctx.seed).to(
+    model = MultiTaskPretrainer(backbone, width, [description], head_init=sv.head_init, seed=ctx.seed).to(
         ctx.device
     )
     sampler = MultiTaskBatchSampler(
@@ -116,13 +120,15 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
         all_reduce_gradients(model)  # under torchrun: the mean over the ranks' batches
         return value
 
+    limit = len(val) if sv.val_batches == "all" else sv.val_batches * sv.batch_size
+
     def validate() -> float:
-        logits, labels = _predict(
-            model, val, description, sv.batch_size, sv.val_batches * sv.batch_size, ctx.device
-        )
+        logits, labels = _predict(model, val, description, sv.batch_size, limit, ctx.device)
         return auroc(logits, labels, description)
 
-    early = EarlyStopping(validate, sv.val_every, sv.patience) if sv.patience > 0 and len(val) else None
+    _, world = rank_and_world_size()
+    every = epoch_updates(sampler.sizes[0], world) if sv.val_every == "epoch" else sv.val_every
+    early = EarlyStopping(validate, every, sv.patience) if sv.patience > 0 and len(val) else None
     ctx.log(f"[{ds}] supervised on {task!r}: up to {sv.steps} steps on {len(train)} training examples")
     train_steps(
         model,

@@ -1,8 +1,11 @@
 """Early stopping on a validation score, with the best weights kept: for mm-PT, mm-MAML, supervised.
 
-Training validates every ``val_every`` updates (one validation "epoch": a multi-task stream has no natural
-epoch, so the authors' fixed interval is used). After ``patience`` validations in a row without a higher score
-it stops and the weights of the best validation are restored.
+Training validates every ``every`` updates. The authors' final code (``cross_domain_pft.py``,
+``cross_domain_maml.py``, ``fully_supervised.py`` at 83c2aad) leaves Lightning's ``val_check_interval``
+and ``limit_val_batches`` commented out, so it validates once per training epoch on the whole
+validation set; the trainers turn ``val_every = "epoch"`` into the updates of one epoch
+(`epoch_updates()`), and take any count as well. After ``patience`` validations in a row
+without a higher score training stops and the weights of the best validation are restored.
 [`EarlyStopping`][EarlyStopping] holds that state as tensors and plain Python
 values, so it is saved in (and resumed from) the training checkpoint.
 """
@@ -19,7 +22,22 @@ from torch import nn
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.ranks import Team
 
-__all__ = ["EarlyStopping"]
+__all__ = ["EarlyStopping", "epoch_updates"]
+
+
+def epoch_updates(batches: int, world_size: int = 1) -> int:
+    """The updates of one epoch of ``batches`` training units when each update takes one per rank.
+
+    Raises:
+        ValueError: ``batches`` or ``world_size`` below 1.
+
+    Examples:
+        >>> epoch_updates(7), epoch_updates(7, world_size=2)
+        (7, 4)
+    """
+    if batches < 1 or world_size < 1:
+        raise ValueError(f"an epoch needs batches >= 1 and world_size >= 1, got {batches=}, {world_size=}")
+    return -(-batches // world_size)
 
 
 class EarlyStopping:

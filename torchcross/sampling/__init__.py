@@ -6,7 +6,7 @@
 * [`episodes`][torchcross.sampling.episodes]: fixed-shot episodes for every task kind, and the
   dispatch table of the rules (`EPISODE_KINDS`);
 * `multilabel`: the greedy cover for multi-label episodes
-  (label rows as bit masks: `bits`);
+  (label rows as bit masks: `bits`), and `medimeta_multilabel`: the MedIMeta authors' rule;
 * [`variable`][torchcross.sampling.variable]: Meta-Dataset's variable-way, variable-shot rule;
 * [`defaults`][torchcross.sampling.defaults]: the shots, queries and class filter every episode
   dataset and sampler defaults to;
@@ -41,6 +41,7 @@ if TYPE_CHECKING:
     from torchcross.sampling.episode_index import index_labels as index_labels
     from torchcross.sampling.episode_index import relabel_description as relabel_description
     from torchcross.sampling.episodes import EPISODE_KINDS as EPISODE_KINDS
+    from torchcross.sampling.episodes import MULTILABEL_SAMPLERS as MULTILABEL_SAMPLERS
     from torchcross.sampling.episodes import EpisodeKind as EpisodeKind
     from torchcross.sampling.episodes import get_episode_kind as get_episode_kind
     from torchcross.sampling.episodes import sample_binary_episode as sample_binary_episode
@@ -48,6 +49,10 @@ if TYPE_CHECKING:
     from torchcross.sampling.episodes import sample_multiclass_episode as sample_multiclass_episode
     from torchcross.sampling.episodes import sample_multilabel_episode as sample_multilabel_episode
     from torchcross.sampling.episodes import sample_ordinal_episode as sample_ordinal_episode
+    from torchcross.sampling.medimeta_multilabel import (
+        sample_medimeta_multilabel_indices as sample_medimeta_multilabel_indices,
+    )
+    from torchcross.sampling.medimeta_multilabel import trim_to_quota as trim_to_quota
     from torchcross.sampling.multilabel import cover_quotas as cover_quotas
     from torchcross.sampling.multilabel import sample_multilabel_indices as sample_multilabel_indices
     from torchcross.sampling.multitask_plan import StreamPlan as StreamPlan
@@ -67,6 +72,7 @@ _EXPORTS: dict[str, str] = {
     "DEFAULT_QUERY_PER_CLASS": "defaults",
     "DEFAULT_SHOTS": "defaults",
     "EPISODE_KINDS": "episodes",
+    "MULTILABEL_SAMPLERS": "episodes",
     "EpisodeKind": "episodes",
     "get_episode_kind": "episodes",
     "EpisodeIndices": "episode_index",
@@ -81,6 +87,8 @@ _EXPORTS: dict[str, str] = {
     "sample_ordinal_episode": "episodes",
     "sample_per_class": "per_class",
     "cover_quotas": "multilabel",
+    "sample_medimeta_multilabel_indices": "medimeta_multilabel",
+    "trim_to_quota": "medimeta_multilabel",
     "row_bits": "bits",
     "sample_multilabel_indices": "multilabel",
     "sample_variable_episode": "variable",

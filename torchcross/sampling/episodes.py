@@ -13,8 +13,10 @@ multi-class         ``k`` support and ``q`` query examples per selected class
 ordinal             as multi-class; selected classes always in key order
 binary              ``k`` negatives and ``k`` positives (support), ``q`` of each (query)
 multi-label         at least ``k`` positives and ``k`` negatives per selected label
-                    (support), ``q`` of each (query); see
-                    `torchcross.sampling.multilabel`
+                    (support), ``q`` of each (query), by one of the
+                    `MULTILABEL_SAMPLERS`: the greedy cover
+                    (`torchcross.sampling.multilabel`) or the MedIMeta authors' rule
+                    (`torchcross.sampling.medimeta_multilabel`)
 variable            Meta-Dataset's variable-way variable-shot rule
                     ([`torchcross.sampling.variable.sample_variable_episode()`][torchcross.sampling.variable.sample_variable_episode])
 ==================  ===========================================================
@@ -46,6 +48,7 @@ from torchcross.sampling.episode_index import (
     index_labels,
     relabel_description,
 )
+from torchcross.sampling.medimeta_multilabel import sample_medimeta_multilabel_indices
 from torchcross.sampling.multilabel import sample_multilabel_indices
 from torchcross.sampling.per_class import fixed_shot_plan, sample_per_class
 from torchcross.tasks.task import TaskTarget
@@ -56,6 +59,7 @@ __all__ = [
     "EpisodeKind",
     "EpisodePlan",
     "LabelIndex",
+    "MULTILABEL_SAMPLERS",
     "MultilabelPlan",
     "episode_labels",
     "index_labels",
@@ -124,6 +128,23 @@ def sample_binary_episode(labels: Any, n_shot: int, n_query: int, rng: np.random
     return sample_per_class(labels, n_shot, n_query, rng, (0, 1), TaskTarget.BINARY_CLASSIFICATION)
 
 
+MULTILABEL_SAMPLERS: Mapping[str, Callable[..., tuple[np.ndarray, np.ndarray]]] = MappingProxyType(
+    {"cover": sample_multilabel_indices, "medimeta": sample_medimeta_multilabel_indices}
+)
+"""The multi-label episode rules by name, ``(index, columns, n_shot, n_query, rng, max_attempts) ->
+(support, query)``: ``"cover"`` the greedy near-minimal cover (`torchcross.sampling.multilabel`),
+``"medimeta"`` the MedIMeta authors' draw-and-trim (`torchcross.sampling.medimeta_multilabel`)."""
+
+
+def _multilabel_sampler(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    try:
+        return MULTILABEL_SAMPLERS[name]
+    except (KeyError, TypeError):
+        raise ValueError(
+            f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, got {name!r}"
+        ) from None
+
+
 @renamed_keywords(n_support="n_shot")
 def sample_multilabel_episode(
     labels: Any,
@@ -132,10 +153,13 @@ def sample_multilabel_episode(
     rng: np.random.Generator,
     classes: Sequence[int] | None = None,
     max_attempts: int = 10,
+    sampler: str = "cover",
 ) -> EpisodeIndices:
     """At least ``n_shot`` positives and negatives per label (support), ``n_query`` (query).
 
-    See `torchcross.sampling.multilabel.cover_quotas()` for the algorithm.
+    ``sampler`` names the rule of `MULTILABEL_SAMPLERS`: ``"cover"`` (see
+    `torchcross.sampling.multilabel.cover_quotas()`) or ``"medimeta"`` (the MedIMeta authors'
+    rule, see `torchcross.sampling.medimeta_multilabel`).
 
     Examples:
         >>> import numpy as np
@@ -143,14 +167,18 @@ def sample_multilabel_episode(
         >>> ep = sample_multilabel_episode(labels, 2, 2, np.random.default_rng(1))
         >>> bool((labels[ep.support].sum(0) >= 2).all()), ep.classes
         (True, (0, 1, 2))
+        >>> theirs = sample_multilabel_episode(labels, 2, 2, np.random.default_rng(1), sampler="medimeta")
+        >>> bool((labels[theirs.support].sum(0) >= 2).all())
+        True
     """
+    draw = _multilabel_sampler(sampler)
     check_generator(rng)
     check_int(n_shot, "n_shot", 1)
     check_int(n_query, "n_query", 0)
     check_int(max_attempts, "max_attempts", 1)
     index = as_label_index(labels, TaskTarget.MULTILABEL_CLASSIFICATION)
     classes = check_classes(index, classes)
-    support, query = sample_multilabel_indices(index, classes, n_shot, n_query, rng, max_attempts)
+    support, query = draw(index, classes, n_shot, n_query, rng, max_attempts)
     return EpisodeIndices(support, query, classes)
 
 
@@ -171,7 +199,8 @@ class EpisodePlan(Protocol):
 @dataclass(frozen=True)
 class MultilabelPlan:
     """Multi-label draws over given label columns:
-    [`sample_multilabel_episode()`][sample_multilabel_episode] per episode.
+    [`sample_multilabel_episode()`][sample_multilabel_episode] per episode, by the rule ``sampler``
+    (a key of `MULTILABEL_SAMPLERS`).
 
     Examples:
         >>> import numpy as np
@@ -186,22 +215,34 @@ class MultilabelPlan:
     n_shot: int
     n_query: int
     max_attempts: int = 10
+    sampler: str = "cover"
 
     def draw(self, index: LabelIndex, rng: np.random.Generator) -> EpisodeIndices:
         """One episode with at least ``n_shot`` / ``n_query`` positives and negatives per label."""
         return sample_multilabel_episode(
-            index, self.n_shot, self.n_query, rng, self.classes, self.max_attempts
+            index, self.n_shot, self.n_query, rng, self.classes, self.max_attempts, self.sampler
         )
 
 
 def _multilabel_plan(
-    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, max_attempts: int
+    index: LabelIndex,
+    classes: tuple[int, ...],
+    n_shot: int,
+    n_query: int,
+    max_attempts: int,
+    multilabel_sampler: str = "cover",
 ) -> MultilabelPlan:
-    return MultilabelPlan(classes, n_shot, n_query, max_attempts)
+    _multilabel_sampler(multilabel_sampler)
+    return MultilabelPlan(classes, n_shot, n_query, max_attempts, multilabel_sampler)
 
 
 def _fixed_shot_plan(
-    index: LabelIndex, classes: tuple[int, ...], n_shot: int, n_query: int, max_attempts: int
+    index: LabelIndex,
+    classes: tuple[int, ...],
+    n_shot: int,
+    n_query: int,
+    max_attempts: int,
+    multilabel_sampler: str = "cover",
 ) -> EpisodePlan:
     return fixed_shot_plan(index, classes, n_shot, n_query)
 
@@ -223,9 +264,10 @@ class EpisodeKind:
         target: the task kind.
         sample: the kind's rule, ``(index, n_shot, n_query, rng, classes) -> EpisodeIndices``
             (``classes=None``: all classes).
-        plan: ``(index, classes, n_shot, n_query, max_attempts) -> EpisodePlan``:
-            prepares draws over ``classes`` that are already checked (and, with
-            `key_order`, in key order).
+        plan: ``(index, classes, n_shot, n_query, max_attempts, multilabel_sampler="cover") ->
+            EpisodePlan``: prepares draws over ``classes`` that are already checked (and, with
+            `key_order`, in key order); ``multilabel_sampler`` (a key of `MULTILABEL_SAMPLERS`)
+            matters to multi-label tasks only.
         fixed_classes: the classes every episode uses (binary: ``(0, 1)``); ``None`` when
             an episode may use any subset of the classes.
         key_order: a subset of classes is listed in key order (ordinal, multi-label);

@@ -364,6 +364,7 @@ def sample_episode_set(
     filter_classes_min_samples: int = DEFAULT_FILTER_CLASSES_MIN_SAMPLES,
     n_way: int | None = None,
     permute_labels: bool = True,
+    multilabel_sampler: str = "cover",
 ) -> EpisodeSet:
     """Draw ``n_episodes`` fixed-shot episodes (the episodes ``0..n-1`` of the equivalent
     [`FewShotMetaDataset`][FewShotMetaDataset] with this ``seed``).
@@ -373,7 +374,9 @@ def sample_episode_set(
     the class of label ``i``). Multi-class N-way episodes assign their labels in a random
     order per episode unless ``permute_labels=False`` (see
     `FewShotMetaDataset`); the order is
-    stored, so a loaded set gives the same labels.
+    stored, so a loaded set gives the same labels. ``multilabel_sampler`` picks the rule of
+    multi-label episodes (``"cover"`` or the MedIMeta authors' ``"medimeta"``, see
+    `FewShotMetaDataset`); a set drawn with ``"medimeta"`` records it in its ``sampling``.
 
     The former keywords ``n_support_samples_per_class`` and ``n_query_samples_per_class`` still work,
     with a ``DeprecationWarning``.
@@ -397,6 +400,7 @@ def sample_episode_set(
         seed=seed,
         n_way=n_way,
         permute_labels=permute_labels,
+        multilabel_sampler=multilabel_sampler,
     )
     return EpisodeSet.from_dataset(dataset)
 

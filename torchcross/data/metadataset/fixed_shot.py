@@ -21,7 +21,8 @@ from torchcross.sampling.defaults import (
     DEFAULT_QUERY_PER_CLASS,
     DEFAULT_SHOTS,
 )
-from torchcross.sampling.episodes import EpisodeIndices, EpisodePlan, get_episode_kind
+from torchcross.sampling.episodes import MULTILABEL_SAMPLERS, EpisodeIndices, EpisodePlan, get_episode_kind
+from torchcross.tasks.task import TaskTarget
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
 
@@ -72,6 +73,10 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         permute_labels: multi-class ``n_way`` episodes assign labels ``0..n_way-1`` to their
             classes in a random order per episode (``True``, the default) or in the task's
             class order (``False``). No effect without ``n_way`` and on ordinal tasks.
+        multilabel_sampler: multi-label only: the rule of
+            [`MULTILABEL_SAMPLERS`][MULTILABEL_SAMPLERS], ``"cover"`` (the
+            greedy near-minimal cover, the default) or ``"medimeta"`` (the MedIMeta authors' ``k``
+            positives and negatives per label, trimmed; see `torchcross.sampling.medimeta_multilabel`).
 
     Raises:
         ValueError: fewer than two (or ``n_way``) usable classes, naming the filter or the
@@ -102,6 +107,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
 
     # the parameter names that error messages use (the compat subclasses name 0.0.6's)
     parameter_names: ClassVar[dict[str, str]] = {"n_shot": "n_shot", "n_query": "n_query", "n_way": "n_way"}
+    multilabel_sampler: str = "cover"
 
     def __init__(
         self,
@@ -117,8 +123,15 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         seed: int | None = None,
         max_attempts: int = 10,
         permute_labels: bool = True,
+        multilabel_sampler: str = "cover",
     ) -> None:
         super().__init__(task_source, collate_fn, length, output_indices, seed)
+        if not isinstance(multilabel_sampler, str) or multilabel_sampler not in MULTILABEL_SAMPLERS:
+            raise ValueError(
+                f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, "
+                f"got {multilabel_sampler!r}"
+            )
+        self.multilabel_sampler = multilabel_sampler
         self.n_way = self._check_n_way(n_way)
         if not isinstance(permute_labels, bool):
             raise TypeError(
@@ -163,7 +176,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
     def _episode_plan(self, n_shot: int, classes: tuple[int, ...]) -> EpisodePlan:
         # classes were validated at construction (ordinal ones are in key order)
         return get_episode_kind(self.task_target).plan(
-            self.label_index, classes, n_shot, self.n_query, self.max_attempts
+            self.label_index, classes, n_shot, self.n_query, self.max_attempts, self.multilabel_sampler
         )
 
     def _permutes_labels(self) -> bool:
@@ -205,6 +218,8 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         if self.n_way is not None:  # recorded only when set: all-class episode sets are unchanged
             params["n_way"] = self.n_way
             params["permute_labels"] = self.permute_labels
+        if self.task_target is TaskTarget.MULTILABEL_CLASSIFICATION and self.multilabel_sampler != "cover":
+            params["multilabel_sampler"] = self.multilabel_sampler  # likewise: cover sets are unchanged
         return params
 
 
