@@ -72,10 +72,10 @@ def _variant(ctx: MethodContext) -> MetaLearnVariant:
 
 
 def _episode_datasets(
-    ctx: MethodContext, sources: dict[str, Any], length: int, seed: int, stage: str = "training"
+    ctx: MethodContext, sources: dict[str, Any], length: int, stage: str = "training", *, seed: int
 ) -> dict[str, Any]:
-    """Episode datasets of the sources that can fill an episode; ``stage`` (``"training"`` or
-    ``"validation"``) names, in the log line of a source left out, what it is left out of."""
+    """Episode datasets (drawn with ``seed``) of the sources that can fill an episode; ``stage``
+    (``"training"`` or ``"validation"``) names, in the log line of a source left out, what it is left out of."""
     from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
@@ -229,7 +229,7 @@ def _validation(ctx: MethodContext, model: MAML | ProtoNet, every: int) -> Early
         sources, seed = validation_sources(ctx), ctx.seed
     else:  # the training splits: a seed of their own, so no validation episode is a training episode
         sources, seed = ctx.source_tasks("all"), derived_seed(ctx.seed, _VALIDATION_SEED)
-    val = _episode_datasets(ctx, sources, mc.val_episodes, seed, "validation")
+    val = _episode_datasets(ctx, sources, mc.val_episodes, "validation", seed=seed)
     return EarlyStopping(_episode_auroc(model, val, ctx), every, mc.patience) if val else None
 
 
@@ -244,7 +244,7 @@ def train_maml(ctx: MethodContext) -> Trained:
         ctx,
         ctx.source_tasks(cfg.data.source_split or "all"),
         mc.episode_pool or _EPISODES_PER_SOURCE,
-        ctx.seed,
+        seed=ctx.seed,
     )
     if not episodes:
         raise ValueError(
