@@ -74,8 +74,11 @@ def _variant(ctx: MethodContext) -> MetaLearnVariant:
 def _episode_datasets(
     ctx: MethodContext, sources: dict[str, Any], length: int, stage: str = "training", *, seed: int
 ) -> dict[str, Any]:
-    """Episode datasets (drawn with ``seed``) of the sources that can fill an episode; ``stage``
-    (``"training"`` or ``"validation"``) names, in the log line of a source left out, what it is left out of."""
+    """Episode datasets (drawn with ``seed``) of the sources that can fill an episode.
+
+    ``stage`` (``"training"`` or ``"validation"``) names, in the log line of a source left out, what
+    it is left out of.
+    """
     from torchcross.data.metadataset.fixed_shot import FewShotMetaDataset, SubTaskRandomFewShotMetaDataset
 
     mc = ctx.config.maml
