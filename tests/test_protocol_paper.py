@@ -175,11 +175,12 @@ def test_mm_maml_builds_the_papers_training_and_evaluation(
     assert (maml.inner_lr, maml.num_inner_steps, maml.first_order) == (0.1, 4, False)
     assert sampler.meta_batch_size == 1
     assert len(captured["unit"]) == 1
-    episodes = sampler.datasets[0]
+    episodes = sampler.datasets[0].episodes  # a pool of 1000 episodes per source task
     assert isinstance(episodes, SubTaskRandomFewShotMetaDataset)
-    assert (episodes.n_shot_min, episodes.n_shot_max) == (1, 10)
+    assert (episodes.n_shot_min, episodes.n_shot_max, len(episodes)) == (1, 10, 1000)
     assert episodes.task_source.source.split is None  # all splits of the source dataset
-    assert (captured["early_stopping"].every, captured["early_stopping"].patience) == (2000, 5)
+    early = captured["early_stopping"]
+    assert (early.every, early.patience) == (1000 * len(sampler.datasets), 5)  # once per epoch
     assert captured["optimizer"].param_groups[0]["lr"] == 1e-3
     _check_paper_finetuner(evaluation_learner(ctx, trained))
     inner = dataclasses.replace(config, maml=dataclasses.replace(config.maml, evaluation="inner-loop"))

@@ -193,7 +193,11 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         ("leave-one-out", "all tasks of each source dataset"),
         {"data.sources": None, "data.source_tasks": "all"},
     ),
-    "backbone": (("ResNet-18",), {"backbone.name": "resnet18", "backbone.weights": "imagenet"}),
+    # "imagenet" is torchvision's DEFAULT (IMAGENET_WEIGHTS; tests/protocol/test_paper_final_maml.py)
+    "backbone": (
+        ("ResNet-18", "IMAGENET1K_V1 (ResNet-18)", "IMAGENET1K_V2 (ResNet-50)"),
+        {"backbone.name": "resnet18", "backbone.weights": "imagenet"},
+    ),
     "input normalisation": ((), {"data.normalize": "imagenet"}),
     # "fine-tune all weights": the backbone is not frozen
     "IM-PT / mm-PT / mm-MAML adaptation": (
@@ -227,7 +231,7 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "augmentation.crop_p": 0.25,
         },
     ),
-    # mm-MAML's validation (every 2000 meta-updates on 100 episodes) is stated in words, not as maml keys
+    # mm-MAML's validation is the row "mm-MAML validation"
     "early stopping": (
         ("patience 10 (mm-PT, supervised) / 5 (mm-MAML)", "once per epoch", "the whole validation set"),
         {
@@ -244,20 +248,50 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
     # a fixed behaviour, no key: nothing to check against the config
     "mm-PT validation data": (("the sources' `val` splits",), {}),
     # "second order": first_order = false
+    # outer_lr unset: paper_lr() picks it per backbone (the two pseudo keys)
     "mm-MAML inner loop": (
-        ("SGD lr 0.1", "4 steps", "second order", "meta-batch 1", "Adam outer lr 1e-3"),
+        (
+            "SGD lr 0.1",
+            "4 steps",
+            "second order",
+            "meta-batch 1",
+            "Adam outer lr 1e-3 (ResNet-18), 1e-4 (ResNet-50)",
+        ),
         {
             "maml.inner_lr": 0.1,
             "maml.inner_steps": 4,
             "maml.first_order": False,
             "maml.meta_batch_size": 1,
-            "maml.outer_lr": 1e-3,
+            "maml.outer_lr": None,
+            "maml.outer_lr@resnet18": 1e-3,
+            "maml.outer_lr@resnet50": 1e-4,
         },
     ),
     # "random shots": n_shot unset; "all splits": source_split unset (each method's default, mm-MAML "all")
     "mm-MAML episodes": (
-        ("1-10 random shots", "all splits of the sources"),
-        {"maml.n_shot": None, "maml.min_shot": 1, "maml.max_shot": 10, "data.source_split": None},
+        (
+            "1-10 random shots",
+            "all splits of the sources",
+            "< 40 examples left out",
+            "1000 episodes per source task",
+        ),
+        {
+            "maml.n_shot": None,
+            "maml.min_shot": 1,
+            "maml.max_shot": 10,
+            "data.source_split": None,
+            "maml.min_class_size": 40,
+            "maml.episode_pool": 1000,
+        },
+    ),
+    "mm-MAML validation": (
+        ("once per epoch", "100 episodes per source task", "all splits", "32 inner steps"),
+        {
+            "maml.val_every": "epoch",
+            "maml.val_episodes": 100,
+            "maml.val_split": "all",
+            "maml.val_inner_steps": 32,
+        },
     ),
     "mm-MAML evaluation": ((), {"maml.evaluation": "finetune"}),
     # `methods = ["supervised"]` is how to add the baseline, not a default: the default methods leave it out

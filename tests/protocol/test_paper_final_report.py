@@ -141,7 +141,7 @@ def _source(n_per_class: int) -> TensorTaskSource:
 )
 def test_a_source_left_out_names_the_stage(stage: str, says: str) -> None:
     lines: list[str] = []
-    maml = types.SimpleNamespace(n_shot=5, min_shot=1, max_shot=10, n_query=10)
+    maml = types.SimpleNamespace(n_shot=5, min_shot=1, max_shot=10, n_query=10, min_class_size=0)
     ctx = types.SimpleNamespace(
         config=types.SimpleNamespace(maml=maml),
         seed=0,
@@ -149,7 +149,7 @@ def test_a_source_left_out_names_the_stage(stage: str, says: str) -> None:
         method="mm-MAML",
         log=lines.append,
     )
-    kept = _episode_datasets(ctx, {"toy/healthy": _source(3)}, 10, stage)  # 3 < 5 shots + 10 queries
+    kept = _episode_datasets(ctx, {"toy/healthy": _source(3)}, 10, stage, seed=0)  # 3 < 5 shots + 10 queries
     assert kept == {}
     (line,) = lines
     assert line.startswith(f"[toy] mm-MAML: {says}")

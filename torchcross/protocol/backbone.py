@@ -1,12 +1,14 @@
 """Backbones for the protocol: the library's Conv4 or a torchvision ResNet.
 
-Weights are ``"imagenet"`` (torchvision's ``IMAGENET1K_V1`` weights of the ResNet, the
-paper's starting point, read from torch's cache; torchvision downloads them there once
-if they are missing), ``"random"`` (a seeded random initialisation) or a local
-``state_dict`` file (on a machine without internet access, save the ImageNet weights
-elsewhere with ``torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1")
-.state_dict(), "resnet18.pth")``). A ResNet's classifier (``fc``) is replaced by the
-identity, so the backbone outputs features; ``fc`` weights are ignored.
+Weights are ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights of the ResNet, as the
+authors' ``backbones.py`` at 83c2aad: ``IMAGENET1K_V1`` for ResNet-18 and ResNet-34,
+``IMAGENET1K_V2`` for ResNet-50, see `IMAGENET_WEIGHTS`), ``"imagenet-v1"`` (``IMAGENET1K_V1``
+for every ResNet, what ``"imagenet"`` loaded for ResNet-50 before), read from torch's cache
+(torchvision downloads them there once if they are missing), ``"random"`` (a seeded random
+initialisation) or a local ``state_dict`` file (on a machine without internet access, save the
+ImageNet weights elsewhere with ``torch.save(torchvision.models.resnet18(weights="IMAGENET1K_V1")
+.state_dict(), "resnet18.pth")``). A ResNet's classifier (``fc``) is replaced by the identity, so
+the backbone outputs features; ``fc`` weights are ignored.
 """
 
 from __future__ import annotations
@@ -17,9 +19,19 @@ from typing import Any, cast
 import torch
 from torch import nn
 
-__all__ = ["build_backbone", "imagenet_state_dict", "input_channels"]
+__all__ = ["IMAGENET_WEIGHTS", "build_backbone", "imagenet_state_dict", "imagenet_weights", "input_channels"]
 
 _RESNETS = ("resnet18", "resnet34", "resnet50")
+
+IMAGENET_WEIGHTS: dict[str, dict[str, str]] = {
+    "imagenet": {"resnet18": "IMAGENET1K_V1", "resnet34": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V2"},
+    "imagenet-v1": {"resnet18": "IMAGENET1K_V1", "resnet34": "IMAGENET1K_V1", "resnet50": "IMAGENET1K_V1"},
+}
+"""The torchvision weights each ``[backbone] weights`` value loads, per ResNet.
+
+``"imagenet"`` is torchvision's ``DEFAULT`` of each ResNet (torchvision 0.13 and later), written
+out so that a torchvision release that moves ``DEFAULT`` does not change a run.
+"""
 
 
 def input_channels(name: str, stored_channels: int) -> int:
@@ -32,27 +44,50 @@ def input_channels(name: str, stored_channels: int) -> int:
     return 3 if name in _RESNETS else stored_channels
 
 
-def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
-    """torchvision's ImageNet (``IMAGENET1K_V1``) weights of ResNet ``name``, from torch's cache.
+def imagenet_weights(name: str, weights: str = "imagenet") -> Any:
+    """The torchvision weights enum member that ``weights`` (a key of `IMAGENET_WEIGHTS`) loads for ``name``.
+
+    Nothing is downloaded.
 
     Raises:
-        ValueError: not a ResNet, or the weights cannot be read or downloaded (the
-            message says how to give a local file instead).
+        ValueError: not a ResNet, or ``weights`` not a key of `IMAGENET_WEIGHTS`.
+
+    Examples:
+        >>> imagenet_weights("resnet50"), imagenet_weights("resnet50", "imagenet-v1")
+        (ResNet50_Weights.IMAGENET1K_V2, ResNet50_Weights.IMAGENET1K_V1)
     """
+    tag = _weights_name(name, weights)
+    import torchvision
+
+    return torchvision.models.get_model_weights(name)[tag]
+
+
+def _weights_name(name: str, weights: str) -> str:
+    """The torchvision name of the weights ``weights`` selects for ``name`` (``"IMAGENET1K_V2"``)."""
     if name not in _RESNETS:
         raise ValueError(
             f"backbone {name!r} has no ImageNet weights; set [backbone] weights = 'random' (reported as "
             "'scratch') or a local state_dict file"
         )
-    import torchvision
+    if weights not in IMAGENET_WEIGHTS:
+        raise ValueError(f"ImageNet weights {weights!r} unknown; use one of {', '.join(IMAGENET_WEIGHTS)}")
+    return IMAGENET_WEIGHTS[weights][name]
 
+
+def imagenet_state_dict(name: str, weights: str = "imagenet") -> dict[str, torch.Tensor]:
+    """The ImageNet weights of ResNet ``name`` chosen by `imagenet_weights()`, from torch's cache.
+
+    Raises:
+        ValueError: not a ResNet, or the weights cannot be read or downloaded (the
+            message says how to give a local file instead).
+    """
+    tag = _weights_name(name, weights)
     try:
-        weights = torchvision.models.get_model_weights(name)["IMAGENET1K_V1"]
-        return weights.get_state_dict(progress=False)
+        return imagenet_weights(name, weights).get_state_dict(progress=False)
     except Exception as exc:
         raise ValueError(
             f"could not get the ImageNet weights of {name} from torch's cache or the internet ({exc}); on a "
-            f"machine with internet access run `torch.save(torchvision.models.{name}(weights='IMAGENET1K_V1')"
+            f"machine with internet access run `torch.save(torchvision.models.{name}(weights='{tag}')"
             ".state_dict(), 'weights.pth')` and set [backbone] weights to that file"
         ) from None
 
@@ -60,8 +95,8 @@ def imagenet_state_dict(name: str) -> dict[str, torch.Tensor]:
 def _load_weights(
     module: nn.Module, path: Path | str, ignore_prefixes: tuple[str, ...] = (), name: str = ""
 ) -> None:
-    if path == "imagenet":
-        state: Any = imagenet_state_dict(name)
+    if path in IMAGENET_WEIGHTS:
+        state: Any = imagenet_state_dict(name, str(path))
     else:
         path = Path(path)
         if not path.is_file():
@@ -105,8 +140,9 @@ def build_backbone(
         in_channels: channels of the inputs it will see (ResNets need 3).
         image_size: input height and width (Conv4 sizes its output from it).
         seed: seeds the random initialisation, so every method starts from the same weights.
-        weights: ``None`` or ``"random"`` (the seeded initialisation), ``"imagenet"``, or
-            a local ``state_dict`` file to load after initialisation.
+        weights: ``None`` or ``"random"`` (the seeded initialisation), ``"imagenet"`` or
+            ``"imagenet-v1"`` (`IMAGENET_WEIGHTS`), or a local ``state_dict`` file to load after
+            initialisation.
         hidden: Conv4 filters per layer.
 
     Raises:

@@ -216,15 +216,17 @@ class BackboneConfig:
 
     Attributes:
         name: one of `BACKBONES`.
-        weights: ``"imagenet"`` (torchvision's ImageNet weights of the ResNet, read from
-            torch's cache; torchvision downloads them once if they are not there),
-            ``"random"`` (a seeded random initialisation: IM-PT is then reported as
-            ``"scratch"``), or a local ``state_dict`` file.
+        weights: ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights of the ResNet, as the
+            authors' ``backbones.py`` at 83c2aad: ``IMAGENET1K_V1`` for ResNet-18 and -34,
+            ``IMAGENET1K_V2`` for ResNet-50; read from torch's cache, where torchvision downloads
+            them once if they are not there), ``"imagenet-v1"`` (``IMAGENET1K_V1`` for every
+            ResNet: the earlier default for ResNet-50), ``"random"`` (a seeded random
+            initialisation: IM-PT is then reported as ``"scratch"``), or a local ``state_dict`` file.
         hidden: filters per layer of ``conv4``.
     """
 
     name: BackboneName = "resnet18"
-    weights: Literal["imagenet", "random"] | Path = "imagenet"
+    weights: Literal["imagenet", "imagenet-v1", "random"] | Path = "imagenet"
     hidden: int = field(default=64, metadata={"min": 1, "max": _MAX_SIZE})
 
 
@@ -278,21 +280,46 @@ class PretrainConfig:
 class MAMLConfig:
     """mm-MAML (and the other episodic learners): training on source episodes of mixed kinds.
 
+    The authors' code cited below is medimeta-experiments at its final commit 83c2aad
+    (``cross_domain_maml.py`` unless named).
+
     Attributes:
         steps: the most meta-updates (each: ``meta_batch_size`` source episodes).
         inner_lr, inner_steps: the inner loop (SGD); ``eval_inner_steps`` for
             ``evaluation = "inner-loop"`` (default: ``inner_steps``).
-        outer_lr: Adam learning rate of the meta-update.
+        outer_lr: Adam learning rate of the meta-update; ``None``: as
+            [`paper_lr()`][paper_lr], 1e-3, or 1e-4 for ResNet-50 (the rates ``collect_all_5shot.py`` at
+            83c2aad reports: ``--learning_rate`` 0.001 for ResNet-18, 0.0001 for ResNet-50).
         first_order: first-order MAML (cheaper; no second derivatives).
         n_shot: ``None``: episodes with a random number of shots in
             ``[min_shot, max_shot]`` and a random subset of 2 to all classes (the paper);
             an integer: that many shots and all classes in every episode.
         n_query: query examples per class of the training episodes.
+        min_class_size: source classes (binary and multi-label: labels whose positives or
+            negatives) with fewer examples are left out of the training and validation episodes;
+            40 as the authors' presampled episodes (0.0.6 ``SubTaskRandomFewShotMetaDataset``,
+            ``filter_classes_min_samples=40``, which medimeta's ``task_presampling.py`` leaves at its
+            default); 0 keeps every class (the earlier default).
+        episode_pool: training episodes drawn once per source task (a pure function of the seed), then
+            visited in a new seeded order every epoch (the authors' 1000 presampled episodes per task,
+            ``MultiPickledMedIMetaTaskDataset(length=1000)`` under a shuffling DataLoader); 0: a fresh
+            episode at every meta-update, no epochs (the earlier default).
         evaluation: how the trained MAML adapts to target episodes: ``"finetune"`` (a
             new head and the backbone fine-tuned as IM-PT, ``[finetune]``; the paper)
             or ``"inner-loop"`` (its own inner loop).
-        val_every: meta-updates between validations.
-        val_episodes: validation episodes (from the sources' ``val`` splits) per validation.
+        val_every: meta-updates between validations, or ``"epoch"``: one pass over the episode pools
+            (the sum of the pool sizes divided by ``meta_batch_size``, rounded up; under ``torchrun``
+            divided by the ranks), as the authors' Lightning default; needs ``episode_pool > 0``
+            (the earlier default: 2000).
+        val_episodes: validation episodes per source task (the authors' 100; the earlier default
+            drew this many in total, round-robin over the source tasks), drawn like the training
+            episodes (random shots and classes) with a seed of their own, the same at every validation.
+        val_split: which split of each source task the validation episodes come from: ``"all"``
+            (every split, as the authors, whose validation set names no split) or ``"val"`` (the
+            sources' ``val`` splits, the earlier default; tasks without one are left out).
+        val_inner_steps: inner steps of the adaptation scored in validation (the authors'
+            ``eval_num_inner_steps = 32``, SGD at ``inner_lr``); set it to ``inner_steps`` for
+            the earlier behaviour. ProtoNet has no inner loop and ignores it.
         patience: stop after this many validations without a better validation AUROC,
             then restore the best weights (0: no validation, run all ``steps``).
     """
@@ -301,16 +328,20 @@ class MAMLConfig:
     meta_batch_size: int = field(default=1, metadata={"min": 1, "max": _MAX_COUNT})
     inner_lr: float = field(default=0.1, metadata={"min": 0.0})
     inner_steps: int = field(default=4, metadata={"min": 1, "max": _MAX_COUNT})
-    outer_lr: float = field(default=1e-3, metadata={"min": 0.0})
+    outer_lr: float | None = field(default=None, metadata={"min": 0.0})
     first_order: bool = False
     eval_inner_steps: int | None = field(default=None, metadata={"min": 1, "max": _MAX_COUNT})
     n_shot: int | None = field(default=None, metadata={"min": 1, "max": _MAX_COUNT})
     min_shot: int = field(default=1, metadata={"min": 1, "max": _MAX_COUNT})
     max_shot: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
     n_query: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
+    min_class_size: int = field(default=40, metadata={"min": 0, "max": _MAX_COUNT})
+    episode_pool: int = field(default=1000, metadata={"min": 0, "max": _MAX_COUNT})
     evaluation: Literal["finetune", "inner-loop"] = "finetune"
-    val_every: int = field(default=2000, metadata={"min": 1, "max": _MAX_COUNT})
+    val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_COUNT})
     val_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})
+    val_split: Literal["all", "val"] = "all"
+    val_inner_steps: int = field(default=32, metadata={"min": 1, "max": _MAX_COUNT})
     patience: int = field(default=5, metadata={"min": 0, "max": _MAX_COUNT})
 
 
@@ -562,7 +593,14 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
-    return cls(**kwargs)
+    section = cls(**kwargs)
+    if name == "maml" and section.val_every == "epoch" and section.episode_pool == 0 and section.patience:
+        raise ValueError(
+            "[maml] val_every = 'epoch' needs episode pools to make an epoch, but [maml] episode_pool = 0 "
+            "(fresh episodes at every meta-update); set val_every to a number of meta-updates (e.g. 2000, "
+            "the earlier default) or episode_pool > 0 (the authors' 1000)"
+        )
+    return section
 
 
 def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None) -> ProtocolConfig:

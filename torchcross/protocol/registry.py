@@ -173,6 +173,7 @@ class MethodContext:
         early_stopping: Any = None,
         *,
         reads: Reads | None = None,
+        epochs: bool = False,
     ) -> list[float]:
         """`train_steps()` with this run's checkpoint file, resume setting, logger and progress bar.
 
@@ -180,14 +181,14 @@ class MethodContext:
         config values ``reads`` names (what this training reads, less its step count, so a
         finished run can be extended; ``None``: the backbone, inputs and augmentation) and
         ``training``, any further values it depends on. ``sampler`` is a multi-task sampler
-        iterated through `stream()`. Logs the best validation score when
-        ``early_stopping`` ran. Returns the loss of every step.
+        iterated through `stream()` (epoch after epoch with ``epochs``). Logs the best validation
+        score when ``early_stopping`` ran. Returns the loss of every step.
         """
         losses = train_steps(
             model,
             optimizer,
             step,
-            lambda: self.stream(sampler),
+            lambda: self.stream(sampler, epochs=epochs),
             steps,
             sampler=sampler,
             checkpoint=self.checkpoint_dir / f"{self.method}.pt",
@@ -208,17 +209,20 @@ class MethodContext:
             )
         return losses
 
-    def stream(self, sampler: Any) -> Iterator[Any]:
+    def stream(self, sampler: Any, *, epochs: bool = False) -> Iterator[Any]:
         """Iterate a multi-task sampler, through ``[run] num_workers`` DataLoader workers if set.
 
         A [`StreamLoader`][torchcross.data.stream.StreamLoader]: it counts the units the loop takes in the
-        sampler's position, which the checkpoint saves.
+        sampler's position, which the checkpoint saves. With ``epochs`` a finite sampler (``mode="epoch"``)
+        is iterated from its position to the end of its epoch, then epoch after epoch (``set_epoch``), so
+        a resumed loop continues mid-epoch; an epoch without units ends the stream.
         """
         from torchcross.data.stream import StreamLoader
 
         workers = self.config.run.num_workers
         options = {"pin_memory": self.device.type == "cuda"} if workers else {}
-        return iter(StreamLoader(sampler, num_workers=workers, **options))
+        loader = StreamLoader(sampler, num_workers=workers, **options)
+        return _epoch_after_epoch(loader) if epochs else iter(loader)
 
     def open(self, dataset_id: str, task_name: str, split: str) -> Any:
         """One task of the data root as a task source (resized and normalised as configured)."""
@@ -236,6 +240,20 @@ class MethodContext:
     def source_tasks(self, split: str) -> dict[str, Any]:
         """``{"dataset/task": task source}`` of the target's source tasks on ``split``."""
         return {f"{ds}/{task}": self.open(ds, task, split) for ds, task in self.target.sources}
+
+
+def _epoch_after_epoch(loader: Any) -> Iterator[Any]:
+    """The units of ``loader`` from its position on, then those of each next epoch."""
+    resumed = True  # a resumed position may stand at its epoch's end: that epoch may yield nothing
+    while True:
+        taken = 0
+        for unit in loader:
+            taken += 1
+            yield unit
+        if not taken and not resumed:
+            return
+        resumed = False
+        loader.set_epoch(loader.stream.epoch + 1)
 
 
 class AbstractMethod(abc.ABC):
