@@ -360,3 +360,59 @@ def test_the_defaults_table_states_the_resolved_defaults() -> None:
                 assert resolved == claimed, (
                     f"row {item!r}: `{name} = {written}` but the default is {resolved!r}"
                 )
+
+
+# -- every row of the table names its source ----------------------------------------------------------
+# The authors' experiment code at its final commit, 83c2aad "experiments for final paper"
+# (StefanoWoerner/medimeta-experiments), and the files of torchcross 0.0.6 / medimeta 0.0.6 that it ran on.
+# A row cites a paper section, one of these files (with "83c2aad" or "0.0.6" beside it), or says "ours".
+_FINAL_COMMIT_FILES = {
+    "src/backbones.py",
+    "src/collect_results.py",
+    "src/cross_domain_maml.py",
+    "src/cross_domain_pft.py",
+    "src/finetune_and_test.py",
+    "src/finetune_and_test_all_cps.py",
+    "src/fully_supervised.py",
+    "src/test_all_cps.py",
+    "collect_all_5shot.py",
+    "collect_all_fully_supervised.py",
+    "deploy_all.py",
+    "deploy_all_ft_test.py",
+    "deploy_all_collect.py",
+    "deploy_all_test.py",
+    "run_all.py",
+    "run_all_ft_test.py",
+    "to_latex.py",
+}
+_LIBRARY_0_0_6_FILES = {
+    "few_shot.py",
+    "cross_domain.py",
+    "cross_domain_classifier.py",
+    "classification.py",
+    "simple.py",
+    "maml.py",
+    "batches.py",
+    "task_presampling.py",
+}
+_PAPER_SECTION = re.compile(r"Tables? [34]|Technical Validation|Methods")
+
+
+def test_every_row_of_the_defaults_table_names_its_source() -> None:
+    known = {f.rsplit("/", 1)[-1] for f in _FINAL_COMMIT_FILES} | _LIBRARY_0_0_6_FILES
+    for item, cells in _table_rows().items():
+        source = cells[3]
+        files = re.findall(r"`(?:[\w/]*/)?([\w.]+\.py)`", source)
+        assert files or _PAPER_SECTION.search(source) or "ours" in source, (
+            f"row {item!r} names no source (a paper section, an authors' file at 83c2aad, or 'ours'): "
+            f"{source!r}"
+        )
+        assert set(files) <= known, f"row {item!r} cites files the final commit does not have: {files}"
+        if files:
+            assert "83c2aad" in source or "0.0.6" in source, (
+                f"row {item!r} cites {files} without saying which commit: name 83c2aad (or 0.0.6)"
+            )
+        assert "36802ce" not in source, f"row {item!r} credits the draft of the authors' code: {source!r}"
+        assert "draft" not in source.lower(), (
+            f"row {item!r} credits the draft of the authors' code: {source!r}"
+        )
