@@ -348,3 +348,25 @@ def test_the_outer_learning_rate_follows_the_backbone_unless_set(
     optimizer = captured["optimizer"]
     assert isinstance(optimizer, torch.optim.Adam)
     assert optimizer.param_groups[0]["lr"] == lr
+
+
+def test_resnet50_imagenet_artefacts_are_keyed_by_the_resolved_weights() -> None:
+    """"imagenet" now loads V2 for ResNet-50: its fingerprints name V2 (a V1 checkpoint is not reused);
+    ResNet-18's stay as they were."""
+    from torchcross.protocol.fingerprint import TRAINING_READS, fingerprint, fingerprint_settings
+
+    def config(name: str, weights: str) -> Any:
+        return config_from_dict(
+            {"data": {"root": "/r", "targets": ["a"]}, "run": {"out_dir": "/o"}}
+            | {"backbone": {"name": name, "weights": weights}}
+        )
+
+    assert fingerprint_settings(config("resnet50", "imagenet"), TRAINING_READS)["backbone"]["weights"] == (
+        "imagenet (IMAGENET1K_V2)"
+    )
+    assert fingerprint_settings(config("resnet18", "imagenet"), TRAINING_READS)["backbone"]["weights"] == (
+        "imagenet"
+    )
+    assert fingerprint(config("resnet50", "imagenet"), TRAINING_READS) != fingerprint(
+        config("resnet50", "imagenet-v1"), TRAINING_READS
+    )

@@ -153,8 +153,25 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     out: dict[str, Any] = {}
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
-        out.setdefault(section, {})[key] = getattr(config.section(section), key)
+        value = getattr(config.section(section), key)
+        out.setdefault(section, {})[key] = _resolved_value(config, name, value)
     return {**out, "artefact": identity}
+
+
+def _resolved_value(config: Any, name: str, value: Any) -> Any:
+    """``value``, or what it resolves to where that changed between releases.
+
+    ``[backbone] weights = "imagenet"`` loads torchvision's ``DEFAULT`` weights, which for ResNet-50 are
+    ``IMAGENET1K_V2`` (earlier releases loaded V1): the resolved weights name is hashed for the ResNets
+    whose ImageNet weights are not V1, so an artefact made from the other weights is never reused. The
+    other ResNets keep the plain value (and the fingerprints they always had).
+    """
+    if name != "backbone.weights" or not isinstance(value, str):
+        return value
+    from torchcross.protocol.backbone import IMAGENET_WEIGHTS
+
+    tag = IMAGENET_WEIGHTS.get(value, {}).get(config.section("backbone").name, "IMAGENET1K_V1")
+    return value if tag == "IMAGENET1K_V1" else f"{value} ({tag})"
 
 
 def fingerprint(config: Any, *reads: Reads, **identity: Any) -> str:
