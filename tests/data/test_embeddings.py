@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import struct
@@ -323,3 +324,18 @@ def test_data_identity_digests_files(tmp_path: Path) -> None:
     assert key.preprocessing == [1, 2]
     assert key.differences(key) == []
     assert isinstance(Embeddings(np.zeros((2, 3), np.float32), key), Embeddings)
+
+
+def test_the_cache_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts its folder on the path
+    spec = importlib.util.spec_from_file_location(
+        "embedding_cache_bench", ROOT / "benchmarks/embedding_cache.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--quick", "--json", str(tmp_path / "report.json")])
+    assert json.loads((tmp_path / "report.json").read_text())["shots"] == [1, 5]
+    assert set(report["totals_s"]) == {"recompute", "cached", "cached+batched"}
+    assert report["max_logit_difference"] < 1e-4  # and the AUROCs were equal, or main() would have exited

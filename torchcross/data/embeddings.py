@@ -1,9 +1,9 @@
 """An on-disk cache of a frozen backbone's features: computed once, shared by every episode that reads them.
 
 Methods with a frozen backbone (a linear probe, nearest centroid, CLIP zero-shot) need each image's features,
-not the image. [`embed()`][torchcross.data.embeddings.embed] computes them once per (backbone, weights,
+not the image. [`embed()`][embed] computes them once per (backbone, weights,
 preprocessing, data), over the whole source in batches (eval mode, no autograd), and keeps them in one file;
-[`EmbeddedSource`][torchcross.data.embeddings.EmbeddedSource] serves them as a task source with the source's
+[`EmbeddedSource`][EmbeddedSource] serves them as a task source with the source's
 labels, so every episode dataset built over it (any shot count, seed or method, in any run) yields the same
 episodes as over the images, with features as inputs.
 
@@ -14,7 +14,7 @@ the torchcross version and a SHA-256 checksum of the array. No pickle is involve
 The file is written under a temporary name, flushed, and renamed into place, so a killed process leaves no
 half file under the cache's name (only a hidden temporary, removed by the next `embed()` into that folder).
 A file is used only if its manifest and checksum match: a truncated or edited file, or one written for
-another key, is refused with an [`EmbeddingCacheError`][torchcross.data.embeddings.EmbeddingCacheError]
+another key, is refused with an [`EmbeddingCacheError`][EmbeddingCacheError]
 saying which part differs. In a cache folder the file name is the key's digest, so another backbone,
 weights, preprocessing or data set gets a file of its own; two processes filling one key both write a
 whole file and the last rename wins.
@@ -183,7 +183,7 @@ def data_identity(source: Any, files: Sequence[str | os.PathLike[str]] = ()) -> 
 class EmbeddingKey:
     """What cached features depend on: the backbone (identity and weights), preprocessing and data.
 
-    Each part is a JSON-able value; [`digest`][torchcross.data.embeddings.EmbeddingKey.digest] hashes
+    Each part is a JSON-able value; [`digest`][EmbeddingKey.digest] hashes
     the canonical JSON of all three.
 
     Examples:
@@ -273,7 +273,7 @@ class Embeddings:
 
 
 class EmbeddedSource(TaskSource):
-    """A source's examples as features: inputs are [`Embeddings`][torchcross.data.embeddings.Embeddings]
+    """A source's examples as features: inputs are [`Embeddings`][Embeddings]
     rows, labels and task description are the source's.
 
     Episodes are functions of the labels, so an episode dataset over this source draws the same indices as
@@ -401,7 +401,7 @@ def _checksum(array: np.ndarray) -> str:
 def load_embeddings(
     path: str | os.PathLike[str], key: EmbeddingKey | None = None, *, verify: bool = True
 ) -> Embeddings:
-    """Open an embeddings file written by [`embed()`][torchcross.data.embeddings.embed], memory-mapped.
+    """Open an embeddings file written by [`embed()`][embed], memory-mapped.
 
     Args:
         path: the ``.safetensors`` file.
@@ -536,7 +536,7 @@ def embed(
 
     The whole source is embedded in one pass (batches of ``batch_size``, the backbone in eval mode and
     its mode restored afterwards, no autograd); then any subset of examples is a read of the cached
-    array. The key ([`EmbeddingKey`][torchcross.data.embeddings.EmbeddingKey]) is:
+    array. The key ([`EmbeddingKey`][EmbeddingKey]) is:
 
     * backbone: ``{"identity": identity, "weights": weights_digest(backbone)}`` (``identity`` defaults
       to the module's class name; ``hash_weights=False`` leaves the weights out, e.g. when ``identity``
@@ -544,7 +544,7 @@ def embed(
     * preprocessing: ``preprocessing`` (e.g. the backbone's ``preprocessing.to_dict()``: input size,
       mean, std, interpolation). The source's own transform must be what it describes: torchcross
       cannot see inside a function;
-    * data: ``data``, default [`data_identity(source)`][torchcross.data.embeddings.data_identity].
+    * data: ``data``, default [`data_identity(source)`][data_identity].
 
     Args:
         source: a task source of ``(input, label)`` pairs (``get_batch`` is used when it has one).
@@ -561,7 +561,7 @@ def embed(
         verify: check the checksum of a cached file before using it.
 
     Returns:
-        [`Embeddings`][torchcross.data.embeddings.Embeddings], memory-mapped from the cache file when
+        [`Embeddings`][Embeddings], memory-mapped from the cache file when
         there is one.
 
     Raises:
