@@ -76,7 +76,7 @@ _STORAGE = {torch.float32: "F32", torch.float16: "F16"}
 _ZERO_CHECKSUM = "sha256:" + "0" * 64
 _MAX_HEADER = 1 << 24  # a manifest is a few KB; more is not ours
 _KEY_PARTS = ("backbone", "preprocessing", "data")
-_SOURCE_IDS = ("dataset_id", "task_name", "split", "original_split", "data_path")
+_SOURCE_IDS = ("dataset_id", "task_name", "split", "original_split")  # not where it lies: caches move
 
 
 class EmbeddingCacheError(ValueError):
@@ -143,10 +143,11 @@ def data_identity(source: Any, files: Sequence[str | os.PathLike[str]] = ()) -> 
     """What identifies a source's examples: its class, ids, size, a checksum of its labels, file digests.
 
     The labels checksum is [`labels_checksum()`][torchcross.data.metadataset.labels_checksum], the one
-    episode sets are checked with; a source's ``dataset_id``, ``task_name``, ``split``, ``original_split``
-    and ``data_path`` (a [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta] source has them) are included
-    when present. Images are not read: to tie the key to the image bytes as well, pass the image files
-    (e.g. MedIMeta's ``images.hdf5``) as ``files``; their SHA-256 digests are then part of the key.
+    episode sets are checked with; a source's ``dataset_id``, ``task_name``, ``split`` and
+    ``original_split`` (a [`MedIMeta`][torchcross.datasets.medimeta.MedIMeta] source has them) are
+    included when present, not the folder it lies in (a cache moves with its data). Images are not
+    read: to tie the key to the image bytes as well, pass the image files (e.g. MedIMeta's
+    ``images.hdf5``) as ``files``; their SHA-256 digests are then part of the key.
 
     Examples:
         >>> import torch
