@@ -20,6 +20,14 @@ if TYPE_CHECKING:
     from torchcross.data.collate import collate_tasks as collate_tasks
     from torchcross.data.collate import identity as identity
     from torchcross.data.collate import stack as stack
+    from torchcross.data.embeddings import EmbeddedSource as EmbeddedSource
+    from torchcross.data.embeddings import EmbeddingCacheError as EmbeddingCacheError
+    from torchcross.data.embeddings import EmbeddingKey as EmbeddingKey
+    from torchcross.data.embeddings import Embeddings as Embeddings
+    from torchcross.data.embeddings import data_identity as data_identity
+    from torchcross.data.embeddings import embed as embed
+    from torchcross.data.embeddings import load_embeddings as load_embeddings
+    from torchcross.data.embeddings import weights_digest as weights_digest
     from torchcross.data.interleave import InterleaveDataset as InterleaveDataset
     from torchcross.data.interleave import RandomInterleaveDataset as RandomInterleaveDataset
     from torchcross.data.metadataset import EpisodeSet as EpisodeSet
@@ -75,6 +83,14 @@ _EXPORTS: dict[str, str] = {
     "WrapTaskSource": "wrap_source",
     "BatchedTaskSource": "batched_source",
     "StreamLoader": "stream",
+    "EmbeddedSource": "embeddings",
+    "EmbeddingCacheError": "embeddings",
+    "EmbeddingKey": "embeddings",
+    "Embeddings": "embeddings",
+    "data_identity": "embeddings",
+    "embed": "embeddings",
+    "load_embeddings": "embeddings",
+    "weights_digest": "embeddings",
     "identity": "collate",
     "stack": "collate",
     "collate_task": "collate",
