@@ -339,3 +339,16 @@ def test_the_cache_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: pyt
     assert json.loads((tmp_path / "report.json").read_text())["shots"] == [1, 5]
     assert set(report["totals_s"]) == {"recompute", "cached", "cached+batched"}
     assert report["max_logit_difference"] < 1e-4  # and the AUROCs were equal, or main() would have exited
+
+
+def test_the_file_is_read_by_the_safetensors_package(tmp_path: Path) -> None:
+    """The cache file is plain safetensors: the reference reader loads the same features and the manifest."""
+    from safetensors.torch import load_file, safe_open
+
+    embeddings = embed(_source(), Counting(), tmp_path, preprocessing={"size": 8})
+    assert embeddings.path is not None
+    loaded = load_file(str(embeddings.path))
+    assert list(loaded) == ["features"]
+    torch.testing.assert_close(loaded["features"], embeddings[np.arange(40)], rtol=0, atol=0)
+    with safe_open(str(embeddings.path), framework="pt") as f:
+        assert f.metadata()  # the manifest travels in the header's metadata
