@@ -351,7 +351,7 @@ def test_the_outer_learning_rate_follows_the_backbone_unless_set(
 
 
 def test_resnet50_imagenet_artefacts_are_keyed_by_the_resolved_weights() -> None:
-    """"imagenet" now loads V2 for ResNet-50: its fingerprints name V2 (a V1 checkpoint is not reused);
+    """ "imagenet" now loads V2 for ResNet-50: its fingerprints name V2 (a V1 checkpoint is not reused);
     ResNet-18's stay as they were."""
     from torchcross.protocol.fingerprint import TRAINING_READS, fingerprint, fingerprint_settings
 
