@@ -28,6 +28,7 @@ __all__ = [
     "LabelIndex",
     "as_label_index",
     "check_classes",
+    "check_label_supply",
     "episode_labels",
     "index_labels",
     "relabel_description",
@@ -233,6 +234,37 @@ def check_classes(index: LabelIndex, classes: Sequence[int] | None) -> tuple[int
     for c in out:
         index.position(c)
     return out
+
+
+def check_label_supply(index: LabelIndex, columns: Sequence[int], n_shot: int, n_query: int) -> None:
+    """Refuse a multi-label episode that some label of ``columns`` cannot fill.
+
+    Every label needs ``n_shot + n_query`` positives and as many negatives (support and query are disjoint).
+
+    Raises:
+        ValueError: naming each label that is short, with its counts, and the fix.
+
+    Examples:
+        >>> index = index_labels([[1, 0], [0, 1], [1, 1], [0, 0]], "MULTILABEL_CLASSIFICATION")
+        >>> check_label_supply(index, [0, 1], 1, 1)
+        >>> try:
+        ...     check_label_supply(index, [0], 2, 1)
+        ... except ValueError as e:
+        ...     print(str(e)[:60])
+        not enough examples for a multi-label episode with 2 support
+    """
+    n = cast(np.ndarray, index.matrix).shape[0]  # a multi-label index
+    need = n_shot + n_query
+    short = []
+    for c in columns:
+        n_pos = len(index.positives[c])
+        if n_pos < need or n - n_pos < need:
+            short.append(f"label {c} ({n_pos} positives, {n - n_pos} negatives)")
+    if short:
+        raise ValueError(
+            f"not enough examples for a multi-label episode with {n_shot} support + {n_query} query "
+            f"positives and negatives per label: {', '.join(short)}; lower the shots or drop these labels"
+        )
 
 
 def episode_labels(index: LabelIndex, episode: EpisodeIndices) -> tuple[np.ndarray, np.ndarray]:

@@ -42,7 +42,7 @@ from typing import cast
 
 import numpy as np
 
-from torchcross.sampling.episode_index import LabelIndex
+from torchcross.sampling.episode_index import LabelIndex, check_label_supply
 
 __all__ = ["sample_medimeta_multilabel_indices", "trim_to_quota"]
 
@@ -138,19 +138,7 @@ def sample_medimeta_multilabel_indices(
         >>> len(set(s) & set(q)), bool((labels[s][:, [0, 2]].sum(0) >= 2).all())
         (0, True)
     """
-    matrix = cast(np.ndarray, index.matrix)  # a multi-label index
-    n = matrix.shape[0]
-    need = n_shot + n_query
-    short = []
-    for c in columns:
-        n_pos = len(index.positives[c])
-        if n_pos < need or n - n_pos < need:
-            short.append(f"label {c} ({n_pos} positives, {n - n_pos} negatives)")
-    if short:
-        raise ValueError(
-            f"not enough examples for a multi-label episode with {n_shot} support + {n_query} query "
-            f"positives and negatives per label: {', '.join(short)}; lower the shots or drop these labels"
-        )
+    check_label_supply(index, columns, n_shot, n_query)
     last: _LabelExhausted | None = None
     for _ in range(max_attempts):
         support = _draw(index, columns, n_shot, np.zeros(0, dtype=np.int64), rng)

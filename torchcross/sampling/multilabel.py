@@ -30,7 +30,7 @@ from typing import cast
 import numpy as np
 
 from torchcross.sampling.bits import column_mask
-from torchcross.sampling.episode_index import LabelIndex
+from torchcross.sampling.episode_index import LabelIndex, check_label_supply
 
 __all__ = ["cover_quotas", "sample_multilabel_indices"]
 
@@ -207,18 +207,7 @@ def sample_multilabel_indices(
         >>> len(set(s) & set(q))
         0
     """
-    n = cast(np.ndarray, index.matrix).shape[0]  # a multi-label index
-    need = n_shot + n_query
-    short = []
-    for c in columns:
-        n_pos = len(index.positives[c])
-        if n_pos < need or n - n_pos < need:
-            short.append(f"label {c} ({n_pos} positives, {n - n_pos} negatives)")
-    if short:
-        raise ValueError(
-            f"not enough examples for a multi-label episode with {n_shot} support + {n_query} query "
-            f"positives and negatives per label: {', '.join(short)}; lower the shots or drop these labels"
-        )
+    check_label_supply(index, columns, n_shot, n_query)
     last: _QuotaExhausted | None = None
     for _ in range(max_attempts):
         taken: set[int] = set()
@@ -232,7 +221,8 @@ def sample_multilabel_indices(
     if last is None:  # pragma: no cover - max_attempts >= 1 is checked by the callers
         raise ValueError(f"max_attempts must be >= 1, got {max_attempts}")
     polarity = "positives" if last.positive else "negatives"
-    count = len(index.positives[last.column]) if last.positive else n - len(index.positives[last.column])
+    n_pos = len(index.positives[last.column])
+    count = n_pos if last.positive else cast(np.ndarray, index.matrix).shape[0] - n_pos
     raise ValueError(
         f"could not meet the multi-label quotas ({n_shot} support, {n_query} query positives and "
         f"negatives per label) in {max_attempts} attempts: the {count} {polarity} of label {last.column} "
