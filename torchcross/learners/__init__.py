@@ -15,7 +15,9 @@ with two shared values, ``InnerLoop`` (how to adapt) and ``HeadPolicy`` (which h
   head and backbone per episode;
 * [`ProtoNet`][ProtoNet]: prototypical networks for all four task kinds;
 * [`MultiTaskPretrainer`][MultiTaskPretrainer]: a shared backbone with one head
-  per source task (mm-PT).
+  per source task (mm-PT);
+* [`ZeroShotClassifier`][ZeroShotClassifier]: CLIP zero-shot from prompts of the task's class
+  names, no support set used.
 
 Names are imported lazily on first use.
 """
@@ -53,6 +55,9 @@ if TYPE_CHECKING:
     from torchcross.learners.transforms import adam as adam
     from torchcross.learners.transforms import chain as chain
     from torchcross.learners.transforms import sgd as sgd
+    from torchcross.learners.zero_shot import ZeroShotClassifier as ZeroShotClassifier
+    from torchcross.learners.zero_shot import class_prompts as class_prompts
+    from torchcross.learners.zero_shot import zero_shot_logits as zero_shot_logits
 
 _EXPORTS: dict[str, str] = {
     "MAML": "maml",
@@ -81,6 +86,9 @@ _EXPORTS: dict[str, str] = {
     "BackboneInputError": "stateless",
     "DivergenceRule": "divergence",
     "DivergenceWarning": "divergence",
+    "ZeroShotClassifier": "zero_shot",
+    "class_prompts": "zero_shot",
+    "zero_shot_logits": "zero_shot",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -52,6 +52,7 @@ from torchcross.protocol.data import TargetPlan, open_task
 from torchcross.protocol.fingerprint import RESULT_READS, TRAINING_READS, Reads, fingerprint_settings
 from torchcross.protocol.training import train_steps
 from torchcross.protocol.variants import MetaLearnVariant
+from torchcross.protocol.zero_shot import ZeroShotConfig
 
 __all__ = [
     "BUILTIN_METHODS",
@@ -496,6 +497,15 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         per_task=True,
         section="supervised",
         target_splits=("train", "val", "test"),
+    ),
+    _builtin(
+        "zero-shot",
+        None,
+        "zero_shot:zero_shot_learner",
+        Reads((*_ON_BACKBONE, "zero-shot")),
+        "CLIP zero-shot: query images against prompts of the class names ([zero-shot]; a CLIP backbone)",
+        section="zero-shot",
+        config=ZeroShotConfig,
     ),
 )
 
