@@ -83,7 +83,8 @@ def test_a_registered_method_reads_its_own_validated_section(my_method: str) -> 
 
 def test_a_section_of_no_registered_method_is_refused_with_the_allowed_ones(my_method: str) -> None:
     with pytest.raises(
-        ValueError, match=r"unknown config section\(s\) 'other'; allowed sections: .*run, zero-shot, my-method"
+        ValueError,
+        match=r"unknown config section\(s\) 'other'; allowed sections: .*run, zero-shot, my-method",
     ):
         config_from_dict(_raw(other={"alpha": 1}))
 
