@@ -17,7 +17,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
-from zero_shot_helpers import register_tiny_clip
+from zero_shot_helpers import register_tiny_clip, save_tiny_hf_clip
 
 from torchcross.backbones import Backbone, BackboneIdentity, Preprocessing, TextTower, load_backbone
 from torchcross.evaluation.episodic import evaluate
@@ -236,6 +236,41 @@ def test_zero_shot_is_deterministic_and_leaves_the_model_as_it_was(clip: Backbon
     assert torch.equal(ZeroShotClassifier(again).predict(task), first)
 
 
+# -- Hugging Face CLIP -----------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def hf_clip_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_hf_clip(tmp_path_factory.mktemp("hf-clip"))
+
+
+def test_a_hugging_face_clip_with_its_text_tower_scores_as_its_own_forward(hf_clip_folder: Path) -> None:
+    import transformers as tf
+
+    clip = load_backbone(f"hf:{hf_clip_folder}", text_tower=True)
+    assert clip.num_features == 12  # the projection width: the joint image-text space
+    assert clip.text_tower is not None
+    assert clip.identity.to_dict()["options"] == {"text_tower": True}
+    assert clip.preprocessing.input_size == (32, 32)
+    x = torch.randn(5, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    clf = ZeroShotClassifier(clip)
+    logits = clf.logits(x, MULTICLASS)
+    model = tf.CLIPModel.from_pretrained(hf_clip_folder, local_files_only=True).eval()
+    tokenizer = tf.AutoTokenizer.from_pretrained(hf_clip_folder, local_files_only=True)
+    prompts = [p for (p,) in class_prompts(MULTICLASS)]
+    with torch.no_grad():
+        out = model(pixel_values=x, **tokenizer(prompts, padding=True, return_tensors="pt"))
+    torch.testing.assert_close(logits, out.logits_per_image)
+    # without the option, a CLIP folder is the benchmark's image classifier, without a text tower
+    plain = load_backbone(f"hf:{hf_clip_folder}")
+    with pytest.raises(ValueError, match=r"a 'hf:' backbone is the image classifier alone.*text_tower=True"):
+        ZeroShotClassifier(plain)
+    with pytest.raises(TypeError, match="the option text_tower must be True or False, got 'yes'"):
+        load_backbone(f"hf:{hf_clip_folder}", text_tower="yes")
+    first = load_backbone(f"hf:{hf_clip_folder}", "random", seed=1, text_tower=True)
+    again = load_backbone(f"hf:{hf_clip_folder}", "random", seed=1, text_tower=True)
+    binary = ZeroShotClassifier(first).logits(x, BINARY)
+    assert torch.equal(binary, ZeroShotClassifier(again).logits(x, BINARY))
+
+
 # -- backbones without a text tower ----------------------------------------------------------------------
 def test_a_backbone_without_a_text_tower_is_refused_by_name() -> None:
     pre = Preprocessing((2, 2), (0.0,), (1.0,), channels=1)
@@ -245,7 +280,7 @@ def test_a_backbone_without_a_text_tower_is_refused_by_name() -> None:
     with pytest.raises(ValueError, match=r"backbone Linear has no text tower"):
         ZeroShotClassifier(nn.Linear(2, 2))
     hf = Backbone(nn.Flatten(), pre, BackboneIdentity("hf", "openai/clip-vit-base-patch16", "sha256:0"))
-    with pytest.raises(ValueError, match=r"a 'hf:' backbone is the image model alone.*open_clip:hf-hub"):
+    with pytest.raises(ValueError, match=r"a 'hf:' backbone is the image classifier alone.*text_tower=True"):
         find_text_tower(hf)
     with pytest.raises(TypeError, match=r"backbone must be an nn\.Module with a text tower, got str"):
         ZeroShotClassifier("open_clip:ViT-B-32")  # type: ignore[arg-type]

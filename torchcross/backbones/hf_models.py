@@ -7,6 +7,12 @@ side, a ResNet's pooled map, CLIP's mean patch token). The name is a local folde
 lets the hub fetch it). The preprocessing is read from the folder's ``preprocessor_config.json``
 (``image_mean``, ``image_std``, ``size``, ``crop_size``, ``crop_pct``, ``resample``): a folder without one
 is refused unless ``preprocessing=`` is given.
+
+With the option ``text_tower=True`` a CLIP folder (``model_type`` ``"clip"``) loads as ``CLIPModel``
+instead: the features are its projected image embeddings (``get_image_features``, in the joint
+image-text space), and ``backbone.text_tower`` embeds prompts with the folder's tokenizer, for
+zero-shot classification. Without it, a CLIP folder loads as the benchmark loads it (the image
+classifier's mean patch token, no text tower).
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from torchcross.backbones.backbone import Backbone, BackboneIdentity
+from torchcross.backbones.backbone import Backbone, BackboneIdentity, TextTower
 from torchcross.backbones.preprocessing import Preprocessing
 from torchcross.backbones.weights import digest_files, require, weight_files
 
@@ -41,6 +47,42 @@ class _Logits(nn.Module):
 
     def forward(self, images: Tensor) -> Tensor:
         return self.model(pixel_values=images).logits
+
+
+class _ClipImageFeatures(nn.Module):
+    """``CLIPModel.get_image_features``: the vision model's pooled output through the visual projection."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.vision_model: nn.Module = model.vision_model
+        self.visual_projection: nn.Module = model.visual_projection
+
+    def forward(self, images: Tensor) -> Tensor:
+        pooled = self.vision_model(pixel_values=images).pooler_output
+        return self.visual_projection(pooled)
+
+
+def _encode_clip_text(model: nn.Module, tokens: Tensor) -> Tensor:
+    """``CLIPModel.get_text_features`` of ``tokens`` (input ids and attention mask stacked, ``(2, N, L)``)."""
+    out = model.get_text_features(input_ids=tokens[0], attention_mask=tokens[1])  # type: ignore[operator]
+    return out if isinstance(out, Tensor) else out.pooler_output
+
+
+def _clip_tokenizer(transformers: Any, folder: Path) -> Any:
+    try:
+        tokenizer = transformers.AutoTokenizer.from_pretrained(folder, local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise ValueError(
+            f"text_tower=True: the CLIP folder {str(folder)!r} has no usable tokenizer "
+            f"({type(exc).__name__}); save it beside the model "
+            "(AutoTokenizer.from_pretrained(model_id).save_pretrained(folder))"
+        ) from None
+
+    def tokenize(texts: Any) -> Tensor:
+        enc = tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt")
+        return torch.stack([enc["input_ids"], enc["attention_mask"]])
+
+    return tokenize
 
 
 def hf_folder(name: str, download: bool = False) -> Path:
@@ -165,7 +207,8 @@ def load_hf(
     """A Hugging Face image model with ``num_labels=0`` as a backbone.
 
     ``weights`` is ``None`` (the folder's own weights) or ``"random"`` (its config, initialised under
-    ``seed``). See [`load_backbone()`][torchcross.backbones.load.load_backbone].
+    ``seed``). The option ``text_tower=True`` loads a CLIP folder as ``CLIPModel`` with its text tower
+    (see the module). See [`load_backbone()`][torchcross.backbones.load.load_backbone].
     """
     if weights not in (None, "random"):
         raise ValueError(
@@ -178,6 +221,11 @@ def load_hf(
         raise ValueError("num_labels is fixed to 0 for a backbone (features, no classifier); remove it")
     folder = hf_folder(name, download)
     preprocessing = preprocessing if preprocessing is not None else hf_preprocessing(folder)
+    text_tower = options.pop("text_tower", False)
+    if not isinstance(text_tower, bool):
+        raise TypeError(f"the option text_tower must be True or False, got {text_tower!r}")
+    if text_tower:
+        return _load_clip(transformers, name, folder, weights, seed, options, preprocessing)
     auto = transformers.AutoModelForImageClassification
     with _quiet(transformers), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -206,6 +254,45 @@ def load_hf(
     )
     identity = BackboneIdentity.build("hf", name, weights_id, options)
     return Backbone(_Logits(model), preprocessing, identity)
+
+
+def _load_clip(
+    transformers: Any,
+    name: str,
+    folder: Path,
+    weights: str | Path | None,
+    seed: int,
+    options: dict[str, Any],
+    preprocessing: Preprocessing,
+) -> Backbone:
+    """A Hugging Face ``CLIPModel``: projected image embeddings, and its text side as the text tower."""
+    config = transformers.AutoConfig.from_pretrained(folder, local_files_only=True, **options)
+    if config.model_type != "clip":
+        raise ValueError(
+            f"text_tower=True needs a CLIP model folder (model_type 'clip'), but {str(folder)!r} holds "
+            f"model_type {config.model_type!r}; leave text_tower out for an image backbone"
+        )
+    with _quiet(transformers), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if weights == "random":
+            model = transformers.CLIPModel(config)
+        else:
+            try:
+                model, info = transformers.CLIPModel.from_pretrained(
+                    folder, local_files_only=True, output_loading_info=True, **options
+                )
+            except (OSError, RuntimeError) as exc:
+                raise ValueError(f"could not load the CLIP model in {str(folder)!r}: {exc}") from None
+            _check_loading(info, folder)
+    model.eval()
+    weights_id = (
+        f"random:seed={seed}"
+        if weights == "random"
+        else digest_files([folder / "config.json", *weight_files(folder)])
+    )
+    identity = BackboneIdentity.build("hf", name, weights_id, {**options, "text_tower": True})
+    tower = TextTower(model=model, tokenizer=_clip_tokenizer(transformers, folder), encode=_encode_clip_text)
+    return Backbone(_ClipImageFeatures(model), preprocessing, identity, text_tower=tower)
 
 
 def _mismatch(entry: Any) -> str:

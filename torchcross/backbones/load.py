@@ -62,7 +62,9 @@ def load_backbone(
         name: ``"<family>:<model>"``:
 
             * ``"timm:<model>"`` (``timm.list_models()``; a pretrained tag as ``<model>.<tag>``);
-            * ``"hf:<folder or model id>"`` (``AutoModelForImageClassification`` with ``num_labels=0``);
+            * ``"hf:<folder or model id>"`` (``AutoModelForImageClassification`` with ``num_labels=0``;
+              a CLIP folder with the option ``text_tower=True``: ``CLIPModel``, its projected image
+              embeddings and its text tower);
             * ``"open_clip:<model>"``, ``"open_clip:local-dir:<folder>"`` or ``"open_clip:hf-hub:<id>"``
               (the image tower; the text tower is kept as ``backbone.text_tower``);
             * ``"torchvision:resnet18"`` (also 34, 50, 101, 152).

@@ -250,8 +250,9 @@ def find_text_tower(backbone: nn.Module) -> TextTower:
             name = f"{module.identity.family}:{module.identity.model}"
             if module.identity.family == "hf":
                 hint = (
-                    " (a 'hf:' backbone is the image model alone, without the CLIP text model; load a "
-                    "CLIP model through OpenCLIP: 'open_clip:hf-hub:<id>' or 'open_clip:local-dir:<folder>')"
+                    " (a 'hf:' backbone is the image classifier alone; load a Hugging Face CLIP folder with "
+                    "its text model: load_backbone('hf:<folder>', text_tower=True), or through OpenCLIP: "
+                    "'open_clip:hf-hub:<id>')"
                 )
             break
     raise ValueError(
@@ -284,7 +285,8 @@ class ZeroShotClassifier:
 
     Args:
         backbone: maps images ``(N, C, H, W)`` to image embeddings and carries a text tower
-            (``load_backbone("open_clip:...")``, or a module containing one).
+            (``load_backbone("open_clip:...")``, ``load_backbone("hf:<CLIP folder>", text_tower=True)``,
+            or a module containing one).
         template: a string with ``{}``, a function of the class name, or a list of them (an ensemble).
         negative: the negative of a multi-label label (see [`class_prompts()`][class_prompts]).
         logit_scale: the factor of the cosine similarities; ``None``: the model's own.
