@@ -103,6 +103,8 @@ def test_bad_templates_are_refused_with_the_fix() -> None:
         class_prompts(MULTICLASS, [])
     with pytest.raises(TypeError, match="must be a string or a function of the class name, got 3"):
         class_prompts(MULTICLASS, ["{}", 3])  # type: ignore[list-item]
+    with pytest.raises(TypeError, match=r"negative must be one string \('no \{\}', or 'nothing'"):
+        class_prompts(MULTILABEL, negative=["no {}", "without {}"])  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("desc", [ORDINAL, TaskDescription("REGRESSION", {}, "age")], ids=["ord", "reg"])

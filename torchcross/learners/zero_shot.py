@@ -2,9 +2,9 @@
 
 No support set and no training: each class name of the task (``TaskDescription.classes``, the names
 MedIMeta's ``info.yaml`` stores) is put into a prompt template, the prompts are embedded by the backbone's
-[`TextTower`][TextTower], and an image's logit for a class is the cosine
-similarity of its L2-normalised image features and the class's L2-normalised text embedding, times the
-model's logit scale (``exp(model.logit_scale)``, as in CLIP's training). Per task kind:
+[`TextTower`][TextTower], and an image's logit for a class is the cosine similarity of its L2-normalised
+image features and the class's L2-normalised text embedding, times the model's logit scale
+(``exp(model.logit_scale)``, as in CLIP's training). Per task kind:
 
 =============  ========================================================================================
 kind           logits (``s(p)`` = scaled cosine similarity of the image and prompt ``p``)
@@ -103,6 +103,16 @@ def _templates(template: Template | Sequence[Template], what: str = "template") 
     return tuple(items)
 
 
+def _negative(negative: Template) -> Template:
+    """``negative`` checked: one string (with or without ``{}``) or one function of the label name."""
+    if not (isinstance(negative, str) or callable(negative)):
+        raise TypeError(
+            f"negative must be one string ('no {{}}', or 'nothing' for every label) or a function of the "
+            f"label name, got {negative!r}"
+        )
+    return _templates(negative, "negative")[0]
+
+
 def _fill(template: Template, name: str) -> str:
     out = template.format(name, class_name=name) if isinstance(template, str) else template(name)
     if not isinstance(out, str):
@@ -158,7 +168,7 @@ def class_prompts(
     templates = _templates(template)
     names = [description.classes[k] for k in description.class_keys]
     if description.task_target is TaskTarget.MULTILABEL_CLASSIFICATION:
-        (neg,) = _templates(negative, "negative")
+        neg = _negative(negative)
         names = [*names, *(_fill(neg, name) for name in names)]
     return tuple(tuple(_fill(t, name) for t in templates) for name in names)
 
@@ -334,7 +344,7 @@ class ZeroShotClassifier:
         self.backbone = backbone
         self.text_tower = find_text_tower(backbone)
         self.templates = _templates(template)
-        (self.negative,) = _templates(negative, "negative")
+        self.negative = _negative(negative)
         if logit_scale is not None and not float(logit_scale) > 0:
             raise ValueError(f"logit_scale must be positive, got {logit_scale!r}")
         self.logit_scale = logit_scale_of(self.text_tower) if logit_scale is None else float(logit_scale)
