@@ -385,3 +385,32 @@ def test_a_protocol_run_scores_zero_shot_on_the_episodes_of_the_other_methods(
     assert [[r[k] for k in keys] for r in rows["zero-shot"]] == same
     assert len(rows["zero-shot"]) == 3
     assert all(0.0 <= r["auroc"] <= 1.0 for r in rows["zero-shot"])
+
+
+def test_its_results_depend_on_its_prompts_and_backbone_not_on_other_methods_settings() -> None:
+    from torchcross.protocol.config import config_from_dict
+    from torchcross.protocol.data import TargetPlan
+    from torchcross.protocol.methods import method_context, method_fingerprint
+
+    def fingerprint(**sections: dict[str, Any]) -> str:
+        raw: dict[str, dict[str, Any]] = {
+            "data": {"root": "data", "targets": ["chest"]},
+            "evaluation": {"methods": ["zero-shot"]},
+            "run": {"out_dir": "out"},
+        }
+        for name, values in sections.items():
+            raw.setdefault(name, {}).update(values)
+        config = config_from_dict(raw)
+        target = TargetPlan("chest", ("pneumonia",), ())
+        cpu = torch.device("cpu")
+        ctx = method_context(
+            config, target, "zero-shot", 0, in_channels=3, image_size=32, device=cpu, log=lambda _m: None
+        )
+        return method_fingerprint(ctx)
+
+    base = fingerprint()
+    assert fingerprint(**{"zero-shot": {"template": "an X-ray of {}"}}) != base
+    assert fingerprint(**{"zero-shot": {"negative": "nothing"}}) != base
+    assert fingerprint(backbone={"weights": "random"}) != base
+    assert fingerprint(evaluation={"n_shot": 3}) != base  # other episodes
+    assert fingerprint(finetune={"steps": 7}, maml={"steps": 3}) == base
