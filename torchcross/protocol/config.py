@@ -105,8 +105,8 @@ def _backbone_name(where: str, value: Any) -> str:
             f"'<family>:<model>' with family one of {', '.join(BACKBONE_FAMILIES)}, e.g. 'timm:resnet18'"
         )
     raise ValueError(
-        f"{where} = {value!r} is not a backbone; use one of {', '.join(BACKBONES)} or "
-        f"'<family>:<model>' with family one of {', '.join(BACKBONE_FAMILIES)} (e.g. 'timm:{value}')"
+        f"{where} = {value!r} is not one of {', '.join(BACKBONES)}, nor '<family>:<model>' with family one "
+        f"of {', '.join(BACKBONE_FAMILIES)} (e.g. 'timm:{value}')"
     )
 
 

@@ -2,9 +2,9 @@
 
 A method registered with ``frozen_features`` is evaluated on the target tasks' features instead of their
 images: [`embedded_source()`][embedded_source] embeds every image of a target task once with the run's
-backbone (eval mode, no autograd) through [`embed()`][torchcross.data.embeddings.embed] into the
+backbone (eval mode, no autograd) through [`embed()`][embed] into the
 embedding cache (``[run] embedding_cache``, default ``<out_dir>/embeddings``) and serves the features
-as an [`EmbeddedSource`][torchcross.data.embeddings.EmbeddedSource] with the task's labels. Episodes are
+as an [`EmbeddedSource`][EmbeddedSource] with the task's labels. Episodes are
 functions of the labels, so the same episodes are drawn over it; every episode, seed and later run
 with the same key reads the file instead of running the backbone again.
 
@@ -15,7 +15,7 @@ The cache key is
   filters with the digest of its weights (so a seeded random initialisation is keyed by its values);
 * preprocessing: the backbone's own (input size, mean, std, interpolation, channels, crop), or
   ``[data] normalize`` with the input shape for the built-in backbones;
-* data: [`data_identity()`][torchcross.data.embeddings.data_identity] of the task (dataset, task,
+* data: [`data_identity()`][data_identity] of the task (dataset, task,
   split, labels checksum); the image bytes are not hashed.
 """
 

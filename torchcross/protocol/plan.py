@@ -85,6 +85,11 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if ":" in self.config.backbone.name:
+            lines.append(
+                "preprocessing: the backbone's own (its input size, mean and std; [data] image_size and "
+                "normalize are not used)"
+            )
         if self.config.run.plugins:
             lines.append(
                 f"plugins (imported when the config was read: their code ran): "
