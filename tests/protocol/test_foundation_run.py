@@ -233,3 +233,20 @@ out_dir = "out"
     )
     assert main(["run", str(path), "--check"]) == 0
     assert "config ok" in capsys.readouterr().out
+
+
+def test_linear_probe_selection_episodes_read_cached_features(root: Path, tmp_path: Path) -> None:
+    config = _config(
+        root,
+        tmp_path / "out",
+        {"name": "conv4", "hidden": 8, "weights": "random"},
+        data={"image_size": 16},
+        evaluation={"methods": ["linear-probe"]},
+        selection={"mode": "target", "lrs": [1e-3, 1e-2], "steps": [1, 2], "n_episodes": 2, "split": "all"},
+    )
+    result = run_protocol(config, progress=False, log=None)
+    records = result.episodes.to_records()
+    assert len(records) == 3
+    assert {r["selected_lr"] for r in records} <= {1e-3, 1e-2}
+    # the built-in backbone's features are keyed by its weights: another seed, another file
+    assert len(list((tmp_path / "out" / "embeddings").glob("*.safetensors"))) == 1
