@@ -507,6 +507,17 @@ _BUILTINS: tuple[MethodSpec, ...] = (
     ),
 )
 
+
+def _frozen_feature_settings(config: Any) -> Mapping[str, Any]:
+    """Marks linear-probe evaluations on cached eval-mode features (earlier ones adapted in train mode)."""
+    return {"features": "frozen, eval mode, cached"}
+
+
+_BUILTINS = tuple(
+    dataclasses.replace(spec, settings=_frozen_feature_settings) if spec.frozen_features else spec
+    for spec in _BUILTINS
+)
+
 BUILTIN_METHODS: tuple[str, ...] = tuple(spec.name for spec in _BUILTINS)
 """Names of the built-in methods."""
 
