@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from torchcross._io import LOCK_NAME
+from torchcross.protocol.backbone import backbone_preprocessing
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 from torchcross.protocol.methods import resolve_methods
@@ -54,6 +55,7 @@ RUN_FOLDERS: dict[str, str] = {
     "evaluations": "*.json",
     "checkpoints": "*.pt",
     "curves": "*.csv",
+    "embeddings": "*.safetensors",
 }
 """The folders a run makes in ``out_dir``, with the names of the files it writes in them."""
 
@@ -83,6 +85,11 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if ":" in self.config.backbone.name:
+            lines.append(
+                "preprocessing: the backbone's own (its input size, mean and std; [data] image_size and "
+                "normalize are not used)"
+            )
         if self.config.run.plugins:
             lines.append(
                 f"plugins (imported when the config was read: their code ran): "
@@ -242,7 +249,14 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
     channels = {s[0] for s in sizes}
     image_size = config.data.image_size
-    if image_size is None:
+    backbone = config.backbone
+    from torchcross.protocol.backbone import build_backbone
+
+    # "<family>:<model>": the name and weights are checked here (loaded from local files), before training
+    preprocessing = backbone_preprocessing(backbone.name, backbone.weights)
+    if preprocessing is not None:
+        image_size = preprocessing.input_size[0]
+    elif image_size is None:
         hw = {(s[1], s[2]) for s in sizes}
         if len(hw) != 1 or len({*next(iter(hw))}) != 1:
             raise ValueError(
@@ -250,10 +264,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 "set [data] image_size to resize them all"
             )
         image_size = int(next(iter(hw))[0])
-    backbone = config.backbone
     in_channels = 3 if backbone.name.startswith("resnet") or 3 in channels else 1
-    from torchcross.protocol.backbone import build_backbone
-
+    if preprocessing is not None:
+        in_channels = preprocessing.channels
     # torchvision, and the weights (read, or fetched into torch's cache, now rather than after training)
     specs = [get_method(m) for m in methods]
     fixed = {
@@ -301,6 +314,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
 def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:
     """Open task ``ds/task`` on ``split`` as the run reads it (``channels`` x ``size`` x ``size`` images).
 
+    With a ``"<family>:<model>"`` backbone, the images go through its own preprocessing.
+
     Raises:
         ValueError: the task cannot be opened (naming it, its split and the cause).
     """
@@ -313,6 +328,7 @@ def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels:
             channels=channels,
             image_size=size,
             normalize=config.data.normalize,
+            preprocessing=backbone_preprocessing(config.backbone.name, config.backbone.weights),
         )
     except (ValueError, OSError) as exc:
         raise ValueError(f"cannot open task {ds}/{task} (split {split!r}): {exc}") from exc

@@ -298,6 +298,7 @@ def _evaluate_method(
                 logger.close()
         learner = evaluation_learner(ctx, trained)
     train_seconds = team.share(time.perf_counter() - start)  # rank 0's
+    prepare = _frozen_features(ctx) if get_method(method).frozen_features and not per_task else None
     records: list[dict[str, Any]] = []
     for task in target.tasks:
         if task in finished:
@@ -311,11 +312,14 @@ def _evaluate_method(
                 torch.manual_seed(seed)
                 task_records = team.share([train_and_test(ctx, task)])
         else:
+            source = sources[task] if prepare is None else prepare(sources[task])
             tuned, chosen = learner, {}  # [selection]: the learner with the chosen lr and steps
             if selection_applies(plan.config, get_method(method).reads, learner):
-                tuned, chosen = _selected(plan, ctx, trained, task, episode_sets, sources, picked)
+                tuned, chosen = _selected(
+                    plan, ctx, trained, task, episode_sets, {**sources, task: source}, picked, prepare
+                )
             task_records = _evaluate_task(
-                team, plan, tuned, method, target, task, episode_sets[task], sources[task], log, progress
+                team, plan, tuned, method, target, task, episode_sets[task], source, log, progress
             )
             for r in task_records:
                 r["dataset"] = target.dataset_id
@@ -332,6 +336,13 @@ def _evaluate_method(
     return records
 
 
+def _frozen_features(ctx: Any) -> Callable[[Any], Any]:
+    """``source -> its cached features`` for a method on frozen features (`torchcross.protocol.frozen`)."""
+    from torchcross.protocol.frozen import embedded_source
+
+    return lambda source: embedded_source(ctx, source)
+
+
 def _selected(
     plan: ProtocolPlan,
     ctx: Any,
@@ -340,18 +351,22 @@ def _selected(
     episode_sets: dict[str, Any],
     sources: dict[str, Any],
     picked: dict[str, Any],
+    prepare: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields."""
+    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields.
+
+    ``prepare`` maps a task source opened for selection episodes to what the learner reads (its
+    cached features); ``sources[task]`` is already prepared.
+    """
     if "sources" in picked:
         return picked["sources"]
+
+    def open_task(ds: str, name: str, split: str) -> Any:
+        source = open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size)
+        return source if prepare is None else prepare(source)
+
     episodes = draw_selection_episodes(
-        plan.config,
-        ctx.target,
-        task,
-        episode_sets[task],
-        sources[task],
-        lambda ds, name, split: open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size),
-        ctx.log,
+        plan.config, ctx.target, task, episode_sets[task], sources[task], open_task, ctx.log
     )
     out = tuned_learner(ctx, trained, evaluation_learner, episodes)
     if plan.config.selection.mode == "sources":
