@@ -16,8 +16,9 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
+from tiny_foundation_models import register_clip, save_open_clip_folder
 from torch import nn
-from zero_shot_helpers import register_tiny_clip, save_tiny_hf_clip
+from zero_shot_helpers import save_tiny_hf_clip
 
 from torchcross.backbones import Backbone, BackboneIdentity, Preprocessing, TextTower, load_backbone
 from torchcross.evaluation.episodic import evaluate
@@ -52,7 +53,7 @@ def _offline() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Backbone:
-    name = register_tiny_clip(tmp_path_factory.mktemp("clip"))
+    name = register_clip(tmp_path_factory.mktemp("clip"))
     return load_backbone(f"open_clip:{name}", "random", seed=3)
 
 
@@ -326,8 +327,12 @@ def test_the_method_scores_the_query_sets_of_the_episodes(clip: Backbone) -> Non
     learner = get_method("zero-shot").predictor(_ctx(wrapped, template=["{}", "a photo of {}."]), None)
     assert isinstance(learner, ZeroShotClassifier)
     assert len(learner.templates) == 2
+    assert learner.inputs == "features"  # the run hands it cached features (frozen_features)
+    assert get_method("zero-shot").frozen_features
     episodes = [_episode(BINARY, seed) for seed in range(2)]
-    result = evaluate(learner, episodes, method="zero-shot", progress=False)
+    with torch.no_grad():
+        embedded = [Task(t.support, (clip(t.query[0]), t.query[1]), t.description) for t in episodes]
+    result = evaluate(learner, embedded, method="zero-shot", progress=False)
     direct = evaluate(ZeroShotClassifier(clip, ["{}", "a photo of {}."]), episodes, progress=False)
     assert [r["auroc"] for r in result.records] == [r["auroc"] for r in direct.records]
 
@@ -341,50 +346,69 @@ def test_the_method_refuses_a_backbone_without_a_text_tower_with_the_fix() -> No
         zero_shot_learner(_ctx(nn.Sequential(nn.Flatten())), None)
 
 
-class _ToClipInput(nn.Module):
-    """The demo data's grey 16x16 images as the tiny CLIP's RGB 32x32 input."""
+def _run_config(
+    root: Path, out: Path, backbone: dict[str, Any], methods: list[str], cache: Path | None = None
+) -> Any:
+    from torchcross.protocol.config import config_from_dict
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.interpolate(x.expand(-1, 3, -1, -1), size=32)
+    run: dict[str, Any] = {"out_dir": str(out), "plot": False, "num_threads": 1, "logger": "none"}
+    if cache is not None:
+        run["embedding_cache"] = str(cache)
+    return config_from_dict(
+        {
+            "data": {"root": str(root), "targets": ["digits_scan_a/even digit"], "min_class_size": 0},
+            "evaluation": {"methods": methods, "n_episodes": 3, "n_shot": 2, "n_query": 4},
+            "backbone": backbone,
+            "finetune": {"steps": 2, "head_init": "zero"},
+            "zero-shot": {"template": "a scan of {}"},
+            "run": run,
+        }
+    )
 
 
-def test_a_protocol_run_scores_zero_shot_on_the_episodes_of_the_other_methods(
-    clip: Backbone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_torchcross_run_scores_zero_shot_on_the_linear_probes_episodes_and_cached_features(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """End to end through run_protocol; the run's backbone is the tiny CLIP (its `[backbone] name` wiring
-    is not part of this test: ``build_backbone`` is patched for the zero-shot method)."""
+    """``[backbone] name = "open_clip:local-dir:..."``: both methods on one episode set, one feature pass."""
+    import torchcross.data.embeddings as emb
     from torchcross.cli.demo_data import write_demo_medimeta
     from torchcross.protocol import run_protocol
-    from torchcross.protocol.config import config_from_dict
-    from torchcross.protocol.registry import MethodContext
 
-    build = MethodContext.build_backbone
-
-    def build_clip(self: MethodContext, weights: Any = "config") -> tuple[nn.Module, int]:
-        if self.method == "zero-shot":
-            return nn.Sequential(_ToClipInput(), clip), 16
-        return build(self, weights)
-
-    monkeypatch.setattr(MethodContext, "build_backbone", build_clip)
-    raw = {
-        "data": {
-            "root": str(write_demo_medimeta(tmp_path / "data", size=16)),
-            "targets": ["digits_scan_a/even digit"],
-            "min_class_size": 0,
-        },
-        "evaluation": {"n_episodes": 3, "methods": ["scratch", "zero-shot"]},
-        "backbone": {"name": "conv4", "hidden": 8, "weights": "random"},
-        "finetune": {"steps": 2, "freeze_backbone": True},
-        "zero-shot": {"template": "a scan of {}"},
-        "run": {"out_dir": str(tmp_path / "out"), "plot": False, "num_threads": 1},
-    }
-    result = run_protocol(config_from_dict(raw), progress=False, log=None)
+    root = write_demo_medimeta(tmp_path / "data", size=16)
+    clip = {"name": f"open_clip:local-dir:{save_open_clip_folder(tmp_path / 'clip')}"}
+    passes = []
+    forward = emb._forward
+    monkeypatch.setattr(emb, "_forward", lambda *args: passes.append(1) or forward(*args))
+    config = _run_config(root, tmp_path / "out", clip, ["linear-probe", "zero-shot"])
+    result = run_protocol(config, progress=False, log=None)
+    rows = {m: result.episodes.where(method=m).to_records() for m in ("linear-probe", "zero-shot")}
     keys = ("episode", "task_identifier", "n_support", "n_query")
-    rows = {m: result.episodes.where(method=m).to_records() for m in ("scratch", "zero-shot")}
-    same = [[r[k] for k in keys] for r in rows["scratch"]]
+    same = [[r[k] for k in keys] for r in rows["linear-probe"]]
     assert [[r[k] for k in keys] for r in rows["zero-shot"]] == same
     assert len(rows["zero-shot"]) == 3
     assert all(0.0 <= r["auroc"] <= 1.0 for r in rows["zero-shot"])
+    assert len(list((tmp_path / "out" / "embeddings").glob("*.safetensors"))) == 1  # shared by both
+    first = len(passes)
+    assert first > 0
+    # another run, zero-shot alone, on the first run's cache: no backbone pass, the same scores
+    other = _run_config(root, tmp_path / "again", clip, ["zero-shot"], tmp_path / "out" / "embeddings")
+    again = run_protocol(other, progress=False, log=None).episodes.where(method="zero-shot").to_records()
+    assert len(passes) == first
+    assert [r["auroc"] for r in again] == [r["auroc"] for r in rows["zero-shot"]]
+
+
+def test_torchcross_run_refuses_zero_shot_with_a_backbone_without_a_text_tower(tmp_path: Path) -> None:
+    from torchcross.cli.demo_data import write_demo_medimeta
+    from torchcross.protocol import run_protocol
+
+    root = write_demo_medimeta(tmp_path / "data", size=16)
+    config = _run_config(root, tmp_path / "out", {"name": "conv4", "weights": "random"}, ["zero-shot"])
+    with pytest.raises(
+        ValueError,
+        match=r"method 'zero-shot' on digits_scan_a: backbone Conv4 has no text tower.*"
+        r"set \[backbone\] name = 'open_clip:<model>'",
+    ):
+        run_protocol(config, progress=False, log=None)
 
 
 def test_its_results_depend_on_its_prompts_and_backbone_not_on_other_methods_settings() -> None:

@@ -514,6 +514,7 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         "CLIP zero-shot: query images against prompts of the class names ([zero-shot]; a CLIP backbone)",
         section="zero-shot",
         config=ZeroShotConfig,
+        frozen_features=True,
     ),
 )
 

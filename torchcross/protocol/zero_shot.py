@@ -3,7 +3,10 @@
 It trains nothing and ignores the support sets: each query image is scored against prompts of the task's
 class names (see [`ZeroShotClassifier`][ZeroShotClassifier]), on the same fixed episodes and with the
 same metrics as every other method. It needs a CLIP-style backbone, one that carries a text tower
-(``[backbone] name = "open_clip:<model>"``); any other is refused with the backbone named.
+(``[backbone] name = "open_clip:<model>"``); any other is refused with the backbone named. Like
+``linear-probe`` it is registered with ``frozen_features``: the run hands it the target tasks' image
+features from the embedding cache (`torchcross.protocol.frozen`), computed once per image and shared
+with the linear probe of the same backbone.
 
 Examples:
     >>> from torchcross.protocol.schema import section_from_dict
@@ -74,4 +77,5 @@ def zero_shot_learner(ctx: Any, trained: Any) -> ZeroShotClassifier:
             "'open_clip:<model>' or leave 'zero-shot' out of [evaluation] methods"
         ) from None
     tower.model.to(ctx.device)  # the text side is not a submodule of the backbone: move it too
-    return ZeroShotClassifier(backbone, section.template, negative=section.negative)
+    # the run evaluates it on cached image features (frozen_features), not on images
+    return ZeroShotClassifier(backbone, section.template, negative=section.negative, inputs="features")
