@@ -198,6 +198,11 @@ class EvaluationConfig:
             ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
             (the paper does not say); either way the episodes are counted (``n_diverged``)
             and a warning says so. See ``torchcross.evaluation.diverged``.
+        shots: a shot curve: every method is evaluated at each of these shot counts, on one fixed
+            episode set per shot count (drawn from ``[run] seed`` and the shot count alone); source
+            training happens once. The MedIMeta authors' benchmark uses ``[1, 2, 3, 5, 7, 10, 15, 20,
+            25, 30]`` (``finetune_and_test.py`` of medimeta-fsl-benchmark at 757d7d8). Unset: ``n_shot``
+            alone, with the files of a run without this key. See ``ProtocolConfig.shot_counts``.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -208,6 +213,7 @@ class EvaluationConfig:
     batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
     multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
     diverged: Literal["chance", "drop"] = "chance"
+    shots: tuple[int, ...] | None = field(default=None, metadata={"min": 1, "distinct": True})
 
 
 @dataclass(frozen=True)
@@ -567,6 +573,35 @@ class ProtocolConfig:
         """The seeds methods are trained with (``[run] seeds``, else ``[run] seed``)."""
         return self.run.seeds if self.run.seeds is not None else (self.run.seed,)
 
+    @property
+    def shot_counts(self) -> tuple[int, ...]:
+        """The shot counts methods are evaluated at (``[evaluation] shots``, else ``n_shot``), ascending.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> config_from_dict(raw).shot_counts
+            (5,)
+            >>> config_from_dict({**raw, "evaluation": {"shots": [10, 1, 5]}}).shot_counts
+            (1, 5, 10)
+        """
+        ev = self.evaluation
+        return ev.shots if ev.shots is not None else (ev.n_shot,)
+
+    def at_shot(self, n_shot: int) -> ProtocolConfig:
+        """This config evaluated at ``n_shot`` shots alone: ``[evaluation] n_shot = n_shot``, ``shots`` unset.
+
+        Every artefact of one shot count of a shot curve (its episodes, its evaluations) is fingerprinted
+        with it, so it is the artefact a run with ``n_shot = n_shot`` and no ``shots`` makes.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> one = config_from_dict({**raw, "evaluation": {"shots": [1, 5]}}).at_shot(1).evaluation
+            >>> one.n_shot, one.shots
+            (1, None)
+        """
+        evaluation = dataclasses.replace(self.evaluation, n_shot=n_shot, shots=None)
+        return dataclasses.replace(self, evaluation=evaluation)
+
 
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -590,6 +625,11 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
         if len(set(methods)) != len(methods):
             raise ValueError(f"[evaluation] methods repeats a method: {list(kwargs['methods'])}")
         kwargs["methods"] = methods
+    if name == "evaluation" and kwargs.get("shots") is not None:
+        too_many = [k for k in kwargs["shots"] if k > _MAX_COUNT]
+        if too_many:
+            raise ValueError(f"[evaluation] shots: {too_many} exceed {_MAX_COUNT} shots per class")
+        kwargs["shots"] = tuple(sorted(kwargs["shots"]))
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")

@@ -46,6 +46,7 @@ RESULT_FILES: tuple[str, ...] = (
     "paired.csv",
     "supervised.csv",
     "auroc.png",
+    "shots.png",
 )
 """The files a run writes at the top of ``out_dir``."""
 

@@ -1,0 +1,226 @@
+"""Shot curves (issue 22, item 3): ``[evaluation] shots`` evaluates every method at every shot count on
+one fixed episode set per shot count, trains once, writes an ``n_shot`` column and ``shots.png``; unset,
+a run is what it was (files, fingerprints)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from torchcross.cli.demo_data import write_demo_medimeta
+from torchcross.evaluation.plotting import plot_shot_curve
+from torchcross.evaluation.results import ResultsTable
+from torchcross.protocol import run_protocol
+from torchcross.protocol.config import config_from_dict
+from torchcross.protocol.fingerprint import EPISODE_READS, RESULT_READS, fingerprint, fingerprint_settings
+from torchcross.protocol.methods import method_context, method_fingerprint
+from torchcross.protocol.report import shot_curve_labels
+
+DS, TASK = "digits_scan_a", "even digit"
+TARGET = f"{DS}/{TASK}"
+EPISODES = 3
+FILE = "even_digit.json"  # the task's file name
+
+
+def _raw(root: Path, out: Path, **evaluation: object) -> dict[str, object]:
+    return {
+        "data": {"root": str(root), "targets": [TARGET], "min_class_size": 0},
+        "evaluation": {
+            "methods": ["scratch", "linear-probe", "supervised"],
+            "n_episodes": EPISODES,
+            **evaluation,
+        },
+        "backbone": {"name": "conv4", "hidden": 8, "weights": "random"},
+        "finetune": {"steps": 2},
+        "supervised": {"steps": 2, "batch_size": 16, "val_every": 2, "val_batches": 1, "bootstrap": 20},
+        "run": {"out_dir": str(out), "plot": True, "num_threads": 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory: pytest.TempPathFactory):
+    """A shot curve (``shots = [1, 5]``) and the plain run at 5 shots (``shots`` unset), on tiny data."""
+    tmp = tmp_path_factory.mktemp("shot-curves")
+    root = write_demo_medimeta(tmp / "data", size=16)
+    curve = config_from_dict(_raw(root, tmp / "curve", shots=[5, 1]))
+    plain = config_from_dict(_raw(root, tmp / "plain", n_shot=5))
+    return (
+        (tmp / "curve", run_protocol(curve, progress=False, log=None)),
+        (tmp / "plain", run_protocol(plain, progress=False, log=None)),
+    )
+
+
+def test_results_have_an_n_shot_column_and_rows_per_shot_count(runs) -> None:
+    (out, result), _ = runs
+    episodes = ResultsTable.read_csv(out / "episodes.csv")
+    assert "n_shot" in episodes.columns
+    for method in ("scratch", "linear-probe"):
+        for k in (1, 5):
+            assert sorted(episodes.where(method=method, n_shot=k).column("episode")) == list(range(EPISODES))
+    summary = ResultsTable.read_csv(out / "results.csv")
+    keys = [(r["method"], r["n_shot"]) for r in summary]
+    assert keys == [
+        ("scratch", 1),
+        ("scratch", 5),
+        ("linear-probe", 1),
+        ("linear-probe", 5),
+        ("supervised", None),
+    ]
+    paired = ResultsTable.read_csv(out / "paired.csv")
+    assert sorted(paired.column("n_shot")) == [1, 5]  # one pair per shot count: never across shot counts
+    assert all(r["n"] == EPISODES for r in paired)
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert doc["config"]["evaluation"]["shots"] == [1, 5]
+    assert {r["n_shot"] for r in doc["episodes"]} == {1, 5}
+    md = (out / "results.md").read_text(encoding="utf-8")
+    assert md.splitlines()[0].startswith("| method | target | task_target | n_shot |")
+    assert "within a shot count" in md
+    assert result.summary.where(method="scratch", n_shot=1).rows
+
+
+def test_one_episode_file_and_evaluation_per_shot_count_and_training_once(runs) -> None:
+    (out, _), _ = runs
+    for k in (1, 5):
+        episodes = json.loads((out / "episodes" / f"shot-{k}" / DS / FILE).read_text("utf-8"))
+        assert episodes["sampling"]["n_support_samples_per_class"] == k
+        for method in ("scratch", "linear-probe"):
+            saved = json.loads((out / "evaluations" / f"shot-{k}" / DS / f"{method}.json").read_text("utf-8"))
+            assert {r["n_shot"] for r in saved["records"]} == {k}
+    assert not (out / "episodes" / DS).exists()
+    # the per-task method has no episodes: evaluated once, in the folder of a run without shots
+    assert (out / "evaluations" / DS / "supervised.json").is_file()
+    assert not list((out / "evaluations").glob("shot-*/*/supervised.json"))
+
+
+def test_a_shot_count_is_the_plain_run_at_that_shot_count(runs) -> None:
+    """Same seed, same episodes: the 5-shot episode set and scores of the curve are the plain 5-shot run's,
+    and so are their fingerprints."""
+    (curve_out, curve), (plain_out, plain) = runs
+    a = json.loads((curve_out / "episodes" / "shot-5" / DS / FILE).read_text("utf-8"))
+    b = json.loads((plain_out / "episodes" / DS / FILE).read_text("utf-8"))
+    assert a == b
+    assert a["sampling"]["fingerprint"] == fingerprint(
+        curve.plan.config.at_shot(5), EPISODE_READS, target=TARGET
+    )
+    assert a["sampling"]["fingerprint"] == fingerprint(plain.plan.config, EPISODE_READS, target=TARGET)
+    for method in ("scratch", "linear-probe"):
+        mine = curve.episodes.where(method=method, n_shot=5).column("auroc")
+        assert mine == plain.episodes.where(method=method).column("auroc")
+        saved = json.loads((curve_out / "evaluations" / "shot-5" / DS / f"{method}.json").read_text("utf-8"))
+        ctx = method_context(
+            plain.plan.config,
+            plain.plan.targets[0],
+            method,
+            0,
+            in_channels=plain.plan.in_channels,
+            image_size=plain.plan.image_size,
+            device=plain.plan.device,
+            log=lambda _: None,
+        )
+        assert saved["fingerprint"] == method_fingerprint(ctx)
+    one = json.loads((curve_out / "episodes" / "shot-1" / DS / FILE).read_text("utf-8"))
+    assert one["episodes"] != a["episodes"]
+
+
+def test_unset_shots_writes_what_a_run_without_the_key_writes(runs) -> None:
+    """No ``n_shot`` column, no shot folders, no shots.png; the fingerprints are those of the settings
+    without the key (``shots`` is read by no artefact)."""
+    _, (out, result) = runs
+    assert "n_shot" not in ResultsTable.read_csv(out / "episodes.csv").columns
+    assert "n_shot" not in ResultsTable.read_csv(out / "results.csv").columns
+    assert "n_shot" not in ResultsTable.read_csv(out / "paired.csv").columns
+    assert not list(out.glob("*/shot-*"))
+    assert not (out / "shots.png").exists()
+    assert (out / "auroc.png").is_file()
+    config = result.plan.config
+    assert config.shot_counts == (5,)
+    assert config.at_shot(5) == config
+    assert "shots" not in json.dumps(fingerprint_settings(config, EPISODE_READS, RESULT_READS))
+
+
+def test_a_second_run_reuses_every_shot_count(runs) -> None:
+    (_, first), _ = runs
+    lines: list[str] = []
+    again = run_protocol(first.plan.config, progress=False, log=lines.append)
+    assert again.episodes.column("auroc") == first.episodes.column("auroc")
+    assert (
+        sum("reusing finished evaluation" in line for line in lines) == 5
+    )  # 2 methods x 2 shots + supervised
+
+
+def test_the_shot_curve_plot_draws_a_line_and_a_band_per_method(runs) -> None:
+    (out, result), _ = runs
+    assert (out / "shots.png").stat().st_size > 0
+    rows = ResultsTable.read_csv(out / "results.csv")
+    title, labels = shot_curve_labels(result.plan, rows)
+    fig = plot_shot_curve(rows, None, title=title, labels=labels)
+    ax = fig.axes[0]
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    assert set(lines) == {labels["scratch"], labels["linear-probe"], labels["supervised"], "chance"}
+    assert [float(x) for x in lines[labels["scratch"]].get_xdata()] == [1.0, 5.0]
+    assert lines[labels["supervised"]].get_linestyle() == ":"
+    assert len(ax.collections) == 3  # fill_between: one band per method
+    assert "mean (line) and 95% CI (band)" in title
+    assert labels["scratch"] == f"scratch (CI: t, {EPISODES} episodes per shot count)"
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[:2] == [labels["scratch"], labels["linear-probe"]]
+
+
+def test_the_shot_curve_plot_draws_a_line_per_method_and_backbone() -> None:
+    rows = [
+        {
+            "method": "linear-probe",
+            "backbone": b,
+            "n_shot": k,
+            "auroc_mean": v,
+            "auroc_ci_low": v - 0.1,
+            "auroc_ci_high": v + 0.1,
+        }
+        for b, base in (("timm:resnet18", 0.6), ("open_clip:ViT-B-32", 0.7))
+        for k, v in ((1, base), (2, base + 0.05), (3, base + 0.08))
+    ]
+    ax = plot_shot_curve(rows, chance=None).axes[0]
+    assert [line.get_label() for line in ax.get_lines()] == [
+        "linear-probe (timm:resnet18)",
+        "linear-probe (open_clip:ViT-B-32)",
+    ]
+    assert len(ax.collections) == 2
+
+
+def test_the_shot_curve_plot_refuses_bad_rows() -> None:
+    with pytest.raises(KeyError, match="plot_shot_curve needs column 'n_shot'"):
+        plot_shot_curve([{"method": "a", "auroc_mean": 0.5, "auroc_ci_low": 0.4, "auroc_ci_high": 0.6}])
+    with pytest.raises(ValueError, match="empty table"):
+        plot_shot_curve(ResultsTable([], ["method", "n_shot", "auroc_mean", "auroc_ci_low", "auroc_ci_high"]))
+    row = {"method": "a", "n_shot": 0, "auroc_mean": 0.5, "auroc_ci_low": 0.4, "auroc_ci_high": 0.6}
+    with pytest.raises(ValueError, match="n_shot = 0 in a row of 'a' is not a positive integer"):
+        plot_shot_curve([row])
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ([], TypeError, r"\[evaluation\] shots must be a non-empty list of distinct integers >= 1, got \[\]"),
+        (
+            [0],
+            TypeError,
+            r"\[evaluation\] shots must be a non-empty list of distinct integers >= 1, got \[0\]",
+        ),
+        ([5, 5], TypeError, r"\[evaluation\] shots must be a non-empty list of distinct integers"),
+        ("many", TypeError, r"\[evaluation\] shots must be a non-empty list .* got 'many'"),
+        ([1, 2.5], TypeError, r"\[evaluation\] shots must be a non-empty list"),
+        ([1, 10**9], ValueError, r"\[evaluation\] shots: \[1000000000\] exceed"),
+    ],
+)
+def test_bad_shots_name_the_key(value: object, error: type[Exception], match: str) -> None:
+    raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}, "evaluation": {"shots": value}}
+    with pytest.raises(error, match=match):
+        config_from_dict(raw)
+
+
+def test_shots_are_sorted_and_one_number_is_a_list() -> None:
+    raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+    assert config_from_dict({**raw, "evaluation": {"shots": [30, 1, 5]}}).evaluation.shots == (1, 5, 30)
+    assert config_from_dict({**raw, "evaluation": {"shots": 7}}).shot_counts == (7,)
