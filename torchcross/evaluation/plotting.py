@@ -231,8 +231,7 @@ def plot_shot_curve(
     shots = sorted({int(r["n_shot"]) for r in table if r["n_shot"] is not None})
     cols = min(len(targets), 3)
     rows_n = math.ceil(len(targets) / cols)
-    legend_width = 0.07 * max(len(labels.get(n, n) if labels is not None else n) for n in names)
-    fig = figure_cls(figsize=(1.5 + 4.2 * cols + legend_width, 0.8 + 3.2 * rows_n), dpi=dpi)
+    fig = figure_cls(figsize=(1.0 + 4.5 * cols, 1.0 + 3.4 * rows_n), dpi=dpi)  # legend outside, saved tight
     colours = [f"C{i % 10}" for i in range(len(names))]
     shown = metric.upper() if metric in ("auroc", "mae", "qwk") else metric
     for p, target in enumerate(targets):

@@ -213,7 +213,9 @@ class EvaluationConfig:
     batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
     multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
     diverged: Literal["chance", "drop"] = "chance"
-    shots: tuple[int, ...] | None = field(default=None, metadata={"min": 1, "distinct": True})
+    shots: tuple[int, ...] | None = field(
+        default=None, metadata={"min": 1, "distinct": True, "omit_unset": True}
+    )
 
 
 @dataclass(frozen=True)
@@ -797,6 +799,9 @@ def load_config(path: str | Path) -> ProtocolConfig:
 def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
     """The config as plain JSON-ready nested dicts (paths as strings, tuples as lists).
 
+    A key whose field says ``metadata={"omit_unset": True}`` is left out while unset (``None``), so that a
+    key added later (``[evaluation] shots``) leaves the ``results.json`` of runs without it as it was.
+
     Examples:
         >>> cfg = config_from_dict({"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}})
         >>> config_to_dict(cfg)["data"]["targets"]
@@ -807,6 +812,8 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
         values = {}
         for f in dataclasses.fields(section):
             v = getattr(section, f.name)
+            if v is None and f.metadata.get("omit_unset"):
+                continue
             values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         out[name] = values
     return out

@@ -84,6 +84,12 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if self.config.evaluation.shots is not None:
+            ev = self.config.evaluation
+            lines.append(
+                f"shot curve: {ev.n_episodes} episodes at each of {list(ev.shots)} shots per class "
+                "(source training once per method)"
+            )
         if self.config.run.plugins:
             lines.append(
                 f"plugins (imported when the config was read: their code ran): "

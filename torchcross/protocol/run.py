@@ -30,6 +30,7 @@ episodes, checkpoints and results into ``run.out_dir`` and resumes from them whe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -315,11 +316,12 @@ def _evaluate_method(
         ctx = _context(at_shot, target, method, seed, log, progress)
         stamp = method_fingerprint(ctx)
         done, finished = team.leader(
-            lambda p=at_shot, f=stamp, s=shot: _saved_evaluation(p, target, method, seed, f, log, s)
+            functools.partial(_saved_evaluation, at_shot, target, method, seed, stamp, log, shot)
         )
         stages.append((n_shot, at_shot, shot, ctx, stamp, done, finished))
-    if all(done is not None for *_, done, _ in stages):
-        return [r for *_, done, _ in stages for r in done]
+    saved = [done for *_, done, _ in stages]
+    if all(done is not None for done in saved):
+        return [r for done in saved for r in done or ()]
     start = time.perf_counter()
     trained = first = None
     if not per_task:  # training reads no [evaluation] key: the same at every shot count
