@@ -5,6 +5,7 @@ a run is what it was (files, fingerprints)."""
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -150,6 +151,22 @@ def test_a_second_run_reuses_every_shot_count(runs) -> None:
     )  # 2 methods x 2 shots + supervised
 
 
+def test_a_shot_count_added_later_reuses_the_other_shot_counts(runs, tmp_path: Path) -> None:
+    (done, first), _ = runs
+    out = tmp_path / "curve"
+    shutil.copytree(done, out)
+    raw = _raw(first.plan.config.data.root, out, shots=[1, 5, 10])
+    raw["evaluation"]["methods"] = ["scratch", "linear-probe"]  # type: ignore[index]
+    lines: list[str] = []
+    again = run_protocol(config_from_dict(raw), progress=False, log=lines.append)
+    assert sum("reusing finished evaluation" in line for line in lines) == 4
+    assert sorted(set(again.episodes.column("n_shot"))) == [1, 5, 10]
+    for k in (1, 5):
+        mine = again.episodes.where(method="scratch", n_shot=k).column("auroc")
+        assert mine == first.episodes.where(method="scratch", n_shot=k).column("auroc")
+    assert (out / "episodes" / "shot-10" / DS / FILE).is_file()
+
+
 def test_the_shot_curve_plot_draws_a_line_and_a_band_per_method(runs) -> None:
     (out, result), _ = runs
     assert (out / "shots.png").stat().st_size > 0
@@ -224,3 +241,5 @@ def test_shots_are_sorted_and_one_number_is_a_list() -> None:
     raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
     assert config_from_dict({**raw, "evaluation": {"shots": [30, 1, 5]}}).evaluation.shots == (1, 5, 30)
     assert config_from_dict({**raw, "evaluation": {"shots": 7}}).shot_counts == (7,)
+    # n_shot is then not used (a saved config holds both: it reads back)
+    assert config_from_dict({**raw, "evaluation": {"n_shot": 3, "shots": [1, 5]}}).shot_counts == (1, 5)
