@@ -22,6 +22,7 @@ from torchcross.protocol.report import shot_curve_labels
 DS, TASK = "digits_scan_a", "even digit"
 TARGET = f"{DS}/{TASK}"
 EPISODES = 3
+LABELS = ("conv4 #1", "conv4 #2")  # two [[backbones]] of one name
 FILE = "even_digit.json"  # the task's file name
 
 
@@ -243,3 +244,95 @@ def test_shots_are_sorted_and_one_number_is_a_list() -> None:
     assert config_from_dict({**raw, "evaluation": {"shots": 7}}).shot_counts == (7,)
     # n_shot is then not used (a saved config holds both: it reads back)
     assert config_from_dict({**raw, "evaluation": {"n_shot": 3, "shots": [1, 5]}}).shot_counts == (1, 5)
+
+
+@pytest.fixture(scope="module")
+def compared(tmp_path_factory: pytest.TempPathFactory):
+    """A model comparison: ``[[backbones]]`` two Conv4 widths (random weights from ``[backbone]``)."""
+    tmp = tmp_path_factory.mktemp("backbones")
+    root = write_demo_medimeta(tmp / "data", size=16)
+    raw = _raw(root, tmp / "out", shots=[1, 5], n_episodes=2)
+    raw["evaluation"]["methods"] = ["scratch", "linear-probe"]  # type: ignore[index]
+    raw["backbones"] = [{"name": "conv4", "hidden": 8}, {"name": "conv4", "hidden": 4}]
+    return tmp / "out", run_protocol(config_from_dict(raw), progress=False, log=None)
+
+
+def test_backbones_run_every_method_with_each_backbone_in_its_own_folder(compared) -> None:
+    out, result = compared
+    assert [b.weights for b in result.plan.config.backbones] == ["random", "random"]  # from [backbone]
+    summary = ResultsTable.read_csv(out / "results.csv")
+    assert summary.columns[:2] == ["method", "backbone"]
+    keys = {(r["method"], r["backbone"], r["n_shot"]) for r in summary}
+    assert keys == {(m, b, k) for m in ("scratch", "linear-probe") for b in LABELS for k in (1, 5)}
+    for folder_name in ("conv4__1", "conv4__2"):
+        folder = out / "backbones" / folder_name
+        assert (folder / "episodes" / "shot-1" / DS / FILE).is_file()
+        assert (folder / "evaluations" / "shot-5" / DS / "linear-probe.json").is_file()
+    # the same episodes for every backbone; pairs across backbones and methods, within a shot count
+    a, b = (
+        json.loads((out / "backbones" / n / "episodes" / "shot-5" / DS / FILE).read_text("utf-8"))
+        for n in ("conv4__1", "conv4__2")
+    )
+    assert a["episodes"] == b["episodes"]
+    paired = ResultsTable.read_csv(out / "paired.csv")
+    assert ("scratch (conv4 #1)", "scratch (conv4 #2)") in {(r["method_a"], r["method_b"]) for r in paired}
+    assert set(paired.column("n_shot")) == {1, 5}
+    doc = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    assert [b["hidden"] for b in doc["config"]["backbones"]] == [8, 4]
+    assert {r["backbone"] for r in doc["episodes"]} == {"conv4 #1", "conv4 #2"}
+
+
+def test_backbones_plot_a_line_per_method_and_backbone(compared) -> None:
+    out, _ = compared
+    assert (out / "shots.png").stat().st_size > 0
+    assert (out / "auroc.png").stat().st_size > 0
+    ax = plot_shot_curve(ResultsTable.read_csv(out / "results.csv"), chance=None).axes[0]
+    assert sorted(line.get_label() for line in ax.get_lines()) == [
+        "linear-probe (conv4 #1)",
+        "linear-probe (conv4 #2)",
+        "scratch (conv4 #1)",
+        "scratch (conv4 #2)",
+    ]
+    assert len(ax.collections) == 4
+
+
+def test_a_backbone_comparison_resumes(compared) -> None:
+    _, first = compared
+    lines: list[str] = []
+    again = run_protocol(first.plan.config, progress=False, log=lines.append)
+    assert sum("reusing finished evaluation" in line for line in lines) == 8  # 2 backbones x 2 methods x 2
+    assert again.episodes.column("auroc") == first.episodes.column("auroc")
+
+
+@pytest.mark.parametrize(
+    ("value", "error", "match"),
+    [
+        ([], TypeError, r"backbones must be a non-empty list of tables"),
+        ("conv4", TypeError, r"backbones must be a non-empty list of tables"),
+        ([{"name": "conv5"}], ValueError, r"\[backbones #1\] name"),
+        (
+            [{"name": "conv4"}, {"name": "conv4"}],
+            ValueError,
+            r"\[\[backbones\]\] #2 repeats an earlier backbone",
+        ),
+    ],
+)
+def test_bad_backbones_are_refused(value: object, error: type[Exception], match: str) -> None:
+    raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}, "backbones": value}
+    with pytest.raises(error, match=match):
+        config_from_dict(raw)
+
+
+def test_backbones_round_trip_through_toml() -> None:
+    import tomllib
+
+    from torchcross.protocol.config import config_to_dict, config_to_toml
+
+    raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}, "backbone": {"weights": "random"}}
+    config = config_from_dict({**raw, "backbones": [{"name": "conv4", "hidden": 4}, {"name": "resnet18"}]})
+    assert config_from_dict(tomllib.loads(config_to_toml(config))) == config
+    assert config_from_dict(config_to_dict(config)) == config
+    labels = [label for label, _ in config.backbone_runs()]
+    assert labels == ["conv4", "resnet18"]
+    same = config_from_dict({**raw, "backbones": [{"name": "conv4", "hidden": 4}, {"name": "conv4"}]})
+    assert [label for label, _ in same.backbone_runs()] == ["conv4 #1", "conv4 #2"]

@@ -549,6 +549,9 @@ class ProtocolConfig:
     augmentation: AugmentationConfig = AugmentationConfig()
     supervised: SupervisedConfig = SupervisedConfig()
     method_sections: tuple[tuple[str, Any], ...] = ()
+    backbones: tuple[BackboneConfig, ...] = ()
+    """``[[backbones]]``: a model comparison, every method run with each of these backbones (each table
+    takes the keys it leaves out from ``[backbone]``); empty: ``[backbone]`` alone. See `backbone_runs()`."""
 
     def sections(self) -> dict[str, Any]:
         """Every section by name: the built-in ones, then the own sections of registered methods.
@@ -588,6 +591,39 @@ class ProtocolConfig:
         """
         ev = self.evaluation
         return ev.shots if ev.shots is not None else (ev.n_shot,)
+
+    def backbone_runs(self) -> tuple[tuple[str | None, ProtocolConfig], ...]:
+        """``(label, config)`` per backbone of ``[[backbones]]``: the config of a run with that backbone as
+        ``[backbone]``, its files in ``<out_dir>/backbones/<label>``; without ``[[backbones]]``:
+        ``((None, self),)``.
+
+        The label is the backbone's name, with its weights where two share a name, else its position.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> two = [{"name": "conv4"}, {"name": "resnet18", "weights": "imagenet"}]
+            >>> cfg = config_from_dict({**raw, "backbone": {"weights": "random"}, "backbones": two})
+            >>> [(label, c.backbone.name, c.backbone.weights) for label, c in cfg.backbone_runs()]
+            [('conv4', 'conv4', 'random'), ('resnet18', 'resnet18', 'imagenet')]
+        """
+        if not self.backbones:
+            return ((None, self),)
+        names = [b.name for b in self.backbones]
+        tagged = [f"{b.name} ({b.weights})" for b in self.backbones]
+        labels = [
+            n if names.count(n) == 1 else t if tagged.count(t) == 1 else f"{n} #{i + 1}"
+            for i, (n, t) in enumerate(zip(names, tagged))
+        ]
+        out = []
+        for label, b in zip(labels, self.backbones):
+            folder = (
+                Path(self.run.out_dir)
+                / "backbones"
+                / "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+            )
+            run = dataclasses.replace(self.run, out_dir=folder)
+            out.append((label, dataclasses.replace(self, backbone=b, backbones=(), run=run)))
+        return tuple(out)
 
     def at_shot(self, n_shot: int) -> ProtocolConfig:
         """This config evaluated at ``n_shot`` shots alone: ``[evaluation] n_shot = n_shot``, ``shots`` unset.
@@ -660,6 +696,8 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     """
     if not isinstance(raw, Mapping):
         raise TypeError(f"a protocol config must be a mapping of sections, got {type(raw).__name__}")
+    raw_backbones = raw.get("backbones")
+    raw = {k: v for k, v in raw.items() if k != "backbones"}
     run_raw = raw.get("run")
     if not (isinstance(run_raw, Mapping) and run_raw.get("plugins")):  # else once plugins registered theirs
         _check_sections(raw)
@@ -682,7 +720,28 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         for name, cls in _method_section_types().items()
         if name in listed or name in given
     )
-    return ProtocolConfig(run=run, **parts, method_sections=method_sections)
+    backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+def _backbones(value: Any, shared: Any, base: Path | None) -> tuple[BackboneConfig, ...]:
+    """The ``[[backbones]]`` tables, each completed by the keys of ``[backbone]`` (``shared``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(t, Mapping) for t in value):
+        raise TypeError(
+            "backbones must be a non-empty list of tables, each with keys of [backbone] (in TOML: one "
+            f"[[backbones]] section per backbone), got {value!r}"
+        )
+    shared = shared if isinstance(shared, Mapping) else {}
+    out = tuple(
+        section_from_dict(f"backbones #{i + 1}", BackboneConfig, {**shared, **t}, base)
+        for i, t in enumerate(value)
+    )
+    repeated = [i + 1 for i, b in enumerate(out) if b in out[:i]]
+    if repeated:
+        raise ValueError(f"[[backbones]] #{repeated[0]} repeats an earlier backbone: {out[repeated[0] - 1]}")
+    return out
 
 
 def _method_section_types() -> dict[str, type]:
@@ -816,6 +875,16 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
                 continue
             values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         out[name] = values
+    if config.backbones:  # [[backbones]]: a list of tables (left out while empty)
+        out["backbones"] = [  # type: ignore[assignment]
+            {
+                f.name: str(getattr(b, f.name))
+                if isinstance(getattr(b, f.name), Path)
+                else getattr(b, f.name)
+                for f in dataclasses.fields(b)
+            }
+            for b in config.backbones
+        ]
     return out
 
 
@@ -904,5 +973,14 @@ def config_to_toml(config: ProtocolConfig) -> str:
                     )
                 continue
             lines.append(f"{key} = {_toml_value(f'[{name}] {f.name}', value)}")
+        lines.append("")
+    for i, b in enumerate(config.backbones):
+        lines.append("[[backbones]]")
+        for f in dataclasses.fields(b):
+            value = getattr(b, f.name)
+            if value is not None:
+                lines.append(
+                    f"{_toml_key(f.name)} = {_toml_value(f'[[backbones]] #{i + 1} {f.name}', value)}"
+                )
         lines.append("")
     return "\n".join(lines)

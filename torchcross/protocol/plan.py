@@ -84,11 +84,14 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if self.config.backbones:
+            names = ", ".join(f"{b.name} ({b.weights})" for b in self.config.backbones)
+            lines.append(f"model comparison: every method with each backbone of [[backbones]]: {names}")
         if self.config.evaluation.shots is not None:
             ev = self.config.evaluation
             lines.append(
-                f"shot curve: {ev.n_episodes} episodes at each of {list(ev.shots)} shots per class "
-                "(source training once per method)"
+                f"shot curve: {ev.n_episodes} episodes at each of {list(self.config.shot_counts)} shots "
+                "per class (source training once per method)"
             )
         if self.config.run.plugins:
             lines.append(

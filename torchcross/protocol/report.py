@@ -40,19 +40,18 @@ __all__ = [
 def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
     """One row per method, target and episode: each metric averaged over the training seeds.
 
-    A shot curve's records (with ``n_shot``) are averaged per shot count: one row per method, target,
-    shot count and episode.
+    A shot curve's records (with ``n_shot``) are averaged per shot count, a model comparison's (with
+    ``backbone``) per backbone: one row per method, target, episode, backbone and shot count.
     """
-    shots = "n_shot" in episodes.columns
+    extra = [c for c in ("backbone", "n_shot") if c in episodes.columns]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in episodes:
         key = (row["method"], row["target"], row["task_target"], row["episode"])
-        groups.setdefault((*key, row["n_shot"]) if shots else key, []).append(row)
+        groups.setdefault((*key, *(row[c] for c in extra)), []).append(row)
     out = []
-    for (method, target, kind, episode, *shot), rows in groups.items():
+    for (method, target, kind, episode, *values), rows in groups.items():
         row = {"method": method, "target": target, "task_target": kind, "episode": episode}
-        if shots:
-            row["n_shot"] = shot[0]
+        row.update(zip(extra, values))
         for m in metrics:
             values = [float("nan") if r[m] is None else r[m] for r in rows]
             row[m] = sum(values) / len(values)
@@ -69,7 +68,14 @@ def summarize_results(
 
     confidence = plan.config.evaluation.confidence
     curve = plan.config.evaluation.shots is not None  # a shot curve: a row per shot count
-    by = ("method", "target", "task_target", *(("n_shot",) if curve else ()))
+    several_backbones = bool(plan.config.backbones)  # [[backbones]]: a row per backbone
+    by = (
+        "method",
+        *(("backbone",) if several_backbones else ()),
+        "target",
+        "task_target",
+        *(("n_shot",) if curve else ()),
+    )
     several = len(plan.config.training_seeds) > 1
     pooled = seed_mean(episodes, METRICS) if several and len(episodes) else episodes
     summary = summarize(pooled, by=by, confidence=confidence)
@@ -96,6 +102,8 @@ def summarize_results(
         if several:
             rows.append(_over_seeds(seed_rows, METRICS))
     chosen = summary_selection(rows, episodes, by)  # [selection]: the fine-tuning lr and steps chosen
+    if several_backbones and len(pooled):  # a model comparison: every method on every backbone pairs
+        pooled = ResultsTable([{**r, "method": f"{r['method']} ({r['backbone']})"} for r in pooled])
     methods = {r["method"] for r in pooled} if len(pooled) else set()
     paired = None
     if len(methods) > 1:
@@ -356,16 +364,30 @@ def write_results(
             at = max(plan.config.shot_counts)
             rows = ResultsTable([r for r in rows if r.get("n_shot") in (at, None)], rows.columns)
         title, labels = plot_labels(plan, rows, n_shot=at)
+        if "backbone" in rows.columns:  # [[backbones]]: a marker per method and backbone
+            rows, labels = _per_backbone(rows, labels)
         files["plot"] = out / "auroc.png"
         atomic_write(files["plot"], lambda tmp: plot_metric(rows, tmp, "auroc", title=title, labels=labels))
         if at is not None and len(plan.config.shot_counts) > 1 and len(curve):
             files["shots_plot"] = out / "shots.png"
             title, labels = shot_curve_labels(plan, curve)
+            if "backbone" in curve.columns:  # plot_shot_curve draws a line per method and backbone
+                labels = _per_backbone(curve, labels)[1]
             atomic_write(
                 files["shots_plot"],
                 lambda tmp: plot_shot_curve(curve, tmp, "auroc", title=title, labels=labels),
             )
     return files
+
+
+def _per_backbone(rows: ResultsTable, labels: dict[str, str]) -> tuple[ResultsTable, dict[str, str]]:
+    """``rows`` with ``method`` as ``"method (backbone)"``, and the labels of those names."""
+    named = [{**r, "method": f"{r['method']} ({r['backbone']})"} for r in rows]
+    out = {}
+    for r in rows:
+        method, name = str(r["method"]), f"{r['method']} ({r['backbone']})"
+        out[name] = name + labels.get(method, method)[len(method) :]
+    return ResultsTable(named, rows.columns), out
 
 
 def plot_labels(

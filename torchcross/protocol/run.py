@@ -600,9 +600,16 @@ def run_protocol(
         CheckpointError: a damaged or foreign checkpoint (named, with what to do).
     """
     start = time.perf_counter()
-    plan = check_protocol(config)  # on every rank, before any collective call
+    runs = config.backbone_runs()  # [[backbones]]: one sub-run per backbone, in out_dir/backbones/<label>
+    if config.backbones:  # the run's folder and plan, checked with the first backbone
+        first = dataclasses.replace(runs[0][1], run=config.run)
+        plan = dataclasses.replace(check_protocol(first), config=config)
+    else:
+        plan = check_protocol(config)  # on every rank, before any collective call
+    subplans = [(label, check_protocol(c) if config.backbones else plan) for label, c in runs]
     with joined(plan.device) as (team, device), ExitStack() as stack:
         plan = dataclasses.replace(plan, device=device)
+        subplans = [(label, dataclasses.replace(p, device=device)) for label, p in subplans]
         say: Log = log if log is not None and team.is_leader else (lambda _msg: None)
         progress = progress if team.is_leader else False
         say(plan.describe())
@@ -612,13 +619,23 @@ def run_protocol(
 
         def lock() -> None:
             stack.enter_context(lock_folder(out, "[run] out_dir"))
-            for stale in _remove_stale_temp_files(out):
+            folders = [out, *(Path(p.config.run.out_dir) for _, p in subplans if config.backbones)]
+            for stale in (f for folder in folders for f in _remove_stale_temp_files(folder)):
                 say(f"removed {stale}, a temporary file left by an interrupted run")
 
         team.leader(lock)
         if team.world_size > 1:
             say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
-        records, supervised, torch_threads = _run_targets(team, plan, say, progress)
+        records, supervised, torch_threads = [], [], 0
+        for label, subplan in subplans:
+            if label is not None:
+                say(
+                    f"backbone {label}: {subplan.config.backbone.name}, "
+                    f"{subplan.config.backbone.weights} weights (files in {subplan.config.run.out_dir})"
+                )
+            mine, mine_supervised, torch_threads = _run_targets(team, subplan, say, progress)
+            records += _labelled(mine, label)
+            supervised += _labelled(mine_supervised, label)
         records = _score_diverged(records, config, say if team.is_leader else None)
         episodes = ResultsTable(records)
         summary, paired = summarize_results(plan, episodes, ResultsTable(supervised))
@@ -629,6 +646,13 @@ def run_protocol(
         )
     say(f"results written to {out.resolve()} ({seconds:.1f} s)")
     return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
+
+
+def _labelled(records: list[dict[str, Any]], backbone: str | None) -> list[dict[str, Any]]:
+    """``records`` with a ``backbone`` field after ``method`` (``None``: as they are, no field)."""
+    if backbone is None:
+        return records
+    return [{"method": r["method"], "backbone": backbone, **r} for r in records]
 
 
 def _score_diverged(
