@@ -55,6 +55,7 @@ RUN_FOLDERS: dict[str, str] = {
     "evaluations": "*.json",
     "checkpoints": "*.pt",
     "curves": "*.csv",
+    "backbones": "*.json",  # [[backbones]]: a sub-run's folders per backbone (each cleaned as a run)
 }
 """The folders a run makes in ``out_dir``, with the names of the files it writes in them."""
 
