@@ -660,15 +660,17 @@ def _score_diverged(
 ) -> list[dict[str, Any]]:
     """``records`` with ``[evaluation] diverged`` applied (see
     [`score_diverged()`][torchcross.evaluation.diverged.score_diverged]); a ``warning:`` line and a
-    ``DivergenceWarning`` per method, target task and seed with diverged episodes (``say=None``: silent)."""
+    ``DivergenceWarning`` per method, target task and seed (and backbone, shot count) with diverged episodes
+    (``say=None``: silent)."""
     from torchcross.evaluation.diverged import score_diverged
     from torchcross.learners.divergence import DivergenceWarning
 
     rule = config.evaluation.diverged
     scored = score_diverged(records, rule)
-    counts: dict[tuple[Any, Any, Any], list[int]] = {}
-    for r in scored:
-        count = counts.setdefault((r["method"], r["target"], r.get("seed")), [0, 0])
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for r in scored:  # per method (and backbone), target, seed (and shot count)
+        key = (r["method"], r.get("backbone"), r["target"], r.get("seed"), r.get("n_shot"))
+        count = counts.setdefault(key, [0, 0])
         count[0] += r["diverged"]
         count[1] += 1
     how = (
@@ -676,9 +678,11 @@ def _score_diverged(
         if rule == "chance"
         else "left out of the mean and paired.csv"
     )
-    for (method, target, seed), (n, total) in counts.items():
+    for (method, backbone, target, seed, n_shot), (n, total) in counts.items():
         if n and say is not None:
             where = f" (seed {seed})" if config.run.seeds is not None else ""
+            where += f" at {n_shot} shots" if n_shot is not None else ""
+            method = f"{method} ({backbone})" if backbone is not None else method
             message = (
                 f"{method} on {target}{where}: {n} of {total} episodes diverged (non-finite logits); "
                 f"{how} ([evaluation] diverged = {rule!r}); results.csv counts them in n_diverged"
