@@ -151,7 +151,7 @@ def load_timm(
 
 def _create(timm: Any, name: str, source: Path, options: dict[str, Any], **kwargs: Any) -> nn.Module:
     try:
-        return timm.create_model(name, pretrained=True, num_classes=0, **options, **kwargs)
+        model = timm.create_model(name, pretrained=True, num_classes=0, **options, **kwargs)
     except RuntimeError as exc:
         if source.is_file():
             model = timm.create_model(name, pretrained=False, num_classes=0, **options)
@@ -160,3 +160,14 @@ def _create(timm: Any, name: str, source: Path, options: dict[str, Any], **kwarg
             if err is not None:
                 raise err from None
         raise ValueError(f"timm could not load the weights in {str(source)!r}: {exc}") from None
+    if source.is_file():
+        # without a classifier timm loads non-strictly: a file of another architecture would leave the
+        # model at its random initialisation with only a logged warning
+        head = str(getattr(model, "pretrained_cfg", {}).get("classifier") or "head")
+        state = read_state_dict(source)
+        own = set(model.state_dict())
+        if not own & set(state) or any(k not in state for k in own if not k.startswith(head + ".")):
+            err = weights_mismatch(model, state, str(source), ignore=(head + ".",))
+            if err is not None:
+                raise err
+    return model

@@ -1,4 +1,12 @@
-"""Backbones for the protocol: the library's Conv4 or a torchvision ResNet.
+"""Backbones for the protocol: the library's Conv4, a torchvision ResNet, or one from the ecosystem.
+
+A ``[backbone] name`` of the form ``"<family>:<model>"`` (``timm:``, ``hf:``, ``open_clip:``,
+``torchvision:``) is loaded by [`load_backbone()`][torchcross.backbones.load.load_backbone] from local
+files only (`load_config_backbone()`); its errors (an unknown model with close names, a missing extra, a
+weights file of another architecture) are re-raised naming the config key. Such a backbone brings its own
+[`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing], which the run applies to every image
+(`backbone_preprocessing()`), and its identity (family, model, weights digest, preprocessing) enters the
+fingerprint of everything trained or evaluated with it (`backbone_fingerprint()`).
 
 Weights are ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights of the ResNet, as the
 authors' ``backbones.py`` at 83c2aad: ``IMAGENET1K_V1`` for ResNet-18 and ResNet-34,
@@ -13,13 +21,28 @@ the backbone outputs features; ``fc`` weights are ignored.
 
 from __future__ import annotations
 
+import copy
+import os
+from collections import OrderedDict
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import torch
 from torch import nn
 
-__all__ = ["IMAGENET_WEIGHTS", "build_backbone", "imagenet_state_dict", "imagenet_weights", "input_channels"]
+if TYPE_CHECKING:
+    from torchcross.backbones import Backbone, Preprocessing
+
+__all__ = [
+    "IMAGENET_WEIGHTS",
+    "backbone_fingerprint",
+    "backbone_preprocessing",
+    "build_backbone",
+    "imagenet_state_dict",
+    "imagenet_weights",
+    "input_channels",
+    "load_config_backbone",
+]
 
 _RESNETS = ("resnet18", "resnet34", "resnet50")
 
@@ -136,7 +159,9 @@ def build_backbone(
     """Build a feature extractor and return it with its feature width.
 
     Args:
-        name: ``"conv4"`` or ``"resnet18"``/``"resnet34"``/``"resnet50"`` (needs torchvision).
+        name: ``"conv4"`` or ``"resnet18"``/``"resnet34"``/``"resnet50"`` (needs torchvision), or
+            ``"<family>:<model>"`` (`load_config_backbone()`: ``in_channels`` must be its
+            preprocessing's channels; ``image_size`` and ``hidden`` are not used).
         in_channels: channels of the inputs it will see (ResNets need 3).
         image_size: input height and width (Conv4 sizes its output from it).
         seed: seeds the random initialisation, so every method starts from the same weights.
@@ -155,6 +180,14 @@ def build_backbone(
         >>> width, net(torch.zeros(2, 1, 28, 28)).shape
         (8, torch.Size([2, 8]))
     """
+    if ":" in name:
+        backbone = load_config_backbone(name, weights, seed=seed)
+        channels = backbone.preprocessing.channels
+        if in_channels != channels:
+            raise ValueError(
+                f"[backbone] name = {name!r} takes {channels}-channel inputs, got in_channels={in_channels}"
+            )
+        return backbone, backbone.num_features
     if weights == "random":
         weights = None
     with torch.random.fork_rng(devices=[]):
@@ -186,3 +219,109 @@ def build_backbone(
             net.fc = nn.Identity()
             return net, width
     raise ValueError(f"unknown backbone {name!r}; known backbones: conv4, {', '.join(_RESNETS)}")
+
+
+# ------------------------------------------------------------------------------ backbones of the ecosystem
+
+_LOADED: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+_KEEP = 2  # loaded backbones kept per process (large models: a few)
+
+
+def _weights_argument(weights: str | Path | None) -> str | Path | None:
+    """What ``[backbone] weights`` passes to `load_backbone()`: ``None`` for the model's own weights."""
+    return None if weights in (None, "default", "imagenet") else weights
+
+
+def _local_paths(name: str, weights: str | Path | None) -> list[Path]:
+    """The local files and folders a backbone is read from (the weights, a folder named in ``name``)."""
+    named = (None, "random", "default", "imagenet", "imagenet-v1")
+    paths = [Path(weights)] if isinstance(weights, Path) or weights not in named else []
+    model = name.partition(":")[2]
+    for prefix in ("local-dir:", ""):
+        if model.startswith(prefix) and Path(model[len(prefix) :]).exists():
+            paths.append(Path(model[len(prefix) :]))
+            break
+    return paths
+
+
+def _signature(paths: list[Path]) -> tuple[Any, ...]:
+    """Size and modification time of every file under ``paths``: a changed file loads the backbone again."""
+    out: list[Any] = []
+    for path in paths:
+        files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+        for f in files:
+            try:
+                st = os.stat(f)
+            except OSError:
+                continue
+            out.append((str(f), st.st_size, st.st_mtime_ns))
+    return tuple(out)
+
+
+def load_config_backbone(name: str, weights: str | Path | None = None, *, seed: int = 0) -> Backbone:
+    """The ``"<family>:<model>"`` backbone of ``[backbone] name`` and ``weights``, from local files only.
+
+    ``weights``: ``"default"``, ``"imagenet"`` or ``None`` (the model's own pretrained weights, from the
+    library's local cache, or the folder's own for ``hf:<folder>`` and ``open_clip:local-dir:<folder>``),
+    ``"random"`` (the family's initialisation under ``seed``) or a local file or folder. Loaded backbones
+    are kept per process (a copy is returned) while their files are unchanged.
+
+    Raises:
+        ValueError: an unknown family or model (close names suggested), weights that do not fit the model
+            (keys named) or are not in the local cache; the message starts with the config key.
+        FileNotFoundError: a weights path that does not exist.
+        ImportError: the family's package is missing (naming the extra to install).
+
+    Examples:
+        >>> b = load_config_backbone("torchvision:resnet18", "random")
+        >>> b.num_features, b.preprocessing.input_size
+        (512, (224, 224))
+    """
+    from torchcross.backbones import load_backbone
+
+    arg = _weights_argument(weights)
+    key = (name, str(weights), int(seed), _signature(_local_paths(name, weights)))
+    if key not in _LOADED:
+        where = f"[backbone] name = {name!r}, weights = {str(weights)!r}"
+        try:
+            loaded = load_backbone(name, arg, seed=seed)
+        except ImportError as exc:
+            raise ImportError(f"[backbone] name = {name!r}: {exc}") from exc
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"[backbone] weights = {str(weights)!r}: {exc}") from None
+        except (ValueError, TypeError) as exc:
+            raise type(exc)(f"{where}: {exc}") from None
+        _LOADED[key] = loaded
+        while len(_LOADED) > _KEEP:
+            _LOADED.popitem(last=False)
+    _LOADED.move_to_end(key)
+    return copy.deepcopy(_LOADED[key])
+
+
+def backbone_preprocessing(name: str, weights: str | Path | None = None) -> Preprocessing | None:
+    """The preprocessing a ``"<family>:<model>"`` backbone brings (``None`` for the built-in backbones).
+
+    Examples:
+        >>> backbone_preprocessing("conv4") is None
+        True
+        >>> backbone_preprocessing("torchvision:resnet18", "random").mean
+        (0.485, 0.456, 0.406)
+    """
+    if ":" not in name:
+        return None
+    return load_config_backbone(name, weights).preprocessing
+
+
+def backbone_fingerprint(name: str, weights: str | Path | None = None) -> dict[str, Any]:
+    """What a ``"<family>:<model>"`` backbone's artefacts are fingerprinted by: identity and preprocessing.
+
+    The identity holds the SHA-256 digest of the weight files (``"random:seed=0"`` for random weights:
+    the training seed is part of every artefact's name), so a changed weights file redoes every
+    artefact made with the old one.
+
+    Examples:
+        >>> backbone_fingerprint("torchvision:resnet18", "random")["identity"]["weights"]
+        'random:seed=0'
+    """
+    backbone = load_config_backbone(name, weights)
+    return {"identity": backbone.identity.to_dict(), "preprocessing": backbone.preprocessing.to_dict()}

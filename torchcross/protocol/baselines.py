@@ -4,7 +4,8 @@ Each target episode gets a new head (``[finetune] head_init``: PyTorch's ``nn.Li
 default, as the authors' ``SimpleClassifier``, drawn from the training seed and a digest of the
 episode's support set, or zero); the backbone (a copy) is fine-tuned with it on the support set
 for ``[finetune] steps`` Adam steps (the paper: 50, lr 1e-3), BatchNorm as ``[finetune]
-batch_norm`` (the paper: ``"support"``).
+batch_norm`` (the paper: ``"support"``). The linear probe trains the head alone on the backbone's
+frozen features, cached once per image (`torchcross.protocol.frozen`).
 """
 
 from __future__ import annotations
@@ -58,8 +59,15 @@ def finetuner_from_random(ctx: MethodContext, trained: Any) -> FineTuner:
 
 
 def linear_probe(ctx: MethodContext, trained: Any) -> FineTuner:
-    """linear-probe: train only a new head on the frozen features of ``[backbone] weights``."""
-    return finetuner(ctx, *ctx.build_backbone(), freeze=True)
+    """linear-probe: train only a new head on the frozen features of ``[backbone] weights``.
+
+    The learner takes features, not images (``nn.Identity`` as its backbone): the method is registered
+    with ``frozen_features``, so the run hands it the target tasks' cached features
+    ([`embedded_source()`][torchcross.protocol.frozen.embedded_source]), computed once in eval mode
+    (BatchNorm with its running statistics, dropout off: the authors' ``linear_probe=True``).
+    """
+    _, width = ctx.build_backbone()
+    return finetuner(ctx, nn.Identity(), width, freeze=True)
 
 
 def finetuner_from_trained(ctx: MethodContext, trained: Trained) -> FineTuner:

@@ -35,7 +35,9 @@ from torchcross.protocol.schema import section_from_dict, section_values
 
 __all__ = [
     "BACKBONES",
+    "BACKBONE_FAMILIES",
     "DEVICE_TYPES",
+    "FINETUNE_PRESETS",
     "METHODS",
     "AugmentationConfig",
     "BackboneConfig",
@@ -69,7 +71,44 @@ Split = Literal["train", "val", "test", "all"]
 """A split name, as the annotation of ``[data] target_split`` and ``source_split``."""
 
 BACKBONES: tuple[str, ...] = get_args(BackboneName)
-"""Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``)."""
+"""Backbone names: the library's Conv4, or a torchvision ResNet (``torchcross[vision]``). ``[backbone]
+name`` also takes ``"<family>:<model>"`` with a family of `BACKBONE_FAMILIES`."""
+
+BACKBONE_FAMILIES: tuple[str, ...] = ("timm", "hf", "open_clip", "torchvision")
+"""The ``"<family>:<model>"`` prefixes ``[backbone] name`` takes: a backbone of
+[`load_backbone()`][torchcross.backbones.load.load_backbone] (see ``docs/foundation.md``)."""
+
+FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
+    "fsl-benchmark": {"steps": 150, "lr": 1e-4, "head_init": "zero", "batch_norm": "frozen"},
+}
+"""``[finetune] preset`` values and the keys each sets.
+
+``"fsl-benchmark"``: the fixed setting of the MedIMeta authors' foundation-model benchmark
+(``deploy_all_ft_test_fixedparams.py`` at 757d7d8: ``params_learning_rate`` 1e-4,
+``params_finetuning_steps`` 150, ``params_optimizer`` Adam, ``params_head_init`` zero), with the
+backbone in eval mode while it adapts (``batch_norm = "frozen"``: their Hugging Face models stay in
+eval mode under Lightning's ``fit``, see ``docs/compatibility.md``)."""
+
+
+def _backbone_name(where: str, value: Any) -> str:
+    """``value`` if it is one of `BACKBONES` or ``"<family>:<model>"`` with a known family."""
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a string, got {value!r}")
+    if value in BACKBONES:
+        return value
+    family, sep, model = value.partition(":")
+    if sep and family in BACKBONE_FAMILIES and model.strip():
+        return value
+    if sep:
+        raise ValueError(
+            f"{where} = {value!r}: unknown backbone family {family!r} (or no model after it); use "
+            f"'<family>:<model>' with family one of {', '.join(BACKBONE_FAMILIES)}, e.g. 'timm:resnet18'"
+        )
+    raise ValueError(
+        f"{where} = {value!r} is not one of {', '.join(BACKBONES)}, nor '<family>:<model>' with family one "
+        f"of {', '.join(BACKBONE_FAMILIES)} (e.g. 'timm:{value}')"
+    )
+
 
 DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
 """The torch device types ``[run] device`` accepts (``"cuda"`` and ``"mps"`` with an index or without):
@@ -223,8 +262,17 @@ class BackboneConfig:
     """The feature extractor every method starts from.
 
     Attributes:
-        name: one of `BACKBONES`.
-        weights: ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights of the ResNet, as the
+        name: one of `BACKBONES`, or a backbone from the ecosystem, ``"<family>:<model>"``
+            (`BACKBONE_FAMILIES`: ``"timm:<model>"``, ``"hf:<folder or model id>"``,
+            ``"open_clip:<model>"`` or ``"open_clip:local-dir:<folder>"``, ``"torchvision:<resnet>"``),
+            loaded by [`load_backbone()`][torchcross.backbones.load.load_backbone] from local files only.
+            Such a backbone brings its own preprocessing (input size, mean and std, interpolation,
+            channels), which replaces ``[data] image_size`` and ``[data] normalize``: setting
+            ``image_size``, or ``normalize`` to anything but its default, is then an error.
+        weights: for ``"<family>:<model>"``: ``"default"`` or ``"imagenet"`` (the model's own
+            pretrained weights, from the local cache; for ``hf:`` and OpenCLIP folders, the folder's),
+            ``"random"`` (seeded with the training seed) or a local weights file or folder. For the
+            others: ``"imagenet"`` (torchvision's ``DEFAULT`` ImageNet weights of the ResNet, as the
             authors' ``backbones.py`` at 83c2aad: ``IMAGENET1K_V1`` for ResNet-18 and -34,
             ``IMAGENET1K_V2`` for ResNet-50; read from torch's cache, where torchvision downloads
             them once if they are not there), ``"imagenet-v1"`` (``IMAGENET1K_V1`` for every
@@ -233,8 +281,8 @@ class BackboneConfig:
         hidden: filters per layer of ``conv4``.
     """
 
-    name: BackboneName = "resnet18"
-    weights: Literal["imagenet", "imagenet-v1", "random"] | Path = "imagenet"
+    name: str = field(default="resnet18", metadata={"parse": _backbone_name})
+    weights: Literal["imagenet", "imagenet-v1", "random", "default"] | Path = "imagenet"
     hidden: int = field(default=64, metadata={"min": 1, "max": _MAX_SIZE})
 
 
@@ -370,6 +418,9 @@ class FinetuneConfig:
             ``models/simple.py``, ``init="kaiming"``) or ``"zero"``. A kaiming head is drawn from a
             generator seeded with the training seed and a digest of the episode's support set, so
             an episode gets the same head in any order, batch or rank.
+        preset: ``None``, or a name of `FINETUNE_PRESETS` (``"fsl-benchmark"``: Adam lr 1e-4, 150
+            steps, zero head, ``batch_norm = "frozen"``) that sets the keys it names; giving one of
+            them another value as well is an error. Fingerprints see the values it sets, not its name.
     """
 
     steps: int = field(default=50, metadata={"min": 0, "max": _MAX_STEPS})
@@ -377,6 +428,7 @@ class FinetuneConfig:
     freeze_backbone: bool = False
     batch_norm: Literal["support", "frozen", "batch"] = "support"
     head_init: Literal["kaiming", "zero"] = "kaiming"
+    preset: Literal["fsl-benchmark"] | None = None
 
 
 def _learning_rates(where: str, value: Any) -> tuple[float, ...]:
@@ -516,6 +568,11 @@ class RunConfig:
             (it is then marked as torchcross's); files and folders named like the ones a
             run writes (``results.csv``, ``checkpoints/``, ...) are never replaced: such a
             folder is refused all the same.
+        embedding_cache: the folder where methods on frozen features (``linear-probe``) keep the
+            backbone's features of every target image (`torchcross.data.embeddings`); ``None``:
+            ``<out_dir>/embeddings``. Point several runs at one folder to share the features: a file
+            is keyed by the backbone (weights digest), the preprocessing and the data, and a file of
+            another key is never used.
     """
 
     out_dir: Path
@@ -532,6 +589,7 @@ class RunConfig:
     num_workers: int = field(default=0, metadata={"min": 0, "max": 1024})
     plugins: tuple[str, ...] | None = None
     allow_existing_out_dir: bool = False
+    embedding_cache: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -671,6 +729,16 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
+    if name == "finetune" and kwargs.get("preset") is not None:
+        preset = FINETUNE_PRESETS[kwargs["preset"]]
+        both = [f"{k} = {kwargs[k]!r}" for k in preset if k in kwargs and kwargs[k] != preset[k]]
+        if both:  # the same values are allowed: a config written out with the preset reads back
+            sets = ", ".join(f"{k} = {v!r}" for k, v in preset.items())
+            raise ValueError(
+                f"[finetune] preset = {kwargs['preset']!r} sets {sets}; remove {', '.join(both)} from "
+                "[finetune] (or the preset)"
+            )
+        kwargs.update(preset)
     section = cls(**kwargs)
     if name == "maml" and section.val_every == "epoch" and section.episode_pool == 0 and section.patience:
         raise ValueError(
@@ -720,7 +788,10 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         for name, cls in _method_section_types().items()
         if name in listed or name in given
     )
+    _check_preprocessing(parts, raw)
     backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
+        _check_preprocessing({**parts, "backbone": b}, raw)
     return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
 
 
@@ -742,6 +813,35 @@ def _backbones(value: Any, shared: Any, base: Path | None) -> tuple[BackboneConf
     if repeated:
         raise ValueError(f"[[backbones]] #{repeated[0]} repeats an earlier backbone: {out[repeated[0] - 1]}")
     return out
+
+
+def _check_preprocessing(parts: Mapping[str, Any], raw: Mapping[str, Any]) -> None:
+    """A ``"<family>:<model>"`` backbone brings its preprocessing: ``[data]`` must not set another one."""
+    backbone = parts.get("backbone")
+    if backbone is not None and ":" not in backbone.name and backbone.weights == "default":
+        raise ValueError(
+            f"[backbone] weights = 'default' is for '<family>:<model>' backbones; with {backbone.name!r} use "
+            "'imagenet', 'imagenet-v1', 'random' or a local state_dict file"
+        )
+    if backbone is None or ":" not in backbone.name:
+        return
+    data = parts["data"]
+    given = raw.get("data") or {}
+    if data.image_size is not None:
+        raise ValueError(
+            f"[data] image_size = {data.image_size} with [backbone] name = {backbone.name!r}: the backbone "
+            "resizes the images to its own input size (its preprocessing); remove [data] image_size"
+        )
+    if "normalize" in given and data.normalize != "imagenet":
+        raise ValueError(
+            f"[data] normalize = {data.normalize!r} with [backbone] name = {backbone.name!r}: the backbone "
+            "normalises the images with its own mean and std (its preprocessing); remove [data] normalize"
+        )
+    if backbone.weights == "imagenet-v1":
+        raise ValueError(
+            f"[backbone] weights = 'imagenet-v1' is for the built-in ResNets; with {backbone.name!r} use "
+            "'default' (the model's own weights), 'random' or a local file or folder"
+        )
 
 
 def _method_section_types() -> dict[str, type]:

@@ -24,6 +24,7 @@ from torchcross.tasks.catalogue import Catalogue, leave_one_out_sources
 
 __all__ = [
     "NORMALIZATIONS",
+    "PreprocessedTaskSource",
     "ResizedTaskSource",
     "TargetPlan",
     "load_catalogue",
@@ -209,6 +210,33 @@ class ResizedTaskSource(TaskSource):
         return self._resize(x), y
 
 
+class PreprocessedTaskSource(ResizedTaskSource):
+    """A task source whose images go through a backbone's own preprocessing, in batches.
+
+    Args:
+        source: the wrapped source, images in ``[0, 1]`` (or ``uint8``).
+        preprocessing: a [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing]
+            (resize, centre crop, channels, mean and std).
+
+    Examples:
+        >>> from torchcross.backbones import Preprocessing
+        >>> from torchcross.tasks.task import TaskDescription
+        >>> from torchcross.data.sources import TensorTaskSource
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "n", 1: "y"})
+        >>> p = Preprocessing((4, 4), (0.5,) * 3, (0.5,) * 3)
+        >>> src = PreprocessedTaskSource(TensorTaskSource(torch.rand(4, 1, 8, 8), [0, 1, 0, 1], d), p)
+        >>> src.get_batch([0, 1])[0].shape, src[2][0].shape
+        (torch.Size([2, 3, 4, 4]), torch.Size([3, 4, 4]))
+    """
+
+    def __init__(self, source: Any, preprocessing: Any) -> None:
+        super().__init__(source, None)
+        self.preprocessing = preprocessing
+
+    def _resize(self, x: torch.Tensor) -> torch.Tensor:
+        return self.preprocessing.apply(x)
+
+
 def open_task(
     root: str | os.PathLike[str],
     dataset_id: str,
@@ -218,18 +246,31 @@ def open_task(
     channels: int,
     image_size: int | None,
     normalize: str = "none",
+    preprocessing: Any = None,
 ) -> ResizedTaskSource:
     """Open one task of a MedIMeta-format dataset as a resized task source.
 
     ``split`` is ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the whole dataset).
     One-channel images under ``"imagenet"`` normalisation use the mean of the three
-    channels' statistics.
+    channels' statistics. With ``preprocessing`` (a backbone's
+    [`Preprocessing`][torchcross.backbones.preprocessing.Preprocessing]) the images are read in
+    ``[0, 1]`` and go through it instead (a [`PreprocessedTaskSource`][PreprocessedTaskSource]):
+    ``image_size`` and ``normalize`` are not used.
 
     Raises:
         ValueError: an unknown normalisation, dataset, task or split (the reader names it).
     """
     from torchcross.datasets.medimeta import MedIMeta
 
+    if preprocessing is not None:
+        images = MedIMeta(
+            os.fspath(root),
+            dataset_id,
+            task_name,
+            split=None if split == "all" else split,
+            channels=channels,
+        )
+        return PreprocessedTaskSource(images, preprocessing)
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
     mean, std = NORMALIZATIONS[normalize]

@@ -159,6 +159,8 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
         value = getattr(config.section(section), key)
+        if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
+            continue
         out.setdefault(section, {})[key] = _resolved_value(config, name, value)
     return {**out, "artefact": identity}
 
@@ -170,8 +172,20 @@ def _resolved_value(config: Any, name: str, value: Any) -> Any:
     ``IMAGENET1K_V2`` (earlier releases loaded V1): the resolved weights name is hashed for the ResNets
     whose ImageNet weights are not V1, so an artefact made from the other weights is never reused. The
     other ResNets keep the plain value (and the fingerprints they always had).
+
+    For a ``"<family>:<model>"`` backbone the weights are hashed with the backbone's identity (the
+    digest of its weight files) and preprocessing
+    ([`backbone_fingerprint()`][torchcross.protocol.backbone.backbone_fingerprint]): changing the file
+    behind the same path redoes what was made with it.
     """
-    if name != "backbone.weights" or not isinstance(value, str):
+    if name != "backbone.weights":
+        return value
+    backbone = config.section("backbone").name
+    if ":" in backbone:
+        from torchcross.protocol.backbone import backbone_fingerprint
+
+        return {"weights": str(value), **backbone_fingerprint(backbone, value)}
+    if not isinstance(value, str):
         return value
     from torchcross.protocol.backbone import IMAGENET_WEIGHTS
 

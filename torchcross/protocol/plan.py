@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from torchcross._io import LOCK_NAME
+from torchcross.protocol.backbone import backbone_preprocessing
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
 from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
 from torchcross.protocol.methods import resolve_methods
@@ -56,6 +57,7 @@ RUN_FOLDERS: dict[str, str] = {
     "checkpoints": "*.pt",
     "curves": "*.csv",
     "backbones": "*.json",  # [[backbones]]: a sub-run's folders per backbone (each cleaned as a run)
+    "embeddings": "*.safetensors",
 }
 """The folders a run makes in ``out_dir``, with the names of the files it writes in them."""
 
@@ -85,6 +87,11 @@ class ProtocolPlan:
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
         ]
+        if ":" in self.config.backbone.name:
+            lines.append(
+                "preprocessing: the backbone's own (its input size, mean and std; [data] image_size and "
+                "normalize are not used)"
+            )
         if self.config.backbones:
             names = ", ".join(f"{b.name} ({b.weights})" for b in self.config.backbones)
             lines.append(f"model comparison: every method with each backbone of [[backbones]]: {names}")
@@ -253,7 +260,14 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
     channels = {s[0] for s in sizes}
     image_size = config.data.image_size
-    if image_size is None:
+    backbone = config.backbone
+    from torchcross.protocol.backbone import build_backbone
+
+    # "<family>:<model>": the name and weights are checked here (loaded from local files), before training
+    preprocessing = backbone_preprocessing(backbone.name, backbone.weights)
+    if preprocessing is not None:
+        image_size = preprocessing.input_size[0]
+    elif image_size is None:
         hw = {(s[1], s[2]) for s in sizes}
         if len(hw) != 1 or len({*next(iter(hw))}) != 1:
             raise ValueError(
@@ -261,10 +275,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 "set [data] image_size to resize them all"
             )
         image_size = int(next(iter(hw))[0])
-    backbone = config.backbone
     in_channels = 3 if backbone.name.startswith("resnet") or 3 in channels else 1
-    from torchcross.protocol.backbone import build_backbone
-
+    if preprocessing is not None:
+        in_channels = preprocessing.channels
     # torchvision, and the weights (read, or fetched into torch's cache, now rather than after training)
     specs = [get_method(m) for m in methods]
     fixed = {
@@ -312,6 +325,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
 def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:
     """Open task ``ds/task`` on ``split`` as the run reads it (``channels`` x ``size`` x ``size`` images).
 
+    With a ``"<family>:<model>"`` backbone, the images go through its own preprocessing.
+
     Raises:
         ValueError: the task cannot be opened (naming it, its split and the cause).
     """
@@ -324,6 +339,7 @@ def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels:
             channels=channels,
             image_size=size,
             normalize=config.data.normalize,
+            preprocessing=backbone_preprocessing(config.backbone.name, config.backbone.weights),
         )
     except (ValueError, OSError) as exc:
         raise ValueError(f"cannot open task {ds}/{task} (split {split!r}): {exc}") from exc

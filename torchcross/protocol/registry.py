@@ -47,7 +47,7 @@ import torch
 from torch import nn
 
 from torchcross.distributed.seeds import rank_and_world_size
-from torchcross.protocol.backbone import build_backbone
+from torchcross.protocol.backbone import backbone_preprocessing, build_backbone
 from torchcross.protocol.data import TargetPlan, open_task
 from torchcross.protocol.fingerprint import RESULT_READS, TRAINING_READS, Reads, fingerprint_settings
 from torchcross.protocol.training import train_steps
@@ -235,6 +235,7 @@ class MethodContext:
             channels=self.in_channels,
             image_size=self.image_size,
             normalize=d.normalize,
+            preprocessing=backbone_preprocessing(self.config.backbone.name, self.config.backbone.weights),
         )
 
     def source_tasks(self, split: str) -> dict[str, Any]:
@@ -277,6 +278,7 @@ class AbstractMethod(abc.ABC):
     target_splits: tuple[str, ...]
     under_random_weights: str | None
     fixed_weights: str | None
+    frozen_features: bool
 
     @property
     @abc.abstractmethod
@@ -324,6 +326,10 @@ class MethodSpec(AbstractMethod):
             "random"`` (IM-PT is then ``"scratch"``); ``None``: itself.
         fixed_weights: the backbone weights it starts from whatever ``[backbone] weights``
             says (``"random"`` for ``"scratch"``); ``None``: the configured ones.
+        frozen_features: its learner takes the frozen backbone's features, not images: the run
+            evaluates it on the target tasks' cached features
+            ([`embedded_source()`][torchcross.protocol.frozen.embedded_source], ``[run]
+            embedding_cache``), computed once and shared by its episodes, seeds and runs.
     """
 
     name: str
@@ -340,6 +346,7 @@ class MethodSpec(AbstractMethod):
     target_splits: tuple[str, ...] = ()
     under_random_weights: str | None = None
     fixed_weights: str | None = None
+    frozen_features: bool = False
 
     @property
     def trains(self) -> bool:
@@ -430,8 +437,9 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         None,
         "baselines:linear_probe",
         _FINETUNE_READS,
-        "train only a new head on the backbone's frozen features",
+        "train only a new head on the backbone's frozen features (eval mode), cached once per image",
         section="finetune",
+        frozen_features=True,
     ),
     _builtin(
         "mm-PT",
@@ -497,6 +505,17 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         section="supervised",
         target_splits=("train", "val", "test"),
     ),
+)
+
+
+def _frozen_feature_settings(config: Any) -> Mapping[str, Any]:
+    """Marks linear-probe evaluations on cached eval-mode features (earlier ones adapted in train mode)."""
+    return {"features": "frozen, eval mode, cached"}
+
+
+_BUILTINS = tuple(
+    dataclasses.replace(spec, settings=_frozen_feature_settings) if spec.frozen_features else spec
+    for spec in _BUILTINS
 )
 
 BUILTIN_METHODS: tuple[str, ...] = tuple(spec.name for spec in _BUILTINS)
@@ -599,6 +618,7 @@ def register_method(
         per_task = base.per_task
         declared = {k: getattr(base, k) for k in declared}
         declared["fixed_weights"] = base.fixed_weights
+        declared["frozen_features"] = base.frozen_features
     if source_split is not None:
         declared["source_split"] = source_split
     if target_splits is not None:

@@ -381,6 +381,8 @@ def _evaluate_shot(
     partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
     per_task = get_method(method).per_task
     trained, learner = learned  # the trained method and its evaluation learner at this shot count
+    # a method on frozen features reads each image's cached features: computed once, for every shot count
+    prepare = _frozen_features(ctx) if get_method(method).frozen_features and not per_task else None
     picked: dict[str, Any] = {}  # [selection] "sources": one choice for every target task
     chosen: dict[str, Any]
     records: list[dict[str, Any]] = []
@@ -400,11 +402,14 @@ def _evaluate_shot(
                 torch.manual_seed(seed)
                 task_records = team.share([train_and_test(ctx, task)])
         else:
+            source = sources[task] if prepare is None else prepare(sources[task])
             tuned, chosen = learner, {}  # [selection]: the learner with the chosen lr and steps
             if selection_applies(plan.config, get_method(method).reads, learner):
-                tuned, chosen = _selected(plan, ctx, trained, task, episode_sets, sources, picked)
+                tuned, chosen = _selected(
+                    plan, ctx, trained, task, episode_sets, {**sources, task: source}, picked, prepare
+                )
             task_records = _evaluate_task(
-                team, plan, tuned, method, target, task, episode_sets[task], sources[task], log, progress
+                team, plan, tuned, method, target, task, episode_sets[task], source, log, progress
             )
             for r in task_records:
                 r["dataset"] = target.dataset_id
@@ -423,6 +428,13 @@ def _evaluate_shot(
     return records
 
 
+def _frozen_features(ctx: Any) -> Callable[[Any], Any]:
+    """``source -> its cached features`` for a method on frozen features (`torchcross.protocol.frozen`)."""
+    from torchcross.protocol.frozen import embedded_source
+
+    return lambda source: embedded_source(ctx, source)
+
+
 def _selected(
     plan: ProtocolPlan,
     ctx: Any,
@@ -431,18 +443,22 @@ def _selected(
     episode_sets: dict[str, Any],
     sources: dict[str, Any],
     picked: dict[str, Any],
+    prepare: Callable[[Any], Any] | None = None,
 ) -> tuple[Any, dict[str, Any]]:
-    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields."""
+    """The learner with the fine-tuning lr and steps ``[selection]`` chooses for ``task``, and its fields.
+
+    ``prepare`` maps a task source opened for selection episodes to what the learner reads (its
+    cached features); ``sources[task]`` is already prepared.
+    """
     if "sources" in picked:
         return picked["sources"]
+
+    def open_task(ds: str, name: str, split: str) -> Any:
+        source = open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size)
+        return source if prepare is None else prepare(source)
+
     episodes = draw_selection_episodes(
-        plan.config,
-        ctx.target,
-        task,
-        episode_sets[task],
-        sources[task],
-        lambda ds, name, split: open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size),
-        ctx.log,
+        plan.config, ctx.target, task, episode_sets[task], sources[task], open_task, ctx.log
     )
     out = tuned_learner(ctx, trained, evaluation_learner, episodes)
     if plan.config.selection.mode == "sources":
