@@ -336,3 +336,35 @@ def test_backbones_round_trip_through_toml() -> None:
     assert labels == ["conv4", "resnet18"]
     same = config_from_dict({**raw, "backbones": [{"name": "conv4", "hidden": 4}, {"name": "conv4"}]})
     assert [label for label, _ in same.backbone_runs()] == ["conv4 #1", "conv4 #2"]
+
+
+def test_a_shot_curve_of_a_timm_a_hugging_face_and_an_open_clip_backbone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The issue's "done when": three foundation backbones (tiny, saved offline) in one run with
+    ``shots = [1, 5]``: results per backbone and shot count, and the curve plot; the linear probe reads
+    each backbone's cached features, computed once for both shot counts."""
+    from tiny_foundation_models import save_hf_models, save_open_clip_folder, save_timm_folder
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    root = write_demo_medimeta(tmp_path / "data", size=16)
+    hf = save_hf_models(tmp_path / "hf", ("vit",))["vit"]
+    backbones = [
+        {"name": "timm:vit_tiny_patch16_224", "weights": str(save_timm_folder(tmp_path / "timm"))},
+        {"name": f"hf:{hf}"},
+        {"name": f"open_clip:local-dir:{save_open_clip_folder(tmp_path / 'clip')}"},
+    ]
+    raw = _raw(root, tmp_path / "out", shots=[1, 5], n_episodes=2, n_query=4, methods=["linear-probe"])
+    del raw["backbone"]
+    raw["backbones"] = backbones
+    raw["run"]["logger"] = "none"  # type: ignore[index]
+    result = run_protocol(config_from_dict(raw), progress=False, log=None)
+    names = ["timm:vit_tiny_patch16_224", "hf:vit", "open_clip:clip"]  # local folders by their last part
+    summary = ResultsTable.read_csv(tmp_path / "out" / "results.csv")
+    assert {(r["backbone"], r["n_shot"]) for r in summary} == {(b, k) for b in names for k in (1, 5)}
+    assert all(0.0 <= r["auroc"] <= 1.0 for r in result.episodes)
+    assert (tmp_path / "out" / "shots.png").stat().st_size > 0
+    for label, config in result.plan.config.backbone_runs():
+        assert label in names
+        assert len(list((Path(config.run.out_dir) / "embeddings").glob("*.safetensors"))) == 1

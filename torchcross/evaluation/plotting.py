@@ -272,6 +272,8 @@ def plot_shot_curve(
             ax.set_xticks(shots)
             ax.set_xticklabels([str(k) for k in shots])
             ax.minorticks_off()
+        if metric in ("auroc", "accuracy"):  # bounded: a t interval past [0, 1] is cut at the frame
+            ax.set_ylim(-0.02, 1.02)
         ax.set_xlabel("shots (support examples per class)")
         ax.set_ylabel(f"{shown} (mean, CI)")
         if has_target:

@@ -655,7 +655,8 @@ class ProtocolConfig:
         ``[backbone]``, its files in ``<out_dir>/backbones/<label>``; without ``[[backbones]]``:
         ``((None, self),)``.
 
-        The label is the backbone's name, with its weights where two share a name, else its position.
+        The label is the backbone's name (a local model folder by its last part: ``"hf:/models/vit"`` is
+        ``"hf:vit"``), with its weights where two share a name, else its position.
 
         Examples:
             >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
@@ -666,8 +667,10 @@ class ProtocolConfig:
         """
         if not self.backbones:
             return ((None, self),)
-        names = [b.name for b in self.backbones]
-        tagged = [f"{b.name} ({b.weights})" for b in self.backbones]
+        names = [_short_backbone_name(b.name) for b in self.backbones]
+        if len(set(names)) < len(names) and len({b.name for b in self.backbones}) > len(set(names)):
+            names = [b.name for b in self.backbones]  # shortened names collide: the whole names
+        tagged = [f"{n} ({b.weights})" for n, b in zip(names, self.backbones)]
         labels = [
             n if names.count(n) == 1 else t if tagged.count(t) == 1 else f"{n} #{i + 1}"
             for i, (n, t) in enumerate(zip(names, tagged))
@@ -793,6 +796,14 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
         _check_preprocessing({**parts, "backbone": b}, raw)
     return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+def _short_backbone_name(name: str) -> str:
+    """``"<family>:<folder>"`` for a model in a local folder (``"hf:/models/vit"`` -> ``"hf:vit"``)."""
+    family, sep, model = name.partition(":")
+    if not sep or ("/" not in model and "\\" not in model):
+        return name
+    return f"{family}:{Path(model.rpartition(':')[2]).name or model}"
 
 
 def _backbones(value: Any, shared: Any, base: Path | None) -> tuple[BackboneConfig, ...]:
