@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from torchcross.evaluation.paired import paired_comparisons as paired_comparisons
     from torchcross.evaluation.paired import seed_spread as seed_spread
     from torchcross.evaluation.plotting import plot_metric as plot_metric
+    from torchcross.evaluation.plotting import plot_shot_curve as plot_shot_curve
     from torchcross.evaluation.results import ResultsTable as ResultsTable
     from torchcross.evaluation.stats import PairedComparison as PairedComparison
     from torchcross.evaluation.stats import Summary as Summary
@@ -80,6 +81,7 @@ _EXPORTS: dict[str, str] = {
     "seed_spread": "paired",
     "ResultsTable": "results",
     "plot_metric": "plotting",
+    "plot_shot_curve": "plotting",
     "CSVLogger": "loggers",
     "MetricsLogger": "loggers",
     "TensorBoardLogger": "loggers",

@@ -237,6 +237,11 @@ class EvaluationConfig:
             ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
             (the paper does not say); either way the episodes are counted (``n_diverged``)
             and a warning says so. See ``torchcross.evaluation.diverged``.
+        shots: a shot curve: every method is evaluated at each of these shot counts, on one fixed
+            episode set per shot count (drawn from ``[run] seed`` and the shot count alone); source
+            training happens once. The MedIMeta authors' benchmark uses ``[1, 2, 3, 5, 7, 10, 15, 20,
+            25, 30]`` (``finetune_and_test.py`` of medimeta-fsl-benchmark at 757d7d8). Unset: ``n_shot``
+            alone, with the files of a run without this key. See ``ProtocolConfig.shot_counts``.
     """
 
     methods: tuple[str, ...] = METHODS
@@ -247,6 +252,9 @@ class EvaluationConfig:
     batch_size: int = field(default=20, metadata={"min": 1, "max": _MAX_COUNT})
     multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
     diverged: Literal["chance", "drop"] = "chance"
+    shots: tuple[int, ...] | None = field(
+        default=None, metadata={"min": 1, "distinct": True, "omit_unset": True}
+    )
 
 
 @dataclass(frozen=True)
@@ -599,6 +607,9 @@ class ProtocolConfig:
     augmentation: AugmentationConfig = AugmentationConfig()
     supervised: SupervisedConfig = SupervisedConfig()
     method_sections: tuple[tuple[str, Any], ...] = ()
+    backbones: tuple[BackboneConfig, ...] = ()
+    """``[[backbones]]``: a model comparison, every method run with each of these backbones (each table
+    takes the keys it leaves out from ``[backbone]``); empty: ``[backbone]`` alone. See `backbone_runs()`."""
 
     def sections(self) -> dict[str, Any]:
         """Every section by name: the built-in ones, then the own sections of registered methods.
@@ -625,6 +636,71 @@ class ProtocolConfig:
         """The seeds methods are trained with (``[run] seeds``, else ``[run] seed``)."""
         return self.run.seeds if self.run.seeds is not None else (self.run.seed,)
 
+    @property
+    def shot_counts(self) -> tuple[int, ...]:
+        """The shot counts methods are evaluated at (``[evaluation] shots``, else ``n_shot``), ascending.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> config_from_dict(raw).shot_counts
+            (5,)
+            >>> config_from_dict({**raw, "evaluation": {"shots": [10, 1, 5]}}).shot_counts
+            (1, 5, 10)
+        """
+        ev = self.evaluation
+        return ev.shots if ev.shots is not None else (ev.n_shot,)
+
+    def backbone_runs(self) -> tuple[tuple[str | None, ProtocolConfig], ...]:
+        """``(label, config)`` per backbone of ``[[backbones]]``: the config of a run with that backbone as
+        ``[backbone]``, its files in ``<out_dir>/backbones/<label>``; without ``[[backbones]]``:
+        ``((None, self),)``.
+
+        The label is the backbone's name (a local model folder by its last part: ``"hf:/models/vit"`` is
+        ``"hf:vit"``), with its weights where two share a name, else its position.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> two = [{"name": "conv4"}, {"name": "resnet18", "weights": "imagenet"}]
+            >>> cfg = config_from_dict({**raw, "backbone": {"weights": "random"}, "backbones": two})
+            >>> [(label, c.backbone.name, c.backbone.weights) for label, c in cfg.backbone_runs()]
+            [('conv4', 'conv4', 'random'), ('resnet18', 'resnet18', 'imagenet')]
+        """
+        if not self.backbones:
+            return ((None, self),)
+        names = [_short_backbone_name(b.name) for b in self.backbones]
+        if len(set(names)) < len(names) and len({b.name for b in self.backbones}) > len(set(names)):
+            names = [b.name for b in self.backbones]  # shortened names collide: the whole names
+        tagged = [f"{n} ({b.weights})" for n, b in zip(names, self.backbones)]
+        labels = [
+            n if names.count(n) == 1 else t if tagged.count(t) == 1 else f"{n} #{i + 1}"
+            for i, (n, t) in enumerate(zip(names, tagged))
+        ]
+        out = []
+        for label, b in zip(labels, self.backbones):
+            folder = (
+                Path(self.run.out_dir)
+                / "backbones"
+                / "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
+            )
+            run = dataclasses.replace(self.run, out_dir=folder)
+            out.append((label, dataclasses.replace(self, backbone=b, backbones=(), run=run)))
+        return tuple(out)
+
+    def at_shot(self, n_shot: int) -> ProtocolConfig:
+        """This config evaluated at ``n_shot`` shots alone: ``[evaluation] n_shot = n_shot``, ``shots`` unset.
+
+        Every artefact of one shot count of a shot curve (its episodes, its evaluations) is fingerprinted
+        with it, so it is the artefact a run with ``n_shot = n_shot`` and no ``shots`` makes.
+
+        Examples:
+            >>> raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}}
+            >>> one = config_from_dict({**raw, "evaluation": {"shots": [1, 5]}}).at_shot(1).evaluation
+            >>> one.n_shot, one.shots
+            (1, None)
+        """
+        evaluation = dataclasses.replace(self.evaluation, n_shot=n_shot, shots=None)
+        return dataclasses.replace(self, evaluation=evaluation)
+
 
 _SECTIONS: dict[str, type] = {
     "data": DataConfig,
@@ -648,6 +724,11 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
         if len(set(methods)) != len(methods):
             raise ValueError(f"[evaluation] methods repeats a method: {list(kwargs['methods'])}")
         kwargs["methods"] = methods
+    if name == "evaluation" and kwargs.get("shots") is not None:
+        too_many = [k for k in kwargs["shots"] if k > _MAX_COUNT]
+        if too_many:
+            raise ValueError(f"[evaluation] shots: {too_many} exceed {_MAX_COUNT} shots per class")
+        kwargs["shots"] = tuple(sorted(kwargs["shots"]))
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
@@ -686,6 +767,8 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
     """
     if not isinstance(raw, Mapping):
         raise TypeError(f"a protocol config must be a mapping of sections, got {type(raw).__name__}")
+    raw_backbones = raw.get("backbones")
+    raw = {k: v for k, v in raw.items() if k != "backbones"}
     run_raw = raw.get("run")
     if not (isinstance(run_raw, Mapping) and run_raw.get("plugins")):  # else once plugins registered theirs
         _check_sections(raw)
@@ -709,7 +792,38 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         if name in listed or name in given
     )
     _check_preprocessing(parts, raw)
-    return ProtocolConfig(run=run, **parts, method_sections=method_sections)
+    backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
+        _check_preprocessing({**parts, "backbone": b}, raw)
+    return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+def _short_backbone_name(name: str) -> str:
+    """``"<family>:<folder>"`` for a model in a local folder (``"hf:/models/vit"`` -> ``"hf:vit"``)."""
+    family, sep, model = name.partition(":")
+    if not sep or ("/" not in model and "\\" not in model):
+        return name
+    return f"{family}:{Path(model.rpartition(':')[2]).name or model}"
+
+
+def _backbones(value: Any, shared: Any, base: Path | None) -> tuple[BackboneConfig, ...]:
+    """The ``[[backbones]]`` tables, each completed by the keys of ``[backbone]`` (``shared``)."""
+    if value is None:
+        return ()
+    if not isinstance(value, (list, tuple)) or not value or not all(isinstance(t, Mapping) for t in value):
+        raise TypeError(
+            "backbones must be a non-empty list of tables, each with keys of [backbone] (in TOML: one "
+            f"[[backbones]] section per backbone), got {value!r}"
+        )
+    shared = shared if isinstance(shared, Mapping) else {}
+    out = tuple(
+        section_from_dict(f"backbones #{i + 1}", BackboneConfig, {**shared, **t}, base)
+        for i, t in enumerate(value)
+    )
+    repeated = [i + 1 for i, b in enumerate(out) if b in out[:i]]
+    if repeated:
+        raise ValueError(f"[[backbones]] #{repeated[0]} repeats an earlier backbone: {out[repeated[0] - 1]}")
+    return out
 
 
 def _check_preprocessing(parts: Mapping[str, Any], raw: Mapping[str, Any]) -> None:
@@ -855,6 +969,9 @@ def load_config(path: str | Path) -> ProtocolConfig:
 def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
     """The config as plain JSON-ready nested dicts (paths as strings, tuples as lists).
 
+    A key whose field says ``metadata={"omit_unset": True}`` is left out while unset (``None``), so that a
+    key added later (``[evaluation] shots``) leaves the ``results.json`` of runs without it as it was.
+
     Examples:
         >>> cfg = config_from_dict({"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o"}})
         >>> config_to_dict(cfg)["data"]["targets"]
@@ -865,8 +982,20 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
         values = {}
         for f in dataclasses.fields(section):
             v = getattr(section, f.name)
+            if v is None and f.metadata.get("omit_unset"):
+                continue
             values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
         out[name] = values
+    if config.backbones:  # [[backbones]]: a list of tables (left out while empty)
+        out["backbones"] = [  # type: ignore[assignment]
+            {
+                f.name: str(getattr(b, f.name))
+                if isinstance(getattr(b, f.name), Path)
+                else getattr(b, f.name)
+                for f in dataclasses.fields(b)
+            }
+            for b in config.backbones
+        ]
     return out
 
 
@@ -955,5 +1084,14 @@ def config_to_toml(config: ProtocolConfig) -> str:
                     )
                 continue
             lines.append(f"{key} = {_toml_value(f'[{name}] {f.name}', value)}")
+        lines.append("")
+    for i, b in enumerate(config.backbones):
+        lines.append("[[backbones]]")
+        for f in dataclasses.fields(b):
+            value = getattr(b, f.name)
+            if value is not None:
+                lines.append(
+                    f"{_toml_key(f.name)} = {_toml_value(f'[[backbones]] #{i + 1} {f.name}', value)}"
+                )
         lines.append("")
     return "\n".join(lines)

@@ -118,7 +118,11 @@ EPISODE_READS = Reads(
         "run.seed",
     )
 )
-"""What a target task's fixed episodes are drawn with (and so every episodic evaluation)."""
+"""What a target task's fixed episodes are drawn with (and so every episodic evaluation).
+
+With ``[evaluation] shots`` each shot count's episodes are fingerprinted with
+``ProtocolConfig.at_shot()``: ``n_shot`` is that count, so an episode set is a function of the seed and
+its shot count alone."""
 
 EVALUATION_READS = Reads(("evaluation.confidence",))
 """What an evaluation reads beside its method's settings (and its episodes, if it has them)."""
@@ -139,6 +143,7 @@ RESULT_READS = Reads(
         "evaluation.batch_size",  # episodes per call: the same results
         "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
         "evaluation.diverged",  # applied to the stored records whenever the results are written
+        "evaluation.shots",  # a shot curve's artefacts are fingerprinted per shot count (`at_shot()`)
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""

@@ -47,6 +47,7 @@ RESULT_FILES: tuple[str, ...] = (
     "paired.csv",
     "supervised.csv",
     "auroc.png",
+    "shots.png",
 )
 """The files a run writes at the top of ``out_dir``."""
 
@@ -55,6 +56,7 @@ RUN_FOLDERS: dict[str, str] = {
     "evaluations": "*.json",
     "checkpoints": "*.pt",
     "curves": "*.csv",
+    "backbones": "*.json",  # [[backbones]]: a sub-run's folders per backbone (each cleaned as a run)
     "embeddings": "*.safetensors",
 }
 """The folders a run makes in ``out_dir``, with the names of the files it writes in them."""
@@ -89,6 +91,15 @@ class ProtocolPlan:
             lines.append(
                 "preprocessing: the backbone's own (its input size, mean and std; [data] image_size and "
                 "normalize are not used)"
+            )
+        if self.config.backbones:
+            names = ", ".join(f"{b.name} ({b.weights})" for b in self.config.backbones)
+            lines.append(f"model comparison: every method with each backbone of [[backbones]]: {names}")
+        if self.config.evaluation.shots is not None:
+            ev = self.config.evaluation
+            lines.append(
+                f"shot curve: {ev.n_episodes} episodes at each of {list(self.config.shot_counts)} shots "
+                "per class (source training once per method)"
             )
         if self.config.run.plugins:
             lines.append(

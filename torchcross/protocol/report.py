@@ -30,6 +30,7 @@ __all__ = [
     "paired_note",
     "plot_labels",
     "seed_mean",
+    "shot_curve_labels",
     "shown_rows",
     "summarize_results",
     "write_results",
@@ -37,13 +38,20 @@ __all__ = [
 
 
 def seed_mean(episodes: ResultsTable, metrics: tuple[str, ...]) -> ResultsTable:
-    """One row per method, target and episode: each metric averaged over the training seeds."""
+    """One row per method, target and episode: each metric averaged over the training seeds.
+
+    A shot curve's records (with ``n_shot``) are averaged per shot count, a model comparison's (with
+    ``backbone``) per backbone: one row per method, target, episode, backbone and shot count.
+    """
+    extra = [c for c in ("backbone", "n_shot") if c in episodes.columns]
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for row in episodes:
-        groups.setdefault((row["method"], row["target"], row["task_target"], row["episode"]), []).append(row)
+        key = (row["method"], row["target"], row["task_target"], row["episode"])
+        groups.setdefault((*key, *(row[c] for c in extra)), []).append(row)
     out = []
-    for (method, target, kind, episode), rows in groups.items():
+    for (method, target, kind, episode, *values), rows in groups.items():
         row = {"method": method, "target": target, "task_target": kind, "episode": episode}
+        row.update(zip(extra, values))
         for m in metrics:
             values = [float("nan") if r[m] is None else r[m] for r in rows]
             row[m] = sum(values) / len(values)
@@ -59,7 +67,15 @@ def summarize_results(
     from torchcross.evaluation.episodic import METRICS
 
     confidence = plan.config.evaluation.confidence
-    by = ("method", "target", "task_target")
+    curve = plan.config.evaluation.shots is not None  # a shot curve: a row per shot count
+    several_backbones = bool(plan.config.backbones)  # [[backbones]]: a row per backbone
+    by = (
+        "method",
+        *(("backbone",) if several_backbones else ()),
+        "target",
+        "task_target",
+        *(("n_shot",) if curve else ()),
+    )
     several = len(plan.config.training_seeds) > 1
     pooled = seed_mean(episodes, METRICS) if several and len(episodes) else episodes
     summary = summarize(pooled, by=by, confidence=confidence)
@@ -71,7 +87,7 @@ def summarize_results(
             r["n_seeds"], r["auroc_seed_std"] = s["n_seeds"], s["auroc_seed_std"]
     per_target: dict[tuple[Any, ...], list[dict[str, Any]]] = {}
     for r in supervised:
-        row = {**{b: r[b] for b in by}, "n_episodes": 0}
+        row = {**{b: r.get(b) for b in by}, "n_episodes": 0}
         for m in METRICS:
             row[f"{m}_mean"] = r.get(m, float("nan"))
             row[f"{m}_std"] = float("nan")
@@ -80,16 +96,19 @@ def summarize_results(
         if several:
             row["n_seeds"], row["auroc_seed_std"] = 1, float("nan")
         row["seed"], row["n_test"] = r["seed"], r.get("n_test")
-        per_target.setdefault(tuple(r[b] for b in by), []).append(row)
+        per_target.setdefault(tuple(r.get(b) for b in by), []).append(row)
     for seed_rows in per_target.values():
         rows.extend(seed_rows)
         if several:
             rows.append(_over_seeds(seed_rows, METRICS))
     chosen = summary_selection(rows, episodes, by)  # [selection]: the fine-tuning lr and steps chosen
+    if several_backbones and len(pooled):  # a model comparison: every method on every backbone pairs
+        pooled = ResultsTable([{**r, "method": f"{r['method']} ({r['backbone']})"} for r in pooled])
     methods = {r["method"] for r in pooled} if len(pooled) else set()
     paired = None
     if len(methods) > 1:
-        paired = paired_comparisons(pooled, "auroc", by=("target",), confidence=confidence)
+        within = ("target", "n_shot") if curve else ("target",)  # a shot count's episodes pair with its own
+        paired = paired_comparisons(pooled, "auroc", by=within, confidence=confidence)
     columns = (
         summary.columns
         + [c for c in ("n_seeds", "auroc_seed_std") if several]
@@ -255,6 +274,11 @@ def paired_note(methods: Sequence[str], paired: ResultsTable | None) -> str:
             "episodes where `method_a` scored higher / lower / equal; `wilcoxon_p` and `sign_p` are "
             "two-sided p-values per row, `wilcoxon_p_holm` and `sign_p_holm` the same Holm-adjusted "
             "over all rows of the run."
+            + (
+                " Methods are paired within a shot count (`n_shot`) only."
+                if "n_shot" in paired.columns
+                else ""
+            )
         )
     unpaired = [m for m in methods if get_method(m).per_task]
     if unpaired and paired is None:
@@ -332,26 +356,57 @@ def write_results(
     }
     atomic_write(files["results_json"], json.dumps(doc, indent=1, allow_nan=False) + "\n")
     if plan.config.run.plot:
-        from torchcross.evaluation.plotting import plot_metric
+        from torchcross.evaluation.plotting import plot_metric, plot_shot_curve
 
-        rows = shown_rows(summary)
-        title, labels = plot_labels(plan, rows)
+        rows = curve = shown_rows(summary)
+        at = None
+        if plan.config.evaluation.shots is not None:  # a shot curve: auroc.png at its largest shot count
+            at = max(plan.config.shot_counts)
+            rows = ResultsTable([r for r in rows if r.get("n_shot") in (at, None)], rows.columns)
+        title, labels = plot_labels(plan, rows, n_shot=at)
+        if "backbone" in rows.columns:  # [[backbones]]: a marker per method and backbone
+            rows, labels = _per_backbone(rows, labels)
         files["plot"] = out / "auroc.png"
         atomic_write(files["plot"], lambda tmp: plot_metric(rows, tmp, "auroc", title=title, labels=labels))
+        if at is not None and len(plan.config.shot_counts) > 1 and len(curve):
+            files["shots_plot"] = out / "shots.png"
+            title, labels = shot_curve_labels(plan, curve)
+            if "backbone" in curve.columns:  # plot_shot_curve draws a line per method and backbone
+                labels = _per_backbone(curve, labels)[1]
+            atomic_write(
+                files["shots_plot"],
+                lambda tmp: plot_shot_curve(curve, tmp, "auroc", title=title, labels=labels),
+            )
     return files
 
 
-def plot_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict[str, str]]:
+def _per_backbone(rows: ResultsTable, labels: dict[str, str]) -> tuple[ResultsTable, dict[str, str]]:
+    """``rows`` with ``method`` as ``"method (backbone)"``, and the labels of those names."""
+    named = [{**r, "method": f"{r['method']} ({r['backbone']})"} for r in rows]
+    out = {}
+    for r in rows:
+        method, name = str(r["method"]), f"{r['method']} ({r['backbone']})"
+        out[name] = name + labels.get(method, method)[len(method) :]
+    return ResultsTable(named, rows.columns), out
+
+
+def plot_labels(
+    plan: ProtocolPlan, rows: ResultsTable, n_shot: int | None = None
+) -> tuple[str, dict[str, str]]:
     """The title and the legend labels (by method) of ``auroc.png``, which draws ``rows`` (one per
     method and target task, [`shown_rows()`][shown_rows]).
 
     The title says what a marker and its bar are (with several seeds: the mean over them); each label says
     what its method's score is: ``n``-shot episodes with a Student-t interval, or (``supervised``) the
-    whole train split with a bootstrap interval over the test images.
+    whole train split with a bootstrap interval over the test images. ``n_shot``: the shot count of a
+    shot curve that ``rows`` are of (``None``: ``[evaluation] n_shot``).
     """
     ev = plan.config.evaluation
+    shots = n_shot if n_shot is not None else ev.n_shot
     n_seeds = max((int(r["n_seeds"]) for r in rows), default=1) if "n_seeds" in rows.columns else 1
     title = f"AUROC per target task: mean and {ev.confidence:.0%} CI"
+    if n_shot is not None:
+        title += f" at {n_shot} shots (shots.png: every shot count)"
     if n_seeds > 1:
         title += f"\n(scores averaged over {n_seeds} training seeds)"
     labels = {}
@@ -359,5 +414,26 @@ def plot_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict[str, 
         if get_method(method).per_task:
             labels[method] = f"{method} (full training; CI: bootstrap, test images)"
         else:
-            labels[method] = f"{method} ({ev.n_shot}-shot; CI: t, {ev.n_episodes} episodes)"
+            labels[method] = f"{method} ({shots}-shot; CI: t, {ev.n_episodes} episodes)"
+    return title, labels
+
+
+def shot_curve_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict[str, str]]:
+    """The title and the legend labels (by method) of ``shots.png``, the shot curve of ``rows`` (one per
+    method, target task and shot count, [`shown_rows()`][shown_rows]).
+
+    The title says what a line and its band are (with several seeds: the mean over them); each label
+    says what its method's interval is, as [`plot_labels()`][plot_labels] does.
+    """
+    ev = plan.config.evaluation
+    n_seeds = max((int(r["n_seeds"] or 1) for r in rows), default=1) if "n_seeds" in rows.columns else 1
+    title = f"AUROC against shots per target task: mean (line) and {ev.confidence:.0%} CI (band)"
+    if n_seeds > 1:
+        title += f"\n(scores averaged over {n_seeds} training seeds)"
+    labels = {}
+    for method in dict.fromkeys(str(m) for m in rows.column("method")):
+        if get_method(method).per_task:
+            labels[method] = f"{method} (full training, dotted; CI: bootstrap, test images)"
+        else:
+            labels[method] = f"{method} (CI: t, {ev.n_episodes} episodes per shot count)"
     return title, labels

@@ -30,6 +30,7 @@ episodes, checkpoints and results into ``run.out_dir`` and resumes from them whe
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
@@ -90,37 +91,53 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
-def _episode_path(plan: ProtocolPlan, ds: str, task: str) -> Path:
-    return Path(plan.config.run.out_dir) / "episodes" / _safe(ds) / f"{_safe(task)}.json"
+def _shot_folder(config: ProtocolConfig, n_shot: int) -> str | None:
+    """``"shot-<k>"``, the folder of one shot count's files with ``[evaluation] shots`` (else ``None``)."""
+    return f"shot-{n_shot}" if config.evaluation.shots is not None else None
 
 
-def _shared_episode_set(team: Team, plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
+def _episode_path(plan: ProtocolPlan, ds: str, task: str, n_shot: int | None = None) -> Path:
+    folder = Path(plan.config.run.out_dir) / "episodes"
+    shot = _shot_folder(plan.config, n_shot if n_shot is not None else plan.config.evaluation.n_shot)
+    if shot is not None:
+        folder = folder / shot
+    return folder / _safe(ds) / f"{_safe(task)}.json"
+
+
+def _shared_episode_set(
+    team: Team, plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log, n_shot: int | None = None
+) -> Any:
     """Rank 0 loads or draws (and writes) the episode set; the other ranks then load its file."""
     from torchcross.data.metadataset import EpisodeSet
 
     kept: dict[str, Any] = {}
 
     def draw() -> None:
-        kept["set"] = _episode_set(plan, source, ds, task, log)
+        kept["set"] = _episode_set(plan, source, ds, task, log, n_shot)
 
     team.leader(draw)
-    return kept["set"] if team.is_leader else EpisodeSet.load(_episode_path(plan, ds, task), source)
+    return kept["set"] if team.is_leader else EpisodeSet.load(_episode_path(plan, ds, task, n_shot), source)
 
 
-def _episode_set(plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log) -> Any:
+def _episode_set(
+    plan: ProtocolPlan, source: Any, ds: str, task: str, log: Log, n_shot: int | None = None
+) -> Any:
     """The target task's episodes, drawn from the run's seed; the file is checked against them.
 
     Episodes are a pure function of the seed and the labels, so they are always drawn
     (indices only: cheap) and a stored file is only compared with them: one that differs
     (edited, damaged, drawn with other settings) is reported and rewritten, never used.
     The set records the fingerprint of the settings it is drawn with
-    ([`EPISODE_READS`][EPISODE_READS]) in its ``sampling``.
+    ([`EPISODE_READS`][EPISODE_READS]) in its ``sampling``. ``n_shot``: one shot count of
+    ``[evaluation] shots`` (``None``: ``[evaluation] n_shot``), drawn and fingerprinted as a run with
+    ``n_shot`` alone (``ProtocolConfig.at_shot()``).
     """
     from torchcross.data.metadataset import EpisodeSet, sample_episode_set
 
-    ev, run = plan.config.evaluation, plan.config.run
-    path = _episode_path(plan, ds, task)
-    stamp = fingerprint(plan.config, EPISODE_READS, target=f"{ds}/{task}")
+    path = _episode_path(plan, ds, task, n_shot)
+    config = plan.config.at_shot(n_shot) if n_shot is not None else plan.config
+    ev, run = config.evaluation, config.run
+    stamp = fingerprint(config, EPISODE_READS, target=f"{ds}/{task}")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(
@@ -193,10 +210,14 @@ def _curve_logger(plan: ProtocolPlan, dataset_id: str, method: str, seed: int) -
     return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
 
 
-def _done_file(plan: ProtocolPlan, target: TargetPlan, method: str, seed: int) -> Path:
+def _done_file(
+    plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, shot: str | None = None
+) -> Path:
     folder = Path(plan.config.run.out_dir) / "evaluations"
     if plan.config.run.seeds is not None:
         folder = folder / f"seed-{seed}"
+    if shot is not None:  # one shot count of [evaluation] shots
+        folder = folder / shot
     return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
 
 
@@ -227,7 +248,13 @@ def _records_problem(
 
 
 def _saved_evaluation(
-    plan: ProtocolPlan, target: TargetPlan, method: str, seed: int, fingerprint: str, log: Log
+    plan: ProtocolPlan,
+    target: TargetPlan,
+    method: str,
+    seed: int,
+    fingerprint: str,
+    log: Log,
+    shot: str | None = None,
 ) -> tuple[list[dict[str, Any]] | None, dict[str, list[dict[str, Any]]]]:
     """A finished evaluation's records (else ``None``), and the tasks a stopped one finished.
 
@@ -236,7 +263,7 @@ def _saved_evaluation(
     otherwise the evaluation is redone, with a warning naming the file.
     """
     config = plan.config
-    done_file = _done_file(plan, target, method, seed)
+    done_file = _done_file(plan, target, method, seed, shot)
     if config.run.resume and done_file.is_file():
         saved = _read_json(done_file, log)
         if saved.get("fingerprint") == fingerprint and isinstance(saved.get("records"), list):
@@ -273,36 +300,99 @@ def _evaluate_method(
     method: str,
     seed: int,
     sources: dict[str, Any],
-    episode_sets: dict[str, Any],
+    episode_sets: dict[int, dict[str, Any]],
     log: Log,
     progress: bool | None,
 ) -> list[dict[str, Any]]:
-    ctx = _context(plan, target, method, seed, log, progress)
-    fingerprint = method_fingerprint(ctx)
-    done_file = _done_file(plan, target, method, seed)
-    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
-    done, finished = team.leader(lambda: _saved_evaluation(plan, target, method, seed, fingerprint, log))
-    if done is not None:
-        return done
-    start = time.perf_counter()
+    """The records of ``method`` on ``target`` at every shot count (``episode_sets``: by shot count, then
+    task); source training happens once, evaluation once per shot count (a per-task method: once)."""
+    config = plan.config
     per_task = get_method(method).per_task
-    learner = trained = None
-    picked: dict[str, Any] = {}  # [selection] "sources": one choice for every target task
-    chosen: dict[str, Any]
-    if not per_task:
+    curve = config.evaluation.shots is not None and not per_task
+    stages = []
+    for n_shot in config.shot_counts if curve else (config.evaluation.n_shot,):
+        at_shot = dataclasses.replace(plan, config=config.at_shot(n_shot)) if curve else plan
+        shot = _shot_folder(config, n_shot) if curve else None
+        ctx = _context(at_shot, target, method, seed, log, progress)
+        stamp = method_fingerprint(ctx)
+        done, finished = team.leader(
+            functools.partial(_saved_evaluation, at_shot, target, method, seed, stamp, log, shot)
+        )
+        stages.append((n_shot, at_shot, shot, ctx, stamp, done, finished))
+    saved = [done for *_, done, _ in stages]
+    if all(done is not None for done in saved):
+        return [r for done in saved for r in done or ()]
+    start = time.perf_counter()
+    trained = first = None
+    if not per_task:  # training reads no [evaluation] key: the same at every shot count
+        ctx = next(stage[3] for stage in stages if stage[5] is None)  # of the first shot count to evaluate
         logger = _curve_logger(plan, target.dataset_id, method, seed) if team.is_leader else None
         try:
             trained = train_method(dataclasses.replace(ctx, logger=logger) if logger is not None else ctx)
         finally:
             if logger is not None:
                 logger.close()
-        learner = evaluation_learner(ctx, trained)
+        first = evaluation_learner(ctx, trained)  # timed with the training, as before shot curves
     train_seconds = team.share(time.perf_counter() - start)  # rank 0's
-    prepare = _frozen_features(ctx) if get_method(method).frozen_features and not per_task else None
     records: list[dict[str, Any]] = []
+    for n_shot, at_shot, shot, ctx, stamp, done, finished in stages:
+        if done is not None:
+            records += done
+            continue
+        learner = first if first is not None or per_task else evaluation_learner(ctx, trained)
+        first = None
+        records += _evaluate_shot(
+            team,
+            at_shot,
+            ctx,
+            (trained, learner),
+            train_seconds,
+            (shot, stamp, finished),
+            sources,
+            episode_sets[n_shot],
+            progress,
+            n_shot if curve else None,
+        )
+    return records
+
+
+def _evaluate_shot(
+    team: Team,
+    plan: ProtocolPlan,
+    ctx: Any,
+    learned: tuple[Any, Any],
+    train_seconds: float,
+    saved: tuple[str | None, str, dict[str, list[dict[str, Any]]]],
+    sources: dict[str, Any],
+    episode_sets: dict[str, Any],
+    progress: bool | None,
+    n_shot: int | None,
+) -> list[dict[str, Any]]:
+    """The records of the trained method on every target task at one shot count (``plan.config``'s
+    ``n_shot``).
+
+    ``learned``: what ``train_method()`` returned and its evaluation learner; ``saved``: the shot count's
+    folder (``None``: no shot curve), its fingerprint and the tasks a stopped run finished; ``n_shot``:
+    written into every record (``None``: not, as a run without a shot curve).
+    """
+    method, target, seed, log = ctx.method, ctx.target, ctx.seed, ctx.log
+    shot, stamp, finished = saved
+    done_file = _done_file(plan, target, method, seed, shot)
+    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
+    per_task = get_method(method).per_task
+    trained, learner = learned  # the trained method and its evaluation learner at this shot count
+    # a method on frozen features reads each image's cached features: computed once, for every shot count
+    prepare = _frozen_features(ctx) if get_method(method).frozen_features and not per_task else None
+    picked: dict[str, Any] = {}  # [selection] "sources": one choice for every target task
+    chosen: dict[str, Any]
+    records: list[dict[str, Any]] = []
+    where = f" at {n_shot} shots" if n_shot is not None else ""
     for task in target.tasks:
         if task in finished:
-            log(f"[{target.dataset_id}] {method} on {task!r}: reusing its evaluation from {partial_file}")
+            log(
+                f"[{target.dataset_id}] {method} on {task!r}{where}: reusing its evaluation "
+                f"from {partial_file}"
+            )
             records += finished[task]
             continue
         if per_task:  # every rank trains it together; rank 0's record is the result
@@ -324,14 +414,16 @@ def _evaluate_method(
             for r in task_records:
                 r["dataset"] = target.dataset_id
                 r["seed"] = seed
+                if n_shot is not None:
+                    r["n_shot"] = n_shot
                 r["train_seconds"] = round(train_seconds, 3)
                 r.update(chosen)
         records += task_records
         finished[task] = task_records
         if team.is_leader:
-            _write_json(partial_file, _with_digest({"fingerprint": fingerprint, "tasks": finished}))
+            _write_json(partial_file, _with_digest({"fingerprint": stamp, "tasks": finished}))
     if team.is_leader:
-        _write_json(done_file, _with_digest({"fingerprint": fingerprint, "records": records}))
+        _write_json(done_file, _with_digest({"fingerprint": stamp, "records": records}))
         partial_file.unlink(missing_ok=True)
     return records
 
@@ -524,9 +616,16 @@ def run_protocol(
         CheckpointError: a damaged or foreign checkpoint (named, with what to do).
     """
     start = time.perf_counter()
-    plan = check_protocol(config)  # on every rank, before any collective call
+    runs = config.backbone_runs()  # [[backbones]]: one sub-run per backbone, in out_dir/backbones/<label>
+    if config.backbones:  # the run's folder and plan, checked with the first backbone
+        first = dataclasses.replace(runs[0][1], run=config.run)
+        plan = dataclasses.replace(check_protocol(first), config=config)
+    else:
+        plan = check_protocol(config)  # on every rank, before any collective call
+    subplans = [(label, check_protocol(c) if config.backbones else plan) for label, c in runs]
     with joined(plan.device) as (team, device), ExitStack() as stack:
         plan = dataclasses.replace(plan, device=device)
+        subplans = [(label, dataclasses.replace(p, device=device)) for label, p in subplans]
         say: Log = log if log is not None and team.is_leader else (lambda _msg: None)
         progress = progress if team.is_leader else False
         say(plan.describe())
@@ -536,13 +635,23 @@ def run_protocol(
 
         def lock() -> None:
             stack.enter_context(lock_folder(out, "[run] out_dir"))
-            for stale in _remove_stale_temp_files(out):
+            folders = [out, *(Path(p.config.run.out_dir) for _, p in subplans if config.backbones)]
+            for stale in (f for folder in folders for f in _remove_stale_temp_files(folder)):
                 say(f"removed {stale}, a temporary file left by an interrupted run")
 
         team.leader(lock)
         if team.world_size > 1:
             say(f"{team.world_size} ranks: training shared, target episodes split, rank 0 writes {out}")
-        records, supervised, torch_threads = _run_targets(team, plan, say, progress)
+        records, supervised, torch_threads = [], [], 0
+        for label, subplan in subplans:
+            if label is not None:
+                say(
+                    f"backbone {label}: {subplan.config.backbone.name}, "
+                    f"{subplan.config.backbone.weights} weights (files in {subplan.config.run.out_dir})"
+                )
+            mine, mine_supervised, torch_threads = _run_targets(team, subplan, say, progress)
+            records += _labelled(mine, label)
+            supervised += _labelled(mine_supervised, label)
         records = _score_diverged(records, config, say if team.is_leader else None)
         episodes = ResultsTable(records)
         summary, paired = summarize_results(plan, episodes, ResultsTable(supervised))
@@ -555,20 +664,29 @@ def run_protocol(
     return ProtocolResult(episodes, summary, files, seconds, plan, paired, sup_table, team.rank)
 
 
+def _labelled(records: list[dict[str, Any]], backbone: str | None) -> list[dict[str, Any]]:
+    """``records`` with a ``backbone`` field after ``method`` (``None``: as they are, no field)."""
+    if backbone is None:
+        return records
+    return [{"method": r["method"], "backbone": backbone, **r} for r in records]
+
+
 def _score_diverged(
     records: list[dict[str, Any]], config: ProtocolConfig, say: Log | None
 ) -> list[dict[str, Any]]:
     """``records`` with ``[evaluation] diverged`` applied (see
     [`score_diverged()`][torchcross.evaluation.diverged.score_diverged]); a ``warning:`` line and a
-    ``DivergenceWarning`` per method, target task and seed with diverged episodes (``say=None``: silent)."""
+    ``DivergenceWarning`` per method, target task and seed (and backbone, shot count) with diverged episodes
+    (``say=None``: silent)."""
     from torchcross.evaluation.diverged import score_diverged
     from torchcross.learners.divergence import DivergenceWarning
 
     rule = config.evaluation.diverged
     scored = score_diverged(records, rule)
-    counts: dict[tuple[Any, Any, Any], list[int]] = {}
-    for r in scored:
-        count = counts.setdefault((r["method"], r["target"], r.get("seed")), [0, 0])
+    counts: dict[tuple[Any, ...], list[int]] = {}
+    for r in scored:  # per method (and backbone), target, seed (and shot count)
+        key = (r["method"], r.get("backbone"), r["target"], r.get("seed"), r.get("n_shot"))
+        count = counts.setdefault(key, [0, 0])
         count[0] += r["diverged"]
         count[1] += 1
     how = (
@@ -576,9 +694,11 @@ def _score_diverged(
         if rule == "chance"
         else "left out of the mean and paired.csv"
     )
-    for (method, target, seed), (n, total) in counts.items():
+    for (method, backbone, target, seed, n_shot), (n, total) in counts.items():
         if n and say is not None:
             where = f" (seed {seed})" if config.run.seeds is not None else ""
+            where += f" at {n_shot} shots" if n_shot is not None else ""
+            method = f"{method} ({backbone})" if backbone is not None else method
             message = (
                 f"{method} on {target}{where}: {n} of {total} episodes diverged (non-finite logits); "
                 f"{how} ([evaluation] diverged = {rule!r}); results.csv counts them in n_diverged"
@@ -609,9 +729,15 @@ def _run_targets(
                 )
                 for task in target.tasks
             }
+            curve = config.evaluation.shots is not None
             episode_sets = {
-                task: _shared_episode_set(team, plan, sources[task], target.dataset_id, task, say)
-                for task in target.tasks
+                n_shot: {
+                    task: _shared_episode_set(
+                        team, plan, sources[task], target.dataset_id, task, say, n_shot if curve else None
+                    )
+                    for task in target.tasks
+                }
+                for n_shot in config.shot_counts
             }
             for seed in config.training_seeds:
                 for method in plan.methods:
