@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from tiny_foundation_models import CLIP_CONFIG, CLIP_NAME, register_clip, save_hf_models
 
-__all__ = ["CLIP_CONFIG", "CLIP_NAME"]  # test_load_backbone.py imports CLIP_CONFIG from here
+__all__ = ["CLIP_CONFIG", "CLIP_NAME"]
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -262,8 +262,8 @@ def test_weights_mismatch_is_none_when_the_weights_fit() -> None:
 
 
 def test_open_clip_local_folder_with_its_own_preprocessing(clip_name: str, tmp_path: Path) -> None:
-    from conftest import CLIP_CONFIG
     from safetensors.torch import save_file
+    from tiny_foundation_models import CLIP_CONFIG
 
     b = load_backbone(f"open_clip:{clip_name}", "random", seed=2)
     assert b.text_tower is not None

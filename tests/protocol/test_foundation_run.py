@@ -139,9 +139,8 @@ def test_linear_probe_features_are_cached_once_and_equal_the_uncached_probe(
         backbone.num_features,
         inner=InnerLoop(lr=1e-3, steps=2, optimizer="adam"),
         finetune_backbone=False,
-        head=HeadPolicy(init="zero", seed=0),
+        head=HeadPolicy(init="zero", seed=0, key="episode"),
         batch_norm="frozen",
-        head_key="episode",
     )
     uncached = evaluate(probe, episodes.as_dataset(source), method="linear-probe", progress=False)
     torch.testing.assert_close(

@@ -430,7 +430,9 @@ def test_a_changed_fine_tuning_head_init_redoes_the_evaluation(demo_root: Path, 
 
 
 def test_an_unknown_head_key_is_refused() -> None:
-    from torchcross.learners.finetuner import FineTuner
+    from torchcross.learners.policies import HeadPolicy
 
-    with pytest.raises(ValueError, match="head_key must be 'count' or 'episode', got 'order'"):
-        FineTuner(nn.Linear(2, 2), 2, head_key="order")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="HeadPolicy key must be 'count' or 'episode', got 'order'"):
+        HeadPolicy(init="kaiming", key="order")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="kind='per_task'"):
+        HeadPolicy("none", key="episode")

@@ -5,7 +5,7 @@ description and trains it on the support set for ``num_steps`` full-batch steps 
 on frozen features (a linear probe) or together with a copy of the backbone; then it predicts the query set.
 Episodes are independent: the backbone module is never modified (with ``HeadPolicy(init="kaiming")``,
 episode ``n`` gets the head of the key ``(seed, n, -1)``, the counter ``head_step`` in ``state_dict``;
-with ``head_key="episode"`` an episode's head is keyed by its support set instead).
+with ``HeadPolicy(key="episode")`` an episode's head is keyed by its support set instead).
 ``head=nn.Linear(...)`` starts every episode
 from a copy of a given head instead (e.g. a MAML's meta-learned ``maml.head``), and ``head=None`` fine-tunes a
 backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torchcross.learners.task_heads]).
@@ -224,11 +224,6 @@ class FineTuner(nn.Module):
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
         feature_batch_size: inputs per backbone call in
             [`predict_many()`][FineTuner.predict_many].
-        head_key: how per-task ``"kaiming"`` heads are keyed: ``"count"`` (default: by ``head_step``, see
-            ``head``) or ``"episode"``: by the episode itself, the key ``(seed, digest, -1)`` where
-            ``digest`` is a 63-bit number of the SHA-256 of the support inputs and labels (bytes, dtype
-            and shape), so an episode gets the same head whatever was fine-tuned before it, in any
-            order, batch of ``predict_many()`` or rank (no ``head_step`` is kept). Other heads ignore it.
         **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
@@ -259,7 +254,6 @@ class FineTuner(nn.Module):
         head: HeadPolicy | Literal["per_task"] | nn.Linear | None = "per_task",
         batch_norm: Literal["frozen", "batch", "support"] = "frozen",
         feature_batch_size: int = 256,
-        head_key: Literal["count", "episode"] = "count",
         **legacy: Any,
     ) -> None:
         super().__init__()
@@ -292,9 +286,7 @@ class FineTuner(nn.Module):
             raise ValueError(f"batch_norm must be one of {FINETUNE_BATCH_NORM}, got {batch_norm!r}")
         if feature_batch_size < 1:
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
-        if head_key not in ("count", "episode"):
-            raise ValueError(f"head_key must be 'count' or 'episode', got {head_key!r}")
-        self.head_key = head_key
+        self.head_key = self.head_policy.key
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
         self.head: nn.Linear | None = given
         self.head_init = None if self.head_mode != "per_task" else self.head_policy.init
@@ -304,7 +296,7 @@ class FineTuner(nn.Module):
         if isinstance(make, str):
             make = Adam if make == "adam" else SGD
         self.inner_optimizer: InnerOptimizer = make(inner.lr)
-        if self.head_mode == "per_task" and self.head_init == "kaiming" and head_key == "count":
+        if self.head_mode == "per_task" and self.head_init == "kaiming" and self.head_key == "count":
             self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
 
     def _new_head(self, task: Task, like: Tensor) -> ParamDict:

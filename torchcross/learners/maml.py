@@ -155,6 +155,11 @@ class MAML(nn.Module):
         self.inner = inner
         self.inner_lr, self.num_inner_steps = inner.lr, inner.steps
         self.eval_num_inner_steps = inner.num_eval_steps
+        if isinstance(head, HeadPolicy) and head.key != "count":
+            raise ValueError(
+                f"MAML draws its per-task heads in its own order; HeadPolicy key={head.key!r} is a FineTuner "
+                "option: leave key out"
+            )
         head_arg, num_outputs, head_init, seed = head_keywords(head, legacy, fields="init=, seed=, width=")
         self.head_mode, learned = resolve_head(
             head_arg,

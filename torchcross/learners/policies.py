@@ -176,13 +176,18 @@ class HeadPolicy:
         seed: seed of the ``"kaiming"`` draws.
         width: the width of a ``"learned"`` head the learner makes.
         module: a given ``nn.Linear`` head (``kind="learned"``).
+        key: how [`FineTuner`][torchcross.learners.finetuner.FineTuner] keys per-task ``"kaiming"`` heads:
+            ``"count"`` (by its ``head_step`` counter: episode ``n`` gets the key ``(seed, n, -1)``) or
+            ``"episode"`` (by the episode itself: ``(seed, digest, -1)``, ``digest`` a 63-bit number of
+            the SHA-256 of the support inputs and labels, so an episode gets the same head whatever was
+            fine-tuned before it, in any order, batch or rank).
 
     Raises:
         ValueError: a bad combination, naming the fix.
 
     Examples:
         >>> HeadPolicy.learned(5, init="kaiming", seed=1)
-        HeadPolicy(kind='learned', init='kaiming', seed=1, width=5, module=None)
+        HeadPolicy(kind='learned', init='kaiming', seed=1, width=5, module=None, key='count')
         >>> HeadPolicy.none(init="kaiming")
         Traceback (most recent call last):
         ...
@@ -194,12 +199,17 @@ class HeadPolicy:
     seed: int = 0
     width: int | None = None
     module: nn.Linear | None = None
+    key: Literal["count", "episode"] = "count"
 
     def __post_init__(self) -> None:
         if self.kind not in ("per_task", "learned", "none"):
             raise ValueError(f"HeadPolicy kind must be 'per_task', 'learned' or 'none', got {self.kind!r}")
         if self.init not in ("zero", "kaiming"):
             raise ValueError(f"head_init must be 'zero' or 'kaiming', got {self.init!r}")
+        if self.key not in ("count", "episode"):
+            raise ValueError(f"HeadPolicy key must be 'count' or 'episode', got {self.key!r}")
+        if self.key != "count" and self.kind != "per_task":
+            raise ValueError(f"key={self.key!r} keys the heads a learner makes per task: use kind='per_task'")
         check_int(self.seed, "HeadPolicy seed", 0)
         if self.kind != "learned" and (self.width is not None or self.module is not None):
             raise ValueError(
@@ -216,9 +226,14 @@ class HeadPolicy:
             raise ValueError(f"{what} has no head to initialise: leave init and seed out")
 
     @classmethod
-    def per_task(cls, init: Literal["zero", "kaiming"] = "zero", seed: int = 0) -> HeadPolicy:
-        """A new head per task, ``init``-initialised."""
-        return cls("per_task", init, seed)
+    def per_task(
+        cls,
+        init: Literal["zero", "kaiming"] = "zero",
+        seed: int = 0,
+        key: Literal["count", "episode"] = "count",
+    ) -> HeadPolicy:
+        """A new head per task, ``init``-initialised (``key``: see the class)."""
+        return cls("per_task", init, seed, key=key)
 
     @classmethod
     def learned(
@@ -255,7 +270,7 @@ def head_policy_from_keywords(
 
     Examples:
         >>> head_policy_from_keywords("per_task", None, None, 0, None)
-        HeadPolicy(kind='per_task', init='zero', seed=0, width=None, module=None)
+        HeadPolicy(kind='per_task', init='zero', seed=0, width=None, module=None, key='count')
     """
     if head is None:
         return HeadPolicy.none()

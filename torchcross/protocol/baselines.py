@@ -38,9 +38,9 @@ def finetuner(
         width,
         inner=InnerLoop(lr=ft.lr, steps=ft.steps, optimizer="adam"),
         finetune_backbone=not (ft.freeze_backbone if freeze is None else freeze),
-        head=HeadPolicy(init=ft.head_init, seed=ctx.seed),
+        # key="episode": an episode's head whatever the order, batching, ranks or resumed tasks
+        head=HeadPolicy(init=ft.head_init, seed=ctx.seed, key="episode"),
         batch_norm=ft.batch_norm,
-        head_key="episode",  # an episode's head whatever the order, batching, ranks or resumed tasks
     )
 
 
