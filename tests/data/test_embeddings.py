@@ -341,6 +341,19 @@ def test_the_cache_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: pyt
     assert report["max_logit_difference"] < 1e-4  # and the AUROCs were equal, or main() would have exited
 
 
+def test_the_shot_curve_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts its folder on the path
+    spec = importlib.util.spec_from_file_location("shot_curve_bench", ROOT / "benchmarks/shot_curve.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    report = bench.main(["--quick", "--json", str(tmp_path / "report.json")])
+    assert json.loads((tmp_path / "report.json").read_text())["shots"] == [1, 5]
+    assert set(report["wall_s"]) == {"cold", "warm"}  # and equal AUROCs, or main() would have exited
+    assert [(r["shots"], r["episodes"]) for r in report["rows"]] == [(1, 2), (5, 2)]
+
+
 def test_the_file_is_read_by_the_safetensors_package(tmp_path: Path) -> None:
     """The cache file is plain safetensors: the reference reader loads the same features and the manifest."""
     from safetensors.torch import load_file, safe_open
