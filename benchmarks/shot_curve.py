@@ -117,7 +117,7 @@ def _bench(args: argparse.Namespace, shots: list[int]) -> dict[str, Any]:
         rows.append({"shots": k, "episodes": len(row), "mean_auroc": sum(aurocs) / max(len(aurocs), 1)})
     print(
         f"# linear-probe shot curve: {args.episodes} episodes x {len(shots)} shot counts "
-        f"({', '.join(map(str, shots))}) on {TARGET} ({args.size} px), backbone {args.backbone} "
+        f"({', '.join(map(str, shots))}) on {TARGET} (data at {args.size} px), backbone {args.backbone} "
         f"(weights {args.weights}), {'10 steps' if args.quick else 'fsl-benchmark preset (150 steps)'}, "
         f"{args.threads} thread(s)\n"
         "| shots | episodes | mean AUROC |\n| --: | --: | --: |\n"
