@@ -1015,6 +1015,7 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
                 if isinstance(getattr(b, f.name), Path)
                 else getattr(b, f.name)
                 for f in dataclasses.fields(b)
+                if not (getattr(b, f.name) is None and f.metadata.get("omit_unset"))
             }
             for b in config.backbones
         ]
