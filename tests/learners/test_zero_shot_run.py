@@ -176,3 +176,17 @@ def test_feature_dtype_bfloat16_runs_the_feature_pass_in_bf16_on_the_cpu(
 def test_feature_dtype_refuses_other_values(root: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"\[backbone\] feature_dtype = 'float16' is not one of 'float32', "):
         config_from_dict(_raw(root, tmp_path, {"name": "conv4", "feature_dtype": "float16"}, ["IM-PT"]))
+
+
+def test_feature_dtype_bfloat16_with_a_built_in_backbone(root: Path, tmp_path: Path) -> None:
+    """conv4 (keyed by its weights' digest): a bf16 key of its own, scores within [0, 1]."""
+    cache = tmp_path / "cache"
+    for dtype in ("float32", "bfloat16"):
+        backbone = {"name": "conv4", "weights": "random", "hidden": 8, "feature_dtype": dtype}
+        raw = _raw(root, tmp_path / dtype, backbone, ["linear-probe"])
+        raw["run"]["embedding_cache"] = str(cache)
+        records = run_protocol(config_from_dict(raw), progress=False, log=None).episodes.to_records()
+        assert len(records) == 3
+        assert all(0.0 <= r["auroc"] <= 1.0 for r in records)
+    dtypes = sorted(ident.get("feature_dtype", "float32") for ident, _ in _cached(cache))
+    assert dtypes == ["bfloat16", "float32"]
