@@ -405,10 +405,10 @@ def test_torchcross_run_refuses_zero_shot_with_a_backbone_without_a_text_tower(t
     config = _run_config(root, tmp_path / "out", {"name": "conv4", "weights": "random"}, ["zero-shot"])
     with pytest.raises(
         ValueError,
-        match=r"method 'zero-shot' on digits_scan_a: backbone Conv4 has no text tower.*"
-        r"set \[backbone\] name = 'open_clip:<model>'",
+        match=r"method 'zero-shot' needs a backbone with a text tower, but \[backbone\] name = 'conv4' has "
+        r"none \(backbone Conv4 has no text tower.*set \[backbone\] name to a CLIP-style backbone",
     ):
-        run_protocol(config, progress=False, log=None)
+        run_protocol(config, progress=False, log=None)  # refused by its check, before anything runs
 
 
 def test_its_results_depend_on_its_prompts_and_backbone_not_on_other_methods_settings() -> None:

@@ -155,6 +155,7 @@ def build_backbone(
     seed: int = 0,
     weights: str | Path | None = None,
     hidden: int = 64,
+    text_tower: bool = False,
 ) -> tuple[nn.Module, int]:
     """Build a feature extractor and return it with its feature width.
 
@@ -169,6 +170,7 @@ def build_backbone(
             ``"imagenet-v1"`` (`IMAGENET_WEIGHTS`), or a local ``state_dict`` file to load after
             initialisation.
         hidden: Conv4 filters per layer.
+        text_tower: load a ``"hf:<CLIP folder>"`` with its text tower (`load_config_backbone()`).
 
     Raises:
         ValueError: an unknown name, a ResNet with ``in_channels != 3``, unfitting weights,
@@ -181,7 +183,7 @@ def build_backbone(
         (8, torch.Size([2, 8]))
     """
     if ":" in name:
-        backbone = load_config_backbone(name, weights, seed=seed)
+        backbone = load_config_backbone(name, weights, seed=seed, text_tower=text_tower)
         channels = backbone.preprocessing.channels
         if in_channels != channels:
             raise ValueError(
@@ -258,13 +260,22 @@ def _signature(paths: list[Path]) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def load_config_backbone(name: str, weights: str | Path | None = None, *, seed: int = 0) -> Backbone:
+def load_config_backbone(
+    name: str, weights: str | Path | None = None, *, seed: int = 0, text_tower: bool = False
+) -> Backbone:
     """The ``"<family>:<model>"`` backbone of ``[backbone] name`` and ``weights``, from local files only.
 
     ``weights``: ``"default"``, ``"imagenet"`` or ``None`` (the model's own pretrained weights, from the
     library's local cache, or the folder's own for ``hf:<folder>`` and ``open_clip:local-dir:<folder>``),
     ``"random"`` (the family's initialisation under ``seed``) or a local file or folder. Loaded backbones
     are kept per process (a copy is returned) while their files are unchanged.
+
+    ``text_tower=True`` (what a method declaring ``needs_text_tower``, ``zero-shot``, builds) loads a
+    ``"hf:<CLIP folder>"`` as ``CLIPModel`` with its text tower and projected image features (the option
+    ``text_tower=True`` of [`load_backbone()`][torchcross.backbones.load.load_backbone], recorded in its
+    identity and so in the embedding cache's key); a plain ``"hf:"`` backbone stays the image model that
+    fine-tuning and the linear probe use. Other families ignore it (an OpenCLIP backbone always carries its
+    text tower).
 
     Raises:
         ValueError: an unknown family or model (close names suggested), weights that do not fit the model
@@ -280,11 +291,12 @@ def load_config_backbone(name: str, weights: str | Path | None = None, *, seed: 
     from torchcross.backbones import load_backbone
 
     arg = _weights_argument(weights)
-    key = (name, str(weights), int(seed), _signature(_local_paths(name, weights)))
+    options: dict[str, Any] = {"text_tower": True} if text_tower and name.startswith("hf:") else {}
+    key = (name, str(weights), int(seed), bool(options), _signature(_local_paths(name, weights)))
     if key not in _LOADED:
         where = f"[backbone] name = {name!r}, weights = {str(weights)!r}"
         try:
-            loaded = load_backbone(name, arg, seed=seed)
+            loaded = load_backbone(name, arg, seed=seed, **options)
         except ImportError as exc:
             raise ImportError(f"[backbone] name = {name!r}: {exc}") from exc
         except FileNotFoundError as exc:

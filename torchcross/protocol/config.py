@@ -110,6 +110,20 @@ def _backbone_name(where: str, value: Any) -> str:
     )
 
 
+FEATURE_DTYPES: tuple[str, ...] = ("float32", "bfloat16")
+"""The values of ``[backbone] feature_dtype``."""
+
+
+def _feature_dtype(where: str, value: Any) -> str | None:
+    """``"bfloat16"``, or ``None`` for ``"float32"`` (the default: saying it keeps the fingerprints)."""
+    if not isinstance(value, str) or value not in FEATURE_DTYPES:
+        raise ValueError(
+            f"{where} = {value!r} is not one of {', '.join(repr(d) for d in FEATURE_DTYPES)} (the dtype of "
+            "the frozen feature pass of linear-probe and zero-shot)"
+        )
+    return None if value == "float32" else value
+
+
 DEVICE_TYPES: tuple[str, ...] = ("cpu", "cuda", "mps")
 """The torch device types ``[run] device`` accepts (``"cuda"`` and ``"mps"`` with an index or without):
 the ones the protocol trains on. Others that ``torch.device`` parses (``"meta"`` holds no data) are
@@ -279,11 +293,19 @@ class BackboneConfig:
             ResNet: the earlier default for ResNet-50), ``"random"`` (a seeded random
             initialisation: IM-PT is then reported as ``"scratch"``), or a local ``state_dict`` file.
         hidden: filters per layer of ``conv4``.
+        feature_dtype: the dtype of the frozen feature pass of the methods on cached features
+            (``linear-probe``, ``zero-shot``): ``"float32"`` (the default; unset) or ``"bfloat16"`` (the
+            backbone and its inputs cast to bf16 for that pass, on a GPU or on the CPU; the features are
+            stored as float32). It enters the embedding cache's key, so bf16 features never replace
+            float32 ones. Fine-tuning and training always run in float32.
     """
 
     name: str = field(default="resnet18", metadata={"parse": _backbone_name})
     weights: Literal["imagenet", "imagenet-v1", "random", "default"] | Path = "imagenet"
     hidden: int = field(default=64, metadata={"min": 1, "max": _MAX_SIZE})
+    feature_dtype: Literal["float32", "bfloat16"] | None = field(
+        default=None, metadata={"parse": _feature_dtype, "omit_unset": True}
+    )
 
 
 @dataclass(frozen=True)
@@ -993,6 +1015,7 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
                 if isinstance(getattr(b, f.name), Path)
                 else getattr(b, f.name)
                 for f in dataclasses.fields(b)
+                if not (getattr(b, f.name) is None and f.metadata.get("omit_unset"))
             }
             for b in config.backbones
         ]

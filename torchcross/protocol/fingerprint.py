@@ -161,8 +161,16 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
         value = getattr(config.section(section), key)
         if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
             continue
+        if value is None and _omitted_while_unset(config.section(section), key):
+            continue  # a key added later ([backbone] feature_dtype) leaves earlier fingerprints as they were
         out.setdefault(section, {})[key] = _resolved_value(config, name, value)
     return {**out, "artefact": identity}
+
+
+def _omitted_while_unset(section: Any, key: str) -> bool:
+    """Whether the field ``key`` of ``section`` says ``metadata={"omit_unset": True}``."""
+    fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
+    return key in fields and bool(fields[key].metadata.get("omit_unset"))
 
 
 def _resolved_value(config: Any, name: str, value: Any) -> Any:

@@ -13,6 +13,8 @@ The cache key is
 * backbone: a ``"<family>:<model>"`` backbone's identity (family, model, options and the digest of
   its weight files, ``"random:seed=<seed>"`` for random weights); a built-in backbone's name and
   filters with the digest of its weights (so a seeded random initialisation is keyed by its values);
+  with ``[backbone] feature_dtype = "bfloat16"`` also ``feature_dtype``: the pass then runs the backbone
+  and its inputs in bf16 (on the CPU too; the features are stored as float32);
 * preprocessing: the backbone's own (input size, mean, std, interpolation, channels, crop), or
   ``[data] normalize`` with the input shape for the built-in backbones;
 * data: [`data_identity()`][data_identity] of the task (dataset, task,
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
+
+import torch
 
 from torchcross.data.embeddings import EmbeddedSource, data_identity, embed
 
@@ -71,6 +75,11 @@ def embedded_source(ctx: Any, source: Any) -> EmbeddedSource:
             "image_size": ctx.image_size,
         }
         hash_weights = True
+    dtype = None
+    if getattr(config.backbone, "feature_dtype", None) == "bfloat16":  # [backbone] feature_dtype
+        dtype = torch.bfloat16
+        backbone = backbone.to(dtype)  # a copy of the run's backbone, for this pass only
+        ident = {**ident, "feature_dtype": "bfloat16"}  # float32 keys stay as they were
     images = getattr(source, "source", source)  # the reader under the resizing wrapper names the task
     embeddings = embed(
         source,
@@ -81,5 +90,6 @@ def embedded_source(ctx: Any, source: Any) -> EmbeddedSource:
         data=data_identity(images),
         hash_weights=hash_weights,
         device=ctx.device,
+        dtype=dtype,
     )
     return EmbeddedSource(embeddings, source)

@@ -236,7 +236,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         FileNotFoundError: a missing data root or weights file.
         ValueError: unknown names (listing what exists), a missing split, mixed image
             sizes without ``[data] image_size``, a method's ``reads`` naming a setting that
-            does not exist, or an unusable device.
+            does not exist, an unusable device, a method declaring ``needs_text_tower``
+            (``zero-shot``) with a backbone without a text tower, or a target task of a type a
+            method's ``task_types`` leave out (``zero-shot`` on an ordinal task).
         FileExistsError: an output folder that torchcross did not create (see
             `check_out_dir()`).
         PermissionError: an unwritable output folder.
@@ -285,6 +287,9 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     }  # the configured weights, unless no method starts from them
     weights = fixed.pop() if len(fixed) == 1 and None not in fixed else backbone.weights
     build_backbone(backbone.name, in_channels, image_size, weights=weights, hidden=backbone.hidden)
+    for spec in specs:  # a method that embeds prompts needs the backbone's text tower
+        if spec.needs_text_tower:
+            _check_text_tower(spec.name, backbone, in_channels, image_size)
     trains = [spec for spec in specs if spec.trains]
     if trains and config.augmentation.enabled:
         from torchcross.protocol.augment import build_augmentation
@@ -314,12 +319,55 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             for split in sorted(target_splits):
-                open_split(config, t.dataset_id, task, split, in_channels, image_size)
+                opened = open_split(config, t.dataset_id, task, split, in_channels, image_size)
+            _check_task_type(specs, f"{t.dataset_id}/{task}", opened)
         for ds, task in t.sources:
             for split in sorted(source_splits):
                 open_split(config, ds, task, split, in_channels, image_size)
     check_out_dir(Path(config.run.out_dir), allow_existing=config.run.allow_existing_out_dir)
     return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems, methods)
+
+
+def _check_text_tower(method: str, backbone: Any, in_channels: int, image_size: int) -> None:
+    """Refuse ``[backbone]`` for ``method`` (declaring ``needs_text_tower``) if it has no text tower."""
+    from torchcross.learners.zero_shot import find_text_tower
+    from torchcross.protocol.backbone import build_backbone
+
+    fix = (
+        "set [backbone] name to a CLIP-style backbone ('open_clip:<model>', "
+        f"'open_clip:local-dir:<folder>' or 'hf:<CLIP folder>'), or leave {method!r} out of [evaluation] "
+        "methods"
+    )
+    try:
+        net, _ = build_backbone(
+            backbone.name,
+            in_channels,
+            image_size,
+            weights=backbone.weights,
+            hidden=backbone.hidden,
+            text_tower=True,
+        )
+        find_text_tower(net)
+    except ValueError as exc:
+        raise ValueError(
+            f"method {method!r} needs a backbone with a text tower, but [backbone] name = {backbone.name!r} "
+            f"has none ({exc}); {fix}"
+        ) from None
+
+
+def _check_task_type(specs: list[Any], task: str, source: Any) -> None:
+    """Refuse a target task of a type that a method (declaring ``task_types``) does not evaluate."""
+    description = getattr(source, "task_description", None)
+    if description is None:
+        return
+    kind = description.task_target.name
+    for spec in specs:
+        if spec.task_types is not None and kind not in spec.task_types:
+            raise ValueError(
+                f"method {spec.name!r} cannot evaluate target task {task!r}: it is a {kind} task, and "
+                f"{spec.name!r} evaluates {', '.join(spec.task_types)} tasks only; leave the task out "
+                f"([data] target_tasks) or leave {spec.name!r} out of [evaluation] methods"
+            )
 
 
 def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:

@@ -103,14 +103,24 @@ class MethodContext:
     def build_backbone(self, weights: Any = "config") -> tuple[nn.Module, int]:
         """The run's initial backbone on ``device`` and its feature width.
 
+        A method declaring ``needs_text_tower`` gets a ``"hf:<CLIP folder>"`` with its text tower.
+
         Args:
             weights: ``"config"`` (``[backbone] weights``), ``"random"`` (seeded with
                 ``seed``), ``"imagenet"`` or a ``state_dict`` file.
         """
         b = self.config.backbone
         w = b.weights if weights == "config" else weights
+        spec = _REGISTRY.get(self.method)  # a text tower for a method that embeds prompts (hf: CLIP)
+        text_tower = spec is not None and spec.needs_text_tower
         net, width = build_backbone(
-            b.name, self.in_channels, self.image_size, seed=self.seed, weights=w, hidden=b.hidden
+            b.name,
+            self.in_channels,
+            self.image_size,
+            seed=self.seed,
+            weights=w,
+            hidden=b.hidden,
+            text_tower=text_tower,
         )
         return net.to(self.device), width
 
@@ -139,6 +149,7 @@ class MethodContext:
             "seed": self.seed,
             "input": [self.in_channels, self.image_size],
             **({"world_size": world} if trains and world > 1 else {}),
+            **({"text_tower": True} if spec.needs_text_tower else {}),  # an hf: CLIP loads as CLIPModel
         }
 
     def checkpoint_settings(self, reads: Reads | None = None, **values: Any) -> dict[str, Any]:
@@ -280,6 +291,8 @@ class AbstractMethod(abc.ABC):
     under_random_weights: str | None
     fixed_weights: str | None
     frozen_features: bool
+    needs_text_tower: bool
+    task_types: tuple[str, ...] | None
 
     @property
     @abc.abstractmethod
@@ -331,6 +344,13 @@ class MethodSpec(AbstractMethod):
             evaluates it on the target tasks' cached features
             ([`embedded_source()`][torchcross.protocol.frozen.embedded_source], ``[run]
             embedding_cache``), computed once and shared by its episodes, seeds and runs.
+        needs_text_tower: its learner embeds text with the backbone's text tower (CLIP zero-shot):
+            ``ctx.build_backbone()`` loads a ``"hf:<CLIP folder>"`` with its text tower, and
+            [`check_protocol()`][torchcross.protocol.plan.check_protocol] refuses a backbone without
+            one before anything trains.
+        task_types: the target task types it evaluates (names of
+            [`TaskTarget`][torchcross.tasks.task.TaskTarget]); ``None``: every type. A target task of
+            another type is refused by ``check_protocol()`` before anything trains.
     """
 
     name: str
@@ -348,6 +368,8 @@ class MethodSpec(AbstractMethod):
     under_random_weights: str | None = None
     fixed_weights: str | None = None
     frozen_features: bool = False
+    needs_text_tower: bool = False
+    task_types: tuple[str, ...] | None = None
 
     @property
     def trains(self) -> bool:
@@ -515,6 +537,8 @@ _BUILTINS: tuple[MethodSpec, ...] = (
         section="zero-shot",
         config=ZeroShotConfig,
         frozen_features=True,
+        needs_text_tower=True,
+        task_types=("BINARY_CLASSIFICATION", "MULTICLASS_CLASSIFICATION", "MULTILABEL_CLASSIFICATION"),
     ),
 )
 
@@ -630,6 +654,8 @@ def register_method(
         declared = {k: getattr(base, k) for k in declared}
         declared["fixed_weights"] = base.fixed_weights
         declared["frozen_features"] = base.frozen_features
+        declared["needs_text_tower"] = base.needs_text_tower
+        declared["task_types"] = base.task_types
     if source_split is not None:
         declared["source_split"] = source_split
     if target_splits is not None:

@@ -3,7 +3,10 @@
 It trains nothing and ignores the support sets: each query image is scored against prompts of the task's
 class names (see [`ZeroShotClassifier`][ZeroShotClassifier]), on the same fixed episodes and with the
 same metrics as every other method. It needs a CLIP-style backbone, one that carries a text tower
-(``[backbone] name = "open_clip:<model>"``); any other is refused with the backbone named. Like
+(``[backbone] name = "open_clip:<model>"``, or ``"hf:<CLIP folder>"``: the method declares
+``needs_text_tower``, so the folder is loaded as ``CLIPModel`` with its text tower for it, while the
+other methods of the run get the plain image model); any other backbone, and an ordinal target task (its
+declared ``task_types``), is refused by ``torchcross run --check`` before anything trains. Like
 ``linear-probe`` it is registered with ``frozen_features``: the run hands it the target tasks' image
 features from the embedding cache (`torchcross.protocol.frozen`), computed once per image and shared
 with the linear probe of the same backbone.
@@ -72,9 +75,10 @@ def zero_shot_learner(ctx: Any, trained: Any) -> ZeroShotClassifier:
     try:
         tower = find_text_tower(backbone)
     except ValueError as exc:
+        method = getattr(ctx, "method", "zero-shot")
         raise ValueError(
-            f"method 'zero-shot' on {ctx.target.dataset_id}: {exc}; set [backbone] name = "
-            "'open_clip:<model>' or leave 'zero-shot' out of [evaluation] methods"
+            f"method {method!r} on {ctx.target.dataset_id}: {exc}; set [backbone] name = "
+            f"'open_clip:<model>' or 'hf:<CLIP folder>', or leave {method!r} out of [evaluation] methods"
         ) from None
     tower.model.to(ctx.device)  # the text side is not a submodule of the backbone: move it too
     # the run evaluates it on cached image features (frozen_features), not on images
