@@ -237,9 +237,10 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         n_shot_min, n_shot_max: the range of support examples per class (default 1 to 10).
         n_query: query examples per class (default 10).
         n_way_min, n_way_max: the range of classes per episode (default 2 to all usable classes).
-        collate_fn, filter_classes_min_samples, length, output_indices, seed, max_attempts,
-            multilabel_sampler: as for [`FewShotMetaDataset`][FewShotMetaDataset] (``"medimeta"``:
-            the rule of 0.0.6 ``SubTaskRandomFewShotMetaDataset``, with which MedIMeta 0.0.6
+        collate_fn, filter_classes_min_samples, length, output_indices, seed, max_attempts: as for
+            [`FewShotMetaDataset`][FewShotMetaDataset].
+        multilabel_sampler: as for [`FewShotMetaDataset`][FewShotMetaDataset] (``"medimeta"``: the
+            rule of 0.0.6 ``SubTaskRandomFewShotMetaDataset``, with which MedIMeta 0.0.6
             ``task_presampling.py`` presampled the authors' source episodes).
 
     Examples:
