@@ -274,6 +274,7 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "all splits of the sources",
             "< 40 examples left out",
             "1000 episodes per source task",
+            "`k` random positives and `k` random negatives, then a greedy trim",
         ),
         {
             "maml.n_shot": None,
@@ -282,6 +283,7 @@ _ROWS: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
             "data.source_split": None,
             "maml.min_class_size": 40,
             "maml.episode_pool": 1000,
+            "maml.multilabel_sampler": "medimeta",
         },
     ),
     "mm-MAML validation": (

@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from torchcross.cli.demo_data import write_demo_medimeta
+from torchcross.data.metadataset import fixed_shot
 from torchcross.datasets.medimeta import MedIMeta
 from torchcross.learners import maml as maml_module
 from torchcross.learners.maml import MAML
@@ -245,6 +246,46 @@ def test_a_run_extended_across_epochs_equals_the_uninterrupted_one(demo_root: Pa
     assert all(torch.equal(a, b) for a, b in zip(whole.backbone.parameters(), resumed.backbone.parameters()))
 
 
+# -- multi-label source episodes -------------------------------------------------------------------------
+def test_multilabel_source_episodes_are_drawn_by_the_authors_rule_unless_cover(
+    demo_root: Path, tmp_path: Path, captured: dict, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    built: list[str] = []  # the rule of every episode dataset built: training pools and validation
+
+    class Recorded(fixed_shot.SubTaskRandomFewShotMetaDataset):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            built.append(self.multilabel_sampler)
+
+    monkeypatch.setattr(fixed_shot, "SubTaskRandomFewShotMetaDataset", Recorded)
+    maml = {"min_shot": 2, "max_shot": 2, "episode_pool": 8}  # k = 2 in every episode
+    data = {"sources": ["digits_negative/digit properties"]}
+
+    def pool(out: str, **extra: Any) -> list[Task]:
+        train_method(_context(_config(demo_root, tmp_path / out, data=data, maml={**maml, **extra})))
+        return [task for meta_batch in islice(captured["units"](), 8) for task in meta_batch]
+
+    theirs = pool("medimeta")
+    assert _config(demo_root, tmp_path).maml.multilabel_sampler == "medimeta"  # the default
+    assert built == ["medimeta", "medimeta"]  # the training pool and the validation episodes
+    for task in theirs:
+        (_, ys), (_, yq) = task.support, task.query
+        assert task.description.task_target.name == "MULTILABEL_CLASSIFICATION"
+        for labels in (ys, yq):  # each sampled label: >= k = 2 positives and >= 2 negatives (n_query = 2)
+            positives = labels.sum(0)
+            assert (positives >= 2).all()
+            assert (len(labels) - positives >= 2).all()
+        # trimmed: without any one support example some label falls short of k
+        for i in range(len(ys)):
+            rest = torch.cat([ys[:i], ys[i + 1 :]])
+            assert ((rest.sum(0) < 2) | (len(rest) - rest.sum(0) < 2)).any()
+
+    built.clear()
+    ours = pool("cover", multilabel_sampler="cover")
+    assert built == ["cover", "cover"]
+    assert sorted(map(_key, theirs)) != sorted(map(_key, ours))
+
+
 # -- bad values and resumes ------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("line", "message"),
@@ -254,6 +295,10 @@ def test_a_run_extended_across_epochs_equals_the_uninterrupted_one(demo_root: Pa
         ("val_inner_steps = 0", r"\[maml\] val_inner_steps must be >= 1, got 0"),
         ("min_class_size = -3", r"\[maml\] min_class_size must be >= 0, got -3"),
         ("val_split = 'train'", r"\[maml\] val_split = 'train' is not one of all, val"),
+        (
+            "multilabel_sampler = 'greedy'",
+            r"\[maml\] multilabel_sampler = 'greedy' is not one of medimeta, cover",
+        ),
         (
             "episode_pool = 0",
             r"\[maml\] val_every = 'epoch' needs episode pools .* \[maml\] episode_pool = 0 .* set val_every",
@@ -276,10 +321,11 @@ def test_episode_pool_0_without_validation_needs_no_val_every() -> None:
 
 
 @pytest.mark.parametrize(
-    ("key", "value"), [("episode_pool", 2), ("val_inner_steps", 3), ("min_class_size", 0)]
+    ("key", "value"),
+    [("episode_pool", 2), ("val_inner_steps", 3), ("min_class_size", 0), ("multilabel_sampler", "cover")],
 )
 def test_a_resume_with_a_changed_setting_is_refused_naming_it(
-    demo_root: Path, tmp_path: Path, key: str, value: int
+    demo_root: Path, tmp_path: Path, key: str, value: int | str
 ) -> None:
     maml = {"steps": 2, "patience": 0, "val_inner_steps": 1}
     train_method(_context(_config(demo_root, tmp_path, maml=maml)))

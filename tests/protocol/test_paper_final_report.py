@@ -141,7 +141,9 @@ def _source(n_per_class: int) -> TensorTaskSource:
 )
 def test_a_source_left_out_names_the_stage(stage: str, says: str) -> None:
     lines: list[str] = []
-    maml = types.SimpleNamespace(n_shot=5, min_shot=1, max_shot=10, n_query=10, min_class_size=0)
+    maml = types.SimpleNamespace(
+        n_shot=5, min_shot=1, max_shot=10, n_query=10, min_class_size=0, multilabel_sampler="medimeta"
+    )
     ctx = types.SimpleNamespace(
         config=types.SimpleNamespace(maml=maml),
         seed=0,

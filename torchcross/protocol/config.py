@@ -382,6 +382,12 @@ class MAMLConfig:
             visited in a new seeded order every epoch (the authors' 1000 presampled episodes per task,
             ``MultiPickledMedIMetaTaskDataset(length=1000)`` under a shuffling DataLoader); 0: a fresh
             episode at every meta-update, no epochs (the earlier default).
+        multilabel_sampler: how the training and validation episodes of multi-label source tasks are
+            drawn: ``"medimeta"`` (the authors': ``k`` random positives and ``k`` random negatives per
+            label, then a greedy trim, as 0.0.6 ``torchcross/data/metadataset/few_shot.py``
+            ``SubTaskRandomFewShotMetaDataset``, with which medimeta 0.0.6 ``task_presampling.py``
+            presampled the episodes that ``cross_domain_maml.py`` loads) or ``"cover"`` (ours: a greedy
+            near-minimal cover, the earlier behaviour); see ``torchcross.sampling.medimeta_multilabel``.
         evaluation: how the trained MAML adapts to target episodes: ``"finetune"`` (a
             new head and the backbone fine-tuned as IM-PT, ``[finetune]``; the paper)
             or ``"inner-loop"`` (its own inner loop).
@@ -415,6 +421,7 @@ class MAMLConfig:
     n_query: int = field(default=10, metadata={"min": 1, "max": _MAX_COUNT})
     min_class_size: int = field(default=40, metadata={"min": 0, "max": _MAX_COUNT})
     episode_pool: int = field(default=1000, metadata={"min": 0, "max": _MAX_COUNT})
+    multilabel_sampler: Literal["medimeta", "cover"] = "medimeta"
     evaluation: Literal["finetune", "inner-loop"] = "finetune"
     val_every: int | Literal["epoch"] = field(default="epoch", metadata={"min": 1, "max": _MAX_COUNT})
     val_episodes: int = field(default=100, metadata={"min": 1, "max": _MAX_COUNT})

@@ -4,10 +4,11 @@ Training episodes come from every source task (the paper: all splits of each sou
 dataset); with ``[maml] n_shot`` unset each episode has a random number of shots in
 ``[min_shot, max_shot]`` and a random subset of 2 to all classes (the paper: 1-10 shots),
 ``n_query`` query examples per class, from the classes with at least ``min_class_size``
-examples. As the authors' ``cross_domain_maml.py`` (medimeta-experiments at 83c2aad), a pool of
-``episode_pool`` episodes is drawn per source task once (a pure function of the seed) and every
-epoch visits all pools in a new seeded order (``episode_pool = 0``: a fresh episode at every
-meta-update). Inputs are augmented as ``[augmentation]``. Every ``val_every`` meta-updates
+examples; multi-label episodes by the rule ``multilabel_sampler`` (the authors': ``k`` positives
+and negatives per label, trimmed). As the authors' ``cross_domain_maml.py`` (medimeta-experiments
+at 83c2aad), a pool of ``episode_pool`` episodes is drawn per source task once (a pure function of
+the seed) and every epoch visits all pools in a new seeded order (``episode_pool = 0``: a fresh
+episode at every meta-update). Inputs are augmented as ``[augmentation]``. Every ``val_every`` meta-updates
 (``"epoch"``: once per pass over the pools) the mean query AUROC of the learner's own adaptation,
 with ``val_inner_steps`` inner steps, on ``val_episodes`` fixed episodes per source task (of the
 ``val_split`` splits, drawn with a seed of their own) is computed; after ``patience`` validations
@@ -96,6 +97,7 @@ def _episode_datasets(
                         filter_classes_min_samples=mc.min_class_size,
                         length=length,
                         seed=seed,
+                        multilabel_sampler=mc.multilabel_sampler,
                     )
                 else:
                     out[name] = FewShotMetaDataset(
@@ -105,6 +107,7 @@ def _episode_datasets(
                         filter_classes_min_samples=mc.min_class_size,
                         length=length,
                         seed=seed,
+                        multilabel_sampler=mc.multilabel_sampler,
                     )
             except ValueError as exc:
                 what = (

@@ -239,6 +239,9 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         n_way_min, n_way_max: the range of classes per episode (default 2 to all usable classes).
         collate_fn, filter_classes_min_samples, length, output_indices, seed, max_attempts: as for
             [`FewShotMetaDataset`][FewShotMetaDataset].
+        multilabel_sampler: as for [`FewShotMetaDataset`][FewShotMetaDataset] (``"medimeta"``: the
+            rule of 0.0.6 ``SubTaskRandomFewShotMetaDataset``, with which MedIMeta 0.0.6
+            ``task_presampling.py`` presampled the authors' source episodes).
 
     Examples:
         >>> import torch
@@ -275,8 +278,15 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         output_indices: bool = False,
         seed: int | None = None,
         max_attempts: int = 10,
+        multilabel_sampler: str = "cover",
     ) -> None:
         EpisodeMetaDataset.__init__(self, task_source, collate_fn, length, output_indices, seed)
+        if not isinstance(multilabel_sampler, str) or multilabel_sampler not in MULTILABEL_SAMPLERS:
+            raise ValueError(
+                f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, "
+                f"got {multilabel_sampler!r}"
+            )
+        self.multilabel_sampler = multilabel_sampler
         names = self.parameter_names
         self.n_way = None  # random ways: n_way_min to n_way_max
         self.n_shot_min = check_int(n_shot_min, names["n_shot_min"], 1)
