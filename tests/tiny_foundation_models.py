@@ -8,19 +8,35 @@ these models): a module with a name of its own, importable from every test folde
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-TINY_VIT = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+import pytest
+
+from torchcross.cli import foundation_demo
+
+# the same tiny models as the docs example's (torchcross.cli.foundation_demo): its settings and builders
+TINY_VIT: dict[str, Any] = foundation_demo._TINY_VIT
 """``timm.create_model`` options of a ViT of 32 x 32 inputs and width 32."""
 
 CLIP_NAME = "torchcross-tiny-clip"
-# the real BPE tokenizer's vocabulary (49408), so that OpenCLIP's tokenizer fits; 8 wide keeps it small
-CLIP_CONFIG: dict[str, Any] = {
-    "embed_dim": 16,
-    "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 8, "heads": 2, "layers": 1},
-}
+CLIP_CONFIG: dict[str, Any] = foundation_demo._TINY_CLIP
+"""The tiny OpenCLIP model's config (the real BPE vocabulary, so that OpenCLIP's tokenizer fits)."""
+
+
+@contextmanager
+def hub_offline() -> Iterator[None]:
+    """Nothing may reach a hub: the environment variables, and huggingface_hub's flag in case it was
+    imported before they were set (it reads them once)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("HF_HUB_OFFLINE", "1")
+        patch.setenv("TRANSFORMERS_OFFLINE", "1")
+        import huggingface_hub.constants
+
+        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+        yield
 
 
 def save_hf_models(root: Path, names: tuple[str, ...] = ("vit", "dinov2", "resnet")) -> dict[str, Path]:
@@ -87,34 +103,9 @@ def register_clip(folder: Path) -> str:
 
 def save_timm_folder(folder: Path, seed: int = 0) -> Path:
     """A tiny timm ViT (``vit_tiny_patch16_224`` with `TINY_VIT`) saved as timm saves to the hub."""
-    import timm
-    import torch
-    from safetensors.torch import save_file
-    from timm.models import save_for_hf
-
-    torch.manual_seed(seed)
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **TINY_VIT)
-    save_for_hf(model, folder, model_args=TINY_VIT)
-    cfg = json.loads((folder / "config.json").read_text())
-    cfg["pretrained_cfg"].update(input_size=[3, 32, 32], crop_pct=1.0)
-    (folder / "config.json").write_text(json.dumps(cfg))
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
-    return folder
+    return foundation_demo._save_tiny_timm(folder, seed)
 
 
 def save_open_clip_folder(folder: Path, seed: int = 0) -> Path:
     """The tiny OpenCLIP model in the ``local-dir:`` layout (``open_clip_config.json`` and weights)."""
-    import open_clip
-    import torch
-    from safetensors.torch import save_file
-
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**CLIP_CONFIG)
-    folder.mkdir(parents=True, exist_ok=True)
-    preprocess = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}
-    config = {"model_cfg": CLIP_CONFIG, "preprocess_cfg": preprocess}
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    save_file(
-        {k: v.contiguous() for k, v in model.state_dict().items()}, folder / "open_clip_model.safetensors"
-    )
-    return folder
+    return foundation_demo._save_tiny_open_clip(folder, seed)

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from tiny_foundation_models import CLIP_CONFIG, CLIP_NAME, register_clip, save_hf_models
+from tiny_foundation_models import CLIP_CONFIG, CLIP_NAME, hub_offline, register_clip, save_hf_models
 
 __all__ = ["CLIP_CONFIG", "CLIP_NAME"]
 
@@ -17,9 +17,7 @@ __all__ = ["CLIP_CONFIG", "CLIP_NAME"]
 @pytest.fixture(scope="session", autouse=True)
 def _offline() -> Iterator[None]:
     """Nothing in these tests may reach the Hugging Face hub."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    with hub_offline():
         yield
 
 

@@ -28,6 +28,7 @@ import lightning.pytorch as pl
 import medimeta
 import pytest
 import torch
+from tiny_foundation_models import hub_offline
 from torch import nn
 
 import torchcross as tx
@@ -130,13 +131,8 @@ def _presample(data_path: str, out: Path, dataset_id: str, task: str, n_support:
 
 @pytest.fixture(scope="module")
 def offline() -> Iterator[None]:
-    """No hub: the environment variables, and huggingface_hub's flag if it was imported before them."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("HF_HUB_OFFLINE", "1")
-        patch.setenv("TRANSFORMERS_OFFLINE", "1")
-        import huggingface_hub.constants
-
-        patch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    """No hub (`tiny_foundation_models.hub_offline`)."""
+    with hub_offline():
         yield
 
 

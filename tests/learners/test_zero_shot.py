@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from tiny_foundation_models import register_clip, save_open_clip_folder
+from tiny_foundation_models import hub_offline, register_clip, save_open_clip_folder
 from torch import nn
 from zero_shot_helpers import save_tiny_hf_clip
 
@@ -45,9 +45,7 @@ WIDTH = {"multiclass": 3, "binary": 1, "multilabel": 3}
 
 @pytest.fixture(scope="module", autouse=True)
 def _offline() -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    with hub_offline():
         yield
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from tiny_foundation_models import save_hf_models
+from tiny_foundation_models import hub_offline, save_hf_models
 from zero_shot_helpers import save_tiny_hf_clip
 
 from torchcross.cli.app import main
@@ -33,9 +33,7 @@ TARGET = "digits_scan_a/even digit"
 @pytest.fixture(scope="module", autouse=True)
 def _offline() -> Iterator[None]:
     """Nothing here may reach the Hugging Face hub."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    with hub_offline():
         yield
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 import torch
-from tiny_foundation_models import save_hf_models, save_open_clip_folder, save_timm_folder
+from tiny_foundation_models import hub_offline, save_hf_models, save_open_clip_folder, save_timm_folder
 
 from torchcross.cli.app import main
 from torchcross.cli.demo_data import write_demo_medimeta
@@ -26,9 +26,7 @@ TARGET = "digits_scan_a/even digit"
 @pytest.fixture(scope="module", autouse=True)
 def _offline() -> Iterator[None]:
     """Nothing here may reach the Hugging Face hub."""
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HF_HUB_OFFLINE", "1")
-        mp.setenv("TRANSFORMERS_OFFLINE", "1")
+    with hub_offline():
         yield
 
 

@@ -63,22 +63,11 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, dict[str, s
         ``{"timm": ..., "hf": ..., "open_clip": ...}``: the ``[backbone]`` keys (``name``, ``weights``)
         of each.
     """
-    import open_clip
-    import timm
     import torch
     import transformers as tf
-    from safetensors.torch import save_file
-    from timm.models import save_for_hf
 
     root = Path(folder)
-    torch.manual_seed(seed)
-    timm_dir = root / "timm-vit-tiny"
-    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **_TINY_VIT)
-    save_for_hf(model, str(timm_dir), model_args=_TINY_VIT)
-    cfg = json.loads((timm_dir / "config.json").read_text(encoding="utf-8"))
-    cfg["pretrained_cfg"].update(input_size=[3, 32, 32], crop_pct=1.0)
-    (timm_dir / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
-    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, timm_dir / "model.safetensors")
+    timm_dir = _save_tiny_timm(root / "timm-vit-tiny", seed)
 
     torch.manual_seed(seed)
     hf_dir = root / "vit-tiny"
@@ -99,22 +88,48 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, dict[str, s
     finally:
         tf.utils.logging.enable_progress_bar()
 
-    torch.manual_seed(seed)
-    clip_dir = root / "clip-tiny"
-    clip_dir.mkdir(parents=True, exist_ok=True)
-    clip = open_clip.CLIP(**_TINY_CLIP)
-    preprocess = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}
-    (clip_dir / "open_clip_config.json").write_text(
-        json.dumps({"model_cfg": _TINY_CLIP, "preprocess_cfg": preprocess}), encoding="utf-8"
-    )
-    save_file(
-        {k: v.contiguous() for k, v in clip.state_dict().items()}, clip_dir / "open_clip_model.safetensors"
-    )
+    clip_dir = _save_tiny_open_clip(root / "clip-tiny", seed)
     return {
         "timm": {"name": "timm:vit_tiny_patch16_224", "weights": str(timm_dir)},
         "hf": {"name": f"hf:{hf_dir}"},
         "open_clip": {"name": f"open_clip:local-dir:{clip_dir}"},
     }
+
+
+def _save_tiny_timm(folder: Path, seed: int) -> Path:
+    """The tiny timm ViT (``vit_tiny_patch16_224`` with `_TINY_VIT`), saved as timm saves to the hub."""
+    import timm
+    import torch
+    from safetensors.torch import save_file
+    from timm.models import save_for_hf
+
+    torch.manual_seed(seed)
+    model = timm.create_model("vit_tiny_patch16_224", pretrained=False, num_classes=0, **_TINY_VIT)
+    save_for_hf(model, str(folder), model_args=_TINY_VIT)
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    cfg["pretrained_cfg"].update(input_size=[3, 32, 32], crop_pct=1.0)
+    (folder / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, folder / "model.safetensors")
+    return folder
+
+
+def _save_tiny_open_clip(folder: Path, seed: int) -> Path:
+    """The tiny OpenCLIP model (`_TINY_CLIP`) in the ``local-dir:`` layout: its config and weights."""
+    import open_clip
+    import torch
+    from safetensors.torch import save_file
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    clip = open_clip.CLIP(**_TINY_CLIP)
+    preprocess = {"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "interpolation": "bilinear"}
+    (folder / "open_clip_config.json").write_text(
+        json.dumps({"model_cfg": _TINY_CLIP, "preprocess_cfg": preprocess}), encoding="utf-8"
+    )
+    save_file(
+        {k: v.contiguous() for k, v in clip.state_dict().items()}, folder / "open_clip_model.safetensors"
+    )
+    return folder
 
 
 def _config(
