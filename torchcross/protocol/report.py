@@ -403,7 +403,7 @@ def plot_labels(
     """
     ev = plan.config.evaluation
     shots = n_shot if n_shot is not None else ev.n_shot
-    n_seeds = max((int(r["n_seeds"]) for r in rows), default=1) if "n_seeds" in rows.columns else 1
+    n_seeds = _seed_count(rows)
     title = f"AUROC per target task: mean and {ev.confidence:.0%} CI"
     if n_shot is not None:
         title += f" at {n_shot} shots (shots.png: every shot count)"
@@ -418,6 +418,13 @@ def plot_labels(
     return title, labels
 
 
+def _seed_count(rows: ResultsTable) -> int:
+    """The most training seeds a row of ``rows`` averages (1 without an ``n_seeds`` column or value)."""
+    if "n_seeds" not in rows.columns:
+        return 1
+    return max((int(r["n_seeds"] or 1) for r in rows), default=1)
+
+
 def shot_curve_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict[str, str]]:
     """The title and the legend labels (by method) of ``shots.png``, the shot curve of ``rows`` (one per
     method, target task and shot count, [`shown_rows()`][shown_rows]).
@@ -426,7 +433,7 @@ def shot_curve_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict
     says what its method's interval is, as [`plot_labels()`][plot_labels] does.
     """
     ev = plan.config.evaluation
-    n_seeds = max((int(r["n_seeds"] or 1) for r in rows), default=1) if "n_seeds" in rows.columns else 1
+    n_seeds = _seed_count(rows)
     title = f"AUROC against shots per target task: mean (line) and {ev.confidence:.0%} CI (band)"
     if n_seeds > 1:
         title += f"\n(scores averaged over {n_seeds} training seeds)"
