@@ -9,7 +9,8 @@ dataset ids (the dataset's primary task, or every task of it) or task ids ``"dat
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,10 +28,41 @@ __all__ = [
     "PreprocessedTaskSource",
     "ResizedTaskSource",
     "TargetPlan",
+    "draw_episodes",
     "load_catalogue",
     "open_task",
     "plan_targets",
 ]
+
+
+def draw_episodes(
+    config: Any, source: Any, n_episodes: int, seed: int, log: Callable[[str], None], what: str
+) -> Any:
+    """``n_episodes`` episodes of ``source`` shaped as the protocol's test episodes, drawn from ``seed``.
+
+    The shape is ``config``'s: ``[evaluation] n_shot``, ``n_query`` and ``multilabel_sampler``, and
+    ``[data] min_class_size``; the sampler's warnings (classes left out, ...) become ``log`` lines that
+    start with ``what``. The test episodes of a run and the episodes that choose its fine-tuning
+    settings (`torchcross.protocol.selection`) are drawn here, so they cannot differ in shape.
+    """
+    from torchcross.data.metadataset import sample_episode_set
+
+    ev = config.evaluation
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        episodes = sample_episode_set(
+            source,
+            n_episodes,
+            ev.n_shot,
+            ev.n_query,
+            seed=seed,
+            filter_classes_min_samples=config.data.min_class_size,
+            multilabel_sampler=ev.multilabel_sampler,
+        )
+    for w in caught:
+        log(f"{what}: {w.message}")
+    return episodes
+
 
 NORMALIZATIONS: dict[str, tuple[Any, Any]] = {
     "none": (None, None),

@@ -50,7 +50,7 @@ from torchcross.evaluation.episodic import EvaluationResult, evaluate
 from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.results import ResultsTable
 from torchcross.protocol.config import ProtocolConfig
-from torchcross.protocol.data import TargetPlan
+from torchcross.protocol.data import TargetPlan, draw_episodes
 from torchcross.protocol.fingerprint import EPISODE_READS, fingerprint
 from torchcross.protocol.methods import (
     evaluation_learner,
@@ -132,25 +132,13 @@ def _episode_set(
     ``[evaluation] shots`` (``None``: ``[evaluation] n_shot``), drawn and fingerprinted as a run with
     ``n_shot`` alone (``ProtocolConfig.at_shot()``).
     """
-    from torchcross.data.metadataset import EpisodeSet, sample_episode_set
+    from torchcross.data.metadataset import EpisodeSet
 
     path = _episode_path(plan, ds, task, n_shot)
     config = plan.config.at_shot(n_shot) if n_shot is not None else plan.config
     ev, run = config.evaluation, config.run
     stamp = fingerprint(config, EPISODE_READS, target=f"{ds}/{task}")
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        episodes = sample_episode_set(
-            source,
-            ev.n_episodes,
-            ev.n_shot,
-            ev.n_query,
-            seed=run.seed,
-            filter_classes_min_samples=plan.config.data.min_class_size,
-            multilabel_sampler=ev.multilabel_sampler,
-        )
-    for w in caught:
-        log(f"target {ds}/{task}: {w.message}")
+    episodes = draw_episodes(config, source, ev.n_episodes, run.seed, log, f"target {ds}/{task}")
     episodes = dataclasses.replace(episodes, sampling={**episodes.sampling, "fingerprint": stamp})
     if path.is_file() and run.resume:
         try:

@@ -43,7 +43,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import warnings
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -52,6 +51,7 @@ import numpy as np
 
 from torchcross.evaluation.episodic import evaluate
 from torchcross.protocol.config import ProtocolConfig
+from torchcross.protocol.data import draw_episodes
 
 __all__ = [
     "SELECTION_COLUMNS",
@@ -220,23 +220,7 @@ def _rows(source: Any) -> np.ndarray:
 
 def _draw(config: ProtocolConfig, source: Any, n: int, seed: int, name: str, log: Log) -> Any:
     """``n`` episodes of ``source`` shaped as the test episodes (warnings as log lines)."""
-    from torchcross.data.metadataset import sample_episode_set
-
-    ev = config.evaluation
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        episodes = sample_episode_set(
-            source,
-            n,
-            ev.n_shot,
-            ev.n_query,
-            seed=seed,
-            filter_classes_min_samples=config.data.min_class_size,
-            multilabel_sampler=ev.multilabel_sampler,
-        )
-    for w in caught:
-        log(f"selection episodes of {name}: {w.message}")
-    return episodes
+    return draw_episodes(config, source, n, seed, log, f"selection episodes of {name}")
 
 
 def draw_selection_episodes(
