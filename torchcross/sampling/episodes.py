@@ -61,6 +61,7 @@ __all__ = [
     "LabelIndex",
     "MULTILABEL_SAMPLERS",
     "MultilabelPlan",
+    "check_multilabel_sampler",
     "episode_labels",
     "index_labels",
     "get_episode_kind",
@@ -136,13 +137,25 @@ MULTILABEL_SAMPLERS: Mapping[str, Callable[..., tuple[np.ndarray, np.ndarray]]] 
 ``"medimeta"`` the MedIMeta authors' draw-and-trim (`torchcross.sampling.medimeta_multilabel`)."""
 
 
-def _multilabel_sampler(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
-    try:
-        return MULTILABEL_SAMPLERS[name]
-    except (KeyError, TypeError):
+def check_multilabel_sampler(name: object) -> str:
+    """``name`` if it is a key of `MULTILABEL_SAMPLERS`.
+
+    Raises:
+        ValueError: naming the value and the accepted ones.
+
+    Examples:
+        >>> check_multilabel_sampler("medimeta")
+        'medimeta'
+    """
+    if not isinstance(name, str) or name not in MULTILABEL_SAMPLERS:
         raise ValueError(
             f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, got {name!r}"
-        ) from None
+        )
+    return name
+
+
+def _multilabel_sampler(name: str) -> Callable[..., tuple[np.ndarray, np.ndarray]]:
+    return MULTILABEL_SAMPLERS[check_multilabel_sampler(name)]
 
 
 @renamed_keywords(n_support="n_shot")

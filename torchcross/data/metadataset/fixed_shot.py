@@ -21,7 +21,12 @@ from torchcross.sampling.defaults import (
     DEFAULT_QUERY_PER_CLASS,
     DEFAULT_SHOTS,
 )
-from torchcross.sampling.episodes import MULTILABEL_SAMPLERS, EpisodeIndices, EpisodePlan, get_episode_kind
+from torchcross.sampling.episodes import (
+    EpisodeIndices,
+    EpisodePlan,
+    check_multilabel_sampler,
+    get_episode_kind,
+)
 from torchcross.tasks.task import TaskTarget
 
 __all__ = ["FewShotMetaDataset", "SubTaskRandomFewShotMetaDataset"]
@@ -126,12 +131,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
         multilabel_sampler: str = "cover",
     ) -> None:
         super().__init__(task_source, collate_fn, length, output_indices, seed)
-        if not isinstance(multilabel_sampler, str) or multilabel_sampler not in MULTILABEL_SAMPLERS:
-            raise ValueError(
-                f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, "
-                f"got {multilabel_sampler!r}"
-            )
-        self.multilabel_sampler = multilabel_sampler
+        self.multilabel_sampler = check_multilabel_sampler(multilabel_sampler)
         self.n_way = self._check_n_way(n_way)
         if not isinstance(permute_labels, bool):
             raise TypeError(
@@ -281,12 +281,7 @@ class SubTaskRandomFewShotMetaDataset(FewShotMetaDataset):
         multilabel_sampler: str = "cover",
     ) -> None:
         EpisodeMetaDataset.__init__(self, task_source, collate_fn, length, output_indices, seed)
-        if not isinstance(multilabel_sampler, str) or multilabel_sampler not in MULTILABEL_SAMPLERS:
-            raise ValueError(
-                f"multilabel_sampler must be one of {', '.join(map(repr, MULTILABEL_SAMPLERS))}, "
-                f"got {multilabel_sampler!r}"
-            )
-        self.multilabel_sampler = multilabel_sampler
+        self.multilabel_sampler = check_multilabel_sampler(multilabel_sampler)
         names = self.parameter_names
         self.n_way = None  # random ways: n_way_min to n_way_max
         self.n_shot_min = check_int(n_shot_min, names["n_shot_min"], 1)
