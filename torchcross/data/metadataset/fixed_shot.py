@@ -79,7 +79,7 @@ class FewShotMetaDataset(EpisodeMetaDataset):
             classes in a random order per episode (``True``, the default) or in the task's
             class order (``False``). No effect without ``n_way`` and on ordinal tasks.
         multilabel_sampler: multi-label only: the rule of
-            [`MULTILABEL_SAMPLERS`][MULTILABEL_SAMPLERS], ``"cover"`` (the
+            [`MULTILABEL_SAMPLERS`][torchcross.sampling.episodes.MULTILABEL_SAMPLERS], ``"cover"`` (the
             greedy near-minimal cover, the default) or ``"medimeta"`` (the MedIMeta authors' ``k``
             positives and negatives per label, trimmed; see `torchcross.sampling.medimeta_multilabel`).
 
