@@ -240,15 +240,12 @@ def publish_docs(
     import torch
 
     from torchcross import __version__
+    from torchcross.cli.docs_blocks import read_marked_page, replace_block
 
     start, end = _MARKERS[quick]
     docs = Path(docs_dir)
     page = docs / "demo.md"
-    if not page.is_file():
-        raise FileNotFoundError(f"{page} does not exist")
-    text = page.read_text(encoding="utf-8")
-    if start not in text or end not in text:
-        raise ValueError(f"{page} must contain the markers {start} and {end}")
+    text = read_marked_page(page, start, end)
     if quick:
         lines = [start, "", f"Output of `{command}`:", "", output_table(result), "", end]
     else:
@@ -281,10 +278,7 @@ def publish_docs(
             "",
             end,
         ]
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    page.write_text(head + "\n".join(lines) + tail, encoding="utf-8")
-    return page
+    return replace_block(page, text, start, end, lines)
 
 
 def _threads_arg(text: str) -> int | str:

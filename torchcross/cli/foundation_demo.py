@@ -230,16 +230,13 @@ def publish_docs(summary: Any, docs_dir: str | Path, seconds: float, command: st
     import torch
 
     from torchcross import __version__
+    from torchcross.cli.docs_blocks import read_marked_page, replace_block
     from torchcross.evaluation.plotting import plot_shot_curve
 
     start, end = _MARKERS
     docs = Path(docs_dir)
     page = docs / "foundation.md"
-    if not page.is_file():
-        raise FileNotFoundError(f"{page} does not exist")
-    text = page.read_text(encoding="utf-8")
-    if start not in text or end not in text:
-        raise ValueError(f"{page} must contain the markers {start} and {end}")
+    text = read_marked_page(page, start, end)
     image = docs / _IMAGE
     image.parent.mkdir(parents=True, exist_ok=True)
     import matplotlib.pyplot as plt
@@ -266,10 +263,7 @@ def publish_docs(summary: Any, docs_dir: str | Path, seconds: float, command: st
         "",
         end,
     ]
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    page.write_text(head + "\n".join(lines) + tail, encoding="utf-8")
-    return page
+    return replace_block(page, text, start, end, lines)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
