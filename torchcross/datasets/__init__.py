@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from torchcross.datasets.generic import ImageArrayTaskSource as ImageArrayTaskSource
     from torchcross.datasets.generic import ImageFolderTaskSource as ImageFolderTaskSource
     from torchcross.datasets.generic import read_image_folder as read_image_folder
+    from torchcross.datasets.image_files import ImageFilesTaskSource as ImageFilesTaskSource
+    from torchcross.datasets.image_files import hash_splits as hash_splits
     from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError as MedIMetaFileError
     from torchcross.datasets.medimeta.catalogue import leave_one_out_tasks as leave_one_out_tasks
     from torchcross.datasets.medimeta.catalogue import list_datasets as list_datasets
@@ -57,6 +59,8 @@ _EXPORTS: dict[str, str] = {
     "ValidationReport": "medimeta.validate",
     "validate_all": "medimeta.validate",
     "normalize_batch": "_images",
+    "ImageFilesTaskSource": "image_files",
+    "hash_splits": "image_files",
     "images_to_tensor": "_images",
     "MedMNIST": "medmnist",
     "MEDMNIST_INFO": "medmnist",
