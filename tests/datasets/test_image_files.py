@@ -28,12 +28,14 @@ def test_batches_equal_single_images_and_threads_do_not_change_them(tmp_path):
     paths = _write(tmp_path)
     src = ImageFilesTaskSource(paths, [i % 3 for i in range(12)], DESC, output="uint8")
     x, y = src.get_batch(range(12))  # >= 8: decoded in threads
-    assert x.shape == (12, 3, 4, 6) and y.tolist() == [i % 3 for i in range(12)]
+    assert x.shape == (12, 3, 4, 6)
+    assert y.tolist() == [i % 3 for i in range(12)]
     for i in range(12):
         ref = np.array(Image.open(paths[i]).convert("RGB"))
         assert torch.equal(x[i].permute(1, 2, 0), torch.from_numpy(ref))
     grey = ImageFilesTaskSource(paths, [0] * 12, DESC, channels=1, image_size=8)
-    assert grey[3][0].shape == (1, 8, 8) and float(grey[3][0].max()) <= 1.0
+    assert grey[3][0].shape == (1, 8, 8)
+    assert float(grey[3][0].max()) <= 1.0
 
 
 def test_errors_name_the_file(tmp_path, monkeypatch):
@@ -41,18 +43,18 @@ def test_errors_name_the_file(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="2 image paths but 3 labels"):
         ImageFilesTaskSource(paths, [0, 1, 2], DESC)
     missing = ImageFilesTaskSource([*paths, str(tmp_path / "gone.png")], [0, 1, 2], DESC)
-    with pytest.raises(FileNotFoundError, match="gone.png"):
+    with pytest.raises(FileNotFoundError, match=r"gone\.png"):
         missing.get_batch([2])
     (tmp_path / "bad.png").write_bytes(b"not an image")
-    with pytest.raises(ValueError, match="cannot decode image file .*bad.png"):
+    with pytest.raises(ValueError, match=r"cannot decode image file .*bad\.png"):
         ImageFilesTaskSource([str(tmp_path / "bad.png")], [0], DESC).get_batch([0])
     Image.new("RGB", (9, 9)).save(tmp_path / "big.png")
     Image.new("RGB", (5, 5)).save(tmp_path / "other.png")
     mixed = ImageFilesTaskSource([str(tmp_path / "big.png"), str(tmp_path / "other.png")], [0, 1], DESC)
-    with pytest.raises(ValueError, match="different sizes .*image_size"):
+    with pytest.raises(ValueError, match=r"different sizes .*image_size"):
         mixed.get_batch([0, 1])
     monkeypatch.setattr(image_files, "MAX_IMAGE_PIXELS", 80)
-    with pytest.raises(ValueError, match="big.png.*decompression bomb"):
+    with pytest.raises(ValueError, match=r"big\.png.*decompression bomb"):
         mixed.get_batch([0])
 
 
