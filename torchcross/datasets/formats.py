@@ -7,7 +7,9 @@ records, Hugging Face datasets, ...). It has two functions:
   datasets found under ``root`` (with their tasks, domain and overlaps), and ``{folder or file:
   message}`` for what could not be read. Each entry's ``info`` holds ``"input_size"``: ``(channels,
   height, width)`` when every image has that size, else ``None``, and ``"splits"``: the names of the
-  splits the dataset has (a subset of ``"train"``, ``"val"``, ``"test"``).
+  splits the dataset has (a subset of ``"train"``, ``"val"``, ``"test"``), and may hold ``"upstream"``:
+  a tuple of lower-case names of the public datasets its images come from (e.g. ``("chestx-ray14",)``),
+  by which datasets of different collections that share images are found to overlap.
 - ``open(root, dataset_id, task_name, split, *, channels, mean, std, image_size) -> task source``: one
   task as a batch-readable task source (``get_batch(indices) -> (images (N, C, H, W) float32, labels)``;
   images scaled to ``[0, 1]``, then normalised with ``mean`` and ``std`` when given); ``split`` is
@@ -52,6 +54,8 @@ class DataFormat:
         open: ``(root, dataset_id, task_name, split, *, channels, mean, std, image_size) -> source``.
         description: one line for the docs and error messages.
         options: the keyword options ``scan`` and ``open`` accept (checked by the protocol's config).
+        synthetic: ``(root, *, seed=0, **sizes) -> root to scan``: writes a small dataset of this format in
+            its native layout (for examples, tests and benchmarks), or ``None``.
     """
 
     name: str
@@ -59,6 +63,7 @@ class DataFormat:
     open: OpenFn
     description: str = ""
     options: tuple[str, ...] = ()
+    synthetic: Callable[..., Any] | None = None
 
 
 FORMATS: dict[str, DataFormat] = {}
@@ -127,11 +132,23 @@ def _open_medimeta(
     )
 
 
+def _synthetic_medimeta(
+    root: str | os.PathLike[str], *, seed: int = 0, num_images: int = 200, image_size: int = 32
+) -> str:
+    from torchcross.datasets.medimeta import write_synthetic_medimeta
+
+    write_synthetic_medimeta(
+        os.fspath(root), "synthetic", num_images=num_images, image_size=image_size, seed=seed
+    )
+    return os.fspath(root)
+
+
 register_format(
     DataFormat(
         "medimeta",
         _scan_medimeta,
         _open_medimeta,
         "MedIMeta-format dataset folders (info.yaml, images.hdf5, task_labels/, splits/)",
+        synthetic=_synthetic_medimeta,
     )
 )
