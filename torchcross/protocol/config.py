@@ -297,7 +297,8 @@ class BackboneConfig:
             (``linear-probe``, ``zero-shot``): ``"float32"`` (the default; unset) or ``"bfloat16"`` (the
             backbone and its inputs cast to bf16 for that pass, on a GPU or on the CPU; the features are
             stored as float32). It enters the embedding cache's key, so bf16 features never replace
-            float32 ones. Fine-tuning and training always run in float32.
+            float32 ones. ``[run] precision = "bf16"`` runs this pass in bf16 too (the same pass,
+            the same cache key) and autocasts training and fine-tuning.
     """
 
     name: str = field(default="resnet18", metadata={"parse": _backbone_name})
@@ -602,6 +603,18 @@ class RunConfig:
             ``<out_dir>/embeddings``. Point several runs at one folder to share the features: a file
             is keyed by the backbone (weights digest), the preprocessing and the data, and a file of
             another key is never used.
+        precision: ``"fp32"`` (the default, the reference) or ``"bf16"``: every method's training
+            and fine-tuning forward passes autocast to bfloat16 (mm-PT, supervised, mm-MAML
+            meta-training and inner loops, fine-tuning, and the frozen feature pass of
+            ``linear-probe`` as with ``[backbone] feature_dtype = "bfloat16"``); losses, gradients and
+            optimiser states stay float32
+            ([`mixed_precision()`][torchcross.learners.precision.mixed_precision]). A device without
+            bf16 support is refused by ``--check``. Part of every checkpoint's and evaluation's
+            fingerprint.
+        channels_last: keep the models in channels-last memory format
+            ([`to_channels_last()`][torchcross.learners.precision.to_channels_last]): faster
+            convolutions on many GPUs, the same results within float rounding. Part of every
+            checkpoint's and evaluation's fingerprint.
     """
 
     out_dir: Path
@@ -619,6 +632,8 @@ class RunConfig:
     plugins: tuple[str, ...] | None = None
     allow_existing_out_dir: bool = False
     embedding_cache: Path | None = None
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"omit_default": True})
+    channels_last: bool = field(default=False, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from torchcross.protocol.training import config_fingerprint
 
 __all__ = [
+    "COMPUTE_READS",
     "EPISODE_READS",
     "EVALUATION_READS",
     "RESULT_READS",
@@ -124,8 +125,17 @@ With ``[evaluation] shots`` each shot count's episodes are fingerprinted with
 ``ProtocolConfig.at_shot()``: ``n_shot`` is that count, so an episode set is a function of the seed and
 its shot count alone."""
 
-EVALUATION_READS = Reads(("evaluation.confidence",))
-"""What an evaluation reads beside its method's settings (and its episodes, if it has them)."""
+COMPUTE_READS = Reads(("run.precision", "run.channels_last"))
+"""How the run computes where that changes results: ``[run] precision`` and ``channels_last``.
+
+Part of every training checkpoint's fingerprint (read beside the method's own training reads, whatever
+it declares) and of every evaluation's ([`EVALUATION_READS`][EVALUATION_READS]). Their defaults are left
+out of what is hashed, so a run at ``"fp32"`` and the default layout keeps the fingerprints of earlier
+releases; the rest of ``[run]`` (``device``, threads, workers, ...) is never read."""
+
+EVALUATION_READS = Reads(("evaluation.confidence", *COMPUTE_READS.keys))
+"""What an evaluation reads beside its method's settings (and its episodes, if it has them): ``[evaluation]
+confidence`` and [`COMPUTE_READS`][COMPUTE_READS]."""
 
 TRAINING_READS = Reads(("backbone", "data.normalize", "data.source_split", "augmentation"))
 """What source training reads unless it declares its own: the backbone, the inputs, augmentation."""
@@ -134,6 +144,7 @@ RESULT_READS = Reads(
     ("*",),
     without=(
         "run",  # where and how a run works: out_dir, resume, device, threads, workers, plot, logger, ...
+        # (precision and channels_last change results: COMPUTE_READS, read by every training and evaluation)
         "data.root",  # where the data is (episode files check the labels they were drawn from)
         "data.targets",  # the target and its sources name every artefact instead
         "data.target_tasks",  # so do its tasks (an evaluation's fingerprint lists them)
@@ -161,16 +172,21 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
         value = getattr(config.section(section), key)
         if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
             continue
-        if value is None and _omitted_while_unset(config.section(section), key):
+        if _omitted(config.section(section), key, value):
             continue  # a key added later ([backbone] feature_dtype) leaves earlier fingerprints as they were
         out.setdefault(section, {})[key] = _resolved_value(config, name, value)
     return {**out, "artefact": identity}
 
 
-def _omitted_while_unset(section: Any, key: str) -> bool:
-    """Whether the field ``key`` of ``section`` says ``metadata={"omit_unset": True}``."""
+def _omitted(section: Any, key: str, value: Any) -> bool:
+    """Whether ``value`` of the field ``key`` of ``section`` is left out of the fingerprint: ``None`` where
+    the field says ``metadata={"omit_unset": True}``, its default where it says ``{"omit_default": True}``."""
     fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
-    return key in fields and bool(fields[key].metadata.get("omit_unset"))
+    if key not in fields:
+        return False
+    meta = fields[key].metadata
+    unset = value is None and meta.get("omit_unset")
+    return bool(unset or (meta.get("omit_default") and value == fields[key].default))
 
 
 def _resolved_value(config: Any, name: str, value: Any) -> Any:

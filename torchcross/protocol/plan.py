@@ -225,6 +225,16 @@ def _check_device(name: str) -> torch.device:
     return device
 
 
+def _check_precision(precision: str, device: torch.device) -> None:
+    """Refuse ``[run] precision = "bf16"`` on a device without bfloat16 support (naming it and the fix)."""
+    from torchcross.learners.precision import check_precision
+
+    try:
+        check_precision(precision, device)
+    except ValueError as exc:
+        raise ValueError(f"[run] {exc}") from None
+
+
 def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """Validate a config against the data and the machine before anything is trained.
 
@@ -311,6 +321,7 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 'or set [run] logger = "csv"'
             ) from exc
     device = _check_device(config.run.device)
+    _check_precision(config.run.precision, device)
     # the splits the methods declare they read
     source_splits = {config.data.source_split or s.source_split for s in specs if s.source_split is not None}
     target_splits = {config.data.target_split}.union(*(s.target_splits for s in specs))
