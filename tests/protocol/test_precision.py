@@ -151,7 +151,7 @@ def test_bf16_on_a_gpu_without_bf16_is_refused_by_check(
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla V100")
     config = _config(demo_root, tmp_path / "out", precision="bf16", device="cuda")
-    match = r"\[run\] precision 'bf16' on device 'cuda' \(Tesla V100\).*no bfloat16.*use precision 'fp32'"
+    match = r"\[run\] precision 'bf16' on device 'cuda' \(Tesla V100\).*no native bfloat16.*precision 'fp32'"
     with pytest.raises(ValueError, match=match):
         check_protocol(config)
 
@@ -165,7 +165,7 @@ def test_check_precision_names_the_device_and_the_fix(monkeypatch: pytest.Monkey
         check_precision("float16", "cpu")
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: "Tesla T4")
-    with pytest.raises(ValueError, match=r"'cuda:0' \(Tesla T4\).*is_bf16_supported\(\) is False"):
+    with pytest.raises(ValueError, match=r"'cuda:0' \(Tesla T4\).*including_emulation=False\) is False"):
         mixed_precision("bf16", "cuda:0")
     raw = {"data": {"root": "d", "targets": "t"}, "run": {"out_dir": "o", "precision": "fp16"}}
     with pytest.raises(ValueError, match=r"\[run\] precision = 'fp16' is not one of fp32, bf16"):

@@ -46,7 +46,8 @@ M = TypeVar("M", bound=nn.Module)
 def check_precision(precision: Any, device: torch.device | str = "cpu") -> None:
     """Refuse a precision that is unknown, or that ``device`` cannot run.
 
-    bf16 runs on the CPU and on CUDA GPUs where ``torch.cuda.is_bf16_supported()`` (Ampere and newer);
+    bf16 runs on the CPU and on CUDA GPUs with native bf16 (Ampere and newer:
+    ``torch.cuda.is_bf16_supported(including_emulation=False)``; older GPUs only emulate it, slowly);
     other device types (``mps``) are refused.
 
     Raises:
@@ -71,12 +72,12 @@ def check_precision(precision: Any, device: torch.device | str = "cpu") -> None:
             f"precision 'bf16' on device {str(device)!r}: bf16 autocast runs on 'cpu' and 'cuda' "
             f"devices only; {fix}, or a CPU or CUDA device"
         )
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
         index = device.index if device.index is not None else torch.cuda.current_device()
         raise ValueError(
             f"precision 'bf16' on device {str(device)!r} ({torch.cuda.get_device_name(index)}): this GPU has "
-            f"no bfloat16 support (torch.cuda.is_bf16_supported() is False); {fix}, or a GPU with bf16 "
-            "(NVIDIA Ampere or newer)"
+            f"no native bfloat16 (torch.cuda.is_bf16_supported(including_emulation=False) is False); "
+            f"{fix}, or a GPU with bf16 (NVIDIA Ampere or newer)"
         )
 
 
