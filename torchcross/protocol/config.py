@@ -820,11 +820,31 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         for name, cls in _method_section_types().items()
         if name in listed or name in given
     )
+    if "backbone" in parts:
+        parts["backbone"] = _with_local_model(parts["backbone"], base)
     _check_preprocessing(parts, raw)
     backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    backbones = tuple(_with_local_model(b, base) for b in backbones)
     for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
         _check_preprocessing({**parts, "backbone": b}, raw)
     return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+_LOCAL_MODEL_PREFIXES = ("hf:", "open_clip:local-dir:")
+
+
+def _with_local_model(backbone: BackboneConfig, base: Path | None) -> BackboneConfig:
+    """``[backbone] name = "hf:<folder>"`` (or ``"open_clip:local-dir:<folder>"``) with a relative folder
+    that exists beside the config file names that folder, as every other relative path of a config does;
+    a name with no such folder (a hub id such as ``"hf:facebook/dinov2-small"``) is kept as it is."""
+    if base is None:
+        return backbone
+    for prefix in _LOCAL_MODEL_PREFIXES:
+        if backbone.name.startswith(prefix):
+            folder = Path(backbone.name[len(prefix) :])
+            if str(folder) and not folder.is_absolute() and (base / folder).is_dir():
+                return dataclasses.replace(backbone, name=prefix + str((base / folder).resolve()))
+    return backbone
 
 
 def _short_backbone_name(name: str) -> str:
