@@ -951,15 +951,23 @@ def _read_toml(path: Path) -> Any:
             raise ImportError(
                 "reading TOML configs on Python 3.10 needs `pip install tomli` (or use a YAML config)"
             ) from exc
-    with open(path, "rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-            ) from None
+    text = _read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of config file ``path``, read only if it is a regular file when opened."""
+    from torchcross._io import read_regular_file
+
+    try:
+        return read_regular_file(path, "config file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _read_yaml(path: Path) -> Any:
@@ -969,12 +977,7 @@ def _read_yaml(path: Path) -> Any:
         raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
     from torchcross.datasets.medimeta.folder import load_yaml  # aliases bounded: no "billion laughs"
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
+    text = _read_text(path)
     try:
         return load_yaml(text, str(path))
     except yaml.YAMLError as exc:  # pragma: no cover - load_yaml names the file itself
