@@ -9,9 +9,10 @@ otherwise name them (``image_column=``, ``label_column=``). Batches are decoded 
 
 Splits: a ``DatasetDict``'s splits are used as they are (``train``; ``validation``, ``valid``, ``val`` or
 ``dev`` as ``val``; ``test``). A single ``Dataset`` (or a ``DatasetDict`` with one split) gets a stable
-train/val/test split from [`hash_splits()`][hash_splits] (70/15/15, ours) over a per-row key: the image's
-stored file path when every row has a distinct one, else the SHA-256 of the image's encoded bytes (so the
-split of an image depends on neither row order nor the other rows; identical images share a split).
+train/val/test split from ``hash_splits()`` of ``torchcross.datasets.image_files`` (70/15/15, ours) over a
+per-row key: the image's stored file path when every row has a distinct one, else the SHA-256 of the
+image's encoded bytes (so the split of an image depends on neither row order nor the other rows; identical
+images share a split).
 
 Everything runs offline: only local datasets and folders are read (``HF_DATASETS_OFFLINE=1`` is fine).
 Needs ``pip install "torchcross[hf-datasets]"``.
@@ -42,7 +43,7 @@ from torchcross.datasets._images import Stats, images_to_tensor
 from torchcross.datasets.image_files import MAX_IMAGE_PIXELS, hash_splits
 from torchcross.tasks.catalogue import DatasetEntry, TaskEntry
 from torchcross.tasks.labels import normalize_labels
-from torchcross.tasks.task import TaskDescription
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = ["HFDatasetTaskSource", "open_hf", "scan_hf", "write_synthetic_hf"]
 
@@ -342,7 +343,7 @@ class HFDatasetTaskSource(TaskSource):
             if self.image_size is not None and (im.size[1], im.size[0]) != self.image_size:
                 from PIL import Image
 
-                im = im.resize((self.image_size[1], self.image_size[0]), Image.BILINEAR)
+                im = im.resize((self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im))
         shapes = {a.shape for a in arrays}
         if len(shapes) > 1:
@@ -427,27 +428,25 @@ def scan_hf(
             obj = _load(folder)
             features = _features(obj)
             labels, _ = _columns(features, label_column, image_column)
-            tasks = []
+            entry_tasks = []
             for col in labels:
                 kind, names = _label_kind(features[col]) or ("", [])
-                tasks.append(TaskEntry(ds_id, col, kind, dict(enumerate(names))))
+                entry_tasks.append(TaskEntry(ds_id, col, TaskTarget[kind], dict(enumerate(names))))
             official = _split_map(obj) if isinstance(obj, _datasets().DatasetDict) else {}
-            splits = (
-                tuple(s for s in ("train", "val", "test") if s in official)
-                if official
-                else ("train", "val", "test")
-            )
+            splits: tuple[str, ...] = ("train", "val", "test")
+            if official:
+                splits = tuple(s for s in splits if s in official)
         except (ValueError, TypeError, OSError) as exc:
             problems[folder] = str(exc)
             continue
-        found.append((ds_id, tuple(tasks), splits, folder))
+        found.append((ds_id, tuple(entry_tasks), splits, folder))
     entries = []
     for ds_id, tasks, splits, folder in found:
         domain = _domain(ds_id, domains)
         info: dict[str, Any] = {"format": "hf-datasets", "path": folder, "splits": splits, "input_size": None}
         if upstream and ds_id in upstream:
             info["upstream"] = tuple(str(u).lower() for u in upstream[ds_id])
-        overlaps = {other for other, *_ in found if other != ds_id and _domain(other, domains) == domain}
+        overlaps = frozenset(o for o, *_ in found if o != ds_id and _domain(o, domains) == domain)
         entries.append(DatasetEntry(ds_id, ds_id, domain, tasks, domain_overlaps=overlaps, info=info))
     return entries, problems
 

@@ -16,9 +16,9 @@ dataset as a folder in the layout its repository documents (``DataFormat/README.
 
 Each dataset has a multi-class task ``"category"`` and, where ``has_super_categories`` is true, a second
 task ``"super_category"``. Class keys follow the sorted class names. Meta-Album has no official image
-splits: [`hash_splits()`][hash_splits] gives each image a train/val/test split (70/15/15, ours) from its
-file name salted with the dataset's Meta-Album id, so the Micro, Mini and Extended versions of one dataset
-put a shared image in the same split.
+splits: ``hash_splits()`` of ``torchcross.datasets.image_files`` gives each image a train/val/test split
+(70/15/15, ours) from its file name salted with the dataset's Meta-Album id, so the Micro, Mini and
+Extended versions of one dataset put a shared image in the same split.
 
 The catalogue ([`META_ALBUM_DATASETS`][META_ALBUM_DATASETS]) holds the 30 datasets released in Meta-Album's
 sets 0, 1 and 2 (10 domains, one dataset of each domain per set), with the names and domains of the
@@ -54,7 +54,7 @@ import numpy as np
 from torchcross.datasets._images import Stats
 from torchcross.datasets.image_files import ImageFilesTaskSource, hash_splits
 from torchcross.tasks.catalogue import DatasetEntry, TaskEntry
-from torchcross.tasks.task import TaskDescription
+from torchcross.tasks.task import TaskDescription, TaskTarget
 
 __all__ = [
     "META_ALBUM_DATASETS",
@@ -366,8 +366,8 @@ def _read_folder(folder: str) -> _Folder:
     return _Folder(folder, name, _catalogue_id(name, info), info, image_dir, files, classes, labels)
 
 
-def _kind(num_classes: int) -> str:
-    return "BINARY_CLASSIFICATION" if num_classes == 2 else "MULTICLASS_CLASSIFICATION"
+def _kind(num_classes: int) -> TaskTarget:
+    return TaskTarget.BINARY_CLASSIFICATION if num_classes == 2 else TaskTarget.MULTICLASS_CLASSIFICATION
 
 
 class MetaAlbum(ImageFilesTaskSource):
@@ -507,8 +507,10 @@ def scan_meta_album(
                 name,
                 ds.domain,
                 tasks,
-                domain_overlaps={d.id for d in read if d.domain == ds.domain and d.id != ds.id},
-                subject_overlaps={d.id for d in read if d.catalogue_id == ds.catalogue_id and d.id != ds.id},
+                domain_overlaps=frozenset(d.id for d in read if d.domain == ds.domain and d.id != ds.id),
+                subject_overlaps=frozenset(
+                    d.id for d in read if d.catalogue_id == ds.catalogue_id and d.id != ds.id
+                ),
                 info=info,
             )
         )
