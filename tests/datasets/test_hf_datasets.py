@@ -223,3 +223,10 @@ def test_images_of_varying_size_need_an_image_size():
     with pytest.raises(ValueError, match=r"images of different sizes .* pass image_size="):
         HFDatasetTaskSource(ds).get_batch([0, 1])
     assert HFDatasetTaskSource(ds, image_size=(4, 7)).get_batch([0, 1])[0].shape == (2, 3, 4, 7)
+
+
+def test_the_registered_synthetic_writer_writes_a_scannable_root(tmp_path):
+    root = get_format("hf-datasets").synthetic(tmp_path, seed=1, num_images=8)
+    entries, problems = get_format("hf-datasets").scan(root, label_column="label")
+    assert problems == {}
+    assert [[t.task_name for t in e.tasks] for e in entries] == [["label"], ["label"]]

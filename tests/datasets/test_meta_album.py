@@ -263,3 +263,10 @@ def test_open_and_scan_errors(root, tmp_path):
     assert list(problems.values()) == [
         "a second dataset folder named 'TEX_Mini'; rename one (ids are folder names)"
     ]
+
+
+def test_the_registered_synthetic_writer_writes_a_scannable_root(tmp_path):
+    root = get_format("meta-album").synthetic(tmp_path, seed=1, datasets=["MD_MIX_Micro"], images_per_class=2)
+    (entry,), problems = get_format("meta-album").scan(root)
+    assert problems == {}
+    assert (entry.id, entry.domain, entry.name) == ("MD_MIX_Micro", "OCR", "OmniPrint-MD-mix")

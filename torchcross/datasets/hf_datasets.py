@@ -198,6 +198,8 @@ def _row_keys(ds: Any, image_column: str) -> list[str]:
                     f"row {i} of column {image_column!r} holds no image (neither bytes nor a path)"
                 )
     if fingerprint is not None:
+        if len(_KEY_CACHE) >= 32:  # a few datasets' keys; the oldest goes first
+            del _KEY_CACHE[next(iter(_KEY_CACHE))]
         _KEY_CACHE[cache_key] = keys
     return keys
 
