@@ -536,12 +536,13 @@ def write_synthetic_hf(
             }
         ),
     )
-    bars = hf.is_progress_bar_enabled()
-    hf.disable_progress_bars()
+    enabled = getattr(hf, "is_progress_bar_enabled", lambda: False)()
+    if enabled:  # quiet while writing; restored after
+        hf.disable_progress_bars()
     try:
         hf.DatasetDict(parts).save_to_disk(os.path.join(root, "leaves"))
         scenes.save_to_disk(os.path.join(root, "scenes"))
     finally:
-        if bars:
+        if enabled:
             hf.enable_progress_bars()
     return root
