@@ -152,3 +152,34 @@ register_format(
         synthetic=_synthetic_medimeta,
     )
 )
+
+
+def _scan_bscd_fsl(root: str | os.PathLike[str]) -> tuple[list[DatasetEntry], dict[str, str]]:
+    from torchcross.datasets.bscd_fsl import scan_bscd_fsl
+
+    return scan_bscd_fsl(root)
+
+
+def _open_bscd_fsl(
+    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
+) -> Any:
+    from torchcross.datasets.bscd_fsl import open_bscd_fsl
+
+    return open_bscd_fsl(root, dataset_id, task_name, split, **kw)
+
+
+def _synthetic_bscd_fsl(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
+    from torchcross.datasets.bscd_fsl import write_synthetic_bscd_fsl
+
+    return write_synthetic_bscd_fsl(root, seed=seed, **sizes)
+
+
+register_format(
+    DataFormat(
+        "bscd-fsl",
+        _scan_bscd_fsl,
+        _open_bscd_fsl,
+        "BSCD-FSL's four targets in their downloaded layouts (CropDisease, EuroSAT, ISIC 2018, ChestX-ray14)",
+        synthetic=_synthetic_bscd_fsl,
+    )
+)
