@@ -21,11 +21,11 @@ dataset as labels; a "No Finding" image is an all-zero row.
 Splits: ChestX-ray14's official ``train_val_list.txt`` and ``test_list.txt`` are used when both are present
 (``val``: a hash of the patient id takes 15% of the patients of ``train_val_list.txt``); without them, and
 for the other three datasets (which have no official splits), the splits are
-[`hash_splits()`][torchcross.datasets.image_files.hash_splits] of the patient id (ChestX-ray14) or of the
+[`hash_splits()`][hash_splits] of the patient id (ChestX-ray14) or of the
 file name (ours). The BSCD-FSL protocol itself samples target episodes from the whole dataset
 (``split=None``): see [`bscd_fsl_episodes()`][bscd_fsl_episodes].
 
-Images are decoded by [`ImageFilesTaskSource`][torchcross.datasets.image_files.ImageFilesTaskSource]; the
+Images are decoded by [`ImageFilesTaskSource`][ImageFilesTaskSource]; the
 datasets' image sizes vary (ISIC, ChestX) or are not checked on reading, so ``image_size`` is needed to
 stack images of different sizes.
 
@@ -273,7 +273,10 @@ def _read_isic(folder: str) -> dict[str, _Task]:
     present = set(os.listdir(images))
     columns = ("image", *ISIC_CLASSES)
     fix = f"the task 3 ground truth has the columns {', '.join(columns)}"
-    paths, labels, keys, seen = [], [], [], {}
+    paths: list[str] = []
+    labels: list[int] = []
+    keys: list[str] = []
+    seen: dict[str, int] = {}
     for line, row in _read_csv(csv_path, columns, fix):
         where = f"{csv_path}, line {line}"
         image = row["image"]
@@ -341,7 +344,11 @@ def _read_chestx(folder: str) -> dict[str, _Task]:
     fix = "Data_Entry_2017.csv of ChestX-ray14 has them (a header line, then one line per image)"
     lists = [os.path.join(folder, f) for f in ("train_val_list.txt", "test_list.txt")]
     official = [_read_list(p) for p in lists] if all(os.path.isfile(p) for p in lists) else None
-    paths, multi, patients, seen, single = [], [], [], {}, []
+    paths: list[str] = []
+    multi: list[np.ndarray] = []
+    patients: list[str] = []
+    single: list[int] = []
+    seen: dict[str, int] = {}
     for line, row in _read_csv(csv_path, columns, fix):
         where = f"{csv_path}, line {line}"
         image = row["Image Index"]
