@@ -108,3 +108,33 @@ def test_evaluating_a_learner_reports_accuracy_with_a_95_percent_interval(eurosa
     assert acc.ci_low <= acc.mean <= acc.ci_high
     assert not math.isnan(acc.half_width)
     assert all(r["n_classes"] == 5 for r in result.records)
+
+
+def test_a_run_with_n_way_and_the_accuracy_headline(tmp_path) -> None:
+    from torchcross.cli.demo_data import write_demo_medimeta
+    from torchcross.evaluation.results import ResultsTable
+    from torchcross.protocol import run_protocol
+
+    root = write_demo_medimeta(tmp_path / "data", size=16)
+    raw = {
+        "data": {"root": str(root), "targets": ["digits_scan_a/digit"], "min_class_size": 0},
+        "evaluation": {
+            "methods": ["linear-probe"],
+            "n_way": 3,
+            "n_shot": 2,
+            "n_query": 3,
+            "n_episodes": 3,
+            "metric": "accuracy",
+        },
+        "backbone": {"name": "conv4", "hidden": 8, "weights": "random"},
+        "finetune": {"steps": 2},
+        "run": {"out_dir": str(tmp_path / "out"), "plot": True, "num_threads": 1},
+    }
+    run_protocol(config_from_dict(raw), progress=False, log=None)
+    out = tmp_path / "out"
+    assert (out / "accuracy.png").read_bytes()[:4] == b"\x89PNG"
+    assert not (out / "auroc.png").exists()
+    header = (out / "results.md").read_text().splitlines()[0]
+    assert header.index("accuracy") < header.index("AUROC")
+    episodes = ResultsTable.read_csv(out / "episodes.csv")
+    assert set(episodes.column("n_classes")) == {3}
