@@ -238,3 +238,12 @@ def test_chestx_errors_name_the_file_line_and_fix(root: Path, tmp_path: Path) ->
     (chestx / "images_001" / "images" / name).unlink()
     with pytest.raises(ValueError, match=rf"line 6: image '{name}' is listed but not in"):
         BSCDFSL(chestx, "chestx")
+
+
+def test_eurosat_class_folders_without_2750_are_found(root: Path, tmp_path: Path) -> None:
+    shutil.copytree(root / "EuroSAT" / "2750", tmp_path / "EuroSAT_RGB")
+    entries, problems = scan_bscd_fsl(tmp_path)
+    assert problems == {}
+    assert [(e.id, e.info["folder"]) for e in entries] == [("eurosat", str(tmp_path / "EuroSAT_RGB"))]
+    shutil.copytree(root / "EuroSAT", tmp_path / "EuroSAT")
+    assert "a second EuroSAT folder" in next(iter(scan_bscd_fsl(tmp_path)[1].values()))

@@ -4,7 +4,8 @@ The Broader Study of Cross-Domain Few-Shot Learning ([IBM/cdfsl-benchmark](https
 evaluates on four datasets, each read here from the folder its download unpacks to:
 
 - ``cropdisease``: CropDisease (PlantVillage), ``dataset/train/<class>/<image>``; task ``disease``.
-- ``eurosat``: EuroSAT (RGB), ``2750/<class>/<image>.jpg``; task ``land cover``.
+- ``eurosat``: EuroSAT (RGB), ``2750/<class>/<image>.jpg`` (or the ten class folders in another folder,
+  as ``EuroSAT_RGB.zip`` unpacks); task ``land cover``.
 - ``isic2018``: ISIC 2018 task 3 (HAM10000), ``ISIC2018_Task3_Training_GroundTruth.csv`` (in the folder or
   in ``ISIC2018_Task3_Training_GroundTruth/``) of one-hot columns MEL, NV, BCC, AKIEC, BKL, DF, VASC, and
   ``ISIC2018_Task3_Training_Input/<image>.jpg``; task ``diagnosis``.
@@ -155,6 +156,8 @@ def _marker(folder: str) -> tuple[str, str] | None:
         return "eurosat", folder
     if os.path.isdir(os.path.join(folder, "2750")):
         return "eurosat", os.path.join(folder, "2750")
+    if set(_EUROSAT_CLASSES) <= {os.path.basename(d) for d in _subdirs(folder)}:
+        return "eurosat", folder  # the later EuroSAT_RGB.zip: the class folders without 2750/
     return None
 
 
