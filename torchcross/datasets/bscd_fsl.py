@@ -243,18 +243,26 @@ class _Task:
     official: np.ndarray | None = None  # ChestX-ray14: "train_val" / "test" / "" per row
 
 
-def _read_csv(path: str, required: Sequence[str], fix: str) -> Iterator[tuple[int, dict[str, str]]]:
-    """``(line number, row)`` of a CSV file whose header holds ``required`` (an error names the file)."""
+def _read_csv(path: str, required: Sequence[str], fix: str) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, cells of the required columns)`` per row of a CSV file whose header holds ``required``
+    (an error names the file and the columns found)."""
     with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         missing = [c for c in required if c not in header]
         if missing:
             raise ValueError(f"{path}: the header has columns {header}, not {missing}; {fix}")
+        columns = [header.index(c) for c in required]
+        width = max(columns) + 1
         for row in reader:
-            if not any(cell.strip() for cell in row):
-                continue
-            yield reader.line_num, dict(zip(header, (cell.strip() for cell in row)))
+            if len(row) < width:
+                if not any(cell.strip() for cell in row):
+                    continue  # a blank line
+                raise ValueError(
+                    f"{path}, line {reader.line_num}: {len(row)} cells, but the header names {len(header)} "
+                    "columns; give every row a cell per column"
+                )
+            yield reader.line_num, [row[i].strip() for i in columns]
 
 
 def _class_folders(folder: str, where: str) -> dict[str, _Task]:
@@ -282,17 +290,17 @@ def _read_isic(folder: str) -> dict[str, _Task]:
     seen: dict[str, int] = {}
     for line, row in _read_csv(csv_path, columns, fix):
         where = f"{csv_path}, line {line}"
-        image = row["image"]
+        image, cells = row[0], row[1:]
         if image in seen:
             raise ValueError(
                 f"{where}: image {image!r} is listed again (first on line {seen[image]}); list it once"
             )
         seen[image] = line
         try:
-            values = [float(row[c]) for c in ISIC_CLASSES]
+            values = [float(c) for c in cells]
         except ValueError:
             raise ValueError(
-                f"{where}: the class columns {[row[c] for c in ISIC_CLASSES]} are not numbers; each row is "
+                f"{where}: the class columns {cells} are not numbers; each row is "
                 "one-hot (a 1 in one of MEL..VASC, 0 elsewhere)"
             ) from None
         if sorted(values) != [0.0] * (len(values) - 1) + [1.0]:
@@ -338,6 +346,32 @@ def _read_list(path: str) -> set[str]:
         return {line.strip() for line in f if line.strip()}
 
 
+def _chestx_row_error(
+    where: str, folder: str, image: str, findings: list[str], seen: dict[str, int], index: dict[str, str]
+) -> None:
+    """Raise the error of a bad row of ``Data_Entry_2017.csv``."""
+    if image in seen:
+        raise ValueError(
+            f"{where}: image {image!r} is listed again (first on line {seen[image]}); list it once"
+        )
+    _file_name(folder, image, where)
+    if image not in index:
+        raise ValueError(
+            f"{where}: image {image!r} is listed but not in {folder!r}/images/ nor images_*/images/; "
+            "restore it or remove the row"
+        )
+    unknown = [f for f in findings if f not in CHESTX_FINDINGS and f != _NO_FINDING]
+    if unknown:
+        raise ValueError(
+            f"{where}: unknown findings {unknown} for image {image!r}; 'Finding Labels' lists findings "
+            f"of {', '.join(CHESTX_FINDINGS)} separated by '|', or '{_NO_FINDING}' alone"
+        )
+    raise ValueError(
+        f"{where}: image {image!r} has '{_NO_FINDING}' together with other findings {findings}; "
+        f"'{_NO_FINDING}' stands alone"
+    )
+
+
 def _read_chestx(folder: str) -> dict[str, _Task]:
     csv_path = os.path.join(folder, _CHESTX_CSV)
     index = _chestx_images(folder)
@@ -348,52 +382,36 @@ def _read_chestx(folder: str) -> dict[str, _Task]:
     lists = [os.path.join(folder, f) for f in ("train_val_list.txt", "test_list.txt")]
     official = [_read_list(p) for p in lists] if all(os.path.isfile(p) for p in lists) else None
     paths: list[str] = []
-    multi: list[np.ndarray] = []
+    positives: list[tuple[int, int]] = []  # (row, finding) of every finding named
     patients: list[str] = []
     single: list[int] = []
     seen: dict[str, int] = {}
-    for line, row in _read_csv(csv_path, columns, fix):
-        where = f"{csv_path}, line {line}"
-        image = row["Image Index"]
-        if image in seen:
-            raise ValueError(
-                f"{where}: image {image!r} is listed again (first on line {seen[image]}); list it once"
-            )
+    for line, (image, labels_cell, patient) in _read_csv(csv_path, columns, fix):
+        row_index = len(paths)
+        findings = labels_cell.split("|")
+        if (
+            image in seen
+            or image not in index
+            or (len(findings) > 1 and _NO_FINDING in findings)
+            or any(f not in known for f in findings if f != _NO_FINDING)
+        ):
+            _chestx_row_error(f"{csv_path}, line {line}", folder, image, findings, seen, index)
         seen[image] = line
-        _file_name(folder, image, where)
-        if image not in index:
-            raise ValueError(
-                f"{where}: image {image!r} is listed but not in {folder!r}/images/ nor images_*/images/; "
-                "restore it or remove the row"
-            )
-        findings = [f.strip() for f in row["Finding Labels"].split("|")]
-        unknown = [f for f in findings if f not in known and f != _NO_FINDING]
-        if unknown:
-            raise ValueError(
-                f"{where}: unknown findings {unknown} for image {image!r}; 'Finding Labels' lists findings "
-                f"of {', '.join(CHESTX_FINDINGS)} separated by '|', or '{_NO_FINDING}' alone"
-            )
-        if _NO_FINDING in findings and len(findings) > 1:
-            raise ValueError(
-                f"{where}: image {image!r} has '{_NO_FINDING}' together with other findings {findings}; "
-                f"'{_NO_FINDING}' stands alone"
-            )
-        y = np.zeros(len(CHESTX_FINDINGS), dtype=np.int64)
-        for f in findings:
-            if f != _NO_FINDING:
-                y[known[f]] = 1
+        positives += [(row_index, known[f]) for f in findings if f != _NO_FINDING]
         paths.append(index[image])
-        multi.append(y)
-        patients.append(row["Patient ID"])
+        patients.append(patient)
         # BSCD-FSL's rule (Chest_few_shot.py): one finding, and it is one of the 7 classes
         single.append(bscd[findings[0]] if len(findings) == 1 and findings[0] in bscd else -1)
+    labels = np.zeros((len(paths), len(CHESTX_FINDINGS)), dtype=np.int64)
+    if positives:
+        rows_, cols_ = np.asarray(positives).T
+        labels[rows_, cols_] = 1
     names = [os.path.basename(p) for p in paths]
     split_of = None
     if official is not None:
         split_of = np.array(
             ["train_val" if n in official[0] else "test" if n in official[1] else "" for n in names]
         )
-    labels = np.stack(multi) if multi else np.zeros((0, len(CHESTX_FINDINGS)), dtype=np.int64)
     keep = np.flatnonzero(np.asarray(single) >= 0)
     return {
         "finding": _Task(
