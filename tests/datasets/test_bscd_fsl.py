@@ -197,6 +197,12 @@ def test_isic_errors_name_the_file_line_and_fix(root: Path, tmp_path: Path) -> N
     with pytest.raises(ValueError, match=r"line 2: image '\.\./\.\./secret\.jpg' .*outside the image folder"):
         BSCDFSL(isic, "isic2018")
     gt.write_text(good)
+    _rewrite(gt, lambda r: [r[0], r[1][:3], *r[2:]])
+    with pytest.raises(
+        ValueError, match=r"GroundTruth\.csv, line 2: 3 cells, but the header names 8 columns"
+    ):
+        BSCDFSL(isic, "isic2018")
+    gt.write_text(good)
     (isic / "ISIC2018_Task3_Training_Input" / "ISIC_0024307.jpg").unlink()
     with pytest.raises(ValueError, match=r"line 3: image .*ISIC_0024307\.jpg' is listed but missing"):
         BSCDFSL(isic, "isic2018")
@@ -247,3 +253,15 @@ def test_eurosat_class_folders_without_2750_are_found(root: Path, tmp_path: Path
     assert [(e.id, e.info["folder"]) for e in entries] == [("eurosat", str(tmp_path / "EuroSAT_RGB"))]
     shutil.copytree(root / "EuroSAT", tmp_path / "EuroSAT")
     assert "a second EuroSAT folder" in next(iter(scan_bscd_fsl(tmp_path)[1].values()))
+
+
+def test_the_synthetic_writer_is_a_function_of_its_seed(tmp_path: Path) -> None:
+    a, b, c = (
+        Path(write_synthetic_bscd_fsl(tmp_path / name, seed=seed, images_per_class=1, image_size=4))
+        for name, seed in (("a", 0), ("b", 0), ("c", 1))
+    )
+    files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    name = Path("chestX") / "images_001" / "images" / "00000001_000.png"
+    assert (a / name).read_bytes() != (c / name).read_bytes()
