@@ -18,6 +18,13 @@ from torchcross._lazy import lazy_exports
 if TYPE_CHECKING:
     from torchcross.datasets._images import images_to_tensor as images_to_tensor
     from torchcross.datasets._images import normalize_batch as normalize_batch
+    from torchcross.datasets.bscd_fsl import BSCD_FSL_DATASETS as BSCD_FSL_DATASETS
+    from torchcross.datasets.bscd_fsl import BSCD_FSL_PROTOCOL as BSCD_FSL_PROTOCOL
+    from torchcross.datasets.bscd_fsl import BSCDFSL as BSCDFSL
+    from torchcross.datasets.bscd_fsl import bscd_fsl_episodes as bscd_fsl_episodes
+    from torchcross.datasets.bscd_fsl import open_bscd_fsl as open_bscd_fsl
+    from torchcross.datasets.bscd_fsl import scan_bscd_fsl as scan_bscd_fsl
+    from torchcross.datasets.bscd_fsl import write_synthetic_bscd_fsl as write_synthetic_bscd_fsl
     from torchcross.datasets.generic import ImageArrayTaskSource as ImageArrayTaskSource
     from torchcross.datasets.generic import ImageFolderTaskSource as ImageFolderTaskSource
     from torchcross.datasets.generic import read_image_folder as read_image_folder
@@ -93,6 +100,13 @@ _EXPORTS: dict[str, str] = {
     "read_image_folder": "generic",
     "medmnist_description": "medmnist",
     "medmnist_flag": "medmnist",
+    "BSCDFSL": "bscd_fsl",
+    "BSCD_FSL_DATASETS": "bscd_fsl",
+    "BSCD_FSL_PROTOCOL": "bscd_fsl",
+    "bscd_fsl_episodes": "bscd_fsl",
+    "open_bscd_fsl": "bscd_fsl",
+    "scan_bscd_fsl": "bscd_fsl",
+    "write_synthetic_bscd_fsl": "bscd_fsl",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -31,6 +31,7 @@ Examples:
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Any
 
 from torchcross.tasks.catalogue import DatasetEntry
 
-__all__ = ["FORMATS", "DataFormat", "get_format", "register_format"]
+__all__ = ["FORMATS", "DataFormat", "get_format", "lazy", "register_format"]
 
 ScanFn = Callable[..., tuple[list[DatasetEntry], dict[str, str]]]
 OpenFn = Callable[..., Any]
@@ -100,6 +101,26 @@ def get_format(name: str) -> DataFormat:
     return FORMATS[name]
 
 
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports ``module`` and calls its ``name`` when first called.
+
+    Formats register their readers this way, so that ``import torchcross.datasets.formats`` imports no
+    reader (and none of Pillow, h5py or ``datasets``) until a format is used.
+
+    Examples:
+        >>> join = lazy("os.path", "join")
+        >>> join("a", "b")
+        'a/b'
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{module}.{name}``, imported when first called."
+    return call
+
+
 def _scan_medimeta(root: str | os.PathLike[str]) -> tuple[list[DatasetEntry], dict[str, str]]:
     from torchcross.datasets.medimeta import catalogue_from_infos, scan_datasets
 
@@ -154,67 +175,40 @@ register_format(
 )
 
 
-def _scan_meta_album(
-    root: str | os.PathLike[str], **options: Any
-) -> tuple[list[DatasetEntry], dict[str, str]]:
-    from torchcross.datasets.meta_album import scan_meta_album
-
-    return scan_meta_album(root, **options)
-
-
-def _open_meta_album(
-    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
-) -> Any:
-    from torchcross.datasets.meta_album import open_meta_album
-
-    return open_meta_album(root, dataset_id, task_name, split, **kw)
-
-
-def _synthetic_meta_album(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
-    from torchcross.datasets.meta_album import write_synthetic_meta_album
-
-    return write_synthetic_meta_album(root, seed=seed, **sizes)
-
-
-register_format(
-    DataFormat(
-        "meta-album",
-        _scan_meta_album,
-        _open_meta_album,
-        "Meta-Album dataset folders (labels.csv, info.json, images/); splits are ours (hash of file names)",
-        synthetic=_synthetic_meta_album,
+def _register_reader(
+    name: str, module: str, stem: str, description: str, options: tuple[str, ...] = ()
+) -> None:
+    """Register the format ``name`` read by ``scan_<stem>``, ``open_<stem>`` and ``write_synthetic_<stem>``
+    of ``module`` (imported when first used)."""
+    register_format(
+        DataFormat(
+            name,
+            lazy(module, f"scan_{stem}"),
+            lazy(module, f"open_{stem}"),
+            description,
+            options=options,
+            synthetic=lazy(module, f"write_synthetic_{stem}"),
+        )
     )
+
+
+_register_reader(
+    "meta-album",
+    "torchcross.datasets.meta_album",
+    "meta_album",
+    "Meta-Album dataset folders (labels.csv, info.json, images/); splits are ours (hash of file names)",
 )
-
-
-def _scan_hf(root: str | os.PathLike[str], **options: Any) -> tuple[list[DatasetEntry], dict[str, str]]:
-    from torchcross.datasets.hf_datasets import scan_hf
-
-    return scan_hf(root, **options)
-
-
-def _open_hf(
-    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
-) -> Any:
-    from torchcross.datasets.hf_datasets import open_hf
-
-    return open_hf(root, dataset_id, task_name, split, **kw)
-
-
-def _synthetic_hf(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
-    from torchcross.datasets.hf_datasets import write_synthetic_hf
-
-    return write_synthetic_hf(root, seed=seed, **sizes)
-
-
-register_format(
-    DataFormat(
-        "hf-datasets",
-        _scan_hf,
-        _open_hf,
-        "Hugging Face datasets saved with save_to_disk (an Image column; ClassLabel or Sequence(ClassLabel) "
-        "labels)",
-        options=("label_column", "image_column", "domains", "upstream"),
-        synthetic=_synthetic_hf,
-    )
+_register_reader(
+    "hf-datasets",
+    "torchcross.datasets.hf_datasets",
+    "hf",
+    "Hugging Face datasets saved with save_to_disk (an Image column; ClassLabel or Sequence(ClassLabel) "
+    "labels)",
+    options=("label_column", "image_column", "domains", "upstream"),
+)
+_register_reader(
+    "bscd-fsl",
+    "torchcross.datasets.bscd_fsl",
+    "bscd_fsl",
+    "BSCD-FSL's four targets in their downloaded layouts (CropDisease, EuroSAT, ISIC 2018, ChestX-ray14)",
 )

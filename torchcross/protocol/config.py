@@ -37,6 +37,7 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_FAMILIES",
     "DEVICE_TYPES",
+    "EVALUATION_PRESETS",
     "FINETUNE_PRESETS",
     "METHODS",
     "AugmentationConfig",
@@ -88,6 +89,16 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 ``params_finetuning_steps`` 150, ``params_optimizer`` Adam, ``params_head_init`` zero), with the
 backbone in eval mode while it adapts (``batch_norm = "frozen"``: their Hugging Face models stay in
 eval mode under Lightning's ``fit``, see ``docs/compatibility.md``)."""
+
+
+EVALUATION_PRESETS: dict[str, dict[str, Any]] = {
+    "bscd-fsl": {"n_way": 5, "shots": (5, 20, 50), "n_query": 15, "n_episodes": 600, "metric": "accuracy"},
+}
+"""``[evaluation] preset`` values and the keys each sets.
+
+``"bscd-fsl"``: the BSCD-FSL benchmark's evaluation (Guo et al. 2020; the README of IBM/cdfsl-benchmark):
+5-way episodes, 5, 20 and 50 shots, 15 query images per class, 600 fixed episodes per shot count, mean
+accuracy with its interval as the headline (``torchcross.datasets.BSCD_FSL_PROTOCOL``)."""
 
 
 def _backbone_name(where: str, value: Any) -> str:
@@ -251,6 +262,15 @@ class EvaluationConfig:
             ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
             (the paper does not say); either way the episodes are counted (``n_diverged``)
             and a warning says so. See ``torchcross.evaluation.diverged``.
+        n_way: classes per episode of multi-class and ordinal target tasks (a random subset of
+            ``n_way`` classes, drawn anew per episode; the same classes in every method's episode);
+            binary and multi-label tasks keep all their labels. Unset: all usable classes of the task.
+        metric: the headline metric: the first column of ``results.md`` and the metric of the plots;
+            ``"auroc"`` (the paper's; unset) or ``"accuracy"``.
+        preset: ``None``, or a name of `EVALUATION_PRESETS` (``"bscd-fsl"``: ``n_way = 5``, ``shots = [5,
+            20, 50]``, ``n_query = 15``, ``n_episodes = 600``, ``metric = "accuracy"``) that sets the keys it
+            names; giving one of them another value as well is an error. Fingerprints see the values it
+            sets, not its name.
         shots: a shot curve: every method is evaluated at each of these shot counts, on one fixed
             episode set per shot count (drawn from ``[run] seed`` and the shot count alone); source
             training happens once. The MedIMeta authors' benchmark uses ``[1, 2, 3, 5, 7, 10, 15, 20,
@@ -269,6 +289,9 @@ class EvaluationConfig:
     shots: tuple[int, ...] | None = field(
         default=None, metadata={"min": 1, "distinct": True, "omit_unset": True}
     )
+    n_way: int | None = field(default=None, metadata={"min": 2, "max": _MAX_COUNT, "omit_unset": True})
+    metric: Literal["auroc", "accuracy"] | None = field(default=None, metadata={"omit_unset": True})
+    preset: Literal["bscd-fsl"] | None = field(default=None, metadata={"omit_unset": True})
 
 
 @dataclass(frozen=True)
@@ -761,14 +784,14 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
-    if name == "finetune" and kwargs.get("preset") is not None:
-        preset = FINETUNE_PRESETS[kwargs["preset"]]
+    if name in ("finetune", "evaluation") and kwargs.get("preset") is not None:
+        preset = (FINETUNE_PRESETS if name == "finetune" else EVALUATION_PRESETS)[kwargs["preset"]]
         both = [f"{k} = {kwargs[k]!r}" for k in preset if k in kwargs and kwargs[k] != preset[k]]
         if both:  # the same values are allowed: a config written out with the preset reads back
             sets = ", ".join(f"{k} = {v!r}" for k, v in preset.items())
             raise ValueError(
-                f"[finetune] preset = {kwargs['preset']!r} sets {sets}; remove {', '.join(both)} from "
-                "[finetune] (or the preset)"
+                f"[{name}] preset = {kwargs['preset']!r} sets {sets}; remove {', '.join(both)} from "
+                f"[{name}] (or the preset)"
             )
         kwargs.update(preset)
     section = cls(**kwargs)

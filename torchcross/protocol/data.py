@@ -40,14 +40,20 @@ def draw_episodes(
 ) -> Any:
     """``n_episodes`` episodes of ``source`` shaped as the protocol's test episodes, drawn from ``seed``.
 
-    The shape is ``config``'s: ``[evaluation] n_shot``, ``n_query`` and ``multilabel_sampler``, and
+    The shape is ``config``'s: ``[evaluation] n_shot``, ``n_query``, ``multilabel_sampler`` and ``n_way``
+    (multi-class and ordinal tasks; the others keep all their labels), and
     ``[data] min_class_size``; the sampler's warnings (classes left out, ...) become ``log`` lines that
     start with ``what``. The test episodes of a run and the episodes that choose its fine-tuning
     settings (`torchcross.protocol.selection`) are drawn here, so they cannot differ in shape.
     """
     from torchcross.data.metadataset import sample_episode_set
+    from torchcross.sampling.episodes import get_episode_kind
 
     ev = config.evaluation
+    # [evaluation] n_way applies to the tasks whose episodes can leave classes out (multi-class, ordinal)
+    n_way = getattr(ev, "n_way", None)
+    if n_way is not None and not get_episode_kind(source.task_description.task_target).n_way:
+        n_way = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         episodes = sample_episode_set(
@@ -58,6 +64,7 @@ def draw_episodes(
             seed=seed,
             filter_classes_min_samples=config.data.min_class_size,
             multilabel_sampler=ev.multilabel_sampler,
+            n_way=n_way,
         )
     for w in caught:
         log(f"{what}: {w.message}")

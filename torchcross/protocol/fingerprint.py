@@ -115,6 +115,7 @@ EPISODE_READS = Reads(
         "evaluation.n_query",
         "evaluation.n_episodes",
         "evaluation.multilabel_sampler",
+        "evaluation.n_way",
         "run.seed",
     )
 )
@@ -144,6 +145,7 @@ RESULT_READS = Reads(
         "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
         "evaluation.diverged",  # applied to the stored records whenever the results are written
         "evaluation.shots",  # a shot curve's artefacts are fingerprinted per shot count (`at_shot()`)
+        "evaluation.metric",  # which metric results.md and the plots show first
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""
@@ -159,7 +161,7 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
         value = getattr(config.section(section), key)
-        if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
+        if name in ("finetune.preset", "evaluation.preset"):  # expanded into the keys it sets, hashed
             continue
         if value is None and _omitted_while_unset(config.section(section), key):
             continue  # a key added later ([backbone] feature_dtype) leaves earlier fingerprints as they were

@@ -47,6 +47,7 @@ RESULT_FILES: tuple[str, ...] = (
     "paired.csv",
     "supervised.csv",
     "auroc.png",
+    "accuracy.png",
     "shots.png",
 )
 """The files a run writes at the top of ``out_dir``."""
