@@ -1,4 +1,4 @@
-"""Adapters from external data to task sources: MedIMeta, MedMNIST and any labelled dataset.
+"""Adapters from external data to task sources: MedIMeta, MedMNIST, Meta-Dataset and any labelled dataset.
 
 Names are imported lazily on first use, so ``import torchcross.datasets`` needs none of
 the optional packages (h5py, PyYAML, Pillow: ``pip install torchcross[medimeta]``).
@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     from torchcross.datasets.medmnist import MedMNIST as MedMNIST
     from torchcross.datasets.medmnist import medmnist_description as medmnist_description
     from torchcross.datasets.medmnist import medmnist_flag as medmnist_flag
+    from torchcross.datasets.meta_dataset import META_DATASET_SOURCES as META_DATASET_SOURCES
+    from torchcross.datasets.meta_dataset import MetaDatasetIndexWarning as MetaDatasetIndexWarning
+    from torchcross.datasets.meta_dataset import MetaDatasetSource as MetaDatasetSource
+    from torchcross.datasets.meta_dataset import open_meta_dataset as open_meta_dataset
+    from torchcross.datasets.meta_dataset import scan_meta_dataset as scan_meta_dataset
+    from torchcross.datasets.meta_dataset import write_synthetic_meta_dataset as write_synthetic_meta_dataset
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
@@ -69,6 +75,12 @@ _EXPORTS: dict[str, str] = {
     "read_image_folder": "generic",
     "medmnist_description": "medmnist",
     "medmnist_flag": "medmnist",
+    "META_DATASET_SOURCES": "meta_dataset",
+    "MetaDatasetIndexWarning": "meta_dataset",
+    "MetaDatasetSource": "meta_dataset",
+    "open_meta_dataset": "meta_dataset",
+    "scan_meta_dataset": "meta_dataset",
+    "write_synthetic_meta_dataset": "meta_dataset",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -152,3 +152,37 @@ register_format(
         synthetic=_synthetic_medimeta,
     )
 )
+
+
+def _scan_meta_dataset(
+    root: str | os.PathLike[str], **options: Any
+) -> tuple[list[DatasetEntry], dict[str, str]]:
+    from torchcross.datasets.meta_dataset import scan_meta_dataset
+
+    return scan_meta_dataset(root, **options)
+
+
+def _open_meta_dataset(
+    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
+) -> Any:
+    from torchcross.datasets.meta_dataset import open_meta_dataset
+
+    return open_meta_dataset(root, dataset_id, task_name, split, **kw)  # type: ignore[arg-type]
+
+
+def _synthetic_meta_dataset(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
+    from torchcross.datasets.meta_dataset import write_synthetic_meta_dataset
+
+    return write_synthetic_meta_dataset(root, seed=seed, **sizes)
+
+
+register_format(
+    DataFormat(
+        "meta-dataset",
+        _scan_meta_dataset,
+        _open_meta_dataset,
+        "Meta-Dataset's converted sources (dataset_spec.json, one .tfrecords file per class), no TensorFlow",
+        options=("verify_crc",),
+        synthetic=_synthetic_meta_dataset,
+    )
+)
