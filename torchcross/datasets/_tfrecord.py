@@ -38,8 +38,10 @@ import numpy as np
 
 __all__ = [
     "crc32c",
+    "crc32c_segments",
     "encode_example",
     "frame_record",
+    "mask",
     "masked_crc32c",
     "parse_example",
     "read_record_header",
@@ -107,44 +109,98 @@ class _ZeroOps:
         t = self.tables[level]
         return t[0][crc & 0xFF] ^ t[1][(crc >> 8) & 0xFF] ^ t[2][(crc >> 16) & 0xFF] ^ t[3][crc >> 24]
 
-    def feed_zeros(self, crc: int, n: int) -> int:
-        value = np.array([crc], dtype=np.uint32)
-        level = 0
-        while n:
-            if n & 1:
-                value = self.apply(level, value)
-            n >>= 1
-            level += 1
-        return int(value[0])
-
 
 _ZERO_OPS: _ZeroOps | None = None
+_CHUNK_BITS = 6  # 64-byte chunks
+_BATCH_BYTES = 4 << 20
+
+
+def _zero_ops() -> _ZeroOps:
+    global _ZERO_OPS
+    if _ZERO_OPS is None:
+        _ZERO_OPS = _ZeroOps()
+    return _ZERO_OPS
 
 
 def _crc32c_numpy(data: bytes | memoryview) -> int:
-    """CRC-32C in chunks: the chunks' registers in parallel (numpy), then combined pairwise."""
-    global _ZERO_OPS
+    """CRC-32C of one buffer (short ones: a byte loop; longer ones: `_crc_segments_numpy`)."""
     n = len(data)
     if n < 512:
         return _crc_loop(data, _U32) ^ _U32
-    if _ZERO_OPS is None:
-        _ZERO_OPS = _ZeroOps()
-    ops = _ZERO_OPS
-    log_chunk = max(4, min(12, (n.bit_length() + 1) // 2 - 2))  # chunk length ~ sqrt(n / 16)
-    chunk = 1 << log_chunk
-    n_chunks = 1 << max(0, (-(-n // chunk) - 1).bit_length())  # a power of two
-    buf = np.zeros(n_chunks * chunk, dtype=np.uint8)
-    buf[len(buf) - n :] = np.frombuffer(data, dtype=np.uint8)  # leading zeros leave a 0 register as is
-    cols = buf.reshape(n_chunks, chunk).T.astype(np.uint32)
-    reg = np.zeros(n_chunks, dtype=np.uint32)
+    return int(_crc_segments_numpy(np.frombuffer(data, np.uint8), np.array([0]), np.array([n]))[0])
+
+
+def _crc_segments_numpy(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """CRC-32C of ``arr[starts[i] : starts[i] + lengths[i]]`` for every ``i``, vectorised over all.
+
+    Every segment is cut into 64-byte chunks (zero-padded in front: leading zeros leave a zero CRC
+    register unchanged; the standard start value 0xffffffff is applied by inverting the first four
+    bytes). The registers of all chunks advance together, byte column by byte column; each chunk's
+    register is then carried past the chunks after it in its segment (a linear map, "feed 64 m zero
+    bytes", applied bit by bit of ``m``) and the segment's chunks are XORed together.
+    """
+    out = np.zeros(len(starts), dtype=np.uint32)
+    todo = [i for i in range(len(starts)) if lengths[i] > 0]
+    pos = 0
+    while pos < len(todo):  # batches of about _BATCH_BYTES, to bound memory
+        batch, total = [], 0
+        while pos < len(todo) and (not batch or total + lengths[todo[pos]] <= _BATCH_BYTES):
+            batch.append(todo[pos])
+            total += int(lengths[todo[pos]])
+            pos += 1
+        out[batch] = _crc_batch(arr, starts[batch], lengths[batch])
+    return out
+
+
+def _crc_batch(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    chunk = 1 << _CHUNK_BITS
+    k = (lengths + chunk - 1) >> _CHUNK_BITS  # chunks per segment
+    first = np.cumsum(k) - k
+    flat = np.zeros(int(k.sum()) * chunk, dtype=np.uint8)
+    begin = (first + k) * chunk - lengths  # where each segment's bytes start in ``flat``
+    for b, s, n in zip(begin.tolist(), starts.tolist(), lengths.tolist()):
+        flat[b : b + n] = arr[s : s + n]
+    short = lengths < 4
+    for j in range(4):  # the start value 0xffffffff, as an inversion of the first four bytes
+        flat[begin[~short] + j] ^= 0xFF
+    cols = np.ascontiguousarray(flat.reshape(-1, chunk).T)
+    reg = np.zeros(cols.shape[1], dtype=np.uint32)
+    table = _NP_TABLE
     for col in cols:
-        reg = _NP_TABLE[(reg ^ col) & 0xFF] ^ (reg >> 8)
-    level = log_chunk
-    while len(reg) > 1:  # register(A || B) = zeros_|B|(register(A)) ^ register(B)
-        reg = ops.apply(level, reg[0::2]) ^ reg[1::2]
-        level += 1
-    # the standard CRC starts from 0xffffffff: its effect after n bytes is linear, added here
-    return int(reg[0]) ^ ops.feed_zeros(_U32, n) ^ _U32
+        reg = table[(reg ^ col) & 0xFF] ^ (reg >> 8)
+    after = np.repeat(first + k, k) - 1 - np.arange(len(reg))  # chunks after each chunk
+    ops = _zero_ops()
+    for bit in range(int(after.max()).bit_length() if len(after) else 0):
+        sel = ((after >> bit) & 1).astype(bool)
+        reg[sel] = ops.apply(_CHUNK_BITS + bit, reg[sel])
+    crc = np.bitwise_xor.reduceat(reg, first) ^ np.uint32(_U32)
+    for i in np.flatnonzero(short):  # fewer than four bytes: the byte loop
+        crc[i] = _crc_loop(arr[starts[i] : starts[i] + lengths[i]].tobytes(), _U32) ^ _U32
+    return crc
+
+
+def crc32c_segments(data: bytes | memoryview | Any, starts: Any, lengths: Any) -> np.ndarray:
+    """The CRC-32C (uint32) of ``data[starts[i] : starts[i] + lengths[i]]`` for every ``i``.
+
+    Examples:
+        >>> crc32c_segments(b"123456789123456789", [0, 9], [9, 9]).tolist() == [0xE3069283] * 2
+        True
+    """
+    starts = np.asarray(starts, dtype=np.int64).reshape(-1)
+    lengths = np.asarray(lengths, dtype=np.int64).reshape(-1)
+    if _GOOGLE is not None:
+        view = memoryview(data)
+        return np.array(
+            [_GOOGLE.value(bytes(view[s : s + n])) for s, n in zip(starts.tolist(), lengths.tolist())],
+            dtype=np.uint32,
+        )
+    return _crc_segments_numpy(np.frombuffer(data, dtype=np.uint8), starts, lengths)
+
+
+def mask(crc: np.ndarray) -> np.ndarray:
+    """TFRecord's masking of uint32 CRCs (vectorised)."""
+    c = crc.astype(np.uint64)
+    return ((((c >> 15) | (c << 17)) + _MASK_DELTA) & _U32).astype(np.uint32)
 
 
 def _google_crc32c() -> Any:
