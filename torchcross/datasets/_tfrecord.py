@@ -143,7 +143,8 @@ def _crc_segments_numpy(arr: np.ndarray, starts: np.ndarray, lengths: np.ndarray
     todo = [i for i in range(len(starts)) if lengths[i] > 0]
     pos = 0
     while pos < len(todo):  # batches of about _BATCH_BYTES, to bound memory
-        batch, total = [], 0
+        batch: list[int] = []
+        total = 0
         while pos < len(todo) and (not batch or total + lengths[todo[pos]] <= _BATCH_BYTES):
             batch.append(todo[pos])
             total += int(lengths[todo[pos]])
