@@ -336,3 +336,42 @@ def test_verify_crc_on_read(tmp_path: Path) -> None:
     ):
         checked.get_batch([1])
     assert checked.get_batch([0])[0].shape == (1, 3, 8, 8)
+
+
+def test_sharded_file_pattern(tmp_path: Path) -> None:
+    folder = _one_source(tmp_path)
+    spec = json.loads((folder / "dataset_spec.json").read_text())
+    spec["file_pattern"] = "{}_{}.tfrecords"
+    (folder / "dataset_spec.json").write_text(json.dumps(spec))
+    whole = (folder / "0.tfrecords").read_bytes()
+    cut = _record_offsets(folder / "0.tfrecords")[1]
+    (folder / "0_0.tfrecords").write_bytes(whole[:cut])
+    (folder / "0_1.tfrecords").write_bytes(whole[cut:])
+    os.rename(folder / "1.tfrecords", folder / "1_0.tfrecords")
+    os.remove(folder / "0.tfrecords")
+    with pytest.raises(FileNotFoundError, match=r"lists class 2 but there is no 2_\*\.tfrecords file"):
+        MetaDatasetSource(folder, image_size=8)
+    os.rename(folder / "2.tfrecords", folder / "2_0.tfrecords")
+    src = MetaDatasetSource(folder, image_size=8, output="uint8")
+    assert np.bincount(np.asarray(src.labels)).tolist() == [3, 3, 3]
+    assert src.get_batch([1])[0][0, :, 0, 0].tolist() == list(synthetic_color(0, 1))
+
+
+def test_google_crc32c_is_used_when_installed(monkeypatch: pytest.MonkeyPatch) -> None:
+    from torchcross.datasets import _tfrecord
+
+    class FakeGoogle:  # google_crc32c.value(bytes) -> int
+        calls = 0
+
+        @classmethod
+        def value(cls, data: bytes) -> int:
+            cls.calls += 1
+            return _crc_loop(data, 0xFFFFFFFF) ^ 0xFFFFFFFF
+
+    monkeypatch.setattr(_tfrecord, "_GOOGLE", FakeGoogle)
+    assert crc32c(b"123456789") == 0xE3069283
+    assert _tfrecord.crc32c_segments(b"0123456789", [0, 1], [9, 9]).tolist() == [
+        crc32c(b"012345678"),
+        crc32c(b"123456789"),
+    ]
+    assert FakeGoogle.calls == 5
