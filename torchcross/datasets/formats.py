@@ -22,8 +22,8 @@ Formats are registered by name; the protocol (`torchcross run`) reads ``[data] f
 ``format`` in each ``[[data.collections]]`` entry) from here.
 
 Examples:
-    >>> sorted(FORMATS)[:1]
-    ['medimeta']
+    >>> "medimeta" in FORMATS
+    True
     >>> get_format("medimeta").name
     'medimeta'
 """
@@ -150,6 +150,72 @@ register_format(
         _open_medimeta,
         "MedIMeta-format dataset folders (info.yaml, images.hdf5, task_labels/, splits/)",
         synthetic=_synthetic_medimeta,
+    )
+)
+
+
+def _scan_meta_album(
+    root: str | os.PathLike[str], **options: Any
+) -> tuple[list[DatasetEntry], dict[str, str]]:
+    from torchcross.datasets.meta_album import scan_meta_album
+
+    return scan_meta_album(root, **options)
+
+
+def _open_meta_album(
+    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
+) -> Any:
+    from torchcross.datasets.meta_album import open_meta_album
+
+    return open_meta_album(root, dataset_id, task_name, split, **kw)
+
+
+def _synthetic_meta_album(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
+    from torchcross.datasets.meta_album import write_synthetic_meta_album
+
+    return write_synthetic_meta_album(root, seed=seed, **sizes)
+
+
+register_format(
+    DataFormat(
+        "meta-album",
+        _scan_meta_album,
+        _open_meta_album,
+        "Meta-Album dataset folders (labels.csv, info.json, images/); splits are ours (hash of file names)",
+        synthetic=_synthetic_meta_album,
+    )
+)
+
+
+def _scan_hf(root: str | os.PathLike[str], **options: Any) -> tuple[list[DatasetEntry], dict[str, str]]:
+    from torchcross.datasets.hf_datasets import scan_hf
+
+    return scan_hf(root, **options)
+
+
+def _open_hf(
+    root: str | os.PathLike[str], dataset_id: str, task_name: str, split: str | None, **kw: Any
+) -> Any:
+    from torchcross.datasets.hf_datasets import open_hf
+
+    return open_hf(root, dataset_id, task_name, split, **kw)
+
+
+def _synthetic_hf(root: str | os.PathLike[str], *, seed: int = 0, **sizes: Any) -> str:
+    from torchcross.datasets.hf_datasets import write_synthetic_hf
+
+    return write_synthetic_hf(root, seed=seed, **sizes)
+
+
+register_format(
+    DataFormat(
+        "hf-datasets",
+        _scan_hf,
+        _open_hf,
+        "Hugging Face datasets saved with save_to_disk (an Image column; ClassLabel or Sequence(ClassLabel) "
+        "labels)",
+        options=("label_column", "image_column", "domains", "upstream"),
+        synthetic=_synthetic_hf,
     )
 )
 

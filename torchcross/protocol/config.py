@@ -820,11 +820,31 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         for name, cls in _method_section_types().items()
         if name in listed or name in given
     )
+    if "backbone" in parts:
+        parts["backbone"] = _with_local_model(parts["backbone"], base)
     _check_preprocessing(parts, raw)
     backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    backbones = tuple(_with_local_model(b, base) for b in backbones)
     for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
         _check_preprocessing({**parts, "backbone": b}, raw)
     return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+_LOCAL_MODEL_PREFIXES = ("hf:", "open_clip:local-dir:")
+
+
+def _with_local_model(backbone: BackboneConfig, base: Path | None) -> BackboneConfig:
+    """``[backbone] name = "hf:<folder>"`` (or ``"open_clip:local-dir:<folder>"``) with a relative folder
+    that exists beside the config file names that folder, as every other relative path of a config does;
+    a name with no such folder (a hub id such as ``"hf:facebook/dinov2-small"``) is kept as it is."""
+    if base is None:
+        return backbone
+    for prefix in _LOCAL_MODEL_PREFIXES:
+        if backbone.name.startswith(prefix):
+            folder = Path(backbone.name[len(prefix) :])
+            if str(folder) and not folder.is_absolute() and (base / folder).is_dir():
+                return dataclasses.replace(backbone, name=prefix + str((base / folder).resolve()))
+    return backbone
 
 
 def _short_backbone_name(name: str) -> str:
@@ -931,15 +951,23 @@ def _read_toml(path: Path) -> Any:
             raise ImportError(
                 "reading TOML configs on Python 3.10 needs `pip install tomli` (or use a YAML config)"
             ) from exc
-    with open(path, "rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-            ) from None
+    text = _read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of config file ``path``, read only if it is a regular file when opened."""
+    from torchcross._io import read_regular_file
+
+    try:
+        return read_regular_file(path, "config file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _read_yaml(path: Path) -> Any:
@@ -949,12 +977,7 @@ def _read_yaml(path: Path) -> Any:
         raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
     from torchcross.datasets.medimeta.folder import load_yaml  # aliases bounded: no "billion laughs"
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
+    text = _read_text(path)
     try:
         return load_yaml(text, str(path))
     except yaml.YAMLError as exc:  # pragma: no cover - load_yaml names the file itself
