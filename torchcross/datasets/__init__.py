@@ -60,6 +60,12 @@ if TYPE_CHECKING:
     from torchcross.datasets.meta_album import open_meta_album as open_meta_album
     from torchcross.datasets.meta_album import scan_meta_album as scan_meta_album
     from torchcross.datasets.meta_album import write_synthetic_meta_album as write_synthetic_meta_album
+    from torchcross.datasets.meta_dataset import META_DATASET_SOURCES as META_DATASET_SOURCES
+    from torchcross.datasets.meta_dataset import MetaDatasetIndexWarning as MetaDatasetIndexWarning
+    from torchcross.datasets.meta_dataset import MetaDatasetSource as MetaDatasetSource
+    from torchcross.datasets.meta_dataset import open_meta_dataset as open_meta_dataset
+    from torchcross.datasets.meta_dataset import scan_meta_dataset as scan_meta_dataset
+    from torchcross.datasets.meta_dataset import write_synthetic_meta_dataset as write_synthetic_meta_dataset
 
 # public name -> module (relative to this package) that defines it
 _EXPORTS: dict[str, str] = {
@@ -92,6 +98,12 @@ _EXPORTS: dict[str, str] = {
     "scan_hf": "hf_datasets",
     "open_hf": "hf_datasets",
     "write_synthetic_hf": "hf_datasets",
+    "META_DATASET_SOURCES": "meta_dataset",
+    "MetaDatasetIndexWarning": "meta_dataset",
+    "MetaDatasetSource": "meta_dataset",
+    "open_meta_dataset": "meta_dataset",
+    "scan_meta_dataset": "meta_dataset",
+    "write_synthetic_meta_dataset": "meta_dataset",
     "images_to_tensor": "_images",
     "MedMNIST": "medmnist",
     "MEDMNIST_INFO": "medmnist",

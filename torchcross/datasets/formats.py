@@ -212,3 +212,12 @@ _register_reader(
     "bscd_fsl",
     "BSCD-FSL's four targets in their downloaded layouts (CropDisease, EuroSAT, ISIC 2018, ChestX-ray14)",
 )
+
+
+_register_reader(
+    "meta-dataset",
+    "torchcross.datasets.meta_dataset",
+    "meta_dataset",
+    "Meta-Dataset's converted sources (dataset_spec.json, one .tfrecords file per class), no TensorFlow",
+    options=("verify_crc",),
+)
