@@ -196,7 +196,7 @@ class DataCollection:
 
     Attributes:
         root: the folder the format scans (relative paths: against the config file's folder).
-        format: a registered format name ([`FORMATS`][torchcross.datasets.formats.FORMATS]; unset in the
+        format: a registered format name (`torchcross.datasets.formats.FORMATS`; unset in the
             file: ``[data] format``).
         prefix: put before the ids of this collection's datasets (``"ma-"``: ``"ma-BCT"``), so that ids of
             several collections do not clash.
@@ -324,7 +324,7 @@ class DataConfig:
             ``"dataset/task name"`` target is always that task. The supervised baseline
             follows it.
         format: the format of ``root`` (a registered name, see
-            [`FORMATS`][torchcross.datasets.formats.FORMATS]), and of every ``[[data.collections]]``
+            `torchcross.datasets.formats.FORMATS`), and of every ``[[data.collections]]``
             entry that does not name its own.
         collections: ``[[data.collections]]``: several folders, each of its own format, read as one
             catalogue (instead of ``root``: exactly one of the two is set).

@@ -99,7 +99,7 @@ def load_catalogue(
 
     Args:
         root: the folder ``format`` scans.
-        format: a registered format (see [`FORMATS`][torchcross.datasets.formats.FORMATS]).
+        format: a registered format (see `torchcross.datasets.formats.FORMATS`).
         **options: the format's own options (passed to its ``scan``).
 
     Raises:

@@ -1,7 +1,7 @@
 """One catalogue from several meta-datasets: ``[data] root`` + ``format``, or ``[[data.collections]]``.
 
 Each collection is a folder of one registered format (see
-[`FORMATS`][torchcross.datasets.formats.FORMATS]). [`load_data()`][load_data] scans every one with its
+`torchcross.datasets.formats.FORMATS`). [`load_data()`][load_data] scans every one with its
 format's ``scan``, puts the ``prefix`` of its collection before each dataset id, and merges them into one
 [`Catalogue`][torchcross.tasks.catalogue.Catalogue] that leave-one-out reads. Datasets of different
 collections that share images are found two ways: a name they share in ``info["upstream"]``, and the
@@ -166,13 +166,15 @@ def load_collections(
     for d, entry in entries.items():
         for name in entry.info.get("upstream") or ():
             by_upstream.setdefault(str(name).strip().casefold(), []).append(d)
-    for name, group in sorted(by_upstream.items()):
+    for name, shared in sorted(by_upstream.items()):
+        group = shared
         for a, b in _pairs(group):
             added[a].setdefault(b, f"upstream {name!r}")
             added[b].setdefault(a, f"upstream {name!r}")
         if len(group) > 1:
             notes.append(f"subject overlap (shared upstream {name!r}): {', '.join(group)}")
-    for group in overlaps:
+    for declared in overlaps:
+        group = list(declared)
         unknown = [d for d in group if d not in entries]
         if unknown:
             close = difflib.get_close_matches(unknown[0], list(entries), n=1)
@@ -181,7 +183,7 @@ def load_collections(
                 f"[data] overlaps names the unknown dataset {unknown[0]!r}{hint} (ids carry their "
                 f"collection's prefix); datasets: {sorted(entries)}"
             )
-        for a, b in _pairs(list(group)):
+        for a, b in _pairs(group):
             added[a].setdefault(b, "declared in [data] overlaps")
             added[b].setdefault(a, "declared in [data] overlaps")
         notes.append(f"subject overlap (declared in [data] overlaps): {', '.join(group)}")
