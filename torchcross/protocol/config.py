@@ -2,8 +2,8 @@
 
 A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
 ``[maml]``, ``[finetune]``, ``[selection]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
-``data.root``, ``data.targets`` and ``run.out_dir`` are required, and the defaults are the
-MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
+``data.root`` (or ``[[data.collections]]``), ``data.targets`` and ``run.out_dir`` are required, and the
+defaults are the MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
 Unknown sections and keys are errors that name them and
 list what is allowed, so a typo never silently falls back to a default. Relative paths
 are resolved against the config file's folder.
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from torchcross.protocol.collection import DataCollection
 from torchcross.protocol.plugins import import_plugin
 from torchcross.protocol.schema import section_from_dict, section_values
 
@@ -190,37 +191,6 @@ def _device_string(where: str, value: Any) -> str:
     return value
 
 
-@dataclass(frozen=True)
-class DataCollection:
-    """One ``[[data.collections]]`` entry: a folder of one meta-dataset format.
-
-    Attributes:
-        root: the folder the format scans (relative paths: against the config file's folder).
-        format: a registered format name (`torchcross.datasets.formats.FORMATS`; unset in the
-            file: ``[data] format``).
-        prefix: put before the ids of this collection's datasets (``"ma-"``: ``"ma-BCT"``), so that ids of
-            several collections do not clash.
-        options: ``(key, value)`` pairs of the format's own options (the entry's other keys), passed to
-            its ``scan`` and ``open``.
-
-    Examples:
-        >>> DataCollection(Path("/data/meta-album"), "medimeta", "ma-").to_dict()
-        {'root': '/data/meta-album', 'format': 'medimeta', 'prefix': 'ma-'}
-    """
-
-    root: Path
-    format: str = "medimeta"
-    prefix: str = ""
-    options: tuple[tuple[str, Any], ...] = ()
-
-    def to_dict(self) -> dict[str, Any]:
-        """The entry as the config file writes it (options as keys of their own)."""
-        out: dict[str, Any] = {"root": str(self.root), "format": self.format}
-        if self.prefix:
-            out["prefix"] = self.prefix
-        return {**out, **{k: list(v) if isinstance(v, tuple) else v for k, v in self.options}}
-
-
 _COLLECTION_KEYS = ("root", "format", "prefix")
 
 
@@ -302,7 +272,8 @@ class DataConfig:
     """Where the meta-dataset is and which tasks to evaluate.
 
     Attributes:
-        root: folder holding one sub-folder per dataset (MedIMeta format).
+        root: folder holding one sub-folder per dataset, of ``format`` (MedIMeta by default); unset when
+            ``collections`` is given.
         targets: dataset ids or task ids ``"dataset/task name"``; a dataset id stands for
             the tasks ``target_tasks`` names.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.

@@ -3,7 +3,7 @@
 Each collection is a folder of one registered format (see
 `torchcross.datasets.formats.FORMATS`). [`load_data()`][load_data] scans every one with its
 format's ``scan``, puts the ``prefix`` of its collection before each dataset id, and merges them into one
-[`Catalogue`][torchcross.tasks.catalogue.Catalogue] that leave-one-out reads. Datasets of different
+[`Catalogue`][Catalogue] that leave-one-out reads. Datasets of different
 collections that share images are found two ways: a name they share in ``info["upstream"]``, and the
 groups of ``[data] overlaps``; both are subject overlaps (neither is ever a source of the other), and the
 plan names which rule left a dataset out. [`open_data_task()`][open_data_task] opens a task with the
@@ -12,7 +12,7 @@ format and folder its dataset came from.
 Examples:
     >>> import tempfile
     >>> from torchcross.datasets.formats import get_format
-    >>> from torchcross.protocol.config import DataCollection
+    >>> from torchcross.protocol.collection import DataCollection
     >>> with tempfile.TemporaryDirectory() as tmp:
     ...     root = get_format("medimeta").synthetic(tmp, num_images=20, image_size=8)
     ...     data = load_collections([DataCollection(Path(root), "medimeta", prefix="mm-")])
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torchcross.protocol.config import DataCollection, DataConfig
+from torchcross.protocol.collection import DataCollection
 from torchcross.protocol.data import ResizedTaskSource, load_catalogue, open_task
 from torchcross.tasks.catalogue import Catalogue, DatasetEntry, TaskEntry
 
@@ -80,8 +80,9 @@ class CollectedData:
     notes: tuple[str, ...] = ()
 
 
-def data_collections(data: DataConfig) -> tuple[DataCollection, ...]:
-    """The collections of a ``[data]`` section: its ``[[data.collections]]``, or ``root`` in ``format``.
+def data_collections(data: Any) -> tuple[DataCollection, ...]:
+    """The collections of a ``[data]`` section (a ``DataConfig``): its ``[[data.collections]]``, or
+    ``root`` in ``format``.
 
     Examples:
         >>> from torchcross.protocol.config import config_from_dict
@@ -205,7 +206,7 @@ def load_collections(
     return CollectedData(Catalogue(merged), locations, problems, tuple(notes))
 
 
-def load_data(data: DataConfig) -> CollectedData:
+def load_data(data: Any) -> CollectedData:
     """[`load_collections()`][load_collections] of a ``[data]`` section (its collections and overlaps)."""
     return load_collections(data_collections(data), data.overlaps)
 
@@ -228,7 +229,7 @@ def _locate(collections: tuple[DataCollection, ...], dataset_id: str) -> Dataset
 
 
 def open_data_task(
-    data: DataConfig,
+    data: Any,
     dataset_id: str,
     task_name: str,
     split: str,
@@ -240,7 +241,7 @@ def open_data_task(
 ) -> ResizedTaskSource:
     """Open a task of the catalogue of ``data`` with the format and folder its dataset comes from.
 
-    As [`open_task()`][torchcross.protocol.data.open_task] (``split``, resizing, normalisation and
+    As [`open_task()`][open_task] (``split``, resizing, normalisation and
     ``preprocessing`` alike); ``dataset_id`` carries its collection's prefix.
 
     Raises:
