@@ -241,7 +241,7 @@ def open_data_task(
 ) -> ResizedTaskSource:
     """Open a task of the catalogue of ``data`` with the format and folder its dataset comes from.
 
-    As [`open_task()`][open_task] (``split``, resizing, normalisation and
+    As `torchcross.protocol.data.open_task()` (``split``, resizing, normalisation and
     ``preprocessing`` alike); ``dataset_id`` carries its collection's prefix.
 
     Raises:
