@@ -426,3 +426,20 @@ def test_resuming_with_another_format_is_refused(
     raw["data"]["collections"][1]["format"] = "test-folders-copy"  # the same files, read by another format
     with pytest.raises(CheckpointMismatchError, match=r"changed: data\.collections"):
         run_protocol(config_from_dict(raw), progress=False, log=None)
+
+
+def test_root_and_format_is_the_one_collection_shorthand(
+    folders_format: DataFormat, folders_root: Path, tmp_path: Path
+) -> None:
+    from torchcross.protocol.data import load_catalogue
+
+    catalogue, problems = load_catalogue(folders_root, "test-folders")
+    assert catalogue.ids == ("leaves", "pet-drawings", "pets")
+    assert problems == {}
+    raw = {**TINY, "data": {"root": str(folders_root), "format": "test-folders", "targets": ["pets"]}}
+    raw["data"]["min_class_size"] = 0
+    raw["run"] = {**TINY["run"], "out_dir": str(tmp_path / "out")}
+    plan = check_protocol(config_from_dict(raw))
+    assert f"data root: {folders_root.resolve()} (test-folders)" in plan.describe()
+    assert "left out: ['pet-drawings'] (pet-drawings: upstream 'oxford-pets')" in plan.describe()
+    assert (plan.in_channels, plan.image_size) == (3, 16)
