@@ -125,7 +125,7 @@ def _scan_medimeta(root: str | os.PathLike[str]) -> tuple[list[DatasetEntry], di
     from torchcross.datasets.medimeta import catalogue_from_infos, scan_datasets
 
     infos, problems = scan_datasets(root)
-    entries = list(catalogue_from_infos(infos.values()))
+    entries = list(catalogue_from_infos(infos.values())) if infos else []
     out = []
     for e in entries:
         info = dict(e.info)
