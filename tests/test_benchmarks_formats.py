@@ -33,7 +33,7 @@ def test_the_formats_benchmark_runs_in_quick_mode_over_formats_registered_later(
     saved = json.loads((tmp_path / "report.json").read_text())
     assert [r["format"] for r in saved["rows"]] == [r["format"] for r in report["rows"]]
     assert {"medimeta", "later-format"} <= {r["format"] for r in report["rows"]}
-    for row in report["rows"]:
+    for row in (r for r in report["rows"] if r["format"] in ("medimeta", "later-format")):
         assert row["images_per_episode"] == 60  # 3 classes of the synthetic MedIMeta task x (5 + 15)
         assert row["episodes_per_s"] > 0
         assert row["ratio"] > 0
