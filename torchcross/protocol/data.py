@@ -56,16 +56,23 @@ def draw_episodes(
         n_way = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        episodes = sample_episode_set(
-            source,
-            n_episodes,
-            ev.n_shot,
-            ev.n_query,
-            seed=seed,
-            filter_classes_min_samples=config.data.min_class_size,
-            multilabel_sampler=ev.multilabel_sampler,
-            n_way=n_way,
-        )
+        try:
+            episodes = sample_episode_set(
+                source,
+                n_episodes,
+                ev.n_shot,
+                ev.n_query,
+                seed=seed,
+                filter_classes_min_samples=config.data.min_class_size,
+                multilabel_sampler=ev.multilabel_sampler,
+                n_way=n_way,
+            )
+        except ValueError as exc:  # name the config keys behind the sampler's arguments
+            raise ValueError(
+                f"{what}: {exc} (in the config: filter_classes_min_samples is [data] min_class_size = "
+                f"{config.data.min_class_size}, n_way is [evaluation] n_way, shots and query sizes are "
+                "[evaluation] n_shot / shots and n_query)"
+            ) from None
     for w in caught:
         log(f"{what}: {w.message}")
     return episodes
