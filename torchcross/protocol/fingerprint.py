@@ -116,6 +116,7 @@ EPISODE_READS = Reads(
         "evaluation.n_query",
         "evaluation.n_episodes",
         "evaluation.multilabel_sampler",
+        "evaluation.n_way",
         "run.seed",
     )
 )
@@ -155,6 +156,7 @@ RESULT_READS = Reads(
         "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
         "evaluation.diverged",  # applied to the stored records whenever the results are written
         "evaluation.shots",  # a shot curve's artefacts are fingerprinted per shot count (`at_shot()`)
+        "evaluation.metric",  # which metric results.md and the plots show first
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""
@@ -170,12 +172,39 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
         value = getattr(config.section(section), key)
-        if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
+        if name in ("finetune.preset", "evaluation.preset"):  # expanded into the keys it sets, hashed
+            continue
+        if name in _DATA_SOURCE_KEYS:  # every artefact reads the data: hashed below, whatever it reads
             continue
         if _omitted(config.section(section), key, value):
             continue  # a key added later ([backbone] feature_dtype) leaves earlier fingerprints as they were
         out.setdefault(section, {})[key] = _resolved_value(config, name, value)
+    source = _data_source(config)
+    if source:
+        out.setdefault("data", {}).update(source)
     return {**out, "artefact": identity}
+
+
+_DATA_SOURCE_KEYS = frozenset({"data.format", "data.collections", "data.overlaps"})
+
+
+def _data_source(config: Any) -> dict[str, Any]:
+    """What the data is read as: ``[data] format`` and each collection's format, prefix and options.
+
+    Empty for a MedIMeta ``[data] root`` (the fingerprints of earlier runs stay as they were). Where
+    the data lies is not hashed (as ``[data] root`` is not: a moved copy is the same data); which format
+    reads it is, so an artefact is never reused by a run that reads its datasets in another format.
+    ``[data] overlaps`` is not hashed: it changes the sources, which name every artefact.
+    """
+    data = config.section("data")
+    if data.collections:
+        return {
+            "collections": [
+                {"format": c.format, "prefix": c.prefix, "options": [list(o) for o in c.options]}
+                for c in data.collections
+            ]
+        }
+    return {} if data.format == "medimeta" else {"format": data.format}
 
 
 def _omitted(section: Any, key: str, value: Any) -> bool:

@@ -48,7 +48,8 @@ from torch import nn
 
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.backbone import backbone_preprocessing, build_backbone
-from torchcross.protocol.data import TargetPlan, open_task
+from torchcross.protocol.data import TargetPlan
+from torchcross.protocol.data_collections import open_data_task
 from torchcross.protocol.fingerprint import (
     COMPUTE_READS,
     RESULT_READS,
@@ -252,8 +253,8 @@ class MethodContext:
     def open(self, dataset_id: str, task_name: str, split: str) -> Any:
         """One task of the data root as a task source (resized and normalised as configured)."""
         d = self.config.data
-        return open_task(
-            d.root,
+        return open_data_task(
+            d,
             dataset_id,
             task_name,
             split,
