@@ -7,25 +7,36 @@ import json
 import math
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture
-def bench(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts its folder on the path
-    spec = importlib.util.spec_from_file_location(
-        "paper_protocol_bench", ROOT / "benchmarks/paper_protocol.py"
-    )
+@pytest.fixture(scope="module")
+def bench() -> Iterator[ModuleType]:
+    saved = list(sys.path)  # the script puts its folder on the path
+    script = ROOT / "benchmarks/paper_protocol.py"
+    spec = importlib.util.spec_from_file_location("paper_protocol_bench", script)
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path[:] = saved
+
+
+@pytest.fixture(scope="module")
+def quick(bench: ModuleType, tmp_path_factory: pytest.TempPathFactory) -> tuple[dict[str, Any], Path]:
+    """The report of one ``--quick`` run (a tiny Conv4: seconds) and its JSON file."""
+    path = tmp_path_factory.mktemp("paper-cost") / "report.json"
+    return bench.main(["--quick", "--json", str(path)]), path
 
 
 def _layout(text: str) -> list[str]:
@@ -33,9 +44,9 @@ def _layout(text: str) -> list[str]:
     return [re.sub(r"\d+(\.\d+)?", "#", line) for line in text.splitlines() if line.startswith("|")]
 
 
-def test_quick_mode_projects_every_target_and_method(bench: ModuleType, tmp_path: Path) -> None:
-    report = bench.main(["--quick", "--json", str(tmp_path / "report.json")])
-    saved = json.loads((tmp_path / "report.json").read_text())
+def test_quick_mode_projects_every_target_and_method(bench: ModuleType, quick: Any) -> None:
+    report, path = quick
+    saved = json.loads(path.read_text())
     assert [r["target"] for r in saved["rows"]] == list(bench.CATALOGUE)
     assert len(saved["rows"]) == 19
     for row in report["rows"]:
@@ -57,11 +68,11 @@ def test_quick_mode_projects_every_target_and_method(bench: ModuleType, tmp_path
     assert glaucoma["seconds"]["IM-PT"] == pytest.approx(100 * episode)
 
 
-def test_the_docs_show_the_table_the_script_prints(bench: ModuleType, tmp_path: Path) -> None:
+def test_the_docs_show_the_table_the_script_prints(bench: ModuleType, quick: Any, tmp_path: Path) -> None:
     page = (ROOT / "docs/paper-cost.md").read_text(encoding="utf-8")
     start, end = bench.MARKERS
     block = page.split(start, 1)[1].split(end, 1)[0]
-    report = bench.main(["--quick"])
+    report, _ = quick
     regenerate = "python benchmarks/paper_protocol.py --threads 1 --docs docs/paper-cost.md"
     assert _layout(block) == _layout(report["table"]), (
         f"docs/paper-cost.md is stale; regenerate: {regenerate}"
