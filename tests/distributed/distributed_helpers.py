@@ -167,6 +167,23 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux ``/proc``; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def torchrun_nodes(*args: str, timeout: float = 120.0) -> list[subprocess.CompletedProcess[str]]:
     """Two ``torchrun`` "nodes" on this machine, one worker each, meeting by c10d rendezvous on localhost.
 
@@ -208,8 +225,11 @@ def torchrun_nodes(*args: str, timeout: float = 120.0) -> list[subprocess.Comple
                 break
             time.sleep(0.2)
         hung = [p for p in procs if p.poll() is None]
-        for p in hung:
-            os.killpg(p.pid, signal.SIGKILL)
+        # torchrun starts each worker in a session of its own: collect them before the launcher goes
+        groups = {g for p in hung for g in (p.pid, *_descendants(p.pid))}
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)  # a worker and its DataLoader workers
         done = []
         for p, (out, err) in zip(procs, logs):
             p.wait()
@@ -217,7 +237,12 @@ def torchrun_nodes(*args: str, timeout: float = 120.0) -> list[subprocess.Comple
             err.seek(0)
             done.append(subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read()))
     if hung or any(d.returncode != 0 for d in done):
-        why = f"killed after {timeout:.0f} s" if hung else "failed"
+        if not hung:
+            why = "failed"
+        elif failed_at is None:
+            why = f"killed after {timeout:.0f} s"
+        else:
+            why = "killed: one launcher failed and the other did not end within 30 s"
         tails = "\n".join(
             f"--- node {i} (exit {d.returncode}):\n{d.stderr[-3000:]}" for i, d in enumerate(done)
         )
