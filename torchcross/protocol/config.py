@@ -427,7 +427,8 @@ class PretrainConfig:
 
     Attributes:
         steps: the most parameter updates (each: one batch of one source task).
-        batch_size: examples per batch.
+        batch_size: examples per batch (of each rank: under ``torchrun``, ``R`` ranks share every
+            batch of ``R * batch_size`` examples, as one process with that batch size).
         lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see
             [`paper_lr()`][paper_lr]).
         weight_decay: Adam L2 penalty.
@@ -648,7 +649,8 @@ class SupervisedConfig:
 
     Attributes:
         steps: the most updates.
-        batch_size: examples per batch.
+        batch_size: examples per batch (of each rank: under ``torchrun``, ``R`` ranks share every
+            batch of ``R * batch_size`` examples, as one process with that batch size).
         lr: Adam learning rate; ``None``: as [`paper_lr()`][paper_lr].
         val_every: updates between validations on the task's ``val`` split: ``"epoch"``
             (once per pass over the train split, ``ceil(len(train) / batch_size)`` updates, as the
