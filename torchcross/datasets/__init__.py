@@ -32,6 +32,9 @@ if TYPE_CHECKING:
     from torchcross.datasets.hf_datasets import open_hf as open_hf
     from torchcross.datasets.hf_datasets import scan_hf as scan_hf
     from torchcross.datasets.hf_datasets import write_synthetic_hf as write_synthetic_hf
+    from torchcross.datasets.image_cache import IMAGE_CACHE_FORMAT as IMAGE_CACHE_FORMAT
+    from torchcross.datasets.image_cache import CachedImageTaskSource as CachedImageTaskSource
+    from torchcross.datasets.image_cache import cache_images as cache_images
     from torchcross.datasets.image_files import ImageFilesTaskSource as ImageFilesTaskSource
     from torchcross.datasets.image_files import hash_splits as hash_splits
     from torchcross.datasets.medimeta._hdf5 import MedIMetaFileError as MedIMetaFileError
@@ -85,6 +88,9 @@ _EXPORTS: dict[str, str] = {
     "validate_all": "medimeta.validate",
     "normalize_batch": "_images",
     "ImageFilesTaskSource": "image_files",
+    "CachedImageTaskSource": "image_cache",
+    "IMAGE_CACHE_FORMAT": "image_cache",
+    "cache_images": "image_cache",
     "hash_splits": "image_files",
     "MetaAlbum": "meta_album",
     "MetaAlbumDataset": "meta_album",

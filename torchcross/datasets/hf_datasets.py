@@ -40,6 +40,7 @@ import torch
 
 from torchcross.data.sources import TaskSource
 from torchcross.datasets._images import Stats, images_to_tensor
+from torchcross.datasets.image_cache import CachedImageTaskSource, cache_images
 from torchcross.datasets.image_files import MAX_IMAGE_PIXELS, hash_splits
 from torchcross.tasks.catalogue import DatasetEntry, TaskEntry
 from torchcross.tasks.labels import normalize_labels
@@ -332,6 +333,24 @@ class HFDatasetTaskSource(TaskSource):
             ValueError: images of different sizes without ``image_size``, or an image too large.
         """
         idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+        arrays = self.images(idx)
+        shapes = {a.shape for a in arrays}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"images of different sizes {sorted(shapes)} in task "
+                f"{self.task_description.task_identifier!r}; pass image_size= (in torchcross run: "
+                "[data] image_size)"
+            )
+        x = images_to_tensor(np.stack(arrays), self.channels, self.output, self.mean, self.std)
+        return x, self._label_tensor[torch.as_tensor(idx, dtype=torch.int64)]
+
+    def images(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The uint8 images of rows ``indices`` (``(H, W)`` or ``(H, W, 3)``), decoded in one batch.
+
+        Raises:
+            ValueError: an image too large.
+        """
+        idx = [int(i) for i in indices]
         decoded = self._images[idx][self.image_column]
         mode = "L" if self.channels == 1 else "RGB"
         arrays = []
@@ -347,15 +366,24 @@ class HFDatasetTaskSource(TaskSource):
 
                 im = im.resize((self.image_size[1], self.image_size[0]), Image.Resampling.BILINEAR)
             arrays.append(np.asarray(im))
-        shapes = {a.shape for a in arrays}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images of different sizes {sorted(shapes)} in task "
-                f"{self.task_description.task_identifier!r}; pass image_size= (in torchcross run: "
-                "[data] image_size)"
-            )
-        x = images_to_tensor(np.stack(arrays), self.channels, self.output, self.mean, self.std)
-        return x, self._label_tensor[torch.as_tensor(idx, dtype=torch.int64)]
+        return arrays
+
+    def image_fingerprints(self) -> list[str]:
+        """One string per row naming what determines its pixels: the dataset's fingerprint (which
+        ``datasets`` derives from its files or its data and every transform applied), the image column
+        and the row (what keys a decoded-image cache).
+        """
+        base = f"{self._images._fingerprint}\0{self.image_column}"
+        return [f"row {i}\0{base}" for i in range(len(self))]
+
+    def cached(
+        self, path: str | os.PathLike[str], *, rebuild: bool = False, progress: bool | None = False
+    ) -> CachedImageTaskSource:
+        """This source read from a decoded-image cache file at ``path``, built first if there is none.
+
+        See [`cache_images()`][cache_images].
+        """
+        return cache_images(self, path, rebuild=rebuild, progress=progress)
 
 
 def _read_labels(ds: Any, column: str, kind: str, num_classes: int) -> np.ndarray:

@@ -41,6 +41,7 @@ import torch
 from torchcross.data.sources import TaskSource
 from torchcross.datasets._images import Stats, images_to_tensor
 from torchcross.datasets._optional import require
+from torchcross.datasets.image_cache import CachedImageTaskSource, cache_images
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskDescription
 
@@ -150,6 +151,44 @@ class ImageFilesTaskSource(TaskSource):
         """The uint8 image ``index`` (``(H, W)`` or ``(H, W, 3)``)."""
         return decode_image(self.paths[index], self.channels, self.image_size)
 
+    def images(self, indices: Sequence[int]) -> list[np.ndarray]:
+        """The uint8 images ``indices``, decoded in threads (eight or more) as [`image()`][image] does."""
+        idx = [int(i) for i in indices]
+        if len(idx) >= 8 and _THREADS > 1:
+            with ThreadPoolExecutor(_THREADS) as pool:
+                return list(pool.map(self.image, idx))
+        return [self.image(i) for i in idx]
+
+    def image_fingerprints(self) -> list[str]:
+        """One string per image naming what determines its pixels: its path relative to the folder of
+        all the files, its size and its modification time (what keys a decoded-image cache).
+
+        Raises:
+            FileNotFoundError: an image file does not exist (naming it).
+        """
+        if not self.paths:
+            return []
+        absolute = [os.path.abspath(p) for p in self.paths]
+        root = os.path.commonpath([os.path.dirname(p) for p in absolute])
+        out = []
+        for p, a in zip(self.paths, absolute):
+            try:
+                st = os.stat(a)
+            except FileNotFoundError as exc:
+                raise FileNotFoundError(f"image file {p!r} does not exist") from exc
+            out.append(f"{os.path.relpath(a, root)}\0{st.st_size}\0{st.st_mtime_ns}")
+        return out
+
+    def cached(
+        self, path: str | os.PathLike[str], *, rebuild: bool = False, progress: bool | None = False
+    ) -> CachedImageTaskSource:
+        """This source read from a decoded-image cache file at ``path``, built first if there is none.
+
+        See [`cache_images()`][cache_images] (the arguments, the file, when
+        a cache is refused or rebuilt) and the docs' "Decoded-image cache" section.
+        """
+        return cache_images(self, path, rebuild=rebuild, progress=progress)
+
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.get_batch([index])
         return x[0], y[0]
@@ -162,11 +201,7 @@ class ImageFilesTaskSource(TaskSource):
                 decoded (naming it).
         """
         idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
-        if len(idx) >= 8 and _THREADS > 1:
-            with ThreadPoolExecutor(_THREADS) as pool:
-                images = list(pool.map(self.image, idx))
-        else:
-            images = [self.image(i) for i in idx]
+        images = self.images(idx)
         shapes = {im.shape for im in images}
         if len(shapes) > 1:
             raise ValueError(

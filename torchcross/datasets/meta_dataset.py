@@ -487,6 +487,20 @@ class MetaDatasetSource(ImageFilesTaskSource):
             )
         return data
 
+    def image_fingerprints(self) -> list[str]:
+        """One string per image naming what determines its pixels: its record's file (relative to the
+        source folder), the file's size and modification time (what its index is checked against), and
+        the record's and image's offsets and the image's length (what keys a decoded-image cache).
+        """
+        stats = {p: os.stat(p) for p in dict.fromkeys(self.paths)}
+        files = {
+            p: f"{os.path.relpath(p, self.folder)}\0{st.st_size}\0{st.st_mtime_ns}" for p, st in stats.items()
+        }
+        return [
+            f"{files[p]}\0{int(r)}\0{int(o)}\0{int(n)}"
+            for p, r, o, n in zip(self.paths, self.record_offsets, self._image_offsets, self._image_lengths)
+        ]
+
     def image(self, index: int) -> np.ndarray:
         """The uint8 image ``index`` (``(H, W)`` or ``(H, W, 3)``), decoded from its record."""
         offset = int(self.record_offsets[index])
