@@ -393,6 +393,26 @@ def test_a_tiny_run_over_two_formats_writes_results(
     assert saved["config"]["data"]["collections"][1]["format"] == "test-folders"
 
 
+def test_an_image_cache_gives_the_same_results_and_is_reused(
+    folders_format: DataFormat, demo_root: Path, folders_root: Path, tmp_path: Path
+) -> None:
+    plain = run_protocol(config_from_dict(_mixed(demo_root, folders_root, tmp_path / "plain")), log=None)
+    raw = _mixed(demo_root, folders_root, tmp_path / "cached")
+    raw["run"]["image_cache"] = str(tmp_path / "decoded")
+    cached = run_protocol(config_from_dict(raw), progress=False, log=None)
+    key = ("target", "method", "episode", "auroc")
+    assert [tuple(r[k] for k in key) for r in cached.episodes.to_records()] == [
+        tuple(r[k] for k in key) for r in plain.episodes.to_records()
+    ]
+    files = sorted((tmp_path / "decoded" / "test-folders").glob("*.tcimg"))
+    assert files  # the decoding format's task is cached; MedIMeta's HDF5 is read as it is
+    assert not (tmp_path / "decoded" / "medimeta").exists()
+    stamps = [f.stat().st_mtime_ns for f in files]
+    raw["run"]["out_dir"] = str(tmp_path / "again")
+    run_protocol(config_from_dict(raw), progress=False, log=None)
+    assert [f.stat().st_mtime_ns for f in files] == stamps  # reused, not rebuilt
+
+
 def test_the_fingerprint_covers_the_formats_not_where_the_data_lies(
     folders_format: DataFormat, demo_root: Path, folders_root: Path, tmp_path: Path
 ) -> None:

@@ -725,6 +725,11 @@ class RunConfig:
             ([`mixed_precision()`][torchcross.learners.precision.mixed_precision]). A device without
             bf16 support is refused by ``--check``. Part of every checkpoint's and evaluation's
             fingerprint.
+        image_cache: a folder where the images of formats that decode files (``meta-album``,
+            ``bscd-fsl``, ``meta-dataset``, ``hf-datasets``) are decoded once, at the run's image size,
+            into memory-mapped files (`torchcross.datasets.image_cache`), so that later reads are a copy
+            as MedIMeta's; ``None`` (the default): decode on every read. The same pixels either way;
+            a file built from other images or settings is refused, naming the difference.
         channels_last: keep the models in channels-last memory format
             ([`to_channels_last()`][torchcross.learners.precision.to_channels_last]): faster
             convolutions on many GPUs, the same results within float rounding. Part of every
@@ -746,6 +751,7 @@ class RunConfig:
     plugins: tuple[str, ...] | None = None
     allow_existing_out_dir: bool = False
     embedding_cache: Path | None = None
+    image_cache: Path | None = None
     precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"omit_default": True})
     channels_last: bool = field(default=False, metadata={"omit_default": True})
 

@@ -325,6 +325,7 @@ def open_task(
     preprocessing: Any = None,
     format: str = "medimeta",
     options: Mapping[str, Any] | None = None,
+    image_cache: str | os.PathLike[str] | None = None,
 ) -> ResizedTaskSource:
     """Open one task of a dataset of ``format`` (MedIMeta by default) as a resized task source.
 
@@ -339,8 +340,12 @@ def open_task(
     varying-size images decodes them at ``image_size`` (with ``preprocessing``: at the size its resize
     step makes), fixed-size ones are resized in batches.
 
+    With ``image_cache`` (a folder), a source that decodes image files (it has ``cached``) is read
+    through a decoded-image cache file there (`torchcross.datasets.image_cache`), built on first use.
+
     Raises:
-        ValueError: an unknown format, normalisation, dataset, task or split (the reader names it).
+        ValueError: an unknown format, normalisation, dataset, task or split (the reader names it), or
+            a cache file built from other images or settings.
     """
     from torchcross.datasets.formats import get_format
 
@@ -351,6 +356,7 @@ def open_task(
         images = reader.open(
             root, dataset_id, task_name, part, channels=channels, image_size=decode, **(options or {})
         )
+        images = _cached(images, image_cache, format, dataset_id, task_name, split, channels, decode)
         return PreprocessedTaskSource(images, preprocessing)
     if normalize not in NORMALIZATIONS:
         raise ValueError(f"unknown normalisation {normalize!r}; known: {', '.join(NORMALIZATIONS)}")
@@ -368,4 +374,24 @@ def open_task(
         image_size=image_size,
         **(options or {}),
     )
+    source = _cached(source, image_cache, format, dataset_id, task_name, split, channels, image_size)
     return ResizedTaskSource(source, image_size)
+
+
+def _cached(
+    source: Any,
+    folder: str | os.PathLike[str] | None,
+    format: str,
+    dataset_id: str,
+    task_name: str,
+    split: str,
+    channels: int,
+    size: int | None,
+) -> Any:
+    """``source`` read through a decoded-image cache file in ``folder`` (if it decodes image files)."""
+    if folder is None or not hasattr(source, "cached"):
+        return source
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset_id}-{task_name}")
+    path = Path(folder) / format / f"{safe}-{split}-{channels}ch-{size or 'native'}px.tcimg"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return source.cached(path)

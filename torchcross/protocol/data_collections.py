@@ -238,6 +238,7 @@ def open_data_task(
     image_size: int | None,
     normalize: str = "none",
     preprocessing: Any = None,
+    image_cache: str | Path | None = None,
 ) -> ResizedTaskSource:
     """Open a task of the catalogue of ``data`` with the format and folder its dataset comes from.
 
@@ -259,6 +260,7 @@ def open_data_task(
         preprocessing=preprocessing,
         format=where.format,
         options=dict(where.options),
+        image_cache=image_cache,
     )
     if where.dataset_id != dataset_id:  # the reader names the task by its id within its collection
         ident = f"{dataset_id}/{task_name}"

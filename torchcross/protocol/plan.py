@@ -441,10 +441,13 @@ def _check_task_type(specs: list[Any], task: str, source: Any) -> None:
             )
 
 
-def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int) -> Any:
+def open_split(
+    config: ProtocolConfig, ds: str, task: str, split: str, channels: int, size: int, *, cache: bool = False
+) -> Any:
     """Open task ``ds/task`` on ``split`` as the run reads it (``channels`` x ``size`` x ``size`` images).
 
-    With a ``"<family>:<model>"`` backbone, the images go through its own preprocessing.
+    With a ``"<family>:<model>"`` backbone, the images go through its own preprocessing. With ``cache``
+    (a run, not ``--check``), ``[run] image_cache`` is used.
 
     Raises:
         ValueError: the task cannot be opened (naming it, its split and the cause).
@@ -459,6 +462,7 @@ def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels:
             image_size=size,
             normalize=config.data.normalize,
             preprocessing=backbone_preprocessing(config.backbone.name, config.backbone.weights),
+            image_cache=config.run.image_cache if cache else None,
         )
     except (ValueError, OSError) as exc:
         raise ValueError(f"cannot open task {ds}/{task} (split {split!r}): {exc}") from exc

@@ -262,6 +262,7 @@ class MethodContext:
             image_size=self.image_size,
             normalize=d.normalize,
             preprocessing=backbone_preprocessing(self.config.backbone.name, self.config.backbone.weights),
+            image_cache=self.config.run.image_cache,
         )
 
     def source_tasks(self, split: str) -> dict[str, Any]:

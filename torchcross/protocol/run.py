@@ -443,7 +443,7 @@ def _selected(
         return picked["sources"]
 
     def open_task(ds: str, name: str, split: str) -> Any:
-        source = open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size)
+        source = open_split(plan.config, ds, name, split, plan.in_channels, plan.image_size, cache=True)
         return source if prepare is None else prepare(source)
 
     episodes = draw_selection_episodes(
@@ -715,6 +715,7 @@ def _run_targets(
                     config.data.target_split,
                     plan.in_channels,
                     plan.image_size,
+                    cache=True,
                 )
                 for task in target.tasks
             }
