@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import inspect
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,12 +114,29 @@ def lazy(module: str, name: str) -> Callable[..., Any]:
         'a/b'
     """
 
-    def call(*args: Any, **kwargs: Any) -> Any:
-        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+    return _Lazy(module, name)
 
-    call.__name__ = call.__qualname__ = name
-    call.__doc__ = f"``{module}.{name}``, imported when first called."
-    return call
+
+class _Lazy:
+    """``module.name``, imported when first called; its signature is the function's (``inspect``)."""
+
+    def __init__(self, module: str, name: str) -> None:
+        self.module, self.__name__ = module, name
+        self.__qualname__ = name
+        self.__doc__ = f"``{module}.{name}``, imported when first called."
+
+    def _target(self) -> Callable[..., Any]:
+        return getattr(importlib.import_module(self.module), self.__name__)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._target()(*args, **kwargs)
+
+    @property
+    def __signature__(self) -> inspect.Signature:
+        return inspect.signature(self._target())
+
+    def __repr__(self) -> str:
+        return f"lazy({self.module!r}, {self.__name__!r})"
 
 
 def _scan_medimeta(root: str | os.PathLike[str]) -> tuple[list[DatasetEntry], dict[str, str]]:
