@@ -78,10 +78,12 @@ class ChunkSizer:
                 if not is_out_of_memory(exc) or size == 1:
                     raise
                 self.limit = (size + 1) // 2
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
+            else:
+                start += size
                 continue
-            start += size
+            # out of the except clause: the failed chunk's tensors (held by the traceback) are freed
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
         return out
 
 
