@@ -209,3 +209,16 @@ def test_auto_fine_tunes_episode_by_episode_on_the_cpu(monkeypatch):
 
     monkeypatch.setattr(auto, "_predict_stacked", refuse)
     assert len(auto.predict_many(_tasks(shape, torch.float64, per_kind=1))) == 4
+
+
+def test_a_vision_transformer_fine_tuned_together_equals_the_loop():
+    # the foundation-model fine-tuning of [finetune] preset = "fsl-benchmark": frozen norms, zero heads
+    import timm
+
+    torch.manual_seed(0)
+    vit = timm.create_model(
+        "vit_tiny_patch16_224", img_size=16, patch_size=8, embed_dim=16, depth=1, num_heads=2, num_classes=0
+    ).double()
+    tasks = [make_task(MULTICLASS, (3, 16, 16), 6, 3, i) for i in range(3)]
+    loop, batched = _pair(vit, steps=2, lr=1e-3, batch_norm="frozen", head=HeadPolicy(init="zero"))
+    _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-7, atol=1e-8)

@@ -589,7 +589,10 @@ class FineTuner(nn.Module):
             return kind.loss(logits(p, b, x, True), y, None, "mean")
 
         losses, transform = torch.func.vmap(loss), as_transformation(self.inner_optimizer)
-        with naming_task(tasks[0]):
+        with naming_task(tasks[0]), warnings.catch_warnings():
+            # an operation without a batching rule (CPU attention kernels, for one) runs episode by
+            # episode inside vmap: slower, the same result; torch says so on every call
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
             fitted, first = fit_stacked(
                 lambda p: losses(p, buffers, xs, targets), params, transform, self.num_steps
             )
