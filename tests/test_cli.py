@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -494,6 +495,8 @@ def test_convert_an_unknown_npz_with_a_description_file(
             r"unknown keys \['labels'\]; allowed keys: kind, classes, task, domain",
         ),
         (["--description", "task.txt"], "must end in .json, .yaml or .yml"),
+        (["--description", "pipe.json"], r"description file '.*pipe.json' is a FIFO, not a regular file"),
+        (["--description", "latin.json"], r"description file 'latin.json' is not UTF-8 text"),
     ],
 )
 def test_convert_description_errors(
@@ -507,6 +510,8 @@ def test_convert_description_errors(
     (tmp_path / "bad.json").write_text('["kind"]')
     (tmp_path / "extra.json").write_text('{"kind": "binary", "classes": ["a", "b"], "labels": 2}')
     (tmp_path / "task.txt").write_text("kind: binary")
+    os.mkfifo(tmp_path / "pipe.json")  # never opened for reading: that would wait for a writer
+    (tmp_path / "latin.json").write_bytes('{"kind": "binary", "classes": ["\xe9", "b"]}'.encode("latin-1"))
     npz = _unknown_npz(tmp_path, levels=2)
     code, _, err = _run(capsys, "medimeta", "convert", "medmnist", str(npz), "--out", "mm", *options)
     assert code == 2

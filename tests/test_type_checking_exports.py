@@ -109,3 +109,23 @@ def test_importing_the_namespaces_stays_lazy() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_lazy_subpackages_of_torchcross_are_visible_to_type_checkers() -> None:
+    """``import torchcross; torchcross.data.X`` is typed: ``__init__.pyi`` names every lazy subpackage."""
+    tree = ast.parse((PACKAGE / "__init__.py").read_text(encoding="utf-8"))
+    declared = next(
+        ast.literal_eval(n.value.args[0])
+        for n in tree.body
+        if isinstance(n, ast.Assign)
+        and isinstance(n.targets[0], ast.Name)
+        and n.targets[0].id == "_SUBMODULES"
+    )
+    stub = ast.parse((PACKAGE / "__init__.pyi").read_text(encoding="utf-8"))
+    typed = {
+        alias.asname
+        for stmt in stub.body
+        if isinstance(stmt, ast.ImportFrom) and stmt.module == "torchcross"
+        for alias in stmt.names
+    }
+    assert typed == set(declared)

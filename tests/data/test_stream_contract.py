@@ -53,6 +53,9 @@ STREAMS: dict[str, Callable[[], ResumableStream]] = {
     "MultiTaskBatchSampler-infinite": lambda: MultiTaskBatchSampler(
         {"a": _source(24), "b": _source(16, 100.0)}, 3, mode="infinite", weighting="uniform", seed=2
     ),
+    "MultiTaskBatchSampler-example": lambda: MultiTaskBatchSampler(
+        {"a": _source(25), "b": _source(7, 100.0)}, 3, mode="epoch", seed=2, shard_by="example"
+    ),
     "MultiTaskEpisodeSampler": lambda: MultiTaskEpisodeSampler(
         {"x": _few_shot(7)(), "y": _few_shot(5)()}, 2, seed=4
     ),

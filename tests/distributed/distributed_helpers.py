@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import subprocess
 import sys
@@ -155,3 +156,137 @@ def torchrun(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]
     if check:
         assert done.returncode == 0, done.stderr[-4000:]
     return done
+
+
+def free_port() -> int:
+    """A TCP port on localhost that nothing listens on now (the OS picks it)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """The processes below ``pid`` (Linux ``/proc``; none elsewhere)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def torchrun_nodes(*args: str, timeout: float = 120.0) -> list[subprocess.CompletedProcess[str]]:
+    """Two ``torchrun`` "nodes" on this machine, one worker each, meeting by c10d rendezvous on localhost.
+
+    ``python -m torch.distributed.run --nnodes 2 --nproc-per-node 1 --node-rank N --rdzv-backend c10d
+    --rdzv-endpoint localhost:<free port> --rdzv-id <id> *args`` for ``N`` in 0, 1, each launcher in a
+    session of its own. Past ``timeout`` seconds (or when one launcher fails and the other does not end
+    within 30 s) every process of both sessions (launchers, workers, DataLoader workers) is killed and the
+    test fails, naming what each printed last.
+    """
+    import contextlib
+    import signal
+    import tempfile
+    import time
+    import uuid
+
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    endpoint, run_id = f"localhost:{free_port()}", f"test-{uuid.uuid4().hex[:8]}"
+    base = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--nproc-per-node", "1"]
+    rendezvous = ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint, "--rdzv-id", run_id]
+    with contextlib.ExitStack() as files:  # output to files: a full pipe would stall a launcher
+        logs = [[files.enter_context(tempfile.TemporaryFile("w+")) for _ in "oe"] for _ in range(2)]
+        procs = [
+            subprocess.Popen(
+                [*base, "--node-rank", str(node), *rendezvous, *args],
+                env=env,
+                cwd=ROOT,
+                stdout=logs[node][0],
+                stderr=logs[node][1],
+                start_new_session=True,  # its own process group: killed as one
+            )
+            for node in range(2)
+        ]
+        deadline = time.monotonic() + timeout
+        failed_at = None
+        while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+            if failed_at is None and any(p.poll() not in (None, 0) for p in procs):
+                failed_at = time.monotonic()
+            if failed_at is not None and time.monotonic() > failed_at + 30:
+                break
+            time.sleep(0.2)
+        hung = [p for p in procs if p.poll() is None]
+        # torchrun starts each worker in a session of its own: collect them before the launcher goes
+        groups = {g for p in hung for g in (p.pid, *_descendants(p.pid))}
+        for group in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(group, signal.SIGKILL)  # a worker and its DataLoader workers
+        done = []
+        for p, (out, err) in zip(procs, logs):
+            p.wait()
+            out.seek(0)
+            err.seek(0)
+            done.append(subprocess.CompletedProcess(p.args, p.returncode, out.read(), err.read()))
+    if hung or any(d.returncode != 0 for d in done):
+        if not hung:
+            why = "failed"
+        elif failed_at is None:
+            why = f"killed after {timeout:.0f} s"
+        else:
+            why = "killed: one launcher failed and the other did not end within 30 s"
+        tails = "\n".join(
+            f"--- node {i} (exit {d.returncode}):\n{d.stderr[-3000:]}" for i, d in enumerate(done)
+        )
+        raise AssertionError(f"two-node torchrun {why}:\n{tails}")
+    return done
+
+
+def library_training(rank: int, world: int, workers: int) -> dict[str, Any]:
+    """The library's distributed training through ``StreamLoader`` workers: MAML and multi-task pre-training.
+
+    MAML: meta-batches of ``4 // world`` episodes of a ``MultiTaskEpisodeSampler`` (dealt to the ranks in
+    turn); pre-training: global batches of 6 of a ``MultiTaskBatchSampler(shard_by="example")`` (every
+    rank its part). With ``world == 1`` one process with the global batches. Float64, no BatchNorm.
+    """
+    from torchcross.data import FewShotMetaDataset, TensorTaskSource
+    from torchcross.data.multitask import MultiTaskBatchSampler, MultiTaskEpisodeSampler
+    from torchcross.data.stream import StreamLoader
+    from torchcross.distributed import all_reduce_gradients
+
+    g = torch.Generator().manual_seed(0)
+    sources = {}
+    for desc, n in ((MULTICLASS, 30), (BINARY, 17)):
+        sources[desc.task_identifier] = TensorTaskSource(
+            torch.randn(n, 5, generator=g, dtype=torch.float64), labels(desc, n, g), desc
+        )
+    episodes = {
+        name: FewShotMetaDataset(s, n_shot=2, n_query=2, filter_classes_min_samples=0, length=50, seed=0)
+        for name, s in sources.items()
+    }
+    meta = MultiTaskEpisodeSampler(episodes, GLOBAL_TASKS // world, mode="infinite", shuffle=False, seed=0)
+    torch.manual_seed(0)  # every rank builds the same weights
+    maml = MAML(mlp(5, (8,)).double(), 8, inner_lr=0.3, num_inner_steps=2, batching="loop")  # not timed
+    opt = torch.optim.SGD(maml.parameters(), lr=0.1, momentum=0.9)
+    for tasks in itertools.islice(StreamLoader(meta, num_workers=workers), STEPS):
+        opt.zero_grad(set_to_none=True)
+        maml.meta_backward(tasks)
+        opt.step()
+    batches = MultiTaskBatchSampler(sources, 6, mode="infinite", seed=0, shard_by="example")
+    torch.manual_seed(0)
+    model = MultiTaskPretrainer(mlp(5, (8,)).double(), 8, [MULTICLASS, BINARY], seed=0)
+    opt = torch.optim.Adam(model.parameters(), lr=0.01)
+    for (x, y), desc, weight in itertools.islice(StreamLoader(batches, num_workers=workers), 2 * STEPS):
+        opt.zero_grad(set_to_none=True)
+        (model.loss((x, y), desc) * weight).backward()
+        all_reduce_gradients(model)
+        opt.step()
+    return {"maml": maml.state_dict(), "pretrainer": model.state_dict(), "position": batches.state_dict()}

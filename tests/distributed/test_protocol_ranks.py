@@ -59,7 +59,21 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     stopped, resumed = _config(folder, data, "resumed", 2), _config(folder, data, "resumed", 4)
     _torchrun(str(ROOT / "tests" / "distributed" / "protocol_ranks_script.py"), str(stopped), str(resumed))
     single = run_protocol(load_config(_config(folder, data, "single", 4, meta_batch=2)), log=None)
-    return {"folder": folder, "data": data, "cli": cli, "whole": whole, "resumed": resumed, "single": single}
+    # two torchrun "nodes" (one launcher and one rank each, c10d rendezvous on localhost), two DataLoader
+    # workers per rank: the library's training, then `torchcross run` of the config of "whole"
+    nodes = _config(folder, data, "nodes", 4)
+    nodes.write_text(nodes.read_text() + "num_workers = 2\n")
+    port, script = str(h.free_port()), str(ROOT / "tests" / "distributed" / "multinode_script.py")
+    launched = h.torchrun_nodes(script, port, str(folder / "library"), str(nodes))
+    return {
+        "folder": folder,
+        "data": data,
+        "cli": cli,
+        "whole": whole,
+        "resumed": resumed,
+        "single": single,
+        "nodes": launched,
+    }
 
 
 def _records(folder: Path, out: str, method: str) -> list[dict[str, Any]]:
@@ -90,8 +104,10 @@ def test_rank_checkpoints_are_bit_identical(runs: dict[str, Any], method: str) -
         assert a["model"].keys() == b["model"].keys()
         assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
         assert a["losses"] == b["losses"]
-        assert a["sampler"] == b["sampler"]  # the global position: each rank takes its share from there
-        assert a["sampler"]["position"] == 8  # 2 ranks x 4 steps
+        assert a["sampler"] == b["sampler"]
+        # the global position: mm-MAML's meta-batches go to the ranks in turn (2 ranks x 4 steps); every
+        # rank takes its part of each of mm-PT's global batches (4 steps)
+        assert a["sampler"]["position"] == (4 if method == "mm-PT" else 8)
 
 
 def test_evaluation_only_method_equals_one_process(runs: dict[str, Any]) -> None:
@@ -132,6 +148,43 @@ def test_another_world_size_does_not_resume_the_ranks_checkpoints(runs: dict[str
     config = dataclasses.replace(
         config, evaluation=dataclasses.replace(config.evaluation, methods=("mm-MAML",))
     )
+    with pytest.raises(CheckpointMismatchError, match=r"world_size \(saved 2, now None\)"):
+        run_protocol(config, log=None)
+
+
+def test_two_nodes_with_dataloader_workers_equal_one_node(runs: dict[str, Any]) -> None:
+    """``torchcross run`` on two torchrun "nodes" with ``num_workers = 2``: the one-node run, bit for bit."""
+    printed = [launch.stdout for launch in runs["nodes"]]
+    assert sum(out.count("results_csv:") for out in printed) == 1  # global rank 0 alone reports
+    for method in ("mm-PT", "mm-MAML"):
+        for rank in (0, 1):
+            a = _model(runs["folder"], "whole", method, rank)
+            b = _model(runs["folder"], "nodes", method, rank)
+            assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
+            assert (a["losses"], a["sampler"]) == (b["losses"], b["sampler"])
+    for method in ("scratch", "mm-PT", "mm-MAML"):  # IM-PT of random weights is named scratch
+        whole, nodes = _records(runs["folder"], "whole", method), _records(runs["folder"], "nodes", method)
+        assert len(whole) == 5
+        assert json.dumps(whole) == json.dumps(nodes)
+
+
+def test_library_training_on_two_nodes_equals_one_process(runs: dict[str, Any]) -> None:
+    """MAML (meta-batches dealt to the ranks) and pre-training (each global batch split over the ranks),
+    fed by two DataLoader workers per rank on two nodes, equal one process with the global batches."""
+    ranks = [torch.load(f"{runs['folder'] / 'library'}.rank{r}.pt", weights_only=False) for r in (0, 1)]
+    single = h.library_training(0, 1, workers=0)
+    for part in ("maml", "pretrainer"):
+        assert all(torch.equal(v, ranks[1][part][k]) for k, v in ranks[0][part].items())
+        for k, v in ranks[0][part].items():
+            torch.testing.assert_close(v, single[part][k], rtol=1e-12, atol=1e-12, msg=k)
+    assert ranks[0]["position"] == ranks[1]["position"] == single["position"]  # 6 global batches
+    assert ranks[0]["position"]["position"] == 6
+
+
+def test_another_world_size_than_the_two_nodes_is_refused(runs: dict[str, Any]) -> None:
+    config = load_config(_config(runs["folder"], runs["data"], "nodes", 6))
+    only_pt = dataclasses.replace(config.evaluation, methods=("mm-PT",))
+    config = dataclasses.replace(config, evaluation=only_pt)
     with pytest.raises(CheckpointMismatchError, match=r"world_size \(saved 2, now None\)"):
         run_protocol(config, log=None)
 

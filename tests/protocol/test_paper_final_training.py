@@ -221,7 +221,7 @@ def test_mm_pt_backpropagates_the_scaled_loss_and_logs_the_task_loss(
     for task, factor in zip(sampler.descriptions, (1.0, 4.0 if scale else 1.0)):
         x, y = sampler.sources[sampler.descriptions.index(task)].get_batch(np.arange(8))
         model.zero_grad()
-        logged = seen["step"](((x, y), task))
+        logged = seen["step"](((x, y), task, 1.0))  # one process: the whole global batch, weight 1
         scaled = [p.grad.clone() for p in model.parameters() if p.grad is not None]
         model.zero_grad()
         plain = model.loss((x, y), task)

@@ -9,6 +9,7 @@ Kinds: ``binary``, ``multiclass``, ``multilabel``, ``ordinal`` or a full ``TaskT
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,9 +84,15 @@ def given_description(args: argparse.Namespace) -> GivenDescription | None:
 def _read_description(path: Path, domain: str | None) -> GivenDescription:
     import json
 
-    if not path.is_file():
+    from torchcross._io import read_regular_file
+
+    if not os.path.lexists(path):
         raise FileNotFoundError(f"description file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    data = read_regular_file(path, "description file")  # a FIFO or a device is refused, never read
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"description file {str(path)!r} is not UTF-8 text: {exc}") from None
     if path.suffix.lower() == ".json":
         try:
             raw = json.loads(text)

@@ -188,7 +188,7 @@ def run_demo(
         allow_existing_out_dir=allow_existing_out_dir,
     )
     check_out_dir(Path(out_dir), allow_existing=allow_existing_out_dir)
-    write_demo_medimeta(config.data.root, size=16, seed=seed)
+    write_demo_medimeta(Path(str(config.data.root)), size=16, seed=seed)
     check_protocol(config)  # names and paths are checked before any training
     return run_protocol(config, progress=progress, log=log)
 

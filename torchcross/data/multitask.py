@@ -18,7 +18,9 @@ function of ``(seed, epoch)``:
 Work is split across DataLoader workers and ``torch.distributed`` ranks with nothing
 repeated and nothing lost: global item ``p`` goes to rank ``p % world_size``, and a
 rank's items go round-robin to its workers, so the DataLoader hands a rank its items
-in stream order whatever the number of workers.
+in stream order whatever the number of workers. ``MultiTaskBatchSampler(shard_by="example")``
+splits each batch instead: every rank draws every batch of the global stream and takes its
+part of the examples, so ``R`` ranks train on the batches of one process (see the class).
 [`state_dict()`][torchcross.data.workers.sharding.ResumableStream.state_dict] records how far the
 stream was consumed; [`load_state_dict()`][torchcross.data.workers.sharding.ResumableStream.load_state_dict]
 resumes exactly there.
@@ -30,13 +32,18 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+from torch import Tensor
+from torch.utils.data import get_worker_info
 
 from torchcross._checks import check_int
 from torchcross.data.capabilities import BatchReadable, MapStyle
 from torchcross.data.collate import stack
 from torchcross.data.multitask_stream import MAX_PLAN, MultiSourceStream, named
+from torchcross.data.workers.sharding import ShardPosition, shard_ranks
 
 __all__ = ["MultiTaskBatchSampler", "MultiTaskEpisodeSampler"]
+
+_SHARD_BY = ("batch", "example")
 
 
 class MultiTaskBatchSampler(MultiSourceStream):
@@ -62,6 +69,17 @@ class MultiTaskBatchSampler(MultiSourceStream):
         seed: the stream is a pure function of ``(seed, epoch)``.
         rank, world_size: this process's place among ``torch.distributed`` ranks
             (default: read from ``torch.distributed``; pass them to simulate ranks).
+        shard_by: how the ranks share the stream. ``"batch"`` (default): whole batches go
+            round-robin to the ranks (batch ``p`` to rank ``p % world_size``), so one update of
+            ``R`` ranks trains on ``R`` batches, usually of ``R`` different tasks.
+            ``"example"``: ``batch_size`` is the global batch; every rank draws every batch of
+            the stream and takes its contiguous part of its examples (as ``numpy.array_split``:
+            the first ``n % R`` ranks one more), so ``R`` ranks train on exactly the batches of
+            one process. Each item is then ``(batch, description, weight)``, ``weight`` being
+            ``R * n_rank / n``: multiply the rank's mean loss by it, and the gradient averaged over
+            the ranks is the gradient of the global batch's mean loss (``1.0`` on one process and
+            whenever the batch splits evenly; ``0.0`` for a rank whose part is empty, a batch of
+            zero examples: skip its forward pass). See docs/scaling-out.md for BatchNorm.
 
     Raises:
         ValueError: no sources, a source without batches, bad sizes, weights or modes.
@@ -80,6 +98,14 @@ class MultiTaskBatchSampler(MultiSourceStream):
         >>> (x, y), desc = next(iter(sampler))
         >>> len(sampler), x.shape, desc.task_identifier
         (3, torch.Size([4, 3]), 'b')
+
+        Two ranks sharing batches of 4 by example (rank 1's view):
+
+        >>> sharded = MultiTaskBatchSampler(
+        ...     [source("a", 8), source("b", 3)], 4, seed=0, shard_by="example", rank=1, world_size=2
+        ... )
+        >>> [(desc.task_identifier, len(y), weight) for (x, y), desc, weight in sharded]
+        [('b', 1, 0.6666666666666666), ('a', 2, 1.0), ('a', 2, 1.0)]
     """
 
     def __init__(
@@ -99,8 +125,15 @@ class MultiTaskBatchSampler(MultiSourceStream):
         seed: int = 0,
         rank: int | None = None,
         world_size: int | None = None,
+        shard_by: str = "batch",
     ) -> None:
         names, self.sources = named(sources, "sources")
+        if shard_by not in _SHARD_BY:
+            raise ValueError(
+                f"shard_by must be one of {list(_SHARD_BY)}, got {shard_by!r}: 'batch' deals whole batches "
+                "to the ranks, 'example' splits every batch over them"
+            )
+        self.shard_by = shard_by
         self.batch_size = check_int(batch_size, "batch_size", 1)
         self.descriptions = []
         for name, src in zip(names, self.sources):
@@ -141,6 +174,34 @@ class MultiTaskBatchSampler(MultiSourceStream):
     def _members(self) -> list[Any]:
         return self.sources
 
+    def unit_shard(self) -> ShardPosition:
+        """This process's shard of the batches: with ``shard_by="example"`` every rank takes every batch
+        (split over its DataLoader workers only); else the rank's batches (`shard_position()`)."""
+        if self.shard_by == "batch":
+            return super().unit_shard()
+        shard_ranks(self.rank, self.world_size, self)  # validate
+        info = get_worker_info()
+        return ShardPosition(info.id, info.num_workers) if info is not None else ShardPosition(0, 1)
+
+    def example_share(self, n: int) -> tuple[slice, float]:
+        """This rank's part of a global batch of ``n`` examples and its loss weight (``shard_by="example"``).
+
+        The part is contiguous; the first ``n % R`` of ``R`` ranks take one example more. The weight
+        ``R * len(part) / n`` makes the mean over ranks of ``weight * (mean loss of the part)`` the
+        mean loss of the whole batch.
+
+        Examples:
+            >>> from types import SimpleNamespace
+            >>> share = MultiTaskBatchSampler.example_share
+            >>> [share(SimpleNamespace(rank=r, world_size=2), 3) for r in (0, 1)]
+            [(slice(0, 2, None), 1.3333333333333333), (slice(2, 3, None), 0.6666666666666666)]
+        """
+        rank, world = shard_ranks(self.rank, self.world_size, self)
+        small, extra = divmod(n, world)
+        start = rank * small + min(rank, extra)
+        stop = start + small + (1 if rank < extra else 0)
+        return slice(start, stop), (world * (stop - start) / n if n else 0.0)
+
     def batch_indices(self, task: int, occurrence: int) -> np.ndarray:
         """Example indices of the ``occurrence``-th batch drawn from task ``task`` this epoch."""
         n, b = self.num_examples[task], self.batch_size
@@ -150,12 +211,34 @@ class MultiTaskBatchSampler(MultiSourceStream):
     def _load_unit(self, tasks: np.ndarray, occ: np.ndarray) -> Any:
         task = int(tasks[0])
         idx = self.batch_indices(task, int(occ[0]))
+        weight = None
+        if self.shard_by == "example":
+            part, weight = self.example_share(len(idx))
+            empty = part.start == part.stop
+            idx = idx[:1] if empty else idx[part]  # an empty part: one example read, then none kept
         src = self.sources[task]
         if self.collate_fn is stack and isinstance(src, BatchReadable):
             batch = src.get_batch(idx)
         else:
             batch = self.collate_fn([src[int(i)] for i in idx])
-        return (batch, self.descriptions[task]) if self.with_task_description else batch
+        if weight is None:
+            return (batch, self.descriptions[task]) if self.with_task_description else batch
+        if empty:
+            batch = _no_rows(batch)
+        return (batch, self.descriptions[task], weight) if self.with_task_description else (batch, weight)
+
+
+def _no_rows(batch: Any) -> Any:
+    """``batch`` with zero rows: every tensor in it (nested in tuples, lists and dicts) sliced to ``[:0]``."""
+    if isinstance(batch, Tensor):
+        return batch[:0]
+    if isinstance(batch, Mapping):
+        return {k: _no_rows(v) for k, v in batch.items()}
+    if isinstance(batch, tuple) and hasattr(batch, "_fields"):  # a named tuple
+        return type(batch)(*(_no_rows(v) for v in batch))
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(_no_rows(v) for v in batch)
+    return batch
 
 
 class MultiTaskEpisodeSampler(MultiSourceStream):

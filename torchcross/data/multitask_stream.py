@@ -207,7 +207,7 @@ class MultiSourceStream(ResumableStream, IterableDataset):
         total = self._num_units()
         if total is None:
             raise TypeError(f"an endless {type(self).__name__} (mode='infinite', length=None) has no len()")
-        pos = shard_position(self.rank, self.world_size, self)
+        pos = self.unit_shard()
         info = get_worker_info()
         ranks = pos.count // (info.num_workers if info is not None else 1)
         return len(range(pos.index % ranks, total, ranks))  # the rank's items, all its workers together

@@ -18,7 +18,7 @@ from typing import Any
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from torchcross._checks import check_int
-from torchcross.data.workers.sharding import ResumableStream, shard_position
+from torchcross.data.workers.sharding import ResumableStream
 from torchcross.data.workers.shm_pool import set_pool_limit
 
 __all__ = ["StreamLoader"]
@@ -62,7 +62,7 @@ class _WorkerInit:
 
 def _keys(stream: ResumableStream) -> Iterator[tuple[int, int]]:
     epoch = stream.position.epoch
-    shard = shard_position(stream.rank, stream.world_size, stream)  # the main process: its rank
+    shard = stream.unit_shard()  # the main process: its rank's items
     return ((epoch, k) for k in stream.shard_items(shard))
 
 

@@ -22,8 +22,8 @@ Formats are registered by name; the protocol (`torchcross run`) reads ``[data] f
 ``format`` in each ``[[data.collections]]`` entry) from here.
 
 Examples:
-    >>> sorted(FORMATS)[:1]
-    ['medimeta']
+    >>> "medimeta" in FORMATS
+    True
     >>> get_format("medimeta").name
     'medimeta'
 """
@@ -31,6 +31,7 @@ Examples:
 from __future__ import annotations
 
 import difflib
+import importlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,7 +39,7 @@ from typing import Any
 
 from torchcross.tasks.catalogue import DatasetEntry
 
-__all__ = ["FORMATS", "DataFormat", "get_format", "register_format"]
+__all__ = ["FORMATS", "DataFormat", "get_format", "lazy", "register_format"]
 
 ScanFn = Callable[..., tuple[list[DatasetEntry], dict[str, str]]]
 OpenFn = Callable[..., Any]
@@ -100,11 +101,31 @@ def get_format(name: str) -> DataFormat:
     return FORMATS[name]
 
 
+def lazy(module: str, name: str) -> Callable[..., Any]:
+    """A function that imports ``module`` and calls its ``name`` when first called.
+
+    Formats register their readers this way, so that ``import torchcross.datasets.formats`` imports no
+    reader (and none of Pillow, h5py or ``datasets``) until a format is used.
+
+    Examples:
+        >>> join = lazy("os.path", "join")
+        >>> join("a", "b")
+        'a/b'
+    """
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        return getattr(importlib.import_module(module), name)(*args, **kwargs)
+
+    call.__name__ = call.__qualname__ = name
+    call.__doc__ = f"``{module}.{name}``, imported when first called."
+    return call
+
+
 def _scan_medimeta(root: str | os.PathLike[str]) -> tuple[list[DatasetEntry], dict[str, str]]:
     from torchcross.datasets.medimeta import catalogue_from_infos, scan_datasets
 
     infos, problems = scan_datasets(root)
-    entries = list(catalogue_from_infos(infos.values()))
+    entries = list(catalogue_from_infos(infos.values())) if infos else []
     out = []
     for e in entries:
         info = dict(e.info)
@@ -151,4 +172,52 @@ register_format(
         "MedIMeta-format dataset folders (info.yaml, images.hdf5, task_labels/, splits/)",
         synthetic=_synthetic_medimeta,
     )
+)
+
+
+def _register_reader(
+    name: str, module: str, stem: str, description: str, options: tuple[str, ...] = ()
+) -> None:
+    """Register the format ``name`` read by ``scan_<stem>``, ``open_<stem>`` and ``write_synthetic_<stem>``
+    of ``module`` (imported when first used)."""
+    register_format(
+        DataFormat(
+            name,
+            lazy(module, f"scan_{stem}"),
+            lazy(module, f"open_{stem}"),
+            description,
+            options=options,
+            synthetic=lazy(module, f"write_synthetic_{stem}"),
+        )
+    )
+
+
+_register_reader(
+    "meta-album",
+    "torchcross.datasets.meta_album",
+    "meta_album",
+    "Meta-Album dataset folders (labels.csv, info.json, images/); splits are ours (hash of file names)",
+)
+_register_reader(
+    "hf-datasets",
+    "torchcross.datasets.hf_datasets",
+    "hf",
+    "Hugging Face datasets saved with save_to_disk (an Image column; ClassLabel or Sequence(ClassLabel) "
+    "labels)",
+    options=("label_column", "image_column", "domains", "upstream"),
+)
+_register_reader(
+    "bscd-fsl",
+    "torchcross.datasets.bscd_fsl",
+    "bscd_fsl",
+    "BSCD-FSL's four targets in their downloaded layouts (CropDisease, EuroSAT, ISIC 2018, ChestX-ray14)",
+)
+
+
+_register_reader(
+    "meta-dataset",
+    "torchcross.datasets.meta_dataset",
+    "meta_dataset",
+    "Meta-Dataset's converted sources (dataset_spec.json, one .tfrecords file per class), no TensorFlow",
+    options=("verify_crc",),
 )

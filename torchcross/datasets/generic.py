@@ -21,7 +21,6 @@ import torch
 
 from torchcross.data.sources import TaskSource
 from torchcross.datasets._images import ChannelPolicy, Stats, images_to_tensor, resolve_channels
-from torchcross.datasets._optional import require
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskDescription
 
@@ -218,13 +217,9 @@ class ImageFolderTaskSource(TaskSource):
 
     def image(self, index: int) -> np.ndarray:
         """The uint8 image ``index``: ``(H, W)`` or ``(H, W, 3)``."""
-        image_mod = require("PIL.Image", "ImageFolderTaskSource")
-        with image_mod.open(self.paths[index]) as im:
-            im = im.convert("L" if self.channels == 1 else "RGB")
-            if self.image_size is not None:
-                h, w = self.image_size
-                im = im.resize((w, h), image_mod.BILINEAR)
-            return np.asarray(im).copy()
+        from torchcross.datasets.image_files import decode_image
+
+        return decode_image(self.paths[index], self.channels, self.image_size)
 
     def __len__(self) -> int:
         return len(self.paths)

@@ -29,6 +29,7 @@ Examples:
 from __future__ import annotations
 
 import hashlib
+import io
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -43,7 +44,7 @@ from torchcross.datasets._optional import require
 from torchcross.tasks.labels import normalize_labels
 from torchcross.tasks.task import TaskDescription
 
-__all__ = ["MAX_IMAGE_PIXELS", "ImageFilesTaskSource", "decode_image", "hash_splits"]
+__all__ = ["MAX_IMAGE_PIXELS", "ImageFilesTaskSource", "decode_image", "decode_image_bytes", "hash_splits"]
 
 MAX_IMAGE_PIXELS = 16384 * 16384
 """Images with more pixels are refused (a decompression bomb guard; Pillow's own warns at 89 MP)."""
@@ -59,15 +60,31 @@ def decode_image(path: str, channels: int, image_size: tuple[int, int] | None) -
             [`MAX_IMAGE_PIXELS`][MAX_IMAGE_PIXELS] pixels (naming the file).
         FileNotFoundError: the file does not exist (naming it).
     """
-    image_mod = require("PIL.Image", "reading image files")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image file {path!r} does not exist (or is not a regular file)")
+    return _decode(path, channels, image_size, f"image file {path!r}")
+
+
+def decode_image_bytes(
+    data: bytes, channels: int, image_size: tuple[int, int] | None, what: str = "image bytes"
+) -> np.ndarray:
+    """Decode an encoded image (PNG, JPEG, ...) held in memory, as [`decode_image()`][decode_image] does.
+
+    Raises:
+        ValueError: the bytes are not a readable image, or have more than
+            [`MAX_IMAGE_PIXELS`][MAX_IMAGE_PIXELS] pixels (naming ``what``, e.g. a file and byte offset).
+    """
+    return _decode(io.BytesIO(data), channels, image_size, what)
+
+
+def _decode(source: Any, channels: int, image_size: tuple[int, int] | None, what: str) -> np.ndarray:
+    image_mod = require("PIL.Image", "reading image files")
     try:
-        with image_mod.open(path) as im:
+        with image_mod.open(source) as im:
             w, h = im.size
             if w * h > MAX_IMAGE_PIXELS:
                 raise ValueError(
-                    f"image {path!r} has {w}x{h} pixels, more than MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}; "
+                    f"{what} has {w}x{h} pixels, more than MAX_IMAGE_PIXELS = {MAX_IMAGE_PIXELS}; "
                     "it is refused as a possible decompression bomb (resize it first)"
                 )
             im.draft("L" if channels == 1 else "RGB", None if image_size is None else image_size[::-1])
@@ -76,7 +93,7 @@ def decode_image(path: str, channels: int, image_size: tuple[int, int] | None) -
                 im = im.resize((image_size[1], image_size[0]), image_mod.BILINEAR)
             return np.asarray(im).copy()
     except (OSError, SyntaxError, image_mod.DecompressionBombError) as exc:
-        raise ValueError(f"cannot decode image file {path!r}: {exc}") from exc
+        raise ValueError(f"cannot decode {what}: {exc}") from exc
 
 
 class ImageFilesTaskSource(TaskSource):

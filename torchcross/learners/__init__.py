@@ -19,6 +19,10 @@ with two shared values, ``InnerLoop`` (how to adapt) and ``HeadPolicy`` (which h
 * [`ZeroShotClassifier`][ZeroShotClassifier]: CLIP zero-shot from prompts of the task's class
   names, no support set used.
 
+[`mixed_precision()`][mixed_precision] (bf16 autocast) and
+[`to_channels_last()`][to_channels_last] apply to any of them
+([`torchcross.learners.precision`][torchcross.learners.precision]).
+
 Names are imported lazily on first use.
 """
 
@@ -49,6 +53,9 @@ if TYPE_CHECKING:
     from torchcross.learners.multitask import MultiTaskPretrainer as MultiTaskPretrainer
     from torchcross.learners.policies import HeadPolicy as HeadPolicy
     from torchcross.learners.policies import InnerLoop as InnerLoop
+    from torchcross.learners.precision import check_precision as check_precision
+    from torchcross.learners.precision import mixed_precision as mixed_precision
+    from torchcross.learners.precision import to_channels_last as to_channels_last
     from torchcross.learners.protonet import ProtoNet as ProtoNet
     from torchcross.learners.stateless import BackboneInputError as BackboneInputError
     from torchcross.learners.transforms import GradientTransformation as GradientTransformation
@@ -89,6 +96,9 @@ _EXPORTS: dict[str, str] = {
     "ZeroShotClassifier": "zero_shot",
     "class_prompts": "zero_shot",
     "zero_shot_logits": "zero_shot",
+    "check_precision": "precision",
+    "mixed_precision": "precision",
+    "to_channels_last": "precision",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -2,8 +2,8 @@
 
 A config has sections ``[data]``, ``[evaluation]``, ``[backbone]``, ``[pretrain]``,
 ``[maml]``, ``[finetune]``, ``[selection]``, ``[augmentation]``, ``[supervised]`` and ``[run]``; only
-``data.root``, ``data.targets`` and ``run.out_dir`` are required, and the defaults are the
-MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
+``data.root`` (or ``[[data.collections]]``), ``data.targets`` and ``run.out_dir`` are required, and the
+defaults are the MedIMeta paper's experiment (see ``docs/protocol.md``, "paper vs torchcross defaults").
 Unknown sections and keys are errors that name them and
 list what is allowed, so a typo never silently falls back to a default. Relative paths
 are resolved against the config file's folder.
@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from torchcross.protocol.collection import DataCollection
 from torchcross.protocol.plugins import import_plugin
 from torchcross.protocol.schema import section_from_dict, section_values
 
@@ -37,10 +38,12 @@ __all__ = [
     "BACKBONES",
     "BACKBONE_FAMILIES",
     "DEVICE_TYPES",
+    "EVALUATION_PRESETS",
     "FINETUNE_PRESETS",
     "METHODS",
     "AugmentationConfig",
     "BackboneConfig",
+    "DataCollection",
     "DataConfig",
     "EvaluationConfig",
     "FinetuneConfig",
@@ -88,6 +91,16 @@ FINETUNE_PRESETS: dict[str, dict[str, Any]] = {
 ``params_finetuning_steps`` 150, ``params_optimizer`` Adam, ``params_head_init`` zero), with the
 backbone in eval mode while it adapts (``batch_norm = "frozen"``: their Hugging Face models stay in
 eval mode under Lightning's ``fit``, see ``docs/compatibility.md``)."""
+
+
+EVALUATION_PRESETS: dict[str, dict[str, Any]] = {
+    "bscd-fsl": {"n_way": 5, "shots": (5, 20, 50), "n_query": 15, "n_episodes": 600, "metric": "accuracy"},
+}
+"""``[evaluation] preset`` values and the keys each sets.
+
+``"bscd-fsl"``: the BSCD-FSL benchmark's evaluation (Guo et al. 2020; the README of IBM/cdfsl-benchmark):
+5-way episodes, 5, 20 and 50 shots, 15 query images per class, 600 fixed episodes per shot count, mean
+accuracy with its interval as the headline (``torchcross.datasets.BSCD_FSL_PROTOCOL``)."""
 
 
 def _backbone_name(where: str, value: Any) -> str:
@@ -189,12 +202,89 @@ def _device_string(where: str, value: Any) -> str:
     return value
 
 
+_COLLECTION_KEYS = ("root", "format", "prefix")
+
+
+def _format_name(where: str, value: Any) -> str:
+    from torchcross.datasets.formats import get_format
+
+    if not isinstance(value, str):
+        raise TypeError(f"{where} must be a format name (a string), got {value!r}")
+    try:
+        return get_format(value).name
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from None
+
+
+def _option_value(where: str, value: Any) -> Any:
+    """A format option as a hashable value: lists become tuples; tables are refused."""
+    if isinstance(value, (list, tuple)):
+        return tuple(_option_value(where, v) for v in value)
+    if isinstance(value, Mapping) or value is None:
+        raise TypeError(f"{where} must be a string, number, boolean or a list of them, got {value!r}")
+    return value
+
+
+def _check_options(at: str, fmt: str, keys: Any) -> None:
+    from torchcross.datasets.formats import get_format
+
+    options = get_format(fmt).options
+    unknown = [k for k in keys if k not in (*_COLLECTION_KEYS, *options)]
+    if unknown:
+        raise ValueError(
+            f"unknown key {unknown[0]!r} in {at} (format {fmt!r}); allowed keys: "
+            f"{', '.join(_COLLECTION_KEYS)} and the format's own options: {', '.join(options) or 'none'}"
+        )
+
+
+def _collections(where: str, value: Any) -> tuple[DataCollection, ...]:
+    """``[[data.collections]]``: roots as written (resolved by the caller), format unset -> ``""``."""
+    if isinstance(value, Mapping) or not isinstance(value, (list, tuple)):
+        raise TypeError(
+            f"{where} must be a list of tables (in TOML: one [[data.collections]] section per folder, each "
+            f"with root and format), got {value!r}"
+        )
+    out = []
+    for i, entry in enumerate(value):
+        at = f"[[data.collections]] #{i + 1}"
+        if isinstance(entry, DataCollection):
+            entry = entry.to_dict()
+        if not isinstance(entry, Mapping):
+            raise TypeError(f"{at} must be a table with root and format, got {entry!r}")
+        if "root" not in entry:
+            raise ValueError(f"{at} needs the key 'root' (the folder of this collection)")
+        fmt = _format_name(f"{at} format", entry["format"]) if "format" in entry else ""
+        if fmt:  # else checked against [data] format's options once it is known
+            _check_options(at, fmt, entry)
+        root = entry["root"]
+        if not isinstance(root, (str, Path)) or str(root) == "":
+            raise TypeError(f"{at} root must be a path string, got {root!r}")
+        prefix = entry.get("prefix", "")
+        if not isinstance(prefix, str) or "/" in prefix:
+            raise TypeError(f"{at} prefix must be a string without '/', got {prefix!r}")
+        options = tuple((k, _option_value(f"{at} {k}", entry[k])) for k in entry if k not in _COLLECTION_KEYS)
+        out.append(DataCollection(Path(root).expanduser(), fmt, prefix, options))
+    return tuple(out)
+
+
+def _overlaps(where: str, value: Any) -> tuple[tuple[str, ...], ...]:
+    if not isinstance(value, (list, tuple)) or not all(
+        isinstance(g, (list, tuple)) and len(g) >= 2 and all(isinstance(i, str) and i for i in g)
+        for g in value
+    ):
+        raise TypeError(
+            f'{where} must be a list of lists of two or more dataset ids (e.g. [["a", "b"]]), got {value!r}'
+        )
+    return tuple(tuple(g) for g in value)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Where the meta-dataset is and which tasks to evaluate.
 
     Attributes:
-        root: folder holding one sub-folder per dataset (MedIMeta format).
+        root: folder holding one sub-folder per dataset, of ``format`` (MedIMeta by default); unset when
+            ``collections`` is given.
         targets: dataset ids or task ids ``"dataset/task name"``; a dataset id stands for
             the tasks ``target_tasks`` names.
         sources: ``None`` for leave-one-out selection, or explicit source task ids.
@@ -215,9 +305,16 @@ class DataConfig:
             83c2aad default to ``--target_task_id 0``) or ``"all"`` (every task of it). A
             ``"dataset/task name"`` target is always that task. The supervised baseline
             follows it.
+        format: the format of ``root`` (a registered name, see
+            `torchcross.datasets.formats.FORMATS`), and of every ``[[data.collections]]``
+            entry that does not name its own.
+        collections: ``[[data.collections]]``: several folders, each of its own format, read as one
+            catalogue (instead of ``root``: exactly one of the two is set).
+        overlaps: groups of dataset ids declared to overlap (their images or subjects): none of a group is
+            a source of a target in it. Datasets whose ``info["upstream"]`` share a name overlap anyway.
     """
 
-    root: Path
+    root: Path | None
     targets: tuple[str, ...]
     sources: tuple[str, ...] | None = None
     source_tasks: Literal["all", "first"] = "all"
@@ -227,6 +324,9 @@ class DataConfig:
     image_size: int | None = field(default=None, metadata={"min": 8, "max": _MAX_SIZE})
     normalize: Literal["none", "half", "imagenet"] = "imagenet"
     target_tasks: Literal["primary", "all"] = "primary"
+    format: str = field(default="medimeta", metadata={"parse": _format_name})
+    collections: tuple[DataCollection, ...] = field(default=(), metadata={"parse": _collections})
+    overlaps: tuple[tuple[str, ...], ...] = field(default=(), metadata={"parse": _overlaps})
 
 
 @dataclass(frozen=True)
@@ -253,6 +353,15 @@ class EvaluationConfig:
             ``paired.csv``) or ``"drop"`` (left out of both, torchcross before this key). Ours
             (the paper does not say); either way the episodes are counted (``n_diverged``)
             and a warning says so. See ``torchcross.evaluation.diverged``.
+        n_way: classes per episode of multi-class and ordinal target tasks (a random subset of
+            ``n_way`` classes, drawn anew per episode; the same classes in every method's episode);
+            binary and multi-label tasks keep all their labels. Unset: all usable classes of the task.
+        metric: the headline metric: the first column of ``results.md`` and the metric of the plots;
+            ``"auroc"`` (the paper's; unset) or ``"accuracy"``.
+        preset: ``None``, or a name of `EVALUATION_PRESETS` (``"bscd-fsl"``: ``n_way = 5``, ``shots = [5,
+            20, 50]``, ``n_query = 15``, ``n_episodes = 600``, ``metric = "accuracy"``) that sets the keys it
+            names; giving one of them another value as well is an error. Fingerprints see the values it
+            sets, not its name.
         shots: a shot curve: every method is evaluated at each of these shot counts, on one fixed
             episode set per shot count (drawn from ``[run] seed`` and the shot count alone); source
             training happens once. The MedIMeta authors' benchmark uses ``[1, 2, 3, 5, 7, 10, 15, 20,
@@ -271,6 +380,9 @@ class EvaluationConfig:
     shots: tuple[int, ...] | None = field(
         default=None, metadata={"min": 1, "distinct": True, "omit_unset": True}
     )
+    n_way: int | None = field(default=None, metadata={"min": 2, "max": _MAX_COUNT, "omit_unset": True})
+    metric: Literal["auroc", "accuracy"] | None = field(default=None, metadata={"omit_unset": True})
+    preset: Literal["bscd-fsl"] | None = field(default=None, metadata={"omit_unset": True})
 
 
 @dataclass(frozen=True)
@@ -299,7 +411,8 @@ class BackboneConfig:
             (``linear-probe``, ``zero-shot``): ``"float32"`` (the default; unset) or ``"bfloat16"`` (the
             backbone and its inputs cast to bf16 for that pass, on a GPU or on the CPU; the features are
             stored as float32). It enters the embedding cache's key, so bf16 features never replace
-            float32 ones. Fine-tuning and training always run in float32.
+            float32 ones. ``[run] precision = "bf16"`` runs this pass in bf16 too (the same pass,
+            the same cache key) and autocasts training and fine-tuning.
     """
 
     name: str = field(default="resnet18", metadata={"parse": _backbone_name})
@@ -316,7 +429,8 @@ class PretrainConfig:
 
     Attributes:
         steps: the most parameter updates (each: one batch of one source task).
-        batch_size: examples per batch.
+        batch_size: examples per batch (of each rank: under ``torchrun``, ``R`` ranks share every
+            batch of ``R * batch_size`` examples, as one process with that batch size).
         lr: Adam learning rate; ``None``: 1e-3, or 1e-4 for ResNet-50 (see
             [`paper_lr()`][paper_lr]).
         weight_decay: Adam L2 penalty.
@@ -537,7 +651,8 @@ class SupervisedConfig:
 
     Attributes:
         steps: the most updates.
-        batch_size: examples per batch.
+        batch_size: examples per batch (of each rank: under ``torchrun``, ``R`` ranks share every
+            batch of ``R * batch_size`` examples, as one process with that batch size).
         lr: Adam learning rate; ``None``: as [`paper_lr()`][paper_lr].
         val_every: updates between validations on the task's ``val`` split: ``"epoch"``
             (once per pass over the train split, ``ceil(len(train) / batch_size)`` updates, as the
@@ -604,6 +719,18 @@ class RunConfig:
             ``<out_dir>/embeddings``. Point several runs at one folder to share the features: a file
             is keyed by the backbone (weights digest), the preprocessing and the data, and a file of
             another key is never used.
+        precision: ``"fp32"`` (the default, the reference) or ``"bf16"``: every method's training
+            and fine-tuning forward passes autocast to bfloat16 (mm-PT, supervised, mm-MAML
+            meta-training and inner loops, fine-tuning, and the frozen feature pass of
+            ``linear-probe`` as with ``[backbone] feature_dtype = "bfloat16"``); losses, gradients and
+            optimiser states stay float32
+            ([`mixed_precision()`][torchcross.learners.precision.mixed_precision]). A device without
+            bf16 support is refused by ``--check``. Part of every checkpoint's and evaluation's
+            fingerprint.
+        channels_last: keep the models in channels-last memory format
+            ([`to_channels_last()`][torchcross.learners.precision.to_channels_last]): faster
+            convolutions on many GPUs, the same results within float rounding. Part of every
+            checkpoint's and evaluation's fingerprint.
     """
 
     out_dir: Path
@@ -621,6 +748,8 @@ class RunConfig:
     plugins: tuple[str, ...] | None = None
     allow_existing_out_dir: bool = False
     embedding_cache: Path | None = None
+    precision: Literal["fp32", "bf16"] = field(default="fp32", metadata={"omit_default": True})
+    channels_last: bool = field(default=False, metadata={"omit_default": True})
 
 
 @dataclass(frozen=True)
@@ -747,7 +876,42 @@ _SECTIONS: dict[str, type] = {
 }
 
 
+def _data_section(raw: Any, base_dir: Path | None) -> DataConfig:
+    """``[data]``: exactly one of ``root`` and ``collections``; each collection's root resolved, its
+    format defaulting to ``[data] format``."""
+    given = dict(raw) if isinstance(raw, Mapping) else raw
+    if isinstance(given, dict):
+        has_root = given.get("root") is not None
+        has_collections = bool(given.get("collections"))
+        if has_root and has_collections:
+            raise ValueError(
+                "[data] sets both root and [[data.collections]]; give root (one folder, of [data] format) "
+                "or collections (several folders), not both"
+            )
+        if not has_root and not has_collections:
+            raise ValueError(
+                "section [data] needs the key 'root' (the folder of the datasets) or [[data.collections]] "
+                "(several folders, each with root and format)"
+            )
+        given.setdefault("root", None)
+    kwargs = section_values("data", DataConfig, given, base_dir)
+    fmt = kwargs.get("format", "medimeta")
+    kwargs["collections"] = tuple(
+        dataclasses.replace(
+            c,
+            root=c.root if c.root.is_absolute() or base_dir is None else base_dir / c.root,
+            format=c.format or fmt,
+        )
+        for c in kwargs.get("collections", ())
+    )
+    for i, c in enumerate(kwargs["collections"]):
+        _check_options(f"[[data.collections]] #{i + 1}", c.format, dict(c.options))
+    return DataConfig(**kwargs)
+
+
 def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
+    if name == "data":
+        return _data_section(raw, base_dir)
     cls = _SECTIONS[name]
     kwargs = section_values(name, cls, raw, base_dir)
     if name == "evaluation" and "methods" in kwargs:
@@ -763,14 +927,14 @@ def _section(name: str, raw: Any, base_dir: Path | None) -> Any:
     if name == "maml" and kwargs.get("min_shot", 1) > kwargs.get("max_shot", 10):
         low, high = kwargs.get("min_shot", 1), kwargs.get("max_shot", 10)
         raise ValueError(f"[maml] min_shot = {low} is larger than max_shot = {high}")
-    if name == "finetune" and kwargs.get("preset") is not None:
-        preset = FINETUNE_PRESETS[kwargs["preset"]]
+    if name in ("finetune", "evaluation") and kwargs.get("preset") is not None:
+        preset = (FINETUNE_PRESETS if name == "finetune" else EVALUATION_PRESETS)[kwargs["preset"]]
         both = [f"{k} = {kwargs[k]!r}" for k in preset if k in kwargs and kwargs[k] != preset[k]]
         if both:  # the same values are allowed: a config written out with the preset reads back
             sets = ", ".join(f"{k} = {v!r}" for k, v in preset.items())
             raise ValueError(
-                f"[finetune] preset = {kwargs['preset']!r} sets {sets}; remove {', '.join(both)} from "
-                "[finetune] (or the preset)"
+                f"[{name}] preset = {kwargs['preset']!r} sets {sets}; remove {', '.join(both)} from "
+                f"[{name}] (or the preset)"
             )
         kwargs.update(preset)
     section = cls(**kwargs)
@@ -822,11 +986,31 @@ def config_from_dict(raw: Mapping[str, Any], base_dir: str | Path | None = None)
         for name, cls in _method_section_types().items()
         if name in listed or name in given
     )
+    if "backbone" in parts:
+        parts["backbone"] = _with_local_model(parts["backbone"], base)
     _check_preprocessing(parts, raw)
     backbones = _backbones(raw_backbones, raw.get("backbone"), base)
+    backbones = tuple(_with_local_model(b, base) for b in backbones)
     for b in backbones:  # each [[backbones]] table, as the [backbone] of its run
         _check_preprocessing({**parts, "backbone": b}, raw)
     return ProtocolConfig(run=run, **parts, method_sections=method_sections, backbones=backbones)
+
+
+_LOCAL_MODEL_PREFIXES = ("hf:", "open_clip:local-dir:")
+
+
+def _with_local_model(backbone: BackboneConfig, base: Path | None) -> BackboneConfig:
+    """``[backbone] name = "hf:<folder>"`` (or ``"open_clip:local-dir:<folder>"``) with a relative folder
+    that exists beside the config file names that folder, as every other relative path of a config does;
+    a name with no such folder (a hub id such as ``"hf:facebook/dinov2-small"``) is kept as it is."""
+    if base is None:
+        return backbone
+    for prefix in _LOCAL_MODEL_PREFIXES:
+        if backbone.name.startswith(prefix):
+            folder = Path(backbone.name[len(prefix) :])
+            if str(folder) and not folder.is_absolute() and (base / folder).is_dir():
+                return dataclasses.replace(backbone, name=prefix + str((base / folder).resolve()))
+    return backbone
 
 
 def _short_backbone_name(name: str) -> str:
@@ -933,15 +1117,23 @@ def _read_toml(path: Path) -> Any:
             raise ImportError(
                 "reading TOML configs on Python 3.10 needs `pip install tomli` (or use a YAML config)"
             ) from exc
-    with open(path, "rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path} is not valid TOML: {exc}") from exc
-        except UnicodeDecodeError as exc:
-            raise ValueError(
-                f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-            ) from None
+    text = _read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path} is not valid TOML: {exc}") from exc
+
+
+def _read_text(path: Path) -> str:
+    """The UTF-8 text of config file ``path``, read only if it is a regular file when opened."""
+    from torchcross._io import read_regular_file
+
+    try:
+        return read_regular_file(path, "config file").decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
 
 
 def _read_yaml(path: Path) -> Any:
@@ -951,12 +1143,7 @@ def _read_yaml(path: Path) -> Any:
         raise ImportError("reading YAML configs needs PyYAML: `pip install torchcross[medimeta]`") from exc
     from torchcross.datasets.medimeta.folder import load_yaml  # aliases bounded: no "billion laughs"
 
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise ValueError(
-            f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
+    text = _read_text(path)
     try:
         return load_yaml(text, str(path))
     except yaml.YAMLError as exc:  # pragma: no cover - load_yaml names the file itself
@@ -1015,7 +1202,7 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
             v = getattr(section, f.name)
             if v is None and f.metadata.get("omit_unset"):
                 continue
-            values[f.name] = str(v) if isinstance(v, Path) else list(v) if isinstance(v, tuple) else v
+            values[f.name] = str(v) if isinstance(v, Path) else _plain(v) if isinstance(v, tuple) else v
         out[name] = values
     if config.backbones:  # [[backbones]]: a list of tables (left out while empty)
         out["backbones"] = [  # type: ignore[assignment]
@@ -1029,6 +1216,14 @@ def config_to_dict(config: ProtocolConfig) -> dict[str, dict[str, Any]]:
             for b in config.backbones
         ]
     return out
+
+
+def _plain(value: tuple[Any, ...]) -> list[Any]:
+    """A tuple as a JSON-ready list: ``[[data.collections]]`` entries as tables, nested tuples as lists."""
+    return [
+        v.to_dict() if isinstance(v, DataCollection) else _plain(v) if isinstance(v, tuple) else v
+        for v in value
+    ]
 
 
 _BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
@@ -1102,9 +1297,17 @@ def config_to_toml(config: ProtocolConfig) -> str:
     lines = ["# the resolved torchcross protocol config: every key, defaults included", ""]
     for name, section in config.sections().items():
         lines.append(f"[{_toml_key(name)}]")
+        tables: list[str] = []
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
             key = _toml_key(f.name)
+            if isinstance(section, DataConfig) and f.name == "collections" and value:
+                for i, c in enumerate(value):  # [[data.collections]]: after the keys of [data]
+                    tables += ["", "[[data.collections]]"] + [
+                        f"{_toml_key(k)} = {_toml_value(f'[[data.collections]] #{i + 1} {k}', v)}"
+                        for k, v in c.to_dict().items()
+                    ]
+                continue
             if value is None:
                 if f.default is None or f.default is dataclasses.MISSING:
                     lines.append(f"# {key} = (unset)")
@@ -1116,7 +1319,7 @@ def config_to_toml(config: ProtocolConfig) -> str:
                     )
                 continue
             lines.append(f"{key} = {_toml_value(f'[{name}] {f.name}', value)}")
-        lines.append("")
+        lines += [*tables, ""]
     for i, b in enumerate(config.backbones):
         lines.append("[[backbones]]")
         for f in dataclasses.fields(b):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,25 +40,39 @@ def draw_episodes(
 ) -> Any:
     """``n_episodes`` episodes of ``source`` shaped as the protocol's test episodes, drawn from ``seed``.
 
-    The shape is ``config``'s: ``[evaluation] n_shot``, ``n_query`` and ``multilabel_sampler``, and
+    The shape is ``config``'s: ``[evaluation] n_shot``, ``n_query``, ``multilabel_sampler`` and ``n_way``
+    (multi-class and ordinal tasks; the others keep all their labels), and
     ``[data] min_class_size``; the sampler's warnings (classes left out, ...) become ``log`` lines that
     start with ``what``. The test episodes of a run and the episodes that choose its fine-tuning
     settings (`torchcross.protocol.selection`) are drawn here, so they cannot differ in shape.
     """
     from torchcross.data.metadataset import sample_episode_set
+    from torchcross.sampling.episodes import get_episode_kind
 
     ev = config.evaluation
+    # [evaluation] n_way applies to the tasks whose episodes can leave classes out (multi-class, ordinal)
+    n_way = getattr(ev, "n_way", None)
+    if n_way is not None and not get_episode_kind(source.task_description.task_target).n_way:
+        n_way = None
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        episodes = sample_episode_set(
-            source,
-            n_episodes,
-            ev.n_shot,
-            ev.n_query,
-            seed=seed,
-            filter_classes_min_samples=config.data.min_class_size,
-            multilabel_sampler=ev.multilabel_sampler,
-        )
+        try:
+            episodes = sample_episode_set(
+                source,
+                n_episodes,
+                ev.n_shot,
+                ev.n_query,
+                seed=seed,
+                filter_classes_min_samples=config.data.min_class_size,
+                multilabel_sampler=ev.multilabel_sampler,
+                n_way=n_way,
+            )
+        except ValueError as exc:  # name the config keys behind the sampler's arguments
+            raise ValueError(
+                f"{what}: {exc} (in the config: filter_classes_min_samples is [data] min_class_size = "
+                f"{config.data.min_class_size}, n_way is [evaluation] n_way, shots and query sizes are "
+                "[evaluation] n_shot / shots and n_query)"
+            ) from None
     for w in caught:
         log(f"{what}: {w.message}")
     return episodes
@@ -81,34 +95,46 @@ class TargetPlan:
         tasks: names of the target tasks evaluated.
         sources: ``(dataset id, task name)`` of the source tasks (leave-one-out or given).
         excluded: ids of datasets left out because they overlap the target.
+        reasons: why each of ``excluded`` is left out (``"domain"``, ``"subject"``, ``"upstream
+            'name'"``, ``"declared in [data] overlaps"``, ...), in the same order (empty: not given).
     """
 
     dataset_id: str
     tasks: tuple[str, ...]
     sources: tuple[tuple[str, str], ...]
     excluded: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
 
 
-def load_catalogue(root: str | os.PathLike[str]) -> tuple[Catalogue, dict[str, str]]:
+def load_catalogue(
+    root: str | os.PathLike[str], format: str = "medimeta", **options: Any
+) -> tuple[Catalogue, dict[str, str]]:
     """The catalogue of the datasets under ``root`` and the problems of unreadable folders.
+
+    Args:
+        root: the folder ``format`` scans.
+        format: a registered format (see `torchcross.datasets.formats.FORMATS`).
+        **options: the format's own options (passed to its ``scan``).
 
     Raises:
         FileNotFoundError: if ``root`` is not a directory.
-        ValueError: if no readable dataset is there (listing the problems found).
+        ValueError: an unknown format, or no readable dataset there (listing the problems found).
     """
-    from torchcross.datasets.medimeta import catalogue_from_infos, scan_datasets
+    from torchcross.datasets.formats import get_format
 
+    fmt = get_format(format)
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(
             f"data root {str(root)!r} is not a directory; point [data] root at the folder that holds "
-            "one sub-folder per dataset (e.g. the unzipped MedIMeta datasets)"
+            f"the datasets of format {fmt.name!r} ({fmt.description or 'see docs/protocol.md'})"
         )
-    infos, problems = scan_datasets(root)
-    if not infos:
-        detail = "".join(f"\n  {k}: {v}" for k, v in problems.items()) or " (no folder with an info.yaml)"
+    entries, problems = fmt.scan(root, **options)
+    if not entries:
+        none = " (no folder with an info.yaml)" if fmt.name == "medimeta" else f" (no {fmt.name} dataset)"
+        detail = "".join(f"\n  {k}: {v}" for k, v in problems.items()) or none
         raise ValueError(f"no readable dataset under {str(root)!r}{detail}")
-    return catalogue_from_infos(infos.values()), problems
+    return Catalogue(entries), dict(problems)
 
 
 def _task_names(catalogue: Catalogue, dataset_id: str) -> list[str]:
@@ -187,13 +213,31 @@ def plan_targets(
             chosen_sources = tuple(explicit)
         used = {s[0] for s in chosen_sources}
         excluded = tuple(d for d in catalogue.ids if d != ds and d not in used)
+        reasons = tuple(_exclusion_reason(catalogue, ds, d, explicit is not None) for d in excluded)
         if not chosen_sources:
             raise ValueError(
                 f"target {ds!r} has no source task: every other dataset ({list(excluded)}) overlaps it in "
                 "domain or subjects; add datasets from other domains or give [data] sources explicitly"
             )
-        plans.append(TargetPlan(ds, tuple(tasks), chosen_sources, excluded))
+        plans.append(TargetPlan(ds, tuple(tasks), chosen_sources, excluded, reasons))
     return plans
+
+
+def _exclusion_reason(catalogue: Catalogue, target: str, other: str, explicit: bool) -> str:
+    """Why ``other`` gives no source task to ``target``: the overlap that leaves it out."""
+    if explicit:
+        return "not in [data] sources"
+    noted = catalogue.dataset(target).info.get("overlap_reasons", {}).get(other)
+    if noted:  # upstream or declared in [data] overlaps (recorded when the collections were read)
+        return str(noted)
+    if catalogue.overlaps(target, other, ("subject",)):
+        return "subject"
+    if catalogue.overlaps(target, other, ("domain",)):
+        return "domain"
+    domain = catalogue.dataset(target).domain
+    if catalogue.dataset(other).domain.strip().casefold() == domain.strip().casefold():
+        return f"domain ({domain})"
+    return "no task of the kinds used"
 
 
 class ResizedTaskSource(TaskSource):
@@ -279,8 +323,10 @@ def open_task(
     image_size: int | None,
     normalize: str = "none",
     preprocessing: Any = None,
+    format: str = "medimeta",
+    options: Mapping[str, Any] | None = None,
 ) -> ResizedTaskSource:
-    """Open one task of a MedIMeta-format dataset as a resized task source.
+    """Open one task of a dataset of ``format`` (MedIMeta by default) as a resized task source.
 
     ``split`` is ``"train"``, ``"val"``, ``"test"`` or ``"all"`` (the whole dataset).
     One-channel images under ``"imagenet"`` normalisation use the mean of the three
@@ -289,18 +335,21 @@ def open_task(
     ``[0, 1]`` and go through it instead (a [`PreprocessedTaskSource`][PreprocessedTaskSource]):
     ``image_size`` and ``normalize`` are not used.
 
-    Raises:
-        ValueError: an unknown normalisation, dataset, task or split (the reader names it).
-    """
-    from torchcross.datasets.medimeta import MedIMeta
+    ``format``'s ``open`` reads the images (with ``options``, the format's own): a format of
+    varying-size images decodes them at ``image_size`` (with ``preprocessing``: at the size its resize
+    step makes), fixed-size ones are resized in batches.
 
+    Raises:
+        ValueError: an unknown format, normalisation, dataset, task or split (the reader names it).
+    """
+    from torchcross.datasets.formats import get_format
+
+    reader = get_format(format)
+    part = None if split == "all" else split
     if preprocessing is not None:
-        images = MedIMeta(
-            os.fspath(root),
-            dataset_id,
-            task_name,
-            split=None if split == "all" else split,
-            channels=channels,
+        decode = round(max(preprocessing.input_size) / getattr(preprocessing, "crop_pct", 1.0))
+        images = reader.open(
+            root, dataset_id, task_name, part, channels=channels, image_size=decode, **(options or {})
         )
         return PreprocessedTaskSource(images, preprocessing)
     if normalize not in NORMALIZATIONS:
@@ -308,13 +357,15 @@ def open_task(
     mean, std = NORMALIZATIONS[normalize]
     if channels == 1 and isinstance(mean, tuple):  # grey inputs: the mean of the channel statistics
         mean, std = sum(mean) / len(mean), sum(std) / len(std)
-    source = MedIMeta(
-        os.fspath(root),
+    source = reader.open(
+        root,
         dataset_id,
         task_name,
-        split=None if split == "all" else split,
+        part,
         channels=channels,
         mean=mean,
         std=std,
+        image_size=image_size,
+        **(options or {}),
     )
     return ResizedTaskSource(source, image_size)

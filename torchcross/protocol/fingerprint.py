@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from torchcross.protocol.training import config_fingerprint
 
 __all__ = [
+    "COMPUTE_READS",
     "EPISODE_READS",
     "EVALUATION_READS",
     "RESULT_READS",
@@ -115,6 +116,7 @@ EPISODE_READS = Reads(
         "evaluation.n_query",
         "evaluation.n_episodes",
         "evaluation.multilabel_sampler",
+        "evaluation.n_way",
         "run.seed",
     )
 )
@@ -124,8 +126,17 @@ With ``[evaluation] shots`` each shot count's episodes are fingerprinted with
 ``ProtocolConfig.at_shot()``: ``n_shot`` is that count, so an episode set is a function of the seed and
 its shot count alone."""
 
-EVALUATION_READS = Reads(("evaluation.confidence",))
-"""What an evaluation reads beside its method's settings (and its episodes, if it has them)."""
+COMPUTE_READS = Reads(("run.precision", "run.channels_last"))
+"""How the run computes where that changes results: ``[run] precision`` and ``channels_last``.
+
+Part of every training checkpoint's fingerprint (read beside the method's own training reads, whatever
+it declares) and of every evaluation's ([`EVALUATION_READS`][EVALUATION_READS]). Their defaults are left
+out of what is hashed, so a run at ``"fp32"`` and the default layout keeps the fingerprints of earlier
+releases; the rest of ``[run]`` (``device``, threads, workers, ...) is never read."""
+
+EVALUATION_READS = Reads(("evaluation.confidence", *COMPUTE_READS.keys))
+"""What an evaluation reads beside its method's settings (and its episodes, if it has them): ``[evaluation]
+confidence`` and [`COMPUTE_READS`][COMPUTE_READS]."""
 
 TRAINING_READS = Reads(("backbone", "data.normalize", "data.source_split", "augmentation"))
 """What source training reads unless it declares its own: the backbone, the inputs, augmentation."""
@@ -134,6 +145,7 @@ RESULT_READS = Reads(
     ("*",),
     without=(
         "run",  # where and how a run works: out_dir, resume, device, threads, workers, plot, logger, ...
+        # (precision and channels_last change results: COMPUTE_READS, read by every training and evaluation)
         "data.root",  # where the data is (episode files check the labels they were drawn from)
         "data.targets",  # the target and its sources name every artefact instead
         "data.target_tasks",  # so do its tasks (an evaluation's fingerprint lists them)
@@ -144,6 +156,7 @@ RESULT_READS = Reads(
         "selection",  # read by the evaluations it applies to (torchcross.protocol.selection)
         "evaluation.diverged",  # applied to the stored records whenever the results are written
         "evaluation.shots",  # a shot curve's artefacts are fingerprinted per shot count (`at_shot()`)
+        "evaluation.metric",  # which metric results.md and the plots show first
     ),
 )
 """Every setting a result may depend on: what a registered method reads unless it declares less."""
@@ -159,18 +172,50 @@ def fingerprint_settings(config: Any, *reads: Reads, **identity: Any) -> dict[st
     for name in sorted(set().union(*(r.resolve(config) for r in reads))):
         section, key = name.split(".")
         value = getattr(config.section(section), key)
-        if name == "finetune.preset":  # expanded into the keys it sets, which are hashed
+        if name in ("finetune.preset", "evaluation.preset"):  # expanded into the keys it sets, hashed
             continue
-        if value is None and _omitted_while_unset(config.section(section), key):
+        if name in _DATA_SOURCE_KEYS:  # every artefact reads the data: hashed below, whatever it reads
+            continue
+        if _omitted(config.section(section), key, value):
             continue  # a key added later ([backbone] feature_dtype) leaves earlier fingerprints as they were
         out.setdefault(section, {})[key] = _resolved_value(config, name, value)
+    source = _data_source(config)
+    if source:
+        out.setdefault("data", {}).update(source)
     return {**out, "artefact": identity}
 
 
-def _omitted_while_unset(section: Any, key: str) -> bool:
-    """Whether the field ``key`` of ``section`` says ``metadata={"omit_unset": True}``."""
+_DATA_SOURCE_KEYS = frozenset({"data.format", "data.collections", "data.overlaps"})
+
+
+def _data_source(config: Any) -> dict[str, Any]:
+    """What the data is read as: ``[data] format`` and each collection's format, prefix and options.
+
+    Empty for a MedIMeta ``[data] root`` (the fingerprints of earlier runs stay as they were). Where
+    the data lies is not hashed (as ``[data] root`` is not: a moved copy is the same data); which format
+    reads it is, so an artefact is never reused by a run that reads its datasets in another format.
+    ``[data] overlaps`` is not hashed: it changes the sources, which name every artefact.
+    """
+    data = config.section("data")
+    if data.collections:
+        return {
+            "collections": [
+                {"format": c.format, "prefix": c.prefix, "options": [list(o) for o in c.options]}
+                for c in data.collections
+            ]
+        }
+    return {} if data.format == "medimeta" else {"format": data.format}
+
+
+def _omitted(section: Any, key: str, value: Any) -> bool:
+    """Whether ``value`` of the field ``key`` of ``section`` is left out of the fingerprint: ``None`` where
+    the field says ``metadata={"omit_unset": True}``, its default where it says ``{"omit_default": True}``."""
     fields = {f.name: f for f in dataclasses.fields(section)} if dataclasses.is_dataclass(section) else {}
-    return key in fields and bool(fields[key].metadata.get("omit_unset"))
+    if key not in fields:
+        return False
+    meta = fields[key].metadata
+    unset = value is None and meta.get("omit_unset")
+    return bool(unset or (meta.get("omit_default") and value == fields[key].default))
 
 
 def _resolved_value(config: Any, name: str, value: Any) -> Any:

@@ -13,8 +13,9 @@ The cache key is
 * backbone: a ``"<family>:<model>"`` backbone's identity (family, model, options and the digest of
   its weight files, ``"random:seed=<seed>"`` for random weights); a built-in backbone's name and
   filters with the digest of its weights (so a seeded random initialisation is keyed by its values);
-  with ``[backbone] feature_dtype = "bfloat16"`` also ``feature_dtype``: the pass then runs the backbone
-  and its inputs in bf16 (on the CPU too; the features are stored as float32);
+  with ``[backbone] feature_dtype = "bfloat16"`` or ``[run] precision = "bf16"`` also ``feature_dtype``:
+  the pass then runs the backbone and its inputs in bf16 (on the CPU too; the features are stored as
+  float32), the same pass and key whichever of the two asks for it (the run's autocast is off for it);
 * preprocessing: the backbone's own (input size, mean, std, interpolation, channels, crop), or
   ``[data] normalize`` with the input shape for the built-in backbones;
 * data: [`data_identity()`][data_identity] of the task (dataset, task,
@@ -76,20 +77,28 @@ def embedded_source(ctx: Any, source: Any) -> EmbeddedSource:
         }
         hash_weights = True
     dtype = None
-    if getattr(config.backbone, "feature_dtype", None) == "bfloat16":  # [backbone] feature_dtype
+    if _bf16_features(config):  # [backbone] feature_dtype, or [run] precision: the same pass, the same key
         dtype = torch.bfloat16
         backbone = backbone.to(dtype)  # a copy of the run's backbone, for this pass only
         ident = {**ident, "feature_dtype": "bfloat16"}  # float32 keys stay as they were
     images = getattr(source, "source", source)  # the reader under the resizing wrapper names the task
-    embeddings = embed(
-        source,
-        backbone,
-        cache_folder(config),
-        identity=ident,
-        preprocessing=preprocessing,
-        data=data_identity(images),
-        hash_weights=hash_weights,
-        device=ctx.device,
-        dtype=dtype,
-    )
+    with torch.autocast(torch.device(ctx.device).type, enabled=False):  # the run's autocast: not this pass
+        embeddings = embed(
+            source,
+            backbone,
+            cache_folder(config),
+            identity=ident,
+            preprocessing=preprocessing,
+            data=data_identity(images),
+            hash_weights=hash_weights,
+            device=ctx.device,
+            dtype=dtype,
+        )
     return EmbeddedSource(embeddings, source)
+
+
+def _bf16_features(config: Any) -> bool:
+    """Whether the frozen feature pass runs in bf16: ``[backbone] feature_dtype = "bfloat16"`` or ``[run]
+    precision = "bf16"`` (which asks the same of this pass as of training and fine-tuning)."""
+    feature_dtype = getattr(config.backbone, "feature_dtype", None)
+    return feature_dtype == "bfloat16" or getattr(config.run, "precision", "fp32") == "bf16"

@@ -21,7 +21,8 @@ import torch
 from torchcross._io import LOCK_NAME
 from torchcross.protocol.backbone import backbone_preprocessing
 from torchcross.protocol.config import ProtocolConfig, config_from_dict, config_to_dict
-from torchcross.protocol.data import TargetPlan, load_catalogue, open_task, plan_targets
+from torchcross.protocol.data import TargetPlan, plan_targets
+from torchcross.protocol.data_collections import data_collections, load_data, open_data_task
 from torchcross.protocol.methods import resolve_methods
 from torchcross.protocol.registry import get_method
 
@@ -47,6 +48,7 @@ RESULT_FILES: tuple[str, ...] = (
     "paired.csv",
     "supervised.csv",
     "auroc.png",
+    "accuracy.png",
     "shots.png",
 )
 """The files a run writes at the top of ``out_dir``."""
@@ -78,11 +80,25 @@ class ProtocolPlan:
     device: torch.device
     problems: dict[str, str] = field(default_factory=dict)
     methods: tuple[str, ...] = ()
+    overlaps: tuple[str, ...] = ()
+    """The overlaps added across datasets: shared upstream datasets and ``[data] overlaps``."""
 
     def describe(self) -> str:
         """A human-readable summary of the plan."""
+        data = self.config.data
+        if data.collections:
+            where = [
+                f"data collection #{i + 1}: {c.format} at {Path(c.root).resolve()}"
+                + (f" (dataset ids prefixed {c.prefix!r})" if c.prefix else "")
+                + "".join(f", {k} = {v!r}" for k, v in c.options)
+                for i, c in enumerate(data_collections(data))
+            ]
+        else:
+            fmt = "" if data.format == "medimeta" else f" ({data.format})"
+            where = [f"data root: {Path(str(data.root)).resolve()}{fmt}"]
         lines = [
-            f"data root: {Path(self.config.data.root).resolve()}",
+            *where,
+            *self.overlaps,
             f"methods: {', '.join(self.methods or self.config.evaluation.methods)}; backbone: "
             f"{self.config.backbone.name} ({self.config.backbone.weights} weights) "
             f"(input {self.in_channels}x{self.image_size}x{self.image_size}, device {self.device})",
@@ -107,9 +123,14 @@ class ProtocolPlan:
                 f"{', '.join(self.config.run.plugins)}"
             )
         for t in self.targets:
+            why = (
+                " (" + "; ".join(f"{d}: {r}" for d, r in zip(t.excluded, t.reasons)) + ")"
+                if t.excluded and len(t.reasons) == len(t.excluded)
+                else ""
+            )
             lines.append(
                 f"target {t.dataset_id}: tasks {list(t.tasks)}; {len(t.sources)} source tasks from "
-                f"{sorted({s[0] for s in t.sources})}; left out: {list(t.excluded)}"
+                f"{sorted({s[0] for s in t.sources})}; left out: {list(t.excluded)}{why}"
             )
         return "\n".join(lines)
 
@@ -225,6 +246,16 @@ def _check_device(name: str) -> torch.device:
     return device
 
 
+def _check_precision(precision: str, device: torch.device) -> None:
+    """Refuse ``[run] precision = "bf16"`` on a device without bfloat16 support (naming it and the fix)."""
+    from torchcross.learners.precision import check_precision
+
+    try:
+        check_precision(precision, device)
+    except ValueError as exc:
+        raise ValueError(f"[run] {exc}") from None
+
+
 def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     """Validate a config against the data and the machine before anything is trained.
 
@@ -249,7 +280,8 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     raw = config_to_dict(config)
     raw.get("run", {}).pop("plugins", None)  # imported when the config was made, relative to its file
     config_from_dict(raw)  # every bound again, for configs built in code
-    catalogue, problems = load_catalogue(config.data.root)
+    collected = load_data(config.data)
+    catalogue, problems = collected.catalogue, dict(collected.problems)
     data = config.data
     targets = plan_targets(catalogue, data.targets, data.sources, data.source_tasks, data.target_tasks)
     methods = resolve_methods(config)
@@ -259,8 +291,10 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
         except ValueError as exc:
             raise ValueError(f"method {m!r}: {exc}; fix reads= of its register_method") from None
     involved = {t.dataset_id for t in targets} | {s[0] for t in targets for s in t.sources}
-    sizes = {tuple(catalogue.dataset(d).info.get("input_size", (0, 0, 0))) for d in involved}
-    channels = {s[0] for s in sizes}
+    known = {d: catalogue.dataset(d).info.get("input_size", (0, 0, 0)) for d in sorted(involved)}
+    varying = [d for d, size in known.items() if size is None]  # images of several sizes
+    sizes = {tuple(size) for size in known.values() if size is not None}
+    channels = {s[0] for s in sizes} | {int(catalogue.dataset(d).info.get("channels", 3)) for d in varying}
     image_size = config.data.image_size
     backbone = config.backbone
     from torchcross.protocol.backbone import build_backbone
@@ -269,6 +303,11 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
     preprocessing = backbone_preprocessing(backbone.name, backbone.weights)
     if preprocessing is not None:
         image_size = preprocessing.input_size[0]
+    elif image_size is None and varying:
+        raise ValueError(
+            f"the images of {', '.join(repr(d) for d in varying)} vary in size; set [data] image_size to "
+            "resize every image to one size (e.g. image_size = 84)"
+        )
     elif image_size is None:
         hw = {(s[1], s[2]) for s in sizes}
         if len(hw) != 1 or len({*next(iter(hw))}) != 1:
@@ -311,11 +350,26 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
                 'or set [run] logger = "csv"'
             ) from exc
     device = _check_device(config.run.device)
-    # the splits the methods declare they read
-    source_splits = {config.data.source_split or s.source_split for s in specs if s.source_split is not None}
-    target_splits = {config.data.target_split}.union(*(s.target_splits for s in specs))
+    _check_precision(config.run.precision, device)
+    # the splits the methods declare they read, and what reads each
+    source_splits: dict[str, list[str]] = {}
+    target_splits: dict[str, list[str]] = {config.data.target_split: ["[data] target_split"]}
+    for s in specs:
+        if s.source_split is not None:
+            split = config.data.source_split or s.source_split
+            who = (
+                "[data] source_split" if config.data.source_split else f"method {s.name!r} (its source split)"
+            )
+            source_splits.setdefault(split, []).append(who)
+        for split in s.target_splits:
+            target_splits.setdefault(split, []).append(f"method {s.name!r}")
     if config.selection.mode != "none":  # where the selection episodes come from
-        (target_splits if config.selection.mode == "target" else source_splits).add(config.selection.split)
+        chosen = target_splits if config.selection.mode == "target" else source_splits
+        chosen.setdefault(config.selection.split, []).append(
+            f"[selection] split (mode {config.selection.mode!r})"
+        )
+    _check_splits(catalogue, [(t.dataset_id, target_splits) for t in targets], "target")
+    _check_splits(catalogue, [(ds, source_splits) for t in targets for ds, _ in t.sources], "source")
     for t in targets:  # open every task once: missing splits or files fail now, not after training
         for task in t.tasks:
             for split in sorted(target_splits):
@@ -325,7 +379,24 @@ def check_protocol(config: ProtocolConfig) -> ProtocolPlan:
             for split in sorted(source_splits):
                 open_split(config, ds, task, split, in_channels, image_size)
     check_out_dir(Path(config.run.out_dir), allow_existing=config.run.allow_existing_out_dir)
-    return ProtocolPlan(config, tuple(targets), in_channels, image_size, device, problems, methods)
+    return ProtocolPlan(
+        config, tuple(targets), in_channels, image_size, device, problems, methods, collected.notes
+    )
+
+
+def _check_splits(catalogue: Any, uses: list[tuple[str, dict[str, list[str]]]], role: str) -> None:
+    """Refuse a split that a dataset does not have (its ``info["splits"]``), naming what reads it."""
+    for ds, splits in uses:
+        has = catalogue.dataset(ds).info.get("splits")
+        if has is None:  # not declared: the reader checks when the task is opened
+            continue
+        for split, readers in splits.items():
+            if split != "all" and split not in has:
+                raise ValueError(
+                    f"{role} dataset {ds!r} has no {split!r} split (its splits: {list(has) or 'none'}), "
+                    f'which {" and ".join(readers)} reads; set that key to a split it has ("all": the '
+                    "whole dataset), or leave the dataset or the method out"
+                )
 
 
 def _check_text_tower(method: str, backbone: Any, in_channels: int, image_size: int) -> None:
@@ -379,8 +450,8 @@ def open_split(config: ProtocolConfig, ds: str, task: str, split: str, channels:
         ValueError: the task cannot be opened (naming it, its split and the cause).
     """
     try:
-        return open_task(
-            config.data.root,
+        return open_data_task(
+            config.data,
             ds,
             task,
             split,

@@ -1,7 +1,9 @@
 """mm-PT: multi-domain multi-task pre-training on the target's source tasks, with early stopping.
 
 Each update is one batch (``[pretrain] batch_size``, the paper: 64) of one source task,
-drawn in proportion to the tasks' sizes, through that task's own zero-initialised head;
+drawn in proportion to the tasks' sizes, through that task's own zero-initialised head
+(under ``torchrun``, ``R`` ranks share each global batch of ``R * batch_size`` examples of one
+task, so they train as one process with ``R`` times the batch size: docs/scaling-out.md);
 Adam (the paper: 1e-3 for ResNet-18, 1e-4 for ResNet-50), augmentation as
 ``[augmentation]``. With ``scale_task_loss`` (the default, as the authors' final runs) a
 task's loss is multiplied by ``max_count / count``, its batches per epoch against the
@@ -134,14 +136,18 @@ def train_pretrain(ctx: MethodContext) -> Trained:
     cfg, pt = ctx.config, ctx.config.pretrain
     sources = ctx.source_tasks(cfg.data.source_split or "train")
     backbone, width = ctx.build_backbone()
+    _, world = rank_and_world_size()
+    # one stream of global batches (world x batch_size), each split over the ranks: R ranks train
+    # as one process with R times the batch size
     sampler = MultiTaskBatchSampler(
         sources,
-        pt.batch_size,
+        pt.batch_size * world,
         weighting=pt.weighting,
         mode="infinite",
         shuffle=True,
         drop_last=False,
         seed=ctx.seed,
+        shard_by="example",
     )
     model = MultiTaskPretrainer(
         backbone, width, [s.task_description for s in sources.values()], head_init=pt.head_init, seed=ctx.seed
@@ -153,23 +159,27 @@ def train_pretrain(ctx: MethodContext) -> Trained:
 
     scale = task_loss_scales(sampler) if pt.scale_task_loss else {}
 
-    def step(unit: Any) -> torch.Tensor:
-        (x, y), description = unit
+    def step(unit: Any) -> torch.Tensor | float:
+        (x, y), description, weight = unit  # weight: this rank's share of the global batch (1.0 alone)
+        if weight == 0.0:  # fewer examples than ranks: nothing here (BatchNorm would see an empty batch)
+            all_reduce_gradients(model)
+            return 0.0
         x = x.to(ctx.device)
-        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
+        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description) * weight
         (value * scale[description] if scale else value).backward()
-        all_reduce_gradients(model)  # under torchrun: the mean over the ranks' batches
-        return value  # the loss logged and checked is the task's own, unscaled (as the authors log it)
+        all_reduce_gradients(model)  # under torchrun: the gradient of the global batch's mean loss
+        # the loss logged and checked is the task's own, unscaled (as the authors log it); its mean over
+        # the ranks (train_steps) is the global batch's mean loss
+        return value
 
     early = None
     if pt.patience > 0:
         val = validation_sources(ctx)
-        if val:
-            _, world = rank_and_world_size()
-            every = epoch_updates(sum(sampler.sizes), world) if pt.val_every == "epoch" else pt.val_every
+        if val:  # every rank takes every (global) batch: an epoch is every batch once
+            every = epoch_updates(sum(sampler.sizes)) if pt.val_every == "epoch" else pt.val_every
             early = EarlyStopping(
                 pooled_task_auroc(
-                    model, val, pt.batch_size, pt.val_batches, seed=ctx.seed, device=ctx.device
+                    model, val, pt.batch_size * world, pt.val_batches, seed=ctx.seed, device=ctx.device
                 ),
                 every,
                 pt.patience,
@@ -179,6 +189,14 @@ def train_pretrain(ctx: MethodContext) -> Trained:
         + (f", validating every {early.every} steps (patience {pt.patience})" if early else "")
     )
     losses = ctx.train_model(
-        model, optimizer, step, sampler, pt.steps, early_stopping=early, reads=_TRAINING_READS
+        model,
+        optimizer,
+        step,
+        sampler,
+        pt.steps,
+        # under torchrun: checkpoints of the older sharding (whole batches per rank) are not resumed
+        {"shard_by": "example"} if world > 1 else None,
+        early_stopping=early,
+        reads=_TRAINING_READS,
     )
     return Trained(model.backbone, width, model, losses, list(early.history) if early else [])

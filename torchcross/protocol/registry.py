@@ -48,8 +48,15 @@ from torch import nn
 
 from torchcross.distributed.seeds import rank_and_world_size
 from torchcross.protocol.backbone import backbone_preprocessing, build_backbone
-from torchcross.protocol.data import TargetPlan, open_task
-from torchcross.protocol.fingerprint import RESULT_READS, TRAINING_READS, Reads, fingerprint_settings
+from torchcross.protocol.data import TargetPlan
+from torchcross.protocol.data_collections import open_data_task
+from torchcross.protocol.fingerprint import (
+    COMPUTE_READS,
+    RESULT_READS,
+    TRAINING_READS,
+    Reads,
+    fingerprint_settings,
+)
 from torchcross.protocol.training import train_steps
 from torchcross.protocol.variants import MetaLearnVariant
 from torchcross.protocol.zero_shot import ZeroShotConfig
@@ -101,7 +108,8 @@ class MethodContext:
     variant: Any = None
 
     def build_backbone(self, weights: Any = "config") -> tuple[nn.Module, int]:
-        """The run's initial backbone on ``device`` and its feature width.
+        """The run's initial backbone on ``device`` (channels-last with ``[run] channels_last``) and its
+        feature width.
 
         A method declaring ``needs_text_tower`` gets a ``"hf:<CLIP folder>"`` with its text tower.
 
@@ -122,7 +130,12 @@ class MethodContext:
             hidden=b.hidden,
             text_tower=text_tower,
         )
-        return net.to(self.device), width
+        net = net.to(self.device)
+        if self.config.run.channels_last:  # [run] channels_last: every copy of it keeps the layout
+            from torchcross.learners.precision import to_channels_last
+
+            net = to_channels_last(net)
+        return net, width
 
     @property
     def section(self) -> Any:
@@ -156,7 +169,8 @@ class MethodContext:
         """What a checkpoint of this method's training is fingerprinted by (``train_steps(settings=...)``).
 
         The config values ``reads`` names (``None``:
-        [`TRAINING_READS`][TRAINING_READS]), this method's
+        [`TRAINING_READS`][TRAINING_READS]) and
+        [`COMPUTE_READS`][COMPUTE_READS] (``[run] precision`` and ``channels_last``), this method's
         `identity()` and ``values`` (e.g. the target task of a per-task training). See
         [`fingerprint()`][torchcross.protocol.fingerprint.fingerprint].
 
@@ -172,7 +186,7 @@ class MethodContext:
                 f"method {self.method!r}: its training reads {', '.join(undeclared)}, which its registered "
                 "reads leave out; add them to reads= of register_method (or leave reads= out: every setting)"
             )
-        return fingerprint_settings(self.config, reads, **self.identity(), **values)
+        return fingerprint_settings(self.config, reads, COMPUTE_READS, **self.identity(), **values)
 
     def train_model(
         self,
@@ -239,8 +253,8 @@ class MethodContext:
     def open(self, dataset_id: str, task_name: str, split: str) -> Any:
         """One task of the data root as a task source (resized and normalised as configured)."""
         d = self.config.data
-        return open_task(
-            d.root,
+        return open_data_task(
+            d,
             dataset_id,
             task_name,
             split,

@@ -323,7 +323,10 @@ def write_results(
     ordinal = len(summary) > 0 and "ORDINAL_REGRESSION" in summary.column("task_target")
     shown = [m for m in ("mae", "qwk") if ordinal and f"{m}_mean" in summary.columns]
     confidence = plan.config.evaluation.confidence
-    table_md = format_results(summary, ("auroc", "accuracy", *shown), confidence)
+    headline = _headline_metric(plan.config)
+    table_md = format_results(
+        summary, (headline, *(m for m in ("auroc", "accuracy") if m != headline), *shown), confidence
+    )
     notes = (paired_note(plan.methods, paired), selection_note(plan.config, summary))
     note = "\n\n".join(n for n in notes if n)
     atomic_write(files["results_md"], table_md + ("\n\n" + note if note else ""))
@@ -366,8 +369,8 @@ def write_results(
         title, labels = plot_labels(plan, rows, n_shot=at)
         if "backbone" in rows.columns:  # [[backbones]]: a marker per method and backbone
             rows, labels = _per_backbone(rows, labels)
-        files["plot"] = out / "auroc.png"
-        atomic_write(files["plot"], lambda tmp: plot_metric(rows, tmp, "auroc", title=title, labels=labels))
+        files["plot"] = out / f"{headline}.png"
+        atomic_write(files["plot"], lambda tmp: plot_metric(rows, tmp, headline, title=title, labels=labels))
         if at is not None and len(plan.config.shot_counts) > 1 and len(curve):
             files["shots_plot"] = out / "shots.png"
             title, labels = shot_curve_labels(plan, curve)
@@ -375,7 +378,7 @@ def write_results(
                 labels = _per_backbone(curve, labels)[1]
             atomic_write(
                 files["shots_plot"],
-                lambda tmp: plot_shot_curve(curve, tmp, "auroc", title=title, labels=labels),
+                lambda tmp: plot_shot_curve(curve, tmp, headline, title=title, labels=labels),
             )
     return files
 
@@ -404,7 +407,9 @@ def plot_labels(
     ev = plan.config.evaluation
     shots = n_shot if n_shot is not None else ev.n_shot
     n_seeds = _seed_count(rows)
-    title = f"AUROC per target task: mean and {ev.confidence:.0%} CI"
+    title = (
+        f"{_METRIC_TITLES[_headline_metric(plan.config)]} per target task: mean and {ev.confidence:.0%} CI"
+    )
     if n_shot is not None:
         title += f" at {n_shot} shots (shots.png: every shot count)"
     if n_seeds > 1:
@@ -416,6 +421,14 @@ def plot_labels(
         else:
             labels[method] = f"{method} ({shots}-shot; CI: t, {ev.n_episodes} episodes)"
     return title, labels
+
+
+_METRIC_TITLES = {"auroc": "AUROC", "accuracy": "Accuracy"}
+
+
+def _headline_metric(config: Any) -> str:
+    """The metric ``results.md`` shows first and the plots draw: ``[evaluation] metric``, else ``"auroc"``."""
+    return getattr(config.evaluation, "metric", None) or "auroc"
 
 
 def _seed_count(rows: ResultsTable) -> int:
@@ -434,7 +447,10 @@ def shot_curve_labels(plan: ProtocolPlan, rows: ResultsTable) -> tuple[str, dict
     """
     ev = plan.config.evaluation
     n_seeds = _seed_count(rows)
-    title = f"AUROC against shots per target task: mean (line) and {ev.confidence:.0%} CI (band)"
+    title = (
+        f"{_METRIC_TITLES[_headline_metric(plan.config)]} against shots per target task: mean (line) and "
+        f"{ev.confidence:.0%} CI (band)"
+    )
     if n_seeds > 1:
         title += f"\n(scores averaged over {n_seeds} training seeds)"
     labels = {}

@@ -49,6 +49,7 @@ from torchcross._threads import OversubscriptionWarning, available_cpus, configu
 from torchcross.evaluation.episodic import EvaluationResult, evaluate
 from torchcross.evaluation.loggers import MetricsLogger
 from torchcross.evaluation.results import ResultsTable
+from torchcross.learners.precision import mixed_precision
 from torchcross.protocol.config import ProtocolConfig
 from torchcross.protocol.data import TargetPlan, draw_episodes
 from torchcross.protocol.fingerprint import EPISODE_READS, fingerprint
@@ -729,9 +730,10 @@ def _run_targets(
             }
             for seed in config.training_seeds:
                 for method in plan.methods:
-                    out_records = _evaluate_method(
-                        team, plan, target, method, seed, sources, episode_sets, say, progress
-                    )
+                    with mixed_precision(config.run.precision, plan.device):  # [run] precision: bf16 autocast
+                        out_records = _evaluate_method(
+                            team, plan, target, method, seed, sources, episode_sets, say, progress
+                        )
                     (supervised if get_method(method).per_task else records).extend(out_records)
     finally:
         torch.set_num_threads(threads)

@@ -106,28 +106,32 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
     model = MultiTaskPretrainer(backbone, width, [description], head_init=sv.head_init, seed=ctx.seed).to(
         ctx.device
     )
+    _, world = rank_and_world_size()
+    # global batches of world x batch_size, each split over the ranks (as mm-PT's)
     sampler = MultiTaskBatchSampler(
-        {task: train}, sv.batch_size, mode="infinite", shuffle=True, seed=ctx.seed
+        {task: train}, sv.batch_size * world, mode="infinite", shuffle=True, seed=ctx.seed, shard_by="example"
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=paper_lr(cfg.backbone.name, sv.lr))
     augment = build_augmentation(cfg.augmentation, ctx.image_size)
 
-    def step(unit: Any) -> torch.Tensor:
-        (x, y), _ = unit
+    def step(unit: Any) -> torch.Tensor | float:
+        (x, y), _, weight = unit  # weight: this rank's share of the global batch (1.0 alone)
+        if weight == 0.0:  # fewer examples than ranks: nothing on this rank
+            all_reduce_gradients(model)
+            return 0.0
         x = x.to(ctx.device)
-        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description)
+        value = model.loss((augment(x) if augment else x, y.to(ctx.device)), description) * weight
         value.backward()
-        all_reduce_gradients(model)  # under torchrun: the mean over the ranks' batches
+        all_reduce_gradients(model)  # under torchrun: the gradient of the global batch's mean loss
         return value
 
-    limit = len(val) if sv.val_batches == "all" else sv.val_batches * sv.batch_size
+    limit = len(val) if sv.val_batches == "all" else sv.val_batches * sv.batch_size * world
 
     def validate() -> float:
         logits, labels = _predict(model, val, description, sv.batch_size, limit, ctx.device)
         return auroc(logits, labels, description)
 
-    _, world = rank_and_world_size()
-    every = epoch_updates(sampler.sizes[0], world) if sv.val_every == "epoch" else sv.val_every
+    every = epoch_updates(sampler.sizes[0]) if sv.val_every == "epoch" else sv.val_every
     early = EarlyStopping(validate, every, sv.patience) if sv.patience > 0 and len(val) else None
     ctx.log(f"[{ds}] supervised on {task!r}: up to {sv.steps} steps on {len(train)} training examples")
     train_steps(
@@ -141,7 +145,9 @@ def train_and_test(ctx: MethodContext, task: str) -> dict[str, Any]:
         / "supervised"
         / f"{''.join(c if c.isalnum() else '_' for c in task)}.pt",
         checkpoint_every=cfg.run.checkpoint_every,
-        settings=ctx.checkpoint_settings(_TRAINING_READS, task=task),
+        settings=ctx.checkpoint_settings(
+            _TRAINING_READS, task=task, **({"shard_by": "example"} if world > 1 else {})
+        ),
         resume=cfg.run.resume,
         progress=ctx.progress,
         description=f"supervised {ds}/{task}",

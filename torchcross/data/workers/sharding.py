@@ -32,6 +32,7 @@ __all__ = [
     "remember_ranks",
     "shard_indices",
     "shard_position",
+    "shard_ranks",
 ]
 
 _REMEMBERED = "_torchcross_rank_world"
@@ -89,6 +90,24 @@ def _dist_rank_world(rank: int | None, world_size: int | None, owner: object) ->
     return 0, 1
 
 
+def shard_ranks(
+    rank: int | None = None, world_size: int | None = None, owner: object = None
+) -> tuple[int, int]:
+    """``(rank, world_size)`` as `shard_position()` reads them, without the DataLoader workers.
+
+    For streams that split something other than their items over the ranks (the examples of each batch:
+    ``MultiTaskBatchSampler(shard_by="example")``) and still split their items over workers.
+
+    Examples:
+        >>> shard_ranks(), shard_ranks(rank=1, world_size=2)  # no process group here
+        ((0, 1), (1, 2))
+    """
+    rank, world_size = _dist_rank_world(rank, world_size, owner)
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    return rank, world_size
+
+
 def shard_position(
     rank: int | None = None, world_size: int | None = None, owner: object = None
 ) -> ShardPosition:
@@ -106,9 +125,7 @@ def shard_position(
         >>> shard_position(rank=1, world_size=4)  # outside a DataLoader worker
         (1, 4)
     """
-    rank, world_size = _dist_rank_world(rank, world_size, owner)
-    if world_size < 1 or not 0 <= rank < world_size:
-        raise ValueError(f"need 0 <= rank < world_size, got rank={rank}, world_size={world_size}")
+    rank, world_size = shard_ranks(rank, world_size, owner)
     info = torch.utils.data.get_worker_info()
     worker_id, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
     return ShardPosition(rank + world_size * worker_id, world_size * num_workers)
@@ -253,8 +270,17 @@ class ResumableStream:
             return itertools.count(first, shard.count)
         return range(first, total - total % shard.count if self.even_shards else total, shard.count)
 
+    def unit_shard(self) -> ShardPosition:
+        """The shard of the global items this process (or DataLoader worker) takes: by default
+        `shard_position()`, the rank's items dealt to its workers.
+
+        A stream whose every rank takes every item (and splits something inside the items, as
+        ``MultiTaskBatchSampler(shard_by="example")``) returns the workers' shard alone.
+        """
+        return shard_position(self.rank, self.world_size, self)
+
     def __iter__(self) -> Iterator[Any]:
-        return self.iter_shard(shard_position(self.rank, self.world_size, self))
+        return self.iter_shard(self.unit_shard())
 
     def iter_shard(self, position: ShardPosition) -> Iterator[Any]:
         """Yield the items of shard ``position`` of the current epoch, from the position's start.
@@ -280,7 +306,7 @@ class ResumableStream:
         stream in this process, or through [`StreamLoader`][torchcross.data.stream.StreamLoader] with
         DataLoader workers (a plain DataLoader's workers count nothing here).
         """
-        ranks = shard_position(self.rank, self.world_size, self).count  # outside a worker: the ranks
+        ranks = self.unit_shard().count  # outside a worker: the ranks that share the items
         position = self.position.resume_point(ranks)
         total = self._num_positions()
         if total is not None:
