@@ -34,7 +34,7 @@ random weights) compares the loop and the batched run at the paper's scale (``--
 skips the probe and MAML rows).
 
 Usage:
-    python benchmarks/protocol.py [--threads 1] [--repeats 3] [--demo] [--json PATH]
+    python benchmarks/protocol.py [--threads 1] [--repeats 2] [--demo] [--json PATH]
     python benchmarks/protocol.py --quick                      # a few seconds: 6 episodes, 2 steps
     python benchmarks/protocol.py --device cuda --backbone resnet18 --image-size 224 --only finetune
 """
@@ -158,7 +158,7 @@ def _run(learner: Any, tasks: list, bs: int, device: str) -> tuple[float, Any, f
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--episodes", type=int, default=100)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--backbone", default="conv4", help="conv4 (default) or resnet18 (random weights)")
