@@ -228,14 +228,14 @@ class FineTuner(nn.Module):
             ``HeadPolicy.none()``: no head, the backbone outputs the logits (needs
             ``finetune_backbone=True``).
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
-        feature_batch_size: inputs per backbone call in
-            [`predict_many()`][FineTuner.predict_many].
         batching: how [`predict_many()`][FineTuner.predict_many] fine-tunes a backbone:
             ``"vmap"``: equally shaped episodes together (each its own copy of backbone and head, one
             vectorised computation), ``"loop"``: one by one, ``"auto"`` (default): ``"vmap"`` on an
-            accelerator, ``"loop"`` on the CPU (where the vectorised run is slower; docs/learners.md).
+            accelerator, ``"loop"`` on the CPU (where the vectorised run is no faster; docs/learners.md).
             A linear probe is batched under ``"auto"`` and ``"vmap"``.
-        **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
+        **legacy: ``feature_batch_size`` (inputs per backbone call of a batched linear probe in
+            [`predict_many()`][FineTuner.predict_many], default 256), and the older keywords
+            (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
 
@@ -264,11 +264,11 @@ class FineTuner(nn.Module):
         finetune_backbone: bool = False,
         head: HeadPolicy | Literal["per_task"] | nn.Linear | None = "per_task",
         batch_norm: Literal["frozen", "batch", "support"] = "frozen",
-        feature_batch_size: int = 256,
         batching: Literal["auto", "loop", "vmap"] = "auto",
         **legacy: Any,
     ) -> None:
         super().__init__()
+        feature_batch_size = legacy.pop("feature_batch_size", 256)
         legacy = split_keywords(legacy, FINETUNER_KEYWORDS, "FineTuner")
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
