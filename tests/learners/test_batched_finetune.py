@@ -222,3 +222,12 @@ def test_a_vision_transformer_fine_tuned_together_equals_the_loop():
     tasks = [make_task(MULTICLASS, (3, 16, 16), 6, 3, i) for i in range(3)]
     loop, batched = _pair(vit, steps=2, lr=1e-3, batch_norm="frozen", head=HeadPolicy(init="zero"))
     _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-7, atol=1e-8)
+
+
+def test_a_bad_episode_raises_the_loops_error_and_batching_goes_on():
+    backbone, _ = tiny_backbone("mlp", True)
+    _, batched = _pair(backbone, batch_norm="support", head=HeadPolicy(init="kaiming", key="episode"))
+    bad = [make_task(MULTICLASS, (7,), 8, 6, i) for i in range(2)]  # the backbone takes 5 features
+    with pytest.raises(ValueError, match="cannot take inputs"):
+        batched.predict_many(bad)
+    assert batched._unbatchable is None

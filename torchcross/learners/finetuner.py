@@ -541,6 +541,7 @@ class FineTuner(nn.Module):
         out: list[Tensor | None] = [None] * len(tasks)
         for idx in groups.values():
             logits: list[Tensor] | None = None
+            failure = None
             if len(idx) > 1 and self._stacks_backbone():
                 try:
                     logits = self.chunks.run(
@@ -552,15 +553,17 @@ class FineTuner(nn.Module):
                 except RuntimeError as exc:
                     if is_out_of_memory(exc):
                         raise
-                    self._unbatchable = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
-                    warnings.warn(
-                        f"fine-tuning episodes together failed ({self._unbatchable}); this FineTuner now "
-                        "fine-tunes episode by episode (batching='loop' says so up front)",
-                        RuntimeWarning,
-                        stacklevel=3,
-                    )
-            if logits is None:
+                    failure = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            if logits is None:  # the loop raises its own error for bad episodes
                 logits = [self._predict_one(tasks[i], heads[i]) for i in idx]
+            if failure is not None:  # the episodes are fine, the backbone cannot run under vmap
+                self._unbatchable = failure
+                warnings.warn(
+                    f"fine-tuning episodes together failed ({failure}); this FineTuner now fine-tunes "
+                    "episode by episode (batching='loop' says so up front)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
             for i, lg in zip(idx, logits):
                 out[i] = lg
         return out  # type: ignore[return-value]
