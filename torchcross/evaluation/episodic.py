@@ -58,7 +58,8 @@ class BatchPredictor(Protocol):
 
     [`evaluate()`][evaluate] with ``batch_size > 1`` hands such a learner
     ``batch_size`` episodes at once (a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner]
-    then shares backbone passes across episodes).
+    then shares backbone passes across episodes; a fully fine-tuning one, off the CPU, fine-tunes
+    them together with stacked copies of its backbone).
     """
 
     def predict_many(self, tasks: Sequence[Task]) -> list[torch.Tensor]: ...
@@ -228,8 +229,10 @@ def evaluate(
         confidence: level of the confidence intervals.
         batch_size: episodes handed to the learner at once when it is a
             [`BatchPredictor`][BatchPredictor] (has ``predict_many(tasks)``,
-            e.g. a linear-probe [`FineTuner`][torchcross.learners.finetuner.FineTuner], which then shares
-            backbone passes across episodes); 1 calls ``predict`` episode by episode.
+            e.g. a [`FineTuner`][torchcross.learners.finetuner.FineTuner]: a linear probe shares backbone
+            passes across episodes, full fine-tuning (off the CPU, or with ``batching="vmap"``)
+            fine-tunes them together with stacked copies of the backbone, in chunks that are halved
+            when memory runs out); 1 calls ``predict`` episode by episode.
 
     Returns:
         an [`EvaluationResult`][EvaluationResult].

@@ -13,7 +13,10 @@ backbone that outputs the logits itself ([`torchcross.learners.task_heads`][torc
 With a frozen backbone, [`FineTuner.predict_many()`][FineTuner.predict_many]
 computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
-logits as [`FineTuner.predict()`][FineTuner.predict] episode by episode.
+logits as [`FineTuner.predict()`][FineTuner.predict] episode by episode. Fine-tuning the backbone
+with ``batching="vmap"`` (``"auto"`` off the CPU), it fine-tunes equally shaped episodes together,
+each with its own stacked copy of backbone and head, in one ``vmap``-ed computation, in chunks that
+shrink when memory runs out; the logits equal the loop's up to float rounding.
 
 BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
@@ -56,6 +59,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, cast
 
@@ -63,11 +67,13 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
-from torchcross.learners._tasks import check_task, naming_task, task_tensors
+from torchcross.learners._stacked import ChunkSizer, fit_stacked, is_out_of_memory, stack_dicts
+from torchcross.learners._tasks import check_task, naming_task, signature, task_tensors
+from torchcross.learners.batching import BATCHING_MODES
 from torchcross.learners.divergence import nan_if_diverged
 from torchcross.learners.functional import finetune, forward, task_buffers
 from torchcross.learners.inner_loop import inner_loop
-from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer
+from torchcross.learners.inner_optimizers import SGD, Adam, InnerOptimizer, as_transformation
 from torchcross.learners.policies import (
     HEAD_KEYWORDS,
     HeadPolicy,
@@ -78,7 +84,7 @@ from torchcross.learners.policies import (
 )
 from torchcross.learners.task_adaptation import check_logits
 from torchcross.learners.task_heads import check_head_width, per_task_head, resolve_head
-from torchcross.learners.transforms import check_learning_rate
+from torchcross.learners.transforms import check_learning_rate, is_elementwise
 from torchcross.nn import get_task_kind, head_forward
 from torchcross.tasks.task import Task, TaskDescription
 
@@ -222,9 +228,14 @@ class FineTuner(nn.Module):
             ``HeadPolicy.none()``: no head, the backbone outputs the logits (needs
             ``finetune_backbone=True``).
         batch_norm: ``"frozen"``, ``"batch"`` or ``"support"`` (see module doc).
-        feature_batch_size: inputs per backbone call in
-            [`predict_many()`][FineTuner.predict_many].
-        **legacy: the older keywords (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
+        batching: how [`predict_many()`][FineTuner.predict_many] fine-tunes a backbone:
+            ``"vmap"``: equally shaped episodes together (each its own copy of backbone and head, one
+            vectorised computation), ``"loop"``: one by one, ``"auto"`` (default): ``"vmap"`` on an
+            accelerator, ``"loop"`` on the CPU (where the vectorised run is no faster; docs/learners.md).
+            A linear probe is batched under ``"auto"`` and ``"vmap"``.
+        **legacy: ``feature_batch_size`` (inputs per backbone call of a batched linear probe in
+            [`predict_many()`][FineTuner.predict_many], default 256), and the older keywords
+            (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
             ``optimizer``, ``weight_decay``, ``momentum`` (instead of ``inner``), and with ``head`` given as
             ``"per_task"``, an ``nn.Linear`` or ``None``: ``head_init`` and ``seed``.
 
@@ -253,10 +264,11 @@ class FineTuner(nn.Module):
         finetune_backbone: bool = False,
         head: HeadPolicy | Literal["per_task"] | nn.Linear | None = "per_task",
         batch_norm: Literal["frozen", "batch", "support"] = "frozen",
-        feature_batch_size: int = 256,
+        batching: Literal["auto", "loop", "vmap"] = "auto",
         **legacy: Any,
     ) -> None:
         super().__init__()
+        feature_batch_size = legacy.pop("feature_batch_size", 256)
         legacy = split_keywords(legacy, FINETUNER_KEYWORDS, "FineTuner")
         if not isinstance(backbone, nn.Module):
             raise TypeError(f"backbone must be an nn.Module, got {type(backbone).__name__}")
@@ -286,6 +298,11 @@ class FineTuner(nn.Module):
             raise ValueError(f"batch_norm must be one of {FINETUNE_BATCH_NORM}, got {batch_norm!r}")
         if feature_batch_size < 1:
             raise ValueError(f"feature_batch_size must be >= 1, got {feature_batch_size!r}")
+        if batching not in BATCHING_MODES:
+            raise ValueError(f"batching must be one of {BATCHING_MODES}, got {batching!r}")
+        self.batching = batching
+        self.chunks = ChunkSizer()  # episodes fine-tuned at once: shrinks when a chunk runs out of memory
+        self._unbatchable: str | None = None  # why full fine-tuning runs episode by episode
         self.head_key = self.head_policy.key
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
         self.head: nn.Linear | None = given
@@ -296,6 +313,17 @@ class FineTuner(nn.Module):
         if isinstance(make, str):
             make = Adam if make == "adam" else SGD
         self.inner_optimizer: InnerOptimizer = make(inner.lr)
+        if (
+            batching == "vmap"
+            and self.finetune_backbone
+            and not is_elementwise(as_transformation(make(inner.lr)))
+        ):
+            raise ValueError(
+                f"batching='vmap' fine-tunes episodes together with stacked parameters, which gives each "
+                f"episode its own steps only with an element-wise optimiser (sgd, adam and chains of the "
+                f"pieces of torchcross.learners.transforms), got {self.inner_optimizer!r}; use "
+                "batching='loop' (or 'auto', which then fine-tunes episode by episode)"
+            )
         if self.head_mode == "per_task" and self.head_init == "kaiming" and self.head_key == "count":
             self.register_buffer("head_step", torch.zeros((), dtype=torch.long))
 
@@ -372,14 +400,15 @@ class FineTuner(nn.Module):
         with naming_task(task):
             return self._adapt(task)[0]
 
-    def _adapt(self, task: Task) -> tuple[ParamDict, dict[str, Any]]:
+    def _adapt(self, task: Task, head: ParamDict | None = None) -> tuple[ParamDict, dict[str, Any]]:
         task = check_task(task)
         xs, ys, _, _, desc = task_tensors(task)
         kind = get_task_kind(desc)
         targets = kind.encode_labels(ys, desc)
         buffers = self._episode_buffers()
         backbone = {k: v.detach() for k, v in self.backbone.named_parameters()}
-        head = self._new_head(task, self._like())
+        if head is None:
+            head = self._new_head(task, self._like())
         if not self.finetune_backbone:
             with torch.no_grad():
                 if self.batch_norm == "support" and _has_batch_statistics(self.backbone):
@@ -414,8 +443,11 @@ class FineTuner(nn.Module):
     @torch.inference_mode(False)
     def predict(self, task: Task) -> Tensor:
         """Query logits ``(N_query, num_outputs)`` after fine-tuning on ``task``'s support set."""
+        return self._predict_one(task)
+
+    def _predict_one(self, task: Task, head: ParamDict | None = None) -> Tensor:
         with naming_task(task):
-            params, buffers = self._adapt(task)
+            params, buffers = self._adapt(task, head)
             _, _, xq, _, _ = task_tensors(task)
             backbone = {k[9:]: v for k, v in params.items() if k.startswith("backbone.")}
             if not backbone:
@@ -425,13 +457,23 @@ class FineTuner(nn.Module):
                 return self._logits(feats, params, task.description)
 
     def _batched_ok(self) -> bool:
-        return not self.finetune_backbone and not (
-            self.batch_norm in ("batch", "support") and _has_batch_statistics(self.backbone)
+        return (
+            self.batching != "loop"
+            and not self.finetune_backbone
+            and not (self.batch_norm in ("batch", "support") and _has_batch_statistics(self.backbone))
         )
+
+    def _stacks_backbone(self) -> bool:
+        """Whether full fine-tuning runs equally shaped episodes together."""
+        if self.batching == "loop" or self._unbatchable is not None:
+            return False
+        if not is_elementwise(as_transformation(self.inner_optimizer)):
+            return False  # "vmap" refuses such an optimiser when it is built
+        return self.batching == "vmap" or self._like().device.type != "cpu"
 
     @torch.inference_mode(False)
     def predict_many(self, tasks: Sequence[Task]) -> list[Tensor]:
-        """``[predict(t) for t in tasks]``, batched when the backbone is frozen.
+        """``[predict(t) for t in tasks]``, batched (see ``batching``).
 
         Per-task ``"kaiming"`` heads are the loop's too: the episodes take the keys
         ``(seed, head_step + i, -1)`` in order, and ``head_step`` ends ``len(tasks)`` further on.
@@ -439,9 +481,22 @@ class FineTuner(nn.Module):
         With a linear probe whose features do not depend on the batch (no BatchNorm, or
         ``batch_norm="frozen"``), every distinct input goes through the backbone once and
         the heads of equally shaped episodes of one description are fitted together.
+
+        Fine-tuning the backbone with ``batching="vmap"`` (or ``"auto"`` off the CPU), episodes of one
+        description and equal shapes are fine-tuned together: each its own copy of the backbone and its
+        head, stacked along a first dimension and run as one computation
+        (``torch.func.functional_call`` under ``torch.func.vmap``), the optimiser's steps taken on the
+        stacked parameters (an element-wise optimiser updates each slice as it would alone), BatchNorm
+        per episode exactly as ``predict()`` runs it, divergence judged per episode. The logits equal the
+        loop's up to float rounding. A chunk that runs out of memory is halved and retried (``chunks``
+        remembers the size that fits); a backbone that cannot run under ``vmap`` (random layers in
+        train mode, data-dependent control flow) is fine-tuned episode by episode, with a warning.
+
         Otherwise episodes run one by one.
         """
         tasks = [check_task(t) for t in tasks]
+        if self.finetune_backbone:
+            return self._predict_many_full(tasks)
         shapes = {tuple(t.support[0].shape[1:]) for t in tasks} | {tuple(t.query[0].shape[1:]) for t in tasks}
         if not tasks or not self._batched_ok() or len(shapes) != 1:
             return [self.predict(t) for t in tasks]
@@ -477,6 +532,89 @@ class FineTuner(nn.Module):
             for i, lg in zip(idx, logits):
                 out[i] = lg
         return out  # type: ignore[return-value]
+
+    def _predict_many_full(self, tasks: list[Task]) -> list[Tensor]:
+        heads = [self._new_head(t, self._like()) for t in tasks]  # the loop's heads, in its order
+        groups: dict[Any, list[int]] = {}
+        for i, t in enumerate(tasks):
+            groups.setdefault(signature([t]), []).append(i)
+        out: list[Tensor | None] = [None] * len(tasks)
+        for idx in groups.values():
+            logits: list[Tensor] | None = None
+            failure = None
+            if len(idx) > 1 and self._stacks_backbone():
+                try:
+                    logits = self.chunks.run(
+                        idx,
+                        lambda chunk: self._predict_stacked(
+                            [tasks[i] for i in chunk], [heads[i] for i in chunk]
+                        ),
+                    )
+                except RuntimeError as exc:
+                    if is_out_of_memory(exc):
+                        raise
+                    failure = str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc)
+            if logits is None:  # the loop raises its own error for bad episodes
+                logits = [self._predict_one(tasks[i], heads[i]) for i in idx]
+            if failure is not None:  # the episodes are fine, the backbone cannot run under vmap
+                self._unbatchable = failure
+                warnings.warn(
+                    f"fine-tuning episodes together failed ({failure}); this FineTuner now fine-tunes "
+                    "episode by episode (batching='loop' says so up front)",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+            for i, lg in zip(idx, logits):
+                out[i] = lg
+        return out  # type: ignore[return-value]
+
+    def _predict_stacked(self, tasks: list[Task], heads: list[ParamDict]) -> list[Tensor]:
+        """The query logits of equally shaped episodes of one description, fine-tuned together."""
+        n, desc = len(tasks), tasks[0].description
+        kind = get_task_kind(desc)
+        tensors = [task_tensors(t) for t in tasks]
+        xs, xq = torch.stack([t[0] for t in tensors]), torch.stack([t[2] for t in tensors])
+        targets = torch.stack([kind.encode_labels(t[1], desc) for t in tensors])
+        params = {
+            **{"backbone." + k: v.detach().expand(n, *v.shape) for k, v in self.backbone.named_parameters()},
+            **{"head." + k: v for k, v in stack_dicts(heads).items()},
+        }
+        # every episode its own copy of the buffers ("support" updates its running statistics)
+        one = self._episode_buffers()
+        buffers = {k: v.expand(n, *v.shape).clone() for k, v in one.items() if v is not None}
+        hidden = {k: None for k, v in one.items() if v is None}  # "batch": statistics hidden, not vmapped
+
+        def logits(p: ParamDict, b: dict[str, Any], x: Tensor, fitting: bool) -> Tensor:
+            backbone = {k[9:]: v for k, v in p.items() if k.startswith("backbone.")}
+            return self._logits(self._features(backbone, {**b, **hidden}, x, fitting=fitting), p, desc)
+
+        def loss(p: ParamDict, b: dict[str, Any], x: Tensor, y: Tensor) -> Tensor:
+            return kind.loss(logits(p, b, x, True), y, None, "mean")
+
+        losses, transform = torch.func.vmap(loss), as_transformation(self.inner_optimizer)
+        with naming_task(tasks[0]), warnings.catch_warnings():
+            # an operation without a batching rule (CPU attention kernels, for one) runs episode by
+            # episode inside vmap: slower, the same result; torch says so on every call
+            warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+            fitted, first = fit_stacked(
+                lambda p: losses(p, buffers, xs, targets), params, transform, self.num_steps
+            )
+            with torch.no_grad():
+                if self.num_steps:  # judged as predict() judges it, on copies of the statistics
+                    copies = {k: v.clone() for k, v in buffers.items()}
+                    support = torch.func.vmap(functools.partial(logits, fitting=True))(fitted, copies, xs)
+                    for i in range(n):
+                        one = {k: v[i] for k, v in fitted.items()}
+                        final = kind.loss(support[i], targets[i], None, "mean")
+                        checked = nan_if_diverged(
+                            one, float(first[i]), final, support[i], desc, "fine-tuning"
+                        )
+                        if checked is not one:
+                            fitted = {
+                                k: torch.cat([v[:i], checked[k][None], v[i + 1 :]]) for k, v in fitted.items()
+                            }
+                query = torch.func.vmap(functools.partial(logits, fitting=False))(fitted, buffers, xq)
+        return list(query.unbind(0))
 
     def _fit_group(
         self,

@@ -52,6 +52,7 @@ __all__ = [
     "chain",
     "check_learning_rate",
     "holds_tensors_in_state",
+    "is_elementwise",
     "scale_by_adam",
     "scale_by_learning_rate",
     "sgd",
@@ -91,6 +92,7 @@ class ScaleByLearningRateState(NamedTuple):
 # GradientTransformation stays a plain (init, update) pair).
 _SKIPS_ZERO = "skips_zero_gradients"
 _STATE_TENSORS = "holds_tensors_in_state"
+_ELEMENTWISE = "elementwise"
 _TRAITS: weakref.WeakKeyDictionary[Callable[..., Any], frozenset[str]] = weakref.WeakKeyDictionary()
 
 
@@ -129,6 +131,23 @@ def holds_tensors_in_state(transform: GradientTransformation) -> bool:
         True
     """
     return _STATE_TENSORS in _traits(transform)
+
+
+def is_elementwise(transform: GradientTransformation) -> bool:
+    """Whether ``transform`` treats every element of every parameter on its own: the update of an element
+    reads only that element's gradient, parameter value and state (and the step count shared by all).
+
+    True for the pieces of this module and their chains, false for transformations made elsewhere
+    (a global-norm clip, say, mixes elements). Then parameters stacked along a new first dimension
+    (one slice per episode) and updated together get, slice for slice, the updates each would get
+    alone: [`FineTuner.predict_many()`][torchcross.learners.finetuner.FineTuner.predict_many] relies on it to
+    fine-tune many episodes at once.
+
+    Examples:
+        >>> is_elementwise(adam(0.1)), is_elementwise(chain(trace(0.9), scale_by_learning_rate(0.1)))
+        (True, True)
+    """
+    return _ELEMENTWISE in _traits(transform)
 
 
 class TraceState(NamedTuple):
@@ -203,7 +222,9 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
         return out, tuple(new_state)
 
     in_state = all(holds_tensors_in_state(t) for t in transforms)
-    return _with_traits(GradientTransformation(init, update), *((_STATE_TENSORS,) if in_state else ()))
+    elementwise = all(is_elementwise(t) for t in transforms)
+    traits = (_STATE_TENSORS,) * in_state + (_ELEMENTWISE,) * elementwise
+    return _with_traits(GradientTransformation(init, update), *traits)
 
 
 def add_decayed_weights(weight_decay: float) -> GradientTransformation:
@@ -226,7 +247,7 @@ def add_decayed_weights(weight_decay: float) -> GradientTransformation:
             return dict(updates), state
         return {k: g + weight_decay * params[k] for k, g in updates.items()}, state
 
-    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS, _ELEMENTWISE)
 
 
 def trace(momentum: float) -> GradientTransformation:
@@ -257,7 +278,7 @@ def trace(momentum: float) -> GradientTransformation:
             out[name] = buffers[name] = g if buf is None else buf * momentum + g
         return out, TraceState(buffers)
 
-    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS, _ELEMENTWISE)
 
 
 def _safe_sqrt(x: Tensor) -> Tensor:
@@ -306,7 +327,7 @@ def scale_by_adam(b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8) -> Grad
             out[name] = (m / denom) / bias_correction1
         return out, ScaleByAdamState(step, exp_avg, exp_avg_sq)
 
-    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS, _ELEMENTWISE)
 
 
 def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
@@ -344,7 +365,7 @@ def scale_by_learning_rate(lr: LearningRate) -> GradientTransformation:
             rate = fixed
         return {k: (-_lr_for(rate, k)) * u for k, u in updates.items()}, state  # one op per parameter
 
-    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS)
+    return _with_traits(GradientTransformation(init, update), _STATE_TENSORS, _ELEMENTWISE)
 
 
 def sgd(lr: LearningRate, momentum: float = 0.0, weight_decay: float = 0.0) -> GradientTransformation:
@@ -363,7 +384,7 @@ def sgd(lr: LearningRate, momentum: float = 0.0, weight_decay: float = 0.0) -> G
         tensor([0., 1.])
     """
     t = chain(add_decayed_weights(weight_decay), trace(momentum), scale_by_learning_rate(lr))
-    return _with_traits(t, _STATE_TENSORS, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
+    return _with_traits(t, _STATE_TENSORS, _ELEMENTWISE, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
 
 
 def adam(
@@ -398,7 +419,7 @@ def adam(
     t = chain(
         add_decayed_weights(weight_decay), scale_by_adam(betas[0], betas[1], eps), scale_by_learning_rate(lr)
     )
-    return _with_traits(t, _STATE_TENSORS, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
+    return _with_traits(t, _STATE_TENSORS, _ELEMENTWISE, *((_SKIPS_ZERO,) if weight_decay == 0 else ()))
 
 
 def apply_updates(params: Mapping[str, Tensor], updates: Mapping[str, Tensor]) -> dict[str, Tensor]:

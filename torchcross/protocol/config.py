@@ -340,7 +340,9 @@ class EvaluationConfig:
         n_episodes: fixed episodes per target task.
         confidence: level of the confidence intervals.
         batch_size: episodes per ``predict_many`` call of learners that batch episodes
-            (a linear-probe fine-tuner); results are the same as one at a time.
+            (every fine-tuning method: a linear probe shares backbone passes, full fine-tuning
+            stacks the episodes' backbones off the CPU and halves a chunk that runs out of
+            memory); results are the same as one at a time up to float rounding.
         multilabel_sampler: how multi-label target episodes are drawn: ``"medimeta"`` (the
             authors': ``k`` random positives and ``k`` random negatives per label, then a greedy
             trim, as 0.0.6 ``torchcross/data/metadataset/few_shot.py`` with which MedIMeta
