@@ -122,16 +122,27 @@ def vmap_meta_gradients(
     meta: dict[str, Tensor],
     heads: Sequence[dict[str, Tensor]],
     tasks: Sequence[Task],
+    chunk_size: int | None = None,
 ) -> tuple[dict[str, Tensor], float]:
     """Mean meta-gradient and mean loss of equally shaped tasks of one description, in one ``vmap``.
 
     ``task_loss(meta, head, xs, ys, xq, yq, description, use_func=True)`` is one task's
     query loss after adaptation; ``meta`` holds detached meta-parameters and ``heads``
-    one fresh head per task.
+    one fresh head per task. ``chunk_size``: tasks per vectorised call (``None``: all at once); memory
+    grows with it, as every task of a chunk holds its graph at the same time.
+
+    Each task's meta-gradient is a vector-Jacobian product (``torch.func.vjp``) taken without building a
+    graph of the backward pass and freeing the forward graph as it goes; ``torch.func.grad`` would keep
+    both (it always differentiates with ``create_graph=True``, so that it can be nested), about three
+    times the memory on workload A of ``benchmarks/maml.py``.
     """
     key = signature(tasks)
     if key is None:
         raise ValueError("vmap needs tasks with one description and identical shapes")
+    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
+        raise TypeError(f"chunk_size must be an int or None, got {chunk_size!r}")
+    if chunk_size is not None and chunk_size < 1:
+        raise ValueError(f"chunk_size must be >= 1 (tasks per vmap call) or None (all), got {chunk_size}")
     desc = tasks[0].description
     for t in tasks:  # validate labels outside the transform, where values can be read
         encode_labels(t.support[1], desc)
@@ -139,11 +150,16 @@ def vmap_meta_gradients(
     xs, ys, xq, yq = stack_tensors(tasks)
     head = {k: torch.stack([h[k] for h in heads]) for k in heads[0]}
 
-    def one(
+    def grad_and_value(
         meta: dict[str, Tensor], head: dict[str, Tensor], xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor
-    ) -> Tensor:
-        return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        def of_meta(meta: dict[str, Tensor]) -> Tensor:
+            return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
 
-    per_task = torch.func.vmap(torch.func.grad_and_value(one), in_dims=(None, 0, 0, 0, 0, 0))
+        loss, pull = torch.func.vjp(of_meta, meta)
+        (grads,) = pull(torch.ones_like(loss), retain_graph=False, create_graph=False)
+        return grads, loss.detach()
+
+    per_task = torch.func.vmap(grad_and_value, in_dims=(None, 0, 0, 0, 0, 0), chunk_size=chunk_size)
     grads, losses = per_task(meta, head, xs, ys, xq, yq)
     return {k: g.mean(0) for k, g in grads.items()}, float(losses.mean())
