@@ -61,7 +61,7 @@ def _peak(backbone: torch.nn.Module, tasks: list[Task], **kw: object) -> int:
 
 def test_vmap_memory_against_the_loop() -> None:
     """The loop holds one task's graph at a time, ``vmap`` a chunk's: per task ~1.1x the loop's. Measured
-    here: unchunked (4 tasks) 4.4x the loop, chunks of two 2.2x, of one 1.1x; 14.6x while each task's
+    here: unchunked (4 tasks) 4.1x the loop, chunks of two 2.1x, of one 1.07x; 13x while each task's
     meta-gradient was ``torch.func.grad``, which keeps a graph of its own backward pass."""
     backbone, tasks = _workload_a_in_miniature()
     loop = _peak(backbone, tasks, batching="loop")

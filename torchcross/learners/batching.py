@@ -2,20 +2,22 @@
 
 The per-task loop is the exact default. The ``vmap`` path stacks tasks that share one
 description and identical tensor shapes and computes every task's meta-gradient in one
-batched call, ``vmap(grad_and_value(task_loss))``: the differentiation sits *inside*
-``vmap``. (Differentiating outside ``vmap`` -- ``loss.backward()`` on a vmapped loss --
+batched call, a vector-Jacobian product of the task loss inside ``vmap``
+(`vmap_meta_gradients()`; ``vmap_chunk_size`` splits the meta-batch into several such calls, to bound the
+memory). (Differentiating outside ``vmap`` -- ``loss.backward()`` on a vmapped loss --
 gives wrong second-order gradients through train-mode BatchNorm in torch 2.14, so that
 form is never used.) Tests check that both paths give the same meta-gradients.
 
 ``batching="auto"`` picks:
 
 * the loop when the tasks differ in description or shape, or there is only one;
-* the loop on CPU, where ``vmap`` is slower than the loop and uses several times its
-  memory (docs/learners.md has the measurements, from ``benchmarks/maml.py``);
+* the loop on CPU, where ``vmap`` is slower than the loop and holds the graphs of all the tasks it runs
+  together (docs/learners.md has the measurements, from ``benchmarks/maml.py``);
 * on other devices, whichever of the two ran faster on the first meta-batch of each
   task signature (both are run once and timed; the faster one is kept). ``vmap`` holds
   every task's graph at once (on an H200, workload A with 16 tasks: 10 GiB against the
-  loop's 0.2 GiB); if it runs out of device memory while being timed, the loop is kept.
+  loop's 0.2 GiB, measured with the earlier ``torch.func.grad`` form, which needed about three times the
+  memory of the present one on CPU); if it runs out of device memory while being timed, the loop is kept.
 
 Examples:
     >>> BatchingChooser().choose("auto", [], torch.device("cpu"))
@@ -27,7 +29,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -156,7 +158,7 @@ def vmap_meta_gradients(
         def of_meta(meta: dict[str, Tensor]) -> Tensor:
             return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
 
-        loss, pull = torch.func.vjp(of_meta, meta)
+        loss, pull = cast("tuple[Tensor, Callable[..., Any]]", torch.func.vjp(of_meta, meta))
         (grads,) = pull(torch.ones_like(loss), retain_graph=False, create_graph=False)
         return grads, loss.detach()
 

@@ -112,8 +112,8 @@ class MAML(nn.Module):
             equally shaped tasks of one description (see `torchcross.learners.batching`).
         vmap_chunk_size: tasks per ``vmap`` call on that path (``None``: the whole meta-batch at once; the
             same meta-gradient either way, up to rounding). Memory grows with it, as every task of a chunk
-            holds its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3.3x the loop's
-            memory unchunked, 2.2x with chunks of 2 (docs/learners.md).
+            holds its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3x the loop's
+            memory unchunked, 2x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
         **legacy: the older keywords, still accepted: ``inner_lr``, ``num_inner_steps``,
             ``eval_num_inner_steps``, ``first_order``, ``anil``, ``meta_sgd``, ``inner_optimizer`` (instead
             of ``inner``), and with ``head`` given as ``"per_task"``, ``"learned"``, an ``nn.Linear`` or

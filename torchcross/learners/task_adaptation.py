@@ -34,7 +34,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -127,7 +127,10 @@ def _features_with_vjp(
     def of_backbone(sub: ParamDict) -> Tensor:
         return features({**params, **sub}, x)
 
-    return torch.func.vjp(of_backbone, {n: params[n] for n in names})
+    value, pull = cast(
+        "tuple[Tensor, Callable[..., Any]]", torch.func.vjp(of_backbone, {n: params[n] for n in names})
+    )
+    return value, pull
 
 
 def _func_step_on_cached_features(
