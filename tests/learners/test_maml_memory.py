@@ -51,8 +51,11 @@ def _workload_a_in_miniature(seed: int = 0) -> tuple[torch.nn.Module, list[Task]
     return backbone, tasks
 
 
-def _peak(backbone: torch.nn.Module, tasks: list[Task], **kw: object) -> int:
-    maml = MAML(copy.deepcopy(backbone), backbone.num_features, inner_lr=0.4, num_inner_steps=3, **kw)
+def _peak(backbone: torch.nn.Module, tasks: list[Task], batching: str, chunk: int | None = None) -> int:
+    maml = MAML(
+        copy.deepcopy(backbone), backbone.num_features, inner_lr=0.4, num_inner_steps=3, batching=batching
+    )
+    maml.vmap_chunk_size = chunk
     maml.meta_backward(tasks)  # first call: lazy initialisations out of the measurement
     for p in maml.parameters():
         p.grad = None
@@ -64,10 +67,10 @@ def test_vmap_memory_against_the_loop() -> None:
     here: unchunked (4 tasks) 4.1x the loop, chunks of two 2.1x, of one 1.07x; 13x while each task's
     meta-gradient was ``torch.func.grad``, which keeps a graph of its own backward pass."""
     backbone, tasks = _workload_a_in_miniature()
-    loop = _peak(backbone, tasks, batching="loop")
-    vmapped = _peak(backbone, tasks, batching="vmap")
-    chunks_of_two = _peak(backbone, tasks, batching="vmap", vmap_chunk_size=2)
-    chunks_of_one = _peak(backbone, tasks, batching="vmap", vmap_chunk_size=1)
+    loop = _peak(backbone, tasks, "loop")
+    vmapped = _peak(backbone, tasks, "vmap")
+    chunks_of_two = _peak(backbone, tasks, "vmap", chunk=2)
+    chunks_of_one = _peak(backbone, tasks, "vmap", chunk=1)
     assert vmapped <= 5.0 * loop, (vmapped, loop)
     assert chunks_of_two <= 3.0 * loop, (chunks_of_two, loop)
     assert chunks_of_one <= 1.5 * loop, (chunks_of_one, loop)
@@ -79,19 +82,20 @@ def test_chunked_vmap_equals_the_loop(first_order: bool, chunk: int | None) -> N
     backbone, shape = tiny_backbone("conv", True)
     tasks = [make_task(MULTICLASS, shape, 6, 6, seed) for seed in range(3)]
 
-    def run(**kw: object) -> tuple[float, dict[str, torch.Tensor]]:
+    def run(batching: str) -> tuple[float, dict[str, torch.Tensor]]:
         maml = MAML(
             copy.deepcopy(backbone),
             backbone.num_features,
             inner_lr=0.3,
             num_inner_steps=3,
             first_order=first_order,
-            **kw,
+            batching=batching,
         )
+        maml.vmap_chunk_size = chunk
         return maml.meta_backward(tasks), backbone_grads(maml)
 
-    loss, grads = run(batching="loop")
-    loss_v, grads_v = run(batching="vmap", vmap_chunk_size=chunk)
+    loss, grads = run("loop")
+    loss_v, grads_v = run("vmap")
     assert loss_v == pytest.approx(loss, rel=1e-12)
     assert_grads_close(grads_v, grads, rtol=1e-10)
 
@@ -99,11 +103,14 @@ def test_chunked_vmap_equals_the_loop(first_order: bool, chunk: int | None) -> N
 @pytest.mark.parametrize(
     ("value", "error", "match"),
     [
-        (0, ValueError, r"vmap_chunk_size must be >= 1 \(tasks per vmap call; None: all\), got .*=0"),
+        (0, ValueError, r"vmap_chunk_size must be >= 1 \(tasks per vmap call\), got vmap_chunk_size=0"),
         (1.5, TypeError, "vmap_chunk_size"),
     ],
 )
 def test_bad_chunk_size_raises(value: object, error: type[Exception], match: str) -> None:
-    backbone, _ = tiny_backbone("conv", True)
+    backbone, shape = tiny_backbone("conv", True)
+    tasks = [make_task(MULTICLASS, shape, 6, 6, seed) for seed in range(2)]
+    maml = MAML(backbone, backbone.num_features, inner_lr=0.1, num_inner_steps=1, batching="vmap")
+    maml.vmap_chunk_size = value  # type: ignore[assignment]
     with pytest.raises(error, match=match):
-        MAML(backbone, backbone.num_features, inner_lr=0.1, num_inner_steps=1, vmap_chunk_size=value)
+        maml.meta_backward(tasks)

@@ -34,6 +34,7 @@ from typing import Any, cast
 import torch
 from torch import Tensor
 
+from torchcross._checks import check_int
 from torchcross.learners._tasks import signature, stack_tensors
 from torchcross.nn import encode_labels
 from torchcross.tasks.task import Task
@@ -141,10 +142,7 @@ def vmap_meta_gradients(
     key = signature(tasks)
     if key is None:
         raise ValueError("vmap needs tasks with one description and identical shapes")
-    if chunk_size is not None and (isinstance(chunk_size, bool) or not isinstance(chunk_size, int)):
-        raise TypeError(f"chunk_size must be an int or None, got {chunk_size!r}")
-    if chunk_size is not None and chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1 (tasks per vmap call) or None (all), got {chunk_size}")
+    chunk_size = check_int(chunk_size, "vmap_chunk_size", 1, allow_none=True, why=" (tasks per vmap call)")
     desc = tasks[0].description
     for t in tasks:  # validate labels outside the transform, where values can be read
         encode_labels(t.support[1], desc)

@@ -110,14 +110,17 @@ class MAML(nn.Module):
         batching: ``"auto"``, ``"loop"`` or ``"vmap"``: how
             `meta_backward()` runs
             equally shaped tasks of one description (see `torchcross.learners.batching`).
-        vmap_chunk_size: tasks per ``vmap`` call on that path (``None``: the whole meta-batch at once; the
-            same meta-gradient either way, up to rounding). Memory grows with it, as every task of a chunk
-            holds its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3x the loop's
-            memory unchunked, 2x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
         **legacy: the older keywords, still accepted: ``inner_lr``, ``num_inner_steps``,
             ``eval_num_inner_steps``, ``first_order``, ``anil``, ``meta_sgd``, ``inner_optimizer`` (instead
             of ``inner``), and with ``head`` given as ``"per_task"``, ``"learned"``, an ``nn.Linear`` or
             ``None``: ``num_outputs``, ``head_init`` and ``seed``.
+
+    Attributes:
+        vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path (default ``None``: the whole
+            meta-batch at once; set it after construction, e.g. ``maml.vmap_chunk_size = 2``). The same
+            meta-gradient either way, up to rounding; memory grows with it, as every task of a chunk holds
+            its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3x the loop's memory
+            unchunked, 2x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
 
     Raises:
         ValueError: a bad argument, naming it.
@@ -147,7 +150,6 @@ class MAML(nn.Module):
         batch_norm: Literal["batch", "frozen"] = "batch",
         checkpoint: bool = False,
         batching: Literal["auto", "loop", "vmap"] = "auto",
-        vmap_chunk_size: int | None = None,
         **legacy: Any,
     ) -> None:
         super().__init__()
@@ -188,9 +190,7 @@ class MAML(nn.Module):
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if batching not in _batching.BATCHING_MODES:
             raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
-        self.vmap_chunk_size = check_int(
-            vmap_chunk_size, "vmap_chunk_size", 1, allow_none=True, why=" (tasks per vmap call; None: all)"
-        )
+        self.vmap_chunk_size: int | None = None
         inner_optimizer = inner.optimizer
         if isinstance(inner_optimizer, str):
             inner_optimizer = sgd if inner_optimizer == "sgd" else adam
