@@ -551,6 +551,9 @@ class Worker:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.flush()
         self.proc.wait(timeout=60)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                pipe.close()
 
 
 def run_workload(wl: Workload, names: list[str], args) -> dict:
@@ -722,7 +725,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="a smoke run of seconds: workload 'tiny', our paths and plain autograd, one repetition, no probe",
+        help="a smoke run of seconds: workload 'tiny', loop, vmap and plain autograd, one repetition, no probe",
     )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
@@ -732,7 +735,7 @@ def main(argv: list[str] | None = None) -> dict:
         return {}
     if args.quick:
         args.workloads, args.reps, args.warmup, args.no_probe = "tiny", 1, 0, True
-        args.impls = "torchcross,torchcross-vmap,torchcross-vmap-chunk2,plain"
+        args.impls = "torchcross,torchcross-vmap,plain"
     names = [n for n in args.impls.split(",") if n]
     if "plain" not in names:
         names.insert(0, "plain")  # reference of the gradient check

@@ -8,7 +8,11 @@ the allocator's caching, unlike the process's resident memory that ``benchmarks/
 from __future__ import annotations
 
 import copy
+import importlib.util
+import json
+import sys
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
@@ -114,3 +118,21 @@ def test_bad_chunk_size_raises(value: object, error: type[Exception], match: str
     maml.vmap_chunk_size = value  # type: ignore[assignment]
     with pytest.raises(error, match=match):
         maml.meta_backward(tasks)
+
+
+def test_the_maml_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts its folder on the path
+    root = Path(__file__).resolve().parents[2]
+    monkeypatch.syspath_prepend(str(root / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("maml_bench", root / "benchmarks/maml.py")
+    assert spec is not None
+    assert spec.loader is not None
+    bench = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "maml_bench", bench)  # its dataclasses look their module up
+    spec.loader.exec_module(bench)
+    report = bench.main(["--quick", "--threads", "1", "--json", str(tmp_path / "report.json")])
+    tiny = json.loads((tmp_path / "report.json").read_text())["workloads"]["tiny"]
+    assert tiny == report["workloads"]["tiny"]
+    assert set(tiny["results"]) == {"torchcross", "torchcross-vmap", "plain"}
+    assert tiny["results"]["torchcross-vmap"]["grad_rel_diff_float64"] < 1e-10
+    assert {"torchcross_time_vs_fastest_peer", "torchcross-vmap_memory_vs_loop"} <= set(tiny["summary"])
