@@ -119,7 +119,7 @@ class MAML(nn.Module):
         vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path (default ``None``: the whole
             meta-batch at once; set it after construction, e.g. ``maml.vmap_chunk_size = 2``). The same
             meta-gradient either way, up to rounding; memory grows with it, as every task of a chunk holds
-            its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.4x the loop's
+            its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.5x the loop's
             memory unchunked, 2.1-2.6x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
 
     Raises:
