@@ -87,6 +87,8 @@ WORKLOADS = {
         replace(_A, name="A-nobn", batch_norm=False),
         _B,
         replace(_A, name="X", batch_norm=False, in_channels=3, mixed=True),
+        # --quick: A in miniature (seconds), so that the script cannot rot
+        replace(_A, name="tiny", filters=8, n_query=5, steps=2, meta_batch=2),
     ]
 }
 # X: 1x28x28 images; torchcross 0.0.6's CrossDomainMAML repeats grey inputs to 3 channels in front of the
@@ -221,6 +223,14 @@ class Ours(Impl):
 class OursVmap(Ours):
     batching = "vmap"
     mixed_ok = False
+
+
+class OursVmapChunk2(OursVmap):
+    """vmap over chunks of two tasks (``vmap_chunk_size=2``): about two tasks' memory at a time."""
+
+    def __init__(self, backbone, wl):
+        super().__init__(backbone, wl)
+        self.maml.vmap_chunk_size = 2
 
 
 class OursCheckpoint(Ours):
@@ -426,6 +436,7 @@ class TorchCross006(Impl):
 IMPLS = {
     "torchcross": Ours,
     "torchcross-vmap": OursVmap,
+    "torchcross-vmap-chunk2": OursVmapChunk2,
     "torchcross-checkpoint": OursCheckpoint,
     "plain": Plain,
     "higher": Higher,
@@ -434,7 +445,7 @@ IMPLS = {
     "torchopt": TorchOpt,
     "torchcross-0.0.6": TorchCross006,
 }
-OURS = {"torchcross", "torchcross-vmap", "torchcross-checkpoint"}
+OURS = {"torchcross", "torchcross-vmap", "torchcross-vmap-chunk2", "torchcross-checkpoint"}
 
 # ------------------------------------------------------------------------------------ the worker
 
@@ -540,6 +551,9 @@ class Worker:
             self.proc.stdin.write("quit\n")
             self.proc.stdin.flush()
         self.proc.wait(timeout=60)
+        for pipe in (self.proc.stdin, self.proc.stdout):
+            with contextlib.suppress(Exception):
+                pipe.close()
 
 
 def run_workload(wl: Workload, names: list[str], args) -> dict:
@@ -612,6 +626,20 @@ def run_workload(wl: Workload, names: list[str], args) -> dict:
         ),
         default=None,
     )
+    fastest_name = min(
+        (n for n, r in results.items() if "median_ms" in r and n not in OURS),
+        key=lambda n: results[n]["median_ms"],
+        default=None,
+    )
+    summary: dict[str, object] = {"fastest_peer": fastest_name}
+    loop = results.get("torchcross", {})
+    for name in ("torchcross", "torchcross-vmap", "torchcross-vmap-chunk2"):
+        r = results.get(name, {})
+        if fastest_peer and "median_ms" in r:
+            summary[f"{name}_time_vs_fastest_peer"] = r["median_ms"] / fastest_peer
+        if name != "torchcross" and r.get("peak_rss_delta_mib") and loop.get("peak_rss_delta_mib"):
+            summary[f"{name}_memory_vs_loop"] = r["peak_rss_delta_mib"] / loop["peak_rss_delta_mib"]
+    results["summary"] = summary
     for r in results.values():
         if "median_ms" in r:
             r["tasks_per_s"] = wl.meta_batch / (r["median_ms"] / 1e3)
@@ -676,7 +704,8 @@ def run_probe(args) -> dict:
     }
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> dict:
+    """Run the benchmark; return the report (also written as JSON with ``--json``)."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--workloads", default="A,A-fo,A-nobn,B,X")
     p.add_argument("--impls", default=",".join(IMPLS))
@@ -693,12 +722,20 @@ def main(argv: list[str] | None = None) -> int:
         "--probe-naive-episodes", type=int, default=10, help="naive episodes timed (extrapolated to 100)"
     )
     p.add_argument("--json", metavar="PATH")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="a smoke run of seconds: workload 'tiny', loop, vmap and plain autograd, one repetition, no probe",
+    )
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--data", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
         worker(args.worker, WORKLOADS[args.workloads], Path(args.data), args.threads)
-        return 0
+        return {}
+    if args.quick:
+        args.workloads, args.reps, args.warmup, args.no_probe = "tiny", 1, 0, True
+        args.impls = "torchcross,torchcross-vmap,plain"
     names = [n for n in args.impls.split(",") if n]
     if "plain" not in names:
         names.insert(0, "plain")  # reference of the gradient check
@@ -713,7 +750,8 @@ def main(argv: list[str] | None = None) -> int:
     for wl_name in args.workloads.split(","):
         wl = WORKLOADS[wl_name]
         results = run_workload(wl, names, args)
-        report["workloads"][wl_name] = {"config": asdict(wl), "results": results}
+        summary = results.pop("summary")
+        report["workloads"][wl_name] = {"config": asdict(wl), "results": results, "summary": summary}
         print(
             f"\n### {wl_name}  ({wl.meta_batch} tasks, {wl.steps} steps, {'first' if wl.first_order else 'second'} order"
             f"{', BatchNorm' if wl.batch_norm else ''}{', mixed kinds' if wl.mixed else ''})"
@@ -732,6 +770,11 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {fmt(r.get('peak_rss_delta_mib'), '.0f')} | {fmt(r.get('mem_ratio_vs_lowest_peer'), '.2f')} "
                 f"| {fmt(r.get('grad_rel_diff_float64'), '.1e')} | {fmt(r.get('grad_rel_diff_float32'), '.1e')} |"
             )
+        print(
+            "ratios: "
+            + ", ".join(f"{k} {v:.2f}" for k, v in summary.items() if isinstance(v, float))
+            + f" (fastest peer: {summary['fastest_peer']})"
+        )
         sys.stdout.flush()
     if not args.no_probe:
         probe = run_probe(args)
@@ -746,8 +789,8 @@ def main(argv: list[str] | None = None) -> int:
         "torchcross 0.0.6 builds float32 heads, so it is checked in float32 only."
     )
     write_json(args.json, report)
-    return 0
+    return report
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -2,20 +2,22 @@
 
 The per-task loop is the exact default. The ``vmap`` path stacks tasks that share one
 description and identical tensor shapes and computes every task's meta-gradient in one
-batched call, ``vmap(grad_and_value(task_loss))``: the differentiation sits *inside*
-``vmap``. (Differentiating outside ``vmap`` -- ``loss.backward()`` on a vmapped loss --
+batched call, a vector-Jacobian product of the task loss inside ``vmap``
+(`vmap_meta_gradients()`; ``vmap_chunk_size`` splits the meta-batch into several such calls, to bound the
+memory). (Differentiating outside ``vmap`` -- ``loss.backward()`` on a vmapped loss --
 gives wrong second-order gradients through train-mode BatchNorm in torch 2.14, so that
 form is never used.) Tests check that both paths give the same meta-gradients.
 
 ``batching="auto"`` picks:
 
 * the loop when the tasks differ in description or shape, or there is only one;
-* the loop on CPU, where ``vmap`` is slower than the loop and uses several times its
-  memory (docs/learners.md has the measurements, from ``benchmarks/maml.py``);
+* the loop on CPU, where ``vmap`` is slower than the loop and holds the graphs of all the tasks it runs
+  together (docs/learners.md has the measurements, from ``benchmarks/maml.py``);
 * on other devices, whichever of the two ran faster on the first meta-batch of each
   task signature (both are run once and timed; the faster one is kept). ``vmap`` holds
   every task's graph at once (on an H200, workload A with 16 tasks: 10 GiB against the
-  loop's 0.2 GiB); if it runs out of device memory while being timed, the loop is kept.
+  loop's 0.2 GiB, measured with the earlier ``torch.func.grad`` form, which needed about three times the
+  memory of the present one on CPU); if it runs out of device memory while being timed, the loop is kept.
 
 Examples:
     >>> BatchingChooser().choose("auto", [], torch.device("cpu"))
@@ -27,11 +29,12 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 
+from torchcross._checks import check_int
 from torchcross.learners._tasks import signature, stack_tensors
 from torchcross.nn import encode_labels
 from torchcross.tasks.task import Task
@@ -122,16 +125,24 @@ def vmap_meta_gradients(
     meta: dict[str, Tensor],
     heads: Sequence[dict[str, Tensor]],
     tasks: Sequence[Task],
+    chunk_size: int | None = None,
 ) -> tuple[dict[str, Tensor], float]:
     """Mean meta-gradient and mean loss of equally shaped tasks of one description, in one ``vmap``.
 
     ``task_loss(meta, head, xs, ys, xq, yq, description, use_func=True)`` is one task's
     query loss after adaptation; ``meta`` holds detached meta-parameters and ``heads``
-    one fresh head per task.
+    one fresh head per task. ``chunk_size``: tasks per vectorised call (``None``: all at once); memory
+    grows with it, as every task of a chunk holds its graph at the same time.
+
+    Each task's meta-gradient is a vector-Jacobian product (``torch.func.vjp``) taken without building a
+    graph of the backward pass and freeing the forward graph as it goes; ``torch.func.grad`` would keep
+    both (it always differentiates with ``create_graph=True``, so that it can be nested), about three
+    times the memory on workload A of ``benchmarks/maml.py``.
     """
     key = signature(tasks)
     if key is None:
         raise ValueError("vmap needs tasks with one description and identical shapes")
+    chunk_size = check_int(chunk_size, "vmap_chunk_size", 1, allow_none=True, why=" (tasks per vmap call)")
     desc = tasks[0].description
     for t in tasks:  # validate labels outside the transform, where values can be read
         encode_labels(t.support[1], desc)
@@ -139,11 +150,16 @@ def vmap_meta_gradients(
     xs, ys, xq, yq = stack_tensors(tasks)
     head = {k: torch.stack([h[k] for h in heads]) for k in heads[0]}
 
-    def one(
+    def grad_and_value(
         meta: dict[str, Tensor], head: dict[str, Tensor], xs: Tensor, ys: Tensor, xq: Tensor, yq: Tensor
-    ) -> Tensor:
-        return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
+    ) -> tuple[dict[str, Tensor], Tensor]:
+        def of_meta(meta: dict[str, Tensor]) -> Tensor:
+            return task_loss(meta, head, xs, ys, xq, yq, desc, use_func=True)
 
-    per_task = torch.func.vmap(torch.func.grad_and_value(one), in_dims=(None, 0, 0, 0, 0, 0))
+        loss, pull = cast("tuple[Tensor, Callable[..., Any]]", torch.func.vjp(of_meta, meta))
+        (grads,) = pull(torch.ones_like(loss), retain_graph=False, create_graph=False)
+        return grads, loss.detach()
+
+    per_task = torch.func.vmap(grad_and_value, in_dims=(None, 0, 0, 0, 0, 0), chunk_size=chunk_size)
     grads, losses = per_task(meta, head, xs, ys, xq, yq)
     return {k: g.mean(0) for k, g in grads.items()}, float(losses.mean())

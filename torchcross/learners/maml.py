@@ -115,6 +115,13 @@ class MAML(nn.Module):
             of ``inner``), and with ``head`` given as ``"per_task"``, ``"learned"``, an ``nn.Linear`` or
             ``None``: ``num_outputs``, ``head_init`` and ``seed``.
 
+    Attributes:
+        vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path (default ``None``: the whole
+            meta-batch at once; set it after construction, e.g. ``maml.vmap_chunk_size = 2``). The same
+            meta-gradient either way, up to rounding; memory grows with it, as every task of a chunk holds
+            its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.5x the loop's
+            memory unchunked, 2.1-2.6x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
+
     Raises:
         ValueError: a bad argument, naming it.
         TypeError: a ``head`` that is neither a ``HeadPolicy``, a string, an ``nn.Linear`` nor ``None``; an
@@ -183,6 +190,7 @@ class MAML(nn.Module):
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if batching not in _batching.BATCHING_MODES:
             raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
+        self.vmap_chunk_size: int | None = None
         inner_optimizer = inner.optimizer
         if isinstance(inner_optimizer, str):
             inner_optimizer = sgd if inner_optimizer == "sgd" else adam
@@ -426,7 +434,9 @@ class MAML(nn.Module):
         heads = [self.new_head(t.description, like, first + i) for i, t in enumerate(tasks)]
         meta = self._meta(detach=True)
         with naming_task(tasks[0]):  # one description and one shape for all
-            grads, value = _batching.vmap_meta_gradients(self._task_loss, meta, heads, tasks)
+            grads, value = _batching.vmap_meta_gradients(
+                self._task_loss, meta, heads, tasks, chunk_size=self.vmap_chunk_size
+            )
         for k, p in self._named_meta().items():
             p.grad = grads[k] if p.grad is None else p.grad + grads[k]
         return value

@@ -34,7 +34,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import Tensor
@@ -115,6 +115,47 @@ def step_on_cached_features(
         )
     grads = {k: torch.zeros_like(p) if g is None else g for k, p, g in zip(backbone_names, backbone, pulled)}
     grads.update({"head.weight": g_weight, "head.bias": g_bias})
+    return transform_step(optimizer, params, grads, state)
+
+
+def _features_with_vjp(
+    features: Callable[[ParamDict, Tensor], Tensor], params: ParamDict, x: Tensor, names: list[str]
+) -> tuple[Tensor, Callable[..., Any]]:
+    """``features(params, x)`` and its vector-Jacobian product with respect to ``params[names]``
+    (``torch.func.vjp``: the functorch counterpart of keeping the graph for `torch.autograd.grad`)."""
+
+    def of_backbone(sub: ParamDict) -> Tensor:
+        return features({**params, **sub}, x)
+
+    value, pull = cast(
+        "tuple[Tensor, Callable[..., Any]]", torch.func.vjp(of_backbone, {n: params[n] for n in names})
+    )
+    return value, pull
+
+
+def _func_step_on_cached_features(
+    features: Tensor,
+    pull: Callable[..., Any],
+    params: ParamDict,
+    targets: Tensor,
+    desc: TaskDescription,
+    optimizer: GradientTransformation,
+    state: Any,
+    first_order: bool,
+) -> tuple[ParamDict, Any]:
+    """`step_on_cached_features()` inside ``torch.func`` transforms (``vmap``): the partial derivative
+    with respect to the features by ``torch.func.grad``, pulled back through the backbone by ``pull``."""
+    kind = get_task_kind(desc)
+
+    def head_loss(f: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        return kind.loss(head_forward(f, {"weight": weight, "bias": bias}), targets, None, "mean")
+
+    g_features, g_weight, g_bias = torch.func.grad(head_loss, argnums=(0, 1, 2))(
+        features, params["head.weight"], params["head.bias"]
+    )
+    grads: ParamDict = {**pull(g_features)[0], "head.weight": g_weight, "head.bias": g_bias}
+    if first_order:
+        grads = {k: g.detach() for k, g in grads.items()}
     return transform_step(optimizer, params, grads, state)
 
 
@@ -201,8 +242,18 @@ def adapt_backbone_and_head(
     if steps and head and adapted_backbone and zero_head and skips_zero_gradients(optimizer):
         # Under a zero head the backbone's gradient is exactly zero, so the first step
         # only moves the head; the backbone's support features are reused by the second.
+        pull = None
+        if steps > 1 and use_func and not checkpoint:
+            # under torch.func the features' pull-back comes from a vjp taken as they are computed
+            support_features.value, pull = _features_with_vjp(features, params, xs, adapted_backbone)
+            support_features.key = [params[n] for n in backbone]
         params, state, first_loss = inner_loop(support_loss, params, optimizer, 1, adapt=HEAD_NAMES, **kwargs)
         steps -= 1
+        if pull is not None:
+            params, state = _func_step_on_cached_features(
+                support_features(params), pull, params, targets, description, optimizer, state, first_order
+            )
+            steps -= 1
         cached = differentiable and not use_func and not checkpoint
         if steps and cached and all(params[k].requires_grad for k in adapted_backbone):
             params, state = step_on_cached_features(
