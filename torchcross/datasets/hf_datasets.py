@@ -39,7 +39,7 @@ import numpy as np
 import torch
 
 from torchcross.data.sources import TaskSource
-from torchcross.datasets._images import Stats, images_to_tensor
+from torchcross.datasets._images import Stats
 from torchcross.datasets.image_cache import CachedImageTaskSource, cache_images
 from torchcross.datasets.image_files import MAX_IMAGE_PIXELS, hash_splits
 from torchcross.tasks.catalogue import DatasetEntry, TaskEntry
@@ -332,17 +332,9 @@ class HFDatasetTaskSource(TaskSource):
         Raises:
             ValueError: images of different sizes without ``image_size``, or an image too large.
         """
-        idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
-        arrays = self.images(idx)
-        shapes = {a.shape for a in arrays}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images of different sizes {sorted(shapes)} in task "
-                f"{self.task_description.task_identifier!r}; pass image_size= (in torchcross run: "
-                "[data] image_size)"
-            )
-        x = images_to_tensor(np.stack(arrays), self.channels, self.output, self.mean, self.std)
-        return x, self._label_tensor[torch.as_tensor(idx, dtype=torch.int64)]
+        from torchcross.datasets.image_files import stacked_batch
+
+        return stacked_batch(self, indices)
 
     def images(self, indices: Sequence[int]) -> list[np.ndarray]:
         """The uint8 images of rows ``indices`` (``(H, W)`` or ``(H, W, 3)``), decoded in one batch.

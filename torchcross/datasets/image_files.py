@@ -200,17 +200,28 @@ class ImageFilesTaskSource(TaskSource):
             ValueError: the images differ in size and no ``image_size`` was given, or a file cannot be
                 decoded (naming it).
         """
-        idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
-        images = self.images(idx)
-        shapes = {im.shape for im in images}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images of different sizes {sorted(shapes)} in task "
-                f"{self.task_description.task_identifier!r}; pass image_size= (in torchcross run: "
-                "[data] image_size)"
-            )
-        x = images_to_tensor(np.stack(images), self.channels, self.output, self.mean, self.std)
-        return x, self._label_tensor[torch.as_tensor(idx, dtype=torch.int64)]
+        return stacked_batch(self, indices)
+
+
+def stacked_batch(source: Any, indices: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(images (N, C, H, W), labels)`` of a source that decodes images one by one: its
+    ``images(indices)`` stacked and converted at once with its ``channels``, ``output``, ``mean`` and
+    ``std``, and the rows of its label tensor.
+
+    Raises:
+        ValueError: the images differ in size (the source was made without ``image_size``).
+    """
+    idx = [int(i) for i in np.asarray(indices, dtype=np.int64).reshape(-1)]
+    images = source.images(idx)
+    shapes = {im.shape for im in images}
+    if len(shapes) > 1:
+        raise ValueError(
+            f"images of different sizes {sorted(shapes)} in task "
+            f"{source.task_description.task_identifier!r}; pass image_size= (in torchcross run: "
+            "[data] image_size)"
+        )
+    x = images_to_tensor(np.stack(images), source.channels, source.output, source.mean, source.std)
+    return x, source._label_tensor[torch.as_tensor(idx, dtype=torch.int64)]
 
 
 def hash_splits(
