@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import io
 import itertools
+import multiprocessing as mp
 import os
 import subprocess
 import sys
+import traceback
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import Tensor
 
 from torchcross.learners.backbones import mlp
@@ -290,3 +294,41 @@ def library_training(rank: int, world: int, workers: int) -> dict[str, Any]:
         all_reduce_gradients(model)
         opt.step()
     return {"maml": maml.state_dict(), "pretrainer": model.state_dict(), "position": batches.state_dict()}
+
+
+def _gloo_rank(scenarios: Callable[[int], Any], rank: int, world: int, init: str, path: str) -> None:
+    """One spawned rank: join the gloo group, save ``scenarios(rank)`` (or the traceback) under ``path``."""
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
+    try:
+        torch.save(scenarios(rank), f"{path}/rank{rank}.pt")
+    except Exception:
+        Path(f"{path}/rank{rank}.err").write_text(traceback.format_exc())
+        raise
+    finally:
+        dist.destroy_process_group()
+
+
+def spawn_gloo_ranks(scenarios: Callable[[int], Any], folder: Path, world: int, timeout: float) -> list[Any]:
+    """``scenarios(rank)`` of ``world`` spawned gloo ranks (a file rendezvous in ``folder``), by rank.
+
+    ``scenarios`` is a module-level function (spawn pickles it by name). A rank still running after
+    ``timeout`` seconds is killed (the test fails instead of hanging); the first rank's traceback is the
+    failure message.
+    """
+    ctx = mp.get_context("spawn")
+    init = f"file://{folder / 'rendezvous'}"
+    procs = [
+        ctx.Process(target=_gloo_rank, args=(scenarios, r, world, init, str(folder))) for r in range(world)
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout)
+    for p in procs:
+        if p.is_alive():
+            p.kill()
+    errors = [e.read_text() for e in sorted(folder.glob("*.err"))]
+    assert not errors, errors[0]
+    assert [p.exitcode for p in procs] == [0] * world
+    return [torch.load(folder / f"rank{r}.pt", weights_only=False) for r in range(world)]

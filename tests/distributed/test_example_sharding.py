@@ -10,15 +10,11 @@ and after twenty meta-steps (docs/scaling-out.md).
 
 from __future__ import annotations
 
-import multiprocessing as mp
-import traceback
-from pathlib import Path
 from typing import Any
 
 import distributed_helpers as h
 import pytest
 import torch
-import torch.distributed as dist
 
 from torchcross.data import TensorTaskSource
 from torchcross.data.multitask import MultiTaskBatchSampler
@@ -136,36 +132,9 @@ def _scenarios(rank: int) -> dict[str, Any]:
     return out
 
 
-def _rank(rank: int, init: str, path: str) -> None:
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", init_method=init, rank=rank, world_size=WORLD)
-    try:
-        torch.save(_scenarios(rank), f"{path}/rank{rank}.pt")
-    except Exception:
-        Path(f"{path}/rank{rank}.err").write_text(traceback.format_exc())
-        raise
-    finally:
-        dist.destroy_process_group()
-
-
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict[str, Any]]:
-    tmp = tmp_path_factory.mktemp("example-ranks")
-    ctx = mp.get_context("spawn")
-    procs = [
-        ctx.Process(target=_rank, args=(r, f"file://{tmp / 'rendezvous'}", str(tmp))) for r in range(WORLD)
-    ]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-    for p in procs:
-        if p.is_alive():  # fail clearly rather than hang
-            p.kill()
-    errors = [e.read_text() for e in sorted(tmp.glob("*.err"))]
-    assert not errors, errors[0]
-    assert [p.exitcode for p in procs] == [0, 0]
-    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
+    return h.spawn_gloo_ranks(_scenarios, tmp_path_factory.mktemp("example-ranks"), WORLD, timeout=120)
 
 
 def _assert_equal(a: dict[str, Any], b: dict[str, Any], tol: float | None) -> None:
