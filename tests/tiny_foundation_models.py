@@ -47,16 +47,7 @@ def save_hf_models(root: Path, names: tuple[str, ...] = ("vit", "dinov2", "resne
     tf.utils.logging.disable_progress_bar()
     models = {
         "vit": (
-            tf.ViTForImageClassification(
-                tf.ViTConfig(
-                    image_size=32,
-                    patch_size=8,
-                    hidden_size=32,
-                    num_hidden_layers=1,
-                    num_attention_heads=2,
-                    intermediate_size=64,
-                )
-            ),
+            tf.ViTForImageClassification(tf.ViTConfig(**foundation_demo._TINY_HF_VIT)),
             tf.ViTImageProcessor(size={"height": 32, "width": 32}),
         ),
         "dinov2": (

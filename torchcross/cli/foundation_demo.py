@@ -45,6 +45,15 @@ _IMAGE = "assets/foundation/shots.png"
 
 # tiny random models for a runnable docs example (not foundation models: a few hundred KB each)
 _TINY_VIT: dict[str, Any] = {"img_size": 32, "patch_size": 8, "embed_dim": 32, "depth": 1, "num_heads": 2}
+# transformers' ViTConfig of the tiny Hugging Face ViT (the timm one above in transformers' names)
+_TINY_HF_VIT: dict[str, Any] = {
+    "image_size": 32,
+    "patch_size": 8,
+    "hidden_size": 32,
+    "num_hidden_layers": 1,
+    "num_attention_heads": 2,
+    "intermediate_size": 64,
+}
 _TINY_CLIP: dict[str, Any] = {
     "embed_dim": 16,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
@@ -73,16 +82,7 @@ def save_tiny_models(folder: str | Path, seed: int = 0) -> dict[str, dict[str, s
     hf_dir = root / "vit-tiny"
     tf.utils.logging.disable_progress_bar()
     try:
-        vit = tf.ViTForImageClassification(
-            tf.ViTConfig(
-                image_size=32,
-                patch_size=8,
-                hidden_size=32,
-                num_hidden_layers=1,
-                num_attention_heads=2,
-                intermediate_size=64,
-            )
-        )
+        vit = tf.ViTForImageClassification(tf.ViTConfig(**_TINY_HF_VIT))
         vit.save_pretrained(hf_dir)
         tf.ViTImageProcessor(size={"height": 32, "width": 32}).save_pretrained(hf_dir)
     finally:
