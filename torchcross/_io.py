@@ -29,6 +29,7 @@ __all__ = [
     "process_alive",
     "read_regular_file",
     "remove_stale_temp_files",
+    "safe_file_name",
     "special_file_kind",
     "temp_name",
 ]
@@ -40,6 +41,17 @@ LOCK_NAME = ".torchcross.lock"
 
 class FolderInUseError(OSError):
     """Another process holds the lock of an output folder."""
+
+
+def safe_file_name(name: str) -> str:
+    """``name`` as one path component: every character other than letters, digits, ``-``, ``_`` and
+    ``.`` becomes ``_`` (dataset ids, task names, methods and labels in the names of written files).
+
+    Examples:
+        >>> safe_file_name("oct/disease class")
+        'oct_disease_class'
+    """
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
 
 
 def temp_name(path: str | os.PathLike[str]) -> Path:

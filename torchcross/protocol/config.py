@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+from torchcross._io import safe_file_name
 from torchcross.protocol.collection import DataCollection
 from torchcross.protocol.plugins import import_plugin
 from torchcross.protocol.schema import section_from_dict, section_values
@@ -843,11 +844,7 @@ class ProtocolConfig:
         ]
         out = []
         for label, b in zip(labels, self.backbones):
-            folder = (
-                Path(self.run.out_dir)
-                / "backbones"
-                / "".join(c if c.isalnum() or c in "-_." else "_" for c in label)
-            )
+            folder = Path(self.run.out_dir) / "backbones" / safe_file_name(label)
             run = dataclasses.replace(self.run, out_dir=folder)
             out.append((label, dataclasses.replace(self, backbone=b, backbones=(), run=run)))
         return tuple(out)

@@ -391,7 +391,9 @@ def _cached(
     """``source`` read through a decoded-image cache file in ``folder`` (if it decodes image files)."""
     if folder is None or not hasattr(source, "cached"):
         return source
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in f"{dataset_id}-{task_name}")
+    from torchcross._io import safe_file_name
+
+    safe = safe_file_name(f"{dataset_id}-{task_name}")
     path = Path(folder) / format / f"{safe}-{split}-{channels}ch-{size or 'native'}px.tcimg"
     path.parent.mkdir(parents=True, exist_ok=True)
     return source.cached(path)

@@ -44,7 +44,7 @@ from typing import Any
 
 import torch
 
-from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files
+from torchcross._io import atomic_write, lock_folder, remove_stale_temp_files, safe_file_name
 from torchcross._threads import OversubscriptionWarning, available_cpus, configure_threads
 from torchcross.evaluation.episodic import EvaluationResult, evaluate
 from torchcross.evaluation.loggers import MetricsLogger
@@ -88,10 +88,6 @@ class ProtocolResult:
     rank: int = 0
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
-
-
 def _shot_folder(config: ProtocolConfig, n_shot: int) -> str | None:
     """``"shot-<k>"``, the folder of one shot count's files with ``[evaluation] shots`` (else ``None``)."""
     return f"shot-{n_shot}" if config.evaluation.shots is not None else None
@@ -102,7 +98,7 @@ def _episode_path(plan: ProtocolPlan, ds: str, task: str, n_shot: int | None = N
     shot = _shot_folder(plan.config, n_shot if n_shot is not None else plan.config.evaluation.n_shot)
     if shot is not None:
         folder = folder / shot
-    return folder / _safe(ds) / f"{_safe(task)}.json"
+    return folder / safe_file_name(ds) / f"{safe_file_name(task)}.json"
 
 
 def _shared_episode_set(
@@ -193,10 +189,10 @@ def _curve_logger(plan: ProtocolPlan, dataset_id: str, method: str, seed: int) -
     folder = Path(config.run.out_dir) / "curves"
     if config.run.seeds is not None:
         folder = folder / f"seed-{seed}"
-    folder = folder / _safe(dataset_id)
+    folder = folder / safe_file_name(dataset_id)
     if config.run.logger == "tensorboard":
-        return TensorBoardLogger(folder / _safe(method))
-    return CSVLogger(folder / f"{_safe(method)}.csv", resume=config.run.resume)
+        return TensorBoardLogger(folder / safe_file_name(method))
+    return CSVLogger(folder / f"{safe_file_name(method)}.csv", resume=config.run.resume)
 
 
 def _done_file(
@@ -207,7 +203,7 @@ def _done_file(
         folder = folder / f"seed-{seed}"
     if shot is not None:  # one shot count of [evaluation] shots
         folder = folder / shot
-    return folder / _safe(target.dataset_id) / f"{_safe(method)}.json"
+    return folder / safe_file_name(target.dataset_id) / f"{safe_file_name(method)}.json"
 
 
 def _records_problem(
@@ -264,7 +260,7 @@ def _saved_evaluation(
                 return saved["records"], {}
             log(f"warning: {done_file}: {problem}; evaluating again")
     # tasks evaluated by an earlier run that stopped part-way (same fingerprint)
-    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
+    partial_file = done_file.with_name(f"{safe_file_name(method)}.partial.json")
     if config.run.resume and partial_file.is_file():
         saved = _read_json(partial_file, log)
         if saved.get("fingerprint") == fingerprint and isinstance(saved.get("tasks"), dict):
@@ -367,7 +363,7 @@ def _evaluate_shot(
     method, target, seed, log = ctx.method, ctx.target, ctx.seed, ctx.log
     shot, stamp, finished = saved
     done_file = _done_file(plan, target, method, seed, shot)
-    partial_file = done_file.with_name(f"{_safe(method)}.partial.json")
+    partial_file = done_file.with_name(f"{safe_file_name(method)}.partial.json")
     per_task = get_method(method).per_task
     trained, learner = learned  # the trained method and its evaluation learner at this shot count
     # a method on frozen features reads each image's cached features: computed once, for every shot count
