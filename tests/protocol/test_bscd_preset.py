@@ -138,3 +138,16 @@ def test_a_run_with_n_way_and_the_accuracy_headline(tmp_path) -> None:
     assert header.index("accuracy") < header.index("AUROC")
     episodes = ResultsTable.read_csv(out / "episodes.csv")
     assert set(episodes.column("n_classes")) == {3}
+
+
+def test_an_episode_the_sampler_refuses_names_the_config_keys_behind_it(eurosat: BSCDFSL) -> None:
+    # eurosat's synthetic classes have 20 images each: [data] min_class_size = 50 leaves none of them
+    config = config_from_dict(
+        {**_raw(n_way=5, n_shot=2, n_query=4), "data": {**SMALL_CLASSES, "min_class_size": 50}}
+    )
+    with pytest.raises(
+        ValueError,
+        match=r"^target eurosat: .*0 usable classes.*\(in the config: filter_classes_min_samples is \[data\] "
+        r"min_class_size = 50, n_way is \[evaluation\] n_way",
+    ):
+        draw_episodes(config, eurosat, 2, 0, print, "target eurosat")
