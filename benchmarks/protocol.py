@@ -27,7 +27,9 @@ the median episodes per second and, for the fine-tuning rows, the peak memory of
 ``torch.cuda.max_memory_allocated``, on the CPU the rise of the process's peak resident memory over
 the run (Linux: ``/proc/self/status`` ``VmHWM``, reset through ``/proc/self/clear_refs`` after
 ``malloc_trim``; ``None`` elsewhere). ``--demo`` also times ``torchcross demo`` (a subprocess, full
-size) once.
+size) once. ``--profile`` also runs each fine-tuning row once under ``torch.profiler`` and prints where
+its time goes (self time of the operators, in ms per episode, grouped: convolutions, BatchNorm, pooling,
+activations, element-wise arithmetic, copies and fills, the rest), to show what a vectorised run can save.
 
 On a lent GPU: ``--device cuda --backbone resnet18 --image-size 224`` (3-channel, upscaled digits,
 random weights) compares the loop and the batched run at the paper's scale (``--only finetune``
@@ -36,6 +38,7 @@ skips the probe and MAML rows).
 Usage:
     python benchmarks/protocol.py [--threads 1] [--repeats 2] [--demo] [--json PATH]
     python benchmarks/protocol.py --quick                      # a few seconds: 6 episodes, 2 steps
+    python benchmarks/protocol.py --threads 1 --only finetune --profile   # where the time goes
     python benchmarks/protocol.py --device cuda --backbone resnet18 --image-size 224 --only finetune
 """
 
@@ -155,6 +158,35 @@ def _run(learner: Any, tasks: list, bs: int, device: str) -> tuple[float, Any, f
     return seconds, result, peak
 
 
+# operator name -> group of the --profile table (first matching prefix; anything else is "other")
+_OPERATOR_GROUPS = (
+    ("convolution", ("aten::mkldnn_convolution", "aten::convolution_backward", "aten::_convolution")),
+    ("batch norm", ("aten::native_batch_norm", "aten::_batch_norm")),
+    ("pooling", ("aten::max_pool2d", "aten::avg_pool2d", "aten::adaptive_avg_pool2d")),
+    ("activation", ("aten::clamp_min", "aten::threshold_backward", "aten::relu")),
+    ("linear", ("aten::addmm", "aten::mm", "aten::bmm")),
+    ("element-wise", ("aten::mul", "aten::add", "aten::sub", "aten::div", "aten::sqrt", "aten::lerp")),
+    ("reductions", ("aten::sum", "aten::mean")),
+    ("copies and fills", ("aten::copy_", "aten::fill_", "aten::zero_", "aten::_to_copy", "aten::clone")),
+)
+
+
+def _profile(learner: Any, tasks: list, bs: int, device: str) -> dict[str, float]:
+    """Seconds of operator self time per group (see ``_OPERATOR_GROUPS``) of one evaluation of ``tasks``."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.startswith("cuda") else [])
+    with profile(activities=activities) as prof:
+        evaluate(learner, tasks, progress=False, batch_size=bs, device=device)
+        _sync(device)
+    groups = {name: 0.0 for name, _ in _OPERATOR_GROUPS} | {"other": 0.0}
+    for event in prof.key_averages():
+        self_us = event.self_device_time_total if device.startswith("cuda") else event.self_cpu_time_total
+        name = next((g for g, prefixes in _OPERATOR_GROUPS if event.key.startswith(prefixes)), "other")
+        groups[name] += self_us / 1e6
+    return groups
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n")[0])
     parser.add_argument("--threads", type=int, default=1)
@@ -170,6 +202,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--only", choices=("all", "finetune"), default="all")
     parser.add_argument("--quick", action="store_true", help="a smoke run: 6 episodes, 2 steps, 1 repeat")
     parser.add_argument("--demo", action="store_true", help="also time `torchcross demo` once")
+    parser.add_argument("--profile", action="store_true", help="where the fine-tuning rows spend their time")
     parser.add_argument("--json", default="benchmarks/results/protocol.json")
     args = parser.parse_args(argv)
     if args.quick:
@@ -243,6 +276,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ratio = statistics.median(a / b for a, b in zip(times["finetune"], times["finetune-batched"]))
     print(f"\nbatched full fine-tuning: {ratio:.2f}x the episodes per second of the loop ({args.device})")
 
+    profiles = None
+    if args.profile:
+        profiles = {
+            name: _profile(learners[name][0], tasks, learners[name][1], args.device)
+            for name in ("finetune", "finetune-batched")
+        }
+        print(f"\nwhere the time goes (operator self time, ms per episode, {args.device}):")
+        print("| operators | finetune | finetune-batched |\n|:--|--:|--:|")
+        for group in profiles["finetune"]:
+            loop_ms, batched_ms = (1e3 * profiles[k][group] / n for k in ("finetune", "finetune-batched"))
+            print(f"| {group} | {loop_ms:.2f} | {batched_ms:.2f} |")
+        totals = [1e3 * sum(profiles[k].values()) / n for k in ("finetune", "finetune-batched")]
+        print(f"| total | {totals[0]:.2f} | {totals[1]:.2f} |")
+
     demo = None
     if args.demo:
         with tempfile.TemporaryDirectory() as tmp:
@@ -270,6 +317,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "auroc_differences": differences,
         "finetune_batched_speedup": ratio,
         "demo_wall_s": demo,
+        "profile_seconds": profiles,
     }
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)

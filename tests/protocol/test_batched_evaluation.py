@@ -66,9 +66,13 @@ def test_the_protocol_benchmark_runs_in_quick_mode(tmp_path: Path, monkeypatch: 
     assert spec.loader is not None
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    report = bench.main(["--quick", "--json", str(tmp_path / "report.json")])
+    report = bench.main(["--quick", "--profile", "--json", str(tmp_path / "report.json")])
     assert json.loads((tmp_path / "report.json").read_text())["settings"]["episodes"] == 6
     rows = {r["learner"]: r for r in report["evaluation"]}
     assert {"finetune", "finetune-batched", "probe-1", "maml"} <= set(rows)
     assert report["auroc_differences"]["finetune-batched"] <= 1e-6  # float64 logits
     assert report["finetune_batched_speedup"] > 0
+    profile = report["profile_seconds"]  # --profile: operator time by group, both fine-tuning rows
+    assert set(profile) == {"finetune", "finetune-batched"}
+    assert profile["finetune"]["convolution"] > 0
+    assert sum(profile["finetune-batched"].values()) > 0

@@ -57,8 +57,10 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
+import math
 import warnings
 from collections.abc import Sequence
 from typing import Any, Literal, cast
@@ -67,6 +69,13 @@ import torch
 from torch import Tensor, nn
 
 from torchcross._checks import check_int
+from torchcross.learners._grouped import (
+    GROUPED_CPU_BYTES,
+    GroupedLayoutError,
+    GroupedPlan,
+    grouped_forward,
+    grouped_plan,
+)
 from torchcross.learners._stacked import ChunkSizer, fit_stacked, is_out_of_memory, stack_dicts
 from torchcross.learners._tasks import check_task, naming_task, signature, task_tensors
 from torchcross.learners.batching import BATCHING_MODES
@@ -303,6 +312,8 @@ class FineTuner(nn.Module):
         self.batching = batching
         self.chunks = ChunkSizer()  # episodes fine-tuned at once: shrinks when a chunk runs out of memory
         self._unbatchable: str | None = None  # why full fine-tuning runs episode by episode
+        self.grouped = True
+        self._grouped_plan: GroupedPlan | str = grouped_plan(backbone)  # or why it cannot run grouped
         self.head_key = self.head_policy.key
         self.backbone, self.num_backbone_features = backbone, num_backbone_features
         self.head: nn.Linear | None = given
@@ -469,7 +480,36 @@ class FineTuner(nn.Module):
             return False
         if not is_elementwise(as_transformation(self.inner_optimizer)):
             return False  # "vmap" refuses such an optimiser when it is built
-        return self.batching == "vmap" or self._like().device.type != "cpu"
+        device = self._like().device
+        return self.batching == "vmap" or device.type != "cpu" or self._runs_grouped(device)
+
+    def _runs_grouped(self, device: torch.device) -> bool:
+        """Whether stacked episodes run as grouped convolutions (on a CPU, for a backbone of
+        ``GROUPED_LAYERS``) rather than under ``torch.func.vmap``."""
+        return self.grouped and isinstance(self._grouped_plan, GroupedPlan) and device.type == "cpu"
+
+    def _grouped_chunk(self, task: Task) -> int:
+        """Episodes per grouped run on a CPU: as many as keep the first layer's output of all of them
+        within `GROUPED_CPU_BYTES` (the grouped tensors then stay in the caches)."""
+        plan = cast(GroupedPlan, self._grouped_plan)
+        first = next((s.module for s in plan.steps if s.kind in ("conv", "linear")), None)
+        x = task.support[0]
+        width = getattr(first, "out_channels", None) or getattr(first, "out_features", None) or 1
+        per_episode = x.shape[0] * width * max(1, math.prod(x.shape[2:])) * x.element_size()
+        return max(1, GROUPED_CPU_BYTES // per_episode)
+
+    def _grouped_features(
+        self, params: ParamDict, buffers: dict[str, Any], x: Tensor, fitting: bool
+    ) -> Tensor:
+        """``(E, N, F)`` features of stacked episodes, run as grouped convolutions; BatchNorm as
+        `_features()` runs it."""
+        plan = cast(GroupedPlan, self._grouped_plan)
+        if self.batch_norm == "batch":
+            modes: contextlib.AbstractContextManager[None] = contextlib.nullcontext()
+        else:  # "support": train mode for fitting, eval for the query; "frozen": eval mode
+            modes = _NormsInMode(self.backbone, training=fitting and self.batch_norm == "support")
+        with modes:
+            return grouped_forward(plan, params, buffers, x, channels_last=x.device.type == "cpu")
 
     @torch.inference_mode(False)
     def predict_many(self, tasks: Sequence[Task]) -> list[Tensor]:
@@ -543,13 +583,22 @@ class FineTuner(nn.Module):
             logits: list[Tensor] | None = None
             failure = None
             if len(idx) > 1 and self._stacks_backbone():
+                cap = (
+                    self._grouped_chunk(tasks[idx[0]])
+                    if self._runs_grouped(self._like().device)
+                    else len(idx)
+                )
                 try:
-                    logits = self.chunks.run(
-                        idx,
-                        lambda chunk: self._predict_stacked(
-                            [tasks[i] for i in chunk], [heads[i] for i in chunk]
-                        ),
-                    )
+                    logits = [
+                        lg
+                        for start in range(0, len(idx), cap)
+                        for lg in self.chunks.run(
+                            idx[start : start + cap],
+                            lambda chunk: self._predict_stacked(
+                                [tasks[i] for i in chunk], [heads[i] for i in chunk]
+                            ),
+                        )
+                    ]
                 except RuntimeError as exc:
                     if is_out_of_memory(exc):
                         raise
@@ -588,21 +637,48 @@ class FineTuner(nn.Module):
             backbone = {k[9:]: v for k, v in p.items() if k.startswith("backbone.")}
             return self._logits(self._features(backbone, {**b, **hidden}, x, fitting=fitting), p, desc)
 
-        def loss(p: ParamDict, b: dict[str, Any], x: Tensor, y: Tensor) -> Tensor:
-            return kind.loss(logits(p, b, x, True), y, None, "mean")
+        def grouped_logits(p: ParamDict, b: dict[str, Any], x: Tensor, fitting: bool) -> Tensor:
+            backbone = {k[9:]: v for k, v in p.items() if k.startswith("backbone.")}
+            feats = self._grouped_features(backbone, {**b, **hidden}, x, fitting)
+            heads = {k: v for k, v in p.items() if k.startswith("head.")}
+            return torch.func.vmap(lambda f, h: self._logits(f, h, desc))(feats, heads)
 
-        losses, transform = torch.func.vmap(loss), as_transformation(self.inner_optimizer)
+        def stacked_logits(p: ParamDict, b: dict[str, Any], x: Tensor, fitting: bool) -> Tensor:
+            """``(E, N, outputs)``: every episode's logits under its own slice of ``p`` and ``b``."""
+            if grouped:
+                return grouped_logits(p, b, x, fitting)
+            return torch.func.vmap(functools.partial(logits, fitting=fitting))(p, b, x)
+
+        def loss(lg: Tensor, y: Tensor) -> Tensor:
+            return kind.loss(lg, y, None, "mean")
+
+        episode_losses, transform = torch.func.vmap(loss), as_transformation(self.inner_optimizer)
+        grouped = self._runs_grouped(xs.device)
         with naming_task(tasks[0]), warnings.catch_warnings():
             # an operation without a batching rule (CPU attention kernels, for one) runs episode by
             # episode inside vmap: slower, the same result; torch says so on every call
             warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
-            fitted, first = fit_stacked(
-                lambda p: losses(p, buffers, xs, targets), params, transform, self.num_steps
-            )
+            start = {k: v.clone() for k, v in buffers.items()}
+            try:
+                fitted, first = fit_stacked(
+                    lambda p: episode_losses(stacked_logits(p, buffers, xs, True), targets),
+                    params,
+                    transform,
+                    self.num_steps,
+                )
+            except GroupedLayoutError as exc:  # a layer the plan accepted met an input it cannot group
+                self._grouped_plan = str(exc)
+                buffers, grouped = start, False
+                fitted, first = fit_stacked(
+                    lambda p: episode_losses(stacked_logits(p, buffers, xs, True), targets),
+                    params,
+                    transform,
+                    self.num_steps,
+                )
             with torch.no_grad():
                 if self.num_steps:  # judged as predict() judges it, on copies of the statistics
                     copies = {k: v.clone() for k, v in buffers.items()}
-                    support = torch.func.vmap(functools.partial(logits, fitting=True))(fitted, copies, xs)
+                    support = stacked_logits(fitted, copies, xs, True)
                     for i in range(n):
                         one = {k: v[i] for k, v in fitted.items()}
                         final = kind.loss(support[i], targets[i], None, "mean")
@@ -613,7 +689,7 @@ class FineTuner(nn.Module):
                             fitted = {
                                 k: torch.cat([v[:i], checked[k][None], v[i + 1 :]]) for k, v in fitted.items()
                             }
-                query = torch.func.vmap(functools.partial(logits, fitting=False))(fitted, buffers, xq)
+                query = stacked_logits(fitted, buffers, xq, False)
         return list(query.unbind(0))
 
     def _fit_group(

@@ -116,11 +116,13 @@ class MAML(nn.Module):
             ``None``: ``num_outputs``, ``head_init`` and ``seed``.
 
     Attributes:
-        vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path (default ``None``: the whole
-            meta-batch at once; set it after construction, e.g. ``maml.vmap_chunk_size = 2``). The same
-            meta-gradient either way, up to rounding; memory grows with it, as every task of a chunk holds
-            its graph at once: on workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.5x the loop's
-            memory unchunked, 2.1-2.6x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
+        vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path. ``"auto"`` (default): chunks of
+            [`CPU_VMAP_CHUNK_SIZE`][torchcross.learners.batching.CPU_VMAP_CHUNK_SIZE] (two) tasks on a CPU,
+            the whole meta-batch elsewhere; ``None``: the whole meta-batch; an ``int``: that many tasks
+            (set it after construction, e.g. ``maml.vmap_chunk_size = 4``). The same meta-gradient either
+            way, up to rounding; memory grows with it, as every task of a chunk holds its graph at once: on
+            workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.5x the loop's memory unchunked,
+            2.1-2.6x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
 
     Raises:
         ValueError: a bad argument, naming it.
@@ -190,7 +192,7 @@ class MAML(nn.Module):
             raise ValueError(f"batch_norm must be one of {BATCH_NORM_POLICIES}, got {batch_norm!r}")
         if batching not in _batching.BATCHING_MODES:
             raise ValueError(f"batching must be one of {_batching.BATCHING_MODES}, got {batching!r}")
-        self.vmap_chunk_size: int | None = None
+        self.vmap_chunk_size: int | Literal["auto"] | None = "auto"
         inner_optimizer = inner.optimizer
         if isinstance(inner_optimizer, str):
             inner_optimizer = sgd if inner_optimizer == "sgd" else adam
@@ -435,7 +437,11 @@ class MAML(nn.Module):
         meta = self._meta(detach=True)
         with naming_task(tasks[0]):  # one description and one shape for all
             grads, value = _batching.vmap_meta_gradients(
-                self._task_loss, meta, heads, tasks, chunk_size=self.vmap_chunk_size
+                self._task_loss,
+                meta,
+                heads,
+                tasks,
+                chunk_size=_batching.resolve_chunk_size(self.vmap_chunk_size, like.device),
             )
         for k, p in self._named_meta().items():
             p.grad = grads[k] if p.grad is None else p.grad + grads[k]
