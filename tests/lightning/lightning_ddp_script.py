@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributed"))
 import distributed_helpers as h
-from lightning.pytorch import Trainer
+import lightning_helpers as lh
 
 from torchcross.distributed import rank_and_world_size
 from torchcross.learners import MAML, FineTuner, ProtoNet
@@ -58,53 +58,38 @@ def modules() -> dict:
     }
 
 
-def trainer(max_steps: int, **options: object) -> Trainer:
-    return Trainer(
-        strategy="ddp",
-        accelerator="cpu",
-        devices=2,
-        max_steps=max_steps,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-        num_sanity_val_steps=0,
-        **{"limit_val_batches": 0, **options},
-    )
-
-
 def main(out: Path) -> None:
     warnings.filterwarnings("ignore")
     torch.set_num_threads(1)
     results: dict = {}
     for name, make in modules().items():
         module = make()
-        t = trainer(h.STEPS)
+        t = lh.ddp_trainer(h.STEPS)
         t.fit(module)
         results[f"{name}/uninterrupted"] = module.state_dict()
         if name == "protonet":  # resuming is the same code for every module: check it on two
-            metrics = trainer(1, limit_val_batches=None).validate(
+            metrics = lh.ddp_trainer(1, limit_val_batches=None).validate(
                 module, dataloaders=eval_loader(), verbose=False
             )
             results[f"{name}/val_loss"] = metrics[0]["val_loss"]
             continue
         first = make()
-        t = trainer(2)
+        t = lh.ddp_trainer(2)
         t.fit(first)
         t.save_checkpoint(out / f"{name}.ckpt")
         resumed = make()
-        t = trainer(h.STEPS)
+        t = lh.ddp_trainer(h.STEPS)
         t.fit(resumed, ckpt_path=out / f"{name}.ckpt")
         results[f"{name}/resumed"] = resumed.state_dict()
         results[f"{name}/consumed"] = resumed.consumed_batches
         if name == "maml":
-            metrics = trainer(1, limit_val_batches=None).validate(
+            metrics = lh.ddp_trainer(1, limit_val_batches=None).validate(
                 resumed, dataloaders=eval_loader(), verbose=False
             )
             results[f"{name}/val_loss"] = metrics[0]["val_loss"]
             results[f"{name}/val_scores"] = metrics[0]
     tuner = FineTuningEvaluation(FineTuner(h.backbone(), 4, num_steps=3, lr=0.1))
-    results["finetuner/test_scores"] = trainer(1, limit_val_batches=None).test(
+    results["finetuner/test_scores"] = lh.ddp_trainer(1, limit_val_batches=None).test(
         tuner, dataloaders=eval_loader(), verbose=False
     )[0]
     results["finetuner/test_loss"] = results["finetuner/test_scores"]["test_loss"]

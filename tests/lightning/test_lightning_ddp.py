@@ -7,9 +7,7 @@ One run covers every module (starting processes is slow); the tests read its res
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -19,13 +17,13 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "distributed"))
 import distributed_helpers as h
+import lightning_helpers as lh
 
 from torchcross.evaluation import evaluate
 from torchcross.learners import MAML, FineTuner, ProtoNet
 from torchcross.lightning.modules import episode_loss
 
 SCRIPT = Path(__file__).with_name("lightning_ddp_script.py")
-ROOT = Path(__file__).resolve().parents[2]
 
 
 pytestmark = pytest.mark.slow
@@ -34,12 +32,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def results(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     out = tmp_path_factory.mktemp("lightning_ddp")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(
-        [sys.executable, str(SCRIPT), str(out)], cwd=out, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    lh.run_script(SCRIPT, str(out), cwd=out)
     return torch.load(out / "results.pt", weights_only=False)
 
 
@@ -99,17 +92,12 @@ def test_logged_auroc_and_accuracy_are_means_over_both_ranks_episodes(results: d
 
 
 def test_the_lightning_recipe_of_the_docs_runs_on_two_ranks(tmp_path: Path) -> None:
-    page = (ROOT / "docs" / "scaling-out.md").read_text(encoding="utf-8")
+    page = (lh.ROOT / "docs" / "scaling-out.md").read_text(encoding="utf-8")
     blocks = re.findall(r"^```python[^\n]*\n(.*?)^```", page, re.DOTALL | re.MULTILINE)
     (recipe,) = [b for b in blocks if "\nDEVICES = 1  #" in b]
     script = tmp_path / "train.py"
     script.write_text(recipe.replace("\nDEVICES = 1  #", "\nDEVICES = 2  #"), encoding="utf-8")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
-    env.update(OMP_NUM_THREADS="1", PYTHONWARNINGS="ignore")
-    done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-5000:]
+    done = lh.run_script(script, cwd=tmp_path)
     # both ranks print (lines may interleave): the resumed stream, the logged keys, evaluate()'s AUROC
     out = done.stdout
     assert (out.count("20"), out.count("'val_auroc'"), out.count("True"), out.count("False")) == (

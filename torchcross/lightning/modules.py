@@ -11,6 +11,7 @@ Examples:
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, cast
 
@@ -22,7 +23,7 @@ from torchmetrics import MeanMetric
 
 from torchcross._checks import check_int
 from torchcross.data.workers.position import StreamPosition
-from torchcross.distributed.gradients import all_reduce_gradients
+from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
 from torchcross.evaluation.metrics import compute_metrics
 from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.multitask import MultiTaskPretrainer
@@ -247,21 +248,119 @@ class MetaLearningModule(_Resumable):
         return self._evaluate(batch, "test")
 
 
+_BATCH_FORMS = (
+    "((inputs, labels), description), or ((inputs, labels), description, weight) from "
+    "MultiTaskBatchSampler(shard_by='example')"
+)
+
+
+def _pretraining_batch(batch: Any, split: str) -> tuple[Tensor, Tensor, TaskDescription, float]:
+    """``(inputs, labels, description, weight)`` of a training or validation batch (weight 1.0 for a pair).
+
+    Raises:
+        TypeError: not one of the two forms (the message names what was found and both forms), or a
+            weight that is not a number.
+        ValueError: a weight that is not finite and ``>= 0``, a positive weight on an empty part, or a
+            weighted batch in validation.
+    """
+    if not isinstance(batch, (tuple, list)) or len(batch) not in (2, 3):
+        if isinstance(batch, (tuple, list)):
+            found = f"a {type(batch).__name__} of {len(batch)} items"
+        else:
+            found = f"{type(batch).__name__} {reprlib.repr(batch)}"
+        raise TypeError(f"MultiTaskModule's {split} batch must be {_BATCH_FORMS}; got {found}")
+    data, description, *rest = batch
+    if not isinstance(data, (tuple, list)) or len(data) != 2 or not all(isinstance(t, Tensor) for t in data):
+        raise TypeError(
+            f"MultiTaskModule's {split} batch must start with (inputs, labels) tensors ({_BATCH_FORMS}); "
+            f"got {type(data).__name__} as its first item"
+        )
+    if not isinstance(description, TaskDescription):
+        raise TypeError(
+            f"MultiTaskModule's {split} batch must carry the task's TaskDescription second ({_BATCH_FORMS}); "
+            f"got {type(description).__name__} (a sampler with with_task_description=False leaves it out)"
+        )
+    inputs, labels = data
+    if not rest:
+        return inputs, labels, description, 1.0
+    if split != "training":
+        raise ValueError(
+            f"MultiTaskModule's {split} batches are whole batches ((inputs, labels), description), got a "
+            "weighted part ((inputs, labels), description, weight): score whole batches on every rank (a "
+            "sampler with shard_by='batch'), not parts of one batch"
+        )
+    (weight,) = rest
+    if isinstance(weight, Tensor) and weight.numel() == 1 and weight.is_floating_point():
+        weight = weight.item()
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+        raise TypeError(
+            f"the weight of a MultiTaskModule training batch must be a number (this rank's share "
+            f"R * n_rank / n of an example-sharded batch, a float), got {type(weight).__name__} {weight!r}"
+        )
+    if not 0.0 <= weight < float("inf"):
+        raise ValueError(
+            f"the weight of a MultiTaskModule training batch must be a finite number >= 0 (this rank's share "
+            f"R * n_rank / n of an example-sharded batch), got {weight!r}"
+        )
+    if weight > 0 and len(inputs) == 0:
+        raise ValueError(
+            f"a MultiTaskModule training batch with no examples must have weight 0.0, got {weight!r} (an "
+            "empty part adds nothing to the global batch's mean loss)"
+        )
+    return inputs, labels, description, float(weight)
+
+
 class MultiTaskModule(_Resumable):
     """Multi-task pre-training: a batch is ``((inputs, labels), description)`` of one source task.
 
     Each rank trains on its own batch; gradients (and BatchNorm running statistics) are averaged
     over ranks in one all-reduce before the step, so heads that only some ranks used stay in sync.
-    Validation batches have the same form; ``val_auroc`` and ``val_accuracy`` are the means over
-    the epoch's batches on all ranks (``val_loss``: the mean of the ranks' means) of each batch's scores
-    ([`compute_metrics()`][compute_metrics] on the batch, as the
-    protocol's mm-PT early stopping scores it; batches whose AUROC is undefined are left out).
+
+    A training batch may also be ``((inputs, labels), description, weight)``, this rank's part of
+    one global batch as [`MultiTaskBatchSampler`][torchcross.data.multitask.MultiTaskBatchSampler]
+    yields it with ``shard_by="example"``: the rank's mean loss is multiplied by ``weight`` before
+    the backward pass, so ``R`` ranks make the update of one process with the whole global batch
+    (``train_loss``, the rank's weighted loss, averages over the ranks to the global batch's mean
+    loss). A rank whose part is empty (``weight`` 0.0, fewer examples than ranks) skips the forward
+    pass but still joins the all-reduce. With BatchNorm in training mode each rank normalises its
+    own part (docs/scaling-out.md).
+
+    Validation batches are whole batches ``((inputs, labels), description)``; ``val_auroc`` and
+    ``val_accuracy`` are the means over the epoch's batches on all ranks (``val_loss``: the mean of
+    the ranks' means) of each batch's scores ([`compute_metrics()`][compute_metrics] on the batch,
+    as the protocol's mm-PT early stopping scores it; batches whose AUROC is undefined are left out).
 
     Args:
         pretrainer: the [`MultiTaskPretrainer`][MultiTaskPretrainer].
         optimizer: ``parameters -> optimiser`` (default: Adam, lr 1e-3).
-        train_batches: ``step -> this rank's (batch, description)`` for a resumable stream.
+        train_batches: ``step -> this rank's batch`` (either form) for a resumable stream, e.g.
+            ``functools.partial(sampler.item, 0)`` for an endless example-sharded sampler.
         num_workers: DataLoader workers of `train_dataloader()`.
+
+    Raises:
+        TypeError: in ``__init__``, ``pretrainer`` is not a ``MultiTaskPretrainer``; in a step, a batch of
+            neither form or a weight that is not a number.
+        ValueError: in a step, a weight that is not finite and ``>= 0``, a positive weight on an
+            empty part, or a weighted batch in validation.
+
+    Examples:
+        Rank 1's parts of global batches of 4 (without ``rank`` and ``world_size`` the sampler reads
+        them from ``torch.distributed``, as under ``Trainer(strategy="ddp")``):
+
+        >>> import functools, itertools
+        >>> from torchcross.data import TensorTaskSource
+        >>> from torchcross.data.multitask import MultiTaskBatchSampler
+        >>> from torchcross.learners import MultiTaskPretrainer, mlp
+        >>> d = TaskDescription("BINARY_CLASSIFICATION", {0: "no", 1: "yes"}, "toy")
+        >>> source = TensorTaskSource(torch.randn(11, 3), [i % 2 for i in range(11)], d)
+        >>> sampler = MultiTaskBatchSampler(
+        ...     [source], 4, mode="infinite", seed=0, shard_by="example", rank=1, world_size=2
+        ... )
+        >>> module = MultiTaskModule(
+        ...     MultiTaskPretrainer(mlp(3, (4,)), 4, [d]), train_batches=functools.partial(sampler.item, 0)
+        ... )
+        >>> [(len(y), weight) for (x, y), _, weight in itertools.islice(module.train_dataloader(), 3)]
+        [(2, 1.0), (2, 1.0), (1, 0.6666666666666666)]
     """
 
     def __init__(
@@ -279,18 +378,25 @@ class MultiTaskModule(_Resumable):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return self.optimizer_factory(self.pretrainer.parameters())
 
-    def training_step(self, batch: tuple[tuple[Tensor, Tensor], TaskDescription], batch_idx: int) -> None:
-        (inputs, labels), description = batch
+    def training_step(self, batch: tuple[Any, ...], batch_idx: int) -> None:
+        inputs, labels, description, weight = _pretraining_batch(batch, "training")
         optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad(set_to_none=True)
-        value = self.pretrainer.backward_step((inputs, labels), description)
-        all_reduce_gradients(self.pretrainer)
+        value = 0.0
+        if weight == 1.0:  # a whole batch (or an even part): the plain step, bit for bit
+            value = self.pretrainer.backward_step((inputs, labels), description)
+        elif weight > 0.0:  # an empty part (weight 0.0): no forward pass (BatchNorm would see no rows)
+            check_unwrapped(self.pretrainer)
+            weighted = self.pretrainer.loss((inputs, labels), description) * weight
+            weighted.backward()
+            value = float(weighted.detach())
+        all_reduce_gradients(self.pretrainer)  # every rank, an empty part too: the global batch's gradient
         optimizer.step()
         self.position.consumed += 1  # counted where the batch is consumed
         self._log_loss("train_loss", value, len(inputs))
 
-    def validation_step(self, batch: tuple[tuple[Tensor, Tensor], TaskDescription], batch_idx: int) -> Tensor:
-        (inputs, labels), description = batch
+    def validation_step(self, batch: tuple[Any, ...], batch_idx: int) -> Tensor:
+        inputs, labels, description, _ = _pretraining_batch(batch, "validation")
         logits = self.pretrainer(inputs, description).detach()
         value = loss(logits, labels, description)
         metrics = compute_metrics(logits, labels, description)
