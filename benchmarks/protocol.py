@@ -15,7 +15,11 @@ filters on CPU, ``torch.set_num_threads`` as given. Learners:
   (``batching="loop"``);
 * ``finetune-batched``: the same with ``batching="vmap"`` and ``evaluate(...,
   batch_size=--ft-batch)``: the episodes' backbones and heads stacked and fine-tuned in one
-  vectorised computation (chunks halved when memory runs out);
+  vectorised computation (chunks halved when memory runs out): on a CPU, Conv4's episodes run as
+  grouped convolutions, channels-last, in chunks of about ``GROUPED_CPU_BYTES`` of first-layer
+  activations (``torchcross.learners._grouped``); elsewhere, and for ResNets, under ``torch.func.vmap``;
+* ``finetune-vmap`` (Conv4 on a CPU only): the stacked episodes under ``torch.func.vmap`` instead of
+  grouped (``tuner.grouped = False``), for comparison;
 * ``maml``: :meth:`MAML.predict` (3 inner SGD steps), episode by episode.
 
 First checks that the batched learners compute what the one-at-a-time ones compute: the probe's
@@ -27,8 +31,8 @@ the median episodes per second and, for the fine-tuning rows, the peak memory of
 ``torch.cuda.max_memory_allocated``, on the CPU the rise of the process's peak resident memory over
 the run (Linux: ``/proc/self/status`` ``VmHWM``, reset through ``/proc/self/clear_refs`` after
 ``malloc_trim``; ``None`` elsewhere). ``--demo`` also times ``torchcross demo`` (a subprocess, full
-size) once. ``--profile`` also runs each fine-tuning row once under ``torch.profiler`` and prints where
-its time goes (self time of the operators, in ms per episode, grouped: convolutions, BatchNorm, pooling,
+size) once. ``--profile`` also runs the loop and the batched row once (the first 25 episodes) under
+``torch.profiler`` and prints where its time goes (self time of the operators, in ms per episode, grouped: convolutions, BatchNorm, pooling,
 activations, element-wise arithmetic, copies and fills, the rest), to show what a vectorised run can save.
 
 On a lent GPU: ``--device cuda --backbone resnet18 --image-size 224`` (3-channel, upscaled digits,
@@ -93,6 +97,10 @@ def _learners(args: argparse.Namespace) -> dict[str, tuple[Any, int]]:
         probe = FineTuner(net, width, num_steps=args.probe_steps, lr=0.05, batch_norm="frozen")
         learners |= {"probe-1": (probe, 1), "probe-25": (probe, 25), "probe-100": (probe, 100)}
     learners |= {"finetune": (full("loop"), 1), "finetune-batched": (full("vmap"), args.ft_batch)}
+    if args.device == "cpu" and args.backbone == "conv4":  # where the batched row runs grouped
+        vmapped = full("vmap")
+        vmapped.grouped = False
+        learners["finetune-vmap"] = (vmapped, args.ft_batch)
     if args.only != "finetune":
         learners["maml"] = (MAML(net, width, inner_lr=0.1, num_inner_steps=3), 1)
     return learners
@@ -277,17 +285,20 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"\nbatched full fine-tuning: {ratio:.2f}x the episodes per second of the loop ({args.device})")
 
     profiles = None
+    profiled = min(n, 25)  # a profiler's records of every operation of 100 episodes would slow the run
     if args.profile:
         profiles = {
-            name: _profile(learners[name][0], tasks, learners[name][1], args.device)
+            name: _profile(learners[name][0], tasks[:profiled], learners[name][1], args.device)
             for name in ("finetune", "finetune-batched")
         }
         print(f"\nwhere the time goes (operator self time, ms per episode, {args.device}):")
         print("| operators | finetune | finetune-batched |\n|:--|--:|--:|")
         for group in profiles["finetune"]:
-            loop_ms, batched_ms = (1e3 * profiles[k][group] / n for k in ("finetune", "finetune-batched"))
+            loop_ms, batched_ms = (
+                1e3 * profiles[k][group] / profiled for k in ("finetune", "finetune-batched")
+            )
             print(f"| {group} | {loop_ms:.2f} | {batched_ms:.2f} |")
-        totals = [1e3 * sum(profiles[k].values()) / n for k in ("finetune", "finetune-batched")]
+        totals = [1e3 * sum(profiles[k].values()) / profiled for k in ("finetune", "finetune-batched")]
         print(f"| total | {totals[0]:.2f} | {totals[1]:.2f} |")
 
     demo = None

@@ -27,9 +27,12 @@ def _tasks(shape, dtype, per_kind=2, n_support=8):
     ]
 
 
-def _pair(backbone, *, optimizer="adam", lr=0.05, steps=4, **kw):
+def _pair(backbone, *, optimizer="adam", lr=0.05, steps=4, executor="grouped", **kw):
+    """The loop and the batched learner; ``executor="vmap"`` runs the stacked episodes under
+    ``torch.func.vmap`` even where they could run as grouped convolutions (``tuner.grouped = False``)."""
+
     def make(batching):
-        return FineTuner(
+        tuner = FineTuner(
             backbone,
             backbone.num_features,
             inner=InnerLoop(lr=lr, steps=steps, optimizer=optimizer),
@@ -37,6 +40,8 @@ def _pair(backbone, *, optimizer="adam", lr=0.05, steps=4, **kw):
             batching=batching,
             **kw,
         )
+        tuner.grouped = executor == "grouped"
+        return tuner
 
     return make("loop"), make("vmap")
 
@@ -47,9 +52,10 @@ def _assert_close(a, b, rtol, atol):
         torch.testing.assert_close(x, y, rtol=rtol, atol=atol, equal_nan=True)
 
 
+@pytest.mark.parametrize("executor", ["grouped", "vmap"])
 @pytest.mark.parametrize("batch_norm", ["frozen", "batch", "support"])
 @pytest.mark.parametrize("kind", ["mlp", "conv"])
-def test_batched_equals_the_loop_in_float64_on_every_task_kind(kind, batch_norm):
+def test_batched_equals_the_loop_in_float64_on_every_task_kind(kind, batch_norm, executor):
     backbone, shape = tiny_backbone(kind, True)
     with torch.no_grad():  # non-trivial running statistics
         for m in backbone.modules():
@@ -58,35 +64,36 @@ def test_batched_equals_the_loop_in_float64_on_every_task_kind(kind, batch_norm)
                 m.running_var.uniform_(0.5, 2)
     before = {k: v.clone() for k, v in backbone.state_dict().items()}
     head = HeadPolicy(init="kaiming", seed=3, key="episode")
-    loop, batched = _pair(backbone, batch_norm=batch_norm, head=head)
+    loop, batched = _pair(backbone, batch_norm=batch_norm, head=head, executor=executor)
     tasks = _tasks(shape, torch.float64)
     _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-7, atol=1e-8)
     assert all(torch.equal(v, before[k]) for k, v in backbone.state_dict().items())
 
 
+@pytest.mark.parametrize("executor", ["grouped", "vmap"])
 @pytest.mark.parametrize("batch_norm", ["frozen", "batch", "support"])
-def test_batched_equals_the_loop_in_float32(batch_norm):
+def test_batched_equals_the_loop_in_float32(batch_norm, executor):
     # SGD: Adam's first step moves every element by about the learning rate however small its gradient,
     # so gradients that are zero in exact arithmetic (a bias before BatchNorm) step where rounding points,
     # in the loop too (docs/learners.md); Adam is compared in float64 above
     optimizer = functools.partial(SGD, momentum=0.9)
     backbone, shape = tiny_backbone("conv", True, dtype=torch.float32)
-    loop, batched = _pair(
-        backbone, batch_norm=batch_norm, optimizer=optimizer, head=HeadPolicy(init="kaiming")
-    )
+    head = HeadPolicy(init="kaiming")
+    loop, batched = _pair(backbone, batch_norm=batch_norm, optimizer=optimizer, head=head, executor=executor)
     tasks = _tasks(shape, torch.float32)
     _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-4, atol=1e-5)
     assert int(batched.head_step) == int(loop.head_step) == len(tasks)  # the loop's heads, in order
 
 
-def test_learned_head_and_no_head_match_the_loop():
+@pytest.mark.parametrize("executor", ["grouped", "vmap"])
+def test_learned_head_and_no_head_match_the_loop(executor):
     body, shape = tiny_backbone("mlp", True)
     tasks = fixed_width_tasks(shape)
     head = nn.Linear(body.num_features, 3).double()
-    loop, batched = _pair(body, head=HeadPolicy.learned(module=head), batch_norm="support")
+    loop, batched = _pair(body, head=HeadPolicy.learned(module=head), batch_norm="support", executor=executor)
     _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-7, atol=1e-8)
     net, shape = logits_backbone("conv", True)
-    loop, batched = _pair(net, head=HeadPolicy.none(), batch_norm="batch")
+    loop, batched = _pair(net, head=HeadPolicy.none(), batch_norm="batch", executor=executor)
     tasks = fixed_width_tasks(shape)
     _assert_close(batched.predict_many(tasks), loop.predict_many(tasks), rtol=1e-7, atol=1e-8)
 
@@ -100,10 +107,13 @@ def test_episodes_of_other_shapes_are_grouped_and_order_is_kept():
     assert batched.predict_many([]) == []
 
 
-def test_diverged_episodes_are_nan_as_in_the_loop():
+@pytest.mark.parametrize("executor", ["grouped", "vmap"])
+def test_diverged_episodes_are_nan_as_in_the_loop(executor):
     backbone, shape = tiny_backbone("mlp", False)
     tasks = [make_task(MULTICLASS, shape, 8, 6, i) for i in range(3)]
-    loop, batched = _pair(backbone, optimizer="sgd", lr=1e4, steps=3, head=HeadPolicy(init="kaiming"))
+    loop, batched = _pair(
+        backbone, optimizer="sgd", lr=1e4, steps=3, head=HeadPolicy(init="kaiming"), executor=executor
+    )
     with pytest.warns(DivergenceWarning, match="diverged"):
         expected = loop.predict_many(tasks)
     with pytest.warns(DivergenceWarning, match="diverged"):
@@ -199,16 +209,24 @@ def test_evaluate_with_a_batch_size_equals_one_at_a_time():
         assert a["auroc"] == pytest.approx(b["auroc"], abs=1e-9)
 
 
-def test_auto_fine_tunes_episode_by_episode_on_the_cpu(monkeypatch):
+def test_auto_stacks_grouped_episodes_on_the_cpu_and_loops_otherwise(monkeypatch):
+    # "auto" on a CPU: a backbone of GROUPED_LAYERS runs grouped, where it is faster than the loop; any
+    # other backbone loops (under torch.func.vmap the stacked run is slower than the loop there)
     backbone, shape = tiny_backbone("mlp", True)
     auto = FineTuner(backbone, 4, inner=InnerLoop(lr=0.1, steps=1), finetune_backbone=True)
     assert auto.batching == "auto"
+    calls = []
+    real = auto._predict_stacked
+    monkeypatch.setattr(auto, "_predict_stacked", lambda *a: calls.append(len(a[0])) or real(*a))
+    assert len(auto.predict_many(_tasks(shape, torch.float64, per_kind=2))) == 8
+    assert calls == [2, 2, 2, 2]  # the 4 kinds, two episodes each
+    other = FineTuner(_DataDependent(), 4, inner=InnerLoop(lr=0.1, steps=1), finetune_backbone=True)
 
     def refuse(*args):
-        raise AssertionError("the CPU runs the loop under batching='auto'")
+        raise AssertionError("the CPU runs the loop under batching='auto' for a backbone vmap would run")
 
-    monkeypatch.setattr(auto, "_predict_stacked", refuse)
-    assert len(auto.predict_many(_tasks(shape, torch.float64, per_kind=1))) == 4
+    monkeypatch.setattr(other, "_predict_stacked", refuse)
+    assert len(other.predict_many(_tasks((5,), torch.float64, per_kind=1))) == 4
 
 
 def test_a_vision_transformer_fine_tuned_together_equals_the_loop():

@@ -67,15 +67,17 @@ GROUPED_LAYERS: tuple[type[nn.Module], ...] = (
     nn.Dropout,
     *_PER_CHANNEL,
 )
-"""The layers a backbone may be built of to run grouped (``nn.Dropout`` only with ``p=0``, ``nn.Conv2d``
-only with zero padding, ``nn.Flatten`` only from dimension 1, ``nn.BatchNorm1d`` only on ``(N, F)``)."""
+"""The layers a backbone may be built of to run grouped: these classes themselves (subclasses may compute
+something else), except ``nn.Sequential``, whose subclasses run grouped as long as they keep its
+``forward``; ``nn.Dropout`` only with ``p=0``, ``nn.Conv2d`` only with zero padding, ``nn.Flatten`` only
+from dimension 1, ``nn.BatchNorm1d`` only on ``(N, F)``."""
 
 
 GROUPED_CPU_BYTES = 8 * 2**20
-"""On a CPU, episodes run grouped in chunks whose first layer's output takes at most this many bytes (at
-least one episode per chunk; ours, measured with ``benchmarks/protocol.py``: with larger chunks the
-grouped tensors leave the caches and the run slows down, below about 4 episodes of the benchmark's Conv4
-the per-operation costs return)."""
+"""On a CPU, episodes run grouped in chunks whose first layer's output takes at most this many bytes, and
+at least two episodes (ours, measured with ``benchmarks/protocol.py`` on Conv4-32, one thread: at 16 px,
+5 episodes a chunk (8 MiB); larger chunks are slower again as their tensors outgrow the caches; at 32 and
+84 px, two episodes a chunk were faster than one or four)."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,7 @@ def _steps(module: nn.Module, name: str) -> list[_Step]:
         return [*_steps(module.blocks, _prefix(name, "blocks")), _Step("flatten", name, nn.Flatten())]
     if isinstance(module, MLP):
         return [_Step("flatten", name, nn.Flatten()), *_steps(module.layers, _prefix(name, "layers"))]
-    if type(module) is nn.Sequential:
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
         return [s for child, m in module.named_children() for s in _steps(m, _prefix(name, child))]
     if type(module) is nn.Conv2d and module.padding_mode == "zeros":
         return [_Step("conv", name, module)]
@@ -194,6 +196,7 @@ def grouped_forward(
         x = x.transpose(0, 1).reshape(n, -1, *x.shape[3:])
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+    previous = ""
     for step in plan.steps:
         m = step.module
         if step.kind == "conv":
@@ -240,7 +243,10 @@ def grouped_forward(
         else:  # "apply": per channel, or element-wise
             if not grouped and not isinstance(m, _ELEMENTWISE):
                 raise GroupedLayoutError(f"{step.name}: {type(m).__name__} after the features were flattened")
-            x = m(x)
+            # after a convolution or BatchNorm (neither keeps its output for the backward pass) ReLU may
+            # overwrite its input: one large allocation fewer per block, the same values and gradients
+            x = F.relu(x, inplace=True) if type(m) is nn.ReLU and previous in ("conv", "bn") else m(x)
+        previous = step.kind
     if grouped:  # a backbone that ends without Flatten: (N, E*C, ...) -> (E, N, C, ...), as each returns
         x = x.reshape(n, n_ep, -1, *x.shape[2:]).transpose(0, 1)
     return x

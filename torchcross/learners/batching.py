@@ -52,8 +52,8 @@ BATCHING_MODES = ("auto", "loop", "vmap")
 
 CPU_VMAP_CHUNK_SIZE = 2
 """Tasks per ``vmap`` call that ``vmap_chunk_size="auto"`` gives on a CPU (ours, measured): on workloads A,
-A-fo and A-nobn of ``benchmarks/maml.py`` (one thread) chunks of two were both faster than the whole
-meta-batch of four (by 6-13%) and needed less memory (2.1-3.0x the loop's instead of 3.4-3.9x)."""
+A-fo and A-nobn of ``benchmarks/maml.py`` (one thread, two runs) chunks of two took 0.71-0.99x the time
+of the whole meta-batch of four and 2.1-3.0x the loop's memory instead of 2.9-4.4x."""
 
 
 def resolve_chunk_size(value: int | str | None, device: torch.device) -> int | None:

@@ -14,9 +14,10 @@ With a frozen backbone, [`FineTuner.predict_many()`][FineTuner.predict_many]
 computes every distinct input's
 features once and fits the heads of all episodes in one batched run, giving the same
 logits as [`FineTuner.predict()`][FineTuner.predict] episode by episode. Fine-tuning the backbone
-with ``batching="vmap"`` (``"auto"`` off the CPU), it fine-tunes equally shaped episodes together,
-each with its own stacked copy of backbone and head, in one ``vmap``-ed computation, in chunks that
-shrink when memory runs out; the logits equal the loop's up to float rounding.
+with ``batching="vmap"`` (or ``"auto"``, see there), it fine-tunes equally shaped episodes together,
+each with its own stacked copy of backbone and head, in one computation (grouped convolutions on a CPU
+for a backbone of ``GROUPED_LAYERS``, ``torch.func.vmap`` otherwise), in chunks that shrink when memory
+runs out; the logits equal the loop's up to float rounding.
 
 BatchNorm policy (`FINETUNE_BATCH_NORM`): ``batch_norm="frozen"`` (default here)
 runs normalisation layers with their stored running statistics, never updated (what
@@ -240,8 +241,11 @@ class FineTuner(nn.Module):
         batching: how [`predict_many()`][FineTuner.predict_many] fine-tunes a backbone:
             ``"vmap"``: equally shaped episodes together (each its own copy of backbone and head, one
             vectorised computation), ``"loop"``: one by one, ``"auto"`` (default): ``"vmap"`` on an
-            accelerator, ``"loop"`` on the CPU (where the vectorised run is no faster; docs/learners.md).
-            A linear probe is batched under ``"auto"`` and ``"vmap"``.
+            accelerator, and on the CPU for a backbone built of the layers of ``GROUPED_LAYERS`` in
+            ``torchcross.learners._grouped`` (e.g. Conv4), whose stacked episodes run there as grouped
+            convolutions, about 2x the loop's speed; ``"loop"`` on the CPU for other backbones (under
+            ``torch.func.vmap`` the stacked run is slower than the loop there; docs/learners.md). A
+            linear probe is batched under ``"auto"`` and ``"vmap"``.
         **legacy: ``feature_batch_size`` (inputs per backbone call of a batched linear probe in
             [`predict_many()`][FineTuner.predict_many], default 256), and the older keywords
             (`FINETUNER_KEYWORDS`), still accepted: ``num_steps``, ``lr``,
@@ -490,13 +494,13 @@ class FineTuner(nn.Module):
 
     def _grouped_chunk(self, task: Task) -> int:
         """Episodes per grouped run on a CPU: as many as keep the first layer's output of all of them
-        within `GROUPED_CPU_BYTES` (the grouped tensors then stay in the caches)."""
+        within ``GROUPED_CPU_BYTES``, and at least two."""
         plan = cast(GroupedPlan, self._grouped_plan)
         first = next((s.module for s in plan.steps if s.kind in ("conv", "linear")), None)
         x = task.support[0]
         width = getattr(first, "out_channels", None) or getattr(first, "out_features", None) or 1
         per_episode = x.shape[0] * width * max(1, math.prod(x.shape[2:])) * x.element_size()
-        return max(1, GROUPED_CPU_BYTES // per_episode)
+        return max(2, GROUPED_CPU_BYTES // per_episode)
 
     def _grouped_features(
         self, params: ParamDict, buffers: dict[str, Any], x: Tensor, fitting: bool
@@ -522,10 +526,12 @@ class FineTuner(nn.Module):
         ``batch_norm="frozen"``), every distinct input goes through the backbone once and
         the heads of equally shaped episodes of one description are fitted together.
 
-        Fine-tuning the backbone with ``batching="vmap"`` (or ``"auto"`` off the CPU), episodes of one
-        description and equal shapes are fine-tuned together: each its own copy of the backbone and its
-        head, stacked along a first dimension and run as one computation
-        (``torch.func.functional_call`` under ``torch.func.vmap``), the optimiser's steps taken on the
+        Fine-tuning the backbone with ``batching="vmap"`` (or ``"auto"``, see ``batching``), episodes of
+        one description and equal shapes are fine-tuned together: each its own copy of the backbone and
+        its head, stacked along a first dimension and run as one computation (on a CPU, for a backbone of
+        ``GROUPED_LAYERS``, as grouped convolutions in chunks of about ``GROUPED_CPU_BYTES`` of
+        activations; otherwise ``torch.func.functional_call`` under ``torch.func.vmap``; set
+        ``tuner.grouped = False`` to always use ``vmap``), the optimiser's steps taken on the
         stacked parameters (an element-wise optimiser updates each slice as it would alone), BatchNorm
         per episode exactly as ``predict()`` runs it, divergence judged per episode. The logits equal the
         loop's up to float rounding. A chunk that runs out of memory is halved and retried (``chunks``

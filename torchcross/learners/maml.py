@@ -117,12 +117,12 @@ class MAML(nn.Module):
 
     Attributes:
         vmap_chunk_size: tasks per ``vmap`` call on the ``vmap`` path. ``"auto"`` (default): chunks of
-            [`CPU_VMAP_CHUNK_SIZE`][torchcross.learners.batching.CPU_VMAP_CHUNK_SIZE] (two) tasks on a CPU,
-            the whole meta-batch elsewhere; ``None``: the whole meta-batch; an ``int``: that many tasks
+            ``torchcross.learners.batching.CPU_VMAP_CHUNK_SIZE`` (two) tasks on a CPU, the whole
+            meta-batch elsewhere; ``None``: the whole meta-batch; an ``int``: that many tasks
             (set it after construction, e.g. ``maml.vmap_chunk_size = 4``). The same meta-gradient either
             way, up to rounding; memory grows with it, as every task of a chunk holds its graph at once: on
-            workload A of ``benchmarks/maml.py`` (4 tasks) about 3-3.5x the loop's memory unchunked,
-            2.1-2.6x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
+            workload A of ``benchmarks/maml.py`` (4 tasks) about 2.8-3.5x the loop's memory unchunked,
+            2.1-2.7x in chunks of 2 (docs/learners.md, "Batching tasks with vmap").
 
     Raises:
         ValueError: a bad argument, naming it.

@@ -342,8 +342,9 @@ class EvaluationConfig:
         confidence: level of the confidence intervals.
         batch_size: episodes per ``predict_many`` call of learners that batch episodes
             (every fine-tuning method: a linear probe shares backbone passes, full fine-tuning
-            stacks the episodes' backbones off the CPU and halves a chunk that runs out of
-            memory); results are the same as one at a time up to float rounding.
+            stacks the episodes' backbones, off the CPU and, on it, for backbones of
+            ``GROUPED_LAYERS`` such as Conv4, and halves a chunk that runs out of memory); results
+            are the same as one at a time up to float rounding.
         multilabel_sampler: how multi-label target episodes are drawn: ``"medimeta"`` (the
             authors': ``k`` random positives and ``k`` random negatives per label, then a greedy
             trim, as 0.0.6 ``torchcross/data/metadataset/few_shot.py`` with which MedIMeta
