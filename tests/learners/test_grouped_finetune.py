@@ -11,6 +11,7 @@ from torch import nn
 
 import torchcross.learners.finetuner as finetuner_module
 from torchcross.learners._grouped import GROUPED_LAYERS, GroupedPlan, grouped_plan
+from torchcross.learners.backbones import Conv4
 from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.policies import HeadPolicy, InnerLoop
 
@@ -90,6 +91,8 @@ def test_every_grouped_layer_computes_what_the_loop_computes(batch_norm, monkeyp
 def test_conv4_and_mlp_run_grouped_and_other_layers_say_why_not():
     assert isinstance(grouped_plan(tiny_backbone("conv", True)[0]), GroupedPlan)
     assert isinstance(grouped_plan(tiny_backbone("mlp", True)[0]), GroupedPlan)
+    kept = type("_Named", (Conv4,), {})(1, 2)  # a subclass that keeps Conv4's forward runs grouped
+    assert isinstance(grouped_plan(kept), GroupedPlan)
     assert nn.Conv2d in GROUPED_LAYERS
     reasons = {
         "LayerNorm": nn.Sequential(nn.Linear(3, 3), nn.LayerNorm(3)),
@@ -97,6 +100,8 @@ def test_conv4_and_mlp_run_grouped_and_other_layers_say_why_not():
         "Dropout": nn.Sequential(nn.Flatten(), nn.Dropout(0.5)),
         "Flatten": nn.Sequential(nn.Flatten(2)),
         "_Custom": type("_Custom", (nn.Module,), {"forward": lambda self, x: x})(),
+        # a subclass of a container that changes its forward may compute anything: refused as a layer
+        "_Doubled": type("_Doubled", (Conv4,), {"forward": lambda self, x: 2 * Conv4.forward(self, x)})(1, 2),
     }
     for name, net in reasons.items():
         reason = grouped_plan(net)

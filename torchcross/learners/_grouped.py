@@ -68,9 +68,10 @@ GROUPED_LAYERS: tuple[type[nn.Module], ...] = (
     *_PER_CHANNEL,
 )
 """The layers a backbone may be built of to run grouped: these classes themselves (subclasses may compute
-something else), except ``nn.Sequential``, whose subclasses run grouped as long as they keep its
-``forward``; ``nn.Dropout`` only with ``p=0``, ``nn.Conv2d`` only with zero padding, ``nn.Flatten`` only
-from dimension 1, ``nn.BatchNorm1d`` only on ``(N, F)``."""
+something else), except the containers ``nn.Sequential`` (and torchcross's ``Conv4`` and ``MLP``), whose
+subclasses run grouped as long as they keep the container's ``forward``; ``nn.Dropout`` only with
+``p=0``, ``nn.Conv2d`` only with zero padding, ``nn.Flatten`` only from dimension 1, ``nn.BatchNorm1d``
+only on ``(N, F)``."""
 
 
 GROUPED_CPU_BYTES = 8 * 2**20
@@ -100,11 +101,14 @@ def _prefix(name: str, child: str) -> str:
 
 def _steps(module: nn.Module, name: str) -> list[_Step]:
     """The steps of ``module``; a ``ValueError`` naming the first layer that cannot run grouped."""
-    if isinstance(module, Conv4):
-        return [*_steps(module.blocks, _prefix(name, "blocks")), _Step("flatten", name, nn.Flatten())]
-    if isinstance(module, MLP):
-        return [_Step("flatten", name, nn.Flatten()), *_steps(module.layers, _prefix(name, "layers"))]
-    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+    # containers by what their forward does: a subclass that overrides it may compute anything
+    if type(module).forward is Conv4.forward:
+        blocks = cast("Conv4", module).blocks
+        return [*_steps(blocks, _prefix(name, "blocks")), _Step("flatten", name, nn.Flatten())]
+    if type(module).forward is MLP.forward:
+        layers = cast("MLP", module).layers
+        return [_Step("flatten", name, nn.Flatten()), *_steps(layers, _prefix(name, "layers"))]
+    if type(module).forward is nn.Sequential.forward:
         return [s for child, m in module.named_children() for s in _steps(m, _prefix(name, child))]
     if type(module) is nn.Conv2d and module.padding_mode == "zeros":
         return [_Step("conv", name, module)]
@@ -141,22 +145,19 @@ class GroupedLayoutError(RuntimeError):
     """A layer met a tensor of a layout it cannot run on (e.g. a convolution after ``Flatten``)."""
 
 
-def _key(name: str, leaf: str) -> str:
-    return _prefix(name, leaf)
-
-
 def _batch_norm(step: _Step, x: Tensor, params: Mapping[str, Tensor], buffers: Mapping[str, Any]) -> Tensor:
     """``module(x)`` of one BatchNorm layer for every episode, on ``x`` of shape ``(N, E*C, ...)``."""
     bn = cast("nn.modules.batchnorm._BatchNorm", step.module)
-    mean, var = buffers.get(_key(step.name, "running_mean")), buffers.get(_key(step.name, "running_var"))
-    tracked = buffers.get(_key(step.name, "num_batches_tracked"))
+    mean = buffers.get(_prefix(step.name, "running_mean"))
+    var = buffers.get(_prefix(step.name, "running_var"))
+    tracked = buffers.get(_prefix(step.name, "num_batches_tracked"))
     factor = 0.0 if bn.momentum is None else bn.momentum
     if bn.training and bn.track_running_stats and tracked is not None:
         tracked.add_(1)  # every episode's count (all equal)
         factor = 1.0 / float(tracked.reshape(-1)[0]) if bn.momentum is None else bn.momentum
     use_batch = bn.training or (mean is None and var is None)
     keep = not bn.training or bn.track_running_stats
-    weight, bias = params.get(_key(step.name, "weight")), params.get(_key(step.name, "bias"))
+    weight, bias = params.get(_prefix(step.name, "weight")), params.get(_prefix(step.name, "bias"))
     return F.batch_norm(
         x,
         mean.view(-1) if keep and mean is not None else None,
@@ -203,8 +204,8 @@ def grouped_forward(
             if not grouped:
                 raise GroupedLayoutError(f"{step.name}: a convolution after the features were flattened")
             conv = cast("nn.Conv2d", m)
-            w = params[_key(step.name, "weight")]
-            b = params.get(_key(step.name, "bias"))
+            w = params[_prefix(step.name, "weight")]
+            b = params.get(_prefix(step.name, "bias"))
             x = F.conv2d(
                 x,
                 w.reshape(-1, *w.shape[2:]),
@@ -233,8 +234,8 @@ def grouped_forward(
         elif step.kind == "linear":
             if grouped or x.dim() != 3:
                 raise GroupedLayoutError(f"{step.name}: a linear layer on inputs of shape {tuple(x.shape)}")
-            w = params[_key(step.name, "weight")]
-            b = params.get(_key(step.name, "bias"))
+            w = params[_prefix(step.name, "weight")]
+            b = params.get(_prefix(step.name, "bias"))
             x = (
                 torch.bmm(x, w.transpose(1, 2))
                 if b is None

@@ -664,23 +664,25 @@ class FineTuner(nn.Module):
             # an operation without a batching rule (CPU attention kernels, for one) runs episode by
             # episode inside vmap: slower, the same result; torch says so on every call
             warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
-            start = {k: v.clone() for k, v in buffers.items()}
-            try:
-                fitted, first = fit_stacked(
+
+            def fit() -> tuple[ParamDict, Tensor]:  # reads `buffers` and `grouped` as they are then
+                return fit_stacked(
                     lambda p: episode_losses(stacked_logits(p, buffers, xs, True), targets),
                     params,
                     transform,
                     self.num_steps,
                 )
-            except GroupedLayoutError as exc:  # a layer the plan accepted met an input it cannot group
-                self._grouped_plan = str(exc)
-                buffers, grouped = start, False
-                fitted, first = fit_stacked(
-                    lambda p: episode_losses(stacked_logits(p, buffers, xs, True), targets),
-                    params,
-                    transform,
-                    self.num_steps,
-                )
+
+            if not grouped:
+                fitted, first = fit()
+            else:
+                start = {k: v.clone() for k, v in buffers.items()}  # the statistics before a failed try
+                try:
+                    fitted, first = fit()
+                except GroupedLayoutError as exc:  # a layer the plan accepted met an input it cannot group
+                    self._grouped_plan = str(exc)
+                    buffers, grouped = start, False
+                    fitted, first = fit()
             with torch.no_grad():
                 if self.num_steps:  # judged as predict() judges it, on copies of the statistics
                     copies = {k: v.clone() for k, v in buffers.items()}

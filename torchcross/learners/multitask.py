@@ -127,17 +127,22 @@ class MultiTaskPretrainer(nn.Module):
         x, y = batch
         return loss(self(x, description), y, description)
 
-    def backward_step(self, batch: tuple[Tensor, Tensor], description: TaskDescription) -> float:
-        """Add the gradient of [`loss()`][MultiTaskPretrainer.loss] to ``.grad``
-        (no zeroing, no sync, no step); return the loss.
+    def backward_step(
+        self, batch: tuple[Tensor, Tensor], description: TaskDescription, *, weight: float = 1.0
+    ) -> float:
+        """Add the gradient of ``weight *`` [`loss()`][MultiTaskPretrainer.loss] to ``.grad``
+        (no zeroing, no sync, no step); return that weighted loss.
 
         For loops that accumulate or synchronise themselves;
         [`training_step()`][MultiTaskPretrainer.training_step] is
         ``zero_grad``, this, [`all_reduce_gradients()`][all_reduce_gradients]
-        and ``step``.
+        and ``step``. ``weight`` is, for example, a rank's share of an example-sharded global batch
+        (``MultiTaskBatchSampler(shard_by="example")``); at ``1.0`` the loss is not multiplied at all.
         """
         check_unwrapped(self)
         value = self.loss(batch, description)
+        if weight != 1.0:
+            value = value * weight
         value.backward()
         return float(value.detach())
 

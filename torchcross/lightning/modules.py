@@ -23,7 +23,7 @@ from torchmetrics import MeanMetric
 
 from torchcross._checks import check_int
 from torchcross.data.workers.position import StreamPosition
-from torchcross.distributed.gradients import all_reduce_gradients, check_unwrapped
+from torchcross.distributed.gradients import all_reduce_gradients
 from torchcross.evaluation.metrics import compute_metrics
 from torchcross.learners.finetuner import FineTuner
 from torchcross.learners.multitask import MultiTaskPretrainer
@@ -383,13 +383,8 @@ class MultiTaskModule(_Resumable):
         optimizer = cast("LightningOptimizer", self.optimizers())
         optimizer.zero_grad(set_to_none=True)
         value = 0.0
-        if weight == 1.0:  # a whole batch (or an even part): the plain step, bit for bit
-            value = self.pretrainer.backward_step((inputs, labels), description)
-        elif weight > 0.0:  # an empty part (weight 0.0): no forward pass (BatchNorm would see no rows)
-            check_unwrapped(self.pretrainer)
-            weighted = self.pretrainer.loss((inputs, labels), description) * weight
-            weighted.backward()
-            value = float(weighted.detach())
+        if weight > 0.0:  # an empty part (weight 0.0): no forward pass (BatchNorm would see no rows)
+            value = self.pretrainer.backward_step((inputs, labels), description, weight=weight)
         all_reduce_gradients(self.pretrainer)  # every rank, an empty part too: the global batch's gradient
         optimizer.step()
         self.position.consumed += 1  # counted where the batch is consumed
